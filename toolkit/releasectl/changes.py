@@ -1,0 +1,187 @@
+"""Landing a change: one signed commit (optional) plus signed tags.
+
+Nothing becomes visible until every signature has been verified: the commit
+is built in a private index, signed and verified as a dangling object; tags
+are created and verified; only then does the branch move, by compare-and-swap.
+Any failure deletes the tags this call made. With `push`, the change is built
+on the remote's tip and pushed atomically; if the remote moved meanwhile the
+change is planned again on the new tip (never forced).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import git as g
+from .errors import OperationFailed
+from .signing import TrustRoot, check_commits, check_signing_key, check_tag
+
+MAX_PUSH_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class NewTag:
+    name: str
+    message: str
+    target: str | None = None  # None: the change's new commit
+
+
+@dataclass(frozen=True)
+class Change:
+    """What a command wants to land on top of `base`."""
+
+    base: str
+    message: str | None = None  # None: no commit, tags only
+    folder: str | None = None  # replaced by `folder_tree` when given
+    folder_tree: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # path -> new text
+    tags: tuple[NewTag, ...] = ()
+    sync_paths: tuple[str, ...] = ()  # working-tree paths to refresh afterwards
+
+
+@dataclass(frozen=True)
+class Landed:
+    commit: str | None
+    tags: tuple[str, ...]
+    pushed_to: str | None = None
+    note: str | None = None  # e.g. that the local branch could not be fast-forwarded
+
+
+Planner = Callable[[str], Change | None]  # base commit -> change, or None when nothing is to do
+
+
+def head(git: g.Git) -> str:
+    base = g.rev_parse(git, "HEAD")
+    if base is None:
+        raise OperationFailed("the branch has no commits yet", "run `releasectl init` first")
+    return base
+
+
+def require_clean(git: g.Git, path: str) -> None:
+    dirty = g.dirty_paths(git, path)
+    if dirty:
+        raise OperationFailed(
+            f"{path} has uncommitted changes ({', '.join(dirty[:3])})",
+            "commit or stash them first",
+        )
+
+
+def require_branch(git: g.Git) -> str:
+    branch = g.current_branch(git)
+    if branch is None:
+        raise OperationFailed("HEAD is detached", "check out the branch to release on")
+    return branch
+
+
+def _make_commit(git: g.Git, trust: TrustRoot, change: Change) -> str | None:
+    if change.message is None:
+        return None
+    tree = g.write_tree_with(
+        git, change.base, change.folder or "", change.folder_tree, change.files
+    )
+    commit = g.commit_tree(git, tree, [change.base], change.message, sign=True)
+    verdict = check_commits(git, trust, [commit])[commit]
+    if not verdict.ok:
+        raise OperationFailed(
+            f"the new commit's signature does not verify ({verdict.reason}); nothing was written",
+            "check user.signingkey and that its key is in the allowed signers",
+        )
+    return commit
+
+
+def _make_tags(git: g.Git, trust: TrustRoot, change: Change, commit: str | None) -> list[str]:
+    made: list[str] = []
+    email = g.config_get(git, "user.email") or ""
+    try:
+        for tag in change.tags:
+            target = tag.target or commit
+            assert target is not None, "a tag on the new commit needs a commit"
+            g.create_signed_tag(git, tag.name, target, tag.message)
+            made.append(tag.name)
+            # git can exit 0 and leave an unsigned tag when ssh-keygen fails.
+            verdict = check_tag(git, trust, f"refs/tags/{tag.name}", email)
+            if not verdict.ok:
+                raise OperationFailed(
+                    f"the new tag {tag.name} does not verify ({verdict.reason}); "
+                    "nothing was written",
+                    "check user.signingkey, user.email and the allowed signers",
+                )
+    except BaseException:
+        for name in made:
+            g.delete_tag(git, name)
+        raise
+    return made
+
+
+def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
+    check_signing_key(git)
+    commit = _make_commit(git, trust, change)
+    tags = _make_tags(git, trust, change, commit)
+    if commit is not None:
+        if not g.update_ref(git, f"refs/heads/{branch}", commit, change.base, "releasectl"):
+            for name in tags:
+                g.delete_tag(git, name)
+            raise OperationFailed(f"{branch} moved while the change was made; nothing was written")
+        for path in change.sync_paths:
+            g.sync_worktree(git, commit, path)
+    return Landed(commit, tuple(tags))
+
+
+def land_pushed(
+    git: g.Git,
+    trust_at: Callable[[str], TrustRoot],
+    branch: str,
+    plan: Planner,
+    tag_refspecs: list[str],
+) -> Landed | None:
+    """Plan on the remote's tip, push atomically, re-plan when the remote moved.
+    Returns None when, on the remote's current state, there is nothing to do."""
+    check_signing_key(git)
+    remote, remote_branch = g.upstream(git, branch)
+    tracking = f"refs/remotes/{remote}/{remote_branch}"
+    for _ in range(MAX_PUSH_ATTEMPTS):
+        g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}", *tag_refspecs])
+        tip = g.rev_parse(git, tracking)
+        local = g.rev_parse(git, branch)
+        if tip is None:
+            raise OperationFailed(f"{remote} has no branch {remote_branch}")
+        if local is not None and not g.is_ancestor(git, local, tip):
+            raise OperationFailed(
+                f"{branch} has commits that {remote}/{remote_branch} does not have",
+                "push or drop them first, or run without --push",
+            )
+        change = plan(tip)
+        if change is None:
+            return None
+        trust = trust_at(tip)
+        commit = _make_commit(git, trust, change)
+        tags = _make_tags(git, trust, change, commit)
+        refspecs = [f"refs/tags/{name}:refs/tags/{name}" for name in tags]
+        if commit is not None:
+            refspecs.insert(0, f"{commit}:refs/heads/{remote_branch}")
+        result = g.push(git, remote, refspecs)
+        if result.returncode == 0:
+            note = None
+            if commit is not None and g.current_branch(git) == branch:
+                merged = git.run("merge", "--ff-only", "--quiet", commit, check=False)
+                if merged.returncode != 0:
+                    note = f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
+            return Landed(commit, tuple(tags), pushed_to=remote, note=note)
+        for name in tags:
+            g.delete_tag(git, name)
+        if not _rejected(result.stdout + result.stderr):
+            last = (result.stderr or result.stdout).strip().splitlines()[-1:]
+            raise OperationFailed(f"push to {remote} failed: {' '.join(last)}")
+    raise OperationFailed(
+        f"{remote} kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; nothing was pushed"
+    )
+
+
+def _rejected(output: str) -> bool:
+    """A rejection we can cure by planning again (the remote moved), as
+    opposed to a network or permission failure."""
+    return any(
+        word in output
+        for word in ("[rejected]", "non-fast-forward", "fetch first", "already exists", "atomic")
+    )

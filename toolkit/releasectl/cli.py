@@ -1,0 +1,114 @@
+"""The command line: Typer wiring only. Each command lives in `commands/`,
+fetches a result from the library and renders it here-or-there as a table or
+one JSON document. Heavy modules are imported inside commands so that
+`releasectl --help` stays fast."""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from .errors import ReleasectlError
+
+app = typer.Typer(
+    name="releasectl",
+    help="A Git repository as the registry of ML model releases.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+class Context:
+    repo: Path = Path(".")
+    debug: bool = False
+    json: bool = False
+
+
+ctx = Context()
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+]
+PushOption = Annotated[
+    bool, typer.Option("--push", help="Push to the branch's remote (atomic, never forced).")
+]
+
+
+@app.callback()
+def _main(
+    repo: Annotated[
+        Path, typer.Option("-C", "--repo", help="Run as if started in this directory.")
+    ] = Path("."),
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+) -> None:
+    ctx.repo = repo
+    ctx.debug = debug
+
+
+def emit(data: Any) -> None:
+    """Print one JSON document to stdout."""
+    sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+
+def say(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def fail(exc: ReleasectlError) -> NoReturn:
+    if ctx.json:
+        emit({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}})
+    sys.stderr.write(f"releasectl: {exc.line()}\n")
+    raise typer.Exit(exc.code)
+
+
+def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
+    """The error funnel: every command body runs through here."""
+    ctx.json = json_mode
+    try:
+        code = func() or 0
+    except ReleasectlError as exc:
+        if ctx.debug:
+            traceback.print_exc()
+        fail(exc)
+    except KeyboardInterrupt:
+        sys.stderr.write("releasectl: interrupted\n")
+        raise typer.Exit(130) from None
+    except typer.Exit:
+        raise
+    except Exception as exc:  # a bug: one line, the traceback only with --debug
+        if ctx.debug:
+            traceback.print_exc()
+        sys.stderr.write(
+            f"releasectl: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n"
+        )
+        raise typer.Exit(1) from None
+    raise typer.Exit(code)
+
+
+def repo():  # type: ignore[no-untyped-def]
+    from .git import open_repo
+
+    return open_repo(ctx.repo)
+
+
+def _register() -> None:
+    from .commands import reading, releasing, setup
+
+    for module in (setup, releasing, reading):
+        module.register(app)
+
+
+_register()
+
+
+def main() -> None:
+    app()

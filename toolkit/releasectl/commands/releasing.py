@@ -1,0 +1,176 @@
+"""release, mark-stable, revert: the commands that write release state."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from ..cli import DryRunOption, JsonOption, PushOption, emit, repo, run, say
+
+ModelArg = Annotated[str, typer.Argument(help="Model name.")]
+VersionArg = Annotated[str, typer.Argument(help="Semantic version, e.g. 1.4.0.")]
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def release(
+        model: ModelArg,
+        version: VersionArg,
+        dry_run: DryRunOption = False,
+        push: PushOption = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Signed commit (version, serial) + signed tag release/MODEL/vVERSION."""
+
+        def body() -> None:
+            from .. import release as rel
+            from ..changes import head
+            from ..signing import trust_root
+
+            git = repo()
+            if dry_run:
+                base = head(git)
+                p = rel.plan_release(git, trust_root(git, base), model, version, base)
+                what = "tag the merged commit" if p.tagged_existing else "commit + tag"
+                if json:
+                    emit({"model": model, "version": version, "serial": p.serial, "dry_run": True})
+                else:
+                    say(f"would release {model} {version} (serial {p.serial}): {what}")
+                return
+            p, landed = rel.release(git, model, version, push=push)
+            result = {
+                "model": model,
+                "version": version,
+                "serial": p.serial,
+                "commit": landed.commit,
+                "tags": list(landed.tags),
+                "pushed_to": landed.pushed_to,
+            }
+            if json:
+                emit(result)
+            else:
+                made = f"commit {landed.commit[:12]} and " if landed.commit else ""
+                say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
+                if landed.pushed_to:
+                    say(f"pushed to {landed.pushed_to}")
+
+        run(body, json_mode=json)
+
+    @app.command("mark-stable")
+    def mark_stable(
+        model: ModelArg,
+        version: VersionArg,
+        dry_run: DryRunOption = False,
+        push: PushOption = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
+
+        def body() -> None:
+            from .. import release as rel
+            from ..changes import head
+            from ..signing import trust_root
+
+            git = repo()
+            if dry_run:
+                base = head(git)
+                target, change = rel.plan_mark_stable(
+                    git, trust_root(git, base), model, version, base
+                )
+                say(
+                    f"{target.tag.name} is already stable"
+                    if change is None
+                    else f"would tag stable/{model}/v{version} at {target.commit[:12]}"
+                )
+                return
+            target, landed = rel.mark_stable(git, model, version, push=push)
+            if json:
+                emit(
+                    {
+                        "model": model,
+                        "version": version,
+                        "tag": f"stable/{model}/v{version}",
+                        "created": landed is not None,
+                        "pushed_to": landed.pushed_to if landed else None,
+                    }
+                )
+            elif landed is None:
+                say(f"{model} {version} is already stable; nothing to do")
+            else:
+                say(f"marked {model} {version} stable: {landed.tags[0]}")
+
+        run(body, json_mode=json)
+
+    @app.command()
+    def revert(
+        model: ModelArg,
+        to: Annotated[
+            str | None, typer.Option("--to", help="Revert to this stable version.")
+        ] = None,
+        reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
+        dry_run: DryRunOption = False,
+        push: PushOption = False,
+        json: JsonOption = False,
+    ) -> None:
+        """One signed commit back to the last stable release (+ rejected/ tag)."""
+
+        def body() -> None:
+            from .. import revert as rv
+            from ..changes import head, require_clean
+            from ..names import model_dir
+
+            git = repo()
+            if dry_run:
+                require_clean(git, model_dir(model))
+                who = (git.out("config", "--get", "user.email", check=False)) or "unknown"
+                p = rv.plan(git, model, head(git), to=to, reason=reason, who=who)
+                if p.change is None:
+                    _nothing(p.note, json)
+                    return
+                diff = rv.diff(git, p)
+                if json:
+                    emit({**p.summary(), "dry_run": True, "diff": diff})
+                else:
+                    say(p.message.rstrip())
+                    say()
+                    say(diff.rstrip())
+                return
+            outcome = rv.revert(git, model, to=to, reason=reason, push=push)
+            p, landed = outcome.plan, outcome.landed
+            if landed is None:
+                note = p.note
+                if push and p.change is None:
+                    note += "; already reverted on the remote: run `git pull`"
+                _nothing(note, json)
+                return
+            result = {
+                **p.summary(),
+                "commit": landed.commit,
+                "tags": list(landed.tags),
+                "pushed_to": landed.pushed_to,
+                "note": landed.note,
+            }
+            del result["message"]
+            if json:
+                emit(result)
+            else:
+                assert landed.commit is not None
+                say(
+                    f"reverted {model} {p.from_version} -> {p.to_version}: "
+                    f"commit {landed.commit[:12]} (serial {p.serial})"
+                    + (f", {landed.tags[0]}" if landed.tags else "")
+                )
+                if landed.pushed_to:
+                    say(f"pushed to {landed.pushed_to}")
+                if landed.note:
+                    say(landed.note)
+
+        run(body, json_mode=json)
+
+
+def _nothing(note: str, json: bool) -> None:
+    if json:
+        emit({"changed": False, "note": note})
+    else:
+        say(f"nothing to do: {note}")

@@ -1,0 +1,248 @@
+"""The one module that runs git. Small typed functions over one subprocess
+wrapper; every failure names the command, its exit code and its output."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import OperationFailed
+
+# No prompts, no editors, no pagers, stable messages to parse.
+_ENV = {
+    "GIT_EDITOR": "false",
+    "GIT_TERMINAL_PROMPT": "0",
+    "GIT_PAGER": "cat",
+    "LC_ALL": "C",
+    "LANG": "C",
+}
+
+
+ZERO = "0" * 40  # "no commit": the parent of a first commit, the old value of a new ref
+
+
+class GitError(OperationFailed):
+    def __init__(self, args: Sequence[str], returncode: int, output: str) -> None:
+        last = " / ".join(line for line in output.strip().splitlines()[-3:] if line)
+        super().__init__(f"`git {' '.join(args)}` failed with exit code {returncode}: {last}")
+        self.args_ = list(args)
+        self.returncode = returncode
+        self.output = output
+
+
+@dataclass(frozen=True)
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class Git:
+    """A git working tree (or bare repository) at `cwd`."""
+
+    cwd: Path
+    config: tuple[str, ...] = ()  # extra `-c key=value` settings for every call
+
+    def run(
+        self,
+        *args: str,
+        input: str | None = None,
+        env: Mapping[str, str] | None = None,
+        check: bool = True,
+    ) -> Result:
+        argv = ["git"]
+        for setting in self.config:
+            argv += ["-c", setting]
+        argv += list(args)
+        full_env = {**os.environ, **_ENV, **(env or {})}
+        proc = subprocess.run(
+            argv,
+            cwd=self.cwd,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=full_env,
+            check=False,
+        )
+        if check and proc.returncode != 0:
+            raise GitError(args, proc.returncode, proc.stderr + proc.stdout)
+        return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def out(self, *args: str, **kwargs: object) -> str:
+        return self.run(*args, **kwargs).stdout.strip()  # type: ignore[arg-type]
+
+    def with_config(self, *settings: str) -> Git:
+        return Git(self.cwd, self.config + tuple(settings))
+
+
+def open_repo(path: Path | str = ".") -> Git:
+    """The working tree containing `path`."""
+    path = Path(path).resolve()
+    proc = subprocess.run(
+        ["git", "rev-parse", "--show-toplevel"],
+        cwd=path,
+        capture_output=True,
+        text=True,
+        env={**os.environ, **_ENV},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise OperationFailed(f"{path} is not inside a git repository", "run `git init` first")
+    return Git(Path(proc.stdout.strip()))
+
+
+def rev_parse(git: Git, rev: str) -> str | None:
+    result = git.run("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+    return result.stdout.strip() or None
+
+
+def current_branch(git: Git) -> str | None:
+    result = git.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
+    return result.stdout.strip() or None
+
+
+def config_get(git: Git, key: str) -> str | None:
+    result = git.run("config", "--get", key, check=False)
+    return result.stdout.strip() or None
+
+
+def read_blob(git: Git, rev: str, path: str) -> str | None:
+    result = git.run("cat-file", "blob", f"{rev}:{path}", check=False)
+    return result.stdout if result.returncode == 0 else None
+
+
+def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
+    """Many `rev:path` blobs in one `git cat-file --batch` call."""
+    if not specs:
+        return []
+    proc = subprocess.run(
+        ["git", "cat-file", "--batch"],
+        cwd=git.cwd,
+        input=("\n".join(specs) + "\n").encode(),
+        capture_output=True,
+        env={**os.environ, **_ENV},
+        check=True,
+    )
+    data, pos, out = proc.stdout, 0, []
+    for _ in specs:
+        end = data.index(b"\n", pos)
+        header = data[pos:end].decode().split()
+        pos = end + 1
+        if len(header) == 3 and header[1] == "blob":
+            size = int(header[2])
+            out.append(data[pos : pos + size].decode())
+            pos += size + 1
+        elif len(header) == 3:
+            pos += int(header[2]) + 1
+            out.append(None)
+        else:  # "<spec> missing"
+            out.append(None)
+    return out
+
+
+def tree_id(git: Git, rev: str, path: str) -> str | None:
+    result = git.run("rev-parse", "-q", "--verify", f"{rev}:{path}", check=False)
+    return result.stdout.strip() or None
+
+
+def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> list[list[str]]:
+    """One `git for-each-ref` over `patterns`; each row holds `fields` in order."""
+    fmt = "%00".join(fields)
+    out = git.run("for-each-ref", f"--format={fmt}", *patterns).stdout
+    return [line.split("\0") for line in out.splitlines() if line]
+
+
+def first_parent_commits(git: Git, rev: str, path: str) -> list[str]:
+    """Commits on `rev`'s first-parent line that changed `path`, newest first."""
+    return git.out("rev-list", "--first-parent", rev, "--", path).split()
+
+
+def last_change(git: Git, rev: str, path: str) -> str | None:
+    """The commit that last changed `path` as seen from `rev` (following the
+    side of a merge the content came from, as `git log` simplifies history)."""
+    return git.out("log", "-1", "--format=%H", rev, "--", path) or None
+
+
+def dirty_paths(git: Git, path: str) -> list[str]:
+    out = git.out("status", "--porcelain", "--untracked-files=all", "--", path)
+    return [line[3:] for line in out.splitlines() if line]
+
+
+def is_ancestor(git: Git, ancestor: str, descendant: str) -> bool:
+    result = git.run("merge-base", "--is-ancestor", ancestor, descendant, check=False)
+    return result.returncode == 0
+
+
+def write_tree_with(
+    git: Git, base: str, folder: str, folder_tree: str | None, files: Mapping[str, str]
+) -> str:
+    """The tree of `base` with `folder` replaced by `folder_tree` (if given)
+    and `files` (path -> text) written on top, built in a private index so the
+    user's index and working tree are untouched until the commit lands."""
+    git_dir = Path(git.out("rev-parse", "--absolute-git-dir"))
+    index = git_dir / f"releasectl-index-{os.getpid()}"
+    env = {"GIT_INDEX_FILE": str(index)}
+    try:
+        git.run("read-tree", *(["--empty"] if base == ZERO else [base]), env=env)
+        if folder_tree is not None:
+            git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder, env=env)
+            git.run("read-tree", f"--prefix={folder}/", folder_tree, env=env)
+        for path, text in files.items():
+            blob = git.out("hash-object", "-w", "--stdin", input=text)
+            git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+        return git.out("write-tree", env=env)
+    finally:
+        index.unlink(missing_ok=True)
+
+
+def commit_tree(git: Git, tree: str, parents: Sequence[str], message: str, sign: bool) -> str:
+    args = ["commit-tree", tree]
+    for parent in parents:
+        if parent != ZERO:
+            args += ["-p", parent]
+    if sign:
+        args.append("-S")
+    return git.out(*args, "-F", "-", input=message)
+
+
+def update_ref(git: Git, ref: str, new: str, old: str, reason: str) -> bool:
+    """Compare-and-swap `ref` from `old` to `new`; False if it had moved."""
+    result = git.run("update-ref", "-m", reason, ref, new, old, check=False)
+    return result.returncode == 0
+
+
+def create_signed_tag(git: Git, name: str, target: str, message: str) -> None:
+    git.run("tag", "-s", "-m", message, name, target)
+
+
+def delete_tag(git: Git, name: str) -> None:
+    git.run("tag", "-d", name, check=False)
+
+
+def tag_exists(git: Git, name: str) -> bool:
+    return git.run("rev-parse", "-q", "--verify", f"refs/tags/{name}", check=False).returncode == 0
+
+
+def sync_worktree(git: Git, rev: str, path: str) -> None:
+    """Make index and working tree of `path` equal `rev` (removing files it lacks)."""
+    git.run("checkout", "--no-overlay", rev, "--", path)
+
+
+def upstream(git: Git, branch: str) -> tuple[str, str]:
+    """(remote, remote branch) that `branch` pushes to; origin/<branch> by default."""
+    remote = config_get(git, f"branch.{branch}.remote") or "origin"
+    merge = config_get(git, f"branch.{branch}.merge") or f"refs/heads/{branch}"
+    return remote, merge.removeprefix("refs/heads/")
+
+
+def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
+    git.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+
+
+def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
+    """An atomic push: every ref or none. Never forced."""
+    return git.run("push", "--atomic", "--porcelain", remote, *refspecs, check=False)

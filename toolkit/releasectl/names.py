@@ -1,0 +1,89 @@
+"""The grammar of model names, versions and tags: one place, one parser."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, NamedTuple
+
+import semver
+
+from .errors import BadInput
+
+MODEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+REGISTRY_DIR = "model-releases"
+MANIFEST = "release.yaml"
+
+Kind = Literal["release", "stable", "rejected"]
+KINDS: tuple[Kind, ...] = ("release", "stable", "rejected")
+
+
+def check_model(name: str) -> str:
+    if not MODEL_RE.fullmatch(name):
+        raise BadInput(
+            f"invalid model name {name!r}",
+            "use a lower-case DNS label: a-z, 0-9 and '-', 1-63 characters, "
+            "starting and ending with a letter or digit",
+        )
+    return name
+
+
+def parse_version(text: str) -> semver.Version:
+    """A SemVer 2.0 version without build metadata; a leading 'v' is refused
+    here so that the manifest and the tag never disagree about it."""
+    try:
+        version = semver.Version.parse(text)
+    except (ValueError, TypeError):
+        raise BadInput(
+            f"invalid version {text!r}", "use Semantic Versioning, e.g. 1.4.0 or 1.4.0-rc.1"
+        ) from None
+    if version.build:
+        raise BadInput(f"invalid version {text!r}", "build metadata (+...) is not allowed")
+    return version
+
+
+def check_version(text: str) -> str:
+    parse_version(text)
+    return text
+
+
+def model_dir(model: str) -> str:
+    return f"{REGISTRY_DIR}/{model}"
+
+
+def manifest_path(model: str) -> str:
+    return f"{REGISTRY_DIR}/{model}/{MANIFEST}"
+
+
+def tag_name(kind: Kind, model: str, version: str) -> str:
+    return f"{kind}/{model}/v{version}"
+
+
+def tag_prefixes(model: str) -> list[str]:
+    return [f"refs/tags/{kind}/{model}/" for kind in KINDS]
+
+
+def model_tag_refspecs(model: str) -> list[str]:
+    """Fetch refspecs for the model's tags (tags never move, so never forced)."""
+    return [f"refs/tags/{kind}/{model}/*:refs/tags/{kind}/{model}/*" for kind in KINDS]
+
+
+class TagName(NamedTuple):
+    kind: Kind
+    model: str
+    version: str
+
+
+def parse_tag(name: str) -> TagName | None:
+    """Parse `kind/model/vX.Y.Z` (with or without `refs/tags/`); None if it is not ours."""
+    name = name.removeprefix("refs/tags/")
+    parts = name.split("/")
+    if len(parts) != 3 or parts[0] not in KINDS or not parts[2].startswith("v"):
+        return None
+    kind, model, version = parts[0], parts[1], parts[2][1:]
+    if not MODEL_RE.fullmatch(model):
+        return None
+    try:
+        parse_version(version)
+    except BadInput:
+        return None
+    return TagName(kind, model, version)  # type: ignore[arg-type]

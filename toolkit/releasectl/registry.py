@@ -1,0 +1,236 @@
+"""The registry: what releases a model has, which are stable or rejected, and
+what a branch currently declares.
+
+Every answer costs one `git for-each-ref` over the model's three tag prefixes
+plus one first-parent `git rev-list` limited to the model's folder; order
+comes from the branch's history, never from tag timestamps.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from . import git as g
+from . import manifest as mf
+from .errors import BadInput, OperationFailed, Refused
+from .names import (
+    KINDS,
+    REGISTRY_DIR,
+    check_model,
+    manifest_path,
+    model_dir,
+    parse_tag,
+    parse_version,
+    tag_prefixes,
+)
+from .signing import TrustRoot, Verdict, check_commits, check_tag
+
+_REF_FIELDS = (
+    "%(refname)",
+    "%(objecttype)",
+    "%(objectname)",
+    "%(*objectname)",
+    "%(tag)",
+    "%(taggeremail)",
+    "%(taggerdate:iso-strict)",
+)
+
+
+@dataclass(frozen=True)
+class TagRef:
+    name: str  # e.g. release/iris/v1.2.0
+    annotated: bool
+    object: str  # the tag object (or the commit, for a lightweight tag)
+    commit: str  # what it points at
+    inner_name: str  # the name written inside the tag object
+    tagger: str
+    date: str
+
+
+@dataclass
+class Release:
+    model: str
+    version: str
+    tag: TagRef
+    stable: TagRef | None = None
+    rejected: TagRef | None = None
+    position: int | None = None  # 0 = newest release commit on the branch; None = not on it
+
+    @property
+    def commit(self) -> str:
+        return self.tag.commit
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "version": self.version,
+            "tag": self.tag.name,
+            "commit": self.commit,
+            "stable": self.stable is not None,
+            "rejected": self.rejected is not None,
+            "signer": self.tag.tagger or None,
+            "date": self.tag.date or None,
+            "on_branch": self.position is not None,
+        }
+
+
+@dataclass
+class History:
+    model: str
+    releases: list[Release]  # newest first: branch order, then releases not on the branch
+    orphan_marks: list[TagRef] = field(default_factory=list)  # stable/rejected without a release
+
+    def get(self, version: str) -> Release | None:
+        return next((r for r in self.releases if r.version == version), None)
+
+    def last_stable(self) -> Release | None:
+        return next(
+            (r for r in self.releases if r.position is not None and r.stable and not r.rejected),
+            None,
+        )
+
+
+def read_tags(git: g.Git, model: str) -> dict[str, dict[str, TagRef]]:
+    """kind -> version -> tag, from one for-each-ref over the model's prefixes."""
+    tags: dict[str, dict[str, TagRef]] = {kind: {} for kind in KINDS}
+    for row in g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS):
+        refname, objtype, obj, peeled, inner, tagger, date = row
+        parsed = parse_tag(refname)
+        if parsed is None or parsed.model != model:
+            continue
+        annotated = objtype == "tag"
+        tags[parsed.kind][parsed.version] = TagRef(
+            name=refname.removeprefix("refs/tags/"),
+            annotated=annotated,
+            object=obj,
+            commit=peeled if annotated else obj,
+            inner_name=inner,
+            tagger=tagger.strip("<>"),
+            date=date,
+        )
+    return tags
+
+
+def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
+    check_model(model)
+    tags = read_tags(git, model)
+    order = {c: i for i, c in enumerate(g.first_parent_commits(git, rev, model_dir(model)))}
+    releases = [
+        Release(
+            model,
+            version,
+            tag,
+            stable=tags["stable"].get(version),
+            rejected=tags["rejected"].get(version),
+            position=order.get(tag.commit),
+        )
+        for version, tag in tags["release"].items()
+    ]
+    # Several releases may tag one commit only by mistake; the version breaks the tie.
+    releases.sort(key=lambda r: (r.position is None, r.position or 0, _neg_version_key(r.version)))
+    orphans = [
+        t
+        for kind in ("stable", "rejected")
+        for v, t in tags[kind].items()
+        if v not in tags["release"]
+    ]
+    return History(model, releases, orphans)
+
+
+def _neg_version_key(version: str) -> tuple[int, ...]:
+    v = parse_version(version)
+    return (-v.major, -v.minor, -v.patch, 0 if v.prerelease is None else 1)
+
+
+def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[mf.Manifest, str]:
+    """The manifest a branch declares for `model` at `rev`, and its text."""
+    check_model(model)
+    path = manifest_path(model)
+    text = g.read_blob(git, rev, path)
+    if text is None:
+        raise BadInput(
+            f"no model {model!r}: {path} does not exist at {rev}",
+            f"run `releasectl new {model}`, or `releasectl list` to see the models",
+        )
+    return mf.load(text, path, model=model), text
+
+
+def list_models(git: g.Git, rev: str = "HEAD") -> list[str]:
+    result = git.run("ls-tree", "--name-only", "-d", f"{rev}:{REGISTRY_DIR}", check=False)
+    return sorted(name for name in result.stdout.splitlines() if name)
+
+
+@dataclass(frozen=True)
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Check:
+    """Strict: annotated, the name inside equals the ref, good signature by an
+    allowed principal that is the tagger."""
+    if not tag.annotated:
+        return Check(tag.name, False, "lightweight tag (not annotated, not signed)")
+    if tag.inner_name != tag.name:
+        return Check(
+            tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
+        )
+    verdict = check_tag(git, trust, f"refs/tags/{tag.name}", tag.tagger)
+    return Check(tag.name, verdict.ok, verdict.reason)
+
+
+def release_commit(git: g.Git, model: str, commit: str) -> str:
+    """The commit whose signature vouches for the model's folder at `commit`:
+    the commit that last changed the folder (the PR commit behind a merge)."""
+    last = g.last_change(git, commit, model_dir(model))
+    if last is None:
+        raise OperationFailed(f"{model_dir(model)} does not exist at {commit[:12]}")
+    return last
+
+
+def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> Check:
+    source = release_commit(git, model, commit)
+    verdict: Verdict = check_commits(git, trust, [source])[source]
+    what = f"commit {source[:12]}" + ("" if source == commit else f" (behind {commit[:12]})")
+    return Check(f"commit {source[:12]}", verdict.ok, f"{what}: {verdict.reason}")
+
+
+def verify_release(
+    git: g.Git, trust: TrustRoot, release: Release, *, marks: bool = True
+) -> list[Check]:
+    """Every check of one release: its tag, its commit, the manifest at the tag,
+    and (when `marks`) its stable and rejected tags."""
+    checks = [verify_tag(git, trust, release.tag)]
+    checks.append(verify_commit(git, trust, release.model, release.commit))
+    text = g.read_blob(git, release.commit, manifest_path(release.model))
+    if text is None:
+        checks.append(Check("manifest", False, "no release.yaml at the tagged commit"))
+    else:
+        try:
+            declared = mf.load(text, manifest_path(release.model), model=release.model)
+        except BadInput as exc:
+            checks.append(Check("manifest", False, exc.message))
+        else:
+            same = declared.version == release.version
+            checks.append(
+                Check(
+                    "manifest",
+                    same,
+                    f"declares version {declared.version}"
+                    + ("" if same else f", but the tag says {release.version}"),
+                )
+            )
+    for mark in (release.stable, release.rejected) if marks else ():
+        if mark is not None:
+            check = verify_tag(git, trust, mark)
+            if check.ok and mark.commit != release.commit:
+                check = Check(mark.name, False, "points at another commit than the release tag")
+            checks.append(check)
+    return checks
+
+
+def require_verified(git: g.Git, trust: TrustRoot, release: Release) -> None:
+    """Raise Refused (exit 3) unless every check of `release` holds."""
+    for check in verify_release(git, trust, release):
+        if not check.ok:
+            raise Refused(f"{release.tag.name} does not verify: {check.name}: {check.detail}")

@@ -1,0 +1,162 @@
+"""`releasectl release` and `releasectl mark-stable`: the two ways a model's
+release state moves forward."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import git as g
+from . import manifest as mf
+from . import registry as reg
+from .changes import (
+    Change,
+    Landed,
+    NewTag,
+    head,
+    land_local,
+    land_pushed,
+    require_branch,
+    require_clean,
+)
+from .errors import BadInput, Refused
+from .names import (
+    check_model,
+    manifest_path,
+    model_dir,
+    model_tag_refspecs,
+    parse_version,
+    tag_name,
+)
+from .signing import TrustRoot, trust_root
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    version: str
+    serial: int
+    change: Change | None
+    tagged_existing: bool = False  # a merged PR already declared the version
+    note: str = ""
+
+
+def plan_release(git: g.Git, trust: TrustRoot, model: str, version: str, base: str) -> Plan:
+    check_model(model)
+    wanted = parse_version(version)
+    manifest, text = reg.current(git, model, base)
+    history = reg.history(git, model, base)
+    name = tag_name("release", model, version)
+    if history.get(version) is not None or g.tag_exists(git, name):
+        raise Refused(f"{name} already exists; tags are never moved", "release a higher version")
+    highest = max((parse_version(r.version) for r in history.releases), default=None)
+    if highest is not None and wanted <= highest:
+        raise Refused(
+            f"{model} {version} is not greater than the highest release {highest}",
+            "choose a higher version",
+        )
+    path = manifest_path(model)
+    tag_message = f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+
+    if manifest.version == version:
+        # A merged pull request already declares the version: tag the branch
+        # commit that brought it, once its author's signature checks out.
+        brought = g.first_parent_commits(git, base, model_dir(model))[0]
+        check = reg.verify_commit(git, trust, model, brought)
+        if not check.ok:
+            raise Refused(f"cannot release {model} {version}: {check.detail}")
+        tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
+        change = Change(base=base, tags=(tag,))
+        return Plan(model, version, manifest.serial, change, tagged_existing=True)
+
+    if wanted <= parse_version(manifest.version):
+        raise Refused(
+            f"{model} {version} is not greater than the current version {manifest.version}",
+            "choose a higher version",
+        )
+    serial = manifest.serial + 1
+    new_text = mf.edit(
+        text, path, {"version": version, "serial": serial, "rollback": None}, model=model
+    )
+    message = (
+        f"Release {model} {version}\n\n"
+        f"Releasectl-Model: {model}\n"
+        f"Releasectl-Version: {version}\n"
+        f"Releasectl-Serial: {serial}\n"
+    )
+    change = Change(
+        base=base,
+        message=message,
+        files={path: new_text},
+        tags=(NewTag(name, tag_message.format(serial=serial)),),
+        sync_paths=(path,),
+    )
+    return Plan(model, version, serial, change)
+
+
+def release(git: g.Git, model: str, version: str, *, push: bool = False) -> tuple[Plan, Landed]:
+    branch = require_branch(git)
+    require_clean(git, model_dir(check_model(model)))
+    if push:
+        plans: list[Plan] = []
+
+        def planner(tip: str) -> Change | None:
+            plans.append(plan_release(git, trust_root(git, tip), model, version, tip))
+            return plans[-1].change
+
+        landed = land_pushed(
+            git, lambda tip: trust_root(git, tip), branch, planner, model_tag_refspecs(model)
+        )
+        assert landed is not None
+        return plans[-1], landed
+    base = head(git)
+    trust = trust_root(git, base)
+    p = plan_release(git, trust, model, version, base)
+    assert p.change is not None
+    return p, land_local(git, trust, branch, p.change)
+
+
+def plan_mark_stable(
+    git: g.Git, trust: TrustRoot, model: str, version: str, base: str
+) -> tuple[reg.Release, Change | None]:
+    check_model(model)
+    parse_version(version)
+    history = reg.history(git, model, base)
+    target = history.get(version)
+    if target is None:
+        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
+    if target.rejected is not None:
+        raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
+    reg.require_verified(git, trust, target)
+    if target.stable is not None:
+        return target, None
+    tag = NewTag(
+        tag_name("stable", model, version),
+        f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
+        target=target.commit,
+    )
+    return target, Change(base=base, tags=(tag,))
+
+
+def mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[reg.Release, Landed | None]:
+    """Returns the release and what was landed (None when it already was stable)."""
+    if push:
+        found: list[reg.Release] = []
+
+        def planner(tip: str) -> Change | None:
+            release, change = plan_mark_stable(git, trust_root(git, tip), model, version, tip)
+            found.append(release)
+            return change
+
+        branch = require_branch(git)
+        landed = land_pushed(
+            git, lambda tip: trust_root(git, tip), branch, planner, model_tag_refspecs(model)
+        )
+        return found[-1], landed
+    base = head(git)
+    trust = trust_root(git, base)
+    release_, change = plan_mark_stable(git, trust, model, version, base)
+    if change is None:
+        return release_, None
+    return release_, land_local(git, trust, require_branch(git), change)

@@ -1,0 +1,80 @@
+"""`releasectl init` and `releasectl new`: the registry's layout and a model's
+first files."""
+
+from __future__ import annotations
+
+import shutil
+from importlib import resources
+from pathlib import Path
+
+from . import git as g
+from . import manifest as mf
+from .changes import Change, Landed, land_local, require_branch
+from .errors import BadInput, OperationFailed
+from .git import ZERO
+from .names import REGISTRY_DIR, check_model, model_dir
+from .signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+
+
+def init_files(git: g.Git) -> dict[str, str]:
+    """The files `init` adds: the trust root holding the configured signing key
+    for user.email, and a README in the registry folder."""
+    email = g.config_get(git, "user.email")
+    if not email:
+        raise OperationFailed("user.email is not set", "git config user.email you@example.com")
+    kind, identity = public_identity(git)
+    files = {
+        f"{REGISTRY_DIR}/README.md": (
+            "# Model releases\n\nOne folder per model; see `releasectl --help`.\n"
+        )
+    }
+    if kind == "ssh":
+        files[SSH_FILE] = f'{email} namespaces="git" {identity}\n'
+    else:
+        files[SSH_FILE] = '# SSH signers: <email> namespaces="git" <key>\n'
+        files[OPENPGP_FILE] = f"{email} {identity}\n"
+    return files
+
+
+def init(git: g.Git, *, dry_run: bool = False) -> tuple[dict[str, str], Landed | None]:
+    """Create the registry layout in one signed commit. Already a registry: nothing."""
+    branch = require_branch(git)
+    base = g.rev_parse(git, "HEAD")
+    if base is not None and g.read_blob(git, base, SSH_FILE) is not None:
+        return {}, None
+    files = init_files(git)
+    if dry_run:
+        return files, None
+    trust = TrustRoot(files[SSH_FILE], parse_openpgp(files.get(OPENPGP_FILE, "")))
+    # The first commit that adds the trust root is trusted by its own content.
+    change = Change(
+        base=base or ZERO,
+        message="Set up the releasectl registry\n\nReleasectl-Trust-Root: " + SSH_FILE + "\n",
+        files=files,
+        sync_paths=tuple(files),
+    )
+    return files, land_local(git, trust, branch, change)
+
+
+def new_model(root: Path, model: str, *, port: int = 3000) -> list[Path]:
+    """Write `model-releases/MODEL/` from the template; refuses an existing folder."""
+    check_model(model)
+    folder = root / model_dir(model)
+    if folder.exists():
+        raise BadInput(f"{model_dir(model)} already exists", "pick another name")
+    template = resources.files("releasectl") / "templates" / "model"
+    written: list[Path] = []
+    folder.mkdir(parents=True)
+    try:
+        for item in template.iterdir():
+            if item.name.startswith((".", "__")):
+                continue
+            text = item.read_text().replace("{{model}}", model)
+            (folder / item.name).write_text(text)
+            written.append(folder / item.name)
+        (folder / "release.yaml").write_text(mf.render_new(model, port=port))
+        written.append(folder / "release.yaml")
+    except BaseException:
+        shutil.rmtree(folder, ignore_errors=True)
+        raise
+    return written
