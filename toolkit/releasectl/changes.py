@@ -80,7 +80,13 @@ def _make_commit(git: g.Git, trust: TrustRoot, change: Change) -> str | None:
     tree = g.write_tree_with(
         git, change.base, change.folder or "", change.folder_tree, change.files
     )
-    commit = g.commit_tree(git, tree, [change.base], change.message, sign=True)
+    try:
+        commit = g.commit_tree(git, tree, [change.base], change.message, sign=True)
+    except g.GitError as exc:
+        raise OperationFailed(
+            f"signing the commit failed: {_last_line(exc.output)}; nothing was written",
+            "check user.signingkey",
+        ) from None
     verdict = check_commits(git, trust, [commit])[commit]
     if not verdict.ok:
         raise OperationFailed(
@@ -97,7 +103,14 @@ def _make_tags(git: g.Git, trust: TrustRoot, change: Change, commit: str | None)
         for tag in change.tags:
             target = tag.target or commit
             assert target is not None, "a tag on the new commit needs a commit"
-            g.create_signed_tag(git, tag.name, target, tag.message)
+            try:
+                g.create_signed_tag(git, tag.name, target, tag.message)
+            except g.GitError as exc:
+                raise OperationFailed(
+                    f"signing the tag {tag.name} failed: {_last_line(exc.output)}; "
+                    "nothing was written",
+                    "check user.signingkey",
+                ) from None
             made.append(tag.name)
             # git can exit 0 and leave an unsigned tag when ssh-keygen fails.
             verdict = check_tag(git, trust, f"refs/tags/{tag.name}", email)
@@ -185,3 +198,8 @@ def _rejected(output: str) -> bool:
         word in output
         for word in ("[rejected]", "non-fast-forward", "fetch first", "already exists", "atomic")
     )
+
+
+def _last_line(output: str) -> str:
+    lines = [line for line in output.strip().splitlines() if line.strip()]
+    return lines[-1].removeprefix("error: ").removeprefix("fatal: ") if lines else "no output"

@@ -8,7 +8,7 @@ import typer
 
 from ..cli import JsonOption, emit, repo, run, say
 
-ModelArg = Annotated[str, typer.Argument(help="Model name.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

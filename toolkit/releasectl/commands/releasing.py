@@ -8,8 +8,8 @@ import typer
 
 from ..cli import DryRunOption, JsonOption, PushOption, emit, repo, run, say
 
-ModelArg = Annotated[str, typer.Argument(help="Model name.")]
-VersionArg = Annotated[str, typer.Argument(help="Semantic version, e.g. 1.4.0.")]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version, e.g. 1.4.0.")]
 
 
 def register(app: typer.Typer) -> None:

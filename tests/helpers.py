@@ -1,0 +1,34 @@
+"""Building the histories the tests need, on top of conftest's Repo."""
+
+from __future__ import annotations
+
+from conftest import Repo
+
+
+def release(repo: Repo, model: str, version: str, *, stable: bool = False) -> None:
+    repo.ok("release", model, version)
+    if stable:
+        repo.ok("mark-stable", model, version)
+
+
+def iris_and_fraud(repo: Repo) -> dict[str, str]:
+    """The acceptance history: iris 1.0.0 and 1.1.0 stable, then unrelated
+    commits (code, docs, a fraud release), then iris 1.2.0 with changed and
+    added files. Returns the HEAD before each step."""
+    repo.add_model("iris", {"service.py": "# iris v1\n", "notes.txt": "v1 notes\n"})
+    repo.add_model("fraud", {"service.py": "# fraud v1\n"})
+    release(repo, "iris", "1.0.0", stable=True)
+    repo.write("model-releases/iris/service.py", "# iris v1.1\n")
+    repo.commit("iris: better model")
+    release(repo, "iris", "1.1.0", stable=True)
+    repo.write("toolkit/app.py", "print('code')\n")
+    repo.commit("some code")
+    repo.write("docs/guide.md", "# guide\n")
+    repo.commit("docs")
+    release(repo, "fraud", "2.0.0")
+    repo.write("model-releases/iris/service.py", "# iris v1.2 (bad)\n")
+    repo.write("model-releases/iris/extra/new.txt", "new in 1.2\n")
+    repo.git("rm", "-q", "model-releases/iris/notes.txt")
+    repo.commit("iris: new features")
+    release(repo, "iris", "1.2.0")
+    return {"head": repo.head()}
