@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+
 from conftest import Repo
 from helpers import release
 from test_revert import _refused
@@ -85,8 +86,9 @@ def test_debug_shows_the_traceback(iris: Repo) -> None:
 
 
 def test_outside_a_git_repository(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    from conftest import RELEASECTL
     import subprocess
+
+    from conftest import RELEASECTL
 
     proc = subprocess.run([RELEASECTL, "list"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1

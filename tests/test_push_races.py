@@ -6,6 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from conftest import RELEASECTL, Repo, clone, git
 from helpers import iris_and_fraud, release
 

@@ -7,9 +7,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from ruamel.yaml import YAML
+
 from conftest import Repo, make_key
 from helpers import iris_and_fraud, release
-from ruamel.yaml import YAML
 
 
 def tree(repo: Repo, rev: str, path: str = "") -> dict[str, str]:

@@ -1,0 +1,112 @@
+"""The artifact store over a local folder and fsspec's memory filesystem."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import fsspec
+import pytest
+
+from releasectl.errors import BadInput, Refused
+from releasectl.store import ArtifactStore, StoreError
+
+DIGEST = "sha256:" + "ab" * 32
+OTHER = "sha256:" + "cd" * 32
+
+
+@pytest.fixture(params=["folder", "memory"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ArtifactStore]:
+    if request.param == "folder":
+        yield ArtifactStore(str(tmp_path / "artifacts"))
+        return
+    url = f"memory://releasectl-test-{uuid.uuid4().hex}"
+    yield ArtifactStore(url)
+    memory = fsspec.filesystem("memory")
+    if memory.exists(url):
+        memory.rm(url, recursive=True)
+
+
+@pytest.fixture
+def archive(tmp_path: Path) -> Path:
+    path = tmp_path / "local" / "iris-1.2.0.bento"
+    path.parent.mkdir()
+    path.write_bytes(b"not really xz" * 1000)
+    return path
+
+
+def test_key_layout() -> None:
+    key = ArtifactStore.key_for("iris", "1.2.0-rc.1", "iris")
+    assert key == "iris/1.2.0-rc.1/iris-1.2.0-rc.1.bento"
+
+
+def test_put_get_exists_digest(store: ArtifactStore, archive: Path, tmp_path: Path) -> None:
+    key = ArtifactStore.key_for("iris", "1.2.0", "iris")
+    assert not store.exists(key)
+    assert store.digest(key) is None
+    uri = store.put(archive, key, DIGEST)
+    assert uri == store.uri(key) and uri.endswith(key)
+    assert store.exists(key)
+    assert store.digest(key) == DIGEST
+    fetched = store.get(key, tmp_path / "fetched")
+    assert fetched.read_bytes() == archive.read_bytes()
+    into_folder = tmp_path / "folder"
+    into_folder.mkdir()
+    assert store.get(key, into_folder) == into_folder / "iris-1.2.0.bento"
+
+
+def test_plain_folder_store_returns_a_plain_path(tmp_path: Path, archive: Path) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    uri = store.put(archive, "iris/1.0.0/iris-1.0.0.bento", DIGEST)
+    assert Path(uri).read_bytes() == archive.read_bytes()
+    same_as_url = ArtifactStore(f"file://{tmp_path}/artifacts")
+    assert same_as_url.digest("iris/1.0.0/iris-1.0.0.bento") == DIGEST
+
+
+def test_write_is_atomic(
+    store: ArtifactStore, archive: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key = "iris/1.0.0/iris-1.0.0.bento"
+    final = store._path(key)
+
+    def interrupted_put(local: str, remote: str) -> None:
+        assert remote != final, "wrote straight to the final name"
+        with store.fs.open(remote, "wb") as handle:
+            handle.write(b"partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store.fs, "put_file", interrupted_put)
+    with pytest.raises(StoreError, match="disk full"):
+        store.put(archive, key, DIGEST)
+    assert not store.exists(key)
+    assert not store.fs.exists(final)
+    assert store.fs.ls(final.rsplit("/", 1)[0]) == [], "temp file left behind"
+
+
+def test_same_digest_is_idempotent_other_digest_refused(
+    store: ArtifactStore, archive: Path
+) -> None:
+    key = "iris/1.0.0/iris-1.0.0.bento"
+    first = store.put(archive, key, DIGEST)
+    assert store.put(archive, key, DIGEST) == first
+    with pytest.raises(Refused):
+        store.put(archive, key, OTHER)
+    assert store.digest(key) == DIGEST
+
+
+@pytest.mark.parametrize(
+    "key", ["../iris.bento", "iris/../../x.bento", "/etc/passwd", "iris//x", "", "a\\b", "iris/.."]
+)
+def test_bad_keys_are_refused(store: ArtifactStore, archive: Path, key: str) -> None:
+    with pytest.raises(BadInput):
+        store.put(archive, key, DIGEST)
+    with pytest.raises(BadInput):
+        store.exists(key)
+
+
+def test_missing_key_and_bad_digest(store: ArtifactStore, archive: Path, tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        store.get("iris/9.9.9/iris-9.9.9.bento", tmp_path / "x")
+    with pytest.raises(BadInput):
+        store.put(archive, "iris/1.0.0/iris-1.0.0.bento", "md5:abc")

@@ -1,0 +1,157 @@
+"""The artifact store: built `.bento` archives under stable keys, over fsspec.
+
+A plain folder path is the default; any fsspec URL works (`file://`,
+`memory://`, `s3://` with the `s3` extra). Next to each archive sits a JSON
+sidecar with its content digest. The sidecar is a convenience for listing and
+early checks only: callers re-digest the extracted bento before trusting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from pathlib import Path
+from typing import Any
+
+from releasectl.errors import BadInput, OperationFailed, Refused
+
+SIDECAR_SUFFIX = ".json"
+_KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_CHUNK = 1 << 20
+
+
+class StoreError(OperationFailed):
+    """The store could not be read or written."""
+
+
+def _check_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or any(not _KEY_PART.match(part) or ".." in part for part in parts):
+        raise BadInput(
+            f"bad artifact key {key!r}",
+            hint="relative, '/'-separated names of letters, digits, '.', '_', '-'; no '..'",
+        )
+    return key
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class ArtifactStore:
+    """Archives under `<root>/<key>`, each with a `<key>.json` sidecar."""
+
+    def __init__(self, url: str) -> None:
+        import fsspec
+
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url)
+        except (ImportError, ValueError) as exc:
+            # e.g. s3:// without the `s3` extra installed
+            raise BadInput(f"cannot open artifact store {url}: {exc}") from exc
+        self.url = url
+        self.root = root.rstrip("/")
+        self._plain = "://" not in url
+
+    @staticmethod
+    def key_for(model: str, version: str, bento_name: str) -> str:
+        return _check_key(f"{model}/{version}/{bento_name}-{version}.bento")
+
+    def _path(self, key: str) -> str:
+        return f"{self.root}/{_check_key(key)}"
+
+    def uri(self, key: str) -> str:
+        """Where key lives, as a plain path for a plain-folder store, else a URL."""
+        path = self._path(key)
+        return path if self._plain else self.fs.unstrip_protocol(path)
+
+    def _write_atomically(self, local: Path, path: str) -> None:
+        # Readers never see a partial object under the final name: temp name, then move.
+        temp = f"{path}.tmp-{uuid.uuid4().hex}"
+        try:
+            self.fs.put_file(str(local), temp)
+            self.fs.mv(temp, path)
+        except BaseException:
+            if self.fs.exists(temp):
+                self.fs.rm(temp)
+            raise
+
+    def put(self, local_archive: Path, key: str, digest: str) -> str:
+        """Store local_archive under key with its content digest; return the stored URI.
+
+        Putting a key again with the same digest keeps what is stored (the
+        archive bytes differ between builds, the content does not); with a
+        different digest it is refused: stored releases are immutable.
+        """
+        if not _DIGEST.match(digest):
+            raise BadInput(f"not a content digest: {digest!r}")
+        path = self._path(key)
+        stored = self.digest(key)
+        if stored is not None and self.fs.exists(path):
+            if stored != digest:
+                raise Refused(f"{self.uri(key)} is already stored with digest {stored}")
+            return self.uri(key)
+        sidecar = {
+            "digest": digest,
+            "archive_sha256": _sha256_file(local_archive),
+            "size": local_archive.stat().st_size,
+        }
+        try:
+            self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
+            self._write_atomically(local_archive, path)
+            # The sidecar goes last: a key counts as stored only once both exist.
+            self._write_json(path + SIDECAR_SUFFIX, sidecar)
+        except OSError as exc:
+            raise StoreError(f"cannot write {self.uri(key)}: {exc}") from exc
+        return self.uri(key)
+
+    def _write_json(self, path: str, doc: dict[str, Any]) -> None:
+        temp = f"{path}.tmp-{uuid.uuid4().hex}"
+        with self.fs.open(temp, "w") as handle:
+            json.dump(doc, handle, sort_keys=True)
+        self.fs.mv(temp, path)
+
+    def _sidecar(self, key: str) -> dict[str, Any] | None:
+        path = self._path(key) + SIDECAR_SUFFIX
+        try:
+            with self.fs.open(path, "r") as handle:
+                doc = json.load(handle)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            raise StoreError(f"cannot read {path}: {exc}") from exc
+        return doc if isinstance(doc, dict) else None
+
+    def exists(self, key: str) -> bool:
+        return self.fs.exists(self._path(key)) and self._sidecar(key) is not None
+
+    def digest(self, key: str) -> str | None:
+        """The content digest recorded at put time (untrusted: re-digest after extracting)."""
+        sidecar = self._sidecar(key)
+        value = sidecar.get("digest") if sidecar else None
+        return value if isinstance(value, str) else None
+
+    def get(self, key: str, dest: Path) -> Path:
+        """Copy key to dest (a file path, or a folder to put the key's file name in)."""
+        path = self._path(key)
+        if not self.exists(key):
+            raise StoreError(f"{self.uri(key)} is not in the artifact store")
+        dest = dest.absolute()
+        target = dest / key.rsplit("/", 1)[-1] if dest.is_dir() else dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.with_name(f".{target.name}.tmp-{uuid.uuid4().hex}")
+        try:
+            self.fs.get_file(path, str(temp))
+            temp.replace(target)
+        except OSError as exc:
+            raise StoreError(f"cannot fetch {self.uri(key)}: {exc}") from exc
+        finally:
+            temp.unlink(missing_ok=True)
+        return target
