@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from releasectl import manifest as mf
 from releasectl.errors import BadInput
 
@@ -55,7 +56,7 @@ def test_rollback_must_match_the_version() -> None:
         "at": "2026-01-01T00:00:00Z",
         "by": "m",
     }
-    with pytest.raises(BadInput, match="rollback.to"):
+    with pytest.raises(BadInput, match=r"rollback\.to"):
         mf.edit(TEXT, "x", {"rollback": record})
 
 

@@ -9,6 +9,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
 from conftest import Repo, git, make_key, new_repo
 from helpers import release
 
