@@ -69,7 +69,7 @@ def test_release_of_a_merged_pull_request_tags_its_commit(registry: Repo) -> Non
     assert registry.head() == merge
     assert registry.git("rev-parse", "release/iris/v1.0.0^{commit}") == merge
     checks = json.loads(registry.ok("verify", "iris", "1.0.0", "--json"))["checks"]
-    assert any(pr_commit[:12] in c["detail"] and c["ok"] for c in checks), checks
+    assert any(pr_commit[:12] in c["name"] and c["ok"] for c in checks), checks
 
 
 def test_release_of_a_merged_unsigned_pull_request_is_refused(registry: Repo) -> None:

@@ -80,8 +80,17 @@ def bentoml_env(bentoml_home: Path) -> dict[str, str]:
 def serve_command(bento_dir: Path, *, host: str, port: int) -> list[str]:
     """argv serving an extracted bento; run it with bentoml_env() of a home of its own
     (`bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` at start)."""
-    return [sys.executable, "-m", "bentoml", "serve", str(bento_dir.absolute()),
-            "--host", host, "--port", str(port)]
+    return [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        str(bento_dir.absolute()),
+        "--host",
+        host,
+        "--port",
+        str(port),
+    ]
 
 
 def _tail(output: str) -> str:
@@ -106,9 +115,7 @@ def _run(argv: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) ->
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise BundleError(f"could not run {' '.join(argv)}: {exc}") from exc
     if proc.returncode != 0:
-        raise BundleError(
-            f"{' '.join(argv)} exited with {proc.returncode}:\n{_tail(proc.stdout)}"
-        )
+        raise BundleError(f"{' '.join(argv)} exited with {proc.returncode}:\n{_tail(proc.stdout)}")
     return proc.stdout
 
 
@@ -261,8 +268,17 @@ def build(
     if path.exists():
         _bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
     _bentoml(
-        ["build", "-f", "bentofile.yaml", "--name", name, "--version", version,
-         *label_args, str(src_dir)],
+        [
+            "build",
+            "-f",
+            "bentofile.yaml",
+            "--name",
+            name,
+            "--version",
+            version,
+            *label_args,
+            str(src_dir),
+        ],
         bentoml_home=bentoml_home,
         cwd=src_dir,
     )

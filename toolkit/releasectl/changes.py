@@ -46,6 +46,9 @@ class Landed:
     tags: tuple[str, ...]
     pushed_to: str | None = None
     note: str | None = None  # e.g. that the local branch could not be fast-forwarded
+    # The remote already had every ref exactly so: another run made the very
+    # same signed objects (SSH signatures are deterministic) and pushed first.
+    already_there: bool = False
 
 
 Planner = Callable[[str], Change | None]  # base commit -> change, or None when nothing is to do
@@ -147,9 +150,14 @@ def land_pushed(
     branch: str,
     plan: Planner,
     tag_refspecs: list[str],
+    *,
+    carry_local: bool = False,
 ) -> Landed | None:
     """Plan on the remote's tip, push atomically, re-plan when the remote moved.
-    Returns None when, on the remote's current state, there is nothing to do."""
+    Returns None when, on the remote's current state, there is nothing to do.
+    With `carry_local`, a branch ahead of the remote is planned on (and its
+    commits pushed with the change); otherwise unpushed commits are refused,
+    so that an incident's revert never publishes unrelated work."""
     check_signing_key(git)
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
@@ -159,15 +167,20 @@ def land_pushed(
         local = g.rev_parse(git, branch)
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
+        base = tip
         if local is not None and not g.is_ancestor(git, local, tip):
-            raise OperationFailed(
-                f"{branch} has commits that {remote}/{remote_branch} does not have",
-                "push or drop them first, or run without --push",
-            )
-        change = plan(tip)
+            if not (carry_local and g.is_ancestor(git, tip, local)):
+                raise OperationFailed(
+                    f"{branch} has commits that {remote}/{remote_branch} does not have",
+                    "push or drop them first, or run without --push"
+                    if not carry_local
+                    else "pull (rebase) first",
+                )
+            base = local  # a release carries the local commits it is made on
+        change = plan(base)
         if change is None:
             return None
-        trust = trust_at(tip)
+        trust = trust_at(base)
         commit = _make_commit(git, trust, change)
         tags = _make_tags(git, trust, change, commit)
         refspecs = [f"refs/tags/{name}:refs/tags/{name}" for name in tags]
@@ -180,7 +193,8 @@ def land_pushed(
                 merged = git.run("merge", "--ff-only", "--quiet", commit, check=False)
                 if merged.returncode != 0:
                     note = f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
-            return Landed(commit, tuple(tags), pushed_to=remote, note=note)
+            already = _all_up_to_date(result.stdout)
+            return Landed(commit, tuple(tags), pushed_to=remote, note=note, already_there=already)
         for name in tags:
             g.delete_tag(git, name)
         if not _rejected(result.stdout + result.stderr):
@@ -189,6 +203,11 @@ def land_pushed(
     raise OperationFailed(
         f"{remote} kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; nothing was pushed"
     )
+
+
+def _all_up_to_date(porcelain: str) -> bool:
+    flags = [line[0] for line in porcelain.splitlines() if "\t" in line and line[:1] in "=*+-!"]
+    return bool(flags) and all(flag == "=" for flag in flags)
 
 
 def _rejected(output: str) -> bool:

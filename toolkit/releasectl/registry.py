@@ -191,8 +191,8 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
 def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> Check:
     source = release_commit(git, model, commit)
     verdict: Verdict = check_commits(git, trust, [source])[source]
-    what = f"commit {source[:12]}" + ("" if source == commit else f" (behind {commit[:12]})")
-    return Check(f"commit {source[:12]}", verdict.ok, f"{what}: {verdict.reason}")
+    behind = "" if source == commit else f" (the change behind {commit[:12]})"
+    return Check(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
 
 
 def verify_release(

@@ -104,7 +104,12 @@ def release(git: g.Git, model: str, version: str, *, push: bool = False) -> tupl
             return plans[-1].change
 
         landed = land_pushed(
-            git, lambda tip: trust_root(git, tip), branch, planner, model_tag_refspecs(model)
+            git,
+            lambda tip: trust_root(git, tip),
+            branch,
+            planner,
+            model_tag_refspecs(model),
+            carry_local=True,
         )
         assert landed is not None
         return plans[-1], landed
@@ -151,7 +156,12 @@ def mark_stable(
 
         branch = require_branch(git)
         landed = land_pushed(
-            git, lambda tip: trust_root(git, tip), branch, planner, model_tag_refspecs(model)
+            git,
+            lambda tip: trust_root(git, tip),
+            branch,
+            planner,
+            model_tag_refspecs(model),
+            carry_local=True,  # only tags are pushed
         )
         return found[-1], landed
     base = head(git)

@@ -99,6 +99,8 @@ def register(app: typer.Typer) -> None:
                 say(f"{model} {version} is already stable; nothing to do")
             else:
                 say(f"marked {model} {version} stable: {landed.tags[0]}")
+                if landed.pushed_to:
+                    say(f"pushed to {landed.pushed_to}")
 
         run(body, json_mode=json)
 
@@ -138,9 +140,14 @@ def register(app: typer.Typer) -> None:
                 return
             outcome = rv.revert(git, model, to=to, reason=reason, push=push)
             p, landed = outcome.plan, outcome.landed
-            if landed is None:
+            if landed is None or landed.already_there:
                 note = p.note
-                if push and p.change is None:
+                if landed is not None:
+                    note = (
+                        f"{model} is already reverted on {landed.pushed_to}: the same revert "
+                        f"({p.from_version} -> {p.to_version}) landed first"
+                    )
+                elif push:
                     note += "; already reverted on the remote: run `git pull`"
                 _nothing(note, json)
                 return

@@ -71,3 +71,24 @@ def register(app: typer.Typer) -> None:
             emit(json_schema())
 
         run(body, json_mode=True)
+
+    register_demo(app)
+
+
+def register_demo(app: typer.Typer) -> None:
+    @app.command()
+    def demo(
+        keep: Annotated[
+            str | None, typer.Option(help="Run in this folder and keep it (default: a temp dir).")
+        ] = None,
+    ) -> None:
+        """Run the end-to-end demo in a throwaway registry."""
+
+        def body() -> None:
+            from pathlib import Path
+
+            from ..demo import run_demo
+
+            run_demo(say, Path(keep).resolve() if keep else None)
+
+        run(body)

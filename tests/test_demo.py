@@ -1,0 +1,36 @@
+"""The README's first command: the demo runs end to end and tells the story."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import git
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_readme_opens_with_the_demo_and_test_commands() -> None:
+    readme = (ROOT / "README.md").read_text()
+    blocks = readme.split("```")
+    first_code = blocks[1]
+    assert "scripts/demo" in first_code and "scripts/test" in first_code
+    assert (ROOT / ".ci/run").read_text().strip().endswith("exec scripts/test")
+
+
+def test_demo_runs_and_leaves_a_reverted_registry(tmp_path: Path) -> None:
+    keep = tmp_path / "demo"
+    proc = subprocess.run(
+        [sys.executable, "-m", "releasectl", "demo", "--keep", str(keep)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr + proc.stdout
+    assert "reverted iris 1.1.0 -> 1.0.0" in proc.stdout
+    # the revert reached the remote: its manifest is back at 1.0.0 with a rollback record
+    remote = keep / "remote.git"
+    manifest = git(remote, "show", "main:model-releases/iris/release.yaml")
+    assert "version: 1.0.0" in manifest and "rollback:" in manifest
+    assert git(remote, "tag", "--list", "rejected/*") == "rejected/iris/v1.1.0"

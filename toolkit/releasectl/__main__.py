@@ -1,0 +1,3 @@
+from releasectl.cli import main
+
+main()
