@@ -31,6 +31,7 @@ from typing import Any
 from releasectl.errors import BadInput, OperationFailed, Refused
 
 DIGEST_PREFIX = "sha256:"
+PROVENANCE = "releasectl."  # label prefix of build provenance, outside the digest
 # bentoml's own tag rule (bentoml/_internal/tag.py): lower case, at most 63 characters.
 _TAG_PART = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
 _TAG_MAX = 63
@@ -39,7 +40,7 @@ _TAIL_LINES = 15
 _TIMEOUT_S = 900
 _CHUNK = 1 << 20
 # Bumped whenever the digest's definition changes, so old and new pins never collide.
-_DIGEST_SCHEME = b"releasectl-bento-digest/1\n"
+_DIGEST_SCHEME = b"releasectl-bento-digest/2\n"
 
 
 class BundleError(OperationFailed):
@@ -371,9 +372,19 @@ def _canonical(doc: Any) -> bytes:
     return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
 
 
+def _without_provenance(doc: dict[str, Any]) -> dict[str, Any]:
+    """Provenance labels (`releasectl.*`: commit, tag) say where a build came
+    from, not what it is; leaving them out lets `release` pin the digest before
+    its commit exists and a rebuild at the tag match it."""
+    labels = doc.get("labels")
+    if isinstance(labels, dict):
+        doc["labels"] = {k: v for k, v in labels.items() if not str(k).startswith(PROVENANCE)}
+    return doc
+
+
 def _normalized_bento_yaml(data: bytes) -> bytes:
     """bento.yaml without its build and model-save timestamps."""
-    doc = _load_yaml(data)
+    doc = _without_provenance(_load_yaml(data))
     doc.pop("creation_time", None)
     model_lists = [doc.get("models") or []]
     model_lists += [service.get("models") or [] for service in doc.get("services") or []]
@@ -404,6 +415,8 @@ def _file_digest(path: Path, rel: str) -> str:
         data = _normalized_bento_yaml(path.read_bytes())
     elif _is_model_yaml(rel):
         data = _normalized_model_yaml(path.read_bytes())
+    elif rel == "src/bentofile.yaml":
+        data = _canonical(_without_provenance(_load_yaml(path.read_bytes())))
     else:
         digest = hashlib.sha256()
         with path.open("rb") as handle:

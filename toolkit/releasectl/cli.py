@@ -101,9 +101,9 @@ def repo():  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from .commands import reading, releasing, setup
+    from .commands import reading, releasing, serving, setup
 
-    for module in (setup, releasing, reading):
+    for module in (setup, releasing, reading, serving):
         module.register(app)
 
 

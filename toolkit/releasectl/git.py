@@ -246,3 +246,23 @@ def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
 def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
     """An atomic push: every ref or none. Never forced."""
     return git.run("push", "--atomic", "--porcelain", remote, *refspecs, check=False)
+
+
+def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
+    """Write `path` as it is at `rev` into `dest` (a clean copy: never the
+    working tree); returns `dest/path`."""
+    import io
+    import tarfile
+
+    proc = subprocess.run(
+        ["git", "archive", "--format=tar", rev, "--", path],
+        cwd=git.cwd,
+        capture_output=True,
+        env={**os.environ, **_ENV},
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise GitError(["archive", rev, "--", path], proc.returncode, proc.stderr.decode())
+    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+        tar.extractall(dest, filter="data")
+    return dest / path

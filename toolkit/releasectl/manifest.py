@@ -9,7 +9,6 @@ a manifest never needs them and they are the door to the "billion laughs".
 from __future__ import annotations
 
 import io
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -23,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from .analysis import AnalysisSpec, Duration
 from .errors import BadInput
 from .names import MODEL_RE, check_version
 
@@ -31,17 +31,6 @@ MAX_BYTES = 256 * 1024
 
 Str = Annotated[str, StringConstraints(strict=True, min_length=1)]
 Digest = Annotated[str, StringConstraints(strict=True, pattern=r"^sha256:[0-9a-f]{64}$")]
-DurationText = Annotated[str, StringConstraints(strict=True, pattern=r"^\d+(\.\d+)?(ms|s|m|h)$")]
-
-_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def seconds(duration: str) -> float:
-    """`"10m"` -> 600.0."""
-    match = re.fullmatch(r"(\d+(?:\.\d+)?)(ms|s|m|h)", duration)
-    if not match:
-        raise BadInput(f"invalid duration {duration!r}", "use e.g. 500ms, 30s, 10m or 1h")
-    return float(match.group(1)) * _UNITS[match.group(2)]
 
 
 class Strict(BaseModel):
@@ -70,7 +59,7 @@ class Bundle(Strict):
 class Deploy(Strict):
     target: Literal["local", "kubernetes"] = "local"
     port: int = Field(default=3000, ge=1024, le=65535, strict=True)
-    standby: DurationText = "10m"
+    standby: Duration = Field(default=600.0, description="How long the previous version stays warm")
 
 
 class Rollback(Strict):
@@ -87,7 +76,7 @@ class Manifest(Strict):
     version: Str
     serial: int = Field(ge=0, strict=True)
     bundle: Bundle
-    analysis: dict[str, Any] = Field(default_factory=dict)
+    analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     deploy: Deploy = Field(default_factory=Deploy)
     rollback: Rollback | None = None
 

@@ -3,11 +3,15 @@ release state moves forward."""
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 from . import git as g
 from . import manifest as mf
 from . import registry as reg
+from .build import build_sources, store_for
+from .bundle import export
 from .changes import (
     Change,
     Landed,
@@ -28,6 +32,7 @@ from .names import (
     tag_name,
 )
 from .signing import TrustRoot, trust_root
+from .store import ArtifactStore
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,17 @@ class Plan:
     note: str = ""
 
 
-def plan_release(git: g.Git, trust: TrustRoot, model: str, version: str, base: str) -> Plan:
+@dataclass(frozen=True)
+class Pin:
+    """The bundle built for a release before its commit: what the manifest pins."""
+
+    digest: str
+    archive: str
+
+
+def plan_release(
+    git: g.Git, trust: TrustRoot, model: str, version: str, base: str, pin: Pin | None = None
+) -> Plan:
     check_model(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -64,6 +79,11 @@ def plan_release(git: g.Git, trust: TrustRoot, model: str, version: str, base: s
         check = reg.verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
+        if pin is not None and manifest.bundle.digest not in (None, pin.digest):
+            raise Refused(
+                f"the bundle built for {model} {version} has digest {pin.digest}, "
+                f"but the merged manifest pins {manifest.bundle.digest}"
+            )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
         return Plan(model, version, manifest.serial, change, tagged_existing=True)
@@ -74,9 +94,10 @@ def plan_release(git: g.Git, trust: TrustRoot, model: str, version: str, base: s
             "choose a higher version",
         )
     serial = manifest.serial + 1
-    new_text = mf.edit(
-        text, path, {"version": version, "serial": serial, "rollback": None}, model=model
-    )
+    changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    if pin is not None:
+        changes["bundle"] = {"digest": pin.digest, "archive": pin.archive}
+    new_text = mf.edit(text, path, changes, model=model)
     message = (
         f"Release {model} {version}\n\n"
         f"Releasectl-Model: {model}\n"
@@ -93,31 +114,80 @@ def plan_release(git: g.Git, trust: TrustRoot, model: str, version: str, base: s
     return Plan(model, version, serial, change)
 
 
-def release(git: g.Git, model: str, version: str, *, push: bool = False) -> tuple[Plan, Landed]:
+def release(
+    git: g.Git, model: str, version: str, *, push: bool = False, build: bool | None = None
+) -> tuple[Plan, Landed]:
+    """Release MODEL VERSION. With a bundle to build (`build`, by default when
+    the folder has a bentofile.yaml), the bundle is built from the committed
+    sources first, stored, and its content digest pinned in the release
+    commit; if the release does not land, the stored archive is removed."""
     branch = require_branch(git)
     require_clean(git, model_dir(check_model(model)))
-    if push:
-        plans: list[Plan] = []
+    with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
+        builder = _Prebuild(git, model, version, build, Path(tmp))
+        try:
+            if push:
+                plans: list[Plan] = []
 
-        def planner(tip: str) -> Change | None:
-            plans.append(plan_release(git, trust_root(git, tip), model, version, tip))
-            return plans[-1].change
+                def planner(tip: str) -> Change | None:
+                    trust = trust_root(git, tip)
+                    plan_release(git, trust, model, version, tip)  # refuse before building
+                    plans.append(plan_release(git, trust, model, version, tip, builder.pin(tip)))
+                    return plans[-1].change
 
-        landed = land_pushed(
-            git,
-            lambda tip: trust_root(git, tip),
-            branch,
-            planner,
-            model_tag_refspecs(model),
-            carry_local=True,
-        )
-        assert landed is not None
-        return plans[-1], landed
-    base = head(git)
-    trust = trust_root(git, base)
-    p = plan_release(git, trust, model, version, base)
-    assert p.change is not None
-    return p, land_local(git, trust, branch, p.change)
+                landed = land_pushed(
+                    git,
+                    lambda tip: trust_root(git, tip),
+                    branch,
+                    planner,
+                    model_tag_refspecs(model),
+                    carry_local=True,
+                )
+                assert landed is not None
+                return plans[-1], landed
+            base = head(git)
+            trust = trust_root(git, base)
+            plan_release(git, trust, model, version, base)  # refuse before building
+            p = plan_release(git, trust, model, version, base, builder.pin(base))
+            assert p.change is not None
+            return p, land_local(git, trust, branch, p.change)
+        except BaseException:
+            builder.undo()
+            raise
+
+
+class _Prebuild:
+    """Builds the bundle once per distinct source tree and stores it."""
+
+    def __init__(self, git: g.Git, model: str, version: str, build: bool | None, work: Path):
+        self.git, self.model, self.version, self.build, self.work = git, model, version, build, work
+        self.pins: dict[str, Pin] = {}
+        self.stored: list[tuple[ArtifactStore, str]] = []
+
+    def pin(self, base: str) -> Pin | None:
+        folder = model_dir(self.model)
+        has_bentofile = g.read_blob(self.git, base, f"{folder}/bentofile.yaml") is not None
+        if not (self.build if self.build is not None else has_bentofile):
+            return None
+        tree = g.tree_id(self.git, base, folder) or base
+        if tree not in self.pins:
+            manifest, _ = reg.current(self.git, self.model, base)
+            manifest = manifest.model_copy(update={"version": self.version})
+            work = self.work / tree[:12]
+            bento, home, digest = build_sources(self.git, manifest, base, work)
+            archive = export(bento, work / "out", home)
+            store = store_for(self.git)
+            key = store.key_for(self.model, self.version, manifest.bundle.bento)
+            existed = store.exists(key)
+            uri = store.put(archive, key, digest)
+            if not existed:
+                self.stored.append((store, key))
+            self.pins[tree] = Pin(digest, uri)
+        return self.pins[tree]
+
+    def undo(self) -> None:
+        for store, key in self.stored:
+            store.delete(key)
 
 
 def plan_mark_stable(

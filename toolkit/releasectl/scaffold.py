@@ -57,7 +57,9 @@ def init(git: g.Git, *, dry_run: bool = False) -> tuple[dict[str, str], Landed |
 
 
 def new_model(root: Path, model: str, *, port: int = 3000) -> list[Path]:
-    """Write `model-releases/MODEL/` from the template; refuses an existing folder."""
+    """Write `model-releases/MODEL/` from the template (the iris example's
+    sources: a model that releases, builds and serves as it is, to be
+    replaced by yours); refuses an existing folder."""
     check_model(model)
     folder = root / model_dir(model)
     if folder.exists():
@@ -69,8 +71,7 @@ def new_model(root: Path, model: str, *, port: int = 3000) -> list[Path]:
         for item in template.iterdir():
             if item.name.startswith((".", "__")):
                 continue
-            text = item.read_text().replace("{{model}}", model)
-            (folder / item.name).write_text(text)
+            (folder / item.name).write_text(item.read_text())
             written.append(folder / item.name)
         (folder / "release.yaml").write_text(mf.render_new(model, port=port))
         written.append(folder / "release.yaml")

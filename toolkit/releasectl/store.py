@@ -129,6 +129,18 @@ class ArtifactStore:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         return doc if isinstance(doc, dict) else None
 
+    def delete(self, key: str) -> None:
+        """Forget a key (sidecar first, so it stops counting as stored at once).
+        Only for undoing a put whose release did not land."""
+        path = self._path(key)
+        for victim in (path + SIDECAR_SUFFIX, path):
+            try:
+                self.fs.rm_file(victim)
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise StoreError(f"cannot delete {self.uri(key)}: {exc}") from exc
+
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._path(key)) and self._sidecar(key) is not None
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from ..cli import DryRunOption, JsonOption, PushOption, emit, repo, run, say
+from .serving import print_deploy
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
 VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version, e.g. 1.4.0.")]
@@ -19,9 +20,16 @@ def register(app: typer.Typer) -> None:
         version: VersionArg,
         dry_run: DryRunOption = False,
         push: PushOption = False,
+        build: Annotated[
+            bool | None,
+            typer.Option(
+                "--build/--no-build",
+                help="Build, store and pin the bundle first (default: when there is a bentofile).",
+            ),
+        ] = None,
         json: JsonOption = False,
     ) -> None:
-        """Signed commit (version, serial) + signed tag release/MODEL/vVERSION."""
+        """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
 
         def body() -> None:
             from .. import release as rel
@@ -38,7 +46,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     say(f"would release {model} {version} (serial {p.serial}): {what}")
                 return
-            p, landed = rel.release(git, model, version, push=push)
+            p, landed = rel.release(git, model, version, push=push, build=build)
             result = {
                 "model": model,
                 "version": version,
@@ -113,6 +121,9 @@ def register(app: typer.Typer) -> None:
         reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
         dry_run: DryRunOption = False,
         push: PushOption = False,
+        deploy: Annotated[
+            bool, typer.Option("--deploy", help="Then deploy it (a warm standby switches at once).")
+        ] = False,
         json: JsonOption = False,
     ) -> None:
         """One signed commit back to the last stable release (+ rejected/ tag)."""
@@ -149,8 +160,10 @@ def register(app: typer.Typer) -> None:
                     )
                 elif push:
                     note += "; already reverted on the remote: run `git pull`"
-                _nothing(note, json)
+                deployed = _deploy(git, model) if deploy and not (push and landed is None) else None
+                _nothing(note, json, deployed)
                 return
+            deployed = _deploy(git, model) if deploy else None
             result = {
                 **p.summary(),
                 "commit": landed.commit,
@@ -159,6 +172,8 @@ def register(app: typer.Typer) -> None:
                 "note": landed.note,
             }
             del result["message"]
+            if deployed is not None:
+                result["deploy"] = deployed.model_dump(mode="json")
             if json:
                 emit(result)
             else:
@@ -172,12 +187,25 @@ def register(app: typer.Typer) -> None:
                     say(f"pushed to {landed.pushed_to}")
                 if landed.note:
                     say(landed.note)
+                if deployed is not None:
+                    print_deploy(deployed)
 
         run(body, json_mode=json)
 
 
-def _nothing(note: str, json: bool) -> None:
+def _deploy(git: Any, model: str) -> Any:
+    from ..deploy import deploy
+
+    return deploy(git, model)
+
+
+def _nothing(note: str, json: bool, deployed: Any = None) -> None:
     if json:
-        emit({"changed": False, "note": note})
+        doc: dict[str, Any] = {"changed": False, "note": note}
+        if deployed is not None:
+            doc["deploy"] = deployed.model_dump(mode="json")
+        emit(doc)
     else:
         say(f"nothing to do: {note}")
+        if deployed is not None:
+            print_deploy(deployed)

@@ -1,0 +1,123 @@
+"""A registry with the real iris model, and a client that keeps sending
+requests to an endpoint while a test changes what serves it."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import psutil
+
+from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA
+from conftest import Repo, new_repo
+
+
+def iris_registry(root: Path, port: int) -> Repo:
+    """A registry holding the real iris example, with its endpoint on `port`."""
+    repo = new_repo(root)
+    folder = repo.path / "model-releases" / "iris"
+    folder.mkdir(parents=True)
+    for name in (*IRIS_BUNDLE_FILES, "release.yaml"):
+        text = (IRIS_SRC / name).read_text()
+        if name == "release.yaml":
+            text = text.replace("port: 3000", f"port: {port}")
+        (folder / name).write_text(text)
+    repo.commit("add iris")
+    return repo
+
+
+def set_faults(repo: Repo, text: str | None, message: str) -> None:
+    path = repo.path / "model-releases/iris/faults.yaml"
+    if text is None:
+        path.unlink()
+        repo.git("rm", "-q", "--cached", "model-releases/iris/faults.yaml")
+    else:
+        path.write_text(text)
+    repo.commit(message)
+
+
+@dataclass
+class Load:
+    """Sends POST /predict at `rate` per second until stopped; records every
+    outcome with the version that answered."""
+
+    url: str
+    rate: float = 30.0
+    clients: int = 6  # several, so that a slow answer does not slow the whole load
+    results: list[tuple[float, int, str | None]] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _threads: list[threading.Thread] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __enter__(self) -> Load:
+        for _ in range(self.clients):
+            thread = threading.Thread(target=self._run, daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=30)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=10) as client:
+            next_at = time.monotonic()
+            while not self._stop.is_set():
+                try:
+                    r = client.post(f"{self.url}/predict", json={"features": SETOSA})
+                    version = r.json().get("version") if r.status_code == 200 else None
+                    outcome = (time.monotonic(), r.status_code, version)
+                except httpx.HTTPError as exc:
+                    outcome = (time.monotonic(), 0, type(exc).__name__)
+                with self._lock:
+                    self.results.append(outcome)
+                next_at += self.clients / self.rate
+                self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def mark(self) -> int:
+        return len(self.results)
+
+    def failures(self, since: int = 0) -> list[tuple[float, int, str | None]]:
+        return [r for r in self.results[since:] if r[1] != 200]
+
+    def versions(self, since: int = 0) -> list[str | None]:
+        return [r[2] for r in self.results[since:] if r[1] == 200]
+
+    def wait_for(self, count: int, deadline: float = 30.0) -> None:
+        """Until `count` more responses have come back (a readiness check)."""
+        goal = len(self.results) + count
+        end = time.monotonic() + deadline
+        while len(self.results) < goal:
+            assert time.monotonic() < end, "the load generator stalled"
+            time.sleep(0.02)
+
+    def rate_seen(self, since: int) -> float:
+        times = sorted(r[0] for r in self.results[since:])
+        if len(times) < 2:
+            return 0.0
+        return (len(times) - 1) / (times[-1] - times[0])
+
+
+def bentoml_processes(home: Path) -> list[psutil.Process]:
+    """`bentoml serve` processes started for slots under this RELEASECTL_HOME."""
+    found = []
+    needle = str(home)
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info.get("environ") or {}
+        except psutil.Error:
+            continue
+        if "bentoml" in cmd and (needle in cmd or needle in env.get("BENTOML_HOME", "")):
+            found.append(proc)
+    return found
+
+
+def env_home() -> Path:
+    return Path(os.environ["RELEASECTL_HOME"])

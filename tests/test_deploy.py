@@ -1,0 +1,217 @@
+"""Bundles and the local target, end to end through the command line: build,
+pin, store, deploy, switch and switch back with real bentoml servers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from bundle_helpers import free_port
+from conftest import RELEASECTL, Repo
+from serving_helpers import Load, bentoml_processes, iris_registry, set_faults
+
+pytestmark = pytest.mark.slow
+
+
+class World:
+    def __init__(self, repo: Repo, home: Path, port: int) -> None:
+        self.repo, self.home, self.port = repo, home, port
+        self.url = f"http://127.0.0.1:{port}"
+
+    def store_archive(self, version: str) -> Path:
+        return self.home / "artifacts" / "iris" / version / f"iris-{version}.bento"
+
+    def status(self) -> dict:
+        out = json.loads(self.repo.ok("status", "iris", "--json"))
+        assert len(out) == 1
+        return out[0]
+
+    def pinned(self, version: str) -> str:
+        text = self.repo.git("show", f"release/iris/v{version}:model-releases/iris/release.yaml")
+        return next(line.split()[1] for line in text.splitlines() if "digest:" in line)
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    root = tmp_path_factory.mktemp("deploy")
+    home = root / "state"
+    saved = os.environ.get("RELEASECTL_HOME")
+    os.environ["RELEASECTL_HOME"] = str(home)
+    port = free_port()
+    repo = iris_registry(root, port)
+    w = World(repo, home, port)
+    try:
+        repo.ok("release", "iris", "1.0.0")
+        repo.ok("mark-stable", "iris", "1.0.0")
+        repo.write("model-releases/iris/NOTES.md", "2.0.0: retrained\n")
+        repo.commit("iris: notes")
+        repo.ok("release", "iris", "2.0.0")
+        yield w
+    finally:
+        repo.cli("agent", "stop")
+        for proc in bentoml_processes(home):  # only if stop failed to
+            proc.kill()
+        leftover = bentoml_processes(home)
+        if saved is None:
+            os.environ.pop("RELEASECTL_HOME", None)
+        else:
+            os.environ["RELEASECTL_HOME"] = saved
+        assert not leftover, f"bentoml processes left running: {[p.pid for p in leftover]}"
+
+
+def test_release_pins_a_digest_that_rebuilds_reproduce(world: World) -> None:
+    pinned = world.pinned("1.0.0")
+    assert pinned.startswith("sha256:")
+    digests = []
+    for _ in range(2):
+        # Delete the stored archive: the build starts from a fresh BentoML home each time.
+        world.store_archive("1.0.0").unlink()
+        out = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
+        assert out["reused"] is False
+        digests.append(out["digest"])
+    assert digests == [pinned, pinned]
+    again = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
+    assert again["reused"] is True and again["digest"] == pinned
+
+
+def test_deploy_switch_and_revert_without_a_failed_request(world: World) -> None:
+    r = world.repo
+    first = json.loads(r.ok("deploy", "iris", "--version", "1.0.0", "--json"))
+    assert first["version"] == "1.0.0" and first["switch"] == "cold"
+    with Load(world.url) as load:
+        load.wait_for(20)
+        start = load.mark()
+        second = json.loads(r.ok("deploy", "iris", "--json"))
+        assert second["version"] == "2.0.0"
+        switched = load.mark()
+        load.wait_for(25)
+        assert load.rate_seen(start) >= 20
+        assert load.failures(start) == []
+        assert set(load.versions(switched + 5)) == {"2.0.0"}
+
+        start = load.mark()
+        proc = r.cli("revert", "iris", "--deploy", "--reason", "drill", "--json")
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
+        assert out["to"] == "1.0.0" and out["deploy"]["switch"] == "warm"
+        assert out["deploy"]["fast_track"] is True
+        switched = load.mark()
+        load.wait_for(25)
+        assert load.failures(start) == []
+        assert set(load.versions(switched + 5)) == {"1.0.0"}
+    status = world.status()
+    assert status["live"]["version"] == "1.0.0" and status["health"] == "ready"
+    assert status["standby"]["version"] == "2.0.0"
+
+
+def test_replaying_an_older_state_is_refused(world: World) -> None:
+    before = world.status()["live"]
+    for version in ("2.0.0", "1.0.0"):
+        proc = world.repo.cli("deploy", "iris", "--version", version)
+        assert proc.returncode == 3, proc.stderr
+        assert "not higher than the deployed serial" in proc.stderr
+    assert world.status()["live"] == before
+
+
+def test_a_tampered_stored_archive_is_refused(world: World) -> None:
+    r = world.repo
+    r.write("model-releases/iris/NOTES.md", "3.0.0\n")
+    r.commit("iris: 3.0.0")
+    r.ok("release", "iris", "3.0.0")
+    archive = world.store_archive("3.0.0")
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    archive.write_bytes(bytes(data))
+    with Load(world.url) as load:
+        load.wait_for(10)
+        start = load.mark()
+        proc = r.cli("deploy", "iris")
+        load.wait_for(10)
+        assert load.failures(start) == []
+        assert set(load.versions(start)) == {"1.0.0"}
+    assert proc.returncode == 3, proc.stderr
+    assert "damaged" in proc.stderr or "digest" in proc.stderr
+    assert world.status()["live"]["version"] == "1.0.0"
+
+
+def test_a_server_that_never_becomes_ready_keeps_the_old_one(world: World) -> None:
+    r = world.repo
+    set_faults(r, "error_ratio: 5\n", "iris: a fault file the service refuses at start")
+    r.ok("release", "iris", "4.0.0")
+    with Load(world.url) as load:
+        load.wait_for(10)
+        start = load.mark()
+        proc = r.cli("deploy", "iris", "--ready-timeout", "40")
+        load.wait_for(10)
+        assert load.failures(start) == []
+        assert set(load.versions(start)) == {"1.0.0"}
+    assert proc.returncode == 1, proc.stderr
+    assert "error_ratio must be between 0 and 1" in proc.stderr  # the server's own log
+    status = world.status()
+    assert status["live"]["version"] == "1.0.0"
+    assert status["last_deploy"]["ok"] is False
+
+
+def _agent_pid(home: Path) -> int:
+    return int(json.loads((home / "local" / "agent.json").read_text())["pid"])
+
+
+def test_kill_9_of_the_agent_mid_deploy_converges(world: World) -> None:
+    r = world.repo
+    set_faults(r, None, "iris: healthy again")
+    r.ok("release", "iris", "5.0.0")
+    r.ok("build", "iris", "5.0.0")
+    agent = _agent_pid(world.home)
+    deploying = subprocess.Popen(
+        [RELEASECTL, "deploy", "iris"],
+        cwd=r.path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        # Wait (with a deadline) until the new slot's server exists, then kill the agent.
+        end = time.monotonic() + 60
+        state = world.home / "local" / "state.json"
+        while time.monotonic() < end:
+            doc = json.loads(state.read_text()) if state.exists() else {}
+            slot = (doc.get("models", {}).get("iris") or {}).get("pending")
+            if slot and slot.get("pid"):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the deploy never started a slot")
+        os.kill(agent, signal.SIGKILL)
+        psutil.Process(agent).wait(timeout=10) if psutil.pid_exists(agent) else None
+        code = deploying.wait(timeout=120)
+        assert code != 0
+    finally:
+        if deploying.poll() is None:
+            deploying.kill()
+        deploying.communicate()
+    status = world.status()  # starts a new agent, which reconciles
+    assert status["live"]["version"] == "1.0.0" and status["health"] == "ready"
+    again = json.loads(r.ok("deploy", "iris", "--json"))
+    assert again["version"] == "5.0.0"
+    status = world.status()
+    assert status["live"]["version"] == "5.0.0" and status["health"] == "ready"
+    expected = {status["live"]["pid"], (status["standby"] or {}).get("pid")} - {None}
+    running = {p.pid for p in bentoml_processes(world.home) if _is_server_root(p)}
+    assert running == expected, (running, expected)
+
+
+def _is_server_root(proc: psutil.Process) -> bool:
+    """The `bentoml serve` process itself, not its workers."""
+    try:
+        parent = proc.parent()
+        return not (parent and "bentoml" in " ".join(parent.cmdline()))
+    except psutil.Error:
+        return False

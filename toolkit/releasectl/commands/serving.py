@@ -1,0 +1,138 @@
+"""build, deploy, status, agent: bundles and the local target."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from ..cli import JsonOption, emit, repo, run, say
+
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+
+
+def print_deploy(result: Any) -> None:
+    how = {"cold": "started", "warm": "switched to the warm standby", "none": "already live"}
+    say(
+        f"{result.model} {result.version} live at {result.endpoint} "
+        f"({how[result.switch]}, {result.seconds:.2f} s)"
+        + (" [fast track]" if result.fast_track else "")
+    )
+    if result.previous_version:
+        until = result.standby_until.isoformat(timespec="seconds") if result.standby_until else "-"
+        say(f"  {result.previous_version} stays warm until {until}")
+
+
+def register(app: typer.Typer) -> None:
+    @app.command()
+    def build(
+        model: ModelArg,
+        version: Annotated[
+            str | None, typer.Argument(metavar="[VERSION]", help="Default: the current release.")
+        ] = None,
+        json: JsonOption = False,
+    ) -> None:
+        """Build (or verify and re-use) a release's bundle from its tag; store it."""
+
+        def body() -> None:
+            from .. import registry as reg
+            from ..build import build_release
+            from ..signing import trust_root
+
+            git = repo()
+            wanted = version or reg.current(git, model)[0].version
+            if not json:
+                say(f"building {model} {wanted} from release/{model}/v{wanted} ...")
+            built = build_release(git, trust_root(git), model, wanted)
+            if json:
+                emit(built.to_json())
+                return
+            what = "verified the stored bundle" if built.reused else "built and stored"
+            say(f"{what} {built.bento}:{built.version} {built.digest} ({built.seconds:.1f} s)")
+            say(f"  {built.archive}")
+
+        run(body, json_mode=json)
+
+    @app.command()
+    def deploy(
+        model: ModelArg,
+        version: Annotated[
+            str | None, typer.Option("--version", help="Deploy this release's state.")
+        ] = None,
+        target: Annotated[str, typer.Option(help="Deploy target.")] = "local",
+        ready_timeout: Annotated[
+            float, typer.Option(help="Seconds to wait for the new server's /readyz.")
+        ] = 120.0,
+        json: JsonOption = False,
+    ) -> None:
+        """Deploy what the branch's manifest pins, through the deploy gate."""
+
+        def body() -> None:
+            from ..deploy import deploy as do_deploy
+            from ..errors import BadInput
+
+            if target != "local":
+                raise BadInput(f"unknown target {target!r}", "this release drives 'local'")
+            result = do_deploy(repo(), model, version=version, ready_timeout=ready_timeout)
+            if json:
+                emit(result.model_dump(mode="json"))
+            else:
+                print_deploy(result)
+
+        run(body, json_mode=json)
+
+    @app.command()
+    def status(
+        model: Annotated[str | None, typer.Argument(metavar="[MODEL]")] = None,
+        json: JsonOption = False,
+    ) -> None:
+        """What the local target is serving: live, standby, health, last deploy."""
+
+        def body() -> None:
+            from ..config import home
+            from ..names import check_model
+            from ..targets.local import LocalTarget
+
+            if model is not None:
+                check_model(model)
+            statuses = LocalTarget(home()).status(model)
+            if json:
+                emit([s.model_dump(mode="json") for s in statuses])
+                return
+            if not statuses:
+                say("nothing deployed on the local target")
+            for s in statuses:
+                live = s.live
+                say(f"{s.model}: {s.endpoint} health={s.health}")
+                if live:
+                    since = live.since.isoformat(timespec="seconds") if live.since else "-"
+                    say(
+                        f"  live     {live.version} {live.digest[:19]} commit {live.commit[:12]}"
+                        f" serial {live.serial} since {since}"
+                    )
+                if s.standby:
+                    until = (
+                        s.standby_until.isoformat(timespec="seconds") if s.standby_until else "-"
+                    )
+                    say(f"  standby  {s.standby.version} warm until {until}")
+                if s.last_deploy:
+                    d = s.last_deploy
+                    say(f"  last deploy {'ok' if d.ok else 'FAILED'}: {d.version} {d.message}")
+
+        run(body, json_mode=json)
+
+    agent = typer.Typer(help="The local target's agent.", no_args_is_help=True)
+    app.add_typer(agent, name="agent")
+
+    @agent.command("stop")
+    def agent_stop() -> None:
+        """Stop the agent and every server it started."""
+
+        def body() -> None:
+            from ..config import home
+            from ..targets.local import LocalTarget
+
+            LocalTarget(home()).stop()
+            say("agent and its servers stopped")
+
+        run(body)

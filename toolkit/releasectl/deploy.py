@@ -1,0 +1,155 @@
+"""Deploying what a branch's manifest pins, through the deploy gate.
+
+The gate (DESIGN §3): a state is accepted only if its serial is higher than
+the deployed one and its commit descends from the deployed commit, or if it
+is the deployed state itself (a redeploy converges). So replaying an old
+signed commit is refused, while a revert, which is new state pointing at an
+old bundle, passes. The bundle comes from the artifact store and its content
+digest is checked before anything is served; a known release is never
+rebuilt here."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import bundle
+from . import git as g
+from . import manifest as mf
+from . import registry as reg
+from .build import fetch_bundle, store_for
+from .config import bundles_dir, home
+from .errors import OperationFailed, Refused
+from .names import tag_name
+from .signing import TrustRoot, trust_root
+
+
+@dataclass(frozen=True)
+class State:
+    """A release state to deploy: a commit and the manifest it declares."""
+
+    model: str
+    commit: str
+    manifest: mf.Manifest
+
+    @property
+    def fast_track(self) -> bool:
+        # A revert points at a stable, known-good bundle: it skips the bake.
+        return self.manifest.rollback is not None
+
+
+def resolve(git: g.Git, model: str, version: str | None = None) -> State:
+    rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
+    commit = g.rev_parse(git, rev)
+    if commit is None:
+        raise OperationFailed(f"{model} has no release {version}")
+    manifest, _ = reg.current(git, model, commit)
+    return State(model, commit, manifest)
+
+
+def check_trust(git: g.Git, trust: TrustRoot, state: State) -> None:
+    """The state's commit is vouched for by an allowed signer, and the release
+    it declares verifies strictly."""
+    check = reg.verify_commit(git, trust, state.model, state.commit)
+    if not check.ok:
+        raise Refused(f"{state.model} at {state.commit[:12]} does not verify: {check.detail}")
+    release = reg.history(git, state.model).get(state.manifest.version)
+    if release is None:
+        raise Refused(f"{state.model} {state.manifest.version} has no release tag")
+    reg.require_verified(git, trust, release)
+
+
+def gate(
+    git: g.Git, state: State, deployed_serial: int | None, deployed_commit: str | None
+) -> None:
+    if deployed_commit is None or deployed_serial is None or deployed_commit == state.commit:
+        return
+    serial = state.manifest.serial
+    if serial <= deployed_serial:
+        raise Refused(
+            f"{state.model} serial {serial} is not higher than the deployed serial "
+            f"{deployed_serial}: an older state is never replayed",
+            f"to go back, run `releasectl revert {state.model} --deploy`",
+        )
+    if g.rev_parse(git, deployed_commit) is None or not g.is_ancestor(
+        git, deployed_commit, state.commit
+    ):
+        raise Refused(
+            f"{state.commit[:12]} does not descend from the deployed commit {deployed_commit[:12]}",
+            "deploy from the branch that holds the deployed state (git fetch first)",
+        )
+
+
+def bundle_dir(git: g.Git, state: State) -> Path:
+    """The state's bundle, extracted and digest-checked, ready to serve."""
+    pinned = state.manifest.bundle.digest
+    if pinned is None:
+        raise OperationFailed(
+            f"{state.model} {state.manifest.version} pins no bundle digest",
+            "release it with its bundle: `releasectl release` builds and pins it",
+        )
+    target = bundles_dir() / state.model / pinned.removeprefix("sha256:")[:32]
+    if target.exists():
+        if bundle.content_digest(target) == pinned:
+            return target
+        shutil.rmtree(target)  # tampered or half-written: fetch it again
+    store = store_for(git)
+    key = store.key_for(state.model, state.manifest.version, state.manifest.bundle.bento)
+    if not store.exists(key):
+        raise OperationFailed(
+            f"{store.uri(key)} is not in the artifact store",
+            f"build it: releasectl build {state.model} {state.manifest.version}",
+        )
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp:
+        folder = fetch_bundle(store, key, Path(tmp))
+        digest = bundle.content_digest(folder)
+        if digest != pinned:
+            raise Refused(
+                f"the stored bundle of {state.model} {state.manifest.version} has digest "
+                f"{digest}, but the manifest pins {pinned}; nothing was deployed"
+            )
+        folder.rename(target)
+    return target
+
+
+def deploy(
+    git: g.Git,
+    model: str,
+    *,
+    version: str | None = None,
+    ready_timeout: float = 120.0,
+):  # type: ignore[no-untyped-def]
+    """Deploy MODEL's state on the current branch (or release VERSION) to the
+    local target; returns the target's DeployResult."""
+    from .targets.local import DeployRequest, LocalTarget
+
+    state = resolve(git, model, version)
+    if state.manifest.deploy.target != "local":
+        raise OperationFailed(
+            f"{model} deploys to the {state.manifest.deploy.target} target, "
+            "which this command does not drive"
+        )
+    check_trust(git, trust_root(git), state)
+    target = LocalTarget(home())
+    deployed = next((s for s in target.status() if s.model == model), None)
+    live = deployed.live if deployed else None
+    gate(git, state, live.serial if live else None, live.commit if live else None)
+    folder = bundle_dir(git, state)
+    return target.deploy(
+        DeployRequest(
+            model=model,
+            version=state.manifest.version,
+            digest=state.manifest.bundle.digest or "",
+            commit=state.commit,
+            serial=state.manifest.serial,
+            bento_dir=folder,
+            port=state.manifest.deploy.port,
+            standby_seconds=state.manifest.deploy.standby,
+            ready_timeout=ready_timeout,
+            fast_track=state.fast_track,
+        )
+    )
+

@@ -1,0 +1,85 @@
+"""The shapes the client and the agent exchange (and the CLI prints as JSON). No I/O here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MODEL_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+Health = Literal["ready", "unready", "down", "none"]
+SwitchKind = Literal["cold", "warm", "none"]
+
+
+class DeployRequest(BaseModel):
+    """What to serve. The caller has already passed the deploy gate (serial, commit, digest)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_NAME)
+    version: str = Field(min_length=1, pattern=r"^[0-9A-Za-z.+-]+$")
+    digest: str = Field(min_length=1)
+    commit: str = Field(min_length=1)
+    serial: int = Field(ge=0)
+    bento_dir: Path
+    port: int = Field(ge=1, le=65535)
+    standby_seconds: float = Field(default=600.0, ge=0)
+    ready_timeout: float = Field(default=120.0, gt=0)
+    fast_track: bool = False
+
+
+class SlotInfo(BaseModel):
+    slot: str
+    version: str
+    digest: str
+    commit: str
+    serial: int
+    fast_track: bool
+    pid: int | None
+    port: int
+    since: datetime | None
+
+
+class DeployOutcome(BaseModel):
+    ok: bool
+    version: str
+    digest: str
+    serial: int
+    fast_track: bool
+    at: datetime
+    message: str
+
+
+class DeployResult(BaseModel):
+    model: str
+    version: str
+    digest: str
+    commit: str
+    serial: int
+    fast_track: bool
+    endpoint: str
+    slot: str
+    # cold: a new server was started; warm: the standby took over; none: already live.
+    switch: SwitchKind
+    previous_version: str | None
+    standby_until: datetime | None
+    seconds: float
+
+
+class ModelStatus(BaseModel):
+    model: str
+    endpoint: str
+    health: Health
+    live: SlotInfo | None
+    standby: SlotInfo | None
+    standby_until: datetime | None
+    deploying: SlotInfo | None
+    last_deploy: DeployOutcome | None
+    message: str | None
+
+
+def endpoint_url(port: int) -> str:
+    return f"http://127.0.0.1:{port}"

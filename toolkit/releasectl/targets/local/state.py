@@ -1,0 +1,172 @@
+"""On-disk state of the local target, under `$RELEASECTL_HOME/local/` (outside any repository).
+
+The agent is the only writer of `state.json`; every write is atomic (temp file + rename), so a
+`kill -9` at any moment leaves either the old or the new state, never a torn file.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from releasectl.targets.local.models import DeployOutcome, SlotInfo
+
+
+def default_home() -> Path:
+    env = os.environ.get("RELEASECTL_HOME")
+    return Path(env) if env else Path.home() / ".local" / "state" / "releasectl"
+
+
+def now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Slot(BaseModel):
+    """One `bentoml serve` process and the release it serves."""
+
+    id: str
+    model: str
+    version: str
+    digest: str
+    commit: str
+    serial: int
+    fast_track: bool
+    bento_dir: str
+    port: int
+    # pid + create_time tell our server from an unrelated process that reused the pid.
+    pid: int | None = None
+    create_time: float | None = None
+    started: datetime
+    since: datetime | None = None
+
+    def info(self) -> SlotInfo:
+        return SlotInfo(
+            slot=self.id,
+            version=self.version,
+            digest=self.digest,
+            commit=self.commit,
+            serial=self.serial,
+            fast_track=self.fast_track,
+            pid=self.pid,
+            port=self.port,
+            since=self.since,
+        )
+
+
+class ModelState(BaseModel):
+    model: str
+    port: int
+    live: Slot | None = None
+    standby: Slot | None = None
+    standby_until: datetime | None = None
+    # A slot being started by a deploy; still set at agent start means the deploy was cut off.
+    pending: Slot | None = None
+    last_deploy: DeployOutcome | None = None
+    message: str | None = None
+
+    def slots(self) -> list[Slot]:
+        return [s for s in (self.live, self.standby, self.pending) if s is not None]
+
+
+class State(BaseModel):
+    models: dict[str, ModelState] = Field(default_factory=dict)
+
+
+class AgentInfo(BaseModel):
+    pid: int
+    create_time: float
+    port: int
+    token: str
+    started: datetime
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+@dataclass(frozen=True)
+class Paths:
+    home: Path
+
+    @property
+    def root(self) -> Path:
+        return self.home / "local"
+
+    @property
+    def state_file(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def agent_file(self) -> Path:
+        return self.root / "agent.json"
+
+    @property
+    def agent_lock(self) -> Path:
+        return self.root / "agent.lock"
+
+    @property
+    def spawn_lock(self) -> Path:
+        return self.root / "spawn.lock"
+
+    @property
+    def agent_log(self) -> Path:
+        return self.root / "agent.log"
+
+    def slot_dir(self, model: str, slot_id: str) -> Path:
+        return self.root / model / "slots" / slot_id
+
+    def ensure(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_state(paths: Paths) -> State:
+    try:
+        return State.model_validate_json(paths.state_file.read_text())
+    except FileNotFoundError:
+        return State()
+
+
+def save_state(paths: Paths, state: State) -> None:
+    write_atomic(paths.state_file, state.model_dump_json(indent=2))
+
+
+def load_agent_info(paths: Paths) -> AgentInfo | None:
+    try:
+        return AgentInfo.model_validate_json(paths.agent_file.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def save_agent_info(paths: Paths, info: AgentInfo) -> None:
+    # The file holds the control token: only this user may read it.
+    write_atomic(paths.agent_file, info.model_dump_json())
+    paths.agent_file.chmod(0o600)
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        with path.open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - 64 * 1024))
+            text = f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return "(no log)"
+    return "\n".join(text.splitlines()[-lines:])
