@@ -48,6 +48,7 @@ class Load:
     url: str
     rate: float = 30.0
     clients: int = 6  # several, so that a slow answer does not slow the whole load
+    feedback: bool = False  # also report the true label of every prediction
     results: list[tuple[float, int, str | None]] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
@@ -71,8 +72,12 @@ class Load:
             while not self._stop.is_set():
                 try:
                     r = client.post(f"{self.url}/predict", json={"features": SETOSA})
-                    version = r.json().get("version") if r.status_code == 200 else None
-                    outcome = (time.monotonic(), r.status_code, version)
+                    body = r.json() if r.status_code == 200 else {}
+                    outcome = (time.monotonic(), r.status_code, body.get("version"))
+                    if self.feedback and "id" in body:
+                        client.post(
+                            f"{self.url}/feedback", json={"items": [{"id": body["id"], "label": 0}]}
+                        )
                 except httpx.HTTPError as exc:
                     outcome = (time.monotonic(), 0, type(exc).__name__)
                 with self._lock:
@@ -121,3 +126,12 @@ def bentoml_processes(home: Path) -> list[psutil.Process]:
 
 def env_home() -> Path:
     return Path(os.environ["RELEASECTL_HOME"])
+
+
+def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis settings") -> None:
+    from releasectl.manifest import edit
+
+    path = repo.path / "model-releases/iris/release.yaml"
+    path.write_text(edit(path.read_text(), "release.yaml", {"analysis": analysis}))
+    if repo.git("status", "--porcelain", "--", str(path)):
+        repo.commit(message)

@@ -196,6 +196,10 @@ class AnalysisSpec(_Strict):
     consecutive_error_limit: int = Field(default=4, ge=0)
     source: SourceSpec = Field(default_factory=ScrapeSourceSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    auto: bool = Field(
+        default=False,
+        description="Watch after every deploy without a terminal, and act on the verdict",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> AnalysisSpec:

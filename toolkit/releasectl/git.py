@@ -3,6 +3,7 @@ wrapper; every failure names the command, its exit code and its output."""
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -95,6 +96,11 @@ def open_repo(path: Path | str = ".") -> Git:
     return Git(Path(proc.stdout.strip()))
 
 
+@functools.cache
+def git_dir(git: Git) -> Path:
+    return Path(git.out("rev-parse", "--absolute-git-dir"))
+
+
 def rev_parse(git: Git, rev: str) -> str | None:
     result = git.run("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
     return result.stdout.strip() or None
@@ -183,8 +189,7 @@ def write_tree_with(
     """The tree of `base` with `folder` replaced by `folder_tree` (if given)
     and `files` (path -> text) written on top, built in a private index so the
     user's index and working tree are untouched until the commit lands."""
-    git_dir = Path(git.out("rev-parse", "--absolute-git-dir"))
-    index = git_dir / f"releasectl-index-{os.getpid()}"
+    index = git_dir(git) / f"releasectl-index-{os.getpid()}"
     env = {"GIT_INDEX_FILE": str(index)}
     try:
         git.run("read-tree", *(["--empty"] if base == ZERO else [base]), env=env)

@@ -9,9 +9,9 @@ comes from the branch's history, never from tag timestamps.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from . import git as g
-from . import manifest as mf
 from .errors import BadInput, OperationFailed, Refused
 from .names import (
     KINDS,
@@ -24,6 +24,9 @@ from .names import (
     tag_prefixes,
 )
 from .signing import TrustRoot, Verdict, check_commits, check_tag
+
+if TYPE_CHECKING:
+    from .manifest import Manifest
 
 _REF_FIELDS = (
     "%(refname)",
@@ -141,7 +144,7 @@ def _neg_version_key(version: str) -> tuple[int, ...]:
     return (-v.major, -v.minor, -v.patch, 0 if v.prerelease is None else 1)
 
 
-def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[mf.Manifest, str]:
+def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[Manifest, str]:
     """The manifest a branch declares for `model` at `rev`, and its text."""
     check_model(model)
     path = manifest_path(model)
@@ -151,6 +154,9 @@ def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[mf.Manifest, str
             f"no model {model!r}: {path} does not exist at {rev}",
             f"run `releasectl new {model}`, or `releasectl list` to see the models",
         )
+    # Imported here: pydantic and ruamel cost ~80 ms that `history` never needs.
+    from . import manifest as mf
+
     return mf.load(text, path, model=model), text
 
 
@@ -207,6 +213,8 @@ def verify_release(
         checks.append(Check("manifest", False, "no release.yaml at the tagged commit"))
     else:
         try:
+            from . import manifest as mf
+
             declared = mf.load(text, manifest_path(release.model), model=release.model)
         except BadInput as exc:
             checks.append(Check("manifest", False, exc.message))

@@ -70,7 +70,7 @@ class Verdict:
 
 
 def _git_dir(git: g.Git) -> Path:
-    return Path(git.out("rev-parse", "--absolute-git-dir"))
+    return g.git_dir(git)
 
 
 def parse_openpgp(text: str) -> dict[str, frozenset[str]]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Annotated, Any
 
 import typer
@@ -63,21 +64,45 @@ def register(app: typer.Typer) -> None:
         ready_timeout: Annotated[
             float, typer.Option(help="Seconds to wait for the new server's /readyz.")
         ] = 120.0,
+        watch: Annotated[
+            bool | None,
+            typer.Option(
+                "--watch/--no-watch",
+                help="Then watch it detached and act on the verdict (default: analysis.auto).",
+            ),
+        ] = None,
         json: JsonOption = False,
     ) -> None:
         """Deploy what the branch's manifest pins, through the deploy gate."""
 
         def body() -> None:
             from ..deploy import deploy as do_deploy
+            from ..deploy import resolve
             from ..errors import BadInput
+            from ..watch import start_detached
 
             if target != "local":
                 raise BadInput(f"unknown target {target!r}", "this release drives 'local'")
-            result = do_deploy(repo(), model, version=version, ready_timeout=ready_timeout)
+            git = repo()
+            state = resolve(git, model, version)
+            auto = state.manifest.analysis.auto if watch is None else watch
+            # A revert is fast-tracked: its bundle is known good, there is no bake.
+            auto = auto and not state.fast_track
+            if auto:
+                from ..signing import check_signing_key
+
+                check_signing_key(git)  # before deploying, not after the bake
+            result = do_deploy(git, model, version=version, ready_timeout=ready_timeout)
+            watcher = start_detached(git, model, result.version) if auto else None
             if json:
-                emit(result.model_dump(mode="json"))
-            else:
-                print_deploy(result)
+                emit({**result.model_dump(mode="json"), "watcher": watcher})
+                return
+            print_deploy(result)
+            if watcher:
+                say(
+                    f"  watching {result.version} (pid {watcher['pid']}, "
+                    f"{'pushes' if watcher['push'] else 'local only'}): {watcher['log']}"
+                )
 
         run(body, json_mode=json)
 
@@ -121,6 +146,8 @@ def register(app: typer.Typer) -> None:
 
         run(body, json_mode=json)
 
+    register_watch(app)
+
     agent = typer.Typer(help="The local target's agent.", no_args_is_help=True)
     app.add_typer(agent, name="agent")
 
@@ -131,8 +158,59 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from ..config import home
             from ..targets.local import LocalTarget
+            from ..watch import stop_detached
 
+            stop_detached()
             LocalTarget(home()).stop()
-            say("agent and its servers stopped")
+            say("agent, its servers and watchers stopped")
+
+        run(body)
+
+
+def register_watch(app: typer.Typer) -> None:
+    @app.command("watch")
+    def watch_(
+        model: ModelArg,
+        version: Annotated[
+            str | None, typer.Option("--version", help="The live version to watch.")
+        ] = None,
+        push: Annotated[
+            bool, typer.Option("--push", help="Push the stable tag or the revert.")
+        ] = False,
+        json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+    ) -> None:
+        """Analyse the live version; mark it stable, or revert and switch back."""
+
+        def body() -> int:
+            import json as json_
+
+            from ..watch import watch
+
+            def show(m: Any) -> None:
+                if json:
+                    say(m.model_dump_json())
+                else:
+                    mark = {"successful": "ok  ", "failed": "FAIL", "inconclusive": "??  "}
+                    say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {m.message}")
+
+            result = watch(repo(), model, version=version, push=push, on_measurement=show)
+            verdict = result.verdict
+            if json:
+                say(json_.dumps(result.to_json()))
+            if result.action == "marked-stable":
+                if not json:
+                    say(f"{model} {result.version} passed: marked stable")
+                return 0
+            if result.action == "reverted":
+                landed = result.revert.landed if result.revert else None
+                line = (
+                    f"{model} {result.version} failed analysis: {verdict.message}; "
+                    f"reverted to {result.deployed_version}"
+                    + (f" (commit {landed.commit[:12]})" if landed and landed.commit else "")
+                )
+            else:
+                line = f"{model} {result.version} needs a human: {verdict.message}; nothing changed"
+            sys.stderr.write(f"releasectl: {line}\n")
+            return 4
 
         run(body)

@@ -12,6 +12,7 @@ import contextlib
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 
 import httpx
@@ -41,6 +42,8 @@ RETRYABLE = (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError, htt
 def upstream_client() -> httpx.AsyncClient:
     return httpx.AsyncClient(
         trust_env=False,
+        # A proxy must not keep cookies: one caller's Set-Cookie would be sent for all others.
+        cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         follow_redirects=False,
         timeout=httpx.Timeout(None, connect=5.0),
         # Below uvicorn's 5 s keep-alive in the slot servers, so we drop idle connections first.

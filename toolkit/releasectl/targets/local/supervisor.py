@@ -9,8 +9,11 @@ import shutil
 import socket
 import subprocess
 import time
+import traceback
+from collections.abc import Coroutine
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psutil
@@ -161,18 +164,18 @@ class Supervisor:
         for other, ep in self.endpoints.items():
             if other != model and ep.port == port:
                 raise BadInput(f"port {port} is the endpoint of model {other}")
-        ep = self.endpoints.get(model)
-        if ep is not None and ep.port == port:
-            return ep
+        current = self.endpoints.get(model)
+        if current is not None and current.port == port:
+            return current
         try:
             new = Endpoint(port, self.upstream)
             await new.served.started()
         except (OSError, RuntimeError, SystemExit) as exc:
             raise OperationFailed(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
-        if ep is not None:
+        if current is not None:
             # The model moves to another port: carry the target over, close the old address.
-            new.proxy.target = ep.proxy.target
-            self._later(ep.served.close())
+            new.proxy.target = current.proxy.target
+            self._later(current.served.close())
         self.endpoints[model] = new
         return new
 
@@ -323,25 +326,33 @@ class Supervisor:
                 child.poll()
             shutil.rmtree(self.paths.slot_dir(s.model, s.id) / "home", ignore_errors=True)
 
-    def _later(self, coro: object) -> None:
-        task = asyncio.ensure_future(coro)  # type: ignore[arg-type]
+    def _later(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
         self.background.add(task)
+        task.add_done_callback(_log_failure)
         task.add_done_callback(self.background.discard)
 
     async def _expire_loop(self) -> None:
         while True:
             await asyncio.sleep(0.25)
-            for ms in list(self.state.models.values()):
-                lock = self.lock(ms.model)
-                if ms.standby is None or ms.standby_until is None or lock.locked():
-                    continue
-                if ms.standby_until > now():
-                    continue
-                async with lock:
-                    slot, ms.standby, ms.standby_until = ms.standby, None, None
-                    self.save()
-                    if slot is not None:
-                        await self._retire(ms.model, slot)
+            try:
+                await self._expire()
+            except Exception:
+                # Keep expiring later ones; the agent log (its stderr) gets the traceback.
+                traceback.print_exc()
+
+    async def _expire(self) -> None:
+        for ms in list(self.state.models.values()):
+            lock = self.lock(ms.model)
+            if ms.standby is None or ms.standby_until is None or lock.locked():
+                continue
+            if ms.standby_until > now():
+                continue
+            async with lock:
+                slot, ms.standby, ms.standby_until = ms.standby, None, None
+                self.save()
+                if slot is not None:
+                    await self._retire(ms.model, slot)
 
     def _outcome(self, ms: ModelState, req: DeployRequest, ok: bool, message: str) -> None:
         ms.last_deploy = DeployOutcome(
@@ -396,3 +407,8 @@ class Supervisor:
                 )
             )
         return out
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        traceback.print_exception(task.exception())

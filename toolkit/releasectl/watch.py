@@ -1,0 +1,168 @@
+"""`releasectl watch`: analyse the live version, then act on the verdict.
+
+Pass (after the bake): mark it stable. Fail: revert to the last stable
+release (signed commit + rejected tag, pushed with `push`) and switch the local
+target back; the caller exits 4. Inconclusive: nothing changes; a human
+decides (exit 4). A watcher can also run detached after a deploy, so a bad
+version is rolled back with nobody at a terminal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import git as g
+from . import registry as reg
+from .analysis import Measurement, Verdict, run_analysis
+from .config import home
+from .deploy import deploy
+from .errors import BadInput, OperationFailed
+from .metrics import open_source
+from .names import check_model
+from .release import mark_stable
+from .revert import Outcome, revert
+from .signing import check_signing_key
+
+
+@dataclass
+class Watched:
+    model: str
+    version: str
+    verdict: Verdict
+    action: str  # "marked-stable", "reverted", "none"
+    revert: Outcome | None = None
+    deployed_version: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "version": self.version,
+            "verdict": self.verdict.model_dump(mode="json"),
+            "action": self.action,
+            "revert_commit": (
+                self.revert.landed.commit if self.revert and self.revert.landed else None
+            ),
+            "serving": self.deployed_version,
+        }
+
+
+def watch(
+    git: g.Git,
+    model: str,
+    *,
+    version: str | None = None,
+    push: bool = False,
+    on_measurement: Callable[[Measurement], None] | None = None,
+) -> Watched:
+    from .targets.local import LocalTarget
+
+    check_model(model)
+    # The verdict must be acted on: find out now, not after the bake, if it cannot be.
+    check_signing_key(git)
+    status = next((s for s in LocalTarget(home()).status() if s.model == model), None)
+    if status is None or status.live is None:
+        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
+    live = status.live
+    if version is not None and version != live.version:
+        raise BadInput(f"{model} {version} is not live (live: {live.version})")
+    manifest, _ = reg.current(git, model)
+    if manifest.version != live.version:
+        raise OperationFailed(
+            f"the branch declares {model} {manifest.version}, but {live.version} is live",
+            "watch the version the branch declares: deploy it first",
+        )
+    spec = manifest.analysis
+    source = open_source(spec, live.version, base_url=f"http://127.0.0.1:{live.port}")
+    with source:
+        verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
+    if verdict.passed:
+        mark_stable(git, model, live.version, push=push)
+        return Watched(model, live.version, verdict, "marked-stable", None, live.version)
+    if verdict.outcome == "failed":
+        reason = f"analysis failed: {verdict.message}"
+        outcome = revert(git, model, reason=reason, push=push)
+        result = deploy(git, model)
+        return Watched(model, live.version, verdict, "reverted", outcome, result.version)
+    return Watched(model, live.version, verdict, "none", None, live.version)
+
+
+# --- the detached watcher -------------------------------------------------------------
+
+
+def _watch_file(model: str) -> Path:
+    return home() / "watch" / f"{model}.json"
+
+
+def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
+    """Start `releasectl watch` in its own session, logging to the state home;
+    it pushes when the branch has an upstream. A newer watcher replaces an
+    older one for the same model."""
+    check_signing_key(git)  # say now, at the terminal, that it could not act
+    stop_detached(model)
+    branch = g.current_branch(git)
+    push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
+    path = _watch_file(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.with_suffix(".log")
+    argv = [
+        sys.executable,
+        "-m",
+        "releasectl",
+        "-C",
+        str(git.cwd),
+        "watch",
+        model,
+        "--version",
+        version,
+        "--json",
+        *(["--push"] if push else []),
+    ]
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=git.cwd,
+        )
+    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
+    path.write_text(json.dumps(info))
+    return info
+
+
+def stop_detached(model: str | None = None) -> None:
+    folder = home() / "watch"
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if model is not None and path.stem != model:
+            continue
+        info = json.loads(path.read_text())
+        _terminate(int(info["pid"]), "watch")
+        path.unlink(missing_ok=True)
+
+
+def _terminate(pid: int, needle: str) -> None:
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if needle not in " ".join(proc.cmdline()):
+            return  # the pid was reused by something else
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+    except psutil.Error:
+        pass
+
+
+def detached(model: str) -> dict[str, Any] | None:
+    path = _watch_file(model)
+    return json.loads(path.read_text()) if path.exists() else None
