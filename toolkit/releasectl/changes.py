@@ -144,6 +144,17 @@ def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Lan
     return Landed(commit, tuple(tags))
 
 
+def land_on_new_branch(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
+    """The change's commit on a new branch; the current branch and the working
+    tree are not touched."""
+    check_signing_key(git)
+    commit = _make_commit(git, trust, change)
+    assert commit is not None, "a new branch needs a commit"
+    if not g.update_ref(git, f"refs/heads/{branch}", commit, g.ZERO, "releasectl propose"):
+        raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
+    return Landed(commit, ())
+
+
 def land_pushed(
     git: g.Git,
     trust_at: Callable[[str], TrustRoot],

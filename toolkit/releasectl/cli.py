@@ -71,7 +71,21 @@ def fail(exc: ReleasectlError) -> NoReturn:
     if ctx.json:
         emit({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}})
     sys.stderr.write(f"releasectl: {exc.line()}\n")
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from . import ci
+
+        command = " ".join(["releasectl", *sys.argv[1:]])
+        sys.stdout.write(ci.error_annotation(exc.line(), title=command) + "\n")
+        ci.summary(f"❌ `{command}` (exit {exc.code}): {exc.line()}")
     raise typer.Exit(exc.code)
+
+
+def ci_summary(markdown: str) -> None:
+    """A line for the GitHub Actions job summary, when running there."""
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from . import ci
+
+        ci.summary(markdown)
 
 
 def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
@@ -105,9 +119,9 @@ def repo():  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from .commands import reading, releasing, serving, setup
+    from .commands import pipeline, reading, releasing, serving, setup
 
-    for module in (setup, releasing, reading, serving):
+    for module in (setup, releasing, reading, serving, pipeline):
         module.register(app)
 
 

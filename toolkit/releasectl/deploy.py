@@ -10,8 +10,11 @@ rebuilt here."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -115,13 +118,18 @@ def bundle_dir(git: g.Git, state: State) -> Path:
     return target
 
 
-def deploy(
-    git: g.Git,
-    model: str,
-    *,
-    version: str | None = None,
-    ready_timeout: float = 120.0,
-):  # type: ignore[no-untyped-def]
+@contextlib.contextmanager
+def model_lock(model: str) -> Iterator[None]:
+    """One deploy of a model at a time, whoever starts it (two CI runs, an
+    operator, a watcher): the gate must see what the other one deployed."""
+    path = home() / "locks" / f"{model}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield  # closing the file releases the lock
+
+
+def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout: float = 120.0):  # type: ignore[no-untyped-def]
     """Deploy MODEL's state on the current branch (or release VERSION) to the
     local target; returns the target's DeployResult."""
     from .targets.local import DeployRequest, LocalTarget
@@ -134,22 +142,20 @@ def deploy(
         )
     check_trust(git, trust_root(git), state)
     target = LocalTarget(home())
-    deployed = next((s for s in target.status() if s.model == model), None)
-    live = deployed.live if deployed else None
-    gate(git, state, live.serial if live else None, live.commit if live else None)
-    folder = bundle_dir(git, state)
-    return target.deploy(
-        DeployRequest(
+    with model_lock(model):
+        deployed = next((s for s in target.status() if s.model == model), None)
+        live = deployed.live if deployed else None
+        gate(git, state, live.serial if live else None, live.commit if live else None)
+        request = DeployRequest(
             model=model,
             version=state.manifest.version,
             digest=state.manifest.bundle.digest or "",
             commit=state.commit,
             serial=state.manifest.serial,
-            bento_dir=folder,
+            bento_dir=bundle_dir(git, state),
             port=state.manifest.deploy.port,
             standby_seconds=state.manifest.deploy.standby,
             ready_timeout=ready_timeout,
             fast_track=state.fast_track,
         )
-    )
-
+        return target.deploy(request)

@@ -42,6 +42,18 @@ class Result:
 
 
 @dataclass(frozen=True)
+class Pending:
+    args: tuple[str, ...]
+    proc: subprocess.Popen[str]
+
+    def out(self) -> str:
+        stdout, stderr = self.proc.communicate()
+        if self.proc.returncode != 0:
+            raise GitError(self.args, self.proc.returncode, stderr + stdout)
+        return stdout.strip()
+
+
+@dataclass(frozen=True)
 class Git:
     """A git working tree (or bare repository) at `cwd`."""
 
@@ -72,6 +84,22 @@ class Git:
         if check and proc.returncode != 0:
             raise GitError(args, proc.returncode, proc.stderr + proc.stdout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
+
+    def start(self, *args: str) -> Pending:
+        """Start a read-only git command now; collect it with `.out()` later, so
+        that independent calls overlap (each costs a process start)."""
+        argv = ["git"]
+        for setting in self.config:
+            argv += ["-c", setting]
+        proc = subprocess.Popen(
+            [*argv, *args],
+            cwd=self.cwd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **_ENV},
+        )
+        return Pending(args, proc)
 
     def out(self, *args: str, **kwargs: object) -> str:
         return self.run(*args, **kwargs).stdout.strip()  # type: ignore[arg-type]
@@ -155,16 +183,22 @@ def tree_id(git: Git, rev: str, path: str) -> str | None:
     return result.stdout.strip() or None
 
 
-def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> list[list[str]]:
-    """One `git for-each-ref` over `patterns`; each row holds `fields` in order."""
-    fmt = "%00".join(fields)
-    out = git.run("for-each-ref", f"--format={fmt}", *patterns).stdout
-    return [line.split("\0") for line in out.splitlines() if line]
+def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> Pending:
+    """One `git for-each-ref` over `patterns` (started); `rows()` parses it."""
+    return git.start("for-each-ref", "--format=" + "%00".join(fields), *patterns)
+
+
+def rows(pending: Pending) -> list[list[str]]:
+    return [line.split("\0") for line in pending.out().splitlines() if line]
 
 
 def first_parent_commits(git: Git, rev: str, path: str) -> list[str]:
     """Commits on `rev`'s first-parent line that changed `path`, newest first."""
-    return git.out("rev-list", "--first-parent", rev, "--", path).split()
+    return start_first_parent_commits(git, rev, path).out().split()
+
+
+def start_first_parent_commits(git: Git, rev: str, path: str) -> Pending:
+    return git.start("rev-list", "--first-parent", rev, "--", path)
 
 
 def last_change(git: Git, rev: str, path: str) -> str | None:

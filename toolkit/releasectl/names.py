@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
-from typing import Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple
 
-import semver
+if TYPE_CHECKING:
+    import semver
 
 from .errors import BadInput
 
@@ -30,6 +31,8 @@ def check_model(name: str) -> str:
 def parse_version(text: str) -> semver.Version:
     """A SemVer 2.0 version without build metadata; a leading 'v' is refused
     here so that the manifest and the tag never disagree about it."""
+    import semver  # ~20 ms: only when a version is parsed
+
     try:
         version = semver.Version.parse(text)
     except (ValueError, TypeError):

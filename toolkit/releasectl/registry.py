@@ -92,10 +92,13 @@ class History:
         )
 
 
-def read_tags(git: g.Git, model: str) -> dict[str, dict[str, TagRef]]:
+def read_tags(
+    git: g.Git, model: str, pending: g.Pending | None = None
+) -> dict[str, dict[str, TagRef]]:
     """kind -> version -> tag, from one for-each-ref over the model's prefixes."""
     tags: dict[str, dict[str, TagRef]] = {kind: {} for kind in KINDS}
-    for row in g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS):
+    pending = pending or g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS)
+    for row in g.rows(pending):
         refname, objtype, obj, peeled, inner, tagger, date = row
         parsed = parse_tag(refname)
         if parsed is None or parsed.model != model:
@@ -113,10 +116,27 @@ def read_tags(git: g.Git, model: str) -> dict[str, dict[str, TagRef]]:
     return tags
 
 
+_started: dict[tuple[str, str, str], tuple[g.Pending, g.Pending]] = {}
+
+
+def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
+    """Start the two reads `history` needs, so that they run while the caller
+    imports what it needs next (pydantic, ruamel: ~100 ms of a command)."""
+    check_model(model)
+    key = (str(git.cwd), model, rev)
+    if key not in _started:
+        _started[key] = (
+            g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS),
+            g.start_first_parent_commits(git, rev, model_dir(model)),
+        )
+
+
 def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     check_model(model)
-    tags = read_tags(git, model)
-    order = {c: i for i, c in enumerate(g.first_parent_commits(git, rev, model_dir(model)))}
+    prefetch(git, model, rev)  # the two reads are independent: side by side
+    refs, commits = _started.pop((str(git.cwd), model, rev))
+    tags = read_tags(git, model, refs)
+    order = {c: i for i, c in enumerate(commits.out().split())}
     releases = [
         Release(
             model,

@@ -18,7 +18,8 @@ from .signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_id
 
 def init_files(git: g.Git) -> dict[str, str]:
     """The files `init` adds: the trust root holding the configured signing key
-    for user.email, and a README in the registry folder."""
+    for user.email, a README in the registry folder, and the pipeline's
+    GitHub Actions workflows (an existing file is never overwritten)."""
     email = g.config_get(git, "user.email")
     if not email:
         raise OperationFailed("user.email is not set", "git config user.email you@example.com")
@@ -28,6 +29,10 @@ def init_files(git: g.Git) -> dict[str, str]:
             "# Model releases\n\nOne folder per model; see `releasectl --help`.\n"
         )
     }
+    workflows = resources.files("releasectl") / "templates" / "workflows"
+    for item in sorted(workflows.iterdir(), key=lambda i: i.name):
+        if item.name.endswith(".yml"):
+            files[f".github/workflows/{item.name}"] = item.read_text()
     if kind == "ssh":
         files[SSH_FILE] = f'{email} namespaces="git" {identity}\n'
     else:
@@ -42,7 +47,11 @@ def init(git: g.Git, *, dry_run: bool = False) -> tuple[dict[str, str], Landed |
     base = g.rev_parse(git, "HEAD")
     if base is not None and g.read_blob(git, base, SSH_FILE) is not None:
         return {}, None
-    files = init_files(git)
+    files = {
+        path: text
+        for path, text in init_files(git).items()
+        if base is None or g.read_blob(git, base, path) is None
+    }
     if dry_run:
         return files, None
     trust = TrustRoot(files[SSH_FILE], parse_openpgp(files.get(OPENPGP_FILE, "")))

@@ -14,6 +14,7 @@ verify.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
@@ -96,6 +97,22 @@ def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
             parse_openpgp(_read_override(pgp)) if pgp else {},
             source=override,
         )
+    commit = g.rev_parse(git, rev)
+    cache = g.git_dir(git) / "releasectl" / "trust" / (commit or "none")
+    if commit is not None and cache.exists():
+        # Derived from immutable history alone, so it is cached per commit.
+        doc = json.loads(cache.read_text())
+        return TrustRoot(doc["ssh"], parse_openpgp(doc["openpgp"]))
+    trusted, pgp_text = _walk_trust(git, rev)
+    if commit is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps({"ssh": trusted.ssh, "openpgp": pgp_text}))
+        tmp.replace(cache)
+    return trusted
+
+
+def _walk_trust(git: g.Git, rev: str) -> tuple[TrustRoot, str]:
     changes = git.out(
         "log", "--reverse", "--format=%H %P", rev, "--", SSH_FILE, OPENPGP_FILE
     ).splitlines()
@@ -107,6 +124,7 @@ def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
     first = changes[0].split()[0]
     ssh_text, pgp_text = g.read_blobs(git, [f"{first}:{SSH_FILE}", f"{first}:{OPENPGP_FILE}"])
     trusted = TrustRoot(ssh_text or "", parse_openpgp(pgp_text or ""))
+    trusted_pgp = pgp_text or ""
     for line in changes[1:]:
         commit = line.split()[0]
         # A change is accepted only if a key trusted before it signed it.
@@ -115,7 +133,8 @@ def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
                 git, [f"{commit}:{SSH_FILE}", f"{commit}:{OPENPGP_FILE}"]
             )
             trusted = TrustRoot(ssh_text or "", parse_openpgp(pgp_text or ""))
-    return trusted
+            trusted_pgp = pgp_text or ""
+    return trusted, trusted_pgp
 
 
 def _read_override(path: str) -> str:

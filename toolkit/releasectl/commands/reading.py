@@ -110,10 +110,13 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from .. import git as g
             from .. import registry as reg
+
+            git = repo()
+            reg.prefetch(git, model)
+
             from ..errors import BadInput
             from ..names import check_version, tag_name
 
-            git = repo()
             rev = "HEAD"
             if version is not None:
                 check_version(version)
@@ -169,10 +172,13 @@ def register(app: typer.Typer) -> None:
 
         def body() -> int:
             from .. import registry as reg
+
+            git = repo()
+            reg.prefetch(git, model)
+
             from ..errors import BadInput
             from ..signing import trust_root
 
-            git = repo()
             wanted = version or reg.current(git, model)[0].version
             h = reg.history(git, model)
             release = h.get(wanted)

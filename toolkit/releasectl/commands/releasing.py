@@ -129,11 +129,15 @@ def register(app: typer.Typer) -> None:
         """One signed commit back to the last stable release (+ rejected/ tag)."""
 
         def body() -> None:
+            from .. import registry as reg
+
+            git = repo()
+            reg.prefetch(git, model)
+
             from .. import revert as rv
             from ..changes import head, require_clean
             from ..names import model_dir
 
-            git = repo()
             if dry_run:
                 require_clean(git, model_dir(model))
                 who = (git.out("config", "--get", "user.email", check=False)) or "unknown"

@@ -16,6 +16,7 @@ import os
 import secrets
 import signal
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,19 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         print("another agent is running on this home", file=sys.stderr)
         return 0
-    asyncio.run(Agent(paths).run())
+    with asyncio.Runner(loop_factory=_loop_factory()) as runner:
+        runner.run(Agent(paths).run())
     return 0
+
+
+def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when installed (it comes with `uvicorn[standard]`): the endpoints forward every
+    request through this loop, and uvloop's is about twice as fast as asyncio's (issue 3)."""
+    try:
+        import uvloop
+    except ImportError:
+        return None
+    return uvloop.new_event_loop
 
 
 if __name__ == "__main__":

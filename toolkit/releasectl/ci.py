@@ -1,0 +1,184 @@
+"""GitHub Actions glue: what an event means for the registry, and the files
+Actions reads back (step outputs, job summary, annotations). The workflows
+stay thin: every decision is made here, in code with tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import git as g
+from . import registry as reg
+from .check import changed_models
+from .errors import BadInput
+from .git import ZERO
+from .names import check_model, model_dir, parse_tag, tag_name
+
+
+def in_actions() -> bool:
+    return os.environ.get("GITHUB_ACTIONS") == "true"
+
+
+def _append(variable: str, text: str) -> None:
+    path = os.environ.get(variable)
+    if path:
+        with Path(path).open("a") as handle:
+            handle.write(text)
+
+
+def set_output(name: str, value: str) -> None:
+    """One step output; multi-line values use the heredoc form."""
+    if "\n" in value:
+        delim = f"EOF_{uuid.uuid4().hex}"
+        _append("GITHUB_OUTPUT", f"{name}<<{delim}\n{value}\n{delim}\n")
+    else:
+        _append("GITHUB_OUTPUT", f"{name}={value}\n")
+
+
+def summary(markdown: str) -> None:
+    _append("GITHUB_STEP_SUMMARY", markdown.rstrip() + "\n\n")
+
+
+def error_annotation(message: str, title: str = "releasectl") -> str:
+    # Workflow commands end at a newline; escape as the runner expects.
+    escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+    return f"::error title={title}::{escaped}"
+
+
+@dataclass(frozen=True)
+class Item:
+    model: str
+    kind: str  # release (a release tag), revert, untagged (a merged PR), deploy (manual)
+    version: str
+
+
+def event_payload() -> dict[str, Any]:
+    path = os.environ.get("GITHUB_EVENT_PATH")
+    if not path:
+        return {}
+    return json.loads(Path(path).read_text())
+
+
+def plan(git: g.Git) -> list[Item]:
+    """What the current event asks the pipeline to do, model by model."""
+    name = os.environ.get("GITHUB_EVENT_NAME", "")
+    ref = os.environ.get("GITHUB_REF", "")
+    sha = os.environ.get("GITHUB_SHA") or g.rev_parse(git, "HEAD") or "HEAD"
+    payload = event_payload()
+    if name == "push" and ref.startswith("refs/tags/"):
+        tag = parse_tag(ref)
+        return [Item(tag.model, "release", tag.version)] if tag and tag.kind == "release" else []
+    if name == "push":
+        before = payload.get("before") or ZERO
+        if before == ZERO or g.rev_parse(git, before) is None:
+            before = g.rev_parse(git, f"{sha}^") or sha
+        return [
+            _classify(git, model, sha)
+            for model in changed_models(git, before, sha)
+            if g.read_blob(git, sha, f"{model_dir(model)}/release.yaml") is not None
+        ]
+    if name == "workflow_dispatch":
+        model = check_model(str((payload.get("inputs") or {}).get("model", "")))
+        manifest, _ = reg.current(git, model, sha)
+        return [Item(model, "deploy", manifest.version)]
+    raise BadInput(f"releasectl ci plan does not handle the event {name!r}")
+
+
+def _classify(git: g.Git, model: str, sha: str) -> Item:
+    manifest, _ = reg.current(git, model, sha)
+    last = g.last_change(git, sha, model_dir(model)) or sha
+    trailers = git.out(
+        "log", "-1", "--format=%(trailers:key=Releasectl-Revert-From,valueonly)", last
+    )
+    if manifest.rollback is not None and trailers:
+        return Item(model, "revert", manifest.version)
+    if g.tag_exists(git, tag_name("release", model, manifest.version)):
+        return Item(model, "release", manifest.version)
+    return Item(model, "untagged", manifest.version)
+
+
+def publish_plan(items: list[Item]) -> None:
+    include = [asdict(i) for i in items]
+    set_output("matrix", json.dumps({"include": include}))
+    set_output("count", str(len(items)))
+    set_output("models", ",".join(sorted({i.model for i in items})))
+    if len(items) == 1:
+        for key, value in include[0].items():
+            set_output(key, value)
+    rows = "\n".join(f"| {i.model} | {i.kind} | {i.version} |" for i in items)
+    summary(
+        "### releasectl plan\n\n| model | kind | version |\n|---|---|---|\n" + rows
+        if items
+        else "### releasectl plan\n\nNothing to do for this event."
+    )
+
+
+def setup(git: g.Git, *, signing: bool) -> list[str]:
+    """Prepare a job: the trust root (and, for jobs that sign, the CI key)
+    from the environment the workflow maps its secrets and variables into,
+    written to files only this user can read. Returns what it did."""
+    folder = Path(os.environ.get("RUNNER_TEMP") or git.cwd.parent) / "releasectl"
+    folder.mkdir(parents=True, exist_ok=True)
+    folder.chmod(0o700)
+    done = []
+    allowed = os.environ.get("ALLOWED_SIGNERS", "").strip()
+    if allowed:
+        path = _private_file(folder / "allowed_signers", allowed + "\n")
+        _append("GITHUB_ENV", f"RELEASECTL_ALLOWED_SIGNERS={path}\n")
+        os.environ["RELEASECTL_ALLOWED_SIGNERS"] = str(path)
+        done.append(f"trust root from ALLOWED_SIGNERS ({len(allowed.splitlines())} signer(s))")
+    else:
+        done.append("trust root: the repository's .releasectl/allowed_signers")
+    if signing:
+        key = os.environ.get("SIGNING_KEY", "").strip()
+        email = os.environ.get("SIGNER_EMAIL", "").strip()
+        if not key or not email:
+            raise BadInput(
+                "this job signs, but SIGNING_KEY or SIGNER_EMAIL is empty",
+                "set the RELEASECTL_SIGNING_KEY secret and the RELEASECTL_CI_EMAIL variable",
+            )
+        path = _private_file(folder / "signing_key", key + "\n")
+        for setting, value in (
+            ("gpg.format", "ssh"),
+            ("user.signingkey", str(path)),
+            ("user.email", email),
+            ("user.name", "releasectl CI"),
+        ):
+            git.run("config", "--local", setting, value)
+        done.append(f"signing as {email}")
+    return done
+
+
+def _private_file(path: Path, text: str) -> Path:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    path.chmod(0o600)
+    return path
+
+
+def execute(git: g.Git, items: list[Item]) -> list[str]:
+    """deploy.yml's work, model by model; returns one summary line each."""
+    from .deploy import deploy
+    from .release import release
+
+    lines = []
+    for item in items:
+        if item.kind in ("revert", "deploy"):
+            result = deploy(git, item.model)
+            track = " on the fast track (a revert: no bake)" if result.fast_track else ""
+            lines.append(f"{item.model} {result.version} deployed{track}, {result.switch} switch")
+        elif item.kind == "untagged":
+            _, landed = release(git, item.model, item.version, push=True, build=False)
+            lines.append(
+                f"{item.model} {item.version} tagged ({landed.tags[0]}); "
+                "release.yml builds, deploys and watches it"
+            )
+        else:
+            lines.append(f"{item.model} {item.version}: a release tag; release.yml deploys it")
+    summary("### releasectl deploy\n\n" + "\n".join(f"- {line}" for line in lines))
+    return lines

@@ -1,0 +1,111 @@
+"""`releasectl propose`: a release as a pull request. A new branch holds one
+signed commit with the manifest change (version, serial, bundle pin); the
+working tree and the current branch stay as they are. Also the pre-commit
+hook's manifest checks."""
+
+from __future__ import annotations
+
+import dataclasses
+import shlex
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import git as g
+from . import manifest as mf
+from .changes import land_on_new_branch, require_clean
+from .errors import BadInput, OperationFailed, ReleasectlError
+from .names import MANIFEST, REGISTRY_DIR, check_model, model_dir, parse_version
+from .release import _Prebuild, plan_release
+from .signing import trust_root
+
+
+@dataclass(frozen=True)
+class Proposal:
+    branch: str
+    commit: str
+    serial: int
+    digest: str | None
+    pushed: bool
+    remote: str | None
+    gh_command: str
+
+
+def branch_name(model: str, version: str) -> str:
+    return f"propose/{model}/v{version}"
+
+
+def propose(
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    base: str = "main",
+    push: bool = False,
+    build: bool | None = None,
+) -> Proposal:
+    check_model(model)
+    require_clean(git, model_dir(model))
+    start = g.rev_parse(git, base)
+    if start is None:
+        raise BadInput(f"unknown base branch {base!r}")
+    branch = branch_name(model, version)
+    if g.rev_parse(git, f"refs/heads/{branch}") is not None:
+        raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
+    trust = trust_root(git, start)
+    with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
+        builder = _Prebuild(git, model, version, build, Path(tmp))
+        plan_release(git, trust, model, version, start)  # refuse before building
+        pin = builder.pin(start)
+        p = plan_release(git, trust, model, version, start, pin)
+        if p.tagged_existing or p.change is None:
+            raise OperationFailed(f"{base} already declares {model} {version}")
+        # No tag, no working-tree sync: the tag comes after the merge.
+        change = dataclasses.replace(p.change, tags=(), sync_paths=())
+        landed = land_on_new_branch(git, trust, branch, change)
+    assert landed.commit is not None
+    remote = None
+    if push:
+        remote = g.config_get(git, f"branch.{base}.remote") or "origin"
+        result = g.push(git, remote, [f"refs/heads/{branch}:refs/heads/{branch}"])
+        if result.returncode != 0:
+            raise OperationFailed(f"push to {remote} failed: {result.stderr.strip()[-300:]}")
+    title = f"Release {model} {version}"
+    body = f"Releases {model} {version} (serial {p.serial})."
+    if pin:
+        body += f" Bundle digest: {pin.digest}."
+    gh = shlex.join(
+        ["gh", "pr", "create", "--base", base, "--head", branch, "--title", title, "--body", body]
+    )
+    return Proposal(branch, landed.commit, p.serial, pin.digest if pin else None, push, remote, gh)
+
+
+def check_manifest_files(git: g.Git, files: list[str]) -> list[str]:
+    """Problems with staged manifests (pre-commit passes the changed files):
+    schema, model = folder, and a rising version with serial + 1 against HEAD."""
+    problems = []
+    for name in files:
+        rel = Path(name)
+        parts = rel.parts
+        if len(parts) != 3 or parts[0] != REGISTRY_DIR or parts[2] != MANIFEST:
+            continue
+        model = parts[1]
+        try:
+            manifest = mf.load((git.cwd / rel).read_text(), name, model=model)
+        except (ReleasectlError, OSError) as exc:
+            problems.append(exc.message if isinstance(exc, ReleasectlError) else str(exc))
+            continue
+        before_text = g.read_blob(git, "HEAD", rel.as_posix())
+        if before_text is None:
+            continue
+        try:
+            before = mf.load(before_text, name, model=model)
+        except ReleasectlError:
+            continue
+        if manifest.version == before.version and manifest.serial == before.serial:
+            problems.append(f"{name}: changed without a release: raise version and serial")
+        elif parse_version(manifest.version) <= parse_version(before.version):
+            problems.append(f"{name}: version {manifest.version} is not above {before.version}")
+        elif manifest.serial != before.serial + 1:
+            problems.append(f"{name}: serial must be {before.serial + 1}, not {manifest.serial}")
+    return problems
