@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 from conftest import git
+from serving_helpers import bentoml_processes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -26,11 +27,23 @@ def test_demo_runs_and_leaves_a_reverted_registry(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         check=False,
+        timeout=600,
     )
-    assert proc.returncode == 0, proc.stderr + proc.stdout
-    assert "reverted iris 1.1.0 -> 1.0.0" in proc.stdout
-    # the revert reached the remote: its manifest is back at 1.0.0 with a rollback record
-    remote = keep / "remote.git"
-    manifest = git(remote, "show", "main:model-releases/iris/release.yaml")
-    assert "version: 1.0.0" in manifest and "rollback:" in manifest
-    assert git(remote, "tag", "--list", "rejected/*") == "rejected/iris/v1.1.0"
+    try:
+        assert proc.returncode == 0, proc.stderr + proc.stdout
+        assert "iris 1.0.0 passed: marked stable" in proc.stdout
+        assert "the watcher pushed a revert: rejected/iris/v1.1.0" in proc.stdout
+        assert "time to recover" in proc.stdout
+        assert "after the switch: 0 of" in proc.stdout
+        # the automatic revert reached the remote
+        remote = keep / "remote.git"
+        manifest = git(remote, "show", "main:model-releases/iris/release.yaml")
+        assert "version: 1.0.0" in manifest and "rollback:" in manifest
+        assert git(remote, "tag", "--list", "rejected/*") == "rejected/iris/v1.1.0"
+        assert git(remote, "tag", "--list", "stable/*") == "stable/iris/v1.0.0"
+    finally:
+        # the demo stops what it started; make sure, by PID
+        leftovers = bentoml_processes(keep)
+        for p in leftovers:
+            p.kill()
+    assert not leftovers, "the demo left servers running"

@@ -42,7 +42,7 @@ class Plan:
     serial: int
     change: Change | None
     tagged_existing: bool = False  # a merged PR already declared the version
-    note: str = ""
+    pin: Pin | None = None  # the bundle built, stored and pinned for it
 
 
 @dataclass(frozen=True)
@@ -86,7 +86,7 @@ def plan_release(
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
-        return Plan(model, version, manifest.serial, change, tagged_existing=True)
+        return Plan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
 
     if wanted <= parse_version(manifest.version):
         raise Refused(
@@ -111,7 +111,7 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path,),
     )
-    return Plan(model, version, serial, change)
+    return Plan(model, version, serial, change, pin=pin)
 
 
 def release(

@@ -54,12 +54,15 @@ def register(app: typer.Typer) -> None:
                 "commit": landed.commit,
                 "tags": list(landed.tags),
                 "pushed_to": landed.pushed_to,
+                "digest": p.pin.digest if p.pin else None,
             }
             if json:
                 emit(result)
             else:
                 made = f"commit {landed.commit[:12]} and " if landed.commit else ""
                 say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
+                if p.pin is not None:
+                    say(f"  bundle {p.pin.digest} stored at {p.pin.archive}")
                 if landed.pushed_to:
                     say(f"pushed to {landed.pushed_to}")
 
