@@ -215,3 +215,45 @@ def _is_server_root(proc: psutil.Process) -> bool:
         return not (parent and "bentoml" in " ".join(parent.cmdline()))
     except psutil.Error:
         return False
+
+
+def test_two_deploys_of_one_model_do_not_interleave(world: World, tmp_path: Path) -> None:
+    """As two workflow runs would, were their concurrency group missing: the
+    later waits for the first, and the newest manifest wins."""
+    r = world.repo
+    r.write("model-releases/iris/NOTES.md", "6.0.0\n")
+    r.commit("iris: 6.0.0")
+    r.ok("release", "iris", "6.0.0")
+    older = r.head()
+    r.write("model-releases/iris/NOTES.md", "7.0.0\n")
+    r.commit("iris: 7.0.0")
+    r.ok("release", "iris", "7.0.0")
+    checkouts = []
+    for name, rev in (("old", older), ("new", r.head())):
+        path = tmp_path / name
+        r.git("worktree", "add", "-q", "--detach", str(path), rev)
+        checkouts.append(path)
+    journal = world.home / "locks" / "iris.jsonl"
+    seen = len(journal.read_text().splitlines())
+    procs = [
+        subprocess.Popen(
+            [RELEASECTL, "deploy", "iris", "--json"],
+            cwd=path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for path in checkouts
+    ]
+    codes = [p.wait(timeout=300) for p in procs]
+    errs = [p.communicate()[1] for p in procs]
+    entries = [json.loads(line) for line in journal.read_text().splitlines()[seen:]]
+    assert len(entries) == 2, entries
+    first, second = sorted(entries, key=lambda e: e["acquired"])
+    assert first["released"] <= second["acquired"]  # no overlap
+    assert world.status()["live"]["version"] == "7.0.0"
+    # whichever ran second: the old state after the new one is refused by the gate
+    if first["version"] == "7.0.0":
+        assert second["outcome"] == "refused" and codes[0] == 3, errs
+    else:
+        assert [e["outcome"] for e in (first, second)] == ["deployed", "deployed"], errs

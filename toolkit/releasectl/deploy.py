@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
+import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,14 +122,37 @@ def bundle_dir(git: g.Git, state: State) -> Path:
 
 
 @contextlib.contextmanager
-def model_lock(model: str) -> Iterator[None]:
+def model_lock(model: str, state: State) -> Iterator[None]:
     """One deploy of a model at a time, whoever starts it (two CI runs, an
-    operator, a watcher): the gate must see what the other one deployed."""
-    path = home() / "locks" / f"{model}.lock"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a") as handle:
+    operator, a watcher): the gate must see what the other one deployed.
+    Each holder appends a line to `locks/<model>.jsonl`, the deploy journal."""
+    folder = home() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    asked = time.time()
+    outcome = "failed"
+    with (folder / f"{model}.lock").open("a") as handle:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        yield  # closing the file releases the lock
+        acquired = time.time()
+        try:
+            yield
+            outcome = "deployed"
+        except Refused:
+            outcome = "refused"
+            raise
+        finally:
+            entry = {
+                "pid": os.getpid(),
+                "commit": state.commit,
+                "serial": state.manifest.serial,
+                "version": state.manifest.version,
+                "waited_s": round(acquired - asked, 3),
+                "acquired": acquired,
+                "released": time.time(),
+                "outcome": outcome,
+            }
+            with (folder / f"{model}.jsonl").open("a") as journal:
+                journal.write(json.dumps(entry) + "\n")
+        # closing the lock file releases the lock, after the journal line
 
 
 def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout: float = 120.0):  # type: ignore[no-untyped-def]
@@ -142,7 +168,7 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
         )
     check_trust(git, trust_root(git), state)
     target = LocalTarget(home())
-    with model_lock(model):
+    with model_lock(model, state):
         deployed = next((s for s in target.status() if s.model == model), None)
         live = deployed.live if deployed else None
         gate(git, state, live.serial if live else None, live.commit if live else None)
