@@ -79,9 +79,17 @@ def store_for(git: g.Git) -> ArtifactStore:
 
 
 def build_release(
-    git: g.Git, trust: TrustRoot, model: str, version: str, *, store: ArtifactStore | None = None
+    git: g.Git,
+    trust: TrustRoot,
+    model: str,
+    version: str,
+    *,
+    store: ArtifactStore | None = None,
+    rebuild: bool = False,
 ) -> Built:
-    """Build (or verify and re-use) the bundle of release/MODEL/vVERSION."""
+    """Build (or verify and re-use) the bundle of release/MODEL/vVERSION.
+    `rebuild` builds from the tag even when the store has it (CI proves the
+    pin that way); the stored archive must then carry the same digest."""
     started = time.monotonic()
     history = reg.history(git, model)
     release = history.get(version)
@@ -93,7 +101,7 @@ def build_release(
     manifest = mf.load(text, manifest_path(model), model=model)
     store = store or store_for(git)
     key = store.key_for(model, version, manifest.bundle.bento)
-    if store.exists(key):
+    if store.exists(key) and not rebuild:
         digest = verify_stored(store, key, manifest.bundle.digest)
         return Built(
             model,

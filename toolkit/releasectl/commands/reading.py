@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, emit, repo, run, say
+from ..cli import JsonOption, ci_summary, emit, repo, run, say
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
 
@@ -186,6 +186,10 @@ def register(app: typer.Typer) -> None:
                 raise BadInput(f"{model} has no release {wanted}")
             checks = reg.verify_release(git, trust_root(git), release)
             ok = all(c.ok for c in checks)
+            ci_summary(
+                f"{'✅' if ok else '❌'} {release.tag.name}: "
+                + "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok or ok)
+            )
             if json:
                 emit(
                     {

@@ -7,13 +7,18 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, emit, repo, run, say
+from ..cli import JsonOption, ci_summary, emit, repo, run, say
 
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
 
 
 def print_deploy(result: Any) -> None:
     how = {"cold": "started", "warm": "switched to the warm standby", "none": "already live"}
+    ci_summary(
+        f"✅ {result.model} {result.version} live ({how[result.switch]}"
+        + (", fast track: a revert, no bake" if result.fast_track else "")
+        + f", commit `{result.commit[:12]}`, serial {result.serial})"
+    )
     say(
         f"{result.model} {result.version} live at {result.endpoint} "
         f"({how[result.switch]}, {result.seconds:.2f} s)"
@@ -31,6 +36,9 @@ def register(app: typer.Typer) -> None:
         version: Annotated[
             str | None, typer.Argument(metavar="[VERSION]", help="Default: the current release.")
         ] = None,
+        rebuild: Annotated[
+            bool, typer.Option("--rebuild", help="Build from the tag even if it is stored.")
+        ] = False,
         json: JsonOption = False,
     ) -> None:
         """Build (or verify and re-use) a release's bundle from its tag; store it."""
@@ -44,7 +52,15 @@ def register(app: typer.Typer) -> None:
             wanted = version or reg.current(git, model)[0].version
             if not json:
                 say(f"building {model} {wanted} from release/{model}/v{wanted} ...")
-            built = build_release(git, trust_root(git), model, wanted)
+            built = build_release(git, trust_root(git), model, wanted, rebuild=rebuild)
+            ci_summary(
+                f"✅ {model} {wanted}: bundle `{built.digest}` "
+                + (
+                    "(stored build verified)"
+                    if built.reused
+                    else "built from the tag, equal to the pin"
+                )
+            )
             if json:
                 emit(built.to_json())
                 return
@@ -197,6 +213,11 @@ def register_watch(app: typer.Typer) -> None:
             verdict = result.verdict
             if json:
                 say(json_.dumps(result.to_json()))
+            ci_summary(
+                f"{'✅' if verdict.passed else '❌'} analysis of {model} "
+                f"{result.version}: {verdict.outcome}: {verdict.message} "
+                f"→ {result.action}"
+            )
             if result.action == "marked-stable":
                 if not json:
                     say(f"{model} {result.version} passed: marked stable")
