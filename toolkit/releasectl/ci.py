@@ -161,7 +161,7 @@ def _private_file(path: Path, text: str) -> Path:
     return path
 
 
-def execute(git: g.Git, items: list[Item]) -> list[str]:
+def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
     """deploy.yml's work, model by model; returns one summary line each."""
     from .deploy import deploy
     from .release import release
@@ -172,6 +172,11 @@ def execute(git: g.Git, items: list[Item]) -> list[str]:
             result = deploy(git, item.model)
             track = " on the fast track (a revert: no bake)" if result.fast_track else ""
             lines.append(f"{item.model} {result.version} deployed{track}, {result.switch} switch")
+        elif item.kind == "untagged" and not push:
+            lines.append(
+                f"{item.model} {item.version}: a merged release without a tag; "
+                "run with --push to tag it"
+            )
         elif item.kind == "untagged":
             _, landed = release(git, item.model, item.version, push=True, build=False)
             lines.append(

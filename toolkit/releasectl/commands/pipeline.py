@@ -142,14 +142,14 @@ def register(app: typer.Typer) -> None:
         run(body)
 
     @ci.command("deploy")
-    def ci_deploy() -> None:
+    def ci_deploy(push: PushOption = False) -> None:
         """deploy.yml's step: act on this push's plan (deploy reverts, tag merged PRs)."""
 
         def body() -> None:
             from .. import ci as c
 
             git = repo()
-            for line in c.execute(git, c.plan(git)):
+            for line in c.execute(git, c.plan(git), push=push):
                 say(line)
 
         run(body)
