@@ -866,8 +866,10 @@ def checkout(ctx: StepContext) -> dict[str, str]:
     ctx.run("git", "init", "-q", str(dest))
     ctx.run("git", "remote", "add", "origin", f"file://{ctx.remote.resolve()}", cwd=dest)
     if depth == 0:
-        specs = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*", *specs]
-        ctx.run("git", "fetch", "-q", "--prune", "origin", *specs, cwd=dest)
+        everything = ["+refs/heads/*:refs/remotes/origin/*", "+refs/tags/*:refs/tags/*"]
+        ctx.run("git", "fetch", "-q", "--prune", "origin", *everything, cwd=dest)
+        # Separately: the event's own commit may overlap a branch fetched above.
+        ctx.run("git", "fetch", "-q", "origin", *specs, cwd=dest)
     else:
         if ctx.inputs.get("fetch-tags") == "true":
             specs = [*specs, "+refs/tags/*:refs/tags/*"]

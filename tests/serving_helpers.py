@@ -32,6 +32,8 @@ def iris_registry(root: Path, port: int) -> Repo:
 
 def set_faults(repo: Repo, text: str | None, message: str) -> None:
     path = repo.path / "model-releases/iris/faults.yaml"
+    if text is None and not path.exists():
+        return  # already healthy
     if text is None:
         path.unlink()
         repo.git("rm", "-q", "--cached", "model-releases/iris/faults.yaml")
