@@ -9,8 +9,8 @@ It POSTs the iris example's /predict over `--connections` pooled keep-alive conn
 answers (closed loop: the throughput the server can give). With `--rate` the connections
 together send that many requests per second, evenly paced (latency under a fixed load).
 `--duration 0` runs until SIGTERM/SIGINT. It prints one JSON summary on stdout; `--trace`
-also writes one line per request: `monotonic_end status version` (CLOCK_MONOTONIC is
-system-wide on Linux, so the parent can compare it with its own `time.monotonic()`).
+also writes one line per request: `sent answered status version`, in monotonic seconds
+(CLOCK_MONOTONIC is system-wide on Linux: the parent compares them with its `time.monotonic()`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ async def worker(
     period: float | None,
     offset: float,
     latencies: list[float],
-    trace: list[tuple[float, int, str]] | None,
+    trace: list[tuple[float, float, int, str]] | None,
     errors: list[str],
 ) -> None:
     next_at = time.monotonic() + offset
@@ -75,7 +75,7 @@ async def worker(
         if status != 200 and status != 0:
             errors.append(str(status))
         if trace is not None:
-            trace.append((t1, status, version))
+            trace.append((t0, t1, status, version))
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -87,7 +87,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=30)
     latencies: list[float] = []
     errors: list[str] = []
-    trace: list[tuple[float, int, str]] | None = [] if args.trace else None
+    trace: list[tuple[float, float, int, str]] | None = [] if args.trace else None
     url = args.url.rstrip("/") + "/predict"
     period = args.connections / args.rate if args.rate else None
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
@@ -123,7 +123,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*tasks)
     if trace is not None:
         with open(args.trace, "w") as handle:
-            handle.writelines(f"{t:.6f} {s} {v}\n" for t, s, v in trace)
+            handle.writelines(f"{a:.6f} {b:.6f} {s} {v}\n" for a, b, s, v in trace)
     ordered = sorted(latencies)
     return {
         "requests": len(latencies),

@@ -4,8 +4,11 @@ requests to an endpoint while a test changes what serves it."""
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,7 +16,7 @@ import httpx
 import psutil
 
 from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA
-from conftest import Repo, new_repo
+from conftest import RELEASECTL, Repo, new_repo
 
 
 def iris_registry(root: Path, port: int) -> Repo:
@@ -137,3 +140,23 @@ def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis sett
     path.write_text(edit(path.read_text(), "release.yaml", {"analysis": analysis}))
     if repo.git("status", "--porcelain", "--", str(path)):
         repo.commit(message)
+
+
+@contextmanager
+def state_home(home: Path) -> Iterator[Path]:
+    """RELEASECTL_HOME pointed at `home` for the block; on the way out the agent
+    and every server it started are stopped, and by PID whatever stop missed."""
+    saved = os.environ.get("RELEASECTL_HOME")
+    os.environ["RELEASECTL_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        subprocess.run([RELEASECTL, "agent", "stop"], capture_output=True, check=False)
+        leftover = bentoml_processes(home)
+        for proc in leftover:
+            proc.kill()
+        if saved is None:
+            os.environ.pop("RELEASECTL_HOME", None)
+        else:
+            os.environ["RELEASECTL_HOME"] = saved
+        assert not leftover, f"bentoml processes left running: {[p.pid for p in leftover]}"

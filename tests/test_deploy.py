@@ -16,7 +16,7 @@ import pytest
 
 from bundle_helpers import free_port
 from conftest import RELEASECTL, Repo
-from serving_helpers import Load, bentoml_processes, iris_registry, set_faults
+from serving_helpers import Load, bentoml_processes, iris_registry, set_faults, state_home
 
 pytestmark = pytest.mark.slow
 
@@ -42,29 +42,15 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("deploy")
-    home = root / "state"
-    saved = os.environ.get("RELEASECTL_HOME")
-    os.environ["RELEASECTL_HOME"] = str(home)
-    port = free_port()
-    repo = iris_registry(root, port)
-    w = World(repo, home, port)
-    try:
+    with state_home(root / "state") as home:
+        port = free_port()
+        repo = iris_registry(root, port)
         repo.ok("release", "iris", "1.0.0")
         repo.ok("mark-stable", "iris", "1.0.0")
         repo.write("model-releases/iris/NOTES.md", "2.0.0: retrained\n")
         repo.commit("iris: notes")
         repo.ok("release", "iris", "2.0.0")
-        yield w
-    finally:
-        repo.cli("agent", "stop")
-        for proc in bentoml_processes(home):  # only if stop failed to
-            proc.kill()
-        leftover = bentoml_processes(home)
-        if saved is None:
-            os.environ.pop("RELEASECTL_HOME", None)
-        else:
-            os.environ["RELEASECTL_HOME"] = saved
-        assert not leftover, f"bentoml processes left running: {[p.pid for p in leftover]}"
+        yield World(repo, home, port)
 
 
 def test_release_pins_a_digest_that_rebuilds_reproduce(world: World) -> None:

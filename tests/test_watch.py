@@ -4,7 +4,6 @@ a good one is marked stable, no data is never a pass."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from bundle_helpers import free_port
 from conftest import RELEASECTL, Repo, git
-from serving_helpers import Load, bentoml_processes, iris_registry, set_analysis, set_faults
+from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
 
 pytestmark = pytest.mark.slow
 
@@ -70,32 +69,18 @@ class World:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     root = tmp_path_factory.mktemp("watch")
-    home = root / "state"
-    saved = os.environ.get("RELEASECTL_HOME")
-    os.environ["RELEASECTL_HOME"] = str(home)
-    port = free_port()
-    repo = iris_registry(root, port)
-    bare = root / "remote.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    repo.git("remote", "add", "origin", str(bare))
-    repo.git("push", "-q", "-u", "origin", "main")
-    w = World(repo, home, port, bare)
-    try:
+    with state_home(root / "state") as home:
+        port = free_port()
+        repo = iris_registry(root, port)
+        bare = root / "remote.git"
+        git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+        repo.git("remote", "add", "origin", str(bare))
+        repo.git("push", "-q", "-u", "origin", "main")
         set_analysis(repo, FAST)
         repo.ok("release", "iris", "1.0.0", "--push")
         repo.ok("mark-stable", "iris", "1.0.0", "--push")
         repo.ok("deploy", "iris")
-        yield w
-    finally:
-        repo.cli("agent", "stop")
-        for proc in bentoml_processes(home):
-            proc.kill()
-        leftover = bentoml_processes(home)
-        if saved is None:
-            os.environ.pop("RELEASECTL_HOME", None)
-        else:
-            os.environ["RELEASECTL_HOME"] = saved
-        assert not leftover
+        yield World(repo, home, port, bare)
 
 
 def _verdict(lines: list[dict]) -> dict:

@@ -42,6 +42,8 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
 ]
+ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version, e.g. 1.4.0.")]
 PushOption = Annotated[
     bool, typer.Option("--push", help="Push to the branch's remote (atomic, never forced).")
 ]

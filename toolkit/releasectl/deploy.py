@@ -88,6 +88,12 @@ def gate(
         )
 
 
+def _cached(state: State) -> Path:
+    """Where the state's bundle is (or will be) extracted, by content digest."""
+    digest = state.manifest.bundle.digest or ""
+    return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
+
+
 def bundle_dir(git: g.Git, state: State) -> Path:
     """The state's bundle, extracted and digest-checked, ready to serve."""
     pinned = state.manifest.bundle.digest
@@ -96,7 +102,7 @@ def bundle_dir(git: g.Git, state: State) -> Path:
             f"{state.model} {state.manifest.version} pins no bundle digest",
             "release it with its bundle: `releasectl release` builds and pins it",
         )
-    target = bundles_dir() / state.model / pinned.removeprefix("sha256:")[:32]
+    target = _cached(state)
     if target.exists():
         if bundle.content_digest(target) == pinned:
             return target
@@ -172,13 +178,19 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
         deployed = next((s for s in target.status() if s.model == model), None)
         live = deployed.live if deployed else None
         gate(git, state, live.serial if live else None, live.commit if live else None)
+        warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
+        folder = _cached(state)
+        if not (any(s.digest == state.manifest.bundle.digest for s in warm) and folder.is_dir()):
+            folder = bundle_dir(git, state)
+        # else: a warm server holds exactly this content, checked when it was
+        # deployed; a switch does not read the folder again.
         request = DeployRequest(
             model=model,
             version=state.manifest.version,
             digest=state.manifest.bundle.digest or "",
             commit=state.commit,
             serial=state.manifest.serial,
-            bento_dir=bundle_dir(git, state),
+            bento_dir=folder,
             port=state.manifest.deploy.port,
             standby_seconds=state.manifest.deploy.standby,
             ready_timeout=ready_timeout,

@@ -275,8 +275,13 @@ class ScrapeSource:
         timeout: float = 5.0,
         namespace: str = NAMESPACE,
         transport: httpx.BaseTransport | None = None,
+        fresh: bool = False,
     ) -> None:
         self.url = base_url.rstrip("/") + "/metrics"
+        # A server started for this version counts from zero: the first scrape
+        # then already measures everything since the deploy, which saves a
+        # whole interval of detection time.
+        self._fresh = fresh
         self._scope = Scope(version, service_name)
         self._checks = checks_for(spec)
         self._customs = spec.metrics.custom
@@ -292,6 +297,8 @@ class ScrapeSource:
             namespace=self._namespace,
         )
         previous, self._previous = self._previous, current
+        if previous is None and self._fresh:
+            previous = Snapshot({}, {}, {})
         if previous is None:
             return Reading(baseline=True)
         return interval_values(previous, current, self._checks, self._customs)
@@ -521,10 +528,12 @@ def open_source(
     *,
     base_url: str | None = None,
     service_name: str | None = None,
+    fresh: bool = False,
 ) -> ScrapeSource | PrometheusSource:
-    """The source the spec asks for. `base_url` is the deployed server (scrape source)."""
+    """The source the spec asks for. `base_url` is the deployed server (scrape
+    source); `fresh`: that server was started for this version."""
     if isinstance(spec.source, PrometheusSourceSpec):
         return PrometheusSource(spec.source.url, spec, version, service_name=service_name)
     if base_url is None:
         raise MetricsError("the scrape source needs the deployed server's base URL")
-    return ScrapeSource(base_url, spec, version, service_name=service_name)
+    return ScrapeSource(base_url, spec, version, service_name=service_name, fresh=fresh)

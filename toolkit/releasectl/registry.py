@@ -201,7 +201,7 @@ def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Check:
         return Check(
             tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
         )
-    verdict = check_tag(git, trust, f"refs/tags/{tag.name}", tag.tagger)
+    verdict = check_tag(git, trust, tag.object, tag.tagger)
     return Check(tag.name, verdict.ok, verdict.reason)
 
 

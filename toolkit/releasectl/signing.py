@@ -58,9 +58,21 @@ class TrustRoot:
             f"gpg.ssh.allowedSignersFile={self.ssh_file(git)}", "gpg.minTrustLevel=undefined"
         )
 
+    @property
+    def key(self) -> str:
+        """Identifies this trust root's content (for remembering verdicts)."""
+        pgp = sorted((k, sorted(v)) for k, v in self.openpgp.items())
+        return hashlib.sha256(repr((self.ssh, pgp)).encode()).hexdigest()
+
     def allows_openpgp(self, email: str, fingerprints: Sequence[str]) -> bool:
         allowed = self.openpgp.get(email.lower(), frozenset())
         return any(fp.upper() in allowed for fp in fingerprints if fp)
+
+
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}")
+# Verdicts on immutable objects (commit and tag ids) under one trust root, for
+# the life of the process: `revert --deploy` checks the same release twice.
+_verified: dict[tuple[str, ...], Verdict] = {}
 
 
 @dataclass(frozen=True)
@@ -149,6 +161,10 @@ def check_commits(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[
     principal equal to the committer's e-mail."""
     if not commits:
         return {}
+    known = {c: _verified[(trust.key, c)] for c in commits if (trust.key, c) in _verified}
+    commits = [c for c in commits if c not in known]
+    if not commits:
+        return known
     out = trust.verifier(git).out(
         "log", "--no-walk=unsorted", "--format=%H%x00%ce%x00%G?%x00%GS%x00%GF%x00%GP%x00", *commits
     )
@@ -161,7 +177,8 @@ def check_commits(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[
         verdicts[sha] = _judge(trust, status, signer, email, [fpr, primary])
     for commit in commits:
         verdicts.setdefault(commit, Verdict(False, None, "commit not found"))
-    return verdicts
+        _verified[(trust.key, commit)] = verdicts[commit]
+    return {**known, **verdicts}
 
 
 def _judge(trust: TrustRoot, status: str, signer: str, email: str, fprs: list[str]) -> Verdict:
@@ -179,7 +196,18 @@ def _judge(trust: TrustRoot, status: str, signer: str, email: str, fprs: list[st
 
 
 def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
-    """A tag's signature: good, and by an allowed principal equal to its tagger."""
+    """A tag's signature: good, and by an allowed principal equal to its tagger.
+    Given a tag object's id (immutable), the verdict is remembered."""
+    memo = (trust.key, ref, tagger_email) if _OBJECT_ID.fullmatch(ref) else None
+    if memo in _verified:
+        return _verified[memo]
+    verdict = _check_tag(git, trust, ref, tagger_email)
+    if memo is not None:
+        _verified[memo] = verdict
+    return verdict
+
+
+def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
     result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)
     text = result.stderr + result.stdout
     if "no signature found" in text:

@@ -79,7 +79,9 @@ def watch(
             "watch the version the branch declares: deploy it first",
         )
     spec = manifest.analysis
-    source = open_source(spec, live.version, base_url=f"http://127.0.0.1:{live.port}")
+    # The live slot's own server runs this version only, from zero counters:
+    # its first scrape already measures everything since it went live.
+    source = open_source(spec, live.version, base_url=f"http://127.0.0.1:{live.port}", fresh=True)
     with source:
         verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
     if verdict.passed:

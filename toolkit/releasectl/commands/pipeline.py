@@ -7,10 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import JsonOption, PushOption, emit, repo, run, say
-
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
-VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version.")]
+from ..cli import JsonOption, ModelArg, PushOption, VersionArg, emit, repo, run, say
 
 
 def register(app: typer.Typer) -> None:

@@ -6,9 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, ci_summary, emit, repo, run, say
-
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+from ..cli import JsonOption, ModelArg, ci_summary, emit, repo, run, say
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:

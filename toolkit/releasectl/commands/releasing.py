@@ -6,11 +6,8 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import DryRunOption, JsonOption, PushOption, emit, repo, run, say
+from ..cli import DryRunOption, JsonOption, ModelArg, PushOption, VersionArg, emit, repo, run, say
 from .serving import print_deploy
-
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
-VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version, e.g. 1.4.0.")]
 
 
 def register(app: typer.Typer) -> None:

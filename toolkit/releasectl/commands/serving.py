@@ -7,9 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, ci_summary, emit, repo, run, say
-
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+from ..cli import JsonOption, ModelArg, ci_summary, emit, repo, run, say
 
 
 def print_deploy(result: Any) -> None:
