@@ -190,7 +190,13 @@ def test_kill_9_of_the_agent_mid_deploy_converges(world: World) -> None:
     status = world.status()
     assert status["live"]["version"] == "5.0.0" and status["health"] == "ready"
     expected = {status["live"]["pid"], (status["standby"] or {}).get("pid")} - {None}
-    running = {p.pid for p in bentoml_processes(world.home) if _is_server_root(p)}
+    # The standby it replaced is retired in the background once drained: wait for it.
+    end = time.monotonic() + 60
+    while True:
+        running = {p.pid for p in bentoml_processes(world.home) if _is_server_root(p)}
+        if running == expected or time.monotonic() > end:
+            break
+        time.sleep(0.2)
     assert running == expected, (running, expected)
 
 

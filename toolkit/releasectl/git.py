@@ -161,7 +161,8 @@ def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
         env={**os.environ, **_ENV},
         check=True,
     )
-    data, pos, out = proc.stdout, 0, []
+    data, pos = proc.stdout, 0
+    out: list[str | None] = []
     for _ in specs:
         end = data.index(b"\n", pos)
         header = data[pos:end].decode().split()

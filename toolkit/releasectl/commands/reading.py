@@ -48,10 +48,10 @@ def register(app: typer.Typer) -> None:
                 _table(
                     [
                         [
-                            r["model"],
-                            r["version"],
+                            str(r["model"]),
+                            str(r["version"]),
                             str(r["serial"]),
-                            r["last_stable"] or "-",
+                            str(r["last_stable"] or "-"),
                             "reverted" if r["reverted"] else "",
                         ]
                         for r in rows
