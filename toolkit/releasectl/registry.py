@@ -23,7 +23,7 @@ from .names import (
     parse_version,
     tag_prefixes,
 )
-from .signing import TrustRoot, Verdict, check_commits, check_tag
+from .signing import TrustRoot, Verdict, check_commits, check_tag, start_tag_checks
 
 if TYPE_CHECKING:
     from .manifest import Manifest
@@ -123,6 +123,7 @@ def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
     """Start the two reads `history` needs, so that they run while the caller
     imports what it needs next (pydantic, ruamel: ~100 ms of a command)."""
     check_model(model)
+    rev = _commit_id(git, rev)
     key = (str(git.cwd), model, rev)
     if key not in _started:
         _started[key] = (
@@ -131,8 +132,16 @@ def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
         )
 
 
+def _commit_id(git: g.Git, rev: str) -> str:
+    """Prefetched reads are keyed by commit, however the caller names it."""
+    if len(rev) == 40 and all(c in "0123456789abcdef" for c in rev):
+        return rev
+    return g.rev_parse(git, rev) or rev
+
+
 def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     check_model(model)
+    rev = _commit_id(git, rev)
     prefetch(git, model, rev)  # the two reads are independent: side by side
     refs, commits = _started.pop((str(git.cwd), model, rev))
     tags = read_tags(git, model, refs)
@@ -192,6 +201,10 @@ class Check:
     detail: str
 
 
+def prefetch_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> None:
+    start_tag_checks(git, trust, [(t.object, t.tagger) for t in tags if t.annotated])
+
+
 def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Check:
     """Strict: annotated, the name inside equals the ref, good signature by an
     allowed principal that is the tagger."""
@@ -226,6 +239,9 @@ def verify_release(
 ) -> list[Check]:
     """Every check of one release: its tag, its commit, the manifest at the tag,
     and (when `marks`) its stable and rejected tags."""
+    mark_tags = [m for m in (release.stable, release.rejected) if m is not None] if marks else []
+    # Each signature costs an ssh-keygen run: start the tags' together.
+    prefetch_tags(git, trust, [release.tag, *mark_tags])
     checks = [verify_tag(git, trust, release.tag)]
     checks.append(verify_commit(git, trust, release.model, release.commit))
     text = g.read_blob(git, release.commit, manifest_path(release.model))
@@ -248,7 +264,7 @@ def verify_release(
                     + ("" if same else f", but the tag says {release.version}"),
                 )
             )
-    for mark in (release.stable, release.rejected) if marks else ():
+    for mark in mark_tags:
         if mark is not None:
             check = verify_tag(git, trust, mark)
             if check.ok and mark.commit != release.commit:

@@ -207,9 +207,26 @@ def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verd
     return verdict
 
 
+_running: dict[tuple[str, ...], g.Pending] = {}
+
+
+def start_tag_checks(git: g.Git, trust: TrustRoot, tags: Sequence[tuple[str, str]]) -> None:
+    """Start `git verify-tag` for several tag objects at once; `check_tag`
+    collects them (two cores: the ssh-keygen runs overlap)."""
+    for obj, tagger in tags:
+        memo = (trust.key, obj, tagger)
+        if memo not in _verified and memo not in _running:
+            _running[memo] = trust.verifier(git).start("verify-tag", "--raw", obj)
+
+
 def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
-    result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)
-    text = result.stderr + result.stdout
+    pending = _running.pop((trust.key, ref, tagger_email), None)
+    if pending is not None:
+        stdout, stderr = pending.proc.communicate()
+        text = stderr + stdout
+    else:
+        result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)
+        text = result.stderr + result.stdout
     if "no signature found" in text:
         return Verdict(False, None, "not signed")
     ssh = _SSH_GOOD.search(text)
