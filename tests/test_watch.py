@@ -171,12 +171,14 @@ def test_no_traffic_is_inconclusive_and_changes_nothing(world: World) -> None:
     assert world.live() == version
 
 
-@pytest.fixture
-def prometheus(world: World, tmp_path: Path) -> Iterator[str]:
+@pytest.fixture(scope="module")
+def prometheus(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus server (Debian's package) scraping the model's endpoint."""
     binary = shutil.which("prometheus")
     assert binary, "the tests need Debian's prometheus package (scripts/test installs it)"
+    tmp = tmp_path_factory.mktemp("prometheus")
     port = free_port()
-    config = tmp_path / "prometheus.yml"
+    config = tmp / "prometheus.yml"
     config.write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
@@ -186,7 +188,7 @@ def prometheus(world: World, tmp_path: Path) -> Iterator[str]:
         [
             binary,
             f"--config.file={config}",
-            f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            f"--storage.tsdb.path={tmp / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{port}",
         ],
         stdout=subprocess.DEVNULL,
@@ -213,19 +215,71 @@ def prometheus(world: World, tmp_path: Path) -> Iterator[str]:
             proc.wait()
 
 
-def test_the_same_verdicts_through_a_prometheus_server(world: World, prometheus: str) -> None:
-    via = {**FAST, "source": {"kind": "prometheus", "url": prometheus, "window": "4s"}}
-    bad = world.release_and_deploy("error_ratio: 0.2\n", via)
-    with Load(world.url):
-        code, lines, err = world.watch()
-    assert code == 4, err
-    assert _verdict(lines)["metric"] == "error_rate"
-    assert world.repo.git("tag", "--list", f"rejected/iris/v{bad}")
-    good = world.release_and_deploy(None, via)
-    with Load(world.url):
-        code, lines, err = world.watch()
-    assert code == 0, err
-    assert world.repo.git("tag", "--list", f"stable/iris/v{good}")
+def _via(prometheus: str, metrics: dict | None = None) -> dict:
+    spec = {**FAST, "source": {"kind": "prometheus", "url": prometheus, "window": "4s"}}
+    return {**spec, "metrics": metrics} if metrics else spec
+
+
+PROM_ACCURACY = {
+    "error_rate": {"max": 0.05},
+    "custom": [
+        {
+            "name": "accuracy",
+            "query": 'max(iris_rolling_accuracy{service_version="$version"})',
+            "min": 0.9,
+        }
+    ],
+}
+
+
+@pytest.mark.parametrize(
+    ("faults", "metrics", "load", "code", "outcome", "metric"),
+    [
+        ("error_ratio: 0.2\n", None, {}, 4, "failed", "error_rate"),
+        (
+            "added_latency_ms: 300\n",
+            None,
+            {"rate": 20, "clients": 10},
+            4,
+            "failed",
+            "latency_ms.p95",
+        ),
+        ("degrade: true\n", PROM_ACCURACY, {"feedback": True}, 4, "failed", "accuracy"),
+        (None, None, {}, 0, "passed", None),
+        (None, None, None, 4, "inconclusive", None),
+    ],
+    ids=["errors", "latency", "accuracy", "healthy", "no-traffic"],
+)
+def test_the_same_verdicts_through_a_prometheus_server(
+    world: World,
+    prometheus: str,
+    faults: str | None,
+    metrics: dict | None,
+    load: dict | None,
+    code: int,
+    outcome: str,
+    metric: str | None,
+) -> None:
+    version = world.release_and_deploy(faults, _via(prometheus, metrics))
+    refs = world.repo.snapshot()
+    if load is None:
+        got, lines, err = world.watch()
+    else:
+        with Load(world.url, **load):
+            got, lines, err = world.watch()
+    assert got == code, err
+    verdict = _verdict(lines)
+    assert verdict["outcome"] == outcome
+    if metric:
+        assert verdict["metric"] == metric
+        assert world.repo.git("tag", "--list", f"rejected/iris/v{version}")
+        assert world.live() != version
+    elif outcome == "passed":
+        assert world.repo.git("tag", "--list", f"stable/iris/v{version}")
+    else:
+        assert world.repo.snapshot() == refs and world.live() == version
+    # every query reached Prometheus and parsed: no metric errors on the way
+    assert [m for m in _measurements(lines) if m["status"] == "error"] == []
 
 
 def test_an_unattended_watcher_rolls_back_and_pushes(world: World) -> None:
