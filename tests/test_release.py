@@ -128,3 +128,34 @@ def test_unsafe_stable_pair_helper_really_is_unsigned(registry: Repo) -> None:
     registry.add_model("iris")
     _stable_pair(registry, "0.9.0", sign_key=None)
     assert "-----BEGIN" not in registry.git("cat-file", "tag", "release/iris/v0.9.0")
+
+
+def test_dry_runs_write_nothing(registry: Repo, tmp_path: Path) -> None:
+    registry.add_model("iris")
+    release(registry, "iris", "1.0.0")
+    before = registry.snapshot()
+    out = json.loads(registry.ok("release", "iris", "1.1.0", "--dry-run", "--json"))
+    assert out == {"model": "iris", "version": "1.1.0", "serial": 2, "dry_run": True}
+    assert "would tag stable/iris/v1.0.0" in registry.ok(
+        "mark-stable", "iris", "1.0.0", "--dry-run"
+    )
+    assert "would create" in registry.ok("new", "churn", "--dry-run")
+    assert registry.snapshot() == before
+    assert not (registry.path / "model-releases/churn").exists()
+    fresh = tmp_path / "fresh"
+    fresh.mkdir()
+    from conftest import git
+
+    git(fresh, "init", "-q", "-b", "main")
+    for key, value in (
+        ("user.email", registry.email),
+        ("gpg.format", "ssh"),
+        ("user.signingkey", str(registry.key)),
+    ):
+        git(fresh, "config", key, value)
+    planned = json.loads(
+        Repo(fresh, registry.key, registry.email).ok("init", "--dry-run", "--json")
+    )
+    assert ".releasectl/allowed_signers" in planned["created"] and planned["commit"] is None
+    assert ".github/workflows/release.yml" in planned["created"]
+    assert not (fresh / ".releasectl").exists()
