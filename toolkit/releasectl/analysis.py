@@ -423,36 +423,39 @@ def decide(
     bake_over: bool,
 ) -> tuple[Outcome, Cause, str, Measurement | None] | None:
     """The verdict after an interval, or None to keep watching. Failures take precedence."""
-    for name, tally in tallies.items():
-        if tally.failed > spec.failure_limit:
-            event = last[name]
-            return (
-                Outcome.FAILED,
-                Cause.FAILURE_LIMIT,
-                f"{event.message} ({tally.failed} failed measurements > "
-                f"failure_limit {spec.failure_limit})",
-                event,
-            )
-    for name, tally in tallies.items():
-        if tally.consecutive_errors > spec.consecutive_error_limit:
-            event = last[name]
-            return (
-                Outcome.FAILED,
-                Cause.ERROR_LIMIT,
-                f"could not read metrics: {event.message} ({tally.consecutive_errors} "
-                f"consecutive errors > consecutive_error_limit {spec.consecutive_error_limit})",
-                event,
-            )
-    for name, tally in tallies.items():
-        if tally.inconclusive > spec.inconclusive_limit:
-            event = last[name]
-            return (
-                Outcome.INCONCLUSIVE,
-                Cause.INCONCLUSIVE_LIMIT,
-                f"needs a human: {event.message} ({tally.inconclusive} inconclusive "
-                f"measurements > inconclusive_limit {spec.inconclusive_limit})",
-                event,
-            )
+    limits = (  # tally field, its limit, outcome, cause, message prefix, what is counted
+        (
+            "failed",
+            spec.failure_limit,
+            Outcome.FAILED,
+            Cause.FAILURE_LIMIT,
+            "",
+            "failed measurements",
+        ),
+        (
+            "consecutive_errors",
+            spec.consecutive_error_limit,
+            Outcome.FAILED,
+            Cause.ERROR_LIMIT,
+            "could not read metrics: ",
+            "consecutive errors",
+        ),
+        (
+            "inconclusive",
+            spec.inconclusive_limit,
+            Outcome.INCONCLUSIVE,
+            Cause.INCONCLUSIVE_LIMIT,
+            "needs a human: ",
+            "inconclusive measurements",
+        ),
+    )
+    for field_name, limit, outcome, cause, prefix, counted in limits:
+        for name, tally in tallies.items():
+            count = getattr(tally, field_name)
+            if count > limit:
+                event = last[name]
+                message = f"{prefix}{event.message} ({count} {counted} > {cause.value} {limit})"
+                return outcome, cause, message, event
     if not bake_over:
         return None
     for name, tally in tallies.items():
