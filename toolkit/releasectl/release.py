@@ -16,6 +16,7 @@ from .changes import (
     Change,
     Landed,
     NewTag,
+    Planner,
     head,
     land_local,
     land_pushed,
@@ -135,14 +136,7 @@ def release(
                     plans.append(plan_release(git, trust, model, version, tip, builder.pin(tip)))
                     return plans[-1].change
 
-                landed = land_pushed(
-                    git,
-                    lambda tip: trust_root(git, tip),
-                    branch,
-                    planner,
-                    model_tag_refspecs(model),
-                    carry_local=True,
-                )
+                landed = _push(git, branch, model, planner)
                 assert landed is not None
                 return plans[-1], landed
             base = head(git)
@@ -225,14 +219,7 @@ def mark_stable(
             return change
 
         branch = require_branch(git)
-        landed = land_pushed(
-            git,
-            lambda tip: trust_root(git, tip),
-            branch,
-            planner,
-            model_tag_refspecs(model),
-            carry_local=True,  # only tags are pushed
-        )
+        landed = _push(git, branch, model, planner)
         return found[-1], landed
     base = head(git)
     trust = trust_root(git, base)
@@ -240,3 +227,16 @@ def mark_stable(
     if change is None:
         return release_, None
     return release_, land_local(git, trust, require_branch(git), change)
+
+
+def _push(git: g.Git, branch: str, model: str, planner: Planner) -> Landed | None:
+    """Land on the remote's tip. A release carries the local commits it is made
+    on (they are its sources); mark-stable pushes only its tag."""
+    return land_pushed(
+        git,
+        lambda tip: trust_root(git, tip),
+        branch,
+        planner,
+        model_tag_refspecs(model),
+        carry_local=True,
+    )
