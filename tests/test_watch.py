@@ -294,6 +294,8 @@ def test_an_unattended_watcher_rolls_back_and_pushes(world: World) -> None:
     out = json.loads(r.ok("deploy", "iris", "--watch", "--json"))
     watcher = out["watcher"]
     assert watcher["push"] is True
+    status = json.loads(r.ok("status", "iris", "--json"))[0]
+    assert status["watcher"]["pid"] == watcher["pid"]  # status shows it while it runs
     try:
         with Load(world.url):
             end = time.monotonic() + 120

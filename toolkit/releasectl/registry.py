@@ -8,7 +8,7 @@ comes from the branch's history, never from tag timestamps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import git as g
@@ -80,7 +80,6 @@ class Release:
 class History:
     model: str
     releases: list[Release]  # newest first: branch order, then releases not on the branch
-    orphan_marks: list[TagRef] = field(default_factory=list)  # stable/rejected without a release
 
     def get(self, version: str) -> Release | None:
         return next((r for r in self.releases if r.version == version), None)
@@ -159,13 +158,7 @@ def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     ]
     # Several releases may tag one commit only by mistake; the version breaks the tie.
     releases.sort(key=lambda r: (r.position is None, r.position or 0, _neg_version_key(r.version)))
-    orphans = [
-        t
-        for kind in ("stable", "rejected")
-        for v, t in tags[kind].items()
-        if v not in tags["release"]
-    ]
-    return History(model, releases, orphans)
+    return History(model, releases)
 
 
 def _neg_version_key(version: str) -> tuple[int, ...]:

@@ -166,5 +166,15 @@ def _terminate(pid: int, needle: str) -> None:
 
 
 def detached(model: str) -> dict[str, Any] | None:
+    """The model's detached watcher, while it runs (for `status`)."""
+    import psutil
+
     path = _watch_file(model)
-    return json.loads(path.read_text()) if path.exists() else None
+    if not path.exists():
+        return None
+    info: dict[str, Any] = json.loads(path.read_text())
+    try:
+        alive = "watch" in " ".join(psutil.Process(int(info["pid"])).cmdline())
+    except psutil.Error:
+        alive = False
+    return info if alive else None

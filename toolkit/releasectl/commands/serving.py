@@ -134,9 +134,14 @@ def register(app: typer.Typer) -> None:
 
             if model is not None:
                 check_model(model)
+            from ..watch import detached
+
             statuses = LocalTarget(home()).status(model)
+            watchers = {s.model: detached(s.model) for s in statuses}
             if json:
-                emit([s.model_dump(mode="json") for s in statuses])
+                emit(
+                    [{**s.model_dump(mode="json"), "watcher": watchers[s.model]} for s in statuses]
+                )
                 return
             if not statuses:
                 say("nothing deployed on the local target")
@@ -157,6 +162,9 @@ def register(app: typer.Typer) -> None:
                 if s.last_deploy:
                     d = s.last_deploy
                     say(f"  last deploy {'ok' if d.ok else 'FAILED'}: {d.version} {d.message}")
+                w = watchers[s.model]
+                if w is not None:
+                    say(f"  watcher  {w['version']} pid {w['pid']}: {w['log']}")
 
         run(body, json_mode=json)
 
