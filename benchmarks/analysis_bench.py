@@ -30,6 +30,7 @@ from typing import Any
 from servinglib import (
     RELEASECTL_BIN,
     World,
+    finish,
     finish_loadgen,
     loadgen,
     machine,
@@ -37,7 +38,6 @@ from servinglib import (
     read_trace,
     table,
     world,
-    write_result,
 )
 
 
@@ -175,12 +175,7 @@ def main() -> int:
                 )
             results[f"{interval:g}s"] = {"summary": summarise(trials), "trials": trials}
     doc["results"] = results
-    doc["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["wall_seconds"] = round(time.monotonic() - started, 1)
-    path = write_result("analysis", doc)
-    print(report(doc))
-    print(f"\n(written to {path})")
-    return 0
+    return finish("analysis", doc, started, report)
 
 
 def report(doc: dict[str, Any]) -> str:

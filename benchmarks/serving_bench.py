@@ -28,6 +28,7 @@ import httpx
 import psutil
 from servinglib import (
     World,
+    finish,
     finish_loadgen,
     loadgen,
     machine,
@@ -37,7 +38,6 @@ from servinglib import (
     table,
     wait_until,
     world,
-    write_result,
 )
 
 SETOSA = {"features": [5.1, 3.5, 1.4, 0.2]}
@@ -234,12 +234,7 @@ def main() -> int:
         back, _ = rollback(w, args.runs, 2)
         memory_after = agent_memory(w)
     doc.update(proxy=cost, rollback=back, agent_memory=[memory, memory_after])
-    doc["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    doc["wall_seconds"] = round(time.monotonic() - started, 1)
-    path = write_result("serving", doc)
-    print(report(doc))
-    print(f"\n(written to {path})")
-    return 0
+    return finish("serving", doc, started, report)
 
 
 def report(doc: dict[str, Any]) -> str:

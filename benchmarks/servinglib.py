@@ -191,6 +191,16 @@ def machine() -> dict[str, Any]:
     }
 
 
+def finish(name: str, doc: dict[str, Any], started: float, report: Any) -> int:
+    """Close a benchmark run: load and wall time, the JSON result, the report."""
+    doc["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    doc["wall_seconds"] = round(time.monotonic() - started, 1)
+    path = write_result(name, doc)
+    print(report(doc))
+    print(f"\n(written to {path})")
+    return 0
+
+
 def write_result(name: str, doc: dict[str, Any]) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"{name}.json"

@@ -25,7 +25,7 @@ from local_target_helpers import (
     wait_until,
 )
 from releasectl.errors import OperationFailed
-from releasectl.targets import DeployRequest, LocalTarget
+from releasectl.targets.local import DeployRequest, LocalTarget
 from releasectl.targets.local.state import Paths, load_state
 
 pytestmark = pytest.mark.slow

@@ -16,7 +16,7 @@ from . import manifest as mf
 from .changes import land_on_new_branch, require_clean
 from .errors import BadInput, OperationFailed, ReleasectlError
 from .names import MANIFEST, REGISTRY_DIR, check_model, model_dir, parse_version
-from .release import _Prebuild, plan_release
+from .release import Prebuild, plan_release
 from .signing import trust_root
 
 
@@ -54,10 +54,9 @@ def propose(
         raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
     trust = trust_root(git, start)
     with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
-        builder = _Prebuild(git, model, version, build, Path(tmp))
-        plan_release(git, trust, model, version, start)  # refuse before building
-        pin = builder.pin(start)
-        p = plan_release(git, trust, model, version, start, pin)
+        builder = Prebuild(git, model, version, build, Path(tmp))
+        p = plan_release(git, trust, model, version, start, lambda: builder.pin(start))
+        pin = p.pin
         if p.tagged_existing or p.change is None:
             raise OperationFailed(f"{base} already declares {model} {version}")
         # No tag, no working-tree sync: the tag comes after the merge.

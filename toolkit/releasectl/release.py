@@ -4,6 +4,7 @@ release state moves forward."""
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,8 +56,16 @@ class Pin:
 
 
 def plan_release(
-    git: g.Git, trust: TrustRoot, model: str, version: str, base: str, pin: Pin | None = None
+    git: g.Git,
+    trust: TrustRoot,
+    model: str,
+    version: str,
+    base: str,
+    build: Callable[[], Pin | None] | None = None,
 ) -> Plan:
+    """The release of MODEL VERSION on `base`. `build` makes the bundle to pin;
+    it is called only once every refusal has been ruled out (a build costs
+    seconds, a refusal milliseconds)."""
     check_model(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -80,6 +89,7 @@ def plan_release(
         check = reg.verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
+        pin = build() if build else None
         if pin is not None and manifest.bundle.digest not in (None, pin.digest):
             raise Refused(
                 f"the bundle built for {model} {version} has digest {pin.digest}, "
@@ -96,6 +106,7 @@ def plan_release(
         )
     serial = manifest.serial + 1
     changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    pin = build() if build else None
     if pin is not None:
         changes["bundle"] = {"digest": pin.digest, "archive": pin.archive}
     new_text = mf.edit(text, path, changes, model=model)
@@ -125,15 +136,16 @@ def release(
     branch = require_branch(git)
     require_clean(git, model_dir(check_model(model)))
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
-        builder = _Prebuild(git, model, version, build, Path(tmp))
+        builder = Prebuild(git, model, version, build, Path(tmp))
         try:
             if push:
                 plans: list[Plan] = []
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
-                    plan_release(git, trust, model, version, tip)  # refuse before building
-                    plans.append(plan_release(git, trust, model, version, tip, builder.pin(tip)))
+                    plans.append(
+                        plan_release(git, trust, model, version, tip, lambda: builder.pin(tip))
+                    )
                     return plans[-1].change
 
                 landed = _push(git, branch, model, planner)
@@ -141,8 +153,7 @@ def release(
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
-            plan_release(git, trust, model, version, base)  # refuse before building
-            p = plan_release(git, trust, model, version, base, builder.pin(base))
+            p = plan_release(git, trust, model, version, base, lambda: builder.pin(base))
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
         except BaseException:
@@ -150,7 +161,7 @@ def release(
             raise
 
 
-class _Prebuild:
+class Prebuild:
     """Builds the bundle once per distinct source tree and stores it."""
 
     def __init__(self, git: g.Git, model: str, version: str, build: bool | None, work: Path):
