@@ -20,7 +20,7 @@ from releasectl import bundle
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS_SRC = REPO / "model-releases" / "iris"
-IRIS_BUNDLE_FILES = ("service.py", "bentofile.yaml", "prepare.py")
+IRIS_BUNDLE_FILES = ("service.py", "bentofile.yaml", "train.py")
 SETOSA = [5.1, 3.5, 1.4, 0.2]
 VIRGINICA = [6.7, 3.0, 5.2, 2.3]
 READY_DEADLINE_S = 90.0
@@ -41,7 +41,7 @@ def copy_iris_sources(dest: Path, faults: Mapping[str, Any] | None = None) -> Pa
 def build_iris(
     src: Path, home: Path, version: str, labels: Mapping[str, str] | None = None
 ) -> bundle.Bento:
-    bundle.prepare(src, ["python", "prepare.py"], home)
+    bundle.run_step(src, ["python", "train.py"], home)
     return bundle.build(
         src,
         name="iris",

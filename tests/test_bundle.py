@@ -196,7 +196,7 @@ def test_bentofile_pins_the_installed_packages() -> None:
 def test_a_failing_preparation_shows_its_output(tmp_path: Path) -> None:
     argv = ["python", "-c", "import sys; print('no training data'); sys.exit(3)"]
     with pytest.raises(bundle.BundleError, match="no training data") as caught:
-        bundle.prepare(tmp_path, argv, tmp_path / "home")
+        bundle.run_step(tmp_path, argv, tmp_path / "home")
     assert caught.value.code == 1
 
 

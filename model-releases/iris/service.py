@@ -31,7 +31,7 @@ import yaml
 from bentoml.exceptions import InternalServerError
 from pydantic import BaseModel, Field
 
-# prepare.py saves this tag and bentofile.yaml pins it; change all three together.
+# train.py saves this tag and bentofile.yaml pins it; change all three together.
 MODEL_TAG = "iris_clf:v1"
 CLASS_NAMES = ("setosa", "versicolor", "virginica")
 HERE = Path(__file__).resolve().parent

@@ -1,15 +1,21 @@
 """Building a release's bundle: from a clean copy of the sources at the tag
 (never the working tree), with the bento version set to the release version
 and provenance labels, pinned by content digest and kept in the artifact
-store. A stored build is verified and re-used, never silently rebuilt."""
+store. A stored build is verified and re-used, never silently rebuilt.
+
+Weights are inputs, not build products: `bundle.train` runs once when a
+release is made (`train()`), its models are stored by the sha256 of their
+bytes and pinned in the manifest, and every build imports exactly those."""
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 import tarfile
 import tempfile
 import time
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -39,6 +45,20 @@ class Built:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class BuiltBundle:
+    """A bento built from a release's sources, in the BentoML home beside it."""
+
+    bento: bundle.Bento
+    home: Path
+    files: dict[str, str]  # bundle.content_files(): what the digest is made of
+    sources: frozenset[str]  # the model folder's files at the revision, relative to it
+
+    @property
+    def digest(self) -> str:
+        return bundle.digest_of(self.files)
+
+
 def _labels(model: str, version: str, commit: str) -> dict[str, str]:
     return {
         f"{PROVENANCE}model": model,
@@ -47,22 +67,107 @@ def _labels(model: str, version: str, commit: str) -> dict[str, str]:
     }
 
 
-def build_sources(
-    git: g.Git, manifest: mf.Manifest, rev: str, work: Path
-) -> tuple[bundle.Bento, Path, str]:
-    """Build the model's folder as it is at `rev` inside `work`; returns the
-    bento, the BentoML home it is in, and its content digest."""
-    model, version = manifest.model, manifest.version
-    src = g.export_tree(git, rev, model_dir(model), work / "src")
+def sources_id(git: g.Git, rev: str, model: str) -> str:
+    """`sha256:<hex>` naming the model folder's sources at rev, release.yaml left
+    out (a release edits only the manifest): what trained weights were made from."""
+    folder = model_dir(model)
+    skip = f"{folder}/{MANIFEST}"
+    entries = [e for e in g.tree_entries(git, rev, folder) if e.split("\t", 1)[1] != skip]
+    return "sha256:" + hashlib.sha256("\0".join(entries).encode()).hexdigest()
+
+
+def _clean_copy(git: g.Git, rev: str, model: str, dest: Path) -> Path:
+    src = g.export_tree(git, rev, model_dir(model), dest)
     # The manifest pins the bundle; it must not be part of it.
     (src / MANIFEST).unlink(missing_ok=True)
+    return src
+
+
+def train(
+    git: g.Git, manifest: mf.Manifest, rev: str, work: Path, store: ArtifactStore
+) -> tuple[mf.Trained, list[str]]:
+    """Run `bundle.train` once, in a clean copy of the sources at rev with an
+    empty BentoML home; export every model it saved, store each under the key
+    its bytes name, and return the pin plus the keys this call newly stored.
+    Training is not bit-reproducible across machines (BLAS kernels, threads),
+    so its output is pinned here and never made again by a build
+    (docs/ARCHITECTURE.md, "Weights are pinned inputs")."""
+    model = manifest.model
+    assert manifest.bundle.train  # the caller asks only when there is a train step
+    src = _clean_copy(git, rev, model, work / "train-src")
+    home = work / "train-home"
+    bundle.run_step(src, list(manifest.bundle.train), home)
+    tags = bundle.saved_models(home)
+    if not tags:
+        raise BadInput(
+            f"bundle.train of {model} saved no model into BENTOML_HOME",
+            "the step must save its model with bentoml, e.g. bentoml.sklearn.save_model(...)",
+        )
+    models: list[mf.TrainedModel] = []
+    new_keys: list[str] = []
+    for tag in tags:
+        archive = bundle.export_model(
+            tag, work / "weights" / f"{tag.replace(':', '-')}.bentomodel", home
+        )
+        stored = store.put_weights(archive, {"model": model, "tag": tag})
+        if stored.new:
+            new_keys.append(stored.key)
+        models.append(mf.TrainedModel(tag=tag, sha256=stored.sha256, key=stored.key))
+    return mf.Trained(sources=sources_id(git, rev, model), models=models), new_keys
+
+
+def needs_training(git: g.Git, manifest: mf.Manifest, rev: str) -> bool:
+    """A train step whose pinned weights are missing or were made from other sources."""
+    if not manifest.bundle.train:
+        return False
+    trained = manifest.bundle.trained
+    return trained is None or trained.sources != sources_id(git, rev, manifest.model)
+
+
+def _import_trained(manifest: mf.Manifest, store: ArtifactStore, home: Path) -> None:
+    trained = manifest.bundle.trained
+    if trained is None:
+        if manifest.bundle.train:
+            raise BadInput(
+                f"{manifest.model} {manifest.version} declares bundle.train but pins no "
+                "trained weights (bundle.trained)",
+                "`releasectl release` or `releasectl propose` trains once and pins them",
+            )
+        return
+    for pinned in trained.models:
+        if not store.exists(pinned.key):
+            raise OperationFailed(
+                f"the pinned weights of {pinned.tag} ({pinned.key}) are not in the "
+                f"artifact store {store.url}",
+                "point RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the store "
+                "the release was made with",
+            )
+        tag = bundle.import_artifact(store.uri(pinned.key), pinned.sha256, home)
+        if tag != pinned.tag:
+            raise Refused(f"the weights stored as {pinned.key} are {tag}, not {pinned.tag}")
+
+
+def build_sources(
+    git: g.Git,
+    manifest: mf.Manifest,
+    rev: str,
+    work: Path,
+    store: ArtifactStore | None = None,
+) -> BuiltBundle:
+    """Build the model's folder as it is at `rev` inside `work`: pinned
+    weights imported (verified by sha256), then `prepare`, then `bentoml build`."""
+    model, version = manifest.model, manifest.version
+    src = _clean_copy(git, rev, model, work / "src")
     if not (src / "bentofile.yaml").is_file():
         raise BadInput(f"{model_dir(model)} has no bentofile.yaml: there is no bundle to build")
+    sources = frozenset(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     home = work / "bentoml"
+    home.mkdir(parents=True, exist_ok=True)
+    _import_trained(manifest, store or store_for(git), home)
     if manifest.bundle.artifact is not None:
         bundle.import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
     if manifest.bundle.prepare:
-        bundle.prepare(src, list(manifest.bundle.prepare), home)
+        bundle.run_step(src, list(manifest.bundle.prepare), home)
     commit = g.rev_parse(git, rev) or rev
     bento = bundle.build(
         src,
@@ -71,7 +176,44 @@ def build_sources(
         labels=_labels(model, version, commit),
         bentoml_home=home,
     )
-    return bento, home, bundle.content_digest(bento.path)
+    return BuiltBundle(bento, home, bundle.content_files(bento.path), sources)
+
+
+def explain_mismatch(built: BuiltBundle, recorded: Mapping[str, str] | None) -> str:
+    """Which files make a rebuilt bundle differ from its pin, and why that
+    usually happens; `recorded` is the pinned build's file map from the store."""
+    if recorded is None:
+        return (
+            "; the pinned build's file list is not in the artifact store, "
+            "so the files that differ cannot be named"
+        )
+    rebuilt = built.files
+    changed = sorted(
+        rel for rel in recorded.keys() | rebuilt.keys() if recorded.get(rel) != rebuilt.get(rel)
+    )
+    if not changed:
+        return ""
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    verb = "differs" if len(changed) == 1 else "differ"
+
+    def source_file(rel: str) -> bool:
+        return rel.startswith("src/") and rel.removeprefix("src/") in built.sources
+
+    if any(rel.startswith("models/") for rel in changed):
+        why = (
+            "weights built during the bundle build are not reproducible across machines; "
+            "pin them with bundle.train (trained once, at release) or bundle.artifact"
+        )
+    elif any(source_file(rel) for rel in changed):
+        why = "the sources differ from those the pin was built from; release them with a build"
+    elif any(rel.startswith("src/") for rel in changed):
+        why = (
+            "bundle.prepare must write the same bytes on every machine; "
+            "move a step that does not into bundle.train"
+        )
+    else:
+        why = "the build environment (bentoml, Python or the bentofile) differs from the pin's"
+    return f": {shown} {verb}: {why}"
 
 
 def store_for(git: g.Git) -> ArtifactStore:
@@ -113,14 +255,17 @@ def build_release(
             time.monotonic() - started,
         )
     with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
-        bento, home, digest = build_sources(git, manifest, release.commit, Path(tmp))
-        if manifest.bundle.digest is not None and digest != manifest.bundle.digest:
+        built = build_sources(git, manifest, release.commit, Path(tmp), store)
+        digest = built.digest
+        pinned = manifest.bundle.digest
+        if pinned is not None and digest != pinned:
+            recorded = store.files(key) if store.digest(key) == pinned else None
             raise Refused(
                 f"the rebuilt bundle of {model} {version} has digest {digest}, "
-                f"but the release pins {manifest.bundle.digest}"
+                f"but the release pins {pinned}" + explain_mismatch(built, recorded)
             )
-        archive = bundle.export(bento, Path(tmp) / "out", home)
-        uri = store.put(archive, key, digest)
+        archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
+        uri = store.put(archive, key, digest, built.files)
     return Built(
         model, version, manifest.bundle.bento, digest, uri, False, time.monotonic() - started
     )

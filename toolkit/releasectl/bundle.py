@@ -127,17 +127,42 @@ def _bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None
 # --- getting weights into a home ---------------------------------------------
 
 
-def prepare(src_dir: Path, argv: list[str], bentoml_home: Path) -> None:
-    """Run the model's deterministic preparation step (it saves the model into bentoml_home).
+def run_step(src_dir: Path, argv: list[str], bentoml_home: Path) -> None:
+    """Run one of the model's steps (`bundle.train` or `bundle.prepare`) in
+    src_dir; what it saves with bentoml lands in bentoml_home.
 
     "python" as argv[0] means this interpreter, so the step sees the same
     packages that `bentoml build` will pin.
     """
     if not argv:
-        raise BadInput("the preparation command is empty")
+        raise BadInput("the step's command is empty")
     command = [sys.executable, *argv[1:]] if argv[0] == "python" else list(argv)
     bentoml_home.mkdir(parents=True, exist_ok=True)
     _run(command, bentoml_home=bentoml_home, cwd=src_dir)
+
+
+def saved_models(bentoml_home: Path) -> list[str]:
+    """The `name:version` tags of every model saved in bentoml_home, sorted."""
+    store = bentoml_home / "models"
+    if not store.is_dir():
+        return []
+    return sorted(
+        f"{folder.parent.name}:{folder.name}"
+        for folder in store.glob("*/*")
+        if folder.is_dir() and (folder / "model.yaml").is_file()
+    )
+
+
+def export_model(tag: str, dest: Path, bentoml_home: Path) -> Path:
+    """`bentoml models export` one model of bentoml_home to the file dest."""
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.unlink(missing_ok=True)
+    # Absolute path: bentoml 1.4 resolves relative export paths against `/`.
+    _bentoml(["models", "export", tag, str(dest)], bentoml_home=bentoml_home)
+    if not dest.is_file():
+        raise BundleError(f"bentoml models export did not write {dest}")
+    return dest
 
 
 def _expected_hex(sha256: str) -> str:
@@ -477,8 +502,10 @@ def _entries(bento_dir: Path, model_store: Path | None) -> Iterator[tuple[str, P
         yield from _walk(folder, f"models/{name}/{version}/")
 
 
-def content_digest(bento_dir: Path, model_store: Path | None = None) -> str:
-    """`sha256:<hex>` over a bento's files and its models, leaving out volatile fields.
+def content_files(bento_dir: Path, model_store: Path | None = None) -> dict[str, str]:
+    """What the content digest is made of: for every file of a bento and its
+    models, its relative path mapped to `<kind> <sha256 hex>` (kind `f` file,
+    `x` executable, `l` symlink, hashed as its target text, never followed).
 
     Equal for a built bento in a BentoML home (whose models live in the home's
     model store, `model_store` or `<home>/models` by default) and for the
@@ -486,16 +513,28 @@ def content_digest(bento_dir: Path, model_store: Path | None = None) -> str:
     `models/`). Left out: `creation_time` in bento.yaml (top level and per
     model) and in model.yaml, the `models/<name>/latest` pointers, folders,
     timestamps, owners. Kept: every other byte, and whether a file is
-    executable. Symlinks are hashed as their target text, never followed.
+    executable. The store keeps this map beside each archive, so that a
+    digest that does not match its pin can name the files that differ.
     """
     bento_dir = bento_dir.absolute()
-    entries = sorted(_entries(bento_dir, model_store), key=lambda entry: entry[0])
-    total = hashlib.sha256(_DIGEST_SCHEME)
-    for rel, path in entries:
+    files: dict[str, str] = {}
+    for rel, path in sorted(_entries(bento_dir, model_store), key=lambda entry: entry[0]):
         if path.is_symlink():
-            kind, content = "l", hashlib.sha256(os.readlink(path).encode()).hexdigest()
+            files[rel] = "l " + hashlib.sha256(os.readlink(path).encode()).hexdigest()
         else:
             kind = "x" if path.stat().st_mode & 0o100 else "f"
-            content = _file_digest(path, rel)
-        total.update(f"{kind} {content} {rel}\0".encode())
+            files[rel] = f"{kind} {_file_digest(path, rel)}"
+    return files
+
+
+def digest_of(files: Mapping[str, str]) -> str:
+    """`sha256:<hex>`: the content digest of a `content_files()` map."""
+    total = hashlib.sha256(_DIGEST_SCHEME)
+    for rel in sorted(files):
+        total.update(f"{files[rel]} {rel}\0".encode())
     return DIGEST_PREFIX + total.hexdigest()
+
+
+def content_digest(bento_dir: Path, model_store: Path | None = None) -> str:
+    """`sha256:<hex>` over a bento's files and its models (see content_files)."""
+    return digest_of(content_files(bento_dir, model_store))

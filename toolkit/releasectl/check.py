@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import git as g
 from . import manifest as mf
-from .build import build_sources
+from .build import build_sources, explain_mismatch, store_for
 from .errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from .names import REGISTRY_DIR, manifest_path, parse_version
 from .signing import check_commits, trust_root
@@ -174,15 +174,20 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
 
 
 def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
+    store = store_for(git)
     with tempfile.TemporaryDirectory(prefix="releasectl-check-") as tmp:
         try:
-            _, _, digest = build_sources(git, manifest, report.head, Path(tmp))
+            built = build_sources(git, manifest, report.head, Path(tmp), store)
         except ReleasectlError as exc:
-            report.add(model, "bundle", False, f"does not build: {exc.message}", FAILED)
+            report.add(model, "bundle", False, f"does not build: {exc.message}", exc.code)
             return
+    digest = built.digest
     report.digests[model] = digest
     pinned = manifest.bundle.digest
     if pinned is not None and pinned != digest:
-        report.add(model, "bundle", False, f"builds to {digest}, but pins {pinned}", REFUSED)
+        key = store.key_for(model, manifest.version, manifest.bundle.bento)
+        recorded = store.files(key) if store.digest(key) == pinned else None
+        why = explain_mismatch(built, recorded)
+        report.add(model, "bundle", False, f"builds to {digest}, but pins {pinned}{why}", REFUSED)
     else:
         report.add(model, "bundle", True, f"builds: {digest}")

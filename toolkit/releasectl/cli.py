@@ -47,6 +47,13 @@ VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic ver
 PushOption = Annotated[
     bool, typer.Option("--push", help="Push to the branch's remote (atomic, never forced).")
 ]
+RetrainOption = Annotated[
+    bool,
+    typer.Option(
+        "--retrain",
+        help="Run bundle.train even when the pinned weights were trained from these sources.",
+    ),
+]
 
 
 @app.callback()

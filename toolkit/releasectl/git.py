@@ -184,6 +184,12 @@ def tree_id(git: Git, rev: str, path: str) -> str | None:
     return result.stdout.strip() or None
 
 
+def tree_entries(git: Git, rev: str, path: str) -> list[str]:
+    """`<mode> <type> <object>\t<path>` of every file below `path` at `rev`."""
+    out = git.run("ls-tree", "-r", "-z", "--full-tree", rev, "--", path).stdout
+    return [entry for entry in out.split("\0") if entry]
+
+
 def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> Pending:
     """One `git for-each-ref` over `patterns` (started); `rows()` parses it."""
     return git.start("for-each-ref", "--format=" + "%00".join(fields), *patterns)

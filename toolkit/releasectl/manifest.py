@@ -37,21 +37,69 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
+Sha256Hex = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
+StoreKey = Annotated[
+    str,
+    StringConstraints(
+        strict=True, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$"
+    ),
+]
+
+
 class Artifact(Strict):
     """Model weights fetched from a URI and checked against a sha256 before the build."""
 
     uri: Str
-    sha256: Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
+    sha256: Sha256Hex
+
+
+class TrainedModel(Strict):
+    """One model saved by `bundle.train`, exported and kept in the artifact store."""
+
+    tag: Annotated[
+        str, StringConstraints(strict=True, pattern=r"^[a-z0-9][-._a-z0-9]*:[-._a-z0-9]+$")
+    ]
+    sha256: Sha256Hex = Field(description="sha256 of the exported model archive's bytes")
+    key: StoreKey = Field(description="Where the archive is, relative to the artifact store")
+
+
+class Trained(Strict):
+    """The weights `bundle.train` produced, pinned: every build imports exactly these."""
+
+    sources: Digest = Field(
+        description="The model folder's sources they were trained from (release.yaml left out)"
+    )
+    models: list[TrainedModel] = Field(min_length=1)
 
 
 class Bundle(Strict):
     bento: Annotated[
         str, StringConstraints(strict=True, pattern=r"^[a-z0-9]([a-z0-9._-]*[a-z0-9])?$")
     ]
-    prepare: list[Str] | None = Field(
-        default=None, description="A deterministic step run in the clean worktree before the build"
+    train: list[Str] | None = Field(
+        default=None,
+        description=(
+            "Trains the model's weights: run ONCE, when a release is made (release, propose), "
+            "in a clean copy of the sources with an empty BENTOML_HOME; every model it saves "
+            "is stored in the artifact store and pinned under `trained`, and every build "
+            "(the release's own and CI's rebuild) imports those exact bytes. Training is not "
+            "bit-reproducible across machines, so it never runs inside a build."
+        ),
     )
-    artifact: Artifact | None = None
+    trained: Trained | None = Field(
+        default=None, description="Written by releasectl: the weights `train` produced, pinned"
+    )
+    prepare: list[Str] | None = Field(
+        default=None,
+        description=(
+            "A DETERMINISTIC step run in the clean copy before every build (it must write the "
+            "same bytes on every machine, or CI's rebuild check refuses the release); "
+            "anything else, training above all, belongs in `train`"
+        ),
+    )
+    artifact: Artifact | None = Field(
+        default=None, description="Weights made elsewhere: a URI and the sha256 of its bytes"
+    )
     digest: Digest | None = Field(default=None, description="Content digest of the built bento")
     archive: Str | None = Field(default=None, description="Where the built archive is stored")
 
@@ -226,7 +274,9 @@ version: 0.0.0
 serial: 0
 bundle:
   bento: {model}
-  prepare: [python, prepare.py]
+  # Trains once, when a release is made; the weights are stored and pinned under
+  # bundle.trained, and every build (CI's rebuild too) imports those exact bytes.
+  train: [python, train.py]
 deploy:
   target: local
   port: {port}

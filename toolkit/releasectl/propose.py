@@ -43,6 +43,7 @@ def propose(
     base: str = "main",
     push: bool = False,
     build: bool | None = None,
+    retrain: bool = False,
 ) -> Proposal:
     check_model(model)
     require_clean(git, model_dir(model))
@@ -54,14 +55,18 @@ def propose(
         raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
     trust = trust_root(git, start)
     with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
-        builder = Prebuild(git, model, version, build, Path(tmp))
-        p = plan_release(git, trust, model, version, start, lambda: builder.pin(start))
-        pin = p.pin
-        if p.tagged_existing or p.change is None:
-            raise OperationFailed(f"{base} already declares {model} {version}")
-        # No tag, no working-tree sync: the tag comes after the merge.
-        change = dataclasses.replace(p.change, tags=(), sync_paths=())
-        landed = land_on_new_branch(git, trust, branch, change)
+        builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
+        try:
+            p = plan_release(git, trust, model, version, start, builder.at(start))
+            pin = p.pin
+            if p.tagged_existing or p.change is None:
+                raise OperationFailed(f"{base} already declares {model} {version}")
+            # No tag, no working-tree sync: the tag comes after the merge.
+            change = dataclasses.replace(p.change, tags=(), sync_paths=())
+            landed = land_on_new_branch(git, trust, branch, change)
+        except BaseException:
+            builder.undo()
+            raise
     assert landed.commit is not None
     remote = None
     if push:

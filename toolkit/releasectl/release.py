@@ -11,7 +11,7 @@ from pathlib import Path
 from . import git as g
 from . import manifest as mf
 from . import registry as reg
-from .build import build_sources, store_for
+from .build import build_sources, needs_training, store_for, train
 from .bundle import export
 from .changes import (
     Change,
@@ -53,6 +53,7 @@ class Pin:
 
     digest: str
     archive: str
+    trained: mf.Trained | None = None  # weights trained for this release, to pin too
 
 
 def plan_release(
@@ -61,11 +62,12 @@ def plan_release(
     model: str,
     version: str,
     base: str,
-    build: Callable[[], Pin | None] | None = None,
+    build: Callable[[bool], Pin | None] | None = None,
 ) -> Plan:
-    """The release of MODEL VERSION on `base`. `build` makes the bundle to pin;
-    it is called only once every refusal has been ruled out (a build costs
-    seconds, a refusal milliseconds)."""
+    """The release of MODEL VERSION on `base`. `build(may_train)` makes the
+    bundle to pin; it is called only once every refusal has been ruled out (a
+    build costs seconds, a refusal milliseconds). A merged pull request's
+    release never trains: it must build to what the pull request pinned."""
     check_model(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -89,7 +91,7 @@ def plan_release(
         check = reg.verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
-        pin = build() if build else None
+        pin = build(False) if build else None
         if pin is not None and manifest.bundle.digest not in (None, pin.digest):
             raise Refused(
                 f"the bundle built for {model} {version} has digest {pin.digest}, "
@@ -106,9 +108,12 @@ def plan_release(
         )
     serial = manifest.serial + 1
     changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
-    pin = build() if build else None
+    pin = build(True) if build else None
     if pin is not None:
-        changes["bundle"] = {"digest": pin.digest, "archive": pin.archive}
+        pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
+        if pin.trained is not None:
+            pinned["trained"] = pin.trained.model_dump(mode="json")
+        changes["bundle"] = pinned
     new_text = mf.edit(text, path, changes, model=model)
     message = (
         f"Release {model} {version}\n\n"
@@ -127,25 +132,31 @@ def plan_release(
 
 
 def release(
-    git: g.Git, model: str, version: str, *, push: bool = False, build: bool | None = None
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    push: bool = False,
+    build: bool | None = None,
+    retrain: bool = False,
 ) -> tuple[Plan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
     sources first, stored, and its content digest pinned in the release
-    commit; if the release does not land, the stored archive is removed."""
+    commit; if the release does not land, what it stored is removed.
+    `bundle.train` runs when its pinned weights are missing, were trained
+    from other sources, or `retrain` asks for it."""
     branch = require_branch(git)
     require_clean(git, model_dir(check_model(model)))
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
-        builder = Prebuild(git, model, version, build, Path(tmp))
+        builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
             if push:
                 plans: list[Plan] = []
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
-                    plans.append(
-                        plan_release(git, trust, model, version, tip, lambda: builder.pin(tip))
-                    )
+                    plans.append(plan_release(git, trust, model, version, tip, builder.at(tip)))
                     return plans[-1].change
 
                 landed = _push(git, branch, model, planner)
@@ -153,7 +164,7 @@ def release(
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
-            p = plan_release(git, trust, model, version, base, lambda: builder.pin(base))
+            p = plan_release(git, trust, model, version, base, builder.at(base))
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
         except BaseException:
@@ -162,33 +173,56 @@ def release(
 
 
 class Prebuild:
-    """Builds the bundle once per distinct source tree and stores it."""
+    """Builds the bundle once per distinct source tree and stores it, training
+    the weights first when the release must (see `release`)."""
 
-    def __init__(self, git: g.Git, model: str, version: str, build: bool | None, work: Path):
+    def __init__(
+        self,
+        git: g.Git,
+        model: str,
+        version: str,
+        build: bool | None,
+        work: Path,
+        *,
+        retrain: bool = False,
+    ):
         self.git, self.model, self.version, self.build, self.work = git, model, version, build, work
-        self.pins: dict[str, Pin] = {}
+        self.retrain = retrain
+        self.pins: dict[tuple[str, bool], Pin] = {}
         self.stored: list[tuple[ArtifactStore, str]] = []
 
-    def pin(self, base: str) -> Pin | None:
+    def at(self, base: str) -> Callable[[bool], Pin | None]:
+        """The `build` callback of plan_release for a release on `base`."""
+        return lambda may_train: self.pin(base, may_train)
+
+    def pin(self, base: str, may_train: bool = True) -> Pin | None:
         folder = model_dir(self.model)
         has_bentofile = g.read_blob(self.git, base, f"{folder}/bentofile.yaml") is not None
         if not (self.build if self.build is not None else has_bentofile):
             return None
         tree = g.tree_id(self.git, base, folder) or base
-        if tree not in self.pins:
+        if (tree, may_train) not in self.pins:
             manifest, _ = reg.current(self.git, self.model, base)
             manifest = manifest.model_copy(update={"version": self.version})
-            work = self.work / tree[:12]
-            bento, home, digest = build_sources(self.git, manifest, base, work)
-            archive = export(bento, work / "out", home)
+            work = self.work / f"{tree[:12]}-{int(may_train)}"
             store = store_for(self.git)
+            trained = None
+            if may_train and (
+                (self.retrain and manifest.bundle.train) or needs_training(self.git, manifest, base)
+            ):
+                trained, new_keys = train(self.git, manifest, base, work, store)
+                self.stored += [(store, key) for key in new_keys]
+                pinned = manifest.bundle.model_copy(update={"trained": trained})
+                manifest = manifest.model_copy(update={"bundle": pinned})
+            built = build_sources(self.git, manifest, base, work, store)
+            archive = export(built.bento, work / "out", built.home)
             key = store.key_for(self.model, self.version, manifest.bundle.bento)
             existed = store.exists(key)
-            uri = store.put(archive, key, digest)
+            uri = store.put(archive, key, built.digest, built.files)
             if not existed:
                 self.stored.append((store, key))
-            self.pins[tree] = Pin(digest, uri)
-        return self.pins[tree]
+            self.pins[tree, may_train] = Pin(built.digest, uri, trained)
+        return self.pins[tree, may_train]
 
     def undo(self) -> None:
         for store, key in self.stored:

@@ -2,8 +2,13 @@
 
 A plain folder path is the default; any fsspec URL works (`file://`,
 `memory://`, `s3://` with the `s3` extra). Next to each archive sits a JSON
-sidecar with its content digest. The sidecar is a convenience for listing and
-early checks only: callers re-digest the extracted bento before trusting it.
+sidecar with its content digest and the per-file digests it is made of. The
+sidecar is a convenience for listing, early checks and explaining a mismatch
+only: callers re-digest the extracted bento before trusting it.
+
+Trained weights are blobs keyed by the sha256 of their bytes
+(`weights/<hex>.bentomodel`): content-addressed, so storing the same bytes
+twice is a no-op and two contents never share a key.
 """
 
 from __future__ import annotations
@@ -12,15 +17,24 @@ import hashlib
 import json
 import re
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from releasectl.errors import BadInput, OperationFailed, Refused
 
 SIDECAR_SUFFIX = ".json"
 _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
+_HEX = re.compile(r"^[0-9a-f]{64}$")
+WEIGHTS = "weights"
 _CHUNK = 1 << 20
+
+
+class StoredWeights(NamedTuple):
+    key: str
+    sha256: str  # hex of the archive's bytes
+    new: bool  # False: the same bytes were already stored
 
 
 class StoreError(OperationFailed):
@@ -64,6 +78,13 @@ class ArtifactStore:
     def key_for(model: str, version: str, bento_name: str) -> str:
         return _check_key(f"{model}/{version}/{bento_name}-{version}.bento")
 
+    @staticmethod
+    def weights_key(sha256_hex: str) -> str:
+        """The content-addressed key of an exported model archive."""
+        if not _HEX.match(sha256_hex):
+            raise BadInput(f"not a sha256 digest: {sha256_hex!r}")
+        return f"{WEIGHTS}/{sha256_hex}.bentomodel"
+
     def _path(self, key: str) -> str:
         return f"{self.root}/{_check_key(key)}"
 
@@ -83,8 +104,15 @@ class ArtifactStore:
                 self.fs.rm(temp)
             raise
 
-    def put(self, local_archive: Path, key: str, digest: str) -> str:
-        """Store local_archive under key with its content digest; return the stored URI.
+    def put(
+        self,
+        local_archive: Path,
+        key: str,
+        digest: str,
+        files: Mapping[str, str] | None = None,
+    ) -> str:
+        """Store local_archive under key with its content digest (and the
+        per-file digests it is made of); return the stored URI.
 
         Putting a key again with the same digest keeps what is stored (the
         archive bytes differ between builds, the content does not); with a
@@ -98,19 +126,37 @@ class ArtifactStore:
             if stored != digest:
                 raise Refused(f"{self.uri(key)} is already stored with digest {stored}")
             return self.uri(key)
-        sidecar = {
+        sidecar: dict[str, Any] = {
             "digest": digest,
             "archive_sha256": _sha256_file(local_archive),
             "size": local_archive.stat().st_size,
         }
+        if files is not None:
+            sidecar["files"] = dict(sorted(files.items()))
+        self._store(local_archive, key, sidecar)
+        return self.uri(key)
+
+    def put_weights(self, local: Path, meta: Mapping[str, str]) -> StoredWeights:
+        """Store an exported model archive under the key its bytes name."""
+        sha256_hex = _sha256_file(local)
+        key = self.weights_key(sha256_hex)
+        sidecar = self._sidecar(key)
+        known = sidecar is not None and sidecar.get("sha256") == sha256_hex
+        if known and self.fs.exists(self._path(key)):
+            return StoredWeights(key, sha256_hex, new=False)
+        doc = {"sha256": sha256_hex, "size": local.stat().st_size, **dict(meta)}
+        self._store(local, key, doc)
+        return StoredWeights(key, sha256_hex, new=True)
+
+    def _store(self, local: Path, key: str, sidecar: dict[str, Any]) -> None:
+        path = self._path(key)
         try:
             self.fs.makedirs(path.rsplit("/", 1)[0], exist_ok=True)
-            self._write_atomically(local_archive, path)
+            self._write_atomically(local, path)
             # The sidecar goes last: a key counts as stored only once both exist.
             self._write_json(path + SIDECAR_SUFFIX, sidecar)
         except OSError as exc:
             raise StoreError(f"cannot write {self.uri(key)}: {exc}") from exc
-        return self.uri(key)
 
     def _write_json(self, path: str, doc: dict[str, Any]) -> None:
         temp = f"{path}.tmp-{uuid.uuid4().hex}"
@@ -149,6 +195,14 @@ class ArtifactStore:
         sidecar = self._sidecar(key)
         value = sidecar.get("digest") if sidecar else None
         return value if isinstance(value, str) else None
+
+    def files(self, key: str) -> dict[str, str] | None:
+        """The per-file digests recorded at put time (see bundle.content_files)."""
+        sidecar = self._sidecar(key)
+        files = sidecar.get("files") if sidecar else None
+        if not isinstance(files, dict):
+            return None
+        return {str(rel): str(entry) for rel, entry in files.items()}
 
     def get(self, key: str, dest: Path) -> Path:
         """Copy key to dest (a file path, or a folder to put the key's file name in)."""

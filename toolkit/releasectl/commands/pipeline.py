@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ..cli import JsonOption, ModelArg, PushOption, VersionArg, emit, repo, run, say
+from ..cli import JsonOption, ModelArg, PushOption, RetrainOption, VersionArg, emit, repo, run, say
 
 
 def register(app: typer.Typer) -> None:
@@ -69,13 +69,16 @@ def register(app: typer.Typer) -> None:
         build: Annotated[
             bool | None, typer.Option("--build/--no-build", help="Build and pin the bundle.")
         ] = None,
+        retrain: RetrainOption = False,
     ) -> None:
         """A branch with the signed manifest change, ready for a pull request."""
 
         def body() -> None:
             from ..propose import propose as do_propose
 
-            p = do_propose(repo(), model, version, base=base, push=push, build=build)
+            p = do_propose(
+                repo(), model, version, base=base, push=push, build=build, retrain=retrain
+            )
             say(f"branch {p.branch}: commit {p.commit[:12]} ({model} {version}, serial {p.serial})")
             if p.digest:
                 say(f"  bundle {p.digest}")

@@ -6,7 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import DryRunOption, JsonOption, ModelArg, PushOption, VersionArg, emit, repo, run, say
+from ..cli import (
+    DryRunOption,
+    JsonOption,
+    ModelArg,
+    PushOption,
+    RetrainOption,
+    VersionArg,
+    emit,
+    repo,
+    run,
+    say,
+)
 from .serving import print_deploy
 
 
@@ -24,6 +35,7 @@ def register(app: typer.Typer) -> None:
                 help="Build, store and pin the bundle first (default: when there is a bentofile).",
             ),
         ] = None,
+        retrain: RetrainOption = False,
         json: JsonOption = False,
     ) -> None:
         """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
@@ -43,7 +55,7 @@ def register(app: typer.Typer) -> None:
                 else:
                     say(f"would release {model} {version} (serial {p.serial}): {what}")
                 return
-            p, landed = rel.release(git, model, version, push=push, build=build)
+            p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
             result = {
                 "model": model,
                 "version": version,
@@ -52,6 +64,9 @@ def register(app: typer.Typer) -> None:
                 "tags": list(landed.tags),
                 "pushed_to": landed.pushed_to,
                 "digest": p.pin.digest if p.pin else None,
+                "trained": (
+                    p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None
+                ),
             }
             if json:
                 emit(result)
@@ -59,6 +74,8 @@ def register(app: typer.Typer) -> None:
                 made = f"commit {landed.commit[:12]} and " if landed.commit else ""
                 say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
                 if p.pin is not None:
+                    for trained in p.pin.trained.models if p.pin.trained else []:
+                        say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
                     say(f"  bundle {p.pin.digest} stored at {p.pin.archive}")
                 if landed.pushed_to:
                     say(f"pushed to {landed.pushed_to}")

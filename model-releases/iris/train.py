@@ -1,9 +1,13 @@
 """Train the iris classifier and save it into $BENTOML_HOME as iris_clf:v1.
 
-Deterministic on purpose: fixed data, fixed random_state, fixed model version,
-so that two runs give byte-identical model files and the bundle's content
-digest (releasectl.bundle.content_digest) is reproducible. No pickle is kept in
-git: `releasectl build` runs this script before `bentoml build`.
+This is the manifest's `bundle.train` step: releasectl runs it ONCE, when a
+release is made (`releasectl release` or `releasectl propose`), in a clean
+copy of this folder with an empty BENTOML_HOME. It exports the saved model,
+stores it in the artifact store under the sha256 of its bytes and pins it in
+release.yaml (`bundle.trained`); every build, CI's rebuild included, imports
+those exact bytes. So training need not be bit-reproducible (it is not
+across machines: BLAS kernels and thread counts change the floats), and no
+pickle is kept in git.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ def train() -> LogisticRegression:
 
 
 def main() -> None:
-    # Saving an existing tag fails in bentoml; re-running prepare must be idempotent.
+    # Saving an existing tag fails in bentoml; re-running must be idempotent.
     with contextlib.suppress(NotFound):
         bentoml.models.delete(MODEL_TAG)
     model = bentoml.sklearn.save_model(

@@ -1,0 +1,1 @@
+../../../../model-releases/iris/train.py
