@@ -5,7 +5,6 @@ bentoml, the local target; only GitHub itself is stood in for."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +40,11 @@ class GitHub:
         signers = self.dev.path / ".releasectl/allowed_signers"
         signers.write_text(signers.read_text() + f"{CI_EMAIL} {_pub(self.ci_key)}\n")
         self.dev.commit("trust the CI key")
+        # One artifact store for the team, committed: the developer's releases
+        # (and the weights they train) and CI's rebuilds meet in it.
+        self.store = root / "team-store"
+        self.dev.write(".releasectl/config.yaml", f"store: {self.store}\n")
+        self.dev.commit("one artifact store for the team")
         set_analysis(self.dev, FAST)
         self.remote = root / "remote.git"
         git(root, "init", "-q", "--bare", "-b", "main", str(self.remote))
@@ -51,7 +55,6 @@ class GitHub:
         self.vars = {
             "RELEASECTL_ALLOWED_SIGNERS": signers.read_text(),
             "RELEASECTL_CI_EMAIL": CI_EMAIL,
-            "RELEASECTL_STORE": str(root / "ci-store"),
             "RELEASECTL_HOME": str(self.runner_home),
         }
         self.secrets = {"RELEASECTL_SIGNING_KEY": self.ci_key.read_text()}
@@ -255,4 +258,4 @@ def test_a_digest_that_does_not_match_its_pin_stops_before_deploy(gh: GitHub) ->
     assert result.jobs["deploy"].conclusion == "skipped"
     assert "but the release pins" in _summary(result)
     assert gh.status()["live"] == before
-    assert os.path.isdir(gh.vars["RELEASECTL_STORE"])
+    assert gh.store.is_dir()

@@ -1,12 +1,12 @@
 """Deploying what a branch's manifest pins, through the deploy gate.
 
-The gate (DESIGN §3): a state is accepted only if its serial is higher than
-the deployed one and its commit descends from the deployed commit, or if it
-is the deployed state itself (a redeploy converges). So replaying an old
-signed commit is refused, while a revert, which is new state pointing at an
-old bundle, passes. The bundle comes from the artifact store and its content
-digest is checked before anything is served; a known release is never
-rebuilt here."""
+The gate (docs/ARCHITECTURE.md, "The deploy gate"): a state is accepted only
+if its serial is higher than the deployed one and its commit descends from
+the deployed commit, or if it is the deployed state itself (a redeploy
+converges). So replaying an old signed commit is refused, while a revert,
+which is new state pointing at an old bundle, passes. The bundle comes from
+the artifact store and its content digest is checked before anything is
+served; a known release is never rebuilt here."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The one exception tree. Each error carries the exit code of DESIGN §7."""
+"""The one exception tree. Each error carries its exit code
+(docs/ARCHITECTURE.md, "Exit codes")."""
 
 from __future__ import annotations
 

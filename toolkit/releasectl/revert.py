@@ -1,6 +1,6 @@
 """`releasectl revert MODEL`: one signed commit that brings the model's folder
 back to its last stable release, plus a signed `rejected/` tag for the release
-it leaves (DESIGN §3). Only `model-releases/<model>/` changes; the manifest
+it leaves (docs/ARCHITECTURE.md, "Revert"). Only `model-releases/<model>/` changes; the manifest
 keeps the stable release's content except `serial` (+1) and a `rollback`
 record. `git revert` is not used: over a range it would also undo other
 models' releases and it stops at merge commits."""

@@ -1,5 +1,6 @@
 """The `local` target: one agent process per state home runs a `bentoml serve` child per
-slot behind a stable per-model endpoint (DESIGN §5). The CLI talks to it via `LocalTarget`."""
+slot behind a stable per-model endpoint (docs/ARCHITECTURE.md, "Deploy targets").
+The CLI talks to it via `LocalTarget`."""
 
 from __future__ import annotations
 
