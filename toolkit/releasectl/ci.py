@@ -14,8 +14,9 @@ from typing import Any
 from . import git as g
 from . import registry as reg
 from .check import changed_models
-from .errors import BadInput
+from .errors import BadInput, Refused
 from .git import ZERO
+from .lock import LOCK_FILE, check_installed
 from .names import check_model, model_dir, parse_tag, tag_name
 
 
@@ -120,11 +121,12 @@ def publish_plan(items: list[Item]) -> None:
 def setup(git: g.Git, *, signing: bool) -> list[str]:
     """Prepare a job: the trust root (and, for jobs that sign, the CI key)
     from the environment the workflow maps its secrets and variables into,
-    written to files only this user can read. Returns what it did."""
+    written to files only this user can read. First of all, the running
+    releasectl must be the one the lock pins. Returns what it did."""
+    done = [installed_as_locked(git)]
     folder = Path(os.environ.get("RUNNER_TEMP") or git.cwd.parent) / "releasectl"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
-    done = []
     allowed = os.environ.get("ALLOWED_SIGNERS", "").strip()
     if allowed:
         path = _private_file(folder / "allowed_signers", allowed + "\n")
@@ -151,6 +153,25 @@ def setup(git: g.Git, *, signing: bool) -> list[str]:
             git.run("config", "--local", setting, value)
         done.append(f"signing as {email}")
     return done
+
+
+def installed_as_locked(git: g.Git) -> str:
+    """The running releasectl and its dependencies are what the lock pins: the
+    lock the install step used (RELEASECTL_LOCK), else the committed one."""
+    named = os.environ.get("RELEASECTL_LOCK")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise Refused(f"RELEASECTL_LOCK names {named}, which does not exist")
+        return check_installed(path.read_text(), LOCK_FILE)
+    text = g.read_blob(git, "HEAD", LOCK_FILE)
+    if text is None:
+        raise Refused(
+            f"no {LOCK_FILE}: the workflows run only the releasectl a lock pins by hash",
+            "run `releasectl upgrade-workflows --index-url URL` or `--find-links DIR`, "
+            "then commit the lock",
+        )
+    return check_installed(text, LOCK_FILE)
 
 
 def _private_file(path: Path, text: str) -> Path:

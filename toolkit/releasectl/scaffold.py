@@ -12,14 +12,17 @@ from . import manifest as mf
 from .changes import Change, Landed, land_local, require_branch
 from .errors import BadInput, OperationFailed
 from .git import ZERO
+from .lock import LOCK_FILE, Source, compile_lock
 from .names import REGISTRY_DIR, check_model, model_dir
 from .signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+from .workflows import templates
 
 
-def init_files(git: g.Git) -> dict[str, str]:
+def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
     """The files `init` adds: the trust root holding the configured signing key
-    for user.email, a README in the registry folder, and the pipeline's
-    GitHub Actions workflows (an existing file is never overwritten)."""
+    for user.email, a README in the registry folder, the pipeline's GitHub
+    Actions workflows (an existing file is never overwritten) and, when the
+    source to install releasectl from is named, the lock the workflows install."""
     email = g.config_get(git, "user.email")
     if not email:
         raise OperationFailed("user.email is not set", "git config user.email you@example.com")
@@ -29,10 +32,9 @@ def init_files(git: g.Git) -> dict[str, str]:
             "# Model releases\n\nOne folder per model; see `releasectl --help`.\n"
         )
     }
-    workflows = resources.files("releasectl") / "templates" / "workflows"
-    for item in sorted(workflows.iterdir(), key=lambda i: i.name):
-        if item.name.endswith(".yml"):
-            files[f".github/workflows/{item.name}"] = item.read_text()
+    files.update(templates())
+    if source is not None and source.named:
+        files[LOCK_FILE] = compile_lock(source)
     if kind == "ssh":
         files[SSH_FILE] = f'{email} namespaces="git" {identity}\n'
     else:
@@ -41,7 +43,9 @@ def init_files(git: g.Git) -> dict[str, str]:
     return files
 
 
-def init(git: g.Git, *, dry_run: bool = False) -> tuple[dict[str, str], Landed | None]:
+def init(
+    git: g.Git, *, source: Source | None = None, dry_run: bool = False
+) -> tuple[dict[str, str], Landed | None]:
     """Create the registry layout in one signed commit. Already a registry: nothing."""
     branch = require_branch(git)
     base = g.rev_parse(git, "HEAD")
@@ -49,7 +53,7 @@ def init(git: g.Git, *, dry_run: bool = False) -> tuple[dict[str, str], Landed |
         return {}, None
     files = {
         path: text
-        for path, text in init_files(git).items()
+        for path, text in init_files(git, source).items()
         if base is None or g.read_blob(git, base, path) is None
     }
     if dry_run:

@@ -2,22 +2,56 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..cli import DryRunOption, JsonOption, emit, repo, run, say
 
+if TYPE_CHECKING:
+    from ..lock import Source
+
+
+IndexUrlOption = Annotated[
+    str | None,
+    typer.Option(
+        "--index-url",
+        help="Lock releasectl from this index (yours, or https://pypi.org/simple).",
+    ),
+]
+FindLinksOption = Annotated[
+    list[str] | None,
+    typer.Option("--find-links", help="Lock from wheels in this folder or URL (repeatable)."),
+]
+NoIndexOption = Annotated[
+    bool, typer.Option("--no-index", help="Only --find-links: no index at all.")
+]
+
+
+def _source(index_url: str | None, find_links: list[str] | None, no_index: bool) -> Source:
+    from ..lock import Source
+
+    return Source(index_url, tuple(find_links or ()), no_index)
+
 
 def register(app: typer.Typer) -> None:
     @app.command()
-    def init(dry_run: DryRunOption = False, json: JsonOption = False) -> None:
-        """Set up this git repository as a registry (one signed commit)."""
+    def init(
+        index_url: IndexUrlOption = None,
+        find_links: FindLinksOption = None,
+        no_index: NoIndexOption = False,
+        dry_run: DryRunOption = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Set up this git repository as a registry (one signed commit). With a
+        source (--index-url / --find-links), also the lock the workflows install."""
 
         def body() -> None:
+            from ..lock import LOCK_FILE
             from ..scaffold import init as do_init
 
-            files, landed = do_init(repo(), dry_run=dry_run)
+            source = _source(index_url, find_links, no_index)
+            files, landed = do_init(repo(), source=source, dry_run=dry_run)
             if json:
                 emit(
                     {
@@ -33,9 +67,63 @@ def register(app: typer.Typer) -> None:
             else:
                 assert landed is not None and landed.commit
                 say(f"registry ready at {landed.commit[:12]}: " + ", ".join(sorted(files)))
+                if LOCK_FILE not in files:
+                    say(
+                        f"no {LOCK_FILE} yet: the workflows refuse to run without it; name the "
+                        "source releasectl is installed from: releasectl upgrade-workflows "
+                        "--index-url URL (or --find-links DIR), then commit"
+                    )
                 say("next: releasectl new MODEL")
 
         run(body, json_mode=json)
+
+    @app.command("upgrade-workflows")
+    def upgrade_workflows(
+        index_url: IndexUrlOption = None,
+        find_links: FindLinksOption = None,
+        no_index: NoIndexOption = False,
+        force: Annotated[
+            bool,
+            typer.Option("--force", help="Replace whole workflows, even ones without markers."),
+        ] = False,
+        dry_run: DryRunOption = False,
+    ) -> None:
+        """Rewrite the workflows' releasectl blocks and the lock for this version
+        (your edits outside the blocks are kept); shows the diff, commits nothing."""
+
+        def body() -> None:
+            from ..lock import LOCK_FILE, pins
+            from ..workflows import upgrade
+
+            root = repo().cwd
+            changes = upgrade(
+                root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run
+            )
+            for change in changes:
+                if not change.changed:
+                    say(f"unchanged {change.path}")
+                elif change.path == LOCK_FILE:
+                    old, new = pins(change.old or ""), pins(change.new)
+                    moved = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+                    say(
+                        f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: "
+                        + (
+                            ", ".join(f"{n} {old.get(n, '-')} -> {new.get(n, '-')}" for n in moved)
+                            or "same versions, hashes refreshed"
+                        )
+                    )
+                else:
+                    kept = (
+                        " (kept your edits outside releasectl's blocks)"
+                        if change.kept_edits
+                        else ""
+                    )
+                    say(f"{'would update' if dry_run else 'updated'} {change.path}{kept}")
+                    say(change.diff().rstrip())
+            if not dry_run and any(c.changed for c in changes):
+                say("review, then commit them (signed)")
+
+        run(body)
 
     @app.command()
     def new(
