@@ -8,7 +8,9 @@ never through an empty parametrization, so missing workflows FAIL, never skip.""
 
 from __future__ import annotations
 
+import itertools
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -70,6 +72,56 @@ def _deploy_concurrency(where: str, conc: Any) -> list[str]:
     return found
 
 
+# `pip install` in any spelling; each must install a lock, every hash required.
+PIP_INSTALL = re.compile(r"\b(?:pip3?|uv\s+pip)\s+install\b")
+OTHER_INSTALLERS = re.compile(r"\b(?:pipx\s+install|uv\s+tool\s+install|uvx|pipx\s+run)\b")
+_PIP_VALUE_OPTIONS = {
+    "-r", "--requirement", "-c", "--constraint", "-i", "--index-url", "--extra-index-url",
+    "-f", "--find-links", "-t", "--target", "--prefix", "--root", "--only-binary",
+    "--no-binary", "--platform", "--python-version", "--implementation", "--abi",
+    "--upgrade-strategy", "--src", "--progress-bar", "--log", "--cache-dir", "-C",
+    "--config-settings", "--trusted-host", "--proxy", "--retries", "--timeout",
+    "--exists-action", "--cert", "--client-cert", "--report", "--python", "-e", "--editable",
+}  # fmt: skip
+
+
+def install_violations(script: str) -> list[str]:
+    """Each `pip install` must pass --require-hashes and install only requirement
+    files (a lock): a package named on the command line (`pip install releasectl`,
+    `"$SPEC"`, `-e .`) is looked up by name or built from an unhashed source."""
+    found = []
+    joined = re.sub(r"\\\n", " ", script)
+    for command in re.split(r"&&|\|\||[;|\n]", joined):
+        if OTHER_INSTALLERS.search(command):
+            found.append(f"`{command.strip()}` installs without a hashed lock")
+            continue
+        match = PIP_INSTALL.search(command)
+        if not match:
+            continue
+        try:
+            words = shlex.split(command[match.end() :], comments=True)
+        except ValueError:
+            words = command[match.end() :].split()
+        named, files, skip = [], [], False
+        for word in words:
+            if skip:
+                skip = False
+            elif word in _PIP_VALUE_OPTIONS:
+                skip = True
+                files += [word] if word in ("-r", "--requirement") else []
+                named += [word] if word in ("-e", "--editable") else []
+            elif word.startswith(("--requirement=", "-r")) and word not in ("-r",):
+                files.append(word)
+            elif not word.startswith("-"):
+                named.append(word)
+        what = f"`{command.strip()}`"
+        if "--require-hashes" not in words:
+            found.append(f"{what}: pip install without --require-hashes")
+        if named or not files:
+            found.append(f"{what}: pip install without a pinned, hashed source (a lock via -r)")
+    return found
+
+
 def _job_violations(name: str, job_id: str, job: dict[str, Any], doc: dict[str, Any]) -> list[str]:
     where = f"{name}: job {job_id!r}"
     found = [] if "permissions" in job else [f"{where}: declares no permissions:"]
@@ -84,6 +136,7 @@ def _job_violations(name: str, job_id: str, job: dict[str, Any], doc: dict[str, 
             found.append(f"{label}: uses {uses!r} is not pinned to a full commit SHA")
         if "${{" in str(step.get("run", "")):
             found.append(f"{label}: run: contains ${{{{ … }}}}; pass values through env:")
+        found += [f"{label}: {v}" for v in install_violations(str(step.get("run", "")))]
         persist = (step.get("with") or {}).get("persist-credentials")
         if uses.partition("@")[0] == "actions/checkout" and not _false(persist) and not pushes:
             found.append(
@@ -154,6 +207,30 @@ def test_security_policy() -> None:
     assert not violations, "policy violations:\n  " + "\n  ".join(violations)
 
 
+def test_each_lock_a_workflow_installs_pins_every_distribution_by_hash() -> None:
+    """Literal `-r FILE` paths (the shipped workflows' `$lock` is checked by
+    tests/test_supply_chain.py): the file exists, every requirement is `==`
+    pinned and carries at least one sha256 hash."""
+    root = WORKFLOWS.parents[1]
+    locks = {
+        word
+        for path in project_workflows()
+        for job in load_workflow(path)["jobs"].values()
+        for step in job.get("steps") or []
+        for words in [shlex.split(re.sub(r"\\\n", " ", str(step.get("run", ""))))]
+        for flag, word in itertools.pairwise(words)
+        if flag in ("-r", "--requirement") and not word.startswith("$")
+    }
+    assert locks == {".github/publish-tools.lock"}
+    for lock in locks:
+        text = (root / lock).read_text()
+        blocks = re.split(r"\n(?=[A-Za-z0-9])", text.split("\n", 2)[2])
+        assert len(blocks) > 5
+        for block in blocks:
+            assert re.match(r"^[A-Za-z0-9._-]+==\S+ \\\n", block), block
+            assert "--hash=sha256:" in block, block
+
+
 # --- the checkers themselves, on inline workflows ------------------------------------------
 
 CHECKOUT = "actions/checkout@11bd71901bbe5b1630ceea73d27597364c9af683"
@@ -178,6 +255,10 @@ jobs:
         env:
           REF_NAME: ${{{{ github.ref_name }}}}
         run: echo "model=$(echo "$REF_NAME" | cut -d/ -f2)" >> "$GITHUB_OUTPUT"
+      - name: Install releasectl
+        run: >-
+          python -m pip install --quiet --require-hashes --no-deps
+          --only-binary :all: -r .releasectl/requirements.lock
   deploy:
     needs: build
     runs-on: ubuntu-latest
@@ -261,6 +342,42 @@ BAD = {
         "cancel-in-progress: false",
         "cancel-in-progress: true",
         "must set cancel-in-progress: false",
+    ),
+    # Supply chain (issue 14): nothing installed by name, nothing without hashes.
+    "install-by-name": (
+        'run: releasectl deploy "$MODEL"',
+        'run: pip install releasectl && releasectl deploy "$MODEL"',
+        "`pip install releasectl`: pip install without --require-hashes",
+    ),
+    "install-a-spec-variable": (
+        'run: releasectl deploy "$MODEL"',
+        'run: |\n          python -m pip install "$RELEASECTL_SPEC"\n          releasectl deploy "$MODEL"',  # noqa: E501
+        'pip install "$RELEASECTL_SPEC"`: pip install without a pinned, hashed source',
+    ),
+    "lock-without-require-hashes": (
+        "--quiet --require-hashes --no-deps",
+        "--quiet --no-deps",
+        "pip install without --require-hashes",
+    ),
+    "name-beside-a-lock": (
+        "-r .releasectl/requirements.lock\n",
+        "-r .releasectl/requirements.lock releasectl==1.0\n",
+        "pip install without a pinned, hashed source",
+    ),
+    "editable-checkout": (
+        "--only-binary :all: -r .releasectl/requirements.lock\n",
+        "--only-binary :all: -r .releasectl/requirements.lock\n          -e .\n",
+        "pip install without a pinned, hashed source",
+    ),
+    "uv-pip-unhashed": (
+        'run: releasectl deploy "$MODEL"',
+        'run: uv pip install --system -r requirements.txt; releasectl deploy "$MODEL"',
+        "`uv pip install --system -r requirements.txt`: pip install without --require-hashes",
+    ),
+    "pipx": (
+        'run: releasectl deploy "$MODEL"',
+        'run: pipx install releasectl; releasectl deploy "$MODEL"',
+        "`pipx install releasectl` installs without a hashed lock",
     ),
 }
 
