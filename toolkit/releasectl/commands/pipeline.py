@@ -141,6 +141,17 @@ def register(app: typer.Typer) -> None:
 
         run(body)
 
+    @ci.command("check-install")
+    def ci_check_install() -> None:
+        """The running releasectl and its dependencies are what the lock pins (as in ci setup)."""
+
+        def body() -> None:
+            from .. import ci as c
+
+            say(c.installed_as_locked(repo()))
+
+        run(body)
+
     @ci.command("deploy")
     def ci_deploy(push: PushOption = False) -> None:
         """deploy.yml's step: act on this push's plan (deploy reverts, tag merged PRs)."""
