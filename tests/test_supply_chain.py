@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RELEASECTL, Repo, git
+from conftest import RELEASECTL, Repo, git, make_key
 from gha import Event, RunResult, load_workflow, run_workflow
 from releasectl import __version__
 from releasectl.lock import LOCK_FILE, pins, read_source
@@ -95,19 +95,32 @@ def test_init_without_a_source_writes_no_lock_and_guesses_no_index(registry: Rep
     assert f"no {LOCK_FILE}" in proc.stderr and "upgrade-workflows" in proc.stderr
 
 
-def test_init_with_a_source_commits_a_lock_pinning_every_distribution_by_hash(
-    tmp_path: Path,
-) -> None:
-    from conftest import make_key
-
+def _scratch(tmp_path: Path) -> Repo:
+    """A git repository with a signing key, not yet a registry."""
     key = make_key(tmp_path / "keys", "k")
     path = tmp_path / "scratch"
     path.mkdir()
     git(path, "init", "-q", "-b", "main")
     for k, v in (("gpg.format", "ssh"), ("user.signingkey", str(key))):
         git(path, "config", k, v)
-    repo = Repo(path, key, "operator@example.test")
+    return Repo(path, key, "operator@example.test")
+
+
+def test_init_without_a_source_says_the_workflows_need_a_lock(tmp_path: Path) -> None:
+    repo = _scratch(tmp_path)
+    out = repo.ok("init")
+    assert f"no {LOCK_FILE} yet: the workflows refuse to run without it" in out
+    assert "releasectl upgrade-workflows --index-url URL" in out
+    assert LOCK_FILE not in git(repo.path, "show", "--name-only", "--format=", "HEAD")
+
+
+def test_init_with_a_source_commits_a_lock_pinning_every_distribution_by_hash(
+    tmp_path: Path,
+) -> None:
+    repo = _scratch(tmp_path)
+    path = repo.path
     out = repo.ok("init", "--no-index", "--find-links", str(wheelhouse()))
+    assert "the workflows refuse to run without it" not in out
     assert LOCK_FILE in out
     assert LOCK_FILE in git(path, "show", "--name-only", "--format=", "HEAD").splitlines()
     text = (path / LOCK_FILE).read_text()
