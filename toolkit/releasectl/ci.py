@@ -18,6 +18,9 @@ from .errors import BadInput, Refused
 from .git import ZERO
 from .lock import LOCK_FILE, check_installed
 from .names import check_model, model_dir, parse_tag, tag_name
+from .signing import SSH_FILE
+
+TRUST_REPOSITORY = "RELEASECTL_TRUST_REPOSITORY"
 
 
 def in_actions() -> bool:
@@ -133,8 +136,15 @@ def setup(git: g.Git, *, signing: bool) -> list[str]:
         _append("GITHUB_ENV", f"RELEASECTL_ALLOWED_SIGNERS={path}\n")
         os.environ["RELEASECTL_ALLOWED_SIGNERS"] = str(path)
         done.append(f"trust root from ALLOWED_SIGNERS ({len(allowed.splitlines())} signer(s))")
+    elif os.environ.get(TRUST_REPOSITORY) == "1":
+        # An explicit choice (docs/ARCHITECTURE.md, "Trust"): never a silent fallback.
+        done.append(f"trust root: the repository's {SSH_FILE} ({TRUST_REPOSITORY}=1)")
     else:
-        done.append("trust root: the repository's .releasectl/allowed_signers")
+        raise Refused(
+            "no trust root: ALLOWED_SIGNERS is empty",
+            "set the RELEASECTL_ALLOWED_SIGNERS variable, or "
+            f"{TRUST_REPOSITORY}=1 to trust the repository's {SSH_FILE}",
+        )
     if signing:
         key = os.environ.get("SIGNING_KEY", "").strip()
         email = os.environ.get("SIGNER_EMAIL", "").strip()

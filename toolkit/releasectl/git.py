@@ -208,6 +208,12 @@ def start_first_parent_commits(git: Git, rev: str, path: str) -> Pending:
     return git.start("rev-list", "--first-parent", rev, "--", path)
 
 
+def first_parent_changes(git: Git, rev: str, paths: Sequence[str]) -> list[str]:
+    """Commits on `rev`'s first-parent line that changed any of `paths`,
+    oldest first; a merge counts as a change against its first parent."""
+    return git.out("rev-list", "--reverse", "--first-parent", rev, "--", *paths).split()
+
+
 def last_change(git: Git, rev: str, path: str) -> str | None:
     """The commit that last changed `path` as seen from `rev` (following the
     side of a merge the content came from, as `git log` simplifies history)."""

@@ -110,7 +110,9 @@ def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
             source=override,
         )
     commit = g.rev_parse(git, rev)
-    cache = g.git_dir(git) / "releasectl" / "trust" / (commit or "none")
+    # "trust-fp": roots walked along the first parent only; an older cache
+    # may hold roots that a side branch brought in.
+    cache = g.git_dir(git) / "releasectl" / "trust-fp" / (commit or "none")
     if commit is not None and cache.exists():
         # Derived from immutable history alone, so it is cached per commit.
         doc = json.loads(cache.read_text())
@@ -125,20 +127,19 @@ def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
 
 
 def _walk_trust(git: g.Git, rev: str) -> tuple[TrustRoot, str]:
-    changes = git.out(
-        "log", "--reverse", "--format=%H %P", rev, "--", SSH_FILE, OPENPGP_FILE
-    ).splitlines()
+    # The first parent only (docs/ARCHITECTURE.md, "Trust"): a merge that brings
+    # the files in from another history is itself a change, judged like any other.
+    changes = g.first_parent_changes(git, rev, [SSH_FILE, OPENPGP_FILE])
     if not changes:
         raise OperationFailed(
             f"no trust root: {SSH_FILE} is not in the repository at {rev}",
             f"run `releasectl init`, or set {ENV_SSH}",
         )
-    first = changes[0].split()[0]
+    first = changes[0]
     ssh_text, pgp_text = g.read_blobs(git, [f"{first}:{SSH_FILE}", f"{first}:{OPENPGP_FILE}"])
     trusted = TrustRoot(ssh_text or "", parse_openpgp(pgp_text or ""))
     trusted_pgp = pgp_text or ""
-    for line in changes[1:]:
-        commit = line.split()[0]
+    for commit in changes[1:]:
         # A change is accepted only if a key trusted before it signed it.
         if check_commits(git, trusted, [commit])[commit].ok:
             ssh_text, pgp_text = g.read_blobs(
@@ -186,10 +187,16 @@ def _judge(trust: TrustRoot, status: str, signer: str, email: str, fprs: list[st
         return Verdict(False, None, "not signed")
     if status not in ("G", "U"):
         return Verdict(False, None, f"bad or unverifiable signature (git status {status})")
-    if status == "G" and signer == email:
+    # git reports an SSH key's fingerprint as "SHA256:…": only then is the
+    # signer a principal of the allowed-signers file. For OpenPGP, %GS is the
+    # key's user id, which anyone can choose; only a listed fingerprint counts.
+    ssh = fprs[0].startswith("SHA256:")
+    if ssh and status == "G" and signer == email:
         return Verdict(True, signer, "good SSH signature by an allowed signer")
-    if trust.allows_openpgp(email, fprs):
+    if not ssh and trust.allows_openpgp(email, fprs):
         return Verdict(True, email, "good OpenPGP signature by an allowed key")
+    if not ssh:
+        return Verdict(False, None, "signed by an OpenPGP key not allowed for its committer")
     if status == "G" and signer and signer != email:
         return Verdict(False, signer, f"signed by {signer}, not by its committer {email}")
     return Verdict(False, None, "signed by a key that is not in the allowed signers")
