@@ -27,7 +27,9 @@ class World:
         self.url = f"http://127.0.0.1:{port}"
 
     def store_archive(self, version: str) -> Path:
-        return self.home / "artifacts" / "iris" / version / f"iris-{version}.bento"
+        """Content-addressed: the archive's key comes from the pinned digest."""
+        digest = self.pinned(version).removeprefix("sha256:")
+        return self.home / "artifacts" / "bundles" / f"{digest}.bento"
 
     def status(self) -> dict:
         out = json.loads(self.repo.ok("status", "iris", "--json"))

@@ -36,13 +36,17 @@ def archive(tmp_path: Path) -> Path:
     return path
 
 
-def test_key_layout() -> None:
-    key = ArtifactStore.key_for("iris", "1.2.0-rc.1", "iris")
-    assert key == "iris/1.2.0-rc.1/iris-1.2.0-rc.1.bento"
+def test_keys_are_content_addressed() -> None:
+    assert ArtifactStore.bundle_key(DIGEST) == f"bundles/{'ab' * 32}.bento"
+    assert ArtifactStore.bundle_key(OTHER) != ArtifactStore.bundle_key(DIGEST)
+    assert ArtifactStore.weights_key("cd" * 32) == f"weights/{'cd' * 32}.bentomodel"
+    for bad in ("iris", "sha256:" + "AB" * 32, "sha256:" + "ab" * 31):
+        with pytest.raises(BadInput):
+            ArtifactStore.bundle_key(bad)
 
 
 def test_put_get_exists_digest(store: ArtifactStore, archive: Path, tmp_path: Path) -> None:
-    key = ArtifactStore.key_for("iris", "1.2.0", "iris")
+    key = ArtifactStore.bundle_key(DIGEST)
     assert not store.exists(key)
     assert store.digest(key) is None
     uri = store.put(archive, key, DIGEST)
@@ -53,7 +57,7 @@ def test_put_get_exists_digest(store: ArtifactStore, archive: Path, tmp_path: Pa
     assert fetched.read_bytes() == archive.read_bytes()
     into_folder = tmp_path / "folder"
     into_folder.mkdir()
-    assert store.get(key, into_folder) == into_folder / "iris-1.2.0.bento"
+    assert store.get(key, into_folder) == into_folder / f"{'ab' * 32}.bento"
 
 
 def test_plain_folder_store_returns_a_plain_path(tmp_path: Path, archive: Path) -> None:

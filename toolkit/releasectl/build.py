@@ -37,7 +37,7 @@ class Built:
     version: str
     bento: str
     digest: str
-    archive: str  # the stored archive's URI
+    archive: str  # the stored archive's key, relative to the store
     reused: bool
     seconds: float
 
@@ -242,33 +242,41 @@ def build_release(
     assert text is not None  # verified above
     manifest = mf.load(text, manifest_path(model), model=model)
     store = store or store_for(git)
-    key = store.key_for(model, version, manifest.bundle.bento)
-    if store.exists(key) and not rebuild:
-        digest = verify_stored(store, key, manifest.bundle.digest)
-        return Built(
-            model,
-            version,
-            manifest.bundle.bento,
-            digest,
-            store.uri(key),
-            True,
-            time.monotonic() - started,
-        )
+    pinned = manifest.bundle.digest
+    if pinned is not None and not rebuild:
+        key = store.bundle_key(pinned)
+        if store.exists(key):
+            digest = verify_stored(store, key, pinned)
+            seconds = time.monotonic() - started
+            return Built(model, version, manifest.bundle.bento, digest, key, True, seconds)
     with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
         built = build_sources(git, manifest, release.commit, Path(tmp), store)
         digest = built.digest
-        pinned = manifest.bundle.digest
         if pinned is not None and digest != pinned:
-            recorded = store.files(key) if store.digest(key) == pinned else None
             raise Refused(
                 f"the rebuilt bundle of {model} {version} has digest {digest}, "
-                f"but the release pins {pinned}" + explain_mismatch(built, recorded)
+                f"but the release pins {pinned}"
+                + explain_mismatch(built, recorded_files(store, pinned))
             )
         archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
-        uri = store.put(archive, key, digest, built.files)
-    return Built(
-        model, version, manifest.bundle.bento, digest, uri, False, time.monotonic() - started
-    )
+        key = store_bundle(store, archive, built, model, version)
+    seconds = time.monotonic() - started
+    return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
+
+
+def store_bundle(
+    store: ArtifactStore, archive: Path, built: BuiltBundle, model: str, version: str
+) -> str:
+    """Store a built archive under its content-addressed key; returns the key."""
+    key = store.bundle_key(built.digest)
+    meta = {"model": model, "version": version, "bento": built.bento.name}
+    store.put(archive, key, built.digest, built.files, meta)
+    return key
+
+
+def recorded_files(store: ArtifactStore, digest: str) -> dict[str, str] | None:
+    """The per-file digests the store keeps for the build pinned by `digest`."""
+    return store.files(store.bundle_key(digest))
 
 
 def verify_stored(store: ArtifactStore, key: str, pinned: str | None) -> str:

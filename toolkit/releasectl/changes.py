@@ -14,7 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import git as g
+from . import sharing
 from .errors import OperationFailed
+from .names import model_tag_refspecs
 from .signing import TrustRoot, check_commits, check_signing_key, check_tag
 
 MAX_PUSH_ATTEMPTS = 5
@@ -49,6 +51,8 @@ class Landed:
     # The remote already had every ref exactly so: another run made the very
     # same signed objects (SSH signatures are deterministic) and pushed first.
     already_there: bool = False
+    # Registry tags this clone had and the remote lacked, pushed with the change.
+    carried: tuple[str, ...] = ()
 
 
 Planner = Callable[[str], Change | None]  # base commit -> change, or None when nothing is to do
@@ -160,12 +164,17 @@ def land_pushed(
     trust_at: Callable[[str], TrustRoot],
     branch: str,
     plan: Planner,
-    tag_refspecs: list[str],
+    model: str,
     *,
     carry_local: bool = False,
 ) -> Landed | None:
     """Plan on the remote's tip, push atomically, re-plan when the remote moved.
-    Returns None when, on the remote's current state, there is nothing to do.
+    Returns None when, on the remote's current state, there is nothing to do
+    and no registry tag to publish.
+
+    Every push also carries the model's registry tags that the remote lacks
+    (verified, on the pushed branch), atomically with the branch, so that
+    every clone sees one registry (docs/ARCHITECTURE.md, "The registry").
     With `carry_local`, a branch ahead of the remote is planned on (and its
     commits pushed with the change); otherwise unpushed commits are refused,
     so that an incident's revert never publishes unrelated work."""
@@ -173,7 +182,11 @@ def land_pushed(
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
     for _ in range(MAX_PUSH_ATTEMPTS):
-        g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}", *tag_refspecs])
+        remote_tags = g.remote_refs(git, remote, sharing.patterns(model))
+        sharing.refuse_conflicts(remote, sharing.local_tags(git, model), remote_tags)
+        g.fetch(
+            git, remote, [f"+refs/heads/{remote_branch}:{tracking}", *model_tag_refspecs(model)]
+        )
         tip = g.rev_parse(git, tracking)
         local = g.rev_parse(git, branch)
         if tip is None:
@@ -189,15 +202,25 @@ def land_pushed(
                 )
             base = local  # a release carries the local commits it is made on
         change = plan(base)
-        if change is None:
-            return None
         trust = trust_at(base)
-        commit = _make_commit(git, trust, change)
-        tags = _make_tags(git, trust, change, commit)
+        commit = _make_commit(git, trust, change) if change is not None else None
+        tags = _make_tags(git, trust, change, commit) if change is not None else []
+        # The branch moves when there is a commit, or when local commits are carried.
+        new_tip = commit or base
         refspecs = [f"refs/tags/{name}:refs/tags/{name}" for name in tags]
-        if commit is not None:
-            refspecs.insert(0, f"{commit}:refs/heads/{remote_branch}")
-        result = g.push(git, remote, refspecs)
+        if new_tip != tip:
+            refspecs.insert(0, f"{new_tip}:refs/heads/{remote_branch}")
+        carried = sharing.publishable(
+            git,
+            trust,
+            sharing.local_tags(git, model),
+            remote_tags,
+            new_tip,
+            exclude=frozenset(tags),
+        ).tags
+        if not refspecs and not carried:
+            return None
+        result = g.push(git, remote, refspecs + sharing.refspecs(carried))
         if result.returncode == 0:
             note = None
             if commit is not None and g.current_branch(git) == branch:
@@ -205,7 +228,14 @@ def land_pushed(
                 if merged.returncode != 0:
                     note = f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
             already = _all_up_to_date(result.stdout)
-            return Landed(commit, tuple(tags), pushed_to=remote, note=note, already_there=already)
+            return Landed(
+                commit,
+                tuple(tags),
+                pushed_to=remote,
+                note=note,
+                already_there=already,
+                carried=tuple(tag.name for tag in carried),
+            )
         for name in tags:
             g.delete_tag(git, name)
         if not _rejected(result.stdout + result.stderr):

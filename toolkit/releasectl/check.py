@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import git as g
 from . import manifest as mf
-from .build import build_sources, explain_mismatch, store_for
+from .build import build_sources, explain_mismatch, recorded_files, store_for
 from .errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from .names import REGISTRY_DIR, manifest_path, parse_version
 from .signing import check_commits, trust_root
@@ -185,9 +185,7 @@ def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) 
     report.digests[model] = digest
     pinned = manifest.bundle.digest
     if pinned is not None and pinned != digest:
-        key = store.key_for(model, manifest.version, manifest.bundle.bento)
-        recorded = store.files(key) if store.digest(key) == pinned else None
-        why = explain_mismatch(built, recorded)
+        why = explain_mismatch(built, recorded_files(store, pinned))
         report.add(model, "bundle", False, f"builds to {digest}, but pins {pinned}{why}", REFUSED)
     else:
         report.add(model, "bundle", True, f"builds: {digest}")

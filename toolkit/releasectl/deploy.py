@@ -108,11 +108,14 @@ def bundle_dir(git: g.Git, state: State) -> Path:
             return target
         shutil.rmtree(target)  # tampered or half-written: fetch it again
     store = store_for(git)
-    key = store.key_for(state.model, state.manifest.version, state.manifest.bundle.bento)
+    # Content-addressed: the pin names the key, whatever `bundle.archive` says.
+    key = store.bundle_key(pinned)
     if not store.exists(key):
         raise OperationFailed(
-            f"{store.uri(key)} is not in the artifact store",
-            f"build it: releasectl build {state.model} {state.manifest.version}",
+            f"the bundle of {state.model} {state.manifest.version} ({key}) is not in the "
+            f"artifact store {store.url}",
+            f"build it (releasectl build {state.model} {state.manifest.version}), or point "
+            "RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the team's store",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp:

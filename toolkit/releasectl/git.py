@@ -291,6 +291,12 @@ def upstream(git: Git, branch: str) -> tuple[str, str]:
     return remote, merge.removeprefix("refs/heads/")
 
 
+def remote_refs(git: Git, remote: str, patterns: Sequence[str]) -> dict[str, str]:
+    """refname -> object id of the remote's refs matching `patterns` (one round trip)."""
+    out = git.out("ls-remote", "--refs", remote, *patterns)
+    return {ref: oid for oid, _, ref in (line.partition("\t") for line in out.splitlines()) if ref}
+
+
 def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
     git.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
 

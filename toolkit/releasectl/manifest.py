@@ -101,7 +101,11 @@ class Bundle(Strict):
         default=None, description="Weights made elsewhere: a URI and the sha256 of its bytes"
     )
     digest: Digest | None = Field(default=None, description="Content digest of the built bento")
-    archive: Str | None = Field(default=None, description="Where the built archive is stored")
+    archive: StoreKey | None = Field(
+        default=None,
+        description="The built archive's key in the artifact store (bundles/<hex>.bento), "
+        "relative to the store: never a local path",
+    )
 
 
 class Deploy(Strict):

@@ -91,27 +91,43 @@ class History:
         )
 
 
+def read_tag_refs(git: g.Git, pending: g.Pending) -> list[TagRef]:
+    """The registry tags (ours by name) among a started for-each-ref over _REF_FIELDS."""
+    refs: list[TagRef] = []
+    for row in g.rows(pending):
+        refname, objtype, obj, peeled, inner, tagger, date = row
+        if parse_tag(refname) is None:
+            continue
+        annotated = objtype == "tag"
+        refs.append(
+            TagRef(
+                name=refname.removeprefix("refs/tags/"),
+                annotated=annotated,
+                object=obj,
+                commit=peeled if annotated else obj,
+                inner_name=inner,
+                tagger=tagger.strip("<>"),
+                date=date,
+            )
+        )
+    return refs
+
+
+def registry_tags(git: g.Git, patterns: list[str]) -> list[TagRef]:
+    """Every registry tag under `patterns` (e.g. tag_prefixes(model))."""
+    return read_tag_refs(git, g.for_each_ref(git, patterns, _REF_FIELDS))
+
+
 def read_tags(
     git: g.Git, model: str, pending: g.Pending | None = None
 ) -> dict[str, dict[str, TagRef]]:
     """kind -> version -> tag, from one for-each-ref over the model's prefixes."""
     tags: dict[str, dict[str, TagRef]] = {kind: {} for kind in KINDS}
     pending = pending or g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS)
-    for row in g.rows(pending):
-        refname, objtype, obj, peeled, inner, tagger, date = row
-        parsed = parse_tag(refname)
-        if parsed is None or parsed.model != model:
-            continue
-        annotated = objtype == "tag"
-        tags[parsed.kind][parsed.version] = TagRef(
-            name=refname.removeprefix("refs/tags/"),
-            annotated=annotated,
-            object=obj,
-            commit=peeled if annotated else obj,
-            inner_name=inner,
-            tagger=tagger.strip("<>"),
-            date=date,
-        )
+    for ref in read_tag_refs(git, pending):
+        parsed = parse_tag(ref.name)
+        if parsed is not None and parsed.model == model:
+            tags[parsed.kind][parsed.version] = ref
     return tags
 
 

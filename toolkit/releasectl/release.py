@@ -11,7 +11,7 @@ from pathlib import Path
 from . import git as g
 from . import manifest as mf
 from . import registry as reg
-from .build import build_sources, needs_training, store_for, train
+from .build import build_sources, needs_training, store_bundle, store_for, train
 from .bundle import export
 from .changes import (
     Change,
@@ -29,7 +29,6 @@ from .names import (
     check_model,
     manifest_path,
     model_dir,
-    model_tag_refspecs,
     parse_version,
     tag_name,
 )
@@ -52,7 +51,7 @@ class Pin:
     """The bundle built for a release before its commit: what the manifest pins."""
 
     digest: str
-    archive: str
+    archive: str  # the store-relative key of the stored archive
     trained: mf.Trained | None = None  # weights trained for this release, to pin too
 
 
@@ -216,12 +215,12 @@ class Prebuild:
                 manifest = manifest.model_copy(update={"bundle": pinned})
             built = build_sources(self.git, manifest, base, work, store)
             archive = export(built.bento, work / "out", built.home)
-            key = store.key_for(self.model, self.version, manifest.bundle.bento)
+            key = store.bundle_key(built.digest)
             existed = store.exists(key)
-            uri = store.put(archive, key, built.digest, built.files)
+            store_bundle(store, archive, built, self.model, self.version)
             if not existed:
                 self.stored.append((store, key))
-            self.pins[tree, may_train] = Pin(built.digest, uri, trained)
+            self.pins[tree, may_train] = Pin(built.digest, key, trained)
         return self.pins[tree, may_train]
 
     def undo(self) -> None:
@@ -275,13 +274,14 @@ def mark_stable(
 
 
 def _push(git: g.Git, branch: str, model: str, planner: Planner) -> Landed | None:
-    """Land on the remote's tip. A release carries the local commits it is made
-    on (they are its sources); mark-stable pushes only its tag."""
+    """Land on the remote's tip, carrying the local commits the change is made
+    on (a release's sources, a mark's release) and the model's registry tags
+    the remote lacks."""
     return land_pushed(
         git,
         lambda tip: trust_root(git, tip),
         branch,
         planner,
-        model_tag_refspecs(model),
+        model,
         carry_local=True,
     )

@@ -30,7 +30,6 @@ from .names import (
     check_version,
     manifest_path,
     model_dir,
-    model_tag_refspecs,
     tag_name,
 )
 from .signing import TrustRoot, trust_root
@@ -231,5 +230,5 @@ def revert(
         plans.append(plan(git, model, tip, to=to, reason=reason, who=who, trust=trust_at(tip)))
         return plans[-1].change
 
-    landed = land_pushed(git, trust_at, branch, planner, model_tag_refspecs(model))
+    landed = land_pushed(git, trust_at, branch, planner, model)
     return Outcome(plans[-1], landed)

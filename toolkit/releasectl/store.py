@@ -6,9 +6,11 @@ sidecar with its content digest and the per-file digests it is made of. The
 sidecar is a convenience for listing, early checks and explaining a mismatch
 only: callers re-digest the extracted bento before trusting it.
 
-Trained weights are blobs keyed by the sha256 of their bytes
-(`weights/<hex>.bentomodel`): content-addressed, so storing the same bytes
-twice is a no-op and two contents never share a key.
+Keys are content-addressed: a bundle's archive is `bundles/<hex>.bento`
+from its content digest, trained weights are `weights/<hex>.bentomodel`
+from the sha256 of their bytes; model and version are metadata in the
+sidecar. Storing the same content twice is a no-op, two contents never share
+a key, and manifests record these store-relative keys, never local paths.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 _HEX = re.compile(r"^[0-9a-f]{64}$")
 WEIGHTS = "weights"
+BUNDLES = "bundles"
 _CHUNK = 1 << 20
 
 
@@ -75,8 +78,13 @@ class ArtifactStore:
         self._plain = "://" not in url
 
     @staticmethod
-    def key_for(model: str, version: str, bento_name: str) -> str:
-        return _check_key(f"{model}/{version}/{bento_name}-{version}.bento")
+    def bundle_key(digest: str) -> str:
+        """The content-addressed key of a built bundle's archive: from its
+        content digest, so that two contents never share a key and a rebuilt
+        release candidate never collides with an earlier build."""
+        if not _DIGEST.match(digest):
+            raise BadInput(f"not a content digest: {digest!r}")
+        return f"{BUNDLES}/{digest.removeprefix('sha256:')}.bento"
 
     @staticmethod
     def weights_key(sha256_hex: str) -> str:
@@ -110,6 +118,7 @@ class ArtifactStore:
         key: str,
         digest: str,
         files: Mapping[str, str] | None = None,
+        meta: Mapping[str, str] | None = None,
     ) -> str:
         """Store local_archive under key with its content digest (and the
         per-file digests it is made of); return the stored URI.
@@ -133,6 +142,7 @@ class ArtifactStore:
         }
         if files is not None:
             sidecar["files"] = dict(sorted(files.items()))
+        sidecar.update(meta or {})
         self._store(local_archive, key, sidecar)
         return self.uri(key)
 

@@ -63,6 +63,7 @@ def register(app: typer.Typer) -> None:
                 "commit": landed.commit,
                 "tags": list(landed.tags),
                 "pushed_to": landed.pushed_to,
+                "carried": list(landed.carried),
                 "digest": p.pin.digest if p.pin else None,
                 "trained": (
                     p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None
@@ -76,9 +77,50 @@ def register(app: typer.Typer) -> None:
                 if p.pin is not None:
                     for trained in p.pin.trained.models if p.pin.trained else []:
                         say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
-                    say(f"  bundle {p.pin.digest} stored at {p.pin.archive}")
+                    say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
                 if landed.pushed_to:
                     say(f"pushed to {landed.pushed_to}")
+                _say_carried(landed.carried)
+
+        run(body, json_mode=json)
+
+    @app.command()
+    def sync(
+        push_only: Annotated[
+            bool, typer.Option("--push", help="Only publish the tags the remote lacks.")
+        ] = False,
+        pull_only: Annotated[
+            bool, typer.Option("--pull", help="Only fetch the tags this clone lacks.")
+        ] = False,
+        dry_run: DryRunOption = False,
+        json: JsonOption = False,
+    ) -> None:
+        """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
+        between this clone and its remote. A tag that differs on the two sides is refused."""
+
+        def body() -> None:
+            from ..sharing import sync as do_sync
+            from ..signing import trust_root
+
+            git = repo()
+            pull, push = (not push_only) or pull_only, (not pull_only) or push_only
+            report = do_sync(
+                git, lambda tip: trust_root(git, tip), pull=pull, push=push, dry_run=dry_run
+            )
+            if json:
+                emit(report.to_json())
+                return
+            verb = "would " if dry_run else ""
+            if pull:
+                say(f"{verb}fetch {len(report.pulled)} tag(s) from {report.remote}")
+                for name in report.pulled:
+                    say(f"  {name}")
+            if push:
+                say(f"{verb}push {len(report.pushed)} tag(s) to {report.remote}")
+                for name in report.pushed:
+                    say(f"  {name}")
+                for name, why in report.skipped:
+                    say(f"  not pushed: {name}: {why}")
 
         run(body, json_mode=json)
 
@@ -116,16 +158,21 @@ def register(app: typer.Typer) -> None:
                         "model": model,
                         "version": version,
                         "tag": f"stable/{model}/v{version}",
-                        "created": landed is not None,
+                        "created": bool(landed and landed.tags),
                         "pushed_to": landed.pushed_to if landed else None,
+                        "carried": list(landed.carried) if landed else [],
                     }
                 )
             elif landed is None:
                 say(f"{model} {version} is already stable; nothing to do")
             else:
-                say(f"marked {model} {version} stable: {landed.tags[0]}")
+                if landed.tags:
+                    say(f"marked {model} {version} stable: {landed.tags[0]}")
+                else:
+                    say(f"{model} {version} is already stable")
                 if landed.pushed_to:
                     say(f"pushed to {landed.pushed_to}")
+                _say_carried(landed.carried)
 
         run(body, json_mode=json)
 
@@ -172,6 +219,9 @@ def register(app: typer.Typer) -> None:
                 return
             outcome = rv.revert(git, model, to=to, reason=reason, push=push)
             p, landed = outcome.plan, outcome.landed
+            if landed is not None and landed.commit is None:
+                _say_carried(landed.carried)  # nothing to revert; tags were published
+                landed = None
             if landed is None or landed.already_there:
                 note = p.note
                 if landed is not None:
@@ -190,6 +240,7 @@ def register(app: typer.Typer) -> None:
                 "commit": landed.commit,
                 "tags": list(landed.tags),
                 "pushed_to": landed.pushed_to,
+                "carried": list(landed.carried),
                 "note": landed.note,
             }
             del result["message"]
@@ -206,6 +257,7 @@ def register(app: typer.Typer) -> None:
                 )
                 if landed.pushed_to:
                     say(f"pushed to {landed.pushed_to}")
+                _say_carried(landed.carried)
                 if landed.note:
                     say(landed.note)
                 if deployed is not None:
@@ -230,3 +282,8 @@ def _nothing(note: str, json: bool, deployed: Any = None) -> None:
         say(f"nothing to do: {note}")
         if deployed is not None:
             print_deploy(deployed)
+
+
+def _say_carried(carried: tuple[str, ...]) -> None:
+    if carried:
+        say(f"also pushed {len(carried)} registry tag(s) the remote lacked: {', '.join(carried)}")
