@@ -29,6 +29,10 @@ CHECK = "Check the install against the lock"
 def _lock(repo: Repo) -> str:
     proc = repo.cli("upgrade-workflows", "--no-index", "--find-links", str(wheelhouse()))
     assert proc.returncode == 0, proc.stderr
+    assert (
+        f"wrote {LOCK_FILE}: releasectl {__version__} and " in proc.stdout
+        and f"pinned by hash, from --find-links {wheelhouse()} --no-index" in proc.stdout
+    ), proc.stdout
     return (repo.path / LOCK_FILE).read_text()
 
 
@@ -74,7 +78,7 @@ def test_every_job_installs_from_the_lock_then_checks_the_install(name: str) -> 
             f"{job_id}: {runs[first]!r}"
         )
         install = job["steps"][steps.index(INSTALL)]
-        assert "--require-hashes --no-deps --only-binary :all: -r \"$lock\"" in install["run"]
+        assert '--require-hashes --no-deps --only-binary :all: -r "$lock"' in install["run"]
         assert "RELEASECTL_SPEC" not in str(job) and "command -v releasectl" not in str(job)
     if name == "pr-check.yml":  # a pull request cannot choose what judges it
         install = jobs["check"]["steps"][steps.index(INSTALL)]
@@ -144,8 +148,7 @@ def test_ci_setup_refuses_a_lock_of_another_version(registry: Repo) -> None:
     proc = registry.cli("ci", "setup")
     assert proc.returncode == 3
     assert (
-        f"releasectl {__version__} is running but {LOCK_FILE} pins releasectl 0.0.9"
-        in proc.stderr
+        f"releasectl {__version__} is running but {LOCK_FILE} pins releasectl 0.0.9" in proc.stderr
     )
 
 
@@ -323,16 +326,15 @@ def test_a_lock_with_a_wrong_hash_installs_nothing(registry: Repo, tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_the_workflow_installs_releasectl_from_the_lock_with_hashes(
-    registry: Repo, tmp_path: Path
-) -> None:
-    """The acceptance run: a registry initialised with a lock; the plan job's
+def test_the_workflow_installs_releasectl_from_the_lock_with_hashes(tmp_path: Path) -> None:
+    """The acceptance run: a registry that `init` made with a lock; the plan job's
     install step makes a virtual environment and installs the lock with
     --require-hashes from the local wheelhouse; ci setup and ci plan then run
     that install (releasectl is not on the runner's PATH otherwise)."""
-    text = _lock(registry)
-    registry.commit("lock")
-    result = Hub(registry, tmp_path).run(preinstalled=False)
+    repo = _scratch(tmp_path)
+    repo.ok("init", "--no-index", "--find-links", str(wheelhouse()))
+    text = (repo.path / LOCK_FILE).read_text()
+    result = Hub(repo, tmp_path).run(preinstalled=False)
     assert result.conclusion == "success", _failed_step(result)
     job = result.jobs["plan"]
     assert job.workspace is not None

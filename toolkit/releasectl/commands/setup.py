@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         (your edits outside the blocks are kept); shows the diff, commits nothing."""
 
         def body() -> None:
-            from ..lock import LOCK_FILE, pins
+            from ..lock import LOCK_FILE, pins, read_source
             from ..workflows import upgrade
 
             root = repo().cwd
@@ -102,6 +102,13 @@ def register(app: typer.Typer) -> None:
             for change in changes:
                 if not change.changed:
                     say(f"unchanged {change.path}")
+                elif change.path == LOCK_FILE and change.old is None:
+                    locked = pins(change.new)
+                    say(
+                        f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: releasectl "
+                        f"{locked.get('releasectl')} and {len(locked) - 1} dependencies, "
+                        f"pinned by hash, from {read_source(change.new).describe()}"
+                    )
                 elif change.path == LOCK_FILE:
                     old, new = pins(change.old or ""), pins(change.new)
                     moved = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
