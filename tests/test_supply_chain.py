@@ -9,6 +9,7 @@ remote; installs come only from the local wheelhouse."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def test_init_with_a_source_commits_a_lock_pinning_every_distribution_by_hash(
 ) -> None:
     repo = _scratch(tmp_path)
     path = repo.path
-    out = repo.ok("init", "--no-index", "--find-links", str(wheelhouse()))
+    relative = os.path.relpath(wheelhouse(), path)  # recorded as an absolute path
+    out = repo.ok("init", "--no-index", "--find-links", relative)
     assert "the workflows refuse to run without it" not in out
     assert LOCK_FILE in out
     assert LOCK_FILE in git(path, "show", "--name-only", "--format=", "HEAD").splitlines()

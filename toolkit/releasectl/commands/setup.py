@@ -29,9 +29,14 @@ NoIndexOption = Annotated[
 
 
 def _source(index_url: str | None, find_links: list[str] | None, no_index: bool) -> Source:
+    """The source as named on the command line; a folder becomes an absolute path
+    (the lock records it, and uv runs elsewhere)."""
+    from pathlib import Path
+
     from ..lock import Source
 
-    return Source(index_url, tuple(find_links or ()), no_index)
+    links = tuple(x if "://" in x else str(Path(x).resolve()) for x in find_links or ())
+    return Source(index_url, links, no_index)
 
 
 def register(app: typer.Typer) -> None:
