@@ -18,7 +18,7 @@ import pytest
 from conftest import RELEASECTL, Repo, git, make_key
 from gha import Event, RunResult, load_workflow, run_workflow
 from releasectl import __version__
-from releasectl.lock import LOCK_FILE, pins, read_source
+from releasectl.lock import LOCK_FILE, RUNNER_PYTHON, pins, read_source
 from releasectl.workflows import merge, split, templates
 from supply_chain_helpers import PIP_ENV, ROOT, tool_dir, wheelhouse
 
@@ -70,6 +70,7 @@ def test_every_job_installs_from_the_lock_then_checks_the_install(name: str) -> 
     assert parts is not None
     jobs = load_workflow(ROOT / ".github/workflows" / name)["jobs"]
     assert [i for i, _ in parts[1]] == ["install"] * len(jobs)
+    assert all("- name: Set up Python\n" in block for _, block in parts[1])
     for job_id, job in jobs.items():
         steps = [s.get("name", "") for s in job["steps"]]
         runs = [str(s.get("run", "")) for s in job["steps"]]
@@ -79,6 +80,11 @@ def test_every_job_installs_from_the_lock_then_checks_the_install(name: str) -> 
             f"{job_id}: {runs[first]!r}"
         )
         install = job["steps"][steps.index(INSTALL)]
+        # the Python the lock is compiled for is set up inside the same managed block
+        assert steps.index("Set up Python") == steps.index(INSTALL) - 1
+        assert job["steps"][steps.index("Set up Python")]["with"]["python-version"] == (
+            RUNNER_PYTHON
+        )
         assert '--require-hashes --no-deps --only-binary :all: -r "$lock"' in install["run"]
         assert "RELEASECTL_SPEC" not in str(job) and "command -v releasectl" not in str(job)
     if name == "pr-check.yml":  # a pull request cannot choose what judges it
