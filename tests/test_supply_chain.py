@@ -193,6 +193,19 @@ def test_upgrade_keeps_edits_outside_the_blocks_and_replaces_the_blocks(registry
     assert f"unchanged {LOCK_FILE}" in proc.stdout  # same source, same versions: same bytes
 
 
+def test_upgrade_moves_an_older_lock_to_the_running_version(registry: Repo) -> None:
+    text = _lock(registry)
+    registry.write(LOCK_FILE, text.replace(f"releasectl=={__version__} ", "releasectl==0.0.9 "))
+    registry.commit("the lock an older releasectl wrote")
+    proc = registry.cli("upgrade-workflows")  # the source recorded in the lock
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {LOCK_FILE}: releasectl 0.0.9 -> {__version__}" in proc.stdout
+    assert (registry.path / LOCK_FILE).read_text() == text
+    assert registry.cli("ci", "check-install").returncode == 3  # not committed yet
+    registry.commit("upgrade releasectl")
+    assert registry.cli("ci", "check-install").returncode == 0
+
+
 def test_upgrade_refuses_a_workflow_whose_blocks_are_gone_and_writes_nothing(
     registry: Repo,
 ) -> None:
