@@ -11,13 +11,19 @@ from helpers import iris_and_fraud, release
 def test_history_json_shape_newest_first(registry: Repo) -> None:
     iris_and_fraud(registry)
     registry.ok("revert", "iris")
-    rows = json.loads(registry.ok("history", "iris", "--json"))
+    everything = json.loads(registry.ok("history", "iris", "--json"))
+    revert, *rows = everything  # the revert is the newest row
+    assert revert["kind"] == "revert" and (revert["from"], revert["to"]) == ("1.2.0", "1.1.0")
+    assert revert["commit"] == registry.head() and revert["by"] == registry.email
+    assert revert["verified"] is True and revert["reason"] == "rollback"
+    assert [r["kind"] for r in rows] == ["release"] * 3
     assert [r["version"] for r in rows] == ["1.2.0", "1.1.0", "1.0.0"]
     assert [(r["stable"], r["rejected"]) for r in rows] == [
         (False, True),
         (True, False),
         (True, False),
     ]
+    assert all(r["verified"] and r["ignored"] == [] and not r["live"] for r in rows)
     first = rows[0]
     assert set(first) >= {"version", "tag", "commit", "stable", "rejected", "signer", "date"}
     assert first["tag"] == "release/iris/v1.2.0"

@@ -214,6 +214,14 @@ def first_parent_changes(git: Git, rev: str, paths: Sequence[str]) -> list[str]:
     return git.out("rev-list", "--reverse", "--first-parent", rev, "--", *paths).split()
 
 
+def parent_counts(git: Git, commits: Sequence[str]) -> dict[str, int]:
+    """How many parents each commit has (2+: a merge), in one call."""
+    if not commits:
+        return {}
+    out = git.run("rev-list", "--no-walk", "--parents", "--stdin", input="\n".join(commits) + "\n")
+    return {ids[0]: len(ids) - 1 for ids in (line.split() for line in out.stdout.splitlines()) if ids}
+
+
 def last_change(git: Git, rev: str, path: str) -> str | None:
     """The commit that last changed `path` as seen from `rev` (following the
     side of a merge the content came from, as `git log` simplifies history)."""

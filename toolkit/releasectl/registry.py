@@ -8,7 +8,7 @@ comes from the branch's history, never from tag timestamps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from . import git as g
@@ -80,6 +80,8 @@ class Release:
 class History:
     model: str
     releases: list[Release]  # newest first: branch order, then releases not on the branch
+    # The first-parent commits that changed the model's folder, newest first.
+    branch_commits: list[str] = field(default_factory=list)
 
     def get(self, version: str) -> Release | None:
         return next((r for r in self.releases if r.version == version), None)
@@ -160,7 +162,8 @@ def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     prefetch(git, model, rev)  # the two reads are independent: side by side
     refs, commits = _started.pop((str(git.cwd), model, rev))
     tags = read_tags(git, model, refs)
-    order = {c: i for i, c in enumerate(commits.out().split())}
+    branch_commits = commits.out().split()
+    order = {c: i for i, c in enumerate(branch_commits)}
     releases = [
         Release(
             model,
@@ -174,7 +177,50 @@ def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     ]
     # Several releases may tag one commit only by mistake; the version breaks the tie.
     releases.sort(key=lambda r: (r.position is None, r.position or 0, _neg_version_key(r.version)))
-    return History(model, releases)
+    return History(model, releases, branch_commits)
+
+
+@dataclass(frozen=True)
+class RevertRecord:
+    """A revert commit on the branch, as its message tells it (verify before trusting)."""
+
+    commit: str
+    from_version: str
+    to_version: str
+    at: str
+    by: str
+    reason: str
+
+
+_REVERT_FORMAT = (
+    "%H%x00%cI%x00%ce%x00"
+    "%(trailers:key=Releasectl-Revert-From,valueonly,separator=%x2C)%x00"
+    "%(trailers:key=Releasectl-Revert-To,valueonly,separator=%x2C)%x00%b%x1e"
+)
+
+
+def reverts(git: g.Git, model: str, rev: str = "HEAD") -> list[RevertRecord]:
+    """The model's revert commits on `rev`'s first-parent line, newest first:
+    one `git log` limited to the model's folder."""
+    out = git.out(
+        "log", "--first-parent", f"--format={_REVERT_FORMAT}", rev, "--", model_dir(model)
+    )
+    found = []
+    for record in out.split("\x1e"):
+        fields = record.strip("\n").split("\0")
+        if len(fields) < 6 or not fields[3] or not fields[4]:
+            continue
+        commit, at, by, from_version, to_version, body = fields[:6]
+        reason = next(
+            (
+                line.removeprefix("Reason: ")
+                for line in body.splitlines()
+                if line.startswith("Reason: ")
+            ),
+            "",
+        )
+        found.append(RevertRecord(commit, from_version, to_version, at, by, reason))
+    return found
 
 
 def _neg_version_key(version: str) -> tuple[int, ...]:

@@ -16,6 +16,37 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+_HISTORY_HEADER = ["version", "mark", "commit", "date", "signer", "verified"]
+
+
+def _history_cells(row: dict[str, Any]) -> list[str]:
+    verified = "yes" if row["verified"] else f"NO: {row['problem']}"
+    if row["kind"] == "revert":
+        what = f"revert {row['from']} -> {row['to']}: {row['reason']}"
+        return [what, "", str(row["commit"])[:12], str(row["at"]), str(row["by"]), verified]
+    mark = "rejected" if row["rejected"] else ("stable" if row["stable"] else "")
+    if row["live"]:
+        mark = f"{mark} live".strip()
+    signer = str(row["signer"] or "")
+    return [
+        str(row["version"]),
+        mark,
+        str(row["commit"])[:12],
+        str(row["date"] or ""),
+        signer,
+        verified,
+    ]
+
+
+def _warn_ignored(ignored: list[str]) -> None:
+    """Marks that do not verify are never obeyed: say so once, on stderr."""
+    if ignored:
+        typer.echo(
+            f"releasectl: ignored {len(ignored)} mark(s) that do not verify: " + "; ".join(ignored),
+            err=True,
+        )
+
+
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(json: JsonOption = False) -> None:
@@ -64,34 +95,27 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def history(model: ModelArg, json: JsonOption = False) -> None:
-        """A model's releases, newest first (branch order), with their marks."""
+        """A model's releases and reverts, newest first (branch order), with what verifies."""
 
         def body() -> None:
             from .. import registry as reg
 
-            h = reg.history(repo(), model)
-            rows = [r.summary() for r in h.releases]
+            git = repo()
+            h = reg.history(git, model)
+
+            from ..config import home
+            from ..signing import trust_root
+            from ..targets.local.peek import live
+            from ..verdicts import history_report
+
+            report = history_report(git, trust_root(git), h, live(home(), model))
             if json:
-                emit(rows)
-                return
-            if not rows:
+                emit(report.rows)
+            elif not report.rows:
                 say(f"{model} has no releases yet")
-                return
-            say(
-                _table(
-                    [
-                        [
-                            str(r["version"]),
-                            "rejected" if r["rejected"] else ("stable" if r["stable"] else ""),
-                            str(r["commit"])[:12],
-                            str(r["date"] or ""),
-                            str(r["signer"] or ""),
-                        ]
-                        for r in rows
-                    ],
-                    ["version", "mark", "commit", "date", "signer"],
-                )
-            )
+            else:
+                say(_table([_history_cells(row) for row in report.rows], _HISTORY_HEADER))
+            _warn_ignored(report.ignored)
 
         run(body, json_mode=json)
 
@@ -123,17 +147,30 @@ def register(app: typer.Typer) -> None:
                     raise BadInput(f"{model} has no release {version}")
             manifest, _ = reg.current(git, model, rev)
             h = reg.history(git, model)
-            stable = h.last_stable()
+
+            from ..config import home
+            from ..signing import trust_root
+            from ..targets.local.peek import live
+            from ..verdicts import ignored_marks, last_stable, verify_history
+
+            trust = trust_root(git)
+            stable, passed_over = last_stable(git, trust, h)
             this = h.get(manifest.version)
+            verdict = verify_history(git, trust, h, [this])[this.version] if this else None
+            judged = [*passed_over, *([(this, verdict)] if this and verdict else [])]
+            ignored = ignored_marks(judged)
             data: dict[str, Any] = {
                 "model": model,
                 "version": manifest.version,
                 "serial": manifest.serial,
                 "commit": g.rev_parse(git, rev),
                 "released": this is not None,
-                "stable": bool(this and this.stable),
-                "rejected": bool(this and this.rejected),
+                "verified": bool(verdict and verdict.release.ok),
+                "stable": bool(verdict and verdict.stable and verdict.stable.ok),
+                "rejected": bool(verdict and verdict.rejected and verdict.rejected.ok),
                 "last_stable": stable.version if stable else None,
+                "live": live(home(), model),
+                "ignored": ignored,
                 "rollback": (
                     manifest.rollback.model_dump(mode="json", by_alias=True)
                     if manifest.rollback
@@ -142,15 +179,20 @@ def register(app: typer.Typer) -> None:
                 "bundle": manifest.bundle.model_dump(mode="json"),
                 "deploy": manifest.deploy.model_dump(mode="json"),
             }
+            _warn_ignored(ignored)
             if json:
                 emit(data)
                 return
             marks = [k for k in ("stable", "rejected") if data[k]]
+            if this is not None and not data["verified"]:
+                marks.append("UNVERIFIED: " + str(verdict.release.problem if verdict else ""))
             say(
                 f"{model} {manifest.version} (serial {manifest.serial})"
                 + "".join(f" [{m}]" for m in marks)
             )
             say(f"  last stable: {data['last_stable'] or '-'}")
+            if data["live"]:
+                say(f"  live on the local target: {data['live']['version']}")
             if manifest.rollback:
                 rb = manifest.rollback
                 say(f"  reverted from {rb.from_} at {rb.at.isoformat()} by {rb.by}: {rb.reason}")
