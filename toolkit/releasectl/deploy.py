@@ -28,8 +28,8 @@ from . import registry as reg
 from .build import fetch_bundle, store_for
 from .config import bundles_dir, home
 from .errors import OperationFailed, Refused
-from .names import tag_name
-from .signing import TrustRoot, trust_root
+from .names import manifest_path, model_dir, tag_name
+from .signing import TrustRoot, check_commits, trust_root
 
 
 @dataclass(frozen=True)
@@ -39,11 +39,13 @@ class State:
     model: str
     commit: str
     manifest: mf.Manifest
+    verified_revert: bool = False  # revert_problem() found nothing
 
     @property
     def fast_track(self) -> bool:
         # A revert points at a stable, known-good bundle: it skips the bake.
-        return self.manifest.rollback is not None
+        # A rollback record alone is only text; the revert must verify.
+        return self.verified_revert
 
 
 def resolve(git: g.Git, model: str, version: str | None = None) -> State:
@@ -52,12 +54,64 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> State:
     if commit is None:
         raise OperationFailed(f"{model} has no release {version}")
     manifest, _ = reg.current(git, model, commit)
-    return State(model, commit, manifest)
+    verified = (
+        manifest.rollback is not None
+        and revert_problem(git, trust_root(git), model, commit, manifest) is None
+    )
+    return State(model, commit, manifest, verified)
 
 
-def check_trust(git: g.Git, trust: TrustRoot, state: State) -> None:
+REVERT_TRAILERS = ("Releasectl-Model", "Releasectl-Revert-From", "Releasectl-Revert-To")
+
+
+def revert_problem(
+    git: g.Git, trust: TrustRoot, model: str, commit: str, manifest: mf.Manifest
+) -> str | None:
+    """None if the model's state at `commit` is a verified revert; else why not.
+
+    A verified revert (docs/ARCHITECTURE.md, "Revert"): the commit that made the
+    state is signed by an allowed signer and carries the revert's trailers,
+    agreeing with the rollback record, and the folder is a verified stable
+    release's, byte for byte, but for `serial` and `rollback` in release.yaml."""
+    record = manifest.rollback
+    if record is None:
+        return "no rollback record"
+    source = reg.release_commit(git, model, commit)
+    verdict = check_commits(git, trust, [source])[source]
+    if not verdict.ok:
+        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
+    found = g.trailers(git, source)
+    wanted = dict(zip(REVERT_TRAILERS, (model, record.from_, record.to), strict=True))
+    wanted["Releasectl-Serial"] = str(manifest.serial)
+    for key, value in wanted.items():
+        if found.get(key) != [value]:
+            return f"the revert commit {source[:12]} has no trailer {key}: {value}"
+    target = reg.history(git, model, commit).get(manifest.version)
+    if target is None or target.position is None:
+        return f"{model} {manifest.version} is not a release on this branch"
+    if target.stable is None or target.rejected is not None:
+        return f"{target.tag.name} is not a stable release"
+    failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
+    if failed:
+        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
+    path = manifest_path(model)
+    ours, theirs = (
+        {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
+        for rev in (commit, target.commit)
+    )
+    if ours != theirs:
+        differ = sorted(e.split("\t", 1)[1] for e in ours ^ theirs)
+        return f"the folder differs from {target.tag.name}: {', '.join(differ[:5])}"
+    stable, _ = reg.current(git, model, target.commit)
+    aside = {"serial", "rollback"}
+    if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
+        return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
+    return None
+
+
+def check_trust(git: g.Git, trust: TrustRoot, state: State) -> reg.Release:
     """The state's commit is vouched for by an allowed signer, and the release
-    it declares verifies strictly."""
+    it declares verifies strictly; returns that release."""
     check = reg.verify_commit(git, trust, state.model, state.commit)
     if not check.ok:
         raise Refused(f"{state.model} at {state.commit[:12]} does not verify: {check.detail}")
@@ -65,6 +119,38 @@ def check_trust(git: g.Git, trust: TrustRoot, state: State) -> None:
     if release is None:
         raise Refused(f"{state.model} {state.manifest.version} has no release tag")
     reg.require_verified(git, trust, release)
+    return release
+
+
+def check_policy(git: g.Git, trust: TrustRoot, state: State, release: reg.Release) -> None:
+    """A verified `rejected/` release is never deployed, and neither is a state
+    or release off the current branch, however good its tag (docs/ARCHITECTURE.md,
+    "The deploy gate"): the branch is the desired state."""
+    mark = release.rejected
+    if mark is not None and mark.commit == release.commit and reg.verify_tag(git, trust, mark).ok:
+        raise Refused(
+            f"{release.tag.name} was rejected ({mark.name}): it is never deployed again",
+            f"deploy the branch's state (git pull: a revert follows a rejection), "
+            f"or run `releasectl revert {state.model} --deploy`",
+        )
+    if state.commit != release.commit:
+        # A state that declares a release serves that release's bundle, not
+        # whatever digest a later commit wrote next to its version.
+        released, _ = reg.current(git, state.model, release.commit)
+        if released.bundle.digest != state.manifest.bundle.digest:
+            raise Refused(
+                f"{state.model} at {state.commit[:12]} declares {state.manifest.version} but "
+                f"pins another bundle than {release.tag.name}",
+                "a new bundle is a new release: `releasectl release` or `propose`",
+            )
+    tip = g.rev_parse(git, "HEAD")
+    for what, commit in (("the state", state.commit), (release.tag.name, release.commit)):
+        if tip is None or not g.is_ancestor(git, commit, tip):
+            raise Refused(
+                f"{what} ({commit[:12]}) is not on the current branch: only the branch's "
+                "history is deployed",
+                "merge it, or deploy from the branch that holds it",
+            )
 
 
 def gate(
@@ -76,7 +162,8 @@ def gate(
     if serial <= deployed_serial:
         raise Refused(
             f"{state.model} serial {serial} is not higher than the deployed serial "
-            f"{deployed_serial}: an older state is never replayed",
+            f"{deployed_serial} (the highest this target has served): an older state is "
+            "never replayed",
             f"to go back, run `releasectl revert {state.model} --deploy`",
         )
     if g.rev_parse(git, deployed_commit) is None or not g.is_ancestor(
@@ -168,6 +255,7 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
     """Deploy MODEL's state on the current branch (or release VERSION) to the
     local target; returns the target's DeployResult."""
     from .targets.local import DeployRequest, LocalTarget
+    from .targets.local.state import high_water
 
     state = resolve(git, model, version)
     if state.manifest.deploy.target != "local":
@@ -175,12 +263,17 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
             f"{model} deploys to the {state.manifest.deploy.target} target, "
             "which this command does not drive"
         )
-    check_trust(git, trust_root(git), state)
+    trust = trust_root(git)
+    release = check_trust(git, trust, state)
     target = LocalTarget(home())
     with model_lock(model, state):
         deployed = next((s for s in target.status() if s.model == model), None)
         live = deployed.live if deployed else None
-        gate(git, state, live.serial if live else None, live.commit if live else None)
+        # The live slot, and the memory that outlives it (agent stop, restarts).
+        marks = [(m.serial, m.commit) for m in (live, high_water(target.paths, model)) if m]
+        serial, commit = max(marks) if marks else (None, None)
+        gate(git, state, serial, commit)
+        check_policy(git, trust, state, release)
         warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
         folder = _cached(state)
         if not (any(s.digest == state.manifest.bundle.digest for s in warm) and folder.is_dir()):

@@ -228,6 +228,18 @@ def last_change(git: Git, rev: str, path: str) -> str | None:
     return git.out("log", "-1", "--format=%H", rev, "--", path) or None
 
 
+def trailers(git: Git, commit: str) -> dict[str, list[str]]:
+    """The trailers of a commit's message as git parses them: only its final
+    paragraph, and only when that paragraph is a trailer block."""
+    out = git.out("log", "-1", "--format=%(trailers:only,unfold)", commit, "--")
+    found: dict[str, list[str]] = {}
+    for line in out.splitlines():
+        key, sep, value = line.partition(":")
+        if sep:
+            found.setdefault(key.strip(), []).append(value.strip())
+    return found
+
+
 def dirty_paths(git: Git, path: str) -> list[str]:
     out = git.out("status", "--porcelain", "--untracked-files=all", "--", path)
     return [line[3:] for line in out.splitlines() if line]

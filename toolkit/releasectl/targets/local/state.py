@@ -1,7 +1,8 @@
 """On-disk state of the local target, under `$RELEASECTL_HOME/local/` (outside any repository).
 
-The agent is the only writer of `state.json`; every write is atomic (temp file + rename), so a
-`kill -9` at any moment leaves either the old or the new state, never a torn file.
+The agent is the only writer of `state.json`; every write is atomic (temp file + fsync + rename
++ fsync of the folder), so a `kill -9` or a crash at any moment leaves either the old or the new
+state, never a torn file.
 """
 
 from __future__ import annotations
@@ -58,9 +59,22 @@ class Slot(BaseModel):
         )
 
 
+class HighWater(BaseModel):
+    """The highest state this target has served for a model: the deploy gate's
+    memory (docs/ARCHITECTURE.md, "The deploy gate"). It is raised in the same
+    atomic write that makes a slot live and never cleared, so it survives
+    `agent stop`, restarts and crashes."""
+
+    serial: int
+    commit: str
+    version: str
+    at: datetime
+
+
 class ModelState(BaseModel):
     model: str
     port: int
+    high_water: HighWater | None = None
     live: Slot | None = None
     standby: Slot | None = None
     standby_until: datetime | None = None
@@ -71,6 +85,12 @@ class ModelState(BaseModel):
 
     def slots(self) -> list[Slot]:
         return [s for s in (self.live, self.standby, self.pending) if s is not None]
+
+    def raise_high_water(self, slot: Slot) -> None:
+        if self.high_water is None or slot.serial > self.high_water.serial:
+            self.high_water = HighWater(
+                serial=slot.serial, commit=slot.commit, version=slot.version, at=now()
+            )
 
 
 class State(BaseModel):
@@ -135,6 +155,12 @@ def write_atomic(path: Path, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+    # The rename itself must reach the disk: the gate's memory lives in this file.
+    folder = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(folder)
+    finally:
+        os.close(folder)
 
 
 def load_state(paths: Paths) -> State:
@@ -142,6 +168,12 @@ def load_state(paths: Paths) -> State:
         return State.model_validate_json(paths.state_file.read_text())
     except FileNotFoundError:
         return State()
+
+
+def high_water(paths: Paths, model: str) -> HighWater | None:
+    """The highest state deployed of `model` on this target, from disk."""
+    found = load_state(paths).models.get(model)
+    return found.high_water if found is not None else None
 
 
 def save_state(paths: Paths, state: State) -> None:

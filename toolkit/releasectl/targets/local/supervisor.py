@@ -198,6 +198,7 @@ class Supervisor:
                 assert ms.live is not None
                 ms.live.commit, ms.live.serial = req.commit, req.serial
                 ms.live.fast_track = req.fast_track
+                ms.raise_high_water(ms.live)
                 ep.proxy.target = slot_url(ms.live)
                 self._outcome(ms, req, True, f"{req.version} was already live")
                 self.save()
@@ -290,6 +291,7 @@ class Supervisor:
         old_live, old_standby = ms.live, ms.standby
         new.since = now()
         ms.live, ms.pending, ms.standby, ms.standby_until = new, None, None, None
+        ms.raise_high_water(new)
         retire = [s for s in (old_standby,) if s is not None and s.id != new.id]
         if old_live is not None and old_live.id != new.id:
             if standby_seconds > 0:
