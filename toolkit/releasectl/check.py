@@ -15,6 +15,7 @@ from pathlib import Path
 
 from . import git as g
 from . import manifest as mf
+from . import registry as reg
 from .build import build_sources, explain_mismatch, recorded_files, store_for
 from .errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from .names import REGISTRY_DIR, manifest_path, parse_version
@@ -55,7 +56,9 @@ class Report:
         return 0
 
     def add(self, subject: str, check: str, ok: bool, detail: str, code: int = FAILED) -> None:
-        self.findings.append(Finding(subject, check, ok, detail, 0 if ok else code))
+        # Details quote what a pull request wrote; printed, annotated and put
+        # in the job summary, each stays one line.
+        self.findings.append(Finding(subject, check, ok, one_line(detail), 0 if ok else code))
 
     def markdown(self) -> str:
         lines = [
@@ -68,11 +71,21 @@ class Report:
             "|---|---|---|---|",
         ]
         for f in self.findings:
-            detail = f.detail.replace("|", "\\|")
-            lines.append(f"| {'✅' if f.ok else '❌'} | {f.subject} | {f.check} | {detail} |")
+            cells = (summary_line(x) for x in (f.subject, f.check, f.detail))
+            lines.append(f"| {'✅' if f.ok else '❌'} | {' | '.join(cells)} |")
         for model, digest in self.digests.items():
             lines.append(f"\nBundle `{model}`: `{digest}`")
         return "\n".join(lines) + "\n"
+
+
+def one_line(text: str) -> str:
+    """Line breaks and control characters as spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def summary_line(text: str) -> str:
+    """Text for one line, or one table cell, of a job summary: a `|` cannot end the cell."""
+    return one_line(text).replace("|", "\\|")
 
 
 def changed_models(git: g.Git, base: str, head: str) -> list[str]:
@@ -114,9 +127,14 @@ def _check_commits(git: g.Git, report: Report) -> None:
 
 def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None:
     path = manifest_path(model)
-    text = g.read_blob(git, report.head, path)
+    try:
+        text = g.read_blob(git, report.head, path)
+        base_text = g.read_blob(git, report.base, path)
+    except ReleasectlError as exc:  # not UTF-8: reported, like any bad manifest
+        report.add(model, "manifest", False, exc.message, exc.code)
+        return
     if text is None:
-        gone = g.read_blob(git, report.base, path) is not None
+        gone = base_text is not None
         report.add(
             model,
             "manifest",
@@ -142,7 +160,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
         else "no analysis block: write the thresholds the release is watched with",
         BAD_INPUT,
     )
-    base_text = g.read_blob(git, report.base, path)
+    _check_history(git, report, model, manifest)
     if base_text is None:
         report.add(model, "version", True, f"new model at {manifest.version}")
     else:
@@ -171,6 +189,41 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
             )
     if build:
         _check_build(git, report, model, manifest)
+
+
+def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
+    """What only the base's registry knows: a version is released once, and a
+    rollback record is written by `releasectl revert`, never by a pull request
+    (docs/ARCHITECTURE.md, "Revert")."""
+    if manifest.rollback is not None:
+        report.add(
+            model,
+            "rollback",
+            False,
+            f"declares a rollback record ({manifest.rollback.from_} -> {manifest.rollback.to}): "
+            "a pull request never writes one; `releasectl revert` does",
+            REFUSED,
+        )
+    history = reg.history(git, model, report.base)
+    taken = history.get(manifest.version)
+    newest = max((parse_version(r.version) for r in history.releases), default=None)
+    if taken is not None:
+        state = "released and rejected" if taken.rejected is not None else "released"
+        report.add(
+            model,
+            "version",
+            False,
+            f"{manifest.version} is already {state} ({taken.tag.name}): a version is released once",
+            REFUSED,
+        )
+    elif newest is not None and parse_version(manifest.version) < newest:
+        report.add(
+            model,
+            "version",
+            False,
+            f"{manifest.version} is lower than the newest release {newest}: versions only rise",
+            REFUSED,
+        )
 
 
 def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -13,12 +14,12 @@ from typing import Any
 
 from . import git as g
 from . import registry as reg
-from .check import changed_models
+from .check import changed_models, one_line, summary_line
 from .errors import BadInput, Refused
 from .git import ZERO
 from .lock import LOCK_FILE, check_installed
 from .names import check_model, model_dir, parse_tag, tag_name
-from .signing import SSH_FILE
+from .signing import SSH_FILE, trust_root
 
 TRUST_REPOSITORY = "RELEASECTL_TRUST_REPOSITORY"
 
@@ -47,10 +48,27 @@ def summary(markdown: str) -> None:
     _append("GITHUB_STEP_SUMMARY", markdown.rstrip() + "\n\n")
 
 
+def escape_data(text: str) -> str:
+    """A workflow command's message, escaped as the runner unescapes it: a
+    line break in it can never end the command and start another."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A workflow command's property value: also ':' and ',', which end it."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
 def error_annotation(message: str, title: str = "releasectl") -> str:
-    # Workflow commands end at a newline; escape as the runner expects.
-    escaped = message.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-    return f"::error title={title}::{escaped}"
+    return f"::error title={escape_property(title)}::{escape_data(message)}"
+
+
+def code_span(text: str) -> str:
+    """`text` as a Markdown code span whatever backticks it holds."""
+    flat = one_line(text)
+    fence = "`" * (max((len(run) for run in re.findall("`+", flat)), default=0) + 1)
+    pad = " " if flat.startswith("`") or flat.endswith("`") else ""
+    return f"{fence}{pad}{flat}{pad}{fence}"
 
 
 @dataclass(frozen=True)
@@ -93,12 +111,15 @@ def plan(git: g.Git) -> list[Item]:
 
 
 def _classify(git: g.Git, model: str, sha: str) -> Item:
+    from .deploy import revert_problem
+
     manifest, _ = reg.current(git, model, sha)
-    last = g.last_change(git, sha, model_dir(model)) or sha
-    trailers = git.out(
-        "log", "-1", "--format=%(trailers:key=Releasectl-Revert-From,valueonly)", last
-    )
-    if manifest.rollback is not None and trailers:
+    # Only a verified revert is fast-tracked; a rollback record and trailers
+    # that anyone can write are not one (docs/ARCHITECTURE.md, "Revert").
+    if (
+        manifest.rollback is not None
+        and revert_problem(git, trust_root(git, sha), model, sha, manifest) is None
+    ):
         return Item(model, "revert", manifest.version)
     if g.tag_exists(git, tag_name("release", model, manifest.version)):
         return Item(model, "release", manifest.version)
@@ -216,5 +237,5 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
             )
         else:
             lines.append(f"{item.model} {item.version}: a release tag; release.yml deploys it")
-    summary("### releasectl deploy\n\n" + "\n".join(f"- {line}" for line in lines))
+    summary("### releasectl deploy\n\n" + "\n".join(f"- {summary_line(x)}" for x in lines))
     return lines

@@ -15,7 +15,7 @@ from typing import Annotated, Any, NoReturn
 
 import typer
 
-from .errors import ReleasectlError
+from .errors import BadInput, ReleasectlError
 
 # pydantic's plugin discovery scans every installed distribution (~30 ms a command).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
@@ -79,14 +79,26 @@ def say(text: str = "") -> None:
 def fail(exc: ReleasectlError) -> NoReturn:
     if ctx.json:
         emit({"error": {"code": exc.code, "message": exc.message, "hint": exc.hint}})
-    sys.stderr.write(f"releasectl: {exc.line()}\n")
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from . import ci
 
+        # The runner reads workflow commands from both streams, so no line we
+        # write may start one; every input is escaped (docs/ARCHITECTURE.md,
+        # "The pipeline on GitHub").
+        sys.stderr.write(f"releasectl: {_inert(exc.line())}\n")
         command = " ".join(["releasectl", *sys.argv[1:]])
         sys.stdout.write(ci.error_annotation(exc.line(), title=command) + "\n")
-        ci.summary(f"❌ `{command}` (exit {exc.code}): {exc.line()}")
+        ci.summary(f"❌ {ci.code_span(command)} (exit {exc.code}): {ci.summary_line(exc.line())}")
+    else:
+        sys.stderr.write(f"releasectl: {exc.line()}\n")
     raise typer.Exit(exc.code)
+
+
+def _inert(text: str) -> str:
+    """Lines that would read as a workflow command get a prefix."""
+    return "\n".join(
+        f"| {line}" if line.lstrip().startswith("::") else line for line in text.splitlines()
+    )
 
 
 def ci_summary(markdown: str) -> None:
@@ -106,6 +118,13 @@ def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
         if ctx.debug:
             traceback.print_exc()
         fail(exc)
+    except (UnicodeDecodeError, RecursionError) as exc:
+        # The net under the parsers: input that cannot be decoded or is nested
+        # beyond reason is bad input (exit 2), never an internal error.
+        if ctx.debug:
+            traceback.print_exc()
+        what = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"
+        fail(BadInput(f"unreadable input: {what}", "rerun with --debug to see where"))
     except KeyboardInterrupt:
         sys.stderr.write("releasectl: interrupted\n")
         raise typer.Exit(130) from None

@@ -10,7 +10,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import OperationFailed
+from .errors import BadInput, OperationFailed
 
 # No prompts, no editors, no pagers, stable messages to parse.
 _ENV = {
@@ -77,7 +77,10 @@ class Git:
             cwd=self.cwd,
             input=input,
             capture_output=True,
-            text=True,
+            # Output holds what contributors wrote (messages, names, paths): never
+            # a decode crash. Blobs are read strictly by read_blob.
+            encoding="utf-8",
+            errors="replace",
             env=full_env,
             check=False,
         )
@@ -96,7 +99,8 @@ class Git:
             cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            text=True,
+            encoding="utf-8",
+            errors="replace",
             env={**os.environ, **_ENV},
         )
         return Pending(args, proc)
@@ -144,9 +148,30 @@ def config_get(git: Git, key: str) -> str | None:
     return result.stdout.strip() or None
 
 
+def _decode(data: bytes, rev: str, path: str) -> str:
+    try:
+        return data.decode()
+    except UnicodeDecodeError as exc:
+        raise BadInput(
+            f"{path} at {rev[:12]} is not valid UTF-8 (byte {exc.start})",
+            "save it as UTF-8",
+        ) from None
+
+
 def read_blob(git: Git, rev: str, path: str) -> str | None:
-    result = git.run("cat-file", "blob", f"{rev}:{path}", check=False)
-    return result.stdout if result.returncode == 0 else None
+    """A file's text at `rev`; BadInput if it is not UTF-8."""
+    proc = subprocess.run(
+        ["git", *_config_args(git), "cat-file", "blob", f"{rev}:{path}"],
+        cwd=git.cwd,
+        capture_output=True,
+        env={**os.environ, **_ENV},
+        check=False,
+    )
+    return _decode(proc.stdout, rev, path) if proc.returncode == 0 else None
+
+
+def _config_args(git: Git) -> list[str]:
+    return [arg for setting in git.config for arg in ("-c", setting)]
 
 
 def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
@@ -163,13 +188,14 @@ def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
     )
     data, pos = proc.stdout, 0
     out: list[str | None] = []
-    for _ in specs:
+    for spec in specs:
         end = data.index(b"\n", pos)
         header = data[pos:end].decode().split()
         pos = end + 1
         if len(header) == 3 and header[1] == "blob":
             size = int(header[2])
-            out.append(data[pos : pos + size].decode())
+            rev, _, path = spec.partition(":")
+            out.append(_decode(data[pos : pos + size], rev, path))
             pos += size + 1
         elif len(header) == 3:
             pos += int(header[2]) + 1
@@ -219,7 +245,9 @@ def parent_counts(git: Git, commits: Sequence[str]) -> dict[str, int]:
     if not commits:
         return {}
     out = git.run("rev-list", "--no-walk", "--parents", "--stdin", input="\n".join(commits) + "\n")
-    return {ids[0]: len(ids) - 1 for ids in (line.split() for line in out.stdout.splitlines()) if ids}
+    return {
+        ids[0]: len(ids) - 1 for ids in (line.split() for line in out.stdout.splitlines()) if ids
+    }
 
 
 def last_change(git: Git, rev: str, path: str) -> str | None:
@@ -332,6 +360,7 @@ def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
     import io
     import tarfile
 
+    check_symlinks(git, rev, path)
     proc = subprocess.run(
         ["git", "archive", "--format=tar", rev, "--", path],
         cwd=git.cwd,
@@ -342,5 +371,38 @@ def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
     if proc.returncode != 0:
         raise GitError(["archive", rev, "--", path], proc.returncode, proc.stderr.decode())
     with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
-        tar.extractall(dest, filter="data")
+        try:
+            tar.extractall(dest, filter="data")
+        except tarfile.FilterError as exc:  # the net under check_symlinks
+            raise BadInput(f"{path} at {rev[:12]}: {exc}") from None
     return dest / path
+
+
+def check_symlinks(git: Git, rev: str, path: str) -> None:
+    """Refuse a symlink below `path` that is absolute or points outside `path`:
+    git stores symlinks, and a build must never read beyond the folder it builds."""
+    import posixpath
+
+    links = [
+        entry.split("\t", 1)
+        for entry in git.run("ls-tree", "-r", "-z", rev, "--", path).stdout.split("\0")
+        if entry.startswith("120000 ")
+    ]
+    for meta, name in links:
+        target = _decode(
+            subprocess.run(
+                ["git", "cat-file", "blob", meta.split()[2]],
+                cwd=git.cwd,
+                capture_output=True,
+                env={**os.environ, **_ENV},
+                check=True,
+            ).stdout,
+            rev,
+            name,
+        )
+        inside = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
+        if posixpath.isabs(target) or not (inside + "/").startswith(path.rstrip("/") + "/"):
+            raise BadInput(
+                f"{name} at {rev[:12]} is a symlink to {target!r}, outside {path}/",
+                "commit the file itself, or a link that stays inside the folder",
+            )

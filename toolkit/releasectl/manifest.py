@@ -28,6 +28,7 @@ from .names import MODEL_RE, check_version
 
 API_VERSION = "releasectl/v1"
 MAX_BYTES = 256 * 1024
+MAX_DEPTH = 32  # far more than a manifest needs, far less than the parsers' recursion
 
 Str = Annotated[str, StringConstraints(strict=True, min_length=1)]
 Digest = Annotated[str, StringConstraints(strict=True, pattern=r"^sha256:[0-9a-f]{64}$")]
@@ -183,30 +184,52 @@ def _describe(exc: ValidationError) -> str:
 def parse_document(text: str, source: str) -> Any:
     """The round-trip document (CommentedMap) of a manifest's text."""
     from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.events import AliasEvent
+    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
 
     if len(text.encode()) > MAX_BYTES:
         raise BadInput(f"{source}: file is larger than {MAX_BYTES // 1024} KiB")
     yaml = _yaml()
     try:
-        if any(isinstance(event, AliasEvent) for event in yaml.parse(io.StringIO(text))):
-            raise BadInput(f"{source}: YAML aliases are not allowed", "write the values out")
+        depth = 0
+        for event in yaml.parse(io.StringIO(text)):
+            if isinstance(event, AliasEvent):
+                raise BadInput(f"{source}: YAML aliases are not allowed", "write the values out")
+            if isinstance(event, CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise BadInput(
+                        f"{source}: YAML nested deeper than {MAX_DEPTH} levels",
+                        "a manifest is a few levels deep",
+                    )
+            elif isinstance(event, CollectionEndEvent):
+                depth -= 1
         document = yaml.load(text)
     except YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{source}: malformed YAML{where}: {problem}") from None
+        raise BadInput(f"{source}: malformed YAML{where}: {_one_line(problem)}") from None
+    except ValueError as exc:
+        # e.g. an integer beyond Python's int-str limit (a 5,000-digit serial).
+        raise BadInput(f"{source}: a value cannot be read: {_one_line(str(exc))}") from None
+    except RecursionError:
+        raise BadInput(f"{source}: YAML nested too deeply") from None
     if not isinstance(document, dict):
         raise BadInput(f"{source}: expected a mapping of keys at the top level")
     return document
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())[:300]
 
 
 def validate(document: Any, source: str, *, model: str | None = None) -> Manifest:
     try:
         manifest = Manifest.model_validate(_plain(document))
     except ValidationError as exc:
-        raise BadInput(f"{source}: {_describe(exc)}") from None
+        raise BadInput(f"{source}: {_one_line(_describe(exc))}") from None
+    except RecursionError:
+        raise BadInput(f"{source}: nested too deeply") from None
     if model is not None and manifest.model != model:
         raise BadInput(
             f"{source}: model is {manifest.model!r} but the folder is {model!r}",

@@ -49,6 +49,30 @@ def check_version(text: str) -> str:
     return text
 
 
+MAX_REASON = 500
+
+
+def check_reason(text: str) -> str:
+    """A revert's reason: one line of printable characters, at most MAX_REASON.
+    It lands in a commit message, a tag message, the manifest and CI
+    annotations, so it can never carry a line break, a control character or
+    a line of its own (docs/ARCHITECTURE.md, "Revert")."""
+    if not text.strip():
+        raise BadInput("the reason is empty", "say why, e.g. --reason 'error rate 12%'")
+    if len(text) > MAX_REASON:
+        raise BadInput(
+            f"the reason is {len(text)} characters long; at most {MAX_REASON} are allowed",
+            "one line; put the details in the incident's record",
+        )
+    bad = next((c for c in text if not c.isprintable()), None)
+    if bad is not None:
+        raise BadInput(
+            f"the reason contains a line break or control character ({bad!r})",
+            f"one line of at most {MAX_REASON} printable characters",
+        )
+    return text
+
+
 def model_dir(model: str) -> str:
     return f"{REGISTRY_DIR}/{model}"
 

@@ -27,6 +27,7 @@ from .changes import (
 from .errors import BadInput, OperationFailed, Refused
 from .names import (
     check_model,
+    check_reason,
     check_version,
     manifest_path,
     model_dir,
@@ -69,6 +70,7 @@ def plan(
     trust: TrustRoot | None = None,
 ) -> Plan:
     check_model(model)
+    check_reason(reason)
     if to is not None:
         check_version(to)
     manifest, _ = reg.current(git, model, base)
@@ -159,6 +161,9 @@ def _message(
     serial: int,
 ) -> str:
     undone = f" (commit {leaving.commit[:12]})" if leaving else ""
+    # The reason is one line (check_reason) in a paragraph of its own, so it
+    # can never start a line: not a trailer, not git's scissors line. The
+    # trailers are the final paragraph, which is all git parses as trailers.
     return (
         f'Revert "{model} {from_version}": back to stable {target.version}\n\n'
         f"This restores {model_dir(model)}/ to its content at {target.tag.name}\n"
@@ -207,6 +212,7 @@ def revert(
     push: bool = False,
 ) -> Outcome:
     """Plan and land a revert; with `push`, on the remote's tip, retried as it moves."""
+    check_reason(reason)  # before anything is fetched or written
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
     require_clean(git, model_dir(check_model(model)))
