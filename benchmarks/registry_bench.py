@@ -579,7 +579,12 @@ def measure_revert(
 
 
 def bench_size(
-    spec: Spec, runs: int, gto_runs: int, regenerate: bool, scratch: Path
+    spec: Spec,
+    runs: int,
+    gto_runs: int,
+    regenerate: bool,
+    scratch: Path,
+    baseline: list[str] | None = None,
 ) -> dict[str, object]:
     dest, meta = cached(spec, regenerate)
     model, current, stable = str(meta["model"]), str(meta["current"]), str(meta["last_stable"])
@@ -609,12 +614,91 @@ def bench_size(
     commands["gto history"] = measure(
         f"gto history {model}", [GTO, "history", model], repo, env, gto_runs
     )
+    commands.update(bench_verified(model, repo, env, runs, scratch, baseline))
     shutil.rmtree(work)
     return {
         "spec": {"models": spec.models, "releases_per_model": spec.per_model},
         "meta": meta,
         "commands": commands,
     }
+
+
+def baseline_cli(rev: str, scratch: Path) -> list[str]:
+    """releasectl as it was at `rev` (its package extracted with git archive, run
+    by this interpreter): today's figures measured in the same invocation."""
+    where = scratch / f"baseline-{rev[:12]}"
+    where.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(HERE.parent), "archive", "--format=tar", rev, "toolkit"],
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(where)], input=archive, check=True)
+    code = "import sys; from releasectl.cli import main; sys.argv[0] = 'releasectl'; main()"
+    return ["env", f"PYTHONPATH={where / 'toolkit'}", sys.executable, "-c", code]
+
+
+def measure_cold_history(
+    model: str, repo: Path, env: dict[str, str], runs: int
+) -> dict[str, object]:
+    """history with the verdict cache emptied before every run: every tag and
+    commit signature of the model checked again."""
+    verdicts = repo / ".git" / "releasectl" / "verdicts"
+    samples = []
+    for _ in range(runs):
+        shutil.rmtree(verdicts, ignore_errors=True)
+        samples.append(timed([RELEASECTL, "history", model, "--json"], repo, env))
+    p50 = statistics.median(samples)
+    log(f"  {'history (cold verdict cache)':<34} p50 {p50 * 1000:8.1f} ms")
+    return {"runs_s": [round(x, 4) for x in samples], "p50_s": round(p50, 4)}
+
+
+def measure_second_clone(
+    model: str, repo: Path, env: dict[str, str], runs: int, scratch: Path
+) -> dict[str, dict[str, object]]:
+    """A teammate's fresh clone without tags: `sync --pull`, then its first `show`."""
+    pulls, shows = [], []
+    for i in range(runs):
+        clone = scratch / f"clone-{i}"
+        subprocess.run(
+            ["git", "clone", "-q", "--no-tags", str(repo), str(clone)], env=env, check=True
+        )
+        pulls.append(timed([RELEASECTL, "sync", "--pull"], clone, env))
+        shows.append(timed([RELEASECTL, "show", model, "--json"], clone, env))
+        shutil.rmtree(clone)
+    out = {}
+    for key, samples in (("sync --pull (fresh clone)", pulls), ("show after sync --pull", shows)):
+        p50 = statistics.median(samples)
+        log(f"  {key:<34} p50 {p50 * 1000:8.1f} ms")
+        out[key] = {"runs_s": [round(x, 4) for x in samples], "p50_s": round(p50, 4)}
+    return out
+
+
+def bench_verified(
+    model: str,
+    repo: Path,
+    env: dict[str, str],
+    runs: int,
+    scratch: Path,
+    baseline: list[str] | None,
+) -> dict[str, dict[str, object]]:
+    """History with verdicts, cold and warm, next to the unverified history of
+    the baseline release; a second clone's reads after `sync --pull`."""
+    out: dict[str, dict[str, object]] = {}
+    if baseline is not None:
+        out["baseline history --json"] = measure(
+            f"baseline history {model} --json",
+            [*baseline, "history", model, "--json"],
+            repo,
+            env,
+            runs,
+        )
+    out["history cold"] = measure_cold_history(model, repo, env, runs)
+    out["history warm"] = measure(
+        f"history {model} --json (warm)", [RELEASECTL, "history", model, "--json"], repo, env, runs
+    )
+    out.update(measure_second_clone(model, repo, env, min(runs, 3), scratch))
+    return out
 
 
 # --------------------------------------------------------------------------- report
@@ -706,6 +790,59 @@ def report(small: dict[str, object], large: dict[str, object] | None) -> tuple[s
     return "\n".join(lines), verdicts
 
 
+GOAL_WARM = 0.2
+GOAL_WARM_RATIO = 1.2
+
+
+def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
+    """The shared-registry figures at the largest size, against their goals."""
+    commands = large["commands"]  # type: ignore[index]
+
+    def at(key: str) -> float | None:
+        entry = commands.get(key)  # type: ignore[union-attr]
+        return None if entry is None else float(entry["p50_s"])
+
+    base, warm, cold = at("baseline history --json"), at("history warm"), at("history cold")
+    rows = [
+        (
+            "history, verdicts, warm cache",
+            warm,
+            f"≤ {GOAL_WARM * 1000:.0f} ms",
+            warm is not None and warm <= GOAL_WARM,
+        ),
+        ("history, verdicts, cold cache", cold, "reported", True),
+        ("history, unverified (baseline release)", base, "reported", True),
+        (
+            "show (warm)",
+            at("show --json"),
+            f"≤ {GOAL_WARM * 1000:.0f} ms",
+            (at("show --json") or 9) <= GOAL_WARM,
+        ),
+        (
+            "revert --dry-run (cold)",
+            at("revert --dry-run"),
+            f"≤ {GOAL_READ * 1000:.0f} ms",
+            (at("revert --dry-run") or 9) <= GOAL_READ,
+        ),
+        ("sync --pull, fresh clone", at("sync --pull (fresh clone)"), "reported", True),
+        ("show after sync --pull", at("show after sync --pull"), "reported", True),
+    ]
+    lines = ["| shared registry @ largest size | p50 | goal | result |", "|---|---:|---|---|"]
+    verdicts = []
+    for shown, value, goal, ok in rows:
+        lines.append(f"| {shown} | {ms(value)} | {goal} | {'pass' if ok else 'FAIL'} |")
+        verdicts.append({"command": shown, "p50_s": value, "goal": goal, "pass": ok})
+    if base is not None and warm is not None:
+        ratio = warm / base
+        ok = ratio <= GOAL_WARM_RATIO
+        lines.append(
+            f"| warm history / baseline history | {ratio:.2f}× | ≤ {GOAL_WARM_RATIO}× "
+            f"| {'pass' if ok else 'FAIL'} |"
+        )
+        verdicts.append({"command": "warm / baseline history", "ratio": ratio, "pass": ok})
+    return "\n".join(lines), verdicts
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="only the 1,000-release registry")
@@ -715,6 +852,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--small", type=int, default=50, help="releases per model, small size")
     parser.add_argument("--large", type=int, default=500, help="releases per model, large size")
     parser.add_argument("--results", type=Path, default=RESULTS, help="where the JSON goes")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="a commit of this repository whose releasectl gives today's figures, "
+        "measured in the same run (e.g. the last release)",
+    )
     args = parser.parse_args(argv)
     if not Path(GTO).exists():
         log(f"{GTO} not found: install the bench extra (scripts/bootstrap bench)")
@@ -723,10 +866,15 @@ def main(argv: list[str] | None = None) -> int:
     specs = [Spec(MODELS, args.small)] + ([] if args.quick else [Spec(MODELS, args.large)])
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="releasectl-bench-") as scratch:
+        baseline = baseline_cli(args.baseline, Path(scratch)) if args.baseline else None
         results = [
-            bench_size(spec, args.runs, gto_runs, args.regenerate, Path(scratch)) for spec in specs
+            bench_size(spec, args.runs, gto_runs, args.regenerate, Path(scratch), baseline)
+            for spec in specs
         ]
     table, verdicts = report(results[0], results[1] if len(results) > 1 else None)
+    shared, shared_verdicts = report_verified(results[-1])
+    table += "\n\n" + shared
+    verdicts += shared_verdicts
     print(table)
     doc = {
         "benchmark": "registry",
