@@ -187,3 +187,7 @@ def test_a_teammate_deploys_a_release_from_the_team_store(tmp_path: Path) -> Non
             f"http://127.0.0.1:{port}/predict", json={"features": SETOSA}, timeout=30
         )
         assert answer.status_code == 200 and answer.json()["version"] == "1.0.0"
+        # Reads report what the local target serves, from its state alone.
+        rows = json.loads(b.ok("history", "iris", "--json"))
+        assert [(r["version"], r["live"]) for r in rows] == [("1.0.0", True)]
+        assert json.loads(b.ok("show", "iris", "--json"))["live"]["version"] == "1.0.0"
