@@ -84,7 +84,7 @@ def fail(exc: ReleasectlError) -> NoReturn:
 
         # The runner reads workflow commands from both streams, so no line we
         # write may start one; every input is escaped (docs/ARCHITECTURE.md,
-        # "The pipeline on GitHub").
+        # "Crafted input").
         sys.stderr.write(f"releasectl: {_inert(exc.line())}\n")
         command = " ".join(["releasectl", *sys.argv[1:]])
         sys.stdout.write(ci.error_annotation(exc.line(), title=command) + "\n")
@@ -119,8 +119,8 @@ def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
             traceback.print_exc()
         fail(exc)
     except (UnicodeDecodeError, RecursionError) as exc:
-        # The net under the parsers: input that cannot be decoded or is nested
-        # beyond reason is bad input (exit 2), never an internal error.
+        # The net under the parsers (docs/ARCHITECTURE.md, "Crafted input"):
+        # undecodable or absurdly nested input is bad input, not a bug.
         if ctx.debug:
             traceback.print_exc()
         what = "not valid UTF-8" if isinstance(exc, UnicodeDecodeError) else "nested too deeply"

@@ -4,7 +4,10 @@ The gate (docs/ARCHITECTURE.md, "The deploy gate"): a state is accepted only
 if its serial is higher than the deployed one and its commit descends from
 the deployed commit, or if it is the deployed state itself (a redeploy
 converges). So replaying an old signed commit is refused, while a revert,
-which is new state pointing at an old bundle, passes. The bundle comes from
+which is new state pointing at an old bundle, passes. "Deployed" is the
+highest state the target has ever served, a memory that survives `agent stop`
+and restarts; a verified rejected release, and a state or release that is not
+on the current branch, are never deployed. The bundle comes from
 the artifact store and its content digest is checked before anything is
 served; a known release is never rebuilt here."""
 
