@@ -142,7 +142,8 @@ def _in_actions(
 ) -> tuple[subprocess.CompletedProcess[str], str]:
     summary = tmp_path / "summary.md"
     summary.write_text("")
-    proc = repo.cli(*args, env={"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)})
+    env = {"GITHUB_ACTIONS": "true", "GITHUB_STEP_SUMMARY": str(summary)}
+    proc = repo.cli(*args, env={**env, "RELEASECTL_HOME": str(tmp_path / "state")})
     return proc, summary.read_text()
 
 
@@ -168,6 +169,13 @@ def test_an_argument_cannot_inject_a_workflow_command(iris: Repo, tmp_path: Path
     entry = summary.strip()
     assert "\n" not in entry and entry.startswith("❌ `releasectl revert iris --reason 50%")
     assert "(exit 2)" in entry
+
+
+def test_a_crafted_version_is_bad_input_not_a_missing_release(iris: Repo, tmp_path: Path) -> None:
+    proc, _ = _in_actions(iris, tmp_path, "deploy", "iris", "--version", "1.0\n::warning::x")
+    assert proc.returncode == 2 and "invalid version '1.0\\n::warning::x'" in proc.stderr
+    _no_injected_commands(proc)
+    assert not (tmp_path / "state").exists()  # refused before the target was asked
 
 
 def test_a_message_cannot_inject_a_workflow_command(iris: Repo, tmp_path: Path) -> None:

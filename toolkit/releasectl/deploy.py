@@ -31,7 +31,7 @@ from . import registry as reg
 from .build import fetch_bundle, store_for
 from .config import bundles_dir, home
 from .errors import OperationFailed, Refused
-from .names import manifest_path, model_dir, tag_name
+from .names import check_model, check_version, manifest_path, model_dir, tag_name
 from .signing import TrustRoot, check_commits, trust_root
 
 
@@ -52,6 +52,9 @@ class State:
 
 
 def resolve(git: g.Git, model: str, version: str | None = None) -> State:
+    check_model(model)
+    if version is not None:
+        check_version(version)  # bad input (exit 2), not "no such release"
     rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
     commit = g.rev_parse(git, rev)
     if commit is None:
