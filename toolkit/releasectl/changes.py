@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from . import git as g
-from . import sharing
+from . import registry, sharing
 from .errors import OperationFailed
 from .names import model_tag_refspecs
 from .signing import TrustRoot, check_commits, check_signing_key, check_tag
@@ -187,6 +187,7 @@ def land_pushed(
         g.fetch(
             git, remote, [f"+refs/heads/{remote_branch}:{tracking}", *model_tag_refspecs(model)]
         )
+        registry.discard_prefetched()  # plan from what this fetch brought
         tip = g.rev_parse(git, tracking)
         local = g.rev_parse(git, branch)
         if tip is None:

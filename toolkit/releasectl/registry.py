@@ -86,12 +86,6 @@ class History:
     def get(self, version: str) -> Release | None:
         return next((r for r in self.releases if r.version == version), None)
 
-    def last_stable(self) -> Release | None:
-        return next(
-            (r for r in self.releases if r.position is not None and r.stable and not r.rejected),
-            None,
-        )
-
 
 def read_tag_refs(git: g.Git, pending: g.Pending) -> list[TagRef]:
     """The registry tags (ours by name) among a started for-each-ref over _REF_FIELDS."""
@@ -134,6 +128,16 @@ def read_tags(
 
 
 _started: dict[tuple[str, str, str], tuple[g.Pending, g.Pending]] = {}
+
+
+def discard_prefetched() -> None:
+    """Forget reads started before a fetch: a plan is made from what was read
+    after the last fetch, never from a tag list that predates it."""
+    for refs, commits in _started.values():
+        for pending in (refs, commits):
+            pending.proc.kill()
+            pending.proc.communicate()
+    _started.clear()
 
 
 def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
@@ -329,7 +333,9 @@ def verify_release(
 
 
 def require_verified(git: g.Git, trust: TrustRoot, release: Release) -> None:
-    """Raise Refused (exit 3) unless every check of `release` holds."""
-    for check in verify_release(git, trust, release):
+    """Raise Refused (exit 3) unless every check of `release` itself holds. Its
+    marks are judged apart, where a decision needs them: a mark that does not
+    verify is ignored, never a reason to refuse."""
+    for check in verify_release(git, trust, release, marks=False):
         if not check.ok:
             raise Refused(f"{release.tag.name} does not verify: {check.name}: {check.detail}")

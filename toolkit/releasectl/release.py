@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import git as g
 from . import manifest as mf
@@ -34,6 +35,10 @@ from .names import (
 )
 from .signing import TrustRoot, trust_root
 from .store import ArtifactStore
+from .verdicts import verify_history
+
+if TYPE_CHECKING:
+    from semver import Version
 
 
 @dataclass(frozen=True)
@@ -74,7 +79,7 @@ def plan_release(
     name = tag_name("release", model, version)
     if history.get(version) is not None or g.tag_exists(git, name):
         raise Refused(f"{name} already exists; tags are never moved", "release a higher version")
-    highest = max((parse_version(r.version) for r in history.releases), default=None)
+    highest = _highest_verified(git, trust, history)
     if highest is not None and wanted <= highest:
         raise Refused(
             f"{model} {version} is not greater than the highest release {highest}",
@@ -128,6 +133,15 @@ def plan_release(
         sync_paths=(path,),
     )
     return Plan(model, version, serial, change, pin=pin)
+
+
+def _highest_verified(git: g.Git, trust: TrustRoot, history: reg.History) -> Version | None:
+    """The highest version among releases that verify, checked highest first
+    and stopping at the first that holds: a hand-made tag raises no bar."""
+    for candidate in sorted(history.releases, key=lambda r: parse_version(r.version), reverse=True):
+        if verify_history(git, trust, history, [candidate])[candidate.version].release.ok:
+            return parse_version(candidate.version)
+    return None
 
 
 def release(
@@ -237,11 +251,21 @@ def plan_mark_stable(
     target = history.get(version)
     if target is None:
         raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
-    if target.rejected is not None:
+    # Marks decide only when they verify (docs/ARCHITECTURE.md, "What verifies").
+    verdict = verify_history(git, trust, history, [target])[version]
+    if verdict.rejected is not None and verdict.rejected.ok:
         raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
     reg.require_verified(git, trust, target)
-    if target.stable is not None:
-        return target, None
+    if verdict.stable is not None:
+        if verdict.stable.ok:
+            return target, None
+        assert target.stable is not None
+        raise Refused(
+            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): it is "
+            "ignored, and a genuine mark cannot be made under a name that is taken",
+            "have an administrator delete that tag on the remote and in this clone, "
+            "then mark again",
+        )
     tag = NewTag(
         tag_name("stable", model, version),
         f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",

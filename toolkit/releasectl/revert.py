@@ -34,6 +34,7 @@ from .names import (
     tag_name,
 )
 from .signing import TrustRoot, trust_root
+from .verdicts import ignored_marks, last_stable, verify_history
 
 
 @dataclass(frozen=True)
@@ -75,7 +76,8 @@ def plan(
         check_version(to)
     manifest, _ = reg.current(git, model, base)
     history = reg.history(git, model, base)
-    target = _target(history, to)
+    trust = trust or trust_root(git, base)
+    target = _target(git, trust, history, to)
     if manifest.version == target.version:
         more = "" if to else "; use --to VERSION to go further back"
         note = f"{model} is already at its last stable release {target.version}{more}"
@@ -86,7 +88,6 @@ def plan(
             note += f" ({rejected.version} was reverted, {rejected.rejected.name} exists)"
         return Plan(model, manifest.version, target.version, base, manifest.serial, None, "", note)
 
-    trust = trust or trust_root(git, base)
     reg.require_verified(git, trust, target)
 
     stable_text = g.read_blob(git, target.commit, manifest_path(model))
@@ -105,6 +106,8 @@ def plan(
     leaving = history.get(manifest.version)
     message = _message(model, manifest.version, target, leaving, reason, serial)
     tags: tuple[NewTag, ...] = ()
+    # A tag under that name already (even one that does not verify, which a
+    # name cannot be taken back from): the revert commit records the rejection.
     if leaving is not None and leaving.rejected is None:
         tags = (
             NewTag(
@@ -127,15 +130,40 @@ def plan(
     return Plan(model, manifest.version, target.version, base, serial, change, message)
 
 
-def _target(history: reg.History, to: str | None) -> reg.Release:
+def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
+    """The rollback target, decided by marks that verify alone (docs/ARCHITECTURE.md,
+    "What verifies, remembered"): a forged or stray mark is never obeyed."""
     if to is None:
-        target = history.last_stable()
+        target, passed_over = last_stable(git, trust, history)
         if target is None:
+            ignored = ignored_marks(passed_over)
             raise OperationFailed(
-                f"{history.model} has no stable release to revert to",
+                f"{history.model} has no stable release to revert to"
+                + (f" (ignored marks that do not verify: {'; '.join(ignored)})" if ignored else ""),
                 f"mark one with `releasectl mark-stable {history.model} VERSION`",
             )
         return target
+    target = history.get(to)
+    if target is None:
+        raise BadInput(
+            f"{history.model} has no release {to}", f"see `releasectl history {history.model}`"
+        )
+    verdict = verify_history(git, trust, history, [target])[target.version]
+    if verdict.rejected is not None and verdict.rejected.ok:
+        raise Refused(f"{target.tag.name} was rejected; it is never a rollback target again")
+    if verdict.stable is None or not verdict.stable.ok:
+        why = (
+            f" (its stable tag does not verify: {verdict.stable.problem})" if verdict.stable else ""
+        )
+        raise Refused(
+            f"{target.tag.name} is not marked stable{why}; only stable releases are "
+            "rollback targets"
+        )
+    if not verdict.release.ok:
+        raise Refused(f"{target.tag.name} does not verify: {verdict.release.problem}")
+    if target.position is None:
+        raise Refused(f"{target.tag.name} is not on this branch's history")
+    return target
     target = history.get(to)
     if target is None:
         raise BadInput(

@@ -54,12 +54,15 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from .. import registry as reg
+            from ..signing import trust_root
+            from ..verdicts import last_stable
 
             git = repo()
+            trust = trust_root(git)
             rows = []
             for model in reg.list_models(git):
                 manifest, _ = reg.current(git, model)
-                stable = reg.history(git, model).last_stable()
+                stable, _ = last_stable(git, trust, reg.history(git, model))
                 rows.append(
                     {
                         "model": model,
@@ -105,7 +108,7 @@ def register(app: typer.Typer) -> None:
 
             from ..config import home
             from ..signing import trust_root
-            from ..targets.local.peek import live
+            from ..targets.peek import live
             from ..verdicts import history_report
 
             report = history_report(git, trust_root(git), h, live(home(), model))
@@ -150,7 +153,7 @@ def register(app: typer.Typer) -> None:
 
             from ..config import home
             from ..signing import trust_root
-            from ..targets.local.peek import live
+            from ..targets.peek import live
             from ..verdicts import ignored_marks, last_stable, verify_history
 
             trust = trust_root(git)
