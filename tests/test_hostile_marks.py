@@ -162,3 +162,23 @@ def test_revert_push_plans_with_a_rejection_pushed_meanwhile(
     # On the remote's tip the model is already at 1.0.0, its last stable release.
     assert _remote_manifest_version(bare) == "1.0.0"
     assert "already" in out.stdout
+
+
+@pytest.mark.parametrize("command", [["release", "iris", "1.3.0"], ["revert", "iris"]])
+def test_a_held_index_lock_is_waited_on_then_refused_with_nothing_written(
+    registry: Repo, command: list[str]
+) -> None:
+    three_releases(registry)
+    registry.write("model-releases/iris/service.py", "# iris 1.3.0\n")
+    registry.commit("iris 1.3.0")
+    lock = registry.path / ".git" / "index.lock"
+    lock.write_text("")  # another git process is at work
+    try:
+        before = registry.snapshot()
+        proc = registry.cli(*command)
+        assert proc.returncode == 1, proc.stderr
+        assert "index.lock" in proc.stderr and "nothing was written" in proc.stderr
+        assert registry.snapshot() == before
+    finally:
+        lock.unlink()
+    assert registry.cli(*command).returncode == 0  # the lock gone, the same command lands

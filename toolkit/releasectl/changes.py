@@ -10,6 +10,7 @@ change is planned again on the new tip (never forced).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -20,6 +21,7 @@ from .names import model_tag_refspecs
 from .signing import TrustRoot, check_commits, check_signing_key, check_tag
 
 MAX_PUSH_ATTEMPTS = 5
+INDEX_LOCK_WAIT_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -134,18 +136,44 @@ def _make_tags(git: g.Git, trust: TrustRoot, change: Change, commit: str | None)
     return made
 
 
+def wait_for_index(git: g.Git, timeout: float = INDEX_LOCK_WAIT_S) -> None:
+    """Another git process holds the index: wait briefly, then refuse with
+    nothing written (a branch that moved while its working tree could not
+    follow would leave the index holding the reverse change)."""
+    lock = g.git_dir(git) / "index.lock"
+    deadline = time.monotonic() + timeout
+    while lock.exists():
+        if time.monotonic() >= deadline:
+            raise OperationFailed(
+                f"another git process holds {lock} (waited {timeout:.0f} s); nothing was written",
+                "let it finish and run again; remove the file only if no git process is running",
+            )
+        time.sleep(0.05)
+
+
 def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
     check_signing_key(git)
+    if change.sync_paths:
+        wait_for_index(git)
     commit = _make_commit(git, trust, change)
     tags = _make_tags(git, trust, change, commit)
+    note = None
     if commit is not None:
         if not g.update_ref(git, f"refs/heads/{branch}", commit, change.base, "releasectl"):
             for name in tags:
                 g.delete_tag(git, name)
             raise OperationFailed(f"{branch} moved while the change was made; nothing was written")
-        for path in change.sync_paths:
-            g.sync_worktree(git, commit, path)
-    return Landed(commit, tuple(tags))
+        try:
+            for path in change.sync_paths:
+                g.sync_worktree(git, commit, path)
+        except g.GitError as exc:
+            # The change has landed; only the working copy lags (a lock taken meanwhile).
+            paths = " ".join(change.sync_paths)
+            note = (
+                f"landed, but the working tree could not follow ({exc}): "
+                f"run `git checkout -- {paths}`"
+            )
+    return Landed(commit, tuple(tags), note=note)
 
 
 def land_on_new_branch(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:

@@ -74,6 +74,8 @@ def register(app: typer.Typer) -> None:
             else:
                 made = f"commit {landed.commit[:12]} and " if landed.commit else ""
                 say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
+                if landed.note:
+                    say(landed.note)
                 if p.pin is not None:
                     for trained in p.pin.trained.models if p.pin.trained else []:
                         say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
