@@ -177,3 +177,25 @@ def test_the_real_revert_is_still_a_revert(iris: Repo, tmp_path: Path) -> None:
     assert _plan_after_merge(iris, tmp_path) == [
         {"model": "iris", "kind": "revert", "version": "1.0.0"}
     ]
+
+
+def test_a_state_that_declares_a_release_serves_only_its_bundle(
+    registry: Repo, tmp_path: Path
+) -> None:
+    """A trusted signer re-pins the released version to another bundle, by
+    hand: the gate refuses it (exit 3) before the target serves anything."""
+    from serving_helpers import state_home
+
+    registry.add_model("iris")
+    release(registry, "iris", "1.0.0")
+    text = (registry.path / MANIFEST).read_text()
+    registry.write(
+        MANIFEST, text.replace("bento: iris", "bento: iris\n  digest: sha256:" + "ab" * 32)
+    )
+    registry.commit("iris: a better bundle, same version")
+    with state_home(tmp_path / "state") as home:
+        proc = registry.cli("deploy", "iris")
+        assert proc.returncode == 3, proc.stderr
+        assert "declares 1.0.0 but pins another bundle than release/iris/v1.0.0" in proc.stderr
+        state = json.loads((home / "local" / "state.json").read_text())
+        assert state["models"] == {}
