@@ -10,13 +10,16 @@ change is planned again on the new tip (never forced).
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from . import git as g
 from . import registry, sharing
-from .errors import OperationFailed
+from .errors import OperationFailed, ReleasectlError
 from .names import model_tag_refspecs
 from .signing import TrustRoot, check_commits, check_signing_key, check_tag
 
@@ -156,24 +159,162 @@ def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Lan
     if change.sync_paths:
         wait_for_index(git)
     commit = _make_commit(git, trust, change)
-    tags = _make_tags(git, trust, change, commit)
+    _begin(git, Journal(branch, change.base, commit, _targets(change, commit), change.sync_paths))
+    tags = _tags_or_end(git, trust, change, commit)
     note = None
     if commit is not None:
         if not g.update_ref(git, f"refs/heads/{branch}", commit, change.base, "releasectl"):
             for name in tags:
                 g.delete_tag(git, name)
+            _end(git)
             raise OperationFailed(f"{branch} moved while the change was made; nothing was written")
-        try:
-            for path in change.sync_paths:
-                g.sync_worktree(git, commit, path)
-        except g.GitError as exc:
-            # The change has landed; only the working copy lags (a lock taken meanwhile).
-            paths = " ".join(change.sync_paths)
-            note = (
-                f"landed, but the working tree could not follow ({exc}): "
-                f"run `git checkout -- {paths}`"
-            )
+        note = _sync(git, commit, change.sync_paths)
+    _end(git)
     return Landed(commit, tuple(tags), note=note)
+
+
+def _tags_or_end(git: g.Git, trust: TrustRoot, change: Change, commit: str | None) -> list[str]:
+    """Make the change's tags; a failure has already removed them, so the
+    journal goes too (nothing is left to recover)."""
+    try:
+        return _make_tags(git, trust, change, commit)
+    except ReleasectlError:
+        _end(git)
+        raise
+
+
+def _sync(git: g.Git, commit: str, paths: tuple[str, ...]) -> str | None:
+    """Bring the working tree of `paths` to `commit`; a note when it cannot."""
+    try:
+        for path in paths:
+            g.sync_worktree(git, commit, path)
+    except g.GitError as exc:
+        # The change has landed; only the working copy lags (a lock taken meanwhile).
+        return (
+            f"landed, but the working tree could not follow ({exc}): "
+            f"run `git checkout -- {' '.join(paths)}`"
+        )
+    return None
+
+
+# --- the landing journal ----------------------------------------------------------
+#
+# A write is a few steps (commit object, tags, branch, push, working tree), and
+# a process can be killed between any two. Before the first visible step the
+# plan is written to .git/releasectl/landing.json; it is removed when the
+# landing is complete or has been undone. A later write command reads it
+# first (`recover`): if the branch (or the remote) has the change, it finishes
+# the rest; if not, it deletes the tags the dead run made, which nobody else
+# can have seen. Either way it says what it did (docs/ARCHITECTURE.md,
+# "Landing a change").
+
+
+@dataclass(frozen=True)
+class Journal:
+    branch: str
+    base: str
+    commit: str | None  # the new commit (None: tags only)
+    tags: dict[str, str]  # tag name -> the commit it is made on
+    sync_paths: tuple[str, ...] = ()
+    remote: str | None = None  # set for a push
+    remote_branch: str | None = None
+
+
+def _targets(change: Change, commit: str | None) -> dict[str, str]:
+    return {tag.name: tag.target or commit or "" for tag in change.tags}
+
+
+def _journal_path(git: g.Git) -> Path:
+    return g.git_dir(git) / "releasectl" / "landing.json"
+
+
+def _begin(git: g.Git, journal: Journal) -> None:
+    path = _journal_path(git)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".landing.{os.getpid()}")
+    with tmp.open("w") as handle:
+        json.dump(asdict(journal), handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    tmp.replace(path)
+
+
+def _end(git: g.Git) -> None:
+    _journal_path(git).unlink(missing_ok=True)
+
+
+def pending_recovery(git: g.Git) -> bool:
+    return _journal_path(git).exists()
+
+
+def recover(git: g.Git) -> list[str]:
+    """Finish or undo what a killed write left (see the landing journal);
+    returns what was done, for the command to say."""
+    path = _journal_path(git)
+    try:
+        raw = json.loads(path.read_text())
+        journal = Journal(**{**raw, "sync_paths": tuple(raw.get("sync_paths") or ())})
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, TypeError):
+        path.unlink(missing_ok=True)
+        return ["removed an unreadable landing journal left by an interrupted run"]
+    landed = _landed_remotely(git, journal) if journal.remote else _landed_locally(git, journal)
+    notes: list[str] = []
+    if landed:
+        on_branch = journal.commit is not None and g.current_branch(git) == journal.branch
+        if on_branch and journal.remote:
+            # As a push does after it succeeds: bring the local branch along.
+            git.run("merge", "--ff-only", "--quiet", str(journal.commit), check=False)
+        elif on_branch and g.rev_parse(git, f"refs/heads/{journal.branch}") == journal.commit:
+            _sync(git, str(journal.commit), journal.sync_paths)
+        notes.append(
+            "finished a change an interrupted run had landed"
+            + (f" ({', '.join(journal.tags)})" if journal.tags else "")
+        )
+    else:
+        removed = [name for name, target in journal.tags.items() if _ours(git, name, target)]
+        for name in removed:
+            g.delete_tag(git, name)
+        notes.append(
+            "undid a change an interrupted run had not landed"
+            + (f": removed {', '.join(removed)}, never published" if removed else "")
+        )
+    path.unlink(missing_ok=True)
+    return notes
+
+
+def _ours(git: g.Git, name: str, target: str) -> bool:
+    """The tag a dead run made: it exists and points at the journal's target."""
+    peeled = g.rev_parse(git, f"refs/tags/{name}^{{commit}}")
+    return peeled is not None and peeled == target
+
+
+def _landed_locally(git: g.Git, journal: Journal) -> bool:
+    if journal.commit is None:  # tags only: each is one ref write, so all or some
+        return all(_ours(git, name, target) for name, target in journal.tags.items())
+    tip = g.rev_parse(git, f"refs/heads/{journal.branch}")
+    return tip is not None and (tip == journal.commit or g.is_ancestor(git, journal.commit, tip))
+
+
+def _landed_remotely(git: g.Git, journal: Journal) -> bool:
+    """An atomic push: the remote has all of it or none."""
+    assert journal.remote is not None and journal.remote_branch is not None
+    refs = g.remote_refs(
+        git,
+        journal.remote,
+        [f"refs/heads/{journal.remote_branch}", *(f"refs/tags/{n}" for n in journal.tags)],
+    )
+    if journal.commit is None:
+        return bool(journal.tags) and all(f"refs/tags/{n}" in refs for n in journal.tags)
+    tip = refs.get(f"refs/heads/{journal.remote_branch}")
+    if tip is None:
+        return False
+    if tip != journal.commit:
+        tracking = f"refs/remotes/{journal.remote}/{journal.remote_branch}"
+        g.fetch(git, journal.remote, [f"+refs/heads/{journal.remote_branch}:{tracking}"])
+        return g.is_ancestor(git, journal.commit, tip)
+    return True
 
 
 def land_on_new_branch(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
@@ -233,7 +374,10 @@ def land_pushed(
         change = plan(base)
         trust = trust_at(base)
         commit = _make_commit(git, trust, change) if change is not None else None
-        tags = _make_tags(git, trust, change, commit) if change is not None else []
+        if change is not None:
+            targets = _targets(change, commit)
+            _begin(git, Journal(branch, base, commit, targets, (), remote, remote_branch))
+        tags = _tags_or_end(git, trust, change, commit) if change is not None else []
         # The branch moves when there is a commit, or when local commits are carried.
         new_tip = commit or base
         refspecs = [f"refs/tags/{name}:refs/tags/{name}" for name in tags]
@@ -251,6 +395,7 @@ def land_pushed(
             return None
         result = g.push(git, remote, refspecs + sharing.refspecs(carried))
         if result.returncode == 0:
+            _end(git)
             note = None
             if commit is not None and g.current_branch(git) == branch:
                 merged = git.run("merge", "--ff-only", "--quiet", commit, check=False)
@@ -267,6 +412,7 @@ def land_pushed(
             )
         for name in tags:
             g.delete_tag(git, name)
+        _end(git)
         if not _rejected(result.stdout + result.stderr):
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
             raise OperationFailed(f"push to {remote} failed: {' '.join(last)}")

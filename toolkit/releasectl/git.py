@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,26 @@ _ENV = {
     "LC_ALL": "C",
     "LANG": "C",
 }
+
+
+# Crash tests only: SIGKILL this process right after its N-th git command, so
+# that a test can stop a write at any step and check what a later run makes
+# of it (docs/ARCHITECTURE.md, "Landing a change").
+# RELEASECTL_TEST_GIT_TRACE names a file that gets a line per git command, so
+# a test can count them first.
+_CRASH_AFTER = int(os.environ.get("RELEASECTL_TEST_CRASH_AFTER_GIT") or 0)
+_TRACE = os.environ.get("RELEASECTL_TEST_GIT_TRACE")
+_calls = 0
+
+
+def _after_call() -> None:
+    global _calls
+    _calls += 1
+    if _TRACE:
+        with open(_TRACE, "a") as trace:
+            trace.write(f"{_calls}\n")
+    if _CRASH_AFTER and _calls >= _CRASH_AFTER:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 ZERO = "0" * 40  # "no commit": the parent of a first commit, the old value of a new ref
@@ -84,6 +105,7 @@ class Git:
             env=full_env,
             check=False,
         )
+        _after_call()
         if check and proc.returncode != 0:
             raise GitError(args, proc.returncode, proc.stderr + proc.stdout)
         return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -103,6 +125,7 @@ class Git:
             errors="replace",
             env={**os.environ, **_ENV},
         )
+        _after_call()
         return Pending(args, proc)
 
     def out(self, *args: str, **kwargs: object) -> str:

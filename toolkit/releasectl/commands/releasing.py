@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
             from ..signing import trust_root
 
             git = repo()
+            _recover(git, dry_run)
             if dry_run:
                 base = head(git)
                 p = rel.plan_release(git, trust_root(git, base), model, version, base)
@@ -105,6 +106,7 @@ def register(app: typer.Typer) -> None:
             from ..signing import trust_root
 
             git = repo()
+            _recover(git, dry_run)
             pull, push = (not push_only) or pull_only, (not pull_only) or push_only
             report = do_sync(
                 git, lambda tip: trust_root(git, tip), pull=pull, push=push, dry_run=dry_run
@@ -142,6 +144,7 @@ def register(app: typer.Typer) -> None:
             from ..signing import trust_root
 
             git = repo()
+            _recover(git, dry_run)
             if dry_run:
                 base = head(git)
                 target, change = rel.plan_mark_stable(
@@ -198,6 +201,7 @@ def register(app: typer.Typer) -> None:
             from .. import registry as reg
 
             git = repo()
+            _recover(git, dry_run)
             reg.prefetch(git, model)
 
             from .. import revert as rv
@@ -289,3 +293,16 @@ def _nothing(note: str, json: bool, deployed: Any = None) -> None:
 def _say_carried(carried: tuple[str, ...]) -> None:
     if carried:
         say(f"also pushed {len(carried)} registry tag(s) the remote lacked: {', '.join(carried)}")
+
+
+def _recover(git: Any, dry_run: bool) -> None:
+    """Finish or undo what an interrupted write left, and say so (on stderr);
+    a dry run only says that there is something to recover."""
+    from ..changes import pending_recovery, recover
+
+    if dry_run:
+        if pending_recovery(git):
+            typer.echo("releasectl: an interrupted write left work to finish or undo", err=True)
+        return
+    for note in recover(git):
+        typer.echo(f"releasectl: {note}", err=True)
