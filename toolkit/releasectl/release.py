@@ -251,7 +251,7 @@ def plan_mark_stable(
     target = history.get(version)
     if target is None:
         raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
-    # Marks decide only when they verify (docs/ARCHITECTURE.md, "What verifies").
+    # Marks decide only when they verify (docs/ARCHITECTURE.md, "Trust").
     verdict = verify_history(git, trust, history, [target])[version]
     if verdict.rejected is not None and verdict.rejected.ok:
         raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
