@@ -4,7 +4,12 @@ Pass (after the bake): mark it stable. Fail: revert to the last stable
 release (signed commit + rejected tag, pushed with `push`) and switch the local
 target back; the caller exits 4. Inconclusive: nothing changes; a human
 decides (exit 4). A watcher can also run detached after a deploy, so a bad
-version is rolled back with nobody at a terminal."""
+version is rolled back with nobody at a terminal.
+
+With `act=False` it only judges: no signing key is needed and nothing is
+marked, reverted or redeployed. That is the CI job that runs the model's code
+(it holds no key and no write token); a later job that runs no model code
+acts on the verdict (docs/ARCHITECTURE.md, "Trust")."""
 
 from __future__ import annotations
 
@@ -25,7 +30,7 @@ from .config import home
 from .deploy import deploy
 from .errors import BadInput, OperationFailed
 from .metrics import open_source
-from .names import check_model
+from .names import MAX_REASON, check_model
 from .release import mark_stable
 from .revert import Outcome, revert
 from .signing import check_signing_key
@@ -36,7 +41,7 @@ class Watched:
     model: str
     version: str
     verdict: Verdict
-    action: str  # "marked-stable", "reverted", "none"
+    action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
     revert: Outcome | None = None
     deployed_version: str | None = None
 
@@ -53,19 +58,28 @@ class Watched:
         }
 
 
+def revert_reason(verdict: Verdict) -> str:
+    """The reason a failed verdict's revert records: one line, within the
+    limit `revert --reason` accepts, whatever the metric names hold."""
+    text = "".join(c if c.isprintable() else " " for c in f"analysis failed: {verdict.message}")
+    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+
+
 def watch(
     git: g.Git,
     model: str,
     *,
     version: str | None = None,
     push: bool = False,
+    act: bool = True,
     on_measurement: Callable[[Measurement], None] | None = None,
 ) -> Watched:
     from .targets.local import LocalTarget
 
     check_model(model)
-    # The verdict must be acted on: find out now, not after the bake, if it cannot be.
-    check_signing_key(git)
+    if act:
+        # The verdict must be acted on: find out now, not after the bake, if it cannot be.
+        check_signing_key(git)
     status = next((s for s in LocalTarget(home()).status() if s.model == model), None)
     if status is None or status.live is None:
         raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
@@ -84,12 +98,13 @@ def watch(
     source = open_source(spec, live.version, base_url=f"http://127.0.0.1:{live.port}", fresh=True)
     with source:
         verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
+    if not act:
+        return Watched(model, live.version, verdict, "judged", None, live.version)
     if verdict.passed:
         mark_stable(git, model, live.version, push=push)
         return Watched(model, live.version, verdict, "marked-stable", None, live.version)
     if verdict.outcome == "failed":
-        reason = f"analysis failed: {verdict.message}"
-        outcome = revert(git, model, reason=reason, push=push)
+        outcome = revert(git, model, reason=revert_reason(verdict), push=push)
         result = deploy(git, model)
         return Watched(model, live.version, verdict, "reverted", outcome, result.version)
     return Watched(model, live.version, verdict, "none", None, live.version)

@@ -199,6 +199,14 @@ def register_watch(app: typer.Typer) -> None:
         push: Annotated[
             bool, typer.Option("--push", help="Push the stable tag or the revert.")
         ] = False,
+        judge_only: Annotated[
+            bool,
+            typer.Option(
+                "--judge-only",
+                help="Only report the verdict (and, in GitHub Actions, the step outputs "
+                "verdict, version and reason); mark nothing, revert nothing, need no key.",
+            ),
+        ] = False,
         json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
     ) -> None:
         """Analyse the live version; mark it stable, or revert and switch back."""
@@ -206,7 +214,11 @@ def register_watch(app: typer.Typer) -> None:
         def body() -> int:
             import json as json_
 
+            from ..errors import BadInput
             from ..watch import watch
+
+            if judge_only and push:
+                raise BadInput("--judge-only acts on nothing, so it pushes nothing: drop --push")
 
             def show(m: Any) -> None:
                 if json:
@@ -214,6 +226,9 @@ def register_watch(app: typer.Typer) -> None:
                 else:
                     mark = {"successful": "ok  ", "failed": "FAIL", "inconclusive": "??  "}
                     say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {m.message}")
+
+            if judge_only:
+                return _judge(model, version, json, show)
 
             result = watch(repo(), model, version=version, push=push, on_measurement=show)
             verdict = result.verdict
@@ -241,3 +256,39 @@ def register_watch(app: typer.Typer) -> None:
             return 4
 
         run(body)
+
+
+def _judge(model: str, version: str | None, json: bool, show: Any) -> int:
+    """`watch --judge-only`: the verdict, reported and nothing else. In GitHub
+    Actions the step outputs carry it to a job that runs no model code, which
+    marks or reverts (docs/ARCHITECTURE.md, "Trust"): `verdict` is one of
+    passed, failed, inconclusive; `reason` is one line that `revert --reason`
+    accepts."""
+    import json as json_
+
+    from .. import ci
+    from ..watch import revert_reason, watch
+
+    result = watch(repo(), model, version=version, act=False, on_measurement=show)
+    verdict = result.verdict
+    reason = revert_reason(verdict)
+    ci.set_output("verdict", verdict.outcome.value)
+    ci.set_output("version", result.version)
+    ci.set_output("reason", reason)
+    if json:
+        say(json_.dumps({**result.to_json(), "reason": reason}))
+    ci_summary(
+        f"{'✅' if verdict.passed else '❌'} analysis of {model} "
+        f"{result.version}: {verdict.outcome}: {verdict.message} → judged only"
+    )
+    if verdict.passed:
+        if not json:
+            say(f"{model} {result.version} passed (judged only: not marked stable here)")
+        return 0
+    line = (
+        f"{model} {result.version} failed analysis: {verdict.message}; judged only: not reverted"
+        if verdict.outcome == "failed"
+        else f"{model} {result.version} needs a human: {verdict.message}; nothing changed"
+    )
+    sys.stderr.write(f"releasectl: {line}\n")
+    return 4
