@@ -733,6 +733,7 @@ class JobResult:
     runs_on: Any = None
     annotations: list[tuple[str, str]] = field(default_factory=list)
     workspace: Path | None = None
+    temp: Path | None = None  # the job's RUNNER_TEMP, kept after the run for inspection
 
 
 @dataclass
@@ -1176,6 +1177,7 @@ def _run_job(run: _Run, job_id: str) -> JobResult:
     workspace.mkdir()
     temp.mkdir()
     result.workspace = workspace
+    result.temp = temp
     _run_steps(run, job_id, spec, result, base_ctx, job_env, workspace, temp)
     final = Scope(
         {

@@ -25,6 +25,16 @@ WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
 BIN = Path(sys.executable).parent
 # A job "pushes" when one of its steps runs `git push` or `releasectl … --push`.
 PUSHES = re.compile(r"\bgit\s+push\b|\breleasectl\b[^\n]*\s--push\b")
+# A job "runs model code" when it builds, serves or bakes a bundle: `releasectl build`,
+# `deploy`, `watch`, `release` without --no-build (it trains), `ci deploy` without
+# --push (it deploys; with --push it only tags), `… --deploy`, or bentoml itself.
+MODEL_CODE = re.compile(
+    r"\breleasectl\s+(?:build|deploy|watch)\b"
+    r"|\breleasectl\s+release\b(?![^\n]*\s--no-build\b)"
+    r"|\breleasectl\s+ci\s+deploy\b(?![^\n]*\s--push\b)"
+    r"|\breleasectl\b[^\n]*\s--deploy\b"
+    r"|\bbentoml\b"
+)
 
 
 def project_workflows(folder: Path = WORKFLOWS) -> list[Path]:
@@ -143,11 +153,35 @@ def _job_violations(name: str, job_id: str, job: dict[str, Any], doc: dict[str, 
                 f"{label}: actions/checkout must set persist-credentials: false "
                 "(only a job that runs `git push` or `releasectl … --push` may keep them)"
             )
+    found += _model_code_violations(where, job, doc)
     environment = job.get("environment")
     if isinstance(environment, dict):
         environment = environment.get("name")
     if environment is not None and "production" in str(environment):
         found += _deploy_concurrency(where, job.get("concurrency", doc.get("concurrency")))
+    return found
+
+
+def _writes(permissions: Any) -> list[str]:
+    if isinstance(permissions, str):
+        return [permissions] if permissions == "write-all" else []
+    return [f"{k}: {v}" for k, v in (permissions or {}).items() if v == "write"]
+
+
+def _model_code_violations(where: str, job: dict[str, Any], doc: dict[str, Any]) -> list[str]:
+    """A job that runs model code holds no secret and no write token: model code
+    could read a key file or a persisted token (docs/ARCHITECTURE.md, "Trust")."""
+    runs = [str(s.get("run", "")) for s in job.get("steps") or []]
+    if not any(MODEL_CODE.search(r) for r in runs):
+        return []
+    what = f"{where} runs model code (build, deploy, watch)"
+    found = []
+    if "secrets." in f"{job}{doc.get('env') or ''}":
+        found.append(f"{what} and references secrets: it must hold no signing key")
+    if writes := _writes(job.get("permissions")):
+        found.append(f"{what} and has write permissions {writes}: contents: read at most")
+    if any(PUSHES.search(r) or "--signing" in r for r in runs):
+        found.append(f"{what} and signs or pushes: sign and push in a job that runs no model code")
     return found
 
 
@@ -342,6 +376,22 @@ BAD = {
         "cancel-in-progress: false",
         "cancel-in-progress: true",
         "must set cancel-in-progress: false",
+    ),
+    # The job that runs model code holds no key and no write token (issue 9, class 8).
+    "key-beside-model-code": (
+        '      - env:\n          MODEL: ${{ needs.build.outputs.model }}\n        run: releasectl deploy "$MODEL"',  # noqa: E501
+        '      - env:\n          SIGNING_KEY: ${{ secrets.RELEASECTL_SIGNING_KEY }}\n        run: releasectl ci setup --signing\n      - env:\n          MODEL: ${{ needs.build.outputs.model }}\n        run: releasectl deploy "$MODEL"',  # noqa: E501
+        "job 'deploy' runs model code (build, deploy, watch) and references secrets",
+    ),
+    "write-token-beside-model-code": (
+        'run: releasectl mark-stable "$MODEL" --push',
+        'run: releasectl watch "$MODEL" && releasectl mark-stable "$MODEL" --push',
+        "job 'mark-stable' runs model code (build, deploy, watch) and has write permissions",
+    ),
+    "build-with-a-workflow-level-secret": (
+        "permissions: {}\njobs:",
+        "permissions: {}\nenv:\n  KEY: ${{ secrets.RELEASECTL_SIGNING_KEY }}\njobs:",
+        "job 'deploy' runs model code (build, deploy, watch) and references secrets",
     ),
     # Supply chain (issue 14): nothing installed by name, nothing without hashes.
     "install-by-name": (

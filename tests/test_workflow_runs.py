@@ -5,6 +5,7 @@ bentoml, the local target; only GitHub itself is stood in for."""
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from bundle_helpers import free_port
 from conftest import RELEASECTL, git, make_key
-from gha import Event, RunResult, run_workflow
+from gha import Event, JobResult, RunResult, load_workflow, run_workflow
 from serving_helpers import Load, bentoml_processes, iris_registry, set_analysis, set_faults
 from supply_chain_helpers import wheelhouse
 from test_watch import FAST
@@ -120,6 +121,47 @@ def gh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHub]:
         assert not leftovers, "a workflow left servers running"
 
 
+def _no_key_no_token(gh: GitHub, workflow: str, result: RunResult, *jobs: str) -> None:
+    """The jobs that run model code (build, serve, bake) hold no signing key and no
+    write token (issue 9, class 8): as written, and as they actually ran."""
+    doc = load_workflow(WORKFLOWS / workflow)
+    key = gh.secrets["RELEASECTL_SIGNING_KEY"].strip()
+    for job_id in jobs:
+        spec = doc["jobs"][job_id]
+        assert "secrets." not in f"{spec}{doc.get('env') or ''}", job_id
+        assert spec["permissions"] == {"contents": "read"}, job_id
+        checkouts = [s for s in spec["steps"] if "actions/checkout@" in str(s.get("uses"))]
+        assert checkouts and all(s["with"]["persist-credentials"] is False for s in checkouts), (
+            job_id
+        )
+        job = result.jobs[job_id]
+        assert job.conclusion != "skipped" and job.temp and job.workspace, job_id
+        assert not _holds_key(job, key), f"{job_id} had the signing key"
+        config = git(job.workspace, "config", "--local", "--list")
+        assert "user.signingkey" not in config and "extraheader" not in config, (job_id, config)
+        assert all(key not in v for v in job.env.values()), job_id
+
+
+def _holds_key(job: JobResult, key: str) -> bool:
+    """The CI key in a file under the job's RUNNER_TEMP, or named by its git config."""
+    assert job.temp is not None and job.workspace is not None
+    files = [p for p in job.temp.rglob("*") if p.is_file() and not p.is_symlink()]
+    in_temp = any(key in p.read_text(errors="replace") for p in files)
+    named = git(job.workspace, "config", "--local", "--default", "", "--get", "user.signingkey")
+    return in_temp or bool(named)
+
+
+def _keyed(gh: GitHub, workflow: str, result: RunResult, job_id: str) -> None:
+    """The control: the job that signs and pushes held the key (so the check above
+    does see a key where there is one), and runs no model code."""
+    job = result.jobs[job_id]
+    assert job.conclusion == "success", job_id
+    assert _holds_key(job, gh.secrets["RELEASECTL_SIGNING_KEY"].strip()), job_id
+    spec = load_workflow(WORKFLOWS / workflow)["jobs"][job_id]
+    runs = [str(step.get("run", "")) for step in spec["steps"]]
+    assert not any(re.search(r"releasectl\s+(build|deploy|watch)\b|--deploy\b", r) for r in runs)
+
+
 def _pr_event(gh: GitHub, branch: str) -> Event:
     head = gh.remote_sha(f"refs/heads/{branch}")
     base = gh.remote_sha("refs/heads/main")
@@ -202,8 +244,15 @@ def test_a_good_release_ends_with_a_stable_tag_on_the_remote(gh: GitHub) -> None
     assert git(gh.remote, "tag", "--list", "stable/iris/*") == "stable/iris/v1.0.0"
     assert git(gh.remote, "cat-file", "-p", "stable/iris/v1.0.0").count(CI_EMAIL) == 1
     summary = _summary(result)
-    assert "built from the tag, equal to the pin" in summary and "marked-stable" in summary
+    assert "built from the tag, equal to the pin" in summary
+    assert "iris 1.0.0: passed" in result.jobs["bake"].summary
+    assert result.jobs["bake"].outputs["verdict"] == "passed"
+    record = result.step("record", "Mark stable or revert, and push")
+    assert "marked iris 1.0.0 stable" in record.log
+    assert result.jobs["redeploy"].conclusion == "skipped"
     assert gh.status()["live"]["version"] == "1.0.0"
+    _no_key_no_token(gh, "release.yml", result, "verify", "bake")
+    _keyed(gh, "release.yml", result, "record")
 
 
 def test_a_faulty_release_is_reverted_and_deploy_yml_fast_tracks_the_stable_one(
@@ -216,24 +265,40 @@ def test_a_faulty_release_is_reverted_and_deploy_yml_fast_tracks_the_stable_one(
     with Load(gh.url):
         result = gh.run("release.yml", _tag_push(gh, "2.0.0"))
     assert result.conclusion == "failure"  # the release failed its analysis ...
-    watch = result.step("deploy", "Watch, then mark stable or revert")
-    assert watch.outcome == "failure"
-    # ... and CI reverted it on the remote, signed with its own key
+    judge = result.step("bake", "Watch and judge")
+    assert judge.outcome == "failure"
+    assert result.jobs["bake"].outputs["verdict"] == "failed"
+    reason = result.jobs["bake"].outputs["reason"]
+    assert reason.startswith("analysis failed: ") and "\n" not in reason
+    # ... CI reverted it on the remote, signed with its own key, in a job that runs no
+    # model code ...
     head = gh.remote_sha("refs/heads/main")
     message = git(gh.remote, "log", "-1", "--format=%B", head)
     assert "Releasectl-Revert-From: 2.0.0" in message and "Releasectl-Revert-To: 1.0.0" in message
+    assert reason in message
     assert git(gh.remote, "log", "-1", "--format=%ce", head) == CI_EMAIL
     assert git(gh.remote, "tag", "--list", "rejected/iris/*") == "rejected/iris/v2.0.0"
+    # ... and a job without the key deployed the stable version from main.
+    assert result.jobs["redeploy"].conclusion == "success", _logs(result)
+    assert "fast track" in result.jobs["redeploy"].summary
+    live = gh.status()["live"]
+    assert live["version"] == "1.0.0" and live["commit"] == head and live["fast_track"]
+    _no_key_no_token(gh, "release.yml", result, "verify", "bake", "redeploy")
+    _keyed(gh, "release.yml", result, "record")
 
+    # deploy.yml, run by that push (with a token that starts workflows), converges.
     push = Event.push("refs/heads/main", head)
     push.payload["before"] = released
     deployed = gh.run("deploy.yml", push)
     assert deployed.conclusion == "success", _logs(deployed)
     assert deployed.jobs["plan"].outputs["count"] == "1"
+    assert deployed.jobs["plan"].outputs["kinds"] == "revert"
+    assert deployed.jobs["tag"].conclusion == "skipped"
     assert "fast track" in _summary(deployed)
     live = gh.status()["live"]
     assert live["version"] == "1.0.0" and live["commit"] == head and live["fast_track"]
-    assert deployed.jobs["deploy"].environment["name"] == "production"
+    assert (deployed.jobs["deploy"].environment or {}).get("name") == "production"
+    _no_key_no_token(gh, "deploy.yml", deployed, "plan", "deploy")
 
 
 def test_a_tag_signed_by_an_untrusted_key_stops_before_deploy(gh: GitHub, tmp_path: Path) -> None:
@@ -248,7 +313,8 @@ def test_a_tag_signed_by_an_untrusted_key_stops_before_deploy(gh: GitHub, tmp_pa
     result = gh.run("release.yml", _tag_push(gh, "9.0.0"))
     assert result.conclusion == "failure"
     assert result.step("verify", "Verify the tag").outcome == "failure"
-    assert result.jobs["deploy"].conclusion == "skipped"
+    assert result.jobs["bake"].conclusion == "skipped"
+    assert result.jobs["record"].conclusion == "skipped"
     assert "not in the allowed signers" in _summary(result)
     assert gh.status()["live"] == before
 
@@ -263,7 +329,38 @@ def test_a_digest_that_does_not_match_its_pin_stops_before_deploy(gh: GitHub) ->
     result = gh.run("release.yml", _tag_push(gh, "10.0.0"))
     assert result.conclusion == "failure"
     assert result.step("verify", "Build from the tag and store").outcome == "failure"
-    assert result.jobs["deploy"].conclusion == "skipped"
+    assert result.jobs["bake"].conclusion == "skipped"
+    assert result.jobs["record"].conclusion == "skipped"
     assert "but the release pins" in _summary(result)
     assert gh.status()["live"] == before
     assert gh.store.is_dir()
+
+
+def _rollback(gh: GitHub, reason: str) -> RunResult:
+    head = gh.remote_sha("refs/heads/main")
+    event = Event.dispatch("refs/heads/main", head, {"model": "iris", "reason": reason})
+    return gh.run("rollback.yml", event)
+
+
+def test_rollback_reverts_in_a_keyed_job_and_deploys_in_a_keyless_one(gh: GitHub) -> None:
+    """After the tests above main declares 10.0.0 (never deployed) and 1.0.0 is
+    the last stable release: a rollback reverts to it and serves it."""
+    before = gh.remote_sha("refs/heads/main")
+    # A reason that is not one line is refused before anything is pushed or deployed.
+    refused = _rollback(gh, "two\nlines")
+    assert refused.conclusion == "failure"
+    assert refused.step("revert", "Revert and push").outcome == "failure"
+    assert refused.jobs["deploy"].conclusion == "skipped"
+    assert gh.remote_sha("refs/heads/main") == before
+
+    result = _rollback(gh, "latency regression, INC-42")
+    assert result.conclusion == "success", _logs(result)
+    head = gh.remote_sha("refs/heads/main")
+    message = git(gh.remote, "log", "-1", "--format=%B", head)
+    assert "Releasectl-Revert-To: 1.0.0" in message and "latency regression, INC-42" in message
+    assert git(gh.remote, "log", "-1", "--format=%ce", head) == CI_EMAIL
+    assert "rejected/iris/v10.0.0" in git(gh.remote, "tag", "--list", "rejected/iris/*")
+    live = gh.status()["live"]
+    assert live["version"] == "1.0.0" and live["commit"] == head and live["fast_track"]
+    _no_key_no_token(gh, "rollback.yml", result, "deploy")
+    _keyed(gh, "rollback.yml", result, "revert")

@@ -131,6 +131,8 @@ def publish_plan(items: list[Item]) -> None:
     set_output("matrix", json.dumps({"include": include}))
     set_output("count", str(len(items)))
     set_output("models", ",".join(sorted({i.model for i in items})))
+    # Which jobs have work: the keyed one tags (untagged), the keyless one deploys.
+    set_output("kinds", ",".join(sorted({i.kind for i in items})))
     if len(items) == 1:
         for key, value in include[0].items():
             set_output(key, value)
@@ -214,13 +216,23 @@ def _private_file(path: Path, text: str) -> Path:
 
 
 def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
-    """deploy.yml's work, model by model; returns one summary line each."""
+    """deploy.yml's work, model by model; returns one summary line each.
+
+    Without `push` (the job that runs model code, with no key and no write
+    token) it deploys reverts and manual deploys; with `push` (the job that
+    holds the key and runs no model code) it only tags merged releases and
+    deploys nothing (docs/ARCHITECTURE.md, "Trust")."""
     from .deploy import deploy
     from .release import release
 
     lines = []
     for item in items:
-        if item.kind in ("revert", "deploy"):
+        if item.kind in ("revert", "deploy") and push:
+            lines.append(
+                f"{item.model} {item.version}: a {item.kind}; deployed by the job without "
+                "a key (`releasectl ci deploy`, no --push)"
+            )
+        elif item.kind in ("revert", "deploy"):
             result = deploy(git, item.model)
             track = " on the fast track (a revert: no bake)" if result.fast_track else ""
             lines.append(f"{item.model} {result.version} deployed{track}, {result.switch} switch")
