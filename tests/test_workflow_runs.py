@@ -336,6 +336,30 @@ def test_a_digest_that_does_not_match_its_pin_stops_before_deploy(gh: GitHub) ->
     assert gh.store.is_dir()
 
 
+def test_a_merged_release_is_tagged_by_a_keyed_job_that_deploys_nothing(gh: GitHub) -> None:
+    d = gh.dev
+    d.git("pull", "-q", "--ff-only", "origin", "main")
+    live = gh.status()["live"]
+    proc = d.cli("propose", "iris", "11.0.0", "--push")
+    assert proc.returncode == 0, proc.stderr
+    before = gh.remote_sha("refs/heads/main")
+    d.git("push", "-q", "origin", "propose/iris/v11.0.0:main")  # merged (a fast-forward)
+    d.git("checkout", "-q", "main")
+    push = Event.push("refs/heads/main", gh.remote_sha("refs/heads/main"))
+    push.payload["before"] = before
+    result = gh.run("deploy.yml", push)
+    assert result.conclusion == "success", _logs(result)
+    assert result.jobs["plan"].outputs["kinds"] == "untagged"
+    assert result.jobs["deploy"].conclusion == "skipped"
+    tag = "release/iris/v11.0.0"
+    assert git(gh.remote, "tag", "--list", tag) == tag
+    assert git(gh.remote, "cat-file", "-p", tag).count(CI_EMAIL) == 1
+    assert "release.yml builds, deploys and watches it" in result.jobs["tag"].summary
+    _no_key_no_token(gh, "deploy.yml", result, "plan")
+    _keyed(gh, "deploy.yml", result, "tag")
+    assert gh.status()["live"] == live
+
+
 def _rollback(gh: GitHub, reason: str) -> RunResult:
     head = gh.remote_sha("refs/heads/main")
     event = Event.dispatch("refs/heads/main", head, {"model": "iris", "reason": reason})
@@ -343,9 +367,13 @@ def _rollback(gh: GitHub, reason: str) -> RunResult:
 
 
 def test_rollback_reverts_in_a_keyed_job_and_deploys_in_a_keyless_one(gh: GitHub) -> None:
-    """After the tests above main declares 10.0.0 (never deployed) and 1.0.0 is
-    the last stable release: a rollback reverts to it and serves it."""
+    """After the tests above main declares a release that was never deployed
+    and 1.0.0 is the last stable release: a rollback reverts to it and serves it."""
     before = gh.remote_sha("refs/heads/main")
+    declared = git(gh.remote, "show", "main:model-releases/iris/release.yaml")
+    version = next(
+        v for k, _, v in (ln.partition(": ") for ln in declared.splitlines()) if k == "version"
+    )
     # A reason that is not one line is refused before anything is pushed or deployed.
     refused = _rollback(gh, "two\nlines")
     assert refused.conclusion == "failure"
@@ -359,7 +387,7 @@ def test_rollback_reverts_in_a_keyed_job_and_deploys_in_a_keyless_one(gh: GitHub
     message = git(gh.remote, "log", "-1", "--format=%B", head)
     assert "Releasectl-Revert-To: 1.0.0" in message and "latency regression, INC-42" in message
     assert git(gh.remote, "log", "-1", "--format=%ce", head) == CI_EMAIL
-    assert "rejected/iris/v10.0.0" in git(gh.remote, "tag", "--list", "rejected/iris/*")
+    assert f"rejected/iris/v{version}" in git(gh.remote, "tag", "--list", "rejected/iris/*")
     live = gh.status()["live"]
     assert live["version"] == "1.0.0" and live["commit"] == head and live["fast_track"]
     _no_key_no_token(gh, "rollback.yml", result, "deploy")
