@@ -229,8 +229,9 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
     for item in items:
         if item.kind in ("revert", "deploy") and push:
             lines.append(
-                f"{item.model} {item.version}: a {item.kind}; deployed by the job without "
-                "a key (`releasectl ci deploy`, no --push)"
+                f"{item.model} {item.version}: a {item.kind}, NOT deployed here: a job that "
+                "signs and pushes runs no model code; `releasectl ci deploy` (no --push) "
+                "in a job without the key deploys it"
             )
         elif item.kind in ("revert", "deploy"):
             result = deploy(git, item.model)
