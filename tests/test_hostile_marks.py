@@ -182,3 +182,17 @@ def test_a_held_index_lock_is_waited_on_then_refused_with_nothing_written(
     finally:
         lock.unlink()
     assert registry.cli(*command).returncode == 0  # the lock gone, the same command lands
+
+
+@pytest.mark.parametrize("forge", [lightweight, stranger_signed], ids=lambda f: f.__name__)
+def test_a_hand_made_release_tag_blocks_no_pull_request(registry: Repo, forge: Forge) -> None:
+    three_releases(registry)
+    base = registry.head()
+    forge(registry, "release/iris/v99.0.0", base)
+    proposed = registry.cli("propose", "iris", "1.3.0", "--no-build")
+    assert proposed.returncode == 0, proposed.stderr
+    registry.git("checkout", "-q", "propose/iris/v1.3.0")
+    proc = registry.cli("check", "--base", base, "--no-build", "--json")
+    findings = json.loads(proc.stdout)["findings"]
+    version = [f for f in findings if f["check"] == "version"]
+    assert version and all(f["ok"] for f in version), findings

@@ -20,6 +20,7 @@ from .build import build_sources, explain_mismatch, recorded_files, store_for
 from .errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from .names import REGISTRY_DIR, manifest_path, parse_version
 from .signing import check_commits, trust_root
+from .verdicts import highest_verified
 
 
 @dataclass(frozen=True)
@@ -205,8 +206,9 @@ def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest
             REFUSED,
         )
     history = reg.history(git, model, report.base)
-    taken = history.get(manifest.version)
-    newest = max((parse_version(r.version) for r in history.releases), default=None)
+    taken = history.get(manifest.version)  # a name taken, even by a tag that does not verify
+    # Only releases that verify raise the bar: a hand-made tag blocks no pull request.
+    newest = highest_verified(git, trust_root(git, report.base), history)
     if taken is not None:
         state = "released and rejected" if taken.rejected is not None else "released"
         report.add(

@@ -7,7 +7,6 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from . import git as g
 from . import manifest as mf
@@ -35,10 +34,7 @@ from .names import (
 )
 from .signing import TrustRoot, trust_root
 from .store import ArtifactStore
-from .verdicts import verify_history
-
-if TYPE_CHECKING:
-    from semver import Version
+from .verdicts import highest_verified, verify_history
 
 
 @dataclass(frozen=True)
@@ -79,7 +75,7 @@ def plan_release(
     name = tag_name("release", model, version)
     if history.get(version) is not None or g.tag_exists(git, name):
         raise Refused(f"{name} already exists; tags are never moved", "release a higher version")
-    highest = _highest_verified(git, trust, history)
+    highest = highest_verified(git, trust, history)
     if highest is not None and wanted <= highest:
         raise Refused(
             f"{model} {version} is not greater than the highest release {highest}",
@@ -133,15 +129,6 @@ def plan_release(
         sync_paths=(path,),
     )
     return Plan(model, version, serial, change, pin=pin)
-
-
-def _highest_verified(git: g.Git, trust: TrustRoot, history: reg.History) -> Version | None:
-    """The highest version among releases that verify, checked highest first
-    and stopping at the first that holds: a hand-made tag raises no bar."""
-    for candidate in sorted(history.releases, key=lambda r: parse_version(r.version), reverse=True):
-        if verify_history(git, trust, history, [candidate])[candidate.version].release.ok:
-            return parse_version(candidate.version)
-    return None
 
 
 def release(

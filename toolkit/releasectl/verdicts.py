@@ -16,11 +16,15 @@ import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import git as g
 from . import registry as reg
-from .names import manifest_path
+from .names import manifest_path, parse_version
 from .signing import TrustRoot, Verdict, check_commits
+
+if TYPE_CHECKING:
+    from semver import Version
 
 _PARALLEL = 8  # signature checks in flight at once (each is an ssh-keygen run)
 _FORMAT = 1
@@ -215,6 +219,15 @@ def verify_history(
         )
         for r in wanted
     }
+
+
+def highest_verified(git: g.Git, trust: TrustRoot, history: reg.History) -> Version | None:
+    """The highest version among releases that verify, checked highest first
+    and stopping at the first that holds: a hand-made tag raises no bar."""
+    for candidate in sorted(history.releases, key=lambda r: parse_version(r.version), reverse=True):
+        if verify_history(git, trust, history, [candidate])[candidate.version].release.ok:
+            return parse_version(candidate.version)
+    return None
 
 
 def counts_as_stable(verdict: ReleaseVerdict) -> bool:
