@@ -693,6 +693,15 @@ def bench_verified(
             env,
             runs,
         )
+        stable = json.loads(run_ok([RELEASECTL, "show", model, "--json"], repo, env))["last_stable"]
+        for key, args in (
+            ("show --json", ["show", model, "--json"]),
+            ("verify", ["verify", model, str(stable)]),
+            ("revert --dry-run", ["revert", model, "--dry-run"]),
+        ):
+            out[f"baseline {key}"] = measure(
+                f"baseline {' '.join(args)}", [*baseline, *args], repo, env, runs
+            )
     out["history cold"] = measure_cold_history(model, repo, env, runs)
     out["history warm"] = measure(
         f"history {model} --json (warm)", [RELEASECTL, "history", model, "--json"], repo, env, runs
@@ -792,6 +801,7 @@ def report(small: dict[str, object], large: dict[str, object] | None) -> tuple[s
 
 GOAL_WARM = 0.2
 GOAL_WARM_RATIO = 1.2
+GOAL_SAME = 1.1  # reads that verify marks only where a decision needs it
 
 
 def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
@@ -832,6 +842,16 @@ def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
     for shown, value, goal, ok in rows:
         lines.append(f"| {shown} | {ms(value)} | {goal} | {'pass' if ok else 'FAIL'} |")
         verdicts.append({"command": shown, "p50_s": value, "goal": goal, "pass": ok})
+    for key in ("show --json", "verify", "revert --dry-run"):
+        ours, theirs = at(key), at(f"baseline {key}")
+        if ours is not None and theirs is not None:
+            ratio = ours / theirs
+            ok = ratio <= GOAL_SAME
+            lines.append(
+                f"| {key} / baseline {key} | {ratio:.2f}× | ≤ {GOAL_SAME}× "
+                f"| {'pass' if ok else 'FAIL'} |"
+            )
+            verdicts.append({"command": f"{key} / baseline", "ratio": ratio, "pass": ok})
     if base is not None and warm is not None:
         ratio = warm / base
         ok = ratio <= GOAL_WARM_RATIO
