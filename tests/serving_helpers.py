@@ -15,8 +15,8 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA
-from conftest import RELEASECTL, Repo, new_repo
+from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA, free_port
+from conftest import RELEASECTL, Repo, git, new_repo
 
 
 def iris_registry(root: Path, port: int) -> Repo:
@@ -31,6 +31,21 @@ def iris_registry(root: Path, port: int) -> Repo:
         (folder / name).write_text(text)
     repo.commit("add iris")
     return repo
+
+
+def team_registry(root: Path) -> tuple[Repo, Path, Path]:
+    """Clone A (`root/a`) with the iris example and one artifact store for the
+    team, configured in the repository (`store:`), and a bare remote holding it.
+    Returns the clone, the remote and the store folder."""
+    a = iris_registry(root / "a", free_port())
+    store = root / "team-store"
+    a.write(".releasectl/config.yaml", f"store: {store}\n")
+    a.commit("one artifact store for the team")
+    bare = root / "remote.git"
+    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
+    a.git("remote", "add", "origin", str(bare))
+    a.git("push", "-q", "-u", "origin", "main")
+    return a, bare, store
 
 
 def set_faults(repo: Repo, text: str | None, message: str) -> None:

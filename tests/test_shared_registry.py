@@ -12,9 +12,9 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import SETOSA, free_port
+from bundle_helpers import SETOSA
 from conftest import Repo, clone, git
-from serving_helpers import iris_registry, state_home
+from serving_helpers import state_home, team_registry
 
 REGISTRY_TAGS = ("refs/tags/release", "refs/tags/stable", "refs/tags/rejected")
 
@@ -128,18 +128,6 @@ def test_sync_pull_fetches_what_another_clone_published(
     assert json.loads(b.ok("show", "iris", "--json"))["last_stable"] == "1.0.0"
 
 
-def _team(tmp_path: Path) -> tuple[Repo, Path, Path]:
-    a = iris_registry(tmp_path / "a", free_port())
-    store = tmp_path / "team-store"
-    a.write(".releasectl/config.yaml", f"store: {store}\n")
-    a.commit("one artifact store for the team")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    a.git("remote", "add", "origin", str(bare))
-    a.git("push", "-q", "-u", "origin", "main")
-    return a, bare, store
-
-
 def _bundle(repo: Repo, rev: str) -> dict:
     text = repo.git("show", f"{rev}:model-releases/iris/release.yaml")
     return YAML(typ="safe").load(text)["bundle"]
@@ -147,7 +135,7 @@ def _bundle(repo: Repo, rev: str) -> dict:
 
 @pytest.mark.slow
 def test_two_proposals_of_one_version_store_side_by_side(tmp_path: Path) -> None:
-    a, _, store = _team(tmp_path)
+    a, _, store = team_registry(tmp_path)
     a.ok("propose", "iris", "1.0.0")
     first = _bundle(a, "propose/iris/v1.0.0")
     a.git("branch", "-D", "propose/iris/v1.0.0")
@@ -171,7 +159,7 @@ def test_two_proposals_of_one_version_store_side_by_side(tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_a_teammate_deploys_a_release_from_the_team_store(tmp_path: Path) -> None:
-    a, bare, _ = _team(tmp_path)
+    a, bare, _ = team_registry(tmp_path)
     a.ok("release", "iris", "1.0.0", "--push")
     pinned = _bundle(a, "release/iris/v1.0.0")
     assert not pinned["archive"].startswith("/") and "://" not in pinned["archive"]

@@ -17,9 +17,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, Repo, clone, git
-from serving_helpers import iris_registry
+from conftest import RELEASECTL, Repo, clone
+from serving_helpers import team_registry
 
 pytestmark = pytest.mark.slow
 
@@ -60,20 +59,6 @@ def manifest_at(repo: Repo, rev: str) -> dict:
     return YAML(typ="safe").load(repo.git("show", f"{rev}:{MANIFEST}"))
 
 
-def team(tmp_path: Path) -> tuple[Repo, Path, Path]:
-    """Clone A with the iris example and one artifact store for the team,
-    configured in the repository; a bare remote holding it."""
-    a = iris_registry(tmp_path / "a", free_port())
-    store = tmp_path / "team-store"
-    a.write(".releasectl/config.yaml", f"store: {store}\n")
-    a.commit("one artifact store for the team")
-    bare = tmp_path / "remote.git"
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
-    a.git("remote", "add", "origin", str(bare))
-    a.git("push", "-q", "-u", "origin", "main")
-    return a, bare, store
-
-
 def teammate(tmp_path: Path, bare: Path, a: Repo) -> tuple[Repo, dict[str, str]]:
     """Clone B on 'another machine': its own HOME, state home and BentoML home."""
     b = clone(bare, tmp_path / "b", a.key, a.email)
@@ -90,7 +75,7 @@ def teammate(tmp_path: Path, bare: Path, a: Repo) -> tuple[Repo, dict[str, str]]
 def test_a_release_trained_under_one_blas_rebuilds_to_its_pin_on_another_machine(
     tmp_path: Path,
 ) -> None:
-    a, bare, store = team(tmp_path)
+    a, bare, store = team_registry(tmp_path)
     out = json.loads(ok(a, "release", "iris", "1.0.0", "--push", "--json", env=BLAS_A))
     pinned = manifest_at(a, "release/iris/v1.0.0")["bundle"]
     assert out["digest"] == pinned["digest"]
@@ -111,7 +96,7 @@ def test_a_release_trained_under_one_blas_rebuilds_to_its_pin_on_another_machine
 
 
 def test_training_runs_once_per_source_tree_and_on_request(tmp_path: Path) -> None:
-    a, _, _ = team(tmp_path)
+    a, _, _ = team_registry(tmp_path)
 
     def weights(version: str) -> str:
         return manifest_at(a, f"release/iris/v{version}")["bundle"]["trained"]["models"][0][
@@ -157,7 +142,7 @@ def _prepare_step(a: Repo, script: str, body: str, *, train: bool = True) -> Non
 def test_a_prepare_step_that_writes_other_bytes_fails_the_rebuild_and_names_the_file(
     tmp_path: Path,
 ) -> None:
-    a, bare, store = team(tmp_path)
+    a, bare, store = team_registry(tmp_path)
     noise = "import os\nopen('noise.txt', 'w').write(os.urandom(16).hex())\n"
     _prepare_step(a, "noise.py", noise)
     ok(a, "release", "iris", "1.0.0", "--push")
@@ -174,7 +159,7 @@ def test_a_prepare_step_that_writes_other_bytes_fails_the_rebuild_and_names_the_
 
 
 def test_weights_made_inside_the_build_are_named_with_the_fix(tmp_path: Path) -> None:
-    a, bare, _ = team(tmp_path)
+    a, bare, _ = team_registry(tmp_path)
     # The old way: weights saved by a build step (here random ones, standing in
     # for training that another CPU's kernels make differently).
     random_model = (
@@ -195,7 +180,7 @@ def test_weights_made_inside_the_build_are_named_with_the_fix(tmp_path: Path) ->
 
 
 def test_pinned_weights_missing_from_the_store_or_altered_are_refused(tmp_path: Path) -> None:
-    a, bare, store = team(tmp_path)
+    a, bare, store = team_registry(tmp_path)
     ok(a, "release", "iris", "1.0.0", "--push")
     key = manifest_at(a, "release/iris/v1.0.0")["bundle"]["trained"]["models"][0]["key"]
     b, machine_b = teammate(tmp_path, bare, a)
