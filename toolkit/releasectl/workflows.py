@@ -82,7 +82,7 @@ def merge(path: str, current: str | None, template: str, *, force: bool = False)
     mine, theirs = split(current), split(template)
     assert theirs is not None, f"the template {path} has unpaired releasectl markers"
     if mine is None or [i for i, _ in mine[1]] != [i for i, _ in theirs[1]]:
-        want = ", ".join(i for i, _ in theirs[1])
+        want = ", ".join(dict.fromkeys(i for i, _ in theirs[1]))  # each block name once
         raise Refused(
             f"{path}: its releasectl blocks ({want}) are missing, unpaired or out of order, "
             "so an upgrade could overwrite your edits",
