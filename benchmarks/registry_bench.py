@@ -648,6 +648,30 @@ def baseline_cli(rev: str, scratch: Path) -> list[str]:
     return ["env", f"PYTHONPATH={where / 'toolkit'}", sys.executable, "-c", code]
 
 
+def measure_pair(
+    label: str,
+    ours: list[str],
+    theirs: list[str],
+    cwd: Path,
+    env: dict[str, str],
+    runs: int,
+) -> tuple[dict[str, object], dict[str, object]]:
+    """This release and the baseline, run by turns (after one warm-up each), so
+    that a busy machine weighs on both alike."""
+    timed(ours, cwd, env)
+    timed(theirs, cwd, env)
+    a, b = [], []
+    for _ in range(runs):
+        a.append(timed(ours, cwd, env))
+        b.append(timed(theirs, cwd, env))
+    out = []
+    for who, samples in (("", a), ("baseline ", b)):
+        p50 = statistics.median(samples)
+        log(f"  {who + label:<34} p50 {p50 * 1000:8.1f} ms  (paired)")
+        out.append({"runs_s": [round(x, 4) for x in samples], "p50_s": round(p50, 4)})
+    return out[0], out[1]
+
+
 def measure_cold_history(
     model: str, repo: Path, env: dict[str, str], runs: int
 ) -> dict[str, object]:
@@ -696,22 +720,17 @@ def bench_verified(
     the baseline release; a second clone's reads after `sync --pull`."""
     out: dict[str, dict[str, object]] = {}
     if baseline is not None:
-        out["baseline history --json"] = measure(
-            f"baseline history {model} --json",
-            [*baseline, "history", model, "--json"],
-            repo,
-            env,
-            runs,
-        )
         stable = json.loads(run_ok([RELEASECTL, "show", model, "--json"], repo, env))["last_stable"]
         for key, args in (
+            ("history --json", ["history", model, "--json"]),
             ("show --json", ["show", model, "--json"]),
             ("verify", ["verify", model, str(stable)]),
             ("revert --dry-run", ["revert", model, "--dry-run"]),
         ):
-            out[f"baseline {key}"] = measure(
-                f"baseline {' '.join(args)}", [*baseline, *args], repo, env, runs
+            ours, theirs = measure_pair(
+                " ".join(args), [RELEASECTL, *args], [*baseline, *args], repo, env, runs
             )
+            out[f"paired {key}"], out[f"baseline {key}"] = ours, theirs
     out["history cold"] = measure_cold_history(model, repo, env, runs)
     out["history warm"] = measure(
         f"history {model} --json (warm)", [RELEASECTL, "history", model, "--json"], repo, env, runs
@@ -822,7 +841,8 @@ def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
         entry = commands.get(key)  # type: ignore[union-attr]
         return None if entry is None else float(entry["p50_s"])
 
-    base, warm, cold = at("baseline history --json"), at("history warm"), at("history cold")
+    base, cold = at("baseline history --json"), at("history cold")
+    warm = at("paired history --json") or at("history warm")
     rows = [
         (
             "history, verdicts, warm cache",
@@ -853,7 +873,7 @@ def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
         lines.append(f"| {shown} | {ms(value)} | {goal} | {'pass' if ok else 'FAIL'} |")
         verdicts.append({"command": shown, "p50_s": value, "goal": goal, "pass": ok})
     for key in ("show --json", "verify", "revert --dry-run"):
-        ours, theirs = at(key), at(f"baseline {key}")
+        ours, theirs = at(f"paired {key}"), at(f"baseline {key}")
         if ours is not None and theirs is not None:
             ratio = ours / theirs
             ok = ratio <= GOAL_SAME
