@@ -146,7 +146,8 @@ def test_a_prepare_step_that_writes_other_bytes_fails_the_rebuild_and_names_the_
     noise = "import os\nopen('noise.txt', 'w').write(os.urandom(16).hex())\n"
     _prepare_step(a, "noise.py", noise)
     ok(a, "release", "iris", "1.0.0", "--push")
-    sidecar = store / "iris/1.0.0/iris-1.0.0.bento.json"
+    pinned = manifest_at(a, "release/iris/v1.0.0")["bundle"]
+    sidecar = store / f"{pinned['archive']}.json"
     before = sidecar.read_bytes()
     b, machine_b = teammate(tmp_path, bare, a)
     proc = run(b, "build", "iris", "1.0.0", "--rebuild", env=machine_b)
