@@ -257,6 +257,20 @@ def start_first_parent_commits(git: Git, rev: str, path: str) -> Pending:
     return git.start("rev-list", "--first-parent", rev, "--", path)
 
 
+# One walk gives both the branch order and which commits are reverts.
+_REVERT_TRAILERS = (
+    "%H%x00"
+    "%(trailers:key=Releasectl-Revert-From,valueonly,separator=%x2C)%x00"
+    "%(trailers:key=Releasectl-Revert-To,valueonly,separator=%x2C)"
+)
+
+
+def start_first_parent_log(git: Git, rev: str, path: str) -> Pending:
+    """Like start_first_parent_commits, a line per commit: `<id>\0<from>\0<to>`,
+    the revert trailers empty for a commit that is not a revert."""
+    return git.start("log", "--first-parent", f"--format={_REVERT_TRAILERS}", rev, "--", path)
+
+
 def first_parent_changes(git: Git, rev: str, paths: Sequence[str]) -> list[str]:
     """Commits on `rev`'s first-parent line that changed any of `paths`,
     oldest first; a merge counts as a change against its first parent."""

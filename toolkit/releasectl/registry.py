@@ -82,6 +82,8 @@ class History:
     releases: list[Release]  # newest first: branch order, then releases not on the branch
     # The first-parent commits that changed the model's folder, newest first.
     branch_commits: list[str] = field(default_factory=list)
+    # Of those, the ones whose trailers say they revert: commit -> (from, to).
+    revert_trailers: dict[str, tuple[str, str]] = field(default_factory=dict)
 
     def get(self, version: str) -> Release | None:
         return next((r for r in self.releases if r.version == version), None)
@@ -149,7 +151,7 @@ def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
     if key not in _started:
         _started[key] = (
             g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS),
-            g.start_first_parent_commits(git, rev, model_dir(model)),
+            g.start_first_parent_log(git, rev, model_dir(model)),
         )
 
 
@@ -166,7 +168,13 @@ def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     prefetch(git, model, rev)  # the two reads are independent: side by side
     refs, commits = _started.pop((str(git.cwd), model, rev))
     tags = read_tags(git, model, refs)
-    branch_commits = commits.out().split()
+    walked = [line.split("\0") for line in commits.out().splitlines() if line]
+    branch_commits = [fields[0] for fields in walked]
+    revert_trailers = {
+        fields[0]: (fields[1], fields[2])
+        for fields in walked
+        if len(fields) == 3 and fields[1] and fields[2]
+    }
     order = {c: i for i, c in enumerate(branch_commits)}
     releases = [
         Release(
@@ -181,7 +189,7 @@ def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
     ]
     # Several releases may tag one commit only by mistake; the version breaks the tie.
     releases.sort(key=lambda r: (r.position is None, r.position or 0, _neg_version_key(r.version)))
-    return History(model, releases, branch_commits)
+    return History(model, releases, branch_commits, revert_trailers)
 
 
 @dataclass(frozen=True)
@@ -196,25 +204,20 @@ class RevertRecord:
     reason: str
 
 
-_REVERT_FORMAT = (
-    "%H%x00%cI%x00%ce%x00"
-    "%(trailers:key=Releasectl-Revert-From,valueonly,separator=%x2C)%x00"
-    "%(trailers:key=Releasectl-Revert-To,valueonly,separator=%x2C)%x00%b%x1e"
-)
-
-
-def reverts(git: g.Git, model: str, rev: str = "HEAD") -> list[RevertRecord]:
-    """The model's revert commits on `rev`'s first-parent line, newest first:
-    one `git log` limited to the model's folder."""
-    out = git.out(
-        "log", "--first-parent", f"--format={_REVERT_FORMAT}", rev, "--", model_dir(model)
-    )
+def reverts(git: g.Git, history: History) -> list[RevertRecord]:
+    """The model's revert commits on the branch, newest first, from the walk
+    `history` already made; one more git call reads their dates, committers and
+    reasons, and none at all when there is no revert."""
+    commits = [c for c in history.branch_commits if c in history.revert_trailers]
+    if not commits:
+        return []
+    out = git.out("log", "--no-walk=unsorted", "--format=%H%x00%cI%x00%ce%x00%b%x1e", *commits)
     found = []
     for record in out.split("\x1e"):
         fields = record.strip("\n").split("\0")
-        if len(fields) < 6 or not fields[3] or not fields[4]:
+        if len(fields) < 4:
             continue
-        commit, at, by, from_version, to_version, body = fields[:6]
+        commit, at, by, body = fields[:4]
         reason = next(
             (
                 line.removeprefix("Reason: ")
@@ -223,6 +226,7 @@ def reverts(git: g.Git, model: str, rev: str = "HEAD") -> list[RevertRecord]:
             ),
             "",
         )
+        from_version, to_version = history.revert_trailers[commit]
         found.append(RevertRecord(commit, from_version, to_version, at, by, reason))
     return found
 

@@ -282,7 +282,7 @@ def history_report(
     """`releasectl history`: every release with what verifies of it, and the
     reverts on the branch, newest first."""
     verdicts = verify_history(git, trust, history)
-    reverts = reg.reverts(git, history.model)
+    reverts = reg.reverts(git, history)
     revert_verdicts = verify_commits(git, trust, history.model, [r.commit for r in reverts])
     order = {commit: i for i, commit in enumerate(history.branch_commits)}
     keyed: list[tuple[tuple[int, int], dict[str, object]]] = []
