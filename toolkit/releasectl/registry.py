@@ -16,6 +16,7 @@ from .errors import BadInput, OperationFailed, Refused
 from .names import (
     KINDS,
     REGISTRY_DIR,
+    TagName,
     check_model,
     manifest_path,
     model_dir,
@@ -89,31 +90,32 @@ class History:
         return next((r for r in self.releases if r.version == version), None)
 
 
-def read_tag_refs(git: g.Git, pending: g.Pending) -> list[TagRef]:
-    """The registry tags (ours by name) among a started for-each-ref over _REF_FIELDS."""
-    refs: list[TagRef] = []
+def _parsed_refs(pending: g.Pending) -> list[tuple[TagName, TagRef]]:
+    """The registry tags (ours by name) among a started for-each-ref over
+    _REF_FIELDS, each parsed once."""
+    refs: list[tuple[TagName, TagRef]] = []
     for row in g.rows(pending):
         refname, objtype, obj, peeled, inner, tagger, date = row
-        if parse_tag(refname) is None:
+        parsed = parse_tag(refname)
+        if parsed is None:
             continue
         annotated = objtype == "tag"
-        refs.append(
-            TagRef(
-                name=refname.removeprefix("refs/tags/"),
-                annotated=annotated,
-                object=obj,
-                commit=peeled if annotated else obj,
-                inner_name=inner,
-                tagger=tagger.strip("<>"),
-                date=date,
-            )
+        ref = TagRef(
+            name=refname.removeprefix("refs/tags/"),
+            annotated=annotated,
+            object=obj,
+            commit=peeled if annotated else obj,
+            inner_name=inner,
+            tagger=tagger.strip("<>"),
+            date=date,
         )
+        refs.append((parsed, ref))
     return refs
 
 
 def registry_tags(git: g.Git, patterns: list[str]) -> list[TagRef]:
     """Every registry tag under `patterns` (e.g. tag_prefixes(model))."""
-    return read_tag_refs(git, g.for_each_ref(git, patterns, _REF_FIELDS))
+    return [ref for _, ref in _parsed_refs(g.for_each_ref(git, patterns, _REF_FIELDS))]
 
 
 def read_tags(
@@ -122,9 +124,8 @@ def read_tags(
     """kind -> version -> tag, from one for-each-ref over the model's prefixes."""
     tags: dict[str, dict[str, TagRef]] = {kind: {} for kind in KINDS}
     pending = pending or g.for_each_ref(git, tag_prefixes(model), _REF_FIELDS)
-    for ref in read_tag_refs(git, pending):
-        parsed = parse_tag(ref.name)
-        if parsed is not None and parsed.model == model:
+    for parsed, ref in _parsed_refs(pending):
+        if parsed.model == model:
             tags[parsed.kind][parsed.version] = ref
     return tags
 
