@@ -32,3 +32,21 @@ def iris_and_fraud(repo: Repo) -> dict[str, str]:
     repo.commit("iris: new features")
     release(repo, "iris", "1.2.0")
     return {"head": repo.head()}
+
+
+MANIFEST = "model-releases/iris/release.yaml"
+ANALYSIS = "analysis:\n  interval: 10s\n  bake: 1m\n  metrics:\n    error_rate: {max: 0.05}\n"
+
+
+def iris_stable(repo: Repo, then: str | None = None) -> Repo:
+    """iris with an analysis block, 1.0.0 released and stable; with `then`, a
+    changed service released as that version on top."""
+    repo.add_model("iris")
+    repo.write(MANIFEST, (repo.path / MANIFEST).read_text() + ANALYSIS)
+    repo.commit("iris: analysis")
+    release(repo, "iris", "1.0.0", stable=True)
+    if then is not None:
+        repo.write("model-releases/iris/service.py", f"# iris {then}\n")
+        repo.commit(f"iris: {then}")
+        release(repo, "iris", then)
+    return repo

@@ -13,24 +13,15 @@ from pathlib import Path
 import pytest
 
 from conftest import Repo, make_key
-from helpers import release
+from helpers import MANIFEST, iris_stable, release
 
-MANIFEST = "model-releases/iris/release.yaml"
-ANALYSIS = "analysis:\n  interval: 10s\n  bake: 1m\n  metrics:\n    error_rate: {max: 0.05}\n"
 MALLORY = "mallory@example.test"
 
 
 @pytest.fixture
 def iris(registry: Repo) -> Repo:
     """iris 1.0.0 stable, then 2.0.0 (a changed service) live on main."""
-    registry.add_model("iris")
-    registry.write(MANIFEST, (registry.path / MANIFEST).read_text() + ANALYSIS)
-    registry.commit("iris: analysis")
-    release(registry, "iris", "1.0.0", stable=True)
-    registry.write("model-releases/iris/service.py", "# iris v2: worse\n")
-    registry.commit("iris: v2")
-    release(registry, "iris", "2.0.0")
-    return registry
+    return iris_stable(registry, then="2.0.0")
 
 
 def _message(frm: str, to: str, serial: int, reason: str = "it is bad") -> str:

@@ -9,19 +9,12 @@ from pathlib import Path
 import pytest
 
 from conftest import Repo, make_key
-from helpers import release
-
-MANIFEST = "model-releases/iris/release.yaml"
-ANALYSIS = "analysis:\n  interval: 10s\n  bake: 1m\n  metrics:\n    error_rate: {max: 0.05}\n"
+from helpers import MANIFEST, iris_stable, release
 
 
 @pytest.fixture
 def iris(registry: Repo) -> Repo:
-    registry.add_model("iris")
-    registry.write(MANIFEST, (registry.path / MANIFEST).read_text() + ANALYSIS)
-    registry.commit("iris: analysis")
-    release(registry, "iris", "1.0.0", stable=True)
-    return registry
+    return iris_stable(registry)
 
 
 def _pr(repo: Repo, edit, *, sign: bool = True) -> None:  # type: ignore[no-untyped-def]
