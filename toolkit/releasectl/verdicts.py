@@ -46,15 +46,6 @@ class ReleaseVerdict:
     stable: Judged | None = None  # None: no stable tag at all
     rejected: Judged | None = None
 
-    @property
-    def ignored(self) -> list[str]:
-        """Marks that exist but do not verify: never obeyed, reported."""
-        return [
-            f"{kind}: {mark.problem}"
-            for kind, mark in (("stable", self.stable), ("rejected", self.rejected))
-            if mark is not None and not mark.ok
-        ]
-
 
 @dataclass
 class _Cache:
@@ -251,7 +242,7 @@ def last_stable(
         verdict = verify_history(git, trust, history, [release])[release.version]
         if counts_as_stable(verdict):
             return release, passed_over
-        if verdict.ignored or not verdict.release.ok:
+        if _ignored_tags(release, verdict) or not verdict.release.ok:
             passed_over.append((release, verdict))
     return None, passed_over
 
@@ -260,6 +251,8 @@ def verify_commits(
     git: g.Git, trust: TrustRoot, model: str, commits: list[str]
 ) -> dict[str, Judged]:
     """Signature verdicts on commits (e.g. reverts), remembered like the rest."""
+    if not commits:
+        return {}  # no cache file to read at all
     cache = _open(git, trust, model)
     todo = [c for c in commits if cache.get(f"c {c}") is None]
     for commit, verdict in check_commits(git, trust, todo).items() if todo else ():
