@@ -336,6 +336,7 @@ def land_pushed(
     model: str,
     *,
     carry_local: bool = False,
+    leave_local: bool = False,
 ) -> Landed | None:
     """Plan on the remote's tip, push atomically, re-plan when the remote moved.
     Returns None when, on the remote's current state, there is nothing to do
@@ -345,8 +346,12 @@ def land_pushed(
     (verified, on the pushed branch), atomically with the branch, so that
     every clone sees one registry (docs/ARCHITECTURE.md, "The registry").
     With `carry_local`, a branch ahead of the remote is planned on (and its
-    commits pushed with the change); otherwise unpushed commits are refused,
-    so that an incident's revert never publishes unrelated work."""
+    commits pushed with the change); with `leave_local`, the change is planned
+    on the remote's tip whatever the local branch holds, and the branch is
+    fast-forwarded only when it can be (the unattended watcher: its record must
+    reach the remote without anyone's unpushed work, docs/ARCHITECTURE.md,
+    "Revert"); otherwise unpushed commits are refused, so that an incident's
+    revert never publishes unrelated work."""
     check_signing_key(git)
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
@@ -362,7 +367,7 @@ def land_pushed(
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
         base = tip
-        if local is not None and not g.is_ancestor(git, local, tip):
+        if local is not None and not leave_local and not g.is_ancestor(git, local, tip):
             if not (carry_local and g.is_ancestor(git, tip, local)):
                 raise OperationFailed(
                     f"{branch} has commits that {remote}/{remote_branch} does not have",
@@ -398,8 +403,12 @@ def land_pushed(
             _end(git)
             note = None
             if commit is not None and g.current_branch(git) == branch:
-                merged = git.run("merge", "--ff-only", "--quiet", commit, check=False)
-                if merged.returncode != 0:
+                merged = (
+                    git.run("merge", "--ff-only", "--quiet", commit, check=False)
+                    if local is None or g.is_ancestor(git, local, commit)
+                    else None
+                )
+                if merged is None or merged.returncode != 0:
                     note = f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
             already = _all_up_to_date(result.stdout)
             return Landed(

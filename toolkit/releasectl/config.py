@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from . import git as g
 
@@ -20,18 +21,25 @@ def home() -> Path:
     return Path(env) if env else Path.home() / ".local" / "state" / "releasectl"
 
 
+def settings(git: g.Git) -> dict[str, Any]:
+    """`.releasectl/config.yaml` as committed at HEAD (reviewed like code; an
+    uncommitted edit does not count), or {}."""
+    text = g.read_blob(git, "HEAD", CONFIG)
+    if not text:
+        return {}
+    from ruamel.yaml import YAML
+
+    doc = YAML(typ="safe").load(text)
+    return doc if isinstance(doc, dict) else {}
+
+
 def store_url(git: g.Git) -> str:
     env = os.environ.get("RELEASECTL_STORE")
     if env:
         return env
-    text = g.read_blob(git, "HEAD", CONFIG)
-    if text:
-        from ruamel.yaml import YAML
-
-        doc = YAML(typ="safe").load(text) or {}
-        url = doc.get("store") if isinstance(doc, dict) else None
-        if isinstance(url, str) and url:
-            return os.path.expanduser(url)
+    url = settings(git).get("store")
+    if isinstance(url, str) and url:
+        return os.path.expanduser(url)
     return str(home() / "artifacts")
 
 

@@ -298,4 +298,10 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
             ready_timeout=ready_timeout,
             fast_track=state.fast_track,
         )
-        return target.deploy(request)
+        result = target.deploy(request)
+    if result.switch != "none":
+        from . import outcomes
+
+        # A new state is live: the last watcher's outcome is history now.
+        outcomes.clear(model)
+    return result

@@ -262,9 +262,11 @@ def plan_mark_stable(
 
 
 def mark_stable(
-    git: g.Git, model: str, version: str, *, push: bool = False
+    git: g.Git, model: str, version: str, *, push: bool = False, leave_local: bool = False
 ) -> tuple[reg.Release, Landed | None]:
-    """Returns the release and what was landed (None when it already was stable)."""
+    """Returns the release and what was landed (None when it already was stable).
+    With `leave_local` (and `push`) the mark is planned on the remote's tip and
+    no unpushed local commit goes with it (the unattended watcher)."""
     if push:
         found: list[reg.Release] = []
 
@@ -274,7 +276,7 @@ def mark_stable(
             return change
 
         branch = require_branch(git)
-        landed = _push(git, branch, model, planner)
+        landed = _push(git, branch, model, planner, leave_local=leave_local)
         return found[-1], landed
     base = head(git)
     trust = trust_root(git, base)
@@ -284,7 +286,9 @@ def mark_stable(
     return release_, land_local(git, trust, require_branch(git), change)
 
 
-def _push(git: g.Git, branch: str, model: str, planner: Planner) -> Landed | None:
+def _push(
+    git: g.Git, branch: str, model: str, planner: Planner, *, leave_local: bool = False
+) -> Landed | None:
     """Land on the remote's tip, carrying the local commits the change is made
     on (a release's sources, a mark's release) and the model's registry tags
     the remote lacks."""
@@ -294,5 +298,6 @@ def _push(git: g.Git, branch: str, model: str, planner: Planner) -> Landed | Non
         branch,
         planner,
         model,
-        carry_local=True,
+        carry_local=not leave_local,
+        leave_local=leave_local,
     )

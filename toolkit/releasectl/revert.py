@@ -238,12 +238,20 @@ def revert(
     to: str | None = None,
     reason: str = "rollback",
     push: bool = False,
+    leave_local: bool = False,
 ) -> Outcome:
-    """Plan and land a revert; with `push`, on the remote's tip, retried as it moves."""
+    """Plan and land a revert; with `push`, on the remote's tip, retried as it moves.
+    With `leave_local` (and `push`), unpushed local commits are neither refused
+    nor published: the revert is made on the remote's tip and the local branch
+    only fast-forwarded to it when it can be (the unattended watcher)."""
     check_reason(reason)  # before anything is fetched or written
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
-    require_clean(git, model_dir(check_model(model)))
+    check_model(model)
+    if not (push and leave_local):
+        # Only a fast-forward touches the working tree then, which git refuses
+        # by itself when it would overwrite local edits.
+        require_clean(git, model_dir(model))
     if not push:
         base = head(git)
         trust = trust_root(git, base)
@@ -264,5 +272,5 @@ def revert(
         plans.append(plan(git, model, tip, to=to, reason=reason, who=who, trust=trust_at(tip)))
         return plans[-1].change
 
-    landed = land_pushed(git, trust_at, branch, planner, model)
+    landed = land_pushed(git, trust_at, branch, planner, model, leave_local=leave_local)
     return Outcome(plans[-1], landed)

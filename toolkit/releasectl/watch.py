@@ -1,10 +1,14 @@
 """`releasectl watch`: analyse the live version, then act on the verdict.
 
-Pass (after the bake): mark it stable. Fail: revert to the last stable
-release (signed commit + rejected tag, pushed with `push`) and switch the local
-target back; the caller exits 4. Inconclusive: nothing changes; a human
-decides (exit 4). A watcher can also run detached after a deploy, so a bad
-version is rolled back with nobody at a terminal.
+Pass (after the bake): mark it stable. Fail: recovery first, record second
+(docs/ARCHITECTURE.md, "Unattended rollback"): switch the local target back to
+the last verified stable release (planned before the bake, so the switch waits
+on nothing), then write the signed revert commit and rejected tag, then push,
+retrying a refused push with backoff for a bounded time; the caller exits 4.
+Inconclusive: nothing changes; a human decides (exit 4). Every outcome but a
+pass is also sent to the registry's notification hook, and every outcome is
+kept for `status`. A watcher can run detached after a deploy, so a bad version
+is rolled back with nobody at a terminal.
 
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
@@ -18,22 +22,30 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import git as g
+from . import notify
+from . import outcomes as out
+from . import recovery as rec
 from . import registry as reg
 from .analysis import Measurement, Verdict, run_analysis
 from .config import home
 from .deploy import deploy
-from .errors import BadInput, OperationFailed
+from .errors import BadInput, OperationFailed, ReleasectlError
 from .metrics import open_source
 from .names import MAX_REASON, check_model
 from .release import mark_stable
 from .revert import Outcome, revert
 from .signing import check_signing_key
+
+RECORD_TIMEOUT_S = 600.0  # how long a refused push of the record is retried
+RETRY_FIRST_S = 1.0
+RETRY_MAX_S = 30.0
 
 
 @dataclass
@@ -44,6 +56,7 @@ class Watched:
     action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
     revert: Outcome | None = None
     deployed_version: str | None = None
+    outcome: out.WatchOutcome | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -55,6 +68,7 @@ class Watched:
                 self.revert.landed.commit if self.revert and self.revert.landed else None
             ),
             "serving": self.deployed_version,
+            "outcome": self.outcome.model_dump(mode="json") if self.outcome else None,
         }
 
 
@@ -65,6 +79,9 @@ def revert_reason(verdict: Verdict) -> str:
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 
+Say = Callable[[str], None]
+
+
 def watch(
     git: g.Git,
     model: str,
@@ -73,13 +90,18 @@ def watch(
     push: bool = False,
     act: bool = True,
     on_measurement: Callable[[Measurement], None] | None = None,
+    on_event: Say | None = None,
+    record_timeout: float = RECORD_TIMEOUT_S,
 ) -> Watched:
     from .targets.local import LocalTarget
 
+    say: Say = on_event or (lambda _text: None)
     check_model(model)
+    hook = None
     if act:
         # The verdict must be acted on: find out now, not after the bake, if it cannot be.
         check_signing_key(git)
+        hook = notify.load(git)
     status = next((s for s in LocalTarget(home()).status() if s.model == model), None)
     if status is None or status.live is None:
         raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
@@ -92,22 +114,162 @@ def watch(
             f"the branch declares {model} {manifest.version}, but {live.version} is live",
             "watch the version the branch declares: deploy it first",
         )
+    recovery = rec.plan(git, model, live.version) if act else None
+    if recovery is not None:
+        say(
+            f"if {live.version} fails, {recovery.stable} serves again"
+            if recovery.problem is None
+            else f"if {live.version} fails, it cannot be switched back: {recovery.problem}"
+        )
     spec = manifest.analysis
-    # The live slot's own server runs this version only, from zero counters:
-    # its first scrape already measures everything since it went live.
-    source = open_source(spec, live.version, base_url=f"http://127.0.0.1:{live.port}", fresh=True)
-    with source:
-        verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
+    try:
+        # The live slot's own server runs this version only, from zero counters:
+        # its first scrape already measures everything since it went live.
+        source = open_source(
+            spec, live.version, base_url=f"http://127.0.0.1:{live.port}", fresh=True
+        )
+        with source:
+            verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
+    except BaseException as exc:
+        if act and not isinstance(exc, KeyboardInterrupt | SystemExit):
+            _conclude(hook, _crashed(model, live.version, exc))
+        raise
     if not act:
         return Watched(model, live.version, verdict, "judged", None, live.version)
+    assert recovery is not None
+    try:
+        return _act(git, model, live.version, verdict, recovery, hook, push, record_timeout, say)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            _conclude(hook, _crashed(model, live.version, exc))
+        raise
+
+
+def _act(
+    git: g.Git,
+    model: str,
+    version: str,
+    verdict: Verdict,
+    recovery: rec.Recovery,
+    hook: notify.NotifySpec | None,
+    push: bool,
+    record_timeout: float,
+    say: Say,
+) -> Watched:
     if verdict.passed:
-        mark_stable(git, model, live.version, push=push)
-        return Watched(model, live.version, verdict, "marked-stable", None, live.version)
-    if verdict.outcome == "failed":
-        outcome = revert(git, model, reason=revert_reason(verdict), push=push)
-        result = deploy(git, model)
-        return Watched(model, live.version, verdict, "reverted", outcome, result.version)
-    return Watched(model, live.version, verdict, "none", None, live.version)
+        outcome = out.WatchOutcome(
+            model=model,
+            version=version,
+            outcome="passed",
+            message=verdict.message,
+            serving=version,
+        )
+        try:
+            _, landed = mark_stable(git, model, version, push=push, leave_local=push)
+            outcome.record = "done"
+            outcome.pushed_to = landed.pushed_to if landed else None
+            outcome.note = landed.note if landed else None
+        except ReleasectlError as exc:
+            outcome.record, outcome.record_error = "failed", exc.line()
+        _conclude(hook, outcome)
+        return Watched(model, version, verdict, "marked-stable", None, version, outcome)
+    if verdict.outcome != "failed":
+        outcome = out.WatchOutcome(
+            model=model,
+            version=version,
+            outcome="needs-human",
+            message=verdict.message,
+            serving=version,
+        )
+        _conclude(hook, outcome)
+        return Watched(model, version, verdict, "none", None, version, outcome)
+
+    # Recovery first: the stable release serves before any git write.
+    outcome = out.WatchOutcome(
+        model=model,
+        version=version,
+        outcome="failed-unrecovered",
+        message=verdict.message,
+        serving=version,
+        record="pending",
+    )
+    started = time.monotonic()
+    if recovery.problem is None:
+        say(f"{version} failed: switching back to {recovery.stable}")
+        try:
+            outcome.recovered = rec.switch_back(recovery)
+            outcome.outcome, outcome.serving = "failed-recovered", recovery.stable
+            outcome.recovery_seconds = round(time.monotonic() - started, 3)
+        except ReleasectlError as exc:
+            outcome.message += f"; switching back to {recovery.stable} failed: {exc.line()}"
+    else:
+        outcome.message += f"; {recovery.problem}"
+    out.save(outcome)  # what was done so far survives a kill from here on
+
+    # Record second: the signed revert and rejected tag, pushed when there is a remote.
+    reverted: Outcome | None = None
+    if recovery.stable is not None:
+        reverted, error = _record_revert(
+            git, model, revert_reason(verdict), push, record_timeout, say
+        )
+        landed = reverted.landed if reverted else None
+        if error is not None:
+            outcome.record, outcome.record_error = "failed", error
+        else:
+            outcome.record = "done"
+            outcome.revert_commit = landed.commit if landed else None
+            outcome.pushed_to = landed.pushed_to if landed else None
+            outcome.note = landed.note if landed else None
+        if landed is not None and landed.commit and _on_branch(git, landed.commit):
+            # The target now takes the revert's own state (same bundle: no restart).
+            try:
+                outcome.serving = deploy(git, model).version
+                outcome.outcome = "failed-recovered"
+            except ReleasectlError as exc:
+                note = f"deploying the revert failed: {exc.line()}"
+                outcome.note = f"{outcome.note}; {note}" if outcome.note else note
+    else:
+        outcome.record = "none"
+    _conclude(hook, outcome)
+    return Watched(model, version, verdict, "reverted", reverted, outcome.serving, outcome)
+
+
+def _record_revert(
+    git: g.Git, model: str, reason: str, push: bool, timeout: float, say: Say
+) -> tuple[Outcome | None, str | None]:
+    """The revert, landed; a push the remote refuses is tried again with backoff
+    until `timeout`. Never raises: the caller reports what could not be done."""
+    deadline = time.monotonic() + timeout
+    delay = RETRY_FIRST_S
+    while True:
+        try:
+            return revert(git, model, reason=reason, push=push, leave_local=push), None
+        except ReleasectlError as exc:
+            retry = push and exc.code == OperationFailed.code
+            if not retry or time.monotonic() + delay > deadline:
+                return None, exc.line()
+            say(f"recording the revert failed: {exc.line()}; retrying in {delay:g} s")
+            time.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+
+def _on_branch(git: g.Git, commit: str) -> bool:
+    head = g.rev_parse(git, "HEAD")
+    return head is not None and g.is_ancestor(git, commit, head)
+
+
+def _crashed(model: str, version: str, exc: BaseException) -> out.WatchOutcome:
+    message = exc.line() if isinstance(exc, ReleasectlError) else f"{type(exc).__name__}: {exc}"
+    return out.WatchOutcome(
+        model=model, version=version, outcome="crashed", message=message, serving=version
+    )
+
+
+def _conclude(hook: notify.NotifySpec | None, outcome: out.WatchOutcome) -> None:
+    """Keep the outcome for `status`; tell the hook about anything but a clean pass."""
+    if outcome.outcome != "passed" or outcome.record == "failed":
+        outcome.notified = notify.send(hook, outcome.model_dump(mode="json"))
+    out.save(outcome)
 
 
 # --- the detached watcher -------------------------------------------------------------
@@ -122,7 +284,9 @@ def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
     it pushes when the branch has an upstream. A newer watcher replaces an
     older one for the same model."""
     check_signing_key(git)  # say now, at the terminal, that it could not act
+    notify.load(git)  # and that its hook is malformed
     stop_detached(model)
+    out.exit_path(model).unlink(missing_ok=True)
     branch = g.current_branch(git)
     push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
     path = _watch_file(model)
@@ -139,12 +303,13 @@ def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
         "--version",
         version,
         "--json",
+        "--detached",
         *(["--push"] if push else []),
     ]
-    with log.open("ab") as out:
+    with log.open("ab") as sink:
         proc = subprocess.Popen(
             argv,
-            stdout=out,
+            stdout=sink,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
@@ -155,33 +320,41 @@ def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
     return info
 
 
-def stop_detached(model: str | None = None) -> None:
+def stop_detached(model: str | None = None) -> list[dict[str, Any]]:
+    """Stop detached watchers (one model's, or all); returns those that ran.
+    A watcher stopped on purpose leaves no crash behind for `status`."""
     folder = home() / "watch"
+    stopped: list[dict[str, Any]] = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if model is not None and path.stem != model:
-            continue
+        if "." in path.stem or (model is not None and path.stem != model):
+            continue  # <model>.outcome.json, <model>.exit.json
         info = json.loads(path.read_text())
-        _terminate(int(info["pid"]), "watch")
+        if _terminate(int(info["pid"]), "watch"):
+            stopped.append(info)
         path.unlink(missing_ok=True)
+    return stopped
 
 
-def _terminate(pid: int, needle: str) -> None:
+def _terminate(pid: int, needle: str) -> bool:
+    """Stop the process if it is still ours; True if it was running."""
     import psutil
 
     try:
         proc = psutil.Process(pid)
         if needle not in " ".join(proc.cmdline()):
-            return  # the pid was reused by something else
+            return False  # the pid was reused by something else
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=10)
     except psutil.TimeoutExpired:
         os.kill(pid, signal.SIGKILL)
     except psutil.Error:
-        pass
+        return False
+    return True
 
 
 def detached(model: str) -> dict[str, Any] | None:
-    """The model's detached watcher, while it runs (for `status`)."""
+    """The model's detached watcher, for `status`: running (`alive`), or ended
+    with its exit code, or gone without one (killed); None if there never was one."""
     import psutil
 
     path = _watch_file(model)
@@ -192,4 +365,7 @@ def detached(model: str) -> dict[str, Any] | None:
         alive = "watch" in " ".join(psutil.Process(int(info["pid"])).cmdline())
     except psutil.Error:
         alive = False
-    return info if alive else None
+    info["alive"] = alive
+    ended = out.load_exit(model)
+    info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
+    return info

@@ -134,13 +134,24 @@ def register(app: typer.Typer) -> None:
 
             if model is not None:
                 check_model(model)
+            from ..outcomes import load as load_outcome
             from ..watch import detached
 
             statuses = LocalTarget(home()).status(model)
             watchers = {s.model: detached(s.model) for s in statuses}
+            results = {s.model: load_outcome(s.model) for s in statuses}
             if json:
                 emit(
-                    [{**s.model_dump(mode="json"), "watcher": watchers[s.model]} for s in statuses]
+                    [
+                        {
+                            **s.model_dump(mode="json"),
+                            "watcher": watchers[s.model],
+                            "watch_outcome": (
+                                r.model_dump(mode="json") if (r := results[s.model]) else None
+                            ),
+                        }
+                        for s in statuses
+                    ]
                 )
                 return
             if not statuses:
@@ -164,7 +175,14 @@ def register(app: typer.Typer) -> None:
                     say(f"  last deploy {'ok' if d.ok else 'FAILED'}: {d.version} {d.message}")
                 w = watchers[s.model]
                 if w is not None:
-                    say(f"  watcher  {w['version']} pid {w['pid']}: {w['log']}")
+                    say(f"  watcher  {_watcher_line(w)}")
+                r = results[s.model]
+                if r is not None:
+                    at = r.at.isoformat(timespec="seconds")
+                    say(f"  outcome  {r.line()} ({at})")
+                    failed = [d for d in r.notified if not d.ok]
+                    if failed:
+                        say(f"  notify   FAILED: {failed[0].detail}")
 
         run(body, json_mode=json)
 
@@ -208,14 +226,19 @@ def register_watch(app: typer.Typer) -> None:
             ),
         ] = False,
         json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+        record_timeout: Annotated[
+            float,
+            typer.Option(
+                "--record-timeout",
+                help="Seconds to keep retrying a refused push of the revert (with backoff).",
+            ),
+        ] = 600.0,
+        detached: Annotated[bool, typer.Option("--detached", hidden=True)] = False,
     ) -> None:
-        """Analyse the live version; mark it stable, or revert and switch back."""
+        """Analyse the live version; mark it stable, or switch back and revert."""
 
         def body() -> int:
-            import json as json_
-
             from ..errors import BadInput
-            from ..watch import watch
 
             if judge_only and push:
                 raise BadInput("--judge-only acts on nothing, so it pushes nothing: drop --push")
@@ -229,33 +252,91 @@ def register_watch(app: typer.Typer) -> None:
 
             if judge_only:
                 return _judge(model, version, json, show)
+            return _act(model, version, push, json, show, record_timeout)
 
-            result = watch(repo(), model, version=version, push=push, on_measurement=show)
-            verdict = result.verdict
-            if json:
-                say(json_.dumps(result.to_json()))
-            ci_summary(
-                f"{'✅' if verdict.passed else '❌'} analysis of {model} "
-                f"{result.version}: {verdict.outcome}: {verdict.message} "
-                f"→ {result.action}"
-            )
-            if result.action == "marked-stable":
-                if not json:
-                    say(f"{model} {result.version} passed: marked stable")
-                return 0
-            if result.action == "reverted":
-                landed = result.revert.landed if result.revert else None
-                line = (
-                    f"{model} {result.version} failed analysis: {verdict.message}; "
-                    f"reverted to {result.deployed_version}"
-                    + (f" (commit {landed.commit[:12]})" if landed and landed.commit else "")
-                )
-            else:
-                line = f"{model} {result.version} needs a human: {verdict.message}; nothing changed"
+        if not detached:
+            run(body)
+            return
+        # The detached watcher's exit is reported by `status`, whatever it is.
+        import os
+
+        from ..outcomes import record_exit
+
+        code = 70
+        try:
+            run(body)
+        except typer.Exit as exc:
+            code = exc.exit_code
+            raise
+        finally:
+            record_exit(model, os.getpid(), code)
+
+
+def _watcher_line(w: dict[str, Any]) -> str:
+    where = f"pid {w['pid']}: {w['log']}"
+    if w["alive"]:
+        return f"{w['version']} watching ({where})"
+    if w["exit_code"] is not None:
+        return f"{w['version']} watcher exited with code {w['exit_code']} ({where})"
+    return f"{w['version']} watcher DIED without a word (killed?) ({where})"
+
+
+def _act(
+    model: str, version: str | None, push: bool, json: bool, show: Any, record_timeout: float
+) -> int:
+    import json as json_
+
+    from .. import ci
+    from ..watch import watch
+
+    def event(text: str) -> None:
+        if json:
+            say(json_.dumps({"event": text}))
+        else:
+            sys.stderr.write(f"releasectl: {text}\n")
+
+    result = watch(
+        repo(),
+        model,
+        version=version,
+        push=push,
+        on_measurement=show,
+        on_event=event,
+        record_timeout=record_timeout,
+    )
+    verdict = result.verdict
+    outcome = result.outcome
+    if json:
+        say(json_.dumps(result.to_json()))
+    line = f"{model}: {outcome.line()}" if outcome else verdict.message
+    ci_summary(
+        f"{'✅' if verdict.passed else '❌'} analysis of {model} "
+        f"{result.version}: {verdict.outcome}: {ci.summary_line(line)} → {result.action}"
+    )
+    if result.action == "marked-stable":
+        if outcome is not None and outcome.record == "failed":
+            _annotate(line, "warning")
             sys.stderr.write(f"releasectl: {line}\n")
-            return 4
+            return 1
+        if not json:
+            say(f"{model} {result.version} passed: marked stable")
+        return 0
+    _annotate(line, "error")
+    sys.stderr.write(f"releasectl: {line}\n")
+    return 4
 
-        run(body)
+
+def _annotate(line: str, level: str) -> None:
+    """In GitHub Actions, the outcome is an annotation on the run too."""
+    import os
+
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        from .. import ci
+
+        text = ci.error_annotation(line, title="releasectl watch")
+        if level == "warning":
+            text = text.replace("::error ", "::warning ", 1)
+        sys.stdout.write(text + "\n")
 
 
 def _judge(model: str, version: str | None, json: bool, show: Any) -> int:
