@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -114,13 +115,13 @@ def watch(
             f"the branch declares {model} {manifest.version}, but {live.version} is live",
             "watch the version the branch declares: deploy it first",
         )
-    recovery = rec.plan(git, model, live.version) if act else None
-    if recovery is not None:
-        say(
-            f"if {live.version} fails, {recovery.stable} serves again"
-            if recovery.problem is None
-            else f"if {live.version} fails, it cannot be switched back: {recovery.problem}"
-        )
+    # The way back is prepared while the bake runs (verifying the stable release
+    # and fetching its bundle takes seconds): the first measurement waits on
+    # nothing, and the switch on a failed verdict waits on nothing either.
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery") if act else None
+    planned = pool.submit(_plan_recovery, git, model, live.version, say) if pool else None
+    if pool is not None:
+        pool.shutdown(wait=False)
     spec = manifest.analysis
     try:
         # The live slot's own server runs this version only, from zero counters:
@@ -134,15 +135,25 @@ def watch(
         if act and not isinstance(exc, KeyboardInterrupt | SystemExit):
             _conclude(hook, _crashed(model, live.version, exc))
         raise
-    if not act:
+    if planned is None:
         return Watched(model, live.version, verdict, "judged", None, live.version)
-    assert recovery is not None
     try:
+        recovery = planned.result()
         return _act(git, model, live.version, verdict, recovery, hook, push, record_timeout, say)
     except BaseException as exc:
         if not isinstance(exc, KeyboardInterrupt | SystemExit):
             _conclude(hook, _crashed(model, live.version, exc))
         raise
+
+
+def _plan_recovery(git: g.Git, model: str, version: str, say: Say) -> rec.Recovery:
+    recovery = rec.plan(git, model, version)
+    say(
+        f"if {version} fails, {recovery.stable} serves again"
+        if recovery.problem is None
+        else f"if {version} fails, it cannot be switched back: {recovery.problem}"
+    )
+    return recovery
 
 
 def _act(
