@@ -23,10 +23,10 @@ from serving_helpers import Load, iris_registry, set_analysis, set_faults, state
 
 pytestmark = pytest.mark.slow
 
-INTERVAL_S = 2.0
+INTERVAL_S = 3.0
 FAST = {
     "interval": f"{INTERVAL_S:g}s",
-    "bake": "8s",
+    "bake": "12s",
     "min_requests": 5,
     "failure_limit": 1,
     "inconclusive_limit": 2,
