@@ -155,6 +155,7 @@ def _template(model: str, port: int) -> tuple[dict[str, bytes], tuple[str, ...]]
         "{{model}}": model,
         "{{Model}}": names.camel,
         "{{model_id}}": names.snake,
+        "{{metric}}": names.metric,
         "{{port}}": str(port),
         "{{packages}}": packages,
     }
@@ -257,10 +258,15 @@ def write_new(root: Path, plan: NewModel) -> list[Path]:
     try:
         for rel, data in plan.files.items():
             path = staging / rel
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(data)
-            if rel in plan.executable:
-                path.chmod(0o755)
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                if rel in plan.executable:
+                    path.chmod(0o755)
+            except OSError as exc:
+                raise OperationFailed(
+                    f"cannot write {plan.folder}/{rel}: {exc.strerror}", "nothing was written"
+                ) from None
         staging.chmod(0o755)  # mkdtemp makes it 0700
         try:
             staging.rename(root / plan.folder)

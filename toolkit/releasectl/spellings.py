@@ -20,6 +20,11 @@ class Spellings:
         return self.name.replace("-", "_")
 
     @property
+    def metric(self) -> str:
+        """A Prometheus metric name's prefix: it may not start with a digit."""
+        return f"model_{self.snake}" if self.snake[:1].isdigit() else self.snake
+
+    @property
     def upper(self) -> str:
         return self.snake.upper()
 
