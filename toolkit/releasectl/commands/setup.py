@@ -164,9 +164,11 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from ..cli import ctx
+            from ..names import check_model
             from ..scaffold import new_model, plan_new
             from ..spellings import Spellings
 
+            check_model(model)  # a bad name is bad input, even outside a repository
             git = repo()
             if dry_run:
                 plan = plan_new(git.cwd, model, port=port, source=source, cwd=ctx.repo)
