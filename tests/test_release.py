@@ -135,7 +135,14 @@ def test_dry_runs_write_nothing(registry: Repo, tmp_path: Path) -> None:
     release(registry, "iris", "1.0.0")
     before = registry.snapshot()
     out = json.loads(registry.ok("release", "iris", "1.1.0", "--dry-run", "--json"))
-    assert out == {"model": "iris", "version": "1.1.0", "serial": 2, "dry_run": True}
+    assert out == {
+        "model": "iris",
+        "version": "1.1.0",
+        "serial": 2,
+        "digest": None,  # no bentofile: no bundle (a bundle's digest: tests/test_scaffold.py)
+        "trains": False,
+        "dry_run": True,
+    }
     assert "would tag stable/iris/v1.0.0" in registry.ok(
         "mark-stable", "iris", "1.0.0", "--dry-run"
     )

@@ -241,6 +241,15 @@ def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) 
     pinned = manifest.bundle.digest
     if pinned is not None and pinned != digest:
         why = explain_mismatch(built, recorded_files(store, pinned))
-        report.add(model, "bundle", False, f"builds to {digest}, but pins {pinned}{why}", REFUSED)
+        version = manifest.version
+        report.add(
+            model,
+            "bundle",
+            False,
+            f"builds to {digest}, but pins {pinned}{why}; run `releasectl propose {model} "
+            f"{version}` or `releasectl release {model} {version} --dry-run` to print the "
+            "digest this change builds to",
+            REFUSED,
+        )
     else:
         report.add(model, "bundle", True, f"builds: {digest}")

@@ -142,8 +142,13 @@ class Demo:
         self.sh("git", "clone", "-q", str(self.remote), str(self.repo), cwd=self.root, show=False)
         self.sh("releasectl", "init")
         self.sh("releasectl", "new", "iris", "--port", str(port))
+        from ruamel.yaml import YAML
+
+        from .manifest import edit
+
         manifest = self.repo / "model-releases/iris/release.yaml"
-        manifest.write_text(manifest.read_text().replace("deploy:", ANALYSIS + "deploy:"))
+        fast = {"analysis": YAML(typ="safe").load(ANALYSIS)["analysis"]}
+        manifest.write_text(edit(manifest.read_text(), "release.yaml", fast))
         self.sh("git", "add", "-A", show=False)
         self.sh("git", "commit", "-q", "-S", "-m", "Add the iris model", show=False)
         self.sh("git", "push", "-q", "-u", "origin", "main", show=False)
@@ -152,7 +157,7 @@ class Demo:
         port = _free_port()
         url = f"http://127.0.0.1:{port}"
         try:
-            self.step("A registry: throwaway SSH key, bare remote, the iris example model")
+            self.step("A registry: throwaway SSH key, bare remote, `releasectl new iris`")
             self.setup(port)
 
             self.step("Release 1.0.0 (builds the bundle, pins its digest), deploy, watch")

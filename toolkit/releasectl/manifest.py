@@ -291,7 +291,9 @@ def json_schema() -> dict[str, Any]:
 
 
 def render_new(model: str, *, port: int = 3000) -> str:
-    """The manifest `releasectl new` writes: version 0.0.0 is "never released"."""
+    """A minimal manifest, without an analysis block (`releasectl new` writes
+    the template's, templates/model/release.yaml.tmpl): version 0.0.0 is
+    "never released"."""
     return f"""\
 # The release manifest of {model}. releasectl edits version, serial, bundle.digest
 # and rollback; everything else is yours. Schema: `releasectl schema`.

@@ -1,7 +1,7 @@
-"""`releasectl propose`: a release as a pull request. A new branch holds one
-signed commit with the manifest change (version, serial, bundle pin); the
-working tree and the current branch stay as they are. Also the pre-commit
-hook's manifest checks."""
+"""`releasectl propose`: a release as a pull request. A new branch, made from
+the current HEAD, holds one signed commit with the manifest change (version,
+serial, bundle pin); the working tree and the current branch stay as they
+are. Also the pre-commit hook's manifest checks."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from . import git as g
 from . import manifest as mf
-from .changes import land_on_new_branch, require_clean
+from .changes import head, land_on_new_branch, require_clean
 from .errors import BadInput, OperationFailed, ReleasectlError
 from .names import MANIFEST, REGISTRY_DIR, check_model, model_dir, parse_version
 from .release import Prebuild, plan_release
@@ -45,22 +45,28 @@ def propose(
     build: bool | None = None,
     retrain: bool = False,
 ) -> Proposal:
+    """The release of MODEL VERSION on a new branch made from the current HEAD
+    (so a feature branch's commits are in it); `base` is only the branch the
+    pull request targets, whose signers judge it, as `releasectl check` does."""
     check_model(model)
     require_clean(git, model_dir(model))
-    start = g.rev_parse(git, base)
-    if start is None:
-        raise BadInput(f"unknown base branch {base!r}")
+    start = head(git)
+    target = _target(git, base)
     branch = branch_name(model, version)
     if g.rev_parse(git, f"refs/heads/{branch}") is not None:
         raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
-    trust = trust_root(git, start)
+    trust = trust_root(git, target)
     with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
         builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
             p = plan_release(git, trust, model, version, start, builder.at(start))
             pin = p.pin
             if p.tagged_existing or p.change is None:
-                raise OperationFailed(f"{base} already declares {model} {version}")
+                raise OperationFailed(
+                    f"{g.current_branch(git) or 'HEAD'} already declares {model} {version}",
+                    f"propose from the commit before that version's change, or run "
+                    f"`releasectl release {model} {version} --dry-run` to print its digest",
+                )
             # No tag, no working-tree sync: the tag comes after the merge.
             change = dataclasses.replace(p.change, tags=(), sync_paths=())
             landed = land_on_new_branch(git, trust, branch, change)
@@ -82,6 +88,16 @@ def propose(
         ["gh", "pr", "create", "--base", base, "--head", branch, "--title", title, "--body", body]
     )
     return Proposal(branch, landed.commit, p.serial, pin.digest if pin else None, push, remote, gh)
+
+
+def _target(git: g.Git, base: str) -> str:
+    """The pull request's target: the branch here, else its remote-tracking branch."""
+    remote = g.config_get(git, f"branch.{base}.remote") or "origin"
+    for rev in (base, f"refs/remotes/{remote}/{base}"):
+        commit = g.rev_parse(git, rev)
+        if commit is not None:
+            return commit
+    raise BadInput(f"unknown base branch {base!r}", "name the branch the pull request targets")
 
 
 def check_manifest_files(git: g.Git, files: list[str]) -> list[str]:

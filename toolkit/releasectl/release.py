@@ -95,7 +95,7 @@ def plan_release(
         if pin is not None and manifest.bundle.digest not in (None, pin.digest):
             raise Refused(
                 f"the bundle built for {model} {version} has digest {pin.digest}, "
-                f"but the merged manifest pins {manifest.bundle.digest}"
+                f"but the manifest pins {manifest.bundle.digest}"
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
@@ -196,11 +196,9 @@ class Prebuild:
         return lambda may_train: self.pin(base, may_train)
 
     def pin(self, base: str, may_train: bool = True) -> Pin | None:
-        folder = model_dir(self.model)
-        has_bentofile = g.read_blob(self.git, base, f"{folder}/bentofile.yaml") is not None
-        if not (self.build if self.build is not None else has_bentofile):
+        if not builds(self.git, self.model, base, self.build):
             return None
-        tree = g.tree_id(self.git, base, folder) or base
+        tree = g.tree_id(self.git, base, model_dir(self.model)) or base
         if (tree, may_train) not in self.pins:
             manifest, _ = reg.current(self.git, self.model, base)
             manifest = manifest.model_copy(update={"version": self.version})
@@ -227,6 +225,53 @@ class Prebuild:
     def undo(self) -> None:
         for store, key in self.stored:
             store.delete(key)
+
+
+def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
+    """Whether a release on `base` builds a bundle: `build`, by default when the
+    model's folder has a bentofile.yaml."""
+    if build is not None:
+        return build
+    return g.read_blob(git, base, f"{model_dir(model)}/bentofile.yaml") is not None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `release --dry-run` reports: the plan, and whether bundle.train
+    would run first (then the bundle's digest is known only after training)."""
+
+    plan: Plan
+    trains: bool = False
+
+
+def preview(
+    git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
+) -> Preview:
+    """The release `release` would make on HEAD, nothing written: when there is
+    a bundle, it is built from the committed sources with the weights the
+    manifest pins, in a temporary BentoML home, and stored nowhere; its digest
+    is what `check` computes for the same commit, the one to pin by hand."""
+    base = head(git)
+    trains = False
+    with tempfile.TemporaryDirectory(prefix="releasectl-dry-run-") as tmp:
+
+        def build_only(may_train: bool) -> Pin | None:
+            nonlocal trains
+            if not builds(git, model, base, build):
+                return None
+            manifest, _ = reg.current(git, model, base)
+            manifest = manifest.model_copy(update={"version": version})
+            if may_train and (
+                (retrain and manifest.bundle.train) or needs_training(git, manifest, base)
+            ):
+                trains = True
+                return None
+            store = store_for(git)
+            built = build_sources(git, manifest, base, Path(tmp), store)
+            return Pin(built.digest, store.bundle_key(built.digest))
+
+        p = plan_release(git, trust_root(git, base), model, version, base, build_only)
+    return Preview(p, trains)
 
 
 def plan_mark_stable(

@@ -64,14 +64,20 @@ def register(app: typer.Typer) -> None:
     def propose(
         model: ModelArg,
         version: VersionArg,
-        base: Annotated[str, typer.Option(help="The branch the pull request targets.")] = "main",
+        base: Annotated[
+            str,
+            typer.Option(
+                help="The branch the pull request targets (its signers judge the proposal); "
+                "the proposal itself starts from the current HEAD."
+            ),
+        ] = "main",
         push: PushOption = False,
         build: Annotated[
             bool | None, typer.Option("--build/--no-build", help="Build and pin the bundle.")
         ] = None,
         retrain: RetrainOption = False,
     ) -> None:
-        """A branch with the signed manifest change, ready for a pull request."""
+        """A branch from HEAD with the signed manifest change, ready for a pull request."""
 
         def body() -> None:
             from ..propose import propose as do_propose

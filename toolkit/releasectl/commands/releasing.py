@@ -42,19 +42,30 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from .. import release as rel
-            from ..changes import head
-            from ..signing import trust_root
 
             git = repo()
             _recover(git, dry_run)
             if dry_run:
-                base = head(git)
-                p = rel.plan_release(git, trust_root(git, base), model, version, base)
+                seen = rel.preview(git, model, version, build=build, retrain=retrain)
+                p, digest = seen.plan, seen.plan.pin.digest if seen.plan.pin else None
                 what = "tag the merged commit" if p.tagged_existing else "commit + tag"
                 if json:
-                    emit({"model": model, "version": version, "serial": p.serial, "dry_run": True})
+                    emit(
+                        {
+                            "model": model,
+                            "version": version,
+                            "serial": p.serial,
+                            "digest": digest,
+                            "trains": seen.trains,
+                            "dry_run": True,
+                        }
+                    )
                 else:
                     say(f"would release {model} {version} (serial {p.serial}): {what}")
+                    if digest:
+                        say(f"  bundle {digest}")
+                    elif seen.trains:
+                        say("  bundle: bundle.train runs first; the digest is known after it")
                 return
             p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
             result = {

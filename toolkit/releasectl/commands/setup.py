@@ -140,23 +140,59 @@ def register(app: typer.Typer) -> None:
     @app.command()
     def new(
         model: Annotated[str, typer.Argument(help="Model name (a lower-case DNS label).")],
-        port: Annotated[int, typer.Option(help="The model's local endpoint port.")] = 3000,
+        port: Annotated[
+            int | None,
+            typer.Option(
+                min=1024,
+                max=65535,
+                help="The model's local endpoint port (default: the lowest from 3000 "
+                "that no other model of the registry uses).",
+            ),
+        ] = None,
+        source: Annotated[
+            str | None,
+            typer.Option(
+                "--from",
+                metavar="MODEL_OR_PATH",
+                help="Copy this model of the registry (or model folder) instead of the "
+                "template, its name renamed to MODEL.",
+            ),
+        ] = None,
         dry_run: DryRunOption = False,
     ) -> None:
-        """Scaffold model-releases/MODEL/ (manifest, service, bentofile)."""
+        """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
 
         def body() -> None:
-            from ..names import check_model, model_dir
-            from ..scaffold import new_model
+            from ..cli import ctx
+            from ..names import check_model
+            from ..scaffold import new_model, plan_new
+            from ..spellings import Spellings
 
-            check_model(model)
+            check_model(model)  # a bad name is bad input, even outside a repository
             git = repo()
             if dry_run:
-                say(f"would create {model_dir(model)}/ from the model template")
+                plan = plan_new(git.cwd, model, port=port, source=source, cwd=ctx.repo)
+                say(f"would create {plan.folder}/ from {plan.source or 'the model template'}:")
+                say("  " + "\n  ".join(sorted(plan.files)))
                 return
-            written = new_model(git.cwd, model, port=port)
+            plan, written = new_model(git.cwd, model, port=port, source=source, cwd=ctx.repo)
             for path in written:
                 say(f"created {path.relative_to(git.cwd)}")
+            if plan.source is not None:
+                old = Spellings(plan.source_model or "")
+                renames = ", ".join(f"{name} ({n})" for name, n in sorted(plan.renamed.items()))
+                say(f"copied {plan.source}: {old.name} renamed to {model} in {renames}")
+                say(
+                    f"  only where {old.name} starts a word ({old.snake}_x, {old.camel}X); "
+                    f"inside another (load_{old.snake}) it is left as it is: review the copy"
+                )
+            for name in plan.unpinned:
+                typer.echo(
+                    f"releasectl: {name} is not installed here: bentofile.yaml lists it "
+                    "unpinned; install it and pin it",
+                    err=True,
+                )
+            say(f"serves on 127.0.0.1:{plan.port} once deployed (deploy.port in release.yaml)")
             say(f"next: commit it (signed), then `releasectl release {model} 0.1.0`")
 
         run(body)

@@ -1,1 +1,0 @@
-../../../../model-releases/iris/service.py

@@ -1,1 +1,0 @@
-../../../../model-releases/iris/train.py
