@@ -207,3 +207,13 @@ def test_a_watcher_killed_mid_bake_is_reported_not_silent(team: tuple[Repo, Path
     status = json.loads(repo.ok("status", "iris", "--json"))[0]
     assert status["watcher"]["alive"] is False and status["watcher"]["exit_code"] is None
     assert "DIED without a word" in repo.ok("status", "iris")
+
+
+def test_a_malformed_hook_is_refused_before_anything_is_watched(registry: Repo) -> None:
+    registry.write(".releasectl/config.yaml", "notify:\n  command: page-oncall --team ml\n")
+    registry.commit("registry: a hook written as a shell line", ".releasectl")
+    before = registry.snapshot()
+    proc = registry.cli("watch", "iris")
+    assert proc.returncode == 2, proc.stderr
+    assert "notify.command" in proc.stderr and "list" in proc.stderr
+    assert registry.snapshot() == before

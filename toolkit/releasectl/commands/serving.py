@@ -371,5 +371,6 @@ def _judge(model: str, version: str | None, json: bool, show: Any) -> int:
         if verdict.outcome == "failed"
         else f"{model} {result.version} needs a human: {verdict.message}; nothing changed"
     )
+    _annotate(line, "error")
     sys.stderr.write(f"releasectl: {line}\n")
     return 4
