@@ -2,7 +2,7 @@
 
 Semantics follow Argo Rollouts' AnalysisRun. Every interval, each configured metric
 yields one measurement that is `successful`, `failed`, `inconclusive` (NaN, no data,
-no request at all) `pending` (too few requests yet: see below) or `error` (the metric
+no request at all), `pending` (too few requests yet: see below) or `error` (the metric
 could not be read at all). Counts are kept per metric, over the whole run, and a limit
 is breached when a count EXCEEDS it (Argo: `failed > failureLimit`):
 
