@@ -22,7 +22,10 @@ from releasectl.analysis import (
     Reading,
     Status,
     Verdict,
+    Window,
+    checks_for,
     format_duration,
+    measure,
     parse_duration,
     run_analysis,
 )
@@ -45,15 +48,19 @@ class FakeClock:
 
 
 class ScriptedSource:
-    """Plays back readings; the last one repeats. A reading may be an exception to raise."""
+    """Plays back readings; the last one repeats. A reading may be an exception to raise.
+    Each reading stands for what a real source reports for the window it is asked for;
+    the windows asked for are recorded."""
 
     def __init__(self, readings: Iterable[Reading | Exception], read_cost: float = 0.0) -> None:
         self.readings = list(readings)
         self.calls = 0
         self.clock: FakeClock | None = None
         self.read_cost = read_cost
+        self.windows: list[Window] = []
 
-    def read(self) -> Reading:
+    def read(self, window: Window) -> Reading:
+        self.windows.append(window)
         item = self.readings[min(self.calls, len(self.readings) - 1)]
         self.calls += 1
         if self.clock is not None:
@@ -165,15 +172,19 @@ def test_no_traffic_is_inconclusive_after_inconclusive_limit() -> None:
     assert "no requests" in events[0].message
 
 
-def test_too_few_requests_and_nan_are_inconclusive() -> None:
+def test_too_few_requests_are_pending_and_nan_is_inconclusive() -> None:
+    # Before accumulation, 19 of 20 requests made an inconclusive measurement on its own.
     analysis = spec(min_requests=20, inconclusive_limit=10)
     few = Reading({"error_rate": 0.0}, requests=19)
     nan = Reading({"error_rate": math.nan}, requests=100)
-    _, events, _ = watch(analysis, [few, nan, healthy()])
+    verdict, events, _ = watch(analysis, [few, nan, healthy()])
 
-    assert [e.status for e in events[:2]] == [Status.INCONCLUSIVE, Status.INCONCLUSIVE]
-    assert "19 requests in the interval (min_requests 20)" in events[0].message
+    assert [e.status for e in events[:2]] == [Status.PENDING, Status.INCONCLUSIVE]
+    assert "window 1 interval, 19 requests: fewer than min_requests 20" in events[0].message
     assert events[1].value is None and "NaN" in events[1].message
+    assert events[1].window_intervals == 2  # the 19 were not thrown away
+    assert verdict.tallies["error_rate"].inconclusive == 1
+    assert verdict.tallies["error_rate"].pending == 1
 
 
 def test_bake_without_a_successful_measurement_is_inconclusive() -> None:
@@ -272,7 +283,152 @@ def test_measurement_event_is_one_json_line() -> None:
         "interval": 1,
         "elapsed_s": 2.0,
         "message": "error_rate 0.2 is above max 0.05",
+        "window_intervals": 1,  # added with accumulated windows; nothing else changed
     }
+
+
+# --- accumulated windows (docs/ARCHITECTURE.md, "Analysis") ----------------------------
+#
+# A scripted reading stands for what a source reports for the whole window it is asked
+# for (test_metrics.py shows the real sources summing and widening).
+
+SLOW = {"latency_ms": {"p95": 100}}
+
+
+def slow(requests: float) -> Reading:
+    """A window in which every request breached: p95 2 s, no errors."""
+    return Reading({"error_rate": 0.0, "latency_ms.p95": 2000.0}, requests=requests)
+
+
+def test_a_trickle_of_breaching_requests_fails_once_the_window_holds_min_requests() -> None:
+    # 2 requests an interval, min_requests 5: each window closes after 3 intervals
+    analysis = spec(min_requests=5, bake="1m", inconclusive_limit=0, metrics=SLOW)
+    clock = FakeClock()
+    source = ScriptedSource([Reading(baseline=True), *[slow(2), slow(4), slow(6)] * 2])
+    events: list[Measurement] = []
+    verdict = run_analysis(
+        analysis, source, VERSION, clock=clock, sleep=clock.sleep, on_measurement=events.append
+    )
+
+    assert verdict.outcome is Outcome.FAILED and verdict.cause is Cause.FAILURE_LIMIT
+    assert verdict.metric == "latency_ms.p95" and verdict.intervals == 6
+    assert source.windows == [
+        Window(0, 1),  # the baseline read
+        *[Window(1, n) for n in (1, 2, 3)],
+        *[Window(4, n) for n in (1, 2, 3)],
+    ]
+    p95 = [e for e in events if e.metric == "latency_ms.p95"]
+    assert [e.status for e in p95] == [Status.PENDING, Status.PENDING, Status.FAILED] * 2
+    assert [e.window_intervals for e in p95] == [1, 2, 3] * 2
+    assert "2000 ms so far, window 2 intervals, 4 requests" in p95[1].message
+    assert "fewer than min_requests 5, the window stays open" in p95[1].message
+    assert "is above max 100 ms (window 3 intervals, 6 requests)" in verdict.message
+    assert verdict.tallies["latency_ms.p95"].model_dump() == {
+        "successful": 0,
+        "failed": 2,
+        "inconclusive": 0,  # inconclusive_limit 0 was never at risk
+        "errors": 0,
+        "consecutive_errors": 0,
+        "pending": 4,
+    }
+
+
+def test_no_traffic_is_inconclusive_after_inconclusive_limit_not_at_the_bake_end() -> None:
+    analysis = spec(min_requests=5, bake="1m", inconclusive_limit=2)
+    verdict, events, clock = watch(analysis, [Reading({"error_rate": math.nan}, requests=0)])
+
+    assert verdict.outcome is Outcome.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
+    assert verdict.intervals == 3 and clock.now == 6.0
+    assert [e.window_intervals for e in events] == [1, 2, 3]  # the window never closed
+    assert "no requests in the window of 3 intervals (min_requests 5)" in events[2].message
+
+
+def test_a_healthy_trickle_passes_and_a_short_last_window_is_one_inconclusive() -> None:
+    analysis = spec(min_requests=5, inconclusive_limit=1)
+    good = {"error_rate": 0.0}
+    readings = [Reading(good, 3), Reading(good, 6), Reading(good, 3), Reading(good, 6)]
+    verdict, events, _ = watch(analysis, [*readings, Reading(good, 3)])
+
+    assert verdict.outcome is Outcome.PASSED and verdict.intervals == 5
+    statuses = [e.status for e in events]
+    assert statuses == [Status.PENDING, Status.SUCCESSFUL] * 2 + [Status.INCONCLUSIVE]
+    assert "3 requests: fewer than min_requests 5 when the bake ended" in events[-1].message
+    assert verdict.tallies["error_rate"].inconclusive == 1
+
+
+def test_a_bake_that_ends_on_an_open_window_without_a_judgement_needs_a_human() -> None:
+    analysis = spec(min_requests=50, inconclusive_limit=0, metrics=SLOW)
+    verdict, events, _ = watch(analysis, [slow(2), slow(4), slow(6), slow(8), slow(10)])
+
+    assert verdict.outcome is Outcome.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
+    assert verdict.intervals == 5
+    p95 = [e.status for e in events if e.metric == "latency_ms.p95"]
+    assert p95 == [Status.PENDING] * 4 + [Status.INCONCLUSIVE]
+    assert "window 5 intervals, 10 requests" in verdict.message
+
+
+def test_an_unreadable_interval_keeps_the_window_open() -> None:
+    analysis = spec(min_requests=5, metrics=SLOW)
+    clock = FakeClock()
+    readings: list[Reading | Exception] = [Reading(baseline=True), slow(2), OSError("blip")]
+    source = ScriptedSource([*readings, slow(6), slow(2), slow(6)])
+    verdict = run_analysis(analysis, source, VERSION, clock=clock, sleep=clock.sleep)
+
+    assert verdict.outcome is Outcome.FAILED
+    # the source is asked for intervals 1-3 after the blip: nothing read is thrown away
+    opened = [(1, 1), (1, 2), (1, 3), (4, 1), (4, 2)]
+    assert source.windows[1:] == [Window(*w) for w in opened]
+
+
+def test_custom_gauges_keep_their_per_interval_meaning() -> None:
+    analysis = spec(
+        min_requests=5,
+        metrics={"custom": [{"name": "accuracy", "metric": "model_accuracy", "min": 0.9}]},
+    )
+    trickle = Reading({"error_rate": 0.0, "accuracy": 0.5}, requests=2)
+    verdict, events, _ = watch(analysis, [trickle])
+
+    assert verdict.outcome is Outcome.FAILED and verdict.metric == "accuracy"
+    accuracy = [e for e in events if e.metric == "accuracy"]
+    assert [e.window_intervals for e in accuracy] == [1, 1]
+    assert [e.status for e in events if e.metric == "error_rate"] == [Status.PENDING] * 2
+
+
+def test_min_requests_zero_judges_any_window_with_a_request() -> None:
+    analysis = spec(min_requests=0, inconclusive_limit=5)
+    verdict, events, _ = watch(analysis, [Reading({"error_rate": 0.0}, 0), healthy()])
+    assert verdict.passed
+    assert [e.status for e in events[:2]] == [Status.INCONCLUSIVE, Status.SUCCESSFUL]
+    assert events[1].window_intervals == 2
+
+
+@pytest.mark.parametrize(
+    ("requests", "bake_over", "status"),
+    [
+        (None, False, Status.INCONCLUSIVE),
+        (0, False, Status.INCONCLUSIVE),
+        (4, False, Status.PENDING),
+        (4, True, Status.INCONCLUSIVE),
+        (5, False, Status.FAILED),
+        (5, True, Status.FAILED),
+    ],
+)
+def test_measure_a_window(requests: float | None, bake_over: bool, status: Status) -> None:
+    analysis = spec(min_requests=5, metrics=SLOW)
+    reading = Reading({"error_rate": 0.0, "latency_ms.p95": 2000.0}, requests=requests)
+    events = measure(
+        checks_for(analysis),
+        reading,
+        version=VERSION,
+        min_requests=5,
+        interval=7,
+        elapsed_s=14.0,
+        window=3,
+        bake_over=bake_over,
+    )
+    p95 = next(e for e in events if e.metric == "latency_ms.p95")
+    assert p95.status is status
+    assert p95.window_intervals == 3 and p95.interval == 7
 
 
 # --- the spec -----------------------------------------------------------------------

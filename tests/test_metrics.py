@@ -3,6 +3,7 @@ Prometheus server (Debian's `prometheus` package; CI installs it)."""
 
 from __future__ import annotations
 
+import itertools
 import math
 import shutil
 import socket
@@ -24,6 +25,8 @@ from releasectl.analysis import (
     Outcome,
     PrometheusSourceSpec,
     Status,
+    Window,
+    checks_for,
     run_analysis,
 )
 from releasectl.metrics import (
@@ -31,12 +34,17 @@ from releasectl.metrics import (
     PrometheusSource,
     Scope,
     ScrapeSource,
+    Snapshot,
+    accumulate,
     build_queries,
     counter_increase,
     histogram_quantile,
+    interval_increase,
     open_source,
     parse_exposition,
+    promql_duration,
     render_query,
+    window_values,
 )
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
@@ -382,6 +390,109 @@ def test_open_source_picks_the_spec_source() -> None:
         assert isinstance(source, PrometheusSource)
 
 
+# --- accumulated windows (docs/ARCHITECTURE.md, "Analysis") ------------------------------
+
+SLOW_P95 = {"latency_ms": {"p95": 100}}
+P95_OF_2S = 2425.0  # all in (1, 2.5]: 1 + 1.5 * 0.95 s
+
+
+def snapshot(bento: FakeBento) -> Snapshot:
+    return parse_exposition(bento.exposition()[1], Scope("2.0.0", "iris"))
+
+
+def test_a_window_sums_its_intervals_and_a_restart_inside_it_loses_nothing() -> None:
+    first = FakeBento()
+    scrapes = [snapshot(first)]
+    first.serve("2.0.0", ok=3, seconds=2.0)
+    scrapes.append(snapshot(first))
+    first.serve("2.0.0", ok=1, errors=1, seconds=2.0)
+    scrapes.append(snapshot(first))
+    restarted = FakeBento()  # the server restarted: its counters start from zero
+    restarted.serve("2.0.0", ok=2, seconds=2.0)
+    scrapes.append(snapshot(restarted))
+
+    window = interval_increase(scrapes[0], scrapes[1])
+    for before, after in itertools.pairwise(scrapes[1:]):
+        window = accumulate(window, interval_increase(before, after))
+    checks = checks_for(spec(metrics={"latency_ms": {"p95": 100}}))
+    reading = window_values(window, scrapes[-1], checks, [])
+
+    assert reading.requests == 7
+    assert reading.values["error_rate"] == pytest.approx(1 / 7)
+    assert reading.values["latency_ms.p95"] == pytest.approx(P95_OF_2S)
+
+
+def test_scrape_trickle_of_slow_requests_fails_over_accumulated_windows(serve: Any) -> None:
+    # A one-worker service slowed to 2 requests an interval: before accumulated windows
+    # every interval was inconclusive on its own and the release was left live.
+    bento = FakeBento()
+    server = serve(bento.exposition)
+    analysis = spec(min_requests=5, bake="1m", inconclusive_limit=0, metrics=SLOW_P95)
+
+    verdict, events, clock = scrape_watch(
+        analysis, server.url, "2.0.0", lambda: bento.serve("2.0.0", ok=2, seconds=2.0)
+    )
+
+    assert verdict.outcome is Outcome.FAILED and verdict.cause is Cause.FAILURE_LIMIT
+    assert verdict.metric == "latency_ms.p95" and verdict.value == pytest.approx(P95_OF_2S)
+    assert verdict.intervals == 6 and clock.now == 12.0
+    p95 = [e for e in events if e.metric == "latency_ms.p95"]
+    assert [e.status for e in p95] == [Status.PENDING, Status.PENDING, Status.FAILED] * 2
+    assert [e.requests for e in p95] == [2, 4, 6] * 2
+    assert "window 3 intervals, 6 requests" in verdict.message
+
+
+def test_scrape_restart_inside_a_window_keeps_the_window(serve: Any) -> None:
+    state = {"bento": FakeBento()}
+    server = serve(lambda: state["bento"].exposition())
+    intervals = iter(range(100))
+
+    def traffic() -> None:
+        if next(intervals) == 1:
+            state["bento"] = FakeBento()  # restarted in the middle of the first window
+            state["bento"].serve("2.0.0", ok=1, seconds=2.0)
+        else:
+            state["bento"].serve("2.0.0", ok=2, seconds=2.0)
+
+    analysis = spec(min_requests=5, bake="1m", metrics=SLOW_P95)
+    verdict, events, _ = scrape_watch(analysis, server.url, "2.0.0", traffic)
+    assert verdict.outcome is Outcome.FAILED
+    # 2 before the restart + 1 after it + 2: diffing against the window's first scrape
+    # would have seen 3 (the server's counters since the restart)
+    assert [e.requests for e in events if e.metric == "latency_ms.p95"] == [2, 3, 5, 2, 4, 6]
+
+
+def test_scrape_healthy_trickle_passes(serve: Any) -> None:
+    bento = FakeBento()
+    server = serve(bento.exposition)
+    analysis = spec(min_requests=5, metrics=SLOW_P95)
+
+    verdict, events, _ = scrape_watch(
+        analysis, server.url, "2.0.0", lambda: bento.serve("2.0.0", ok=2, seconds=0.02)
+    )
+
+    assert verdict.passed, verdict.message
+    p95 = [e for e in events if e.metric == "latency_ms.p95"]
+    assert [e.status for e in p95] == [
+        Status.PENDING,
+        Status.PENDING,
+        Status.SUCCESSFUL,
+        Status.PENDING,
+        Status.INCONCLUSIVE,  # the bake ended on 4 requests
+    ]
+
+
+def test_prometheus_range_widens_with_the_window() -> None:
+    analysis = spec(source={"kind": "prometheus", "url": "http://127.0.0.1:9", "window": "5s"})
+    with PrometheusSource("http://127.0.0.1:9", analysis, "2.0.0") as source:
+        assert source.queries_for(Window(1, 1)) == source.queries
+        assert "[5s]" in source.queries["requests"]
+        widened = source.queries_for(Window(4, 3))  # 5s + 2 earlier intervals of 2s
+        assert "[9s]" in widened["requests"] and "[9s]" in widened["error_rate"]
+    assert promql_duration(2.5) == "2500ms"
+    assert promql_duration(1_000_000) == "1000000s"
+
+
 # --- PromQL building -------------------------------------------------------------------
 
 
@@ -416,6 +527,7 @@ def test_backtick_version_in_raw_string_is_refused() -> None:
 # --- a real Prometheus -------------------------------------------------------------------
 
 WEIRD = 'we"ird\\1'  # a label value that breaks any unescaped query
+TRICKLE = "3.0.0"  # about one slow request a second
 
 
 @pytest.fixture(scope="module")
@@ -430,9 +542,13 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     def traffic() -> None:
         bento.accuracy.labels("2.0.0").set(0.95)
         bento.accuracy.labels(WEIRD).set(0.5)
+        beat = 0
         while not stop.is_set():
             bento.serve("2.0.0", ok=20, seconds=0.02)
             bento.serve(WEIRD, ok=16, errors=4, seconds=0.3)
+            if beat % 20 == 0:
+                bento.serve(TRICKLE, ok=1, seconds=0.3)
+            beat += 1
             stop.wait(0.05)
 
     generator = threading.Thread(target=traffic, daemon=True)
@@ -598,3 +714,42 @@ def test_prometheus_unreachable_never_passes() -> None:
     assert verdict.cause is Cause.ERROR_LIMIT
     assert "cannot reach" in verdict.message
     assert len(events) == 3
+
+
+def _wait_for_history(url: str, version: str, seconds: int) -> None:
+    # the widest range the test reads must hold scrapes all through
+    query = (
+        f'count_over_time(bentoml_service_request_total{{service_version="{version}"}}'
+        f"[{seconds}s]) >= {seconds - 1}"
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+        if answer["data"]["result"]:
+            return
+        time.sleep(0.2)
+    pytest.fail(f"prometheus has no {seconds}s of {version} within 60s")
+
+
+def test_prometheus_trickle_fails_over_a_widened_range(prometheus: tuple[str, FakeBento]) -> None:
+    # About one request a second, every one slow: no 3s range holds min_requests 5, so
+    # the release is judged on ranges widened by 2s per interval of the open window.
+    url, _ = prometheus
+    _wait_for_history(url, TRICKLE, 12)
+    analysis = spec(
+        source={"kind": "prometheus", "url": url, "window": "3s"},
+        min_requests=5,
+        bake="1m",
+        inconclusive_limit=3,  # tolerates a range that catches a single scrape
+        metrics=SLOW_P95,
+    )
+    verdict, events = prom_watch(analysis, TRICKLE)
+
+    assert verdict.outcome is Outcome.FAILED, verdict.message
+    assert verdict.metric == "latency_ms.p95"
+    assert verdict.value == pytest.approx(487.5)  # all in (0.25, 0.5]: 0.25 + 0.25 * 0.95 s
+    p95 = [e for e in events if e.metric == "latency_ms.p95"]
+    judged = [e for e in p95 if e.status is Status.FAILED]
+    assert len(judged) == 2
+    assert all(e.window_intervals >= 2 and (e.requests or 0) >= 5 for e in judged)
+    assert p95[0].status is not Status.FAILED  # one 3s range alone is too little

@@ -2,9 +2,9 @@
 
 Semantics follow Argo Rollouts' AnalysisRun. Every interval, each configured metric
 yields one measurement that is `successful`, `failed`, `inconclusive` (NaN, no data,
-fewer than `min_requests` requests in the interval) or `error` (the metric could not
-be read at all). Counts are kept per metric, over the whole run, and a limit is
-breached when a count EXCEEDS it (Argo: `failed > failureLimit`):
+no request at all), `pending` (too few requests yet: see below) or `error` (the metric
+could not be read at all). Counts are kept per metric, over the whole run, and a limit
+is breached when a count EXCEEDS it (Argo: `failed > failureLimit`):
 
 - failed > failure_limit                     -> FAILED (names metric, value, threshold)
 - consecutive errors > consecutive_error_limit -> FAILED: a release we cannot observe
@@ -14,8 +14,17 @@ breached when a count EXCEEDS it (Argo: `failed > failureLimit`):
 - bake elapsed, no limit breached, every metric measured successfully at least
   once -> PASSED; bake elapsed but some metric never succeeded -> INCONCLUSIVE.
 
+Per-request metrics (error rate, latency) are judged over an accumulated window, not
+over one interval alone (docs/ARCHITECTURE.md, "Analysis"): the window opens after
+each conclusive measurement and grows by one interval at a time until it holds
+`min_requests` API requests; the source reads the whole window each time. A window
+that holds no request at all is inconclusive for that interval; one that holds some
+but too few is `pending`, which counts toward no limit; when the bake ends on a
+pending window, that last measurement is inconclusive. Custom gauges are judged each
+interval on their own.
+
 Limits are checked after every interval, failures first, so with `failure_limit: 1`
-a bad version fails at the second measured interval (failure_limit + 1 intervals).
+a bad version fails at the second conclusive measurement.
 
 This module never prints and never does I/O itself: metric sources (see
 `releasectl.metrics`) read the numbers; time comes from injectable `clock`/`sleep`.
@@ -190,7 +199,11 @@ class AnalysisSpec(_Strict):
 
     interval: Duration = 10.0
     bake: Duration = 300.0
-    min_requests: int = Field(default=10, ge=0, description="API requests needed per interval")
+    min_requests: int = Field(
+        default=10,
+        ge=0,
+        description="API requests a measurement needs; fewer extend its window by an interval",
+    )
     failure_limit: int = Field(default=1, ge=0)
     inconclusive_limit: int = Field(default=3, ge=0)
     consecutive_error_limit: int = Field(default=4, ge=0)
@@ -248,10 +261,22 @@ def checks_for(spec: AnalysisSpec) -> list[Check]:
 
 
 @dataclass(frozen=True)
+class Window:
+    """The accumulated window a read covers: `intervals` intervals, from interval
+    `start` to the one that just ended. The window stays open (a later read has the
+    same `start`) until a read holds `min_requests` API requests."""
+
+    start: int
+    intervals: int
+
+
+@dataclass(frozen=True)
 class Reading:
-    """What a source read for one interval. A name missing from `values` has no data;
-    `errors` holds per-metric read errors. A `baseline` reading starts the watch and is
-    not a measurement (the scrape source needs one snapshot to diff against)."""
+    """What a source read for one window. Per-request values (`error_rate`,
+    `latency_ms.*`) and `requests` cover the whole window; custom gauges are read as
+    of now. A name missing from `values` has no data; `errors` holds per-metric read
+    errors. A `baseline` reading starts the watch and is not a measurement (the
+    scrape source needs one snapshot to diff against)."""
 
     values: dict[str, float] = field(default_factory=dict)
     requests: float | None = None
@@ -260,8 +285,9 @@ class Reading:
 
 
 class MetricSource(Protocol):
-    def read(self) -> Reading:
-        """Read the metrics of the interval that just ended; raise when nothing could be read."""
+    def read(self, window: Window) -> Reading:
+        """Read the metrics of `window`, whose last interval just ended; raise when
+        nothing could be read."""
         ...
 
 
@@ -272,6 +298,7 @@ class Status(StrEnum):
     SUCCESSFUL = "successful"
     FAILED = "failed"
     INCONCLUSIVE = "inconclusive"
+    PENDING = "pending"  # the window holds too few requests yet; it stays open
     ERROR = "error"
 
 
@@ -282,7 +309,10 @@ class Threshold(BaseModel):
 
 
 class Measurement(BaseModel):
-    """One metric, one interval. Printable by the CLI or dumped as one JSON line."""
+    """One metric, one interval. Printable by the CLI or dumped as one JSON line.
+    A per-request metric covers `window_intervals` intervals (the accumulated window,
+    ending with `interval`) and `requests` counts the API requests in all of them;
+    a pending measurement's `value` is the window's value so far."""
 
     model_config = ConfigDict(frozen=True)
     version: str
@@ -294,6 +324,7 @@ class Measurement(BaseModel):
     interval: int
     elapsed_s: float
     message: str
+    window_intervals: int = 1
 
 
 class Outcome(StrEnum):
@@ -316,6 +347,7 @@ class Tally(BaseModel):
     inconclusive: int = 0
     errors: int = 0
     consecutive_errors: int = 0
+    pending: int = 0  # intervals whose window held too few requests; counts toward no limit
 
     def add(self, status: Status) -> None:
         self.consecutive_errors = self.consecutive_errors + 1 if status is Status.ERROR else 0
@@ -349,24 +381,60 @@ def _fmt(value: float) -> str:
     return f"{value:.6g}"
 
 
+def enough_requests(requests: float | None, min_requests: int) -> bool:
+    """Whether a window holds enough API requests to judge per-request metrics: at
+    least `min_requests`, and at least one (no request is never a measurement)."""
+    return requests is not None and requests > 0 and requests >= min_requests
+
+
+def window_text(intervals: int, requests: float | None) -> str:
+    """`window 3 intervals, 14 requests`: what a per-request measurement covered."""
+    plural = "" if intervals == 1 else "s"
+    return f"window {intervals} interval{plural}, {_fmt(requests or 0)} requests"
+
+
 def judge(
-    check: Check, value: float | None, requests: float | None, min_requests: int
+    check: Check,
+    value: float | None,
+    requests: float | None,
+    min_requests: int,
+    *,
+    window: int = 1,
+    bake_over: bool = False,
 ) -> tuple[Status, str]:
-    if check.per_request and (requests is None or requests < min_requests or requests == 0):
-        seen = "no" if not requests else _fmt(requests)
-        return Status.INCONCLUSIVE, (
-            f"{check.name}: {seen} requests in the interval (min_requests {min_requests})"
+    """One metric's status over its window (per-request metrics) or now (gauges)."""
+    if check.per_request and not enough_requests(requests, min_requests):
+        if not requests:
+            where = "the interval" if window == 1 else f"the window of {window} intervals"
+            return Status.INCONCLUSIVE, (
+                f"{check.name}: no requests in {where} (min_requests {min_requests})"
+            )
+        span = window_text(window, requests)
+        if bake_over:
+            return Status.INCONCLUSIVE, (
+                f"{check.name}: {span}: fewer than min_requests {min_requests} when the bake ended"
+            )
+        so_far = (
+            f" {_fmt(value)}{check.unit} so far,"
+            if value is not None and not math.isnan(value)
+            else ""
+        )
+        return Status.PENDING, (
+            f"{check.name}{so_far} {span}: fewer than min_requests {min_requests}, "
+            "the window stays open"
         )
     if value is None:
         return Status.INCONCLUSIVE, f"{check.name}: no data"
     if math.isnan(value):
         return Status.INCONCLUSIVE, f"{check.name}: NaN"
     shown = f"{check.name} {_fmt(value)}{check.unit}"
+    # A window of one interval is the common case: its message stays short.
+    span = f" ({window_text(window, requests)})" if check.per_request and window > 1 else ""
     if check.min is not None and value < check.min:
-        return Status.FAILED, f"{shown} is below min {_fmt(check.min)}{check.unit}"
+        return Status.FAILED, f"{shown} is below min {_fmt(check.min)}{check.unit}{span}"
     if check.max is not None and value > check.max:
-        return Status.FAILED, f"{shown} is above max {_fmt(check.max)}{check.unit}"
-    return Status.SUCCESSFUL, f"{shown} within threshold"
+        return Status.FAILED, f"{shown} is above max {_fmt(check.max)}{check.unit}{span}"
+    return Status.SUCCESSFUL, f"{shown} within threshold{span}"
 
 
 def measure(
@@ -377,7 +445,11 @@ def measure(
     min_requests: int,
     interval: int,
     elapsed_s: float,
+    window: int = 1,
+    bake_over: bool = False,
 ) -> list[Measurement]:
+    """The measurements of one interval. `window`: how many intervals the reading's
+    per-request values cover; `bake_over`: this is the last interval of the bake."""
     events = []
     for check in checks:
         value: float | None = None
@@ -388,7 +460,14 @@ def measure(
             status, message = Status.ERROR, f"{check.name}: {reading.errors[check.name]}"
         else:
             value = reading.values.get(check.name)
-            status, message = judge(check, value, requests, min_requests)
+            status, message = judge(
+                check,
+                value,
+                requests,
+                min_requests,
+                window=window if check.per_request else 1,
+                bake_over=bake_over,
+            )
         if value is not None and math.isnan(value):
             value = None
         events.append(
@@ -402,6 +481,7 @@ def measure(
                 interval=interval,
                 elapsed_s=round(elapsed_s, 3),
                 message=message,
+                window_intervals=window if check.per_request else 1,
             )
         )
     return events
@@ -494,10 +574,15 @@ def run_analysis(
     last: dict[str, Measurement] = {}
     start = clock()
     tick = 0
+    opened = 0  # the interval the open window started at
     while True:
-        reading = _safe_read(source)
+        window = Window(start=opened, intervals=tick - opened + 1)
+        reading = _safe_read(source, window)
         elapsed = clock() - start
-        if isinstance(reading, Exception) or not reading.baseline:
+        if isinstance(reading, Reading) and reading.baseline:
+            opened = tick + 1
+        else:
+            bake_over = elapsed >= spec.bake
             events = measure(
                 checks,
                 reading,
@@ -505,13 +590,19 @@ def run_analysis(
                 min_requests=spec.min_requests,
                 interval=tick,
                 elapsed_s=elapsed,
+                window=window.intervals,
+                bake_over=bake_over,
             )
             for event in events:
                 tallies[event.metric].add(event.status)
                 last[event.metric] = event
                 if on_measurement is not None:
                     on_measurement(event)
-            decision = decide(spec, tallies, last, bake_over=elapsed >= spec.bake)
+            if isinstance(reading, Reading) and enough_requests(
+                reading.requests, spec.min_requests
+            ):
+                opened = tick + 1  # judged: the next interval opens a new window
+            decision = decide(spec, tallies, last, bake_over=bake_over)
             if decision is not None:
                 return _verdict(version, decision, tallies, tick, elapsed)
         tick += 1
@@ -520,11 +611,12 @@ def run_analysis(
             sleep(wait)
 
 
-def _safe_read(source: MetricSource) -> Reading | Exception:
+def _safe_read(source: MetricSource, window: Window) -> Reading | Exception:
     # A watch must end in a verdict: any exception from a source, even a bug, is a
     # metric error that counts toward consecutive_error_limit instead of a crash.
+    # The window stays open across it: the next read covers this interval too.
     try:
-        return source.read()
+        return source.read(window)
     except Exception as error:
         return error
 

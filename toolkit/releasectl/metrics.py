@@ -14,10 +14,16 @@ are not the model's API are left out of error rate, latency and request counts: 
 counts its probes and UI too. Left out: `/metrics`, `/readyz`, `/livez`, `/healthz`,
 `/docs.json`, `/schema.json`, `/` and anything under `/static_content/` or `/assets/`.
 
+Per-request values cover the analysis' accumulated window (`releasectl.analysis.Window`,
+docs/ARCHITECTURE.md, "Analysis"): the scrape source sums the counter increases of the
+window's intervals, the Prometheus source widens the range of its queries to the window.
+
 The scrape source never reports a negative increase: a counter lower than at the last
 scrape was reset, and, since a restart resets all of a server's counters, any series
 going down makes the whole interval count from zero (Prometheus can only do this per
-series, so it undercounts series that climbed back above their old value).
+series, so it undercounts series that climbed back above their old value). A restart
+inside a window loses nothing of the window's earlier intervals: each interval is
+diffed on its own, then summed.
 """
 
 from __future__ import annotations
@@ -38,6 +44,7 @@ from releasectl.analysis import (
     CustomMetricSpec,
     PrometheusSourceSpec,
     Reading,
+    Window,
     checks_for,
 )
 from releasectl.errors import OperationFailed
@@ -216,21 +223,50 @@ def _first_line(error: BaseException) -> str:
     return text.splitlines()[0][:200] if text else type(error).__name__
 
 
-# --- computing an interval from two snapshots ----------------------------------------
+# --- computing a window from snapshots ------------------------------------------------
 
 
-def interval_values(
-    previous: Snapshot, current: Snapshot, checks: list[Check], customs: list[CustomMetricSpec]
-) -> Reading:
+class Increase(NamedTuple):
+    """How much each API series' counters grew over some span: one interval or a window."""
+
+    requests: dict[SeriesKey, float]
+    buckets: dict[SeriesKey, float]
+
+
+def interval_increase(previous: Snapshot, current: Snapshot) -> Increase:
     if restarted(previous, current):
         previous = Snapshot({}, {}, {})
-    requests = counter_increase(previous.requests, current.requests)
-    total = sum(requests.values())
+    return Increase(
+        counter_increase(previous.requests, current.requests),
+        counter_increase(previous.buckets, current.buckets),
+    )
+
+
+def accumulate(window: Increase, interval: Increase) -> Increase:
+    """The window's increases extended by one more interval's: summed per series."""
+
+    def add(a: dict[SeriesKey, float], b: dict[SeriesKey, float]) -> dict[SeriesKey, float]:
+        total = dict(a)
+        for key, value in b.items():
+            total[key] = total.get(key, 0.0) + value
+        return total
+
+    return Increase(add(window.requests, interval.requests), add(window.buckets, interval.buckets))
+
+
+def window_values(
+    increase: Increase, current: Snapshot, checks: list[Check], customs: list[CustomMetricSpec]
+) -> Reading:
+    """Error rate, latency quantiles and the request count over `increase`; custom
+    gauges as of the `current` snapshot."""
+    total = sum(increase.requests.values())
     errors = sum(
-        v for k, v in requests.items() if dict(k).get("http_response_code", "").startswith("5")
+        v
+        for k, v in increase.requests.items()
+        if dict(k).get("http_response_code", "").startswith("5")
     )
     by_le: dict[float, float] = defaultdict(float)
-    for key, value in counter_increase(previous.buckets, current.buckets).items():
+    for key, value in increase.buckets.items():
         by_le[float(dict(key)["le"])] += value
     values: dict[str, float] = {"error_rate": errors / total if total else math.nan}
     for name, q in QUANTILES.items():
@@ -263,7 +299,9 @@ def worst(values: list[float], low: float | None, high: float | None) -> float:
 
 class ScrapeSource:
     """Scrapes `{base_url}/metrics` each interval. The first successful scrape is the
-    baseline; each later one yields the values of the interval since the previous one."""
+    baseline; each later one yields the values of the window it is asked for: the
+    increase since the previous scrape, added to the window's earlier increases while
+    the window stays open (same `start`)."""
 
     def __init__(
         self,
@@ -288,8 +326,10 @@ class ScrapeSource:
         self._namespace = namespace
         self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
         self._previous: Snapshot | None = None
+        self._window: tuple[int, Increase] | None = None  # the open window: start, increase
 
-    def read(self) -> Reading:
+    def read(self, window: Window | None = None) -> Reading:
+        """The values of `window` (None: of the interval since the last scrape alone)."""
         current = parse_exposition(
             self._fetch(),
             self._scope,
@@ -301,7 +341,12 @@ class ScrapeSource:
             previous = Snapshot({}, {}, {})
         if previous is None:
             return Reading(baseline=True)
-        return interval_values(previous, current, self._checks, self._customs)
+        # A failed scrape changes nothing here: the next diff covers its interval too.
+        increase = interval_increase(previous, current)
+        if window is not None and self._window is not None and self._window[0] == window.start:
+            increase = accumulate(self._window[1], increase)
+        self._window = (window.start, increase) if window is not None else None
+        return window_values(increase, current, self._checks, self._customs)
 
     def _fetch(self) -> str:
         try:
@@ -395,11 +440,18 @@ def _selector(scope: Scope, extra: str = "") -> str:
     return "{" + ",".join(matchers) + "}"
 
 
+def promql_duration(seconds: float) -> str:
+    """`90s`, `2500ms`: a range PromQL accepts however long (`:g` would give `1e+06s`)."""
+    if seconds == int(seconds):
+        return f"{int(seconds)}s"
+    return f"{round(seconds * 1000)}ms"
+
+
 def build_queries(
     spec: AnalysisSpec, scope: Scope, window_s: float, namespace: str = NAMESPACE
 ) -> dict[str, str]:
     """PromQL for each check, plus `requests` (API requests in the window)."""
-    window = f"[{window_s:g}s]"
+    window = f"[{promql_duration(window_s)}]"
     total = f"{namespace}_request_total"
     buckets = f"{namespace}_request_duration_seconds_bucket"
     every = _selector(scope)
@@ -422,7 +474,9 @@ def build_queries(
 
 
 class PrometheusSource:
-    """Asks a Prometheus server for each metric over the last `window` (default: interval)."""
+    """Asks a Prometheus server for each metric over the last `window` (default: interval),
+    widened by the earlier intervals of the analysis' open window: a window of k intervals
+    is read over `window + (k - 1) * interval`. Custom queries are the user's: as written."""
 
     def __init__(
         self,
@@ -438,14 +492,23 @@ class PrometheusSource:
         source = spec.source
         window = source.window if isinstance(source, PrometheusSourceSpec) else None
         self.url = url.rstrip("/") + "/api/v1/query"
+        self._spec = spec
+        self._scope = Scope(version, service_name)
+        self._namespace = namespace
         self._checks = checks_for(spec)
-        self.queries = build_queries(
-            spec, Scope(version, service_name), window or spec.interval, namespace
-        )
+        self._window_s = window or spec.interval
+        self.queries = build_queries(spec, self._scope, self._window_s, namespace)
         self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
         self._started = False
 
-    def read(self) -> Reading:
+    def queries_for(self, window: Window | None) -> dict[str, str]:
+        """The queries for `window` (None or one interval: `self.queries`)."""
+        if window is None or window.intervals <= 1:
+            return self.queries
+        seconds = self._window_s + (window.intervals - 1) * self._spec.interval
+        return build_queries(self._spec, self._scope, seconds, self._namespace)
+
+    def read(self, window: Window | None = None) -> Reading:
         if not self._started:
             # The window before the watch started says nothing about this deploy.
             self._started = True
@@ -454,7 +517,7 @@ class PrometheusSource:
         errors: dict[str, str] = {}
         requests: float | None = None
         bounds = {c.name: (c.min, c.max) for c in self._checks}
-        for name, query in self.queries.items():
+        for name, query in self.queries_for(window).items():
             try:
                 result = self.query(query)
             except _Unreachable:

@@ -247,7 +247,12 @@ def register_watch(app: typer.Typer) -> None:
                 if json:
                     say(m.model_dump_json())
                 else:
-                    mark = {"successful": "ok  ", "failed": "FAIL", "inconclusive": "??  "}
+                    mark = {
+                        "successful": "ok  ",
+                        "failed": "FAIL",
+                        "inconclusive": "??  ",
+                        "pending": "..  ",
+                    }
                     say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {m.message}")
 
             if judge_only:
