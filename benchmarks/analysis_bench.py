@@ -20,8 +20,16 @@ accumulate them into windows and fail the release (docs/ARCHITECTURE.md, "Analys
 it inconclusive. Measured from the first (slow) answer of the bad version to the first answer
 of 1.0.0 again: breach -> stable serving, in seconds and intervals, with the windows judged.
 
+The unattended case (--unattended-trials, interval 2s): the registry gets a bare remote; a
+release with `error_ratio: 0.5` is pushed, the operator's branch then holds an unpushed commit,
+and `deploy --watch` starts the detached watcher. Nobody is at the terminal: the watcher must
+switch back first and record second, pushing the revert on the remote's tip without the
+unpushed commit (docs/ARCHITECTURE.md, "Unattended rollback"). Measured: breach -> stable
+serving (first bad answer -> first 1.0.0 answer), in seconds and intervals, against
+(failure_limit + 1) intervals + 1 s; and when the revert had reached the remote.
+
     python benchmarks/analysis_bench.py [--trials 3] [--intervals 2 5] [--rate 50]
-                                        [--collapse-trials 3]
+                                        [--collapse-trials 3] [--unattended-trials 3]
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
 from servinglib import (
@@ -54,6 +63,8 @@ FAILURE_LIMIT = 1
 ERRORS = "error_ratio: 0.2\n"
 COLLAPSE = "added_latency_ms: 1000\n"  # one worker: ~1 answer a second
 COLLAPSE_INTERVAL = 2.0
+UNATTENDED = "error_ratio: 0.5\n"
+UNATTENDED_INTERVAL = 2.0
 
 
 def analysis(interval: float) -> dict[str, Any]:
@@ -164,6 +175,84 @@ def trial(w: World, interval: float, version: str, rate: float, faults: str) -> 
     }
 
 
+def with_remote(w: World) -> Path:
+    """A bare remote for the registry, holding everything so far."""
+    bare = w.root / "remote.git"
+    subprocess.run(["git", "init", "-q", "--bare", "-b", "main", str(bare)], check=True)
+    w.repo.git("remote", "add", "origin", str(bare))
+    w.repo.git("push", "-q", "-u", "origin", "main", "--tags")
+    return bare
+
+
+def unattended_trial(w: World, bare: Path, version: str, rate: float) -> dict[str, Any]:
+    import psutil
+
+    from serving_helpers import set_analysis, set_faults
+
+    interval = UNATTENDED_INTERVAL
+    set_faults(w.repo, UNATTENDED, f"iris: a bad build ({version})")
+    set_analysis(w.repo, analysis(interval))
+    w.repo.ok("release", "iris", version, "--push")
+    w.repo.write("NOTES.md", f"work in progress next to {version}\n")
+    unpushed = w.repo.commit(f"notes: not for the remote ({version})", "NOTES.md")
+    trace = w.root / f"trace-unattended-{version}.txt"
+    load = loadgen(w, w.url, connections=4, duration=0, rate=rate, trace=trace)
+    time.sleep(2.0)  # steady load on 1.0.0 first
+    t_deploy = time.monotonic()
+    deployed = json.loads(w.repo.ok("deploy", "iris", "--watch", "--json"))
+    watcher = psutil.Process(deployed["watcher"]["pid"])
+    watcher.wait(timeout=300)
+    t_done = time.monotonic()
+    time.sleep(2.0)  # steady load on 1.0.0 again
+    summary = finish_loadgen(load, interrupt=True)
+    outcome = w.status().get("watch_outcome") or {}
+    head = subprocess.run(
+        ["git", "-C", str(bare), "log", "-1", "--format=%H%n%B", "main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    has_unpushed = (
+        subprocess.run(
+            ["git", "-C", str(bare), "cat-file", "-e", unpushed], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
+    # Back to the remote's state for the next trial (the notes commit was only a bystander).
+    w.repo.git("fetch", "-q", "origin")
+    w.repo.git("reset", "-q", "--hard", "origin/main")
+    rows = read_trace(trace)
+    t_bad = next((r[1] for r in rows if r[1] >= t_deploy and r[3] == version), None)
+    t_back = next((r[1] for r in rows if t_bad and r[1] > t_bad and r[3] == "1.0.0"), None)
+    caught = (
+        outcome.get("outcome") == "failed-recovered"
+        and f"Releasectl-Revert-From: {version}" in head
+        and not has_unpushed
+        and t_bad is not None
+        and t_back is not None
+    )
+    result: dict[str, Any] = {
+        "version": version,
+        "interval": interval,
+        "caught": caught,
+        "outcome": outcome,
+        "remote_has_unpushed_commit": has_unpushed,
+        "load": summary,
+    }
+    if not caught or t_bad is None or t_back is None:
+        return result
+    after = [r for r in rows if r[0] >= t_back]
+    result.update(
+        recovery_s=round(t_back - t_bad, 3),
+        recovery_intervals=round((t_back - t_bad) / interval, 2),
+        recorded_after_s=round(t_done - t_bad, 3),
+        switch_s=outcome.get("recovery_seconds"),
+        after_switch_requests=len(after),
+        after_switch_failed=sum(1 for r in after if r[2] != 200),
+    )
+    return result
+
+
 def summarise(trials: list[dict[str, Any]]) -> dict[str, Any]:
     caught = [t for t in trials if t["caught"]]
     out: dict[str, Any] = {"trials": len(trials), "caught": len(caught)}
@@ -201,6 +290,12 @@ def main() -> int:
         default=3,
         help="releases whose added latency collapses throughput below min_requests (0: none)",
     )
+    parser.add_argument(
+        "--unattended-trials",
+        type=int,
+        default=3,
+        help="bad releases rolled back by a detached watcher beside unpushed work (0: none)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     args = parser.parse_args()
     doc: dict[str, Any] = {"benchmark": "analysis", "machine": machine(), "args": vars(args)}
@@ -225,9 +320,34 @@ def main() -> int:
             collapse.append(trial(w, COLLAPSE_INTERVAL, f"{major}.0.0", args.rate, COLLAPSE))
             major += 1
             progress(f"collapse trial {i + 1}/{args.collapse_trials}", collapse[-1])
+        unattended = []
+        if args.unattended_trials:
+            bare = with_remote(w)
+            for i in range(args.unattended_trials):
+                unattended.append(unattended_trial(w, bare, f"{major}.0.0", args.rate))
+                major += 1
+                t = unattended[-1]
+                print(
+                    f"  unattended trial {i + 1}/{args.unattended_trials}: "
+                    + (
+                        f"stable serving {t['recovery_s']:.2f} s after the first bad answer"
+                        if t["caught"]
+                        else f"NOT recovered and recorded: {t['outcome']}"
+                    ),
+                    file=sys.stderr,
+                )
     doc["results"] = results
     if collapse:
         doc["collapse"] = {"summary": summarise(collapse), "trials": collapse}
+    if unattended:
+        caught = [t for t in unattended if t["caught"]]
+        summary: dict[str, Any] = {"trials": len(unattended), "caught": len(caught)}
+        if caught:
+            for key in ("recovery_s", "recovery_intervals", "recorded_after_s"):
+                summary[key] = round(median([t[key] for t in caught]), 3)
+            summary["after_switch_failed"] = sum(t["after_switch_failed"] for t in caught)
+            summary["after_switch_requests"] = sum(t["after_switch_requests"] for t in caught)
+        doc["unattended"] = {"summary": summary, "trials": unattended}
     return finish("analysis", doc, started, report)
 
 
@@ -299,6 +419,10 @@ def report(doc: dict[str, Any]) -> str:
         collapse_rows, collapse_part = report_collapse(doc["collapse"]["summary"])
         rows += collapse_rows
         parts.append(collapse_part)
+    if "unattended" in doc:
+        u_rows, u_part = report_unattended(doc["unattended"]["summary"])
+        rows += u_rows
+        parts.append(u_part)
     passed = sum(1 for r in rows if r[3] is True)
     total = sum(1 for r in rows if r[3] is not None)
     summary = (
@@ -375,6 +499,43 @@ def report_collapse(s: dict[str, Any]) -> tuple[list[tuple[str, str, str, bool |
         f"{s['trials']} trials, {s['detection_intervals']:.2f} intervals after its first slow "
         f"answer (windows of {windows} intervals); breach to stable serving took "
         f"{s['recovery_intervals']:.2f} intervals"
+    )
+    return rows, part
+
+
+def report_unattended(
+    s: dict[str, Any],
+) -> tuple[list[tuple[str, str, str, bool | None]], str]:
+    name = "unattended 2s"
+    what = "switched back, then reverted on the remote without the unpushed commit"
+    rows = [caught_row(name, s, what, True)]
+    if not s["caught"]:
+        return rows, f"the unattended rollback held in {s['caught']} of {s['trials']} trials"
+    bound = (FAILURE_LIMIT + 1) * UNATTENDED_INTERVAL + 1.0
+    rows += [
+        (
+            f"[{name}] breach → stable serving (median, first bad answer → first 1.0.0 answer)",
+            f"{s['recovery_s']:.2f} s = {s['recovery_intervals']:.2f} intervals",
+            f"≤ (failure_limit + 1) intervals + 1 s = {bound:g} s",
+            s["recovery_s"] <= bound,
+        ),
+        (
+            f"[{name}] revert on the remote and watcher done (median, from first bad answer)",
+            f"{s['recorded_after_s']:.2f} s",
+            "reported",
+            None,
+        ),
+        (
+            f"[{name}] failed requests after the switch (all trials)",
+            f"{s['after_switch_failed']} of {s['after_switch_requests']}",
+            "0",
+            s["after_switch_failed"] == 0,
+        ),
+    ]
+    part = (
+        f"unattended, beside an unpushed commit, the stable version served again "
+        f"{s['recovery_s']:.2f} s ({s['recovery_intervals']:.2f} intervals) after the first bad "
+        f"answer, and the revert was on the remote {s['recorded_after_s']:.2f} s after it"
     )
     return rows, part
 

@@ -189,6 +189,13 @@ def test_a_bad_release_is_rolled_back_with_nobody_at_the_terminal(
     assert [b["outcome"] for b in webhook.bodies] == ["failed-recovered"]
     assert all(d["ok"] for d in outcome["notified"]) and len(outcome["notified"]) == 2
 
+    # The operator catches up (their notes commit rebased onto the revert) and deploys
+    # the branch: the revert's state takes over the server already serving 1.0.0.
+    repo.git("pull", "-q", "--rebase")
+    assert git(repo.path, "merge-base", "--is-ancestor", head, "HEAD", check=False) == ""
+    out = json.loads(repo.ok("deploy", "iris", "--json"))
+    assert (out["version"], out["switch"], out["commit"]) == ("1.0.0", "none", head)
+
 
 def _after_bad(load: Load) -> list[tuple[float, int, str | None]]:
     results = list(load.results)

@@ -59,6 +59,11 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> State:
     commit = g.rev_parse(git, rev)
     if commit is None:
         raise OperationFailed(f"{model} has no release {version}")
+    # The state is named by the commit that last changed the model's folder, not
+    # the branch tip: another model's release or someone's unpushed notes commit
+    # (rebased later, so never on any branch again) must not become the deploy
+    # gate's memory (docs/ARCHITECTURE.md, "The deploy gate").
+    commit = g.last_change_on_branch(git, commit, model_dir(model)) or commit
     manifest, _ = reg.current(git, model, commit)
     verified = (
         manifest.rollback is not None

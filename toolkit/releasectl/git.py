@@ -293,6 +293,13 @@ def last_change(git: Git, rev: str, path: str) -> str | None:
     return git.out("log", "-1", "--format=%H", rev, "--", path) or None
 
 
+def last_change_on_branch(git: Git, rev: str, path: str) -> str | None:
+    """The commit on `rev`'s first-parent line that last changed `path` (for a
+    merged pull request, the merge commit itself, which descends from the
+    branch's earlier states)."""
+    return git.out("log", "--first-parent", "-1", "--format=%H", rev, "--", path) or None
+
+
 def trailers(git: Git, commit: str) -> dict[str, list[str]]:
     """The trailers of a commit's message as git parses them: only its final
     paragraph, and only when that paragraph is a trailer block."""
