@@ -106,7 +106,15 @@ def register(app: typer.Typer) -> None:
                 from ..signing import check_signing_key
 
                 check_signing_key(git)  # before deploying, not after the bake
-            result = do_deploy(git, model, version=version, ready_timeout=ready_timeout)
+            from .progress import terminal_progress
+
+            result = do_deploy(
+                git,
+                model,
+                version=version,
+                ready_timeout=ready_timeout,
+                progress=terminal_progress(),
+            )
             watcher = start_detached(git, model, result.version) if auto else None
             if json:
                 emit({**result.model_dump(mode="json"), "watcher": watcher})
