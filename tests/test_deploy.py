@@ -63,9 +63,13 @@ def test_release_pins_a_digest_that_rebuilds_reproduce(world: World) -> None:
     for _ in range(2):
         # Delete the stored archive: the build starts from a fresh BentoML home each time.
         world.store_archive("1.0.0").unlink()
-        out = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
+        proc = world.repo.cli("build", "iris", "1.0.0", "--json")
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
         assert out["reused"] is False
         digests.append(out["digest"])
+        built = "releasectl: building the bundle of iris 1.0.0 from its tag: done after "
+        assert built in proc.stderr  # the long step, on stderr: stdout is the JSON
     assert digests == [pinned, pinned]
     again = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
     assert again["reused"] is True and again["digest"] == pinned

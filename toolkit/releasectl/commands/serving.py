@@ -50,7 +50,11 @@ def register(app: typer.Typer) -> None:
             wanted = version or reg.current(git, model)[0].version
             if not json:
                 say(f"building {model} {wanted} from release/{model}/v{wanted} ...")
-            built = build_release(git, trust_root(git), model, wanted, rebuild=rebuild)
+            from .progress import terminal_progress
+
+            built = build_release(
+                git, trust_root(git), model, wanted, rebuild=rebuild, progress=terminal_progress()
+            )
             ci_summary(
                 f"✅ {model} {wanted}: bundle `{built.digest}` "
                 + (
