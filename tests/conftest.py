@@ -13,6 +13,16 @@ from pathlib import Path
 
 import pytest
 
+# `scripts/bootstrap wheelhouse` (run by scripts/test) fills it: a wheel of every
+# package .venv has, plus the extra pins the tests serve.
+WHEELHOUSE = Path(__file__).resolve().parents[1] / ".venv" / "wheelhouse"
+
+
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This session's temporary root, the one all xdist workers share."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
 
 @pytest.fixture(autouse=True, scope="session")
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
@@ -32,6 +42,12 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
         BENTOML_HOME=str(home / "bentoml"),
         BENTOML_DO_NOT_TRACK="true",
         RELEASECTL_HOME=str(home / "releasectl-state"),
+        # The local target serves each bento from an environment made by uv from its own
+        # pins: made once per session (and shared by xdist workers, which the cache's
+        # lock allows), from the local wheelhouse only, never an index.
+        RELEASECTL_ENV_CACHE=str(_session_root(tmp_path_factory) / "bento-envs"),
+        UV_NO_INDEX="1",
+        UV_FIND_LINKS=str(WHEELHOUSE),
     )
     for var in ("SSH_AUTH_SOCK", "GNUPGHOME", "RELEASECTL_ALLOWED_SIGNERS"):
         os.environ.pop(var, None)

@@ -113,3 +113,17 @@ class Traffic:
         """Wait until `count` more answers have arrived (traffic really flows)."""
         target = len(self.answers) + count
         wait_until(lambda: len(self.answers) >= target, timeout, f"{count} answers")
+
+
+@dataclass
+class Steps:
+    """A progress reporter (releasectl.progress.Progress) that remembers the steps."""
+
+    began: list[str] = field(default_factory=list)
+    ended: list[tuple[str, bool]] = field(default_factory=list)
+
+    def begin(self, step: str) -> None:
+        self.began.append(step)
+
+    def end(self, step: str, seconds: float, ok: bool) -> None:
+        self.ended.append((step, ok))

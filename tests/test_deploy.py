@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import time
@@ -62,9 +63,13 @@ def test_release_pins_a_digest_that_rebuilds_reproduce(world: World) -> None:
     for _ in range(2):
         # Delete the stored archive: the build starts from a fresh BentoML home each time.
         world.store_archive("1.0.0").unlink()
-        out = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
+        proc = world.repo.cli("build", "iris", "1.0.0", "--json")
+        assert proc.returncode == 0, proc.stderr
+        out = json.loads(proc.stdout)
         assert out["reused"] is False
         digests.append(out["digest"])
+        built = "releasectl: building the bundle of iris 1.0.0 from its tag: done after "
+        assert built in proc.stderr  # the long step, on stderr: stdout is the JSON
     assert digests == [pinned, pinned]
     again = json.loads(world.repo.ok("build", "iris", "1.0.0", "--json"))
     assert again["reused"] is True and again["digest"] == pinned
@@ -72,8 +77,17 @@ def test_release_pins_a_digest_that_rebuilds_reproduce(world: World) -> None:
 
 def test_deploy_switch_and_revert_without_a_failed_request(world: World) -> None:
     r = world.repo
-    first = json.loads(r.ok("deploy", "iris", "--version", "1.0.0", "--json"))
+    proc = r.cli("deploy", "iris", "--version", "1.0.0", "--json")
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(proc.stdout)  # stdout is one JSON document, and nothing else
     assert first["version"] == "1.0.0" and first["switch"] == "cold"
+    # Not a terminal: the long steps are plain lines on stderr, each with its time.
+    steps = [line for line in proc.stderr.splitlines() if line.startswith("releasectl: ")]
+    fetch = "releasectl: fetching and extracting the bundle of iris 1.0.0"
+    wait = "releasectl: waiting for iris 1.0.0 to go live"
+    assert steps[0] == f"{fetch} ..." and steps[-2] == f"{wait} ..."
+    assert re.fullmatch(re.escape(wait) + r": done after \d+\.\d s", steps[-1]), steps
+    assert re.fullmatch(re.escape(fetch) + r": done after \d+\.\d s", steps[1]), steps
     with Load(world.url) as load:
         load.wait_for(20)
         start = load.mark()
@@ -130,19 +144,30 @@ def test_a_tampered_stored_archive_is_refused(world: World) -> None:
     assert world.status()["live"]["version"] == "1.0.0"
 
 
-def test_a_server_that_never_becomes_ready_keeps_the_old_one(world: World) -> None:
+def test_a_server_that_cannot_start_fails_the_deploy_at_once(world: World) -> None:
     r = world.repo
     set_faults(r, "error_ratio: 5\n", "iris: a fault file the service refuses at start")
     r.ok("release", "iris", "4.0.0")
     with Load(world.url) as load:
         load.wait_for(10)
         start = load.mark()
-        proc = r.cli("deploy", "iris", "--ready-timeout", "40")
+        began = time.monotonic()
+        proc = r.cli("deploy", "iris")  # the default ready timeout: 120 s
+        took = time.monotonic() - began
         load.wait_for(10)
         assert load.failures(start) == []
         assert set(load.versions(start)) == {"1.0.0"}
     assert proc.returncode == 1, proc.stderr
-    assert "error_ratio must be between 0 and 1" in proc.stderr  # the server's own log
+    # Its worker dies while starting and bentoml starts another, forever: the deploy
+    # notices the first death instead of waiting out the ready timeout (a generous bound:
+    # the release's server starts and crashes in a few seconds).
+    assert took < 60, f"the deploy took {took:.0f} s"
+    error = proc.stderr[proc.stderr.index("releasectl: iris 4.0.0 did not become ready") :]
+    summary, *log = error.splitlines()
+    assert "exited while starting" in summary and "1.0.0 stays live" in summary
+    assert "(ValueError: faults.yaml: error_ratio must be between 0 and 1)" in summary
+    assert log[0].startswith("--- last lines of ") and len(log) <= 21
+    assert "ValueError: faults.yaml: error_ratio must be between 0 and 1" in log  # the server's
     status = world.status()
     assert status["live"]["version"] == "1.0.0"
     assert status["last_deploy"]["ok"] is False

@@ -3,9 +3,12 @@ a real agent. Every process a test starts is stopped by PID when the test ends."
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -16,6 +19,7 @@ import psutil
 import pytest
 
 from local_target_helpers import (
+    Steps,
     Traffic,
     ask_version,
     build_bento,
@@ -25,7 +29,7 @@ from local_target_helpers import (
     wait_until,
 )
 from releasectl.errors import OperationFailed
-from releasectl.targets.local import DeployRequest, LocalTarget
+from releasectl.targets.local import DeployRequest, LocalTarget, envs
 from releasectl.targets.local.state import Paths, load_state
 
 pytestmark = pytest.mark.slow
@@ -39,6 +43,19 @@ def bentos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "2.0.0": build_bento(home, "echo", "2.0.0"),
         "broken": build_bento(home, "broken", "1.0.0"),
         "hang": build_bento(home, "hang", "1.0.0"),
+    }
+
+
+@pytest.fixture(scope="module")
+def more_bentos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Built only for the tests that use them: a service that cannot start, two versions
+    pinning an older semver than ours, and pins that cannot be installed."""
+    home = tmp_path_factory.mktemp("bentoml-build-more")
+    return {
+        "crash": build_bento(home, "crash", "1.0.0"),
+        "pinned-1": build_bento(home, "pinned", "1.0.0"),
+        "pinned-2": build_bento(home, "pinned", "2.0.0"),
+        "badpin": build_bento(home, "badpin", "1.0.0"),
     }
 
 
@@ -164,32 +181,168 @@ def test_cold_switch_then_warm_rollback(
     assert ping["rss"] < 80 * 2**20
 
 
-def test_never_ready_version_fails_and_old_keeps_serving(
-    target: LocalTarget, bentos: dict[str, Path], home: Path, port: int
+def test_versions_that_cannot_serve_fail_and_the_old_keeps_serving(
+    target: LocalTarget,
+    bentos: dict[str, Path],
+    more_bentos: dict[str, Path],
+    home: Path,
+    port: int,
 ) -> None:
     target.deploy(request(bentos, "1.0.0", port))
     v1_servers = servers(home)
+    crash = DeployRequest(
+        model="echo",
+        version="4.0.0",
+        digest="sha256:crash",
+        commit="commit-crash",
+        serial=4,
+        bento_dir=more_bentos["crash"],
+        port=port,
+    )
+    badpin = crash.model_copy(
+        update={"version": "5.0.0", "digest": "sha256:badpin", "bento_dir": more_bentos["badpin"]}
+    )
 
     with Traffic(url(port)) as traffic:
         traffic.wait_for(5)
+        # The service fails to import: `bentoml serve` itself exits.
         with pytest.raises(OperationFailed) as failed:
             target.deploy(request(bentos, "broken", port))
+        traffic.wait_for(5)
+        # The service imports but its constructor raises: bentoml keeps restarting the
+        # worker and the server never exits, yet the deploy fails at once, long before
+        # its 120 s ready timeout.
+        with pytest.raises(OperationFailed) as crashed:
+            target.deploy(crash)
+        returned = time.time()
         traffic.wait_for(5)
         with pytest.raises(OperationFailed) as timed_out:
             target.deploy(request(bentos, "hang", port, ready_timeout=3))
         traffic.wait_for(5)
-    assert "did not become ready: the server exited" in failed.value.message
-    assert "RuntimeError: broken bundle: refusing to load" in failed.value.message
-    assert "not ready after 3 s" in timed_out.value.message
-    assert "last lines of" in timed_out.value.message
+        # Pins that cannot be installed: no environment, so nothing starts.
+        with pytest.raises(OperationFailed) as unpinned:
+            target.deploy(badpin)
+        traffic.wait_for(5)
     assert traffic.failures == []
     assert {v for _, v in traffic.answers} == {"1.0.0"}
+
+    assert "did not become ready: the server exited" in failed.value.message
+    assert "RuntimeError: broken bundle: refusing to load" in failed.value.message
+
+    summary, *log = crashed.value.message.splitlines()
+    assert summary.startswith("echo 4.0.0 did not become ready: its worker process (pid ")
+    assert "(RuntimeError: crash bundle: cannot start); 1.0.0 stays live" in summary
+    assert log[0].startswith("--- last lines of ") and len(log) <= 21
+    assert any(line.startswith("RuntimeError: crash bundle: cannot start") for line in log)
+    [mark] = (home / "local" / "echo" / "slots").glob("*/crashed-at")
+    first_crash = float(mark.read_text().split()[0])
+    # The requirement is a latency bound: the deploy fails within 5 s of the crash.
+    assert returned - first_crash < 5.0, f"failed {returned - first_crash:.1f} s after the crash"
+
+    assert "not ready after 3 s" in timed_out.value.message
+    assert "last lines of" in timed_out.value.message
+
+    assert unpinned.value.code == 1 and "\n" not in unpinned.value.line()
+    assert unpinned.value.message.startswith(
+        "cannot create the Python environment of echo 5.0.0: "
+    )
+    assert "semver==99.0.0" in unpinned.value.message
 
     [status] = target.status("echo")
     assert status.live is not None and status.live.version == "1.0.0"
     assert status.health == "ready" and status.deploying is None
     assert status.last_deploy is not None and not status.last_deploy.ok
     assert servers(home) == v1_servers
+
+
+@pytest.fixture
+def own_env_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty environment cache for this test only (list it before `target`)."""
+    cache = tmp_path / "envs"
+    monkeypatch.setenv(envs.ENV_CACHE, str(cache))
+    return cache
+
+
+def test_a_bento_is_served_from_its_own_pins_and_the_environment_is_reused(
+    own_env_cache: Path, target: LocalTarget, more_bentos: dict[str, Path], port: int
+) -> None:
+    ours = importlib.metadata.version("semver")
+    assert ours != "3.0.2", "the test needs releasectl's semver to differ from the bento's pin"
+
+    def pinned(n: int) -> DeployRequest:
+        bento = more_bentos[f"pinned-{n}"]
+        return DeployRequest(
+            model="pinned",
+            version=f"{n}.0.0",
+            digest=f"sha256:pinned-{n}",
+            commit=f"commit-{n}",
+            serial=n,
+            bento_dir=bento,
+            port=port,
+        )
+
+    made = Steps()
+    target.deploy(pinned(1), made)
+    assert made.began == [
+        "creating the Python environment of pinned 1.0.0 (2 pins)",
+        "waiting for pinned 1.0.0 to go live",
+    ]
+    with httpx.Client(trust_env=False) as http:
+        answer = http.post(f"{url(port)}/version", json={}, timeout=10).json()
+    assert answer["version"] == "1.0.0" and answer["semver"] == "3.0.2"
+    env = Path(answer["prefix"])
+    assert env.parent == own_env_cache
+    before = (env.stat().st_ino, (env / envs.MARKER).stat().st_mtime_ns)
+
+    reused = Steps()
+    target.deploy(pinned(2), reused)
+    assert reused.began == ["waiting for pinned 2.0.0 to go live"]  # no environment made
+    with httpx.Client(trust_env=False) as http:
+        answer = http.post(f"{url(port)}/version", json={}, timeout=10).json()
+    assert answer == {"version": "2.0.0", "semver": "3.0.2", "prefix": str(env)}
+    assert (env.stat().st_ino, (env / envs.MARKER).stat().st_mtime_ns) == before
+    assert [p.name for p in own_env_cache.iterdir() if not p.name.startswith(".")] == [env.name]
+    # Re-use is a lookup (the creation above took seconds): a generous bound.
+    again = envs.ensure(more_bentos["pinned-2"], own_env_cache, what="pinned 2.0.0")
+    assert again.path == env and not again.created and again.seconds < 2.0
+
+
+MAKE_ENV = (
+    "import sys; from pathlib import Path; from releasectl.targets.local import envs; "
+    "e = envs.ensure(Path(sys.argv[1]), Path(sys.argv[2]), what='echo'); print(e.created, e.path)"
+)
+
+
+def test_a_killed_maker_leaves_nothing_used_and_concurrent_makers_share_one(
+    bentos: dict[str, Path], tmp_path: Path
+) -> None:
+    cache = tmp_path / "envs"
+    argv = [sys.executable, "-c", MAKE_ENV, str(bentos["1.0.0"]), str(cache)]
+
+    def maker() -> subprocess.Popen[str]:
+        # Its own process group: the maker and the uv it runs are killed together.
+        return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, start_new_session=True)
+
+    victim = maker()
+    try:
+        installing = lambda: any(cache.glob(".tmp-*/env/bin/python"))  # noqa: E731
+        wait_until(installing, 60, "the first maker to start installing")
+    finally:
+        os.killpg(victim.pid, signal.SIGKILL)
+        victim.communicate()
+    assert [p for p in cache.iterdir() if not p.name.startswith(".")] == []
+
+    makers = [maker(), maker()]
+    outputs = [m.communicate(timeout=600)[0].split() for m in makers]
+    assert [m.returncode for m in makers] == [0, 0]
+    assert sorted(created for created, _ in outputs) == ["False", "True"]
+    [env] = {Path(path) for _, path in outputs}
+    assert (env / envs.MARKER).is_file()
+    assert list(cache.glob(".tmp-*")) == []  # the killed maker's leftovers are gone
+    check = "import sys, bentoml; print(sys.prefix)"
+    proc = subprocess.run([env / "bin" / "python", "-c", check], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == str(env)
 
 
 def test_agent_killed_mid_deploy_then_deploy_converges(

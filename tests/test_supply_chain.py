@@ -170,6 +170,31 @@ def test_ci_setup_refuses_an_environment_the_lock_does_not_describe(registry: Re
     assert f"pydantic {version} (lock: 1.0.0)" in proc.stderr
 
 
+def test_ci_setup_points_uv_at_the_locks_source_unless_the_job_names_one(
+    registry: Repo, tmp_path: Path
+) -> None:
+    """A served bento's environment is made by uv (targets/local/envs.py): in CI from
+    the source the lock names, never a guessed index."""
+    _lock(registry)
+    registry.commit("lock")
+    github_env = tmp_path / "github-env"
+    unset = {"UV_FIND_LINKS": "", "UV_NO_INDEX": ""}  # a job that names no uv source
+    env = {"GITHUB_ENV": str(github_env), "RELEASECTL_TRUST_REPOSITORY": "1", **unset}
+    env["RUNNER_TEMP"] = str(tmp_path / "runner")
+    proc = registry.cli("ci", "setup", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert f"bento environments from the lock's source (--find-links {wheelhouse()}" in proc.stdout
+    lines = github_env.read_text().splitlines()
+    assert f"UV_FIND_LINKS={wheelhouse()}" in lines and "UV_NO_INDEX=1" in lines
+
+    github_env.unlink()
+    proc = registry.cli("ci", "setup", env={**env, "UV_INDEX_URL": "https://pypi.example/simple"})
+    assert proc.returncode == 0, proc.stderr
+    assert "uv's source as this job sets it" in proc.stdout
+    written = github_env.read_text() if github_env.exists() else ""
+    assert not any(line.startswith("UV_") for line in written.splitlines())
+
+
 def test_upgrade_keeps_edits_outside_the_blocks_and_replaces_the_blocks(registry: Repo) -> None:
     _lock(registry)
     registry.commit("lock")

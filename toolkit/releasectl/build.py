@@ -27,6 +27,7 @@ from .bundle import PROVENANCE
 from .config import store_url
 from .errors import BadInput, OperationFailed, Refused
 from .names import MANIFEST, manifest_path, model_dir, tag_name
+from .progress import Progress, step
 from .signing import TrustRoot
 from .store import ArtifactStore
 
@@ -228,10 +229,12 @@ def build_release(
     *,
     store: ArtifactStore | None = None,
     rebuild: bool = False,
+    progress: Progress | None = None,
 ) -> Built:
     """Build (or verify and re-use) the bundle of release/MODEL/vVERSION.
     `rebuild` builds from the tag even when the store has it (CI proves the
-    pin that way); the stored archive must then carry the same digest."""
+    pin that way); the stored archive must then carry the same digest.
+    `progress` hears of the long steps."""
     started = time.monotonic()
     history = reg.history(git, model)
     release = history.get(version)
@@ -246,11 +249,13 @@ def build_release(
     if pinned is not None and not rebuild:
         key = store.bundle_key(pinned)
         if store.exists(key):
-            digest = verify_stored(store, key, pinned)
+            with step(progress, f"fetching and checking the stored bundle of {model} {version}"):
+                digest = verify_stored(store, key, pinned)
             seconds = time.monotonic() - started
             return Built(model, version, manifest.bundle.bento, digest, key, True, seconds)
     with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
-        built = build_sources(git, manifest, release.commit, Path(tmp), store)
+        with step(progress, f"building the bundle of {model} {version} from its tag"):
+            built = build_sources(git, manifest, release.commit, Path(tmp), store)
         digest = built.digest
         if pinned is not None and digest != pinned:
             raise Refused(
@@ -258,8 +263,9 @@ def build_release(
                 f"but the release pins {pinned}"
                 + explain_mismatch(built, recorded_files(store, pinned))
             )
-        archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
-        key = store_bundle(store, archive, built, model, version)
+        with step(progress, f"exporting and storing the bundle of {model} {version}"):
+            archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
+            key = store_bundle(store, archive, built, model, version)
     seconds = time.monotonic() - started
     return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
 

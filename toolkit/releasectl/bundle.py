@@ -78,11 +78,14 @@ def bentoml_env(bentoml_home: Path) -> dict[str, str]:
     }
 
 
-def serve_command(bento_dir: Path, *, host: str, port: int) -> list[str]:
-    """argv serving an extracted bento; run it with bentoml_env() of a home of its own
+def serve_command(
+    bento_dir: Path, *, host: str, port: int, python: Path | None = None
+) -> list[str]:
+    """argv serving an extracted bento, with `python` (the bento's own environment's
+    interpreter; default this one); run it with a BENTOML_HOME of its own
     (`bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` at start)."""
     return [
-        sys.executable,
+        str(python) if python is not None else sys.executable,
         "-m",
         "bentoml",
         "serve",

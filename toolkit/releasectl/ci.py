@@ -17,7 +17,7 @@ from . import registry as reg
 from .check import changed_models, one_line, summary_line
 from .errors import BadInput, Refused
 from .git import ZERO
-from .lock import LOCK_FILE, check_installed
+from .lock import LOCK_FILE, check_installed, read_source
 from .names import check_model, model_dir, parse_tag, tag_name
 from .signing import SSH_FILE, trust_root
 
@@ -150,6 +150,7 @@ def setup(git: g.Git, *, signing: bool) -> list[str]:
     written to files only this user can read. First of all, the running
     releasectl must be the one the lock pins. Returns what it did."""
     done = [installed_as_locked(git)]
+    done += _uv_source(git)
     folder = Path(os.environ.get("RUNNER_TEMP") or git.cwd.parent) / "releasectl"
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
@@ -188,15 +189,14 @@ def setup(git: g.Git, *, signing: bool) -> list[str]:
     return done
 
 
-def installed_as_locked(git: g.Git) -> str:
-    """The running releasectl and its dependencies are what the lock pins: the
-    lock the install step used (RELEASECTL_LOCK), else the committed one."""
+def _lock_text(git: g.Git) -> str:
+    """The lock the install step used (RELEASECTL_LOCK), else the committed one."""
     named = os.environ.get("RELEASECTL_LOCK")
     if named:
         path = Path(named)
         if not path.is_file():
             raise Refused(f"RELEASECTL_LOCK names {named}, which does not exist")
-        return check_installed(path.read_text(), LOCK_FILE)
+        return path.read_text()
     text = g.read_blob(git, "HEAD", LOCK_FILE)
     if text is None:
         raise Refused(
@@ -204,7 +204,28 @@ def installed_as_locked(git: g.Git) -> str:
             "run `releasectl upgrade-workflows --index-url URL` or `--find-links DIR`, "
             "then commit the lock",
         )
-    return check_installed(text, LOCK_FILE)
+    return text
+
+
+def installed_as_locked(git: g.Git) -> str:
+    """The running releasectl and its dependencies are what the lock pins."""
+    return check_installed(_lock_text(git), LOCK_FILE)
+
+
+UV_SOURCES = ("UV_INDEX_URL", "UV_DEFAULT_INDEX", "UV_INDEX", "UV_FIND_LINKS", "UV_NO_INDEX")
+
+
+def _uv_source(git: g.Git) -> list[str]:
+    """A bento's own environment is made by uv when it is served: in CI from the
+    source the lock names (docs/ARCHITECTURE.md, "Supply chain"), unless the job
+    names uv's source itself. Later steps of the job get it through GITHUB_ENV."""
+    if any(os.environ.get(name) for name in UV_SOURCES):
+        return ["bento environments: uv's source as this job sets it"]
+    source = read_source(_lock_text(git))
+    for name, value in source.uv_env().items():
+        _append("GITHUB_ENV", f"{name}={value}\n")
+        os.environ[name] = value
+    return [f"bento environments from the lock's source ({source.describe()})"]
 
 
 def _private_file(path: Path, text: str) -> Path:

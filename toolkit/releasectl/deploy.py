@@ -32,6 +32,7 @@ from .build import fetch_bundle, store_for
 from .config import bundles_dir, home
 from .errors import OperationFailed, Refused
 from .names import check_model, check_version, manifest_path, model_dir, tag_name
+from .progress import Progress, step
 from .signing import TrustRoot, check_commits, trust_root
 
 
@@ -192,7 +193,7 @@ def _cached(state: State) -> Path:
     return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
 
 
-def bundle_dir(git: g.Git, state: State) -> Path:
+def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Path:
     """The state's bundle, extracted and digest-checked, ready to serve."""
     pinned = state.manifest.bundle.digest
     if pinned is None:
@@ -216,7 +217,11 @@ def bundle_dir(git: g.Git, state: State) -> Path:
             "RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the team's store",
         )
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp:
+    what = f"fetching and extracting the bundle of {state.model} {state.manifest.version}"
+    with (
+        step(progress, what),
+        tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp,
+    ):
         folder = fetch_bundle(store, key, Path(tmp))
         digest = bundle.content_digest(folder)
         if digest != pinned:
@@ -262,9 +267,17 @@ def model_lock(model: str, state: State) -> Iterator[None]:
         # closing the lock file releases the lock, after the journal line
 
 
-def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout: float = 120.0):  # type: ignore[no-untyped-def]
+def deploy(  # type: ignore[no-untyped-def]
+    git: g.Git,
+    model: str,
+    *,
+    version: str | None = None,
+    ready_timeout: float = 120.0,
+    progress: Progress | None = None,
+):
     """Deploy MODEL's state on the current branch (or release VERSION) to the
-    local target; returns the target's DeployResult."""
+    local target; returns the target's DeployResult. `progress` hears of the
+    long steps (the bundle, the environment, the wait for the server)."""
     from .targets.local import DeployRequest, LocalTarget
     from .targets.local.state import high_water
 
@@ -288,7 +301,7 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
         warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
         folder = _cached(state)
         if not (any(s.digest == state.manifest.bundle.digest for s in warm) and folder.is_dir()):
-            folder = bundle_dir(git, state)
+            folder = bundle_dir(git, state, progress)
         # else: a warm server holds exactly this content, checked when it was
         # deployed; a switch does not read the folder again.
         request = DeployRequest(
@@ -303,7 +316,7 @@ def deploy(git: g.Git, model: str, *, version: str | None = None, ready_timeout:
             ready_timeout=ready_timeout,
             fast_track=state.fast_track,
         )
-        result = target.deploy(request)
+        result = target.deploy(request, progress)
     if result.switch != "none":
         from . import outcomes
 

@@ -50,7 +50,11 @@ def register(app: typer.Typer) -> None:
             wanted = version or reg.current(git, model)[0].version
             if not json:
                 say(f"building {model} {wanted} from release/{model}/v{wanted} ...")
-            built = build_release(git, trust_root(git), model, wanted, rebuild=rebuild)
+            from .progress import terminal_progress
+
+            built = build_release(
+                git, trust_root(git), model, wanted, rebuild=rebuild, progress=terminal_progress()
+            )
             ci_summary(
                 f"✅ {model} {wanted}: bundle `{built.digest}` "
                 + (
@@ -106,7 +110,15 @@ def register(app: typer.Typer) -> None:
                 from ..signing import check_signing_key
 
                 check_signing_key(git)  # before deploying, not after the bake
-            result = do_deploy(git, model, version=version, ready_timeout=ready_timeout)
+            from .progress import terminal_progress
+
+            result = do_deploy(
+                git,
+                model,
+                version=version,
+                ready_timeout=ready_timeout,
+                progress=terminal_progress(),
+            )
             watcher = start_detached(git, model, result.version) if auto else None
             if json:
                 emit({**result.model_dump(mode="json"), "watcher": watcher})

@@ -15,7 +15,8 @@ import httpx
 import psutil
 
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
-from releasectl.targets.local import procs
+from releasectl.progress import Progress, step
+from releasectl.targets.local import envs, procs
 from releasectl.targets.local.models import DeployRequest, DeployResult, ModelStatus
 from releasectl.targets.local.state import (
     AgentInfo,
@@ -41,22 +42,33 @@ _spawned: list[subprocess.Popen[bytes]] = []
 class LocalTarget:
     def __init__(self, home: Path | None = None) -> None:
         self.paths = Paths((Path(home) if home is not None else default_home()).resolve())
+        self.env_cache = envs.cache_root(self.paths.home)
 
     # -- public API ----------------------------------------------------------------------------
 
-    def deploy(self, request: DeployRequest) -> DeployResult:
+    def deploy(self, request: DeployRequest, progress: Progress | None = None) -> DeployResult:
+        """Serve the request's bento, in an environment made from its own pins (made here,
+        by the caller's process, so that uv sees the caller's UV_* settings), behind the
+        model's endpoint; return once it is live or raise why it is not."""
         if not (request.bento_dir / "bento.yaml").is_file():
             raise BadInput(f"{request.bento_dir} is not a bento folder (no bento.yaml)")
-        request = request.model_copy(update={"bento_dir": request.bento_dir.resolve()})
-        agent = self._ensure_agent()
-        body = self._call(
-            agent,
-            "POST",
-            "/v1/deploy",
-            content=request.model_dump_json(),
-            timeout=request.ready_timeout + 120,
-            during="deploy",
+        what = f"{request.model} {request.version}"
+        env = envs.ensure(
+            request.bento_dir.resolve(), self.env_cache, what=what, progress=progress
         )
+        request = request.model_copy(
+            update={"bento_dir": request.bento_dir.resolve(), "python": env.python}
+        )
+        agent = self._ensure_agent()
+        with step(progress, f"waiting for {what} to go live"):
+            body = self._call(
+                agent,
+                "POST",
+                "/v1/deploy",
+                content=request.model_dump_json(),
+                timeout=request.ready_timeout + 120,
+                during="deploy",
+            )
         return DeployResult.model_validate(body)
 
     def status(self, model: str | None = None) -> list[ModelStatus]:

@@ -29,6 +29,9 @@ class DeployRequest(BaseModel):
     standby_seconds: float = Field(default=600.0, ge=0)
     ready_timeout: float = Field(default=120.0, gt=0)
     fast_track: bool = False
+    # The interpreter of the bento's own environment (envs.py); `LocalTarget.deploy`
+    # fills it in, and the agent serves nothing without it.
+    python: Path | None = None
 
 
 class SlotInfo(BaseModel):

@@ -9,11 +9,12 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterable
 from pathlib import Path
 
 import psutil
+
+from releasectl.bundle import serve_command
 
 # Set in each slot server's environment, so its whole process tree can be found again after
 # the agent died between starting a server and writing its pid down.
@@ -21,7 +22,10 @@ SLOT_ENV = "RELEASECTL_SLOT"
 STOP_GRACE = 5.0
 
 
-def spawn_server(slot_dir: Path, bento_dir: Path, port: int) -> subprocess.Popen[bytes]:
+def spawn_server(
+    slot_dir: Path, bento_dir: Path, port: int, python: Path
+) -> subprocess.Popen[bytes]:
+    """`bentoml serve` of the bento with `python`, its own environment's interpreter."""
     home = slot_dir / "home"
     home.mkdir(parents=True, exist_ok=True)
     # Serving through a link inside the slot puts the slot folder on every command line of
@@ -29,14 +33,17 @@ def spawn_server(slot_dir: Path, bento_dir: Path, port: int) -> subprocess.Popen
     link = slot_dir / "bento"
     link.unlink(missing_ok=True)
     link.symlink_to(bento_dir.resolve(), target_is_directory=True)
-    env = dict(
-        os.environ,
+    venv = python.parent.parent
+    # Nothing of releasectl's own environment leaks in: what serves is what was released.
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    env.update(
         BENTOML_HOME=str(home),
         BENTOML_DO_NOT_TRACK="true",
+        VIRTUAL_ENV=str(venv),
+        PATH=os.pathsep.join([str(venv / "bin"), env.get("PATH", os.defpath)]),
         **{SLOT_ENV: str(slot_dir)},
     )
-    cmd = [sys.executable, "-m", "bentoml", "serve", str(link)]
-    cmd += ["--host", "127.0.0.1", "--port", str(port)]
+    cmd = serve_command(link, host="127.0.0.1", port=port, python=python)
     with (slot_dir / "server.log").open("ab") as log:
         return subprocess.Popen(
             cmd,
@@ -98,6 +105,28 @@ def slot_processes(root: Path) -> dict[str, list[psutil.Process]]:
         if slot is not None and proc.status() != psutil.STATUS_ZOMBIE:
             found.setdefault(slot, []).append(proc)
     return found
+
+
+class Workers:
+    """The workers of a starting server. bentoml's arbiter starts them as its direct children
+    and starts another when one dies, so a service that cannot start (its constructor raises)
+    never makes the server itself exit: a worker seen earlier and gone now is that crash."""
+
+    def __init__(self, server: psutil.Process | None) -> None:
+        self.server = server
+        self.seen: set[int] = set()
+
+    def died(self) -> int | None:
+        """The pid of a worker that has exited since the last call, or None."""
+        if self.server is None:
+            return None
+        try:
+            children = self.server.children()
+        except psutil.Error:
+            return None
+        running = {c.pid for c in children if _running(c)}
+        gone, self.seen = self.seen - running, running
+        return min(gone) if gone else None
 
 
 def tree(proc: psutil.Process) -> list[psutil.Process]:

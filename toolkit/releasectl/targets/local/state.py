@@ -8,6 +8,7 @@ state, never a torn file.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -16,6 +17,9 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from releasectl.targets.local.models import DeployOutcome, SlotInfo
+
+_MARKERS = re.compile(r"^\s*[\^~]+\s*$")
+_ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception): [^\n]*$", re.MULTILINE)
 
 
 def default_home() -> Path:
@@ -39,6 +43,7 @@ class Slot(BaseModel):
     fast_track: bool
     bento_dir: str
     port: int
+    python: str | None = None  # the interpreter of the bento's own environment
     # pid + create_time tell our server from an unrelated process that reused the pid.
     pid: int | None = None
     create_time: float | None = None
@@ -194,6 +199,8 @@ def save_agent_info(paths: Paths, info: AgentInfo) -> None:
 
 
 def log_tail(path: Path, lines: int = 20) -> str:
+    """The last lines of a log, readable: a line repeated at once (bentoml logs some
+    twice) is shown once, and the `^^^^` markers under traceback lines are left out."""
     try:
         with path.open("rb") as f:
             f.seek(0, os.SEEK_END)
@@ -201,4 +208,15 @@ def log_tail(path: Path, lines: int = 20) -> str:
             text = f.read().decode("utf-8", "replace")
     except FileNotFoundError:
         return "(no log)"
-    return "\n".join(text.splitlines()[-lines:])
+    kept: list[str] = []
+    for line in text.splitlines():
+        if _MARKERS.match(line) or (kept and kept[-1] == line):
+            continue
+        kept.append(line)
+    return "\n".join(kept[-lines:])
+
+
+def last_error(text: str) -> str | None:
+    """The last `SomethingError: why` line of a log (a traceback's conclusion), if any."""
+    found = [m.group(0).strip() for m in _ERROR.finditer(text)]
+    return found[-1][:300] if found else None

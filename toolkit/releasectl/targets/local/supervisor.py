@@ -33,6 +33,7 @@ from releasectl.targets.local.state import (
     ModelState,
     Paths,
     Slot,
+    last_error,
     load_state,
     log_tail,
     now,
@@ -40,6 +41,10 @@ from releasectl.targets.local.state import (
 )
 
 POLL = 0.1
+# A starting server's socket accepts connections before a worker answers them; a short
+# probe keeps the loop (and so the exit checks above) turning.
+PROBE_TIMEOUT = 1.0
+FAILED_GRACE = 0.5
 ADOPT_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 30.0
 
@@ -184,6 +189,9 @@ class Supervisor:
     async def deploy(self, req: DeployRequest) -> DeployResult:
         if not (req.bento_dir / "bento.yaml").is_file():
             raise BadInput(f"{req.bento_dir} is not a bento folder (no bento.yaml)")
+        if req.python is None or not req.python.is_file():
+            # Never releasectl's own interpreter: the bento's environment serves it.
+            raise BadInput(f"no environment for {req.model} {req.version}: python={req.python}")
         async with self.lock(req.model):
             started = time.monotonic()
             ms = self.state.models.get(req.model)
@@ -217,14 +225,18 @@ class Supervisor:
             failure = await self._wait_ready(slot, self.children.get(slot.id), req.ready_timeout)
             if failure is not None:
                 log = self.paths.slot_dir(req.model, slot.id) / "server.log"
-                await asyncio.to_thread(self._stop_now, [slot])
+                # It never served a request: nothing to drain, no grace to wait out.
+                await asyncio.to_thread(self._stop_now, [slot], FAILED_GRACE)
                 ms.pending = None
+                tail = log_tail(log)
+                cause = last_error(tail)
                 message = f"{req.model} {req.version} did not become ready: {failure}"
+                message += f" ({cause})" if cause else ""
                 self._outcome(ms, req, False, message)
                 self.save()
                 raise OperationFailed(
                     f"{message}; {previous or 'nothing'} stays live\n"
-                    f"--- last lines of {log} ---\n{log_tail(log)}"
+                    f"--- last lines of {log} ---\n{tail}"
                 )
             self._switch(ms, ep, slot, req.standby_seconds)
             self._outcome(ms, req, True, f"{req.version} is live")
@@ -242,6 +254,7 @@ class Supervisor:
             fast_track=req.fast_track,
             bento_dir=str(req.bento_dir.resolve()),
             port=free_port(),
+            python=str(req.python),
             started=now(),
         )
         slot_dir = self.paths.slot_dir(req.model, slot.id)
@@ -250,7 +263,8 @@ class Supervisor:
         # agent knows this deploy was cut off and finds the server by its slot folder.
         ms.pending = slot
         self.save()
-        child = procs.spawn_server(slot_dir, Path(slot.bento_dir), slot.port)
+        assert req.python is not None  # checked by deploy()
+        child = procs.spawn_server(slot_dir, Path(slot.bento_dir), slot.port, req.python)
         self.children[slot.id] = child
         slot.pid, slot.create_time = child.pid, procs.create_time(child.pid)
         self.save()
@@ -259,17 +273,24 @@ class Supervisor:
     async def _wait_ready(
         self, slot: Slot, child: subprocess.Popen[bytes] | None, timeout: float
     ) -> str | None:
-        """None once `/readyz` answers 200; otherwise why it never will."""
+        """None once `/readyz` answers 200; otherwise why it never will. A server we
+        started (`child`) that exits, or whose worker exits, fails at once: waiting
+        for the deadline would only delay the same answer."""
         deadline = time.monotonic() + timeout
         url = slot_url(slot) + "/readyz"
+        workers = None
+        if child is not None:
+            workers = procs.Workers(procs.find(slot.pid, slot.create_time))
         while True:
             code = child.poll() if child is not None else None
             if code is not None:
                 return f"the server exited with code {code}"
             if child is None and not procs.alive(slot.pid, slot.create_time):
                 return "the server is not running"
+            if workers is not None and (pid := await asyncio.to_thread(workers.died)):
+                return f"its worker process (pid {pid}) exited while starting"
             with contextlib.suppress(httpx.HTTPError):
-                if (await self.probe.get(url)).status_code == 200:
+                if (await self.probe.get(url, timeout=PROBE_TIMEOUT)).status_code == 200:
                     return None
             if time.monotonic() >= deadline:
                 return f"not ready after {timeout:g} s"
@@ -312,7 +333,7 @@ class Supervisor:
             await ep.proxy.drained(slot_url(slot), DRAIN_TIMEOUT)
         await asyncio.to_thread(self._stop_now, [slot])
 
-    def _stop_now(self, slots: list[Slot]) -> None:
+    def _stop_now(self, slots: list[Slot], grace: float = procs.STOP_GRACE) -> None:
         by_dir = procs.slot_processes(self.paths.root)
         found: dict[int, psutil.Process] = {}
         for s in slots:
@@ -321,7 +342,7 @@ class Supervisor:
             # Also what the slot folder finds: workers, or a server whose pid never got written.
             for p in by_dir.get(str(self.paths.slot_dir(s.model, s.id)), []):
                 found.setdefault(p.pid, p)
-        procs.terminate(found.values())
+        procs.terminate(found.values(), grace)
         for s in slots:
             child = self.children.pop(s.id, None)
             if child is not None:
