@@ -69,14 +69,20 @@ def init(
     return files, land_local(git, trust, branch, change)
 
 
-def new_model(root: Path, model: str, *, port: int = 3000) -> list[Path]:
-    """Write `model-releases/MODEL/` from the template (the iris example's
-    sources: a model that releases, builds and serves as it is, to be
-    replaced by yours); refuses an existing folder."""
+def new_model_folder(root: Path, model: str) -> Path:
+    """The folder `new_model` would write, refused as it refuses (`new --dry-run`)."""
     check_model(model)
     folder = root / model_dir(model)
     if folder.exists():
         raise BadInput(f"{model_dir(model)} already exists", "pick another name")
+    return folder
+
+
+def new_model(root: Path, model: str, *, port: int = 3000) -> list[Path]:
+    """Write `model-releases/MODEL/` from the template (the iris example's
+    sources: a model that releases, builds and serves as it is, to be
+    replaced by yours); refuses an existing folder."""
+    folder = new_model_folder(root, model)
     template = resources.files("releasectl") / "templates" / "model"
     written: list[Path] = []
     folder.mkdir(parents=True)
