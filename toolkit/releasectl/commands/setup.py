@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--force", help="Replace whole workflows, even ones without markers."),
         ] = False,
         dry_run: DryRunOption = False,
+        json: JsonOption = False,
     ) -> None:
         """Rewrite the workflows' releasectl blocks and the lock for this version
         (your edits outside the blocks are kept); shows the diff, commits nothing."""
@@ -104,6 +105,23 @@ def register(app: typer.Typer) -> None:
             changes = upgrade(
                 root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run
             )
+            if json:
+                emit(
+                    {
+                        "dry_run": dry_run,
+                        "files": [
+                            {
+                                "path": c.path,
+                                "changed": c.changed,
+                                "created": c.old is None,
+                                "kept_edits": c.kept_edits,
+                                "diff": c.diff() if c.changed else "",
+                            }
+                            for c in changes
+                        ],
+                    }
+                )
+                return
             for change in changes:
                 if not change.changed:
                     say(f"unchanged {change.path}")
@@ -135,31 +153,41 @@ def register(app: typer.Typer) -> None:
             if not dry_run and any(c.changed for c in changes):
                 say("review, then commit them (signed)")
 
-        run(body)
+        run(body, json_mode=json)
 
     @app.command()
     def new(
         model: Annotated[str, typer.Argument(help="Model name (a lower-case DNS label).")],
         port: Annotated[int, typer.Option(help="The model's local endpoint port.")] = 3000,
         dry_run: DryRunOption = False,
+        json: JsonOption = False,
     ) -> None:
         """Scaffold model-releases/MODEL/ (manifest, service, bentofile)."""
 
         def body() -> None:
             from ..names import check_model, model_dir
-            from ..scaffold import new_model
+            from ..scaffold import new_model, new_model_folder
 
             check_model(model)
             git = repo()
             if dry_run:
-                say(f"would create {model_dir(model)}/ from the model template")
+                new_model_folder(git.cwd, model)
+                if json:
+                    emit({"folder": model_dir(model), "created": [], "dry_run": True})
+                else:
+                    say(f"would create {model_dir(model)}/ from the model template")
                 return
-            written = new_model(git.cwd, model, port=port)
+            written = [
+                str(path.relative_to(git.cwd)) for path in new_model(git.cwd, model, port=port)
+            ]
+            if json:
+                emit({"folder": model_dir(model), "created": written, "dry_run": False})
+                return
             for path in written:
-                say(f"created {path.relative_to(git.cwd)}")
+                say(f"created {path}")
             say(f"next: commit it (signed), then `releasectl release {model} 0.1.0`")
 
-        run(body)
+        run(body, json_mode=json)
 
     @app.command()
     def schema() -> None:
