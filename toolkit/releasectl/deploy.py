@@ -354,6 +354,7 @@ class Preview:
     fast_track: bool
     endpoint: str
     live: str | None  # the version live now (as recorded, when the agent is not running)
+    standby_s: float  # how long the version live before stays warm after a switch
     switch: str  # "none": already live; "warm": the standby takes over; "cold": a new server
     bundle: str  # where the bundle would come from
     agent_running: bool
@@ -402,6 +403,7 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
         fast_track=state.fast_track,
         endpoint=endpoint_url(state.manifest.deploy.port),
         live=live.version if live else None,
+        standby_s=state.manifest.deploy.standby,
         switch=switch,
         bundle=source,
         agent_running=running,

@@ -326,7 +326,14 @@ def _say_preview(git: Any, model: str, version: str | None, auto: bool, json: bo
     )
     say(f"  bundle from {p.bundle}")
     if p.live and p.switch != "none":
-        say(f"  live now: {p.live}; it would become the standby, kept warm")
+        from ..analysis import format_duration
+
+        after = (
+            f"the standby, kept warm for {format_duration(p.standby_s)}"
+            if p.standby_s > 0
+            else "retired (no standby window)"
+        )
+        say(f"  live now: {p.live}; it would become {after}")
     if not p.agent_running:
         say(f"  {_NOT_RUNNING}: the deploy would start it")
     if auto:
@@ -432,7 +439,7 @@ def _dry_watch(model: str, version: str | None, push: bool, act: bool, json: boo
     say(f"  fails: {p.on_fail}")
     say(f"  is inconclusive: {p.on_inconclusive}")
     if not p.agent_running:
-        say(f"  {_NOT_RUNNING} (as last recorded above): the watch would start it")
+        say(f"  {_NOT_RUNNING}: the watch would start it (the live version is as last recorded)")
     return 0
 
 
