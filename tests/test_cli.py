@@ -524,6 +524,19 @@ def test_a_stopped_agent_is_reported_from_its_record_and_not_restarted(tmp_path:
         watch = r.ok("watch", "iris", "--dry-run").splitlines()
         assert watch[0] == "would watch iris 1.0.0 for 1m, then if it"
         assert watch[1] == "  passes: nothing: iris 1.0.0 is already stable"
+
+        # A new release: the dry run would start it cold, 1.0.0 becoming the standby.
+        r.write("model-releases/iris/NOTES.md", "1.1.0\n")
+        r.commit("iris: notes")
+        r.ok("release", "iris", "1.1.0")
+        dry = r.ok("deploy", "iris", "--dry-run").splitlines()
+        assert dry[0].startswith("would deploy iris 1.1.0 ")
+        assert dry[0].endswith(": start a new server")
+        assert dry[1].startswith("  bundle from ") and dry[1].endswith(".bento)")  # the store
+        assert "  live now: 1.0.0; it would become the standby, kept warm for 10m" in dry
+        refused = r.cli("watch", "iris", "--dry-run")
+        assert refused.returncode == 1
+        assert "the branch declares iris 1.1.0, but 1.0.0 is live" in _one_line(refused)
         assert _target_processes(home) == running  # nothing was started
 
         started = r.ok("agent", "start")
