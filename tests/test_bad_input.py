@@ -63,7 +63,7 @@ def test_bad_model_names(iris: Repo, name: str) -> None:
         _refused(iris, *args, code=2, words="invalid model name")
 
 
-@pytest.mark.parametrize("version", ["1.2", "v1.2.0", "1.2.0+build.5", "01.2.0", "latest"])
+@pytest.mark.parametrize("version", ["1.2", "v1.2", "V1.2.0", "1.2.0+build.5", "01.2.0", "latest"])
 def test_bad_versions(iris: Repo, version: str) -> None:
     _refused(iris, "release", "iris", version, code=2, words="invalid version")
     _refused(iris, "revert", "iris", "--to", version, code=2, words="invalid version")

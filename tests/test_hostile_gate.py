@@ -65,7 +65,7 @@ def test_the_gate_remembers_across_agent_stop_and_refuses_rejected_and_off_branc
         # The target forgets its slots: `agent stop`, then a fresh agent.
         r.ok("agent", "stop")
         assert bentoml_processes(home) == []
-        assert _status(r)["live"] is None  # a new agent, nothing live
+        assert _status(r)["live"] is None  # as recorded: nothing live (status starts no agent)
         assert _high_water(home)["serial"] == 2
         # Variant 1: the rejected release, cold, on an empty target.
         _refused(r, home, "--version", "2.0.0", words="it is never deployed again")

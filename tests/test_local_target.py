@@ -243,9 +243,7 @@ def test_versions_that_cannot_serve_fail_and_the_old_keeps_serving(
     assert "last lines of" in timed_out.value.message
 
     assert unpinned.value.code == 1 and "\n" not in unpinned.value.line()
-    assert unpinned.value.message.startswith(
-        "cannot create the Python environment of echo 5.0.0: "
-    )
+    assert unpinned.value.message.startswith("cannot create the Python environment of echo 5.0.0: ")
     assert "semver==99.0.0" in unpinned.value.message
 
     [status] = target.status("echo")

@@ -363,19 +363,9 @@ def land_pushed(
         )
         registry.discard_prefetched()  # plan from what this fetch brought
         tip = g.rev_parse(git, tracking)
-        local = g.rev_parse(git, branch)
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
-        base = tip
-        if local is not None and not leave_local and not g.is_ancestor(git, local, tip):
-            if not (carry_local and g.is_ancestor(git, tip, local)):
-                raise OperationFailed(
-                    f"{branch} has commits that {remote}/{remote_branch} does not have",
-                    "push or drop them first, or run without --push"
-                    if not carry_local
-                    else "pull (rebase) first",
-                )
-            base = local  # a release carries the local commits it is made on
+        base = _push_base(git, branch, remote, remote_branch, tip, carry_local, leave_local)
         change = plan(base)
         trust = trust_at(base)
         commit = _make_commit(git, trust, change) if change is not None else None
@@ -403,6 +393,7 @@ def land_pushed(
             _end(git)
             note = None
             if commit is not None and g.current_branch(git) == branch:
+                local = g.rev_parse(git, branch)
                 merged = (
                     git.run("merge", "--ff-only", "--quiet", commit, check=False)
                     if local is None or g.is_ancestor(git, local, commit)
@@ -428,6 +419,71 @@ def land_pushed(
     raise OperationFailed(
         f"{remote} kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; nothing was pushed"
     )
+
+
+def _push_base(
+    git: g.Git,
+    branch: str,
+    remote: str,
+    remote_branch: str,
+    tip: str,
+    carry_local: bool,
+    leave_local: bool = False,
+) -> str:
+    """The commit a push plans on: the remote's tip, or the local branch when it
+    carries local commits on top of it (a release carries its sources). With
+    `leave_local`, always the remote's tip, whatever the branch holds."""
+    local = g.rev_parse(git, branch)
+    if leave_local or local is None or g.is_ancestor(git, local, tip):
+        return tip
+    if not (carry_local and g.is_ancestor(git, tip, local)):
+        raise OperationFailed(
+            f"{branch} has commits that {remote}/{remote_branch} does not have",
+            "push or drop them first, or run without --push"
+            if not carry_local
+            else "pull (rebase) first",
+        )
+    return local
+
+
+# --- dry runs: the same refusals, nothing written ---------------------------------
+
+
+def dry_run_base(
+    git: g.Git, branch: str, model: str, *, push: bool, carry_local: bool
+) -> tuple[str, str | None]:
+    """The base a landing would plan its change on, with the refusals a push
+    makes before planning, in its order; nothing is fetched or written (the
+    remote is asked with ls-remote). Returns (base, note): the note says when
+    the remote has moved to a commit this clone lacks, which the real run
+    plans on instead."""
+    if not push:
+        return head(git), None
+    check_signing_key(git)
+    remote, remote_branch = g.upstream(git, branch)
+    remote_tags = g.remote_refs(git, remote, sharing.patterns(model))
+    sharing.refuse_conflicts(remote, sharing.local_tags(git, model), remote_tags)
+    found = g.remote_refs(git, remote, [f"refs/heads/{remote_branch}"])
+    tip = found.get(f"refs/heads/{remote_branch}")
+    if tip is None:
+        raise OperationFailed(f"{remote} has no branch {remote_branch}")
+    if g.rev_parse(git, tip) is None:
+        note = (
+            f"{remote}/{remote_branch} is at {tip[:12]}, which this clone has not fetched: "
+            "the real run plans on it"
+        )
+        return head(git), note
+    return _push_base(git, branch, remote, remote_branch, tip, carry_local), None
+
+
+def dry_run_landing(git: g.Git, *, push: bool, sync: bool) -> None:
+    """The refusals a local landing makes after planning, before it writes: a
+    usable signing key, and an index that no other git process holds."""
+    if push:
+        return  # land_pushed checked the key before planning (dry_run_base)
+    check_signing_key(git)
+    if sync:
+        wait_for_index(git)
 
 
 def _all_up_to_date(porcelain: str) -> bool:

@@ -5,6 +5,7 @@ one JSON document. Heavy modules are imported inside commands so that
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import sys
@@ -14,36 +15,136 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from .errors import BadInput, ReleasectlError
 
 # pydantic's plugin discovery scans every installed distribution (~30 ms a command).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
 
-app = typer.Typer(
-    name="releasectl",
-    help="A Git repository as the registry of ML model releases.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
 
 class Context:
+    """The options every command shares, wherever they were given."""
+
     repo: Path = Path(".")
     debug: bool = False
-    json: bool = False
+    json: bool = False  # the running command prints one JSON document
+    json_asked: bool = False  # --json before the subcommand: `releasectl --json list`
 
 
 ctx = Context()
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON document.")]
+
+def _store_repo(value: Path | None) -> Path | None:
+    if value is not None:
+        ctx.repo = value
+    return value
+
+
+def _store_debug(value: bool) -> bool:
+    if value:
+        ctx.debug = True
+    return value
+
+
+def _store_json(value: bool) -> bool:
+    if value:
+        ctx.json_asked = True
+    return value
+
+
+def json_or_global(value: bool) -> bool:
+    """A command's own --json, or the one given before the subcommand."""
+    return value or ctx.json_asked
+
+
+def package_version() -> str:
+    """The installed distribution's version (what pip and the lock see), or the
+    source tree's when releasectl runs without being installed."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("releasectl")
+    except PackageNotFoundError:
+        from . import __version__
+
+        return __version__
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        sys.stdout.write(f"releasectl {package_version()}\n")
+        raise typer.Exit()
+
+
+class _Root(TyperGroup):
+    """The root command. The shared options (-C/--repo, --debug) are also given
+    to every subcommand, so that they may follow it as well as precede it, as
+    in git and kubectl: `releasectl status -C repo` = `releasectl -C repo status`.
+    Each copy writes into `ctx` only when given, so the last one given wins."""
+
+    SHARED = ("repo", "debug")
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        shared = [p for p in self.params if p.name in self.SHARED]
+        for command in _descendants(self):
+            taken = {p.name for p in command.params}
+            for param in shared:
+                if param.name not in taken:
+                    mine = copy.copy(param)
+                    mine.expose_value = False  # the callback stores it; the command never sees it
+                    command.params.append(mine)
+
+
+def _descendants(group: Any) -> list[Any]:
+    found = []
+    for command in getattr(group, "commands", {}).values():
+        found += [command, *_descendants(command)]
+    return found
+
+
+app = typer.Typer(
+    name="releasectl",
+    cls=_Root,
+    help="A Git repository as the registry of ML model releases.",
+    no_args_is_help=True,
+    # `--install-completion` / `--show-completion`: typer imports its completion
+    # module whatever this says, so it costs `--help` nothing measurable.
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+JsonOption = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document.", callback=json_or_global)
+]
 DryRunOption = Annotated[
-    bool, typer.Option("--dry-run", help="Show what would be written; write nothing.")
+    bool,
+    typer.Option(
+        "--dry-run",
+        help="Run every check the command makes and say what it would do; write nothing.",
+    ),
 ]
 ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
-VersionArg = Annotated[str, typer.Argument(metavar="VERSION", help="Semantic version, e.g. 1.4.0.")]
+
+
+def bare_version(value: str | None) -> str | None:
+    """`v1.4.0` and `1.4.0` are the same version on the command line."""
+    if value is None:
+        return None
+    from .names import version_arg
+
+    return version_arg(value)
+
+
+VersionArg = Annotated[
+    str,
+    typer.Argument(
+        metavar="VERSION", help="Semantic version, e.g. 1.4.0 (or v1.4.0).", callback=bare_version
+    ),
+]
 PushOption = Annotated[
     bool, typer.Option("--push", help="Push to the branch's remote (atomic, never forced).")
 ]
@@ -59,12 +160,33 @@ RetrainOption = Annotated[
 @app.callback()
 def _main(
     repo: Annotated[
-        Path, typer.Option("-C", "--repo", help="Run as if started in this directory.")
-    ] = Path("."),
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks.")] = False,
+        Path | None,
+        typer.Option(
+            "-C",
+            "--repo",
+            help="Run as if started in this directory (before or after the command).",
+            callback=_store_repo,
+            show_default=False,
+        ),
+    ] = None,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks.", callback=_store_debug)
+    ] = False,
+    json: Annotated[
+        bool,
+        typer.Option(
+            "--json", help="Print one JSON document (commands that report).", callback=_store_json
+        ),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
 ) -> None:
-    ctx.repo = repo
-    ctx.debug = debug
+    """A Git repository as the registry of ML model releases."""
+    # The options' callbacks have stored them in `ctx`.
 
 
 def emit(data: Any) -> None:
@@ -109,9 +231,13 @@ def ci_summary(markdown: str) -> None:
         ci.summary(markdown)
 
 
-def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
-    """The error funnel: every command body runs through here."""
-    ctx.json = json_mode
+def run(func: Callable[[], int | None], *, json_mode: bool | None = None) -> None:
+    """The error funnel: every command body runs through here. `json_mode` is
+    None for a command that prints no JSON: `releasectl --json` then refuses it."""
+    ctx.json = bool(json_mode)
+    if json_mode is None and ctx.json_asked:
+        ctx.json = True
+        fail(BadInput("--json: this command prints no JSON", "drop --json"))
     try:
         code = func() or 0
     except ReleasectlError as exc:
@@ -143,6 +269,8 @@ def run(func: Callable[[], int | None], *, json_mode: bool = False) -> None:
 def repo():  # type: ignore[no-untyped-def]
     from .git import open_repo
 
+    if not ctx.repo.is_dir():
+        raise BadInput(f"-C {ctx.repo}: no such directory", "name the registry's working tree")
     return open_repo(ctx.repo)
 
 
@@ -157,4 +285,5 @@ _register()
 
 
 def main() -> None:
-    app()
+    # One name in help, errors and completion scripts, however it was started.
+    app(prog_name="releasectl")

@@ -14,6 +14,7 @@ served; a known release is never rebuilt here."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import os
@@ -23,6 +24,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import bundle
 from . import git as g
@@ -34,6 +36,10 @@ from .errors import OperationFailed, Refused
 from .names import check_model, check_version, manifest_path, model_dir, tag_name
 from .progress import Progress, step
 from .signing import TrustRoot, check_commits, trust_root
+
+if TYPE_CHECKING:
+    from .store import ArtifactStore
+    from .targets.local import LocalTarget, ModelStatus
 
 
 @dataclass(frozen=True)
@@ -193,19 +199,18 @@ def _cached(state: State) -> Path:
     return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
 
 
-def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Path:
-    """The state's bundle, extracted and digest-checked, ready to serve."""
+def _pinned(state: State) -> str:
     pinned = state.manifest.bundle.digest
     if pinned is None:
         raise OperationFailed(
             f"{state.model} {state.manifest.version} pins no bundle digest",
             "release it with its bundle: `releasectl release` builds and pins it",
         )
-    target = _cached(state)
-    if target.exists():
-        if bundle.content_digest(target) == pinned:
-            return target
-        shutil.rmtree(target)  # tampered or half-written: fetch it again
+    return pinned
+
+
+def _stored(git: g.Git, state: State, pinned: str) -> tuple[ArtifactStore, str]:
+    """The store and key of the state's bundle, refused when it is not there."""
     store = store_for(git)
     # Content-addressed: the pin names the key, whatever `bundle.archive` says.
     key = store.bundle_key(pinned)
@@ -216,6 +221,18 @@ def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Pa
             f"build it (releasectl build {state.model} {state.manifest.version}), or point "
             "RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the team's store",
         )
+    return store, key
+
+
+def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Path:
+    """The state's bundle, extracted and digest-checked, ready to serve."""
+    pinned = _pinned(state)
+    target = _cached(state)
+    if target.exists():
+        if bundle.content_digest(target) == pinned:
+            return target
+        shutil.rmtree(target)  # tampered or half-written: fetch it again
+    store, key = _stored(git, state, pinned)
     target.parent.mkdir(parents=True, exist_ok=True)
     what = f"fetching and extracting the bundle of {state.model} {state.manifest.version}"
     with (
@@ -267,6 +284,50 @@ def model_lock(model: str, state: State) -> Iterator[None]:
         # closing the lock file releases the lock, after the journal line
 
 
+def _prepare(git: g.Git, model: str, version: str | None) -> tuple[State, TrustRoot, reg.Release]:
+    """What `deploy` checks before it looks at the target: the state, its
+    target kind, and that its commit and release verify."""
+    state = resolve(git, model, version)
+    if state.manifest.deploy.target != "local":
+        raise OperationFailed(
+            f"{model} deploys to the {state.manifest.deploy.target} target, "
+            "which this command does not drive"
+        )
+    trust = trust_root(git)
+    return state, trust, check_trust(git, trust, state)
+
+
+def _admit(
+    git: g.Git,
+    trust: TrustRoot,
+    state: State,
+    release: reg.Release,
+    target: LocalTarget,
+    *,
+    start: bool = True,
+) -> ModelStatus | None:
+    """The deploy gate and the policy, against what the target serves and has
+    served; returns the model's status there (None: never deployed)."""
+    from .targets.local.state import high_water
+
+    deployed = next((s for s in target.status(start=start) if s.model == state.model), None)
+    live = deployed.live if deployed else None
+    # The live slot, and the memory that outlives it (agent stop, restarts).
+    marks = [(m.serial, m.commit) for m in (live, high_water(target.paths, state.model)) if m]
+    serial, commit = max(marks) if marks else (None, None)
+    gate(git, state, serial, commit)
+    check_policy(git, trust, state, release)
+    return deployed
+
+
+def _warm(state: State, deployed: ModelStatus | None) -> bool:
+    """A warm server holds exactly this content, checked when it was deployed:
+    a switch does not read the folder again."""
+    warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
+    digest = state.manifest.bundle.digest
+    return any(s.digest == digest for s in warm) and _cached(state).is_dir()
+
+
 def deploy(  # type: ignore[no-untyped-def]
     git: g.Git,
     model: str,
@@ -279,31 +340,12 @@ def deploy(  # type: ignore[no-untyped-def]
     local target; returns the target's DeployResult. `progress` hears of the
     long steps (the bundle, the environment, the wait for the server)."""
     from .targets.local import DeployRequest, LocalTarget
-    from .targets.local.state import high_water
 
-    state = resolve(git, model, version)
-    if state.manifest.deploy.target != "local":
-        raise OperationFailed(
-            f"{model} deploys to the {state.manifest.deploy.target} target, "
-            "which this command does not drive"
-        )
-    trust = trust_root(git)
-    release = check_trust(git, trust, state)
+    state, trust, release = _prepare(git, model, version)
     target = LocalTarget(home())
     with model_lock(model, state):
-        deployed = next((s for s in target.status() if s.model == model), None)
-        live = deployed.live if deployed else None
-        # The live slot, and the memory that outlives it (agent stop, restarts).
-        marks = [(m.serial, m.commit) for m in (live, high_water(target.paths, model)) if m]
-        serial, commit = max(marks) if marks else (None, None)
-        gate(git, state, serial, commit)
-        check_policy(git, trust, state, release)
-        warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
-        folder = _cached(state)
-        if not (any(s.digest == state.manifest.bundle.digest for s in warm) and folder.is_dir()):
-            folder = bundle_dir(git, state, progress)
-        # else: a warm server holds exactly this content, checked when it was
-        # deployed; a switch does not read the folder again.
+        deployed = _admit(git, trust, state, release, target)
+        folder = _cached(state) if _warm(state, deployed) else bundle_dir(git, state, progress)
         request = DeployRequest(
             model=model,
             version=state.manifest.version,
@@ -323,3 +365,70 @@ def deploy(  # type: ignore[no-untyped-def]
         # A new state is live: the last watcher's outcome is history now.
         outcomes.clear(model)
     return result
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `deploy` would do (`deploy --dry-run`)."""
+
+    model: str
+    version: str
+    commit: str
+    serial: int
+    fast_track: bool
+    endpoint: str
+    live: str | None  # the version live now (as recorded, when the agent is not running)
+    standby_s: float  # how long the version live before stays warm after a switch
+    switch: str  # "none": already live; "warm": the standby takes over; "cold": a new server
+    bundle: str  # where the bundle would come from
+    agent_running: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "dry_run": True}
+
+
+def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
+    """`deploy --dry-run`: every refusal of `deploy`, in its order (the state,
+    its trust, the gate, the policy, the pinned bundle in the cache or the
+    store), and what it would serve; nothing is started, fetched or written.
+    A stopped agent stays stopped: what the target serves and has served is
+    read from its state file. The stored archive's own digest is checked by
+    the deploy that fetches it, before anything serves it."""
+    from .targets.local import LocalTarget
+    from .targets.local.models import endpoint_url
+
+    state, trust, release = _prepare(git, model, version)
+    target = LocalTarget(home())
+    running = target.running()
+    deployed = _admit(git, trust, state, release, target, start=False)
+    wanted = (state.manifest.version, state.manifest.bundle.digest)
+    live = deployed.live if deployed else None
+    standby = deployed.standby if deployed else None
+    switch = "cold"
+    if live is not None and (live.version, live.digest) == wanted:
+        switch = "none"
+    elif standby is not None and (standby.version, standby.digest) == wanted:
+        switch = "warm"
+    if _warm(state, deployed):
+        source = "a warm server (checked when it was deployed)"
+    else:
+        pinned = _pinned(state)
+        cached = _cached(state)
+        if cached.exists() and bundle.content_digest(cached) == pinned:
+            source = f"the local cache {cached}"
+        else:
+            store, key = _stored(git, state, pinned)
+            source = f"{store.url} ({key})"
+    return Preview(
+        model=model,
+        version=state.manifest.version,
+        commit=state.commit,
+        serial=state.manifest.serial,
+        fast_track=state.fast_track,
+        endpoint=endpoint_url(state.manifest.deploy.port),
+        live=live.version if live else None,
+        standby_s=state.manifest.deploy.standby,
+        switch=switch,
+        bundle=source,
+        agent_running=running,
+    )

@@ -313,8 +313,20 @@ def trailers(git: Git, commit: str) -> dict[str, list[str]]:
 
 
 def dirty_paths(git: Git, path: str) -> list[str]:
-    out = git.out("status", "--porcelain", "--untracked-files=all", "--", path)
-    return [line[3:] for line in out.splitlines() if line]
+    """Every path under `path` with uncommitted changes, whole: `-z` leaves names
+    unquoted and unsplit (spaces, non-ASCII), and a rename names both sides."""
+    out = git.run("status", "--porcelain", "-z", "--untracked-files=all", "--", path).stdout
+    entries = iter(out.split("\0"))
+    paths: list[str] = []
+    for entry in entries:
+        if not entry:
+            continue
+        status, name = entry[:2], entry[3:]
+        paths.append(name)
+        if "R" in status or "C" in status:
+            # -z: a rename or copy is followed by its source, in an entry of its own.
+            paths.append(next(entries, ""))
+    return [p for p in paths if p]
 
 
 def is_ancestor(git: Git, ancestor: str, descendant: str) -> bool:

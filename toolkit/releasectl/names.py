@@ -30,7 +30,8 @@ def check_model(name: str) -> str:
 
 def parse_version(text: str) -> semver.Version:
     """A SemVer 2.0 version without build metadata; a leading 'v' is refused
-    here so that the manifest and the tag never disagree about it."""
+    here so that the manifest and the tag never disagree about it (the command
+    line takes one: `version_arg`)."""
     import semver  # ~20 ms: only when a version is parsed
 
     try:
@@ -46,6 +47,20 @@ def parse_version(text: str) -> semver.Version:
 
 def check_version(text: str) -> str:
     parse_version(text)
+    return text
+
+
+def version_arg(text: str) -> str:
+    """A version as an operator types it on the command line: `v1.4.0` means
+    `1.4.0`, as in the tag `release/<m>/v1.4.0`. The 'v' comes off here, at the
+    edge; manifests and the library see only the bare version. Text that is not
+    a version either way is returned as typed, so the refusal names it."""
+    if text.startswith("v") and text[1:2].isdigit():
+        try:
+            parse_version(text[1:])
+        except BadInput:
+            return text
+        return text[1:]
     return text
 
 

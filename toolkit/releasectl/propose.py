@@ -17,7 +17,7 @@ from .changes import head, land_on_new_branch, require_clean
 from .errors import BadInput, OperationFailed, ReleasectlError
 from .names import MANIFEST, REGISTRY_DIR, check_model, model_dir, parse_version
 from .release import Prebuild, plan_release
-from .signing import trust_root
+from .signing import TrustRoot, check_signing_key, trust_root
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ def propose(
     push: bool = False,
     build: bool | None = None,
     retrain: bool = False,
+    dry_run: bool = False,
 ) -> Proposal:
     """The release of MODEL VERSION on a new branch made from the current HEAD
     (so a feature branch's commits are in it); `base` is only the branch the
@@ -56,6 +57,8 @@ def propose(
     if g.rev_parse(git, f"refs/heads/{branch}") is not None:
         raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
     trust = trust_root(git, target)
+    if dry_run:
+        return _preview(git, trust, model, version, base, start, push)
     with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
         builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
@@ -80,14 +83,36 @@ def propose(
         result = g.push(git, remote, [f"refs/heads/{branch}:refs/heads/{branch}"])
         if result.returncode != 0:
             raise OperationFailed(f"push to {remote} failed: {result.stderr.strip()[-300:]}")
+    digest = pin.digest if pin else None
+    gh = _gh_command(model, version, base, p.serial, digest)
+    return Proposal(branch, landed.commit, p.serial, digest, push, remote, gh)
+
+
+def _gh_command(model: str, version: str, base: str, serial: int, digest: str | None) -> str:
     title = f"Release {model} {version}"
-    body = f"Releases {model} {version} (serial {p.serial})."
-    if pin:
-        body += f" Bundle digest: {pin.digest}."
-    gh = shlex.join(
+    body = f"Releases {model} {version} (serial {serial})."
+    if digest:
+        body += f" Bundle digest: {digest}."
+    branch = branch_name(model, version)
+    return shlex.join(
         ["gh", "pr", "create", "--base", base, "--head", branch, "--title", title, "--body", body]
     )
-    return Proposal(branch, landed.commit, p.serial, pin.digest if pin else None, push, remote, gh)
+
+
+def _preview(
+    git: g.Git, trust: TrustRoot, model: str, version: str, base: str, start: str, push: bool
+) -> Proposal:
+    """`propose --dry-run`: the rest of `propose`'s refusals, in its order (the
+    release plan's, then the signing key), with no bundle built (that writes to
+    the store) and no branch made; the push itself is tried only by the real run.
+    The proposal returned has no commit."""
+    p = plan_release(git, trust, model, version, start)
+    if p.tagged_existing or p.change is None:
+        raise OperationFailed(f"{base} already declares {model} {version}")
+    check_signing_key(git)
+    remote = (g.config_get(git, f"branch.{base}.remote") or "origin") if push else None
+    gh = _gh_command(model, version, base, p.serial, None)
+    return Proposal(branch_name(model, version), "", p.serial, None, False, remote, gh)
 
 
 def _target(git: g.Git, base: str) -> str:

@@ -18,6 +18,8 @@ from .changes import (
     Landed,
     NewTag,
     Planner,
+    dry_run_base,
+    dry_run_landing,
     head,
     land_local,
     land_pushed,
@@ -170,6 +172,21 @@ def release(
         except BaseException:
             builder.undo()
             raise
+
+
+def preview_release(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[Plan, str | None]:
+    """`release --dry-run`: the refusals of `release`, in its order, and its
+    plan; returns the plan and a note (see `dry_run_base`). The bundle is not
+    built (that writes to the store): a failing build shows only in the real
+    run, which builds once every other check has passed."""
+    branch = require_branch(git)
+    require_clean(git, model_dir(check_model(model)))
+    base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
+    p = plan_release(git, trust_root(git, base), model, version, base)
+    dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
+    return p, note
 
 
 class Prebuild:
@@ -329,6 +346,23 @@ def mark_stable(
     if change is None:
         return release_, None
     return release_, land_local(git, trust, require_branch(git), change)
+
+
+def preview_mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[reg.Release, Change | None, str | None]:
+    """`mark-stable --dry-run`: the refusals of `mark_stable`, in its order;
+    returns the release, the change (None: already stable) and a note."""
+    note = None
+    if push:
+        base, note = dry_run_base(git, require_branch(git), model, push=True, carry_local=True)
+    else:
+        base = head(git)
+    release_, change = plan_mark_stable(git, trust_root(git, base), model, version, base)
+    if change is not None and not push:
+        require_branch(git)
+        dry_run_landing(git, push=False, sync=False)
+    return release_, change, note
 
 
 def _push(

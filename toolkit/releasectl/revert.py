@@ -18,6 +18,8 @@ from .changes import (
     Change,
     Landed,
     NewTag,
+    dry_run_base,
+    dry_run_landing,
     head,
     land_local,
     land_pushed,
@@ -229,6 +231,27 @@ def diff(git: g.Git, p: Plan) -> str:
 class Outcome:
     plan: Plan
     landed: Landed | None  # None: nothing was written
+
+
+def preview(
+    git: g.Git,
+    model: str,
+    *,
+    to: str | None = None,
+    reason: str = "rollback",
+    push: bool = False,
+) -> tuple[Plan, str | None]:
+    """`revert --dry-run`: the refusals of `revert`, in its order, and its plan;
+    returns the plan and a note (see `dry_run_base`). Nothing is written."""
+    check_reason(reason)
+    branch = require_branch(git)
+    who = g.config_get(git, "user.email") or "unknown"
+    require_clean(git, model_dir(check_model(model)))
+    base, note = dry_run_base(git, branch, model, push=push, carry_local=False)
+    p = plan(git, model, base, to=to, reason=reason, who=who)
+    if p.change is not None:
+        dry_run_landing(git, push=push, sync=bool(p.change.sync_paths))
+    return p, note
 
 
 def revert(

@@ -133,8 +133,11 @@ def sync(
     skipped: list[tuple[str, str]] = []
     if push:
         tracking = f"refs/remotes/{remote}/{remote_branch}"
-        g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
-        tip = g.rev_parse(git, tracking)
+        if dry_run:
+            tip = _tip_unfetched(git, remote, remote_branch, tracking)
+        else:
+            g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
+            tip = g.rev_parse(git, tracking)
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
         found = publishable(git, trust_at(tip), local, remote_tags, tip)
@@ -146,3 +149,14 @@ def sync(
                 last = (result.stderr or result.stdout).strip().splitlines()[-1:]
                 raise OperationFailed(f"push to {remote} failed: {' '.join(last)}")
     return SyncReport(remote, pulled if pull else [], pushed, skipped, dry_run)
+
+
+def _tip_unfetched(git: g.Git, remote: str, remote_branch: str, tracking: str) -> str | None:
+    """A dry run's view of the remote branch, fetching nothing (no ref moves):
+    its tip as ls-remote names it, or, when this clone lacks that commit, the
+    remote-tracking branch as last fetched."""
+    found = g.remote_refs(git, remote, [f"refs/heads/{remote_branch}"])
+    tip = found.get(f"refs/heads/{remote_branch}")
+    if tip is None or g.rev_parse(git, tip) is not None:
+        return tip
+    return g.rev_parse(git, tracking) or g.rev_parse(git, "HEAD")

@@ -380,3 +380,97 @@ def detached(model: str) -> dict[str, Any] | None:
     ended = out.load_exit(model)
     info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
     return info
+
+
+# --- what `watch` would do (`watch --dry-run`, `agent stop`) ------------------------------
+
+
+@dataclass(frozen=True)
+class WatchPlan:
+    model: str
+    version: str  # the live version it would watch
+    bake_s: float
+    agent_running: bool
+    on_pass: str
+    on_fail: str
+    on_inconclusive: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.__dict__, "dry_run": True}
+
+
+def check_watch(
+    git: g.Git, model: str, *, version: str | None = None, push: bool = False, act: bool = True
+) -> WatchPlan:
+    """`watch --dry-run`: the refusals `watch` makes before its bake, in its
+    order and with its messages (the model, with `act` a usable signing key,
+    a live version, the one asked for, the one the branch declares), with no
+    agent started and nothing measured; then what each verdict would lead to.
+    What can only fail after the bake (the remote moved, the revert has no
+    stable release to go back to) is said in those lines, not refused: the
+    real command finds it only then."""
+    from .analysis import format_duration
+    from .changes import head
+    from .errors import ReleasectlError
+    from .release import plan_mark_stable
+    from .revert import plan as plan_revert
+    from .signing import trust_root
+    from .targets.local import LocalTarget
+
+    check_model(model)
+    if act:
+        check_signing_key(git)
+        notify.load(git)
+    target = LocalTarget(home())
+    running = target.running()
+    status = next((s for s in target.status(start=False) if s.model == model), None)
+    if status is None or status.live is None:
+        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
+    live = status.live
+    if version is not None and version != live.version:
+        raise BadInput(f"{model} {version} is not live (live: {live.version})")
+    manifest, _ = reg.current(git, model)
+    if manifest.version != live.version:
+        raise OperationFailed(
+            f"the branch declares {model} {manifest.version}, but {live.version} is live",
+            "watch the version the branch declares: deploy it first",
+        )
+    bake = format_duration(manifest.analysis.bake)
+    inconclusive = "nothing changes; exit 4: a human decides"
+    if not act:
+        return WatchPlan(
+            model,
+            live.version,
+            manifest.analysis.bake,
+            running,
+            f"report passed after the {bake} bake (judged only: not marked stable)",
+            "report failed (judged only: not reverted); exit 4",
+            inconclusive,
+        )
+    where = " and push it" if push else ""
+    base = head(git)
+    trust = trust_root(git, base)
+    try:
+        _, change = plan_mark_stable(git, trust, model, live.version, base)
+        on_pass = (
+            f"mark {model} {live.version} stable after the {bake} bake "
+            f"(stable/{model}/v{live.version}){where}"
+            if change is not None
+            else f"nothing: {model} {live.version} is already stable"
+        )
+    except ReleasectlError as exc:
+        on_pass = f"try to mark {model} {live.version} stable, which would fail: {exc.message}"
+    who = g.config_get(git, "user.email") or "unknown"
+    try:
+        p = plan_revert(git, model, base, reason="analysis failed", who=who, trust=trust)
+        on_fail = (
+            f"revert {model} {p.from_version} -> {p.to_version}{where}, switch the local "
+            f"target back to {p.to_version}; exit 4"
+            if p.change is not None
+            else f"nothing to revert ({p.note}); exit 4"
+        )
+    except ReleasectlError as exc:
+        on_fail = f"try to revert {model}, which would fail: {exc.message}; exit 4"
+    return WatchPlan(
+        model, live.version, manifest.analysis.bake, running, on_pass, on_fail, inconclusive
+    )

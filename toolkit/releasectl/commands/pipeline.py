@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from ..cli import JsonOption, ModelArg, PushOption, RetrainOption, VersionArg, emit, repo, run, say
+from ..cli import (
+    DryRunOption,
+    JsonOption,
+    ModelArg,
+    PushOption,
+    RetrainOption,
+    VersionArg,
+    emit,
+    repo,
+    run,
+    say,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -76,6 +87,8 @@ def register(app: typer.Typer) -> None:
             bool | None, typer.Option("--build/--no-build", help="Build and pin the bundle.")
         ] = None,
         retrain: RetrainOption = False,
+        dry_run: DryRunOption = False,
+        json: JsonOption = False,
     ) -> None:
         """A branch from HEAD with the signed manifest change, ready for a pull request."""
 
@@ -83,8 +96,26 @@ def register(app: typer.Typer) -> None:
             from ..propose import propose as do_propose
 
             p = do_propose(
-                repo(), model, version, base=base, push=push, build=build, retrain=retrain
+                repo(),
+                model,
+                version,
+                base=base,
+                push=push,
+                build=build,
+                retrain=retrain,
+                dry_run=dry_run,
             )
+            if json:
+                emit({**p.__dict__, "commit": p.commit or None, "dry_run": dry_run})
+                return
+            if dry_run:
+                say(
+                    f"would make branch {p.branch} from {base}: one signed commit "
+                    f"({model} {version}, serial {p.serial}); no bundle is built in a dry run"
+                )
+                if p.remote:
+                    say(f"  and push it to {p.remote}")
+                return
             say(f"branch {p.branch}: commit {p.commit[:12]} ({model} {version}, serial {p.serial})")
             if p.digest:
                 say(f"  bundle {p.digest}")
@@ -93,7 +124,7 @@ def register(app: typer.Typer) -> None:
             say("open the pull request with:")
             say(f"  {p.gh_command}")
 
-        run(body)
+        run(body, json_mode=json)
 
     @app.command("check-manifests", hidden=True)
     def check_manifests(files: Annotated[list[str], typer.Argument()]) -> None:

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, ModelArg, ci_summary, emit, repo, run, say
+from ..cli import JsonOption, ModelArg, bare_version, ci_summary, emit, repo, run, say
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
@@ -47,22 +47,41 @@ def _warn_ignored(ignored: list[str]) -> None:
         )
 
 
+def _broken_row(model: str, exc: Any) -> dict[str, Any]:
+    """A model `list` cannot read: its row carries the error, not the whole listing."""
+    return {
+        "model": model,
+        "version": None,
+        "serial": None,
+        "last_stable": None,
+        "reverted": None,
+        "error": {"code": exc.code, "message": exc.message, "hint": exc.hint},
+    }
+
+
 def register(app: typer.Typer) -> None:
     @app.command("list")
     def list_(json: JsonOption = False) -> None:
-        """The models in the registry, with their current and last stable version."""
+        """The models in the registry, with their current and last stable version.
+        A model that cannot be read (a broken release.yaml) is a row with its error;
+        every model is listed, then the exit code is that error's (2 for bad input)."""
 
-        def body() -> None:
+        def body() -> int:
             from .. import registry as reg
+            from ..errors import ReleasectlError
             from ..signing import trust_root
             from ..verdicts import last_stable
 
             git = repo()
             trust = trust_root(git)
-            rows = []
+            rows: list[dict[str, Any]] = []
             for model in reg.list_models(git):
-                manifest, _ = reg.current(git, model)
-                stable, _ = last_stable(git, trust, reg.history(git, model))
+                try:
+                    manifest, _ = reg.current(git, model)
+                    stable, _ = last_stable(git, trust, reg.history(git, model))
+                except ReleasectlError as exc:
+                    rows.append(_broken_row(model, exc))
+                    continue
                 rows.append(
                     {
                         "model": model,
@@ -72,27 +91,36 @@ def register(app: typer.Typer) -> None:
                         "reverted": manifest.rollback is not None,
                     }
                 )
+            broken = [r for r in rows if "error" in r]
+            for r in broken:
+                error = r["error"]
+                hint = f" ({error['hint']})" if error["hint"] else ""
+                typer.echo(f"releasectl: {r['model']}: {error['message']}{hint}", err=True)
+            code = max((int(r["error"]["code"]) for r in broken), default=0)
             if json:
                 emit(rows)
-                return
+                return code
             if not rows:
                 say("no models yet: releasectl new MODEL")
-                return
+                return code
             say(
                 _table(
                     [
                         [
                             str(r["model"]),
-                            str(r["version"]),
-                            str(r["serial"]),
+                            str(r["version"] or "-"),
+                            str(r["serial"] if r["serial"] is not None else "-"),
                             str(r["last_stable"] or "-"),
                             "reverted" if r["reverted"] else "",
                         ]
+                        if "error" not in r
+                        else [str(r["model"]), "-", "-", "-", f"ERROR: {r['error']['message']}"]
                         for r in rows
                     ],
                     ["model", "version", "serial", "last stable", ""],
                 )
             )
+            return code
 
         run(body, json_mode=json)
 
@@ -126,7 +154,8 @@ def register(app: typer.Typer) -> None:
     def show(
         model: ModelArg,
         version: Annotated[
-            str | None, typer.Option("--version", help="Show this release instead.")
+            str | None,
+            typer.Option("--version", help="Show this release instead.", callback=bare_version),
         ] = None,
         json: JsonOption = False,
     ) -> None:
@@ -207,7 +236,10 @@ def register(app: typer.Typer) -> None:
     def verify(
         model: ModelArg,
         version: Annotated[
-            str | None, typer.Argument(help="Release to verify (default: the current one).")
+            str | None,
+            typer.Argument(
+                help="Release to verify (default: the current one).", callback=bare_version
+            ),
         ] = None,
         json: JsonOption = False,
     ) -> None:

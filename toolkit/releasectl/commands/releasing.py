@@ -13,6 +13,7 @@ from ..cli import (
     PushOption,
     RetrainOption,
     VersionArg,
+    bare_version,
     emit,
     repo,
     run,
@@ -46,26 +47,28 @@ def register(app: typer.Typer) -> None:
             git = repo()
             _recover(git, dry_run)
             if dry_run:
+                # The real command's refusals first, then the digest it would pin.
+                p, note = rel.preview_release(git, model, version, push=push)
                 seen = rel.preview(git, model, version, build=build, retrain=retrain)
-                p, digest = seen.plan, seen.plan.pin.digest if seen.plan.pin else None
+                digest = seen.plan.pin.digest if seen.plan.pin else None
                 what = "tag the merged commit" if p.tagged_existing else "commit + tag"
                 if json:
-                    emit(
-                        {
-                            "model": model,
-                            "version": version,
-                            "serial": p.serial,
-                            "digest": digest,
-                            "trains": seen.trains,
-                            "dry_run": True,
-                        }
-                    )
+                    doc = {
+                        "model": model,
+                        "version": version,
+                        "serial": p.serial,
+                        "digest": digest,
+                        "trains": seen.trains,
+                        "dry_run": True,
+                    }
+                    emit({**doc, "note": note} if note else doc)
                 else:
                     say(f"would release {model} {version} (serial {p.serial}): {what}")
                     if digest:
                         say(f"  bundle {digest}")
                     elif seen.trains:
                         say("  bundle: bundle.train runs first; the digest is known after it")
+                    _say_note(note)
                 return
             p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
             result = {
@@ -151,21 +154,30 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from .. import release as rel
-            from ..changes import head
-            from ..signing import trust_root
 
             git = repo()
             _recover(git, dry_run)
             if dry_run:
-                base = head(git)
-                target, change = rel.plan_mark_stable(
-                    git, trust_root(git, base), model, version, base
-                )
+                target, change, note = rel.preview_mark_stable(git, model, version, push=push)
+                if json:
+                    emit(
+                        {
+                            "model": model,
+                            "version": version,
+                            "tag": f"stable/{model}/v{version}",
+                            "created": change is not None,
+                            "push": push,
+                            "note": note,
+                            "dry_run": True,
+                        }
+                    )
+                    return
                 say(
                     f"{target.tag.name} is already stable"
                     if change is None
                     else f"would tag stable/{model}/v{version} at {target.commit[:12]}"
                 )
+                _say_note(note)
                 return
             target, landed = rel.mark_stable(git, model, version, push=push)
             if json:
@@ -196,7 +208,8 @@ def register(app: typer.Typer) -> None:
     def revert(
         model: ModelArg,
         to: Annotated[
-            str | None, typer.Option("--to", help="Revert to this stable version.")
+            str | None,
+            typer.Option("--to", help="Revert to this stable version.", callback=bare_version),
         ] = None,
         reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
         dry_run: DryRunOption = False,
@@ -216,23 +229,20 @@ def register(app: typer.Typer) -> None:
             reg.prefetch(git, model)
 
             from .. import revert as rv
-            from ..changes import head, require_clean
-            from ..names import model_dir
 
             if dry_run:
-                require_clean(git, model_dir(model))
-                who = (git.out("config", "--get", "user.email", check=False)) or "unknown"
-                p = rv.plan(git, model, head(git), to=to, reason=reason, who=who)
+                p, note = rv.preview(git, model, to=to, reason=reason, push=push)
                 if p.change is None:
                     _nothing(p.note, json)
                     return
                 diff = rv.diff(git, p)
                 if json:
-                    emit({**p.summary(), "dry_run": True, "diff": diff})
+                    emit({**p.summary(), "dry_run": True, "diff": diff, "note": note})
                 else:
                     say(p.message.rstrip())
                     say()
                     say(diff.rstrip())
+                    _say_note(note)
                 return
             outcome = rv.revert(git, model, to=to, reason=reason, push=push)
             p, landed = outcome.plan, outcome.landed
@@ -299,6 +309,11 @@ def _nothing(note: str, json: bool, deployed: Any = None) -> None:
         say(f"nothing to do: {note}")
         if deployed is not None:
             print_deploy(deployed)
+
+
+def _say_note(note: str | None) -> None:
+    if note:
+        say(f"note: {note}")
 
 
 def _say_carried(carried: tuple[str, ...]) -> None:

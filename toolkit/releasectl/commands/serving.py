@@ -7,7 +7,20 @@ from typing import Annotated, Any
 
 import typer
 
-from ..cli import JsonOption, ModelArg, ci_summary, emit, repo, run, say
+from ..cli import (
+    DryRunOption,
+    JsonOption,
+    ModelArg,
+    bare_version,
+    ci_summary,
+    emit,
+    json_or_global,
+    repo,
+    run,
+    say,
+)
+
+_NOT_RUNNING = "the agent is not running"
 
 
 def print_deploy(result: Any) -> None:
@@ -22,9 +35,13 @@ def print_deploy(result: Any) -> None:
         f"({how[result.switch]}, {result.seconds:.2f} s)"
         + (" [fast track]" if result.fast_track else "")
     )
-    if result.previous_version:
-        until = result.standby_until.isoformat(timespec="seconds") if result.standby_until else "-"
-        say(f"  {result.previous_version} stays warm until {until}")
+    if result.switch == "none" or not result.previous_version:
+        return  # nothing was switched: the standby, if any, is as it was
+    if result.standby_until is None:
+        say(f"  {result.previous_version}, live before, was retired (no standby window)")
+        return
+    until = result.standby_until.isoformat(timespec="seconds")
+    say(f"  standby: {result.previous_version}, live before, stays warm until {until}")
 
 
 def register(app: typer.Typer) -> None:
@@ -32,7 +49,10 @@ def register(app: typer.Typer) -> None:
     def build(
         model: ModelArg,
         version: Annotated[
-            str | None, typer.Argument(metavar="[VERSION]", help="Default: the current release.")
+            str | None,
+            typer.Argument(
+                metavar="[VERSION]", help="Default: the current release.", callback=bare_version
+            ),
         ] = None,
         rebuild: Annotated[
             bool, typer.Option("--rebuild", help="Build from the tag even if it is stored.")
@@ -76,7 +96,8 @@ def register(app: typer.Typer) -> None:
     def deploy(
         model: ModelArg,
         version: Annotated[
-            str | None, typer.Option("--version", help="Deploy this release's state.")
+            str | None,
+            typer.Option("--version", help="Deploy this release's state.", callback=bare_version),
         ] = None,
         target: Annotated[str, typer.Option(help="Deploy target.")] = "local",
         ready_timeout: Annotated[
@@ -89,6 +110,7 @@ def register(app: typer.Typer) -> None:
                 help="Then watch it detached and act on the verdict (default: analysis.auto).",
             ),
         ] = None,
+        dry_run: DryRunOption = False,
         json: JsonOption = False,
     ) -> None:
         """Deploy what the branch's manifest pins, through the deploy gate."""
@@ -107,9 +129,14 @@ def register(app: typer.Typer) -> None:
             # A revert is fast-tracked: its bundle is known good, there is no bake.
             auto = auto and not state.fast_track
             if auto:
+                from ..notify import load as load_hook
                 from ..signing import check_signing_key
 
                 check_signing_key(git)  # before deploying, not after the bake
+                load_hook(git)  # and a malformed notification hook
+            if dry_run:
+                _say_preview(git, model, version, auto, json)
+                return
             from .progress import terminal_progress
 
             result = do_deploy(
@@ -149,9 +176,18 @@ def register(app: typer.Typer) -> None:
             from ..outcomes import load as load_outcome
             from ..watch import detached
 
-            statuses = LocalTarget(home()).status(model)
+            # A read command starts nothing: a stopped agent is reported, from its record.
+            target = LocalTarget(home())
+            running = target.running()
+            statuses = target.status(model, start=False)
             watchers = {s.model: detached(s.model) for s in statuses}
             results = {s.model: load_outcome(s.model) for s in statuses}
+            if not running:
+                note = f"{_NOT_RUNNING}: nothing is served (`releasectl agent start` starts it)"
+                if json:
+                    typer.echo(f"releasectl: {note}", err=True)
+                else:
+                    say(note + ("; as last recorded:" if statuses else ""))
             if json:
                 emit(
                     [
@@ -203,20 +239,136 @@ def register(app: typer.Typer) -> None:
     agent = typer.Typer(help="The local target's agent.", no_args_is_help=True)
     app.add_typer(agent, name="agent")
 
+    @agent.command("status")
+    def agent_status(json: JsonOption = False) -> None:
+        """Whether the agent runs: its pid and address, and what it serves."""
+
+        def body() -> None:
+            from ..config import home
+            from ..targets.local import LocalTarget
+
+            target = LocalTarget(home())
+            info = target.agent()
+            if info is None:
+                if json:
+                    emit({"running": False})
+                else:
+                    say(_NOT_RUNNING)
+                return
+            serving = [
+                {
+                    "model": s.model,
+                    "health": s.health,
+                    "live": s.live.version if s.live else None,
+                    "standby": s.standby.version if s.standby else None,
+                }
+                for s in target.status(start=False)
+            ]
+            if json:
+                emit({"running": True, **_agent_json(info), "models": serving})
+                return
+            since = info.started.isoformat(timespec="seconds")
+            say(f"the agent is running: pid {info.pid} at {info.url} since {since}")
+            for m in serving:
+                standby = f", standby {m['standby']}" if m["standby"] else ""
+                say(f"  {m['model']}: live {m['live'] or '-'} ({m['health']}){standby}")
+
+        run(body, json_mode=json)
+
+    @agent.command("start")
+    def agent_start(json: JsonOption = False) -> None:
+        """Start the agent (a deploy starts it too); it adopts the servers still running."""
+
+        def body() -> None:
+            from ..config import home
+            from ..targets.local import LocalTarget
+
+            info, started = LocalTarget(home()).start()
+            if json:
+                emit({**_agent_json(info), "started_now": started})
+            elif started:
+                say(f"started the agent: pid {info.pid} at {info.url}")
+            else:
+                say(f"the agent is already running: pid {info.pid} at {info.url}")
+
+        run(body, json_mode=json)
+
     @agent.command("stop")
-    def agent_stop() -> None:
-        """Stop the agent and every server it started."""
+    def agent_stop(json: JsonOption = False) -> None:
+        """Stop the agent, every server it started and the detached watchers; say which."""
 
         def body() -> None:
             from ..config import home
             from ..targets.local import LocalTarget
             from ..watch import stop_detached
 
-            stop_detached()
-            LocalTarget(home()).stop()
-            say("agent, its servers and watchers stopped")
+            watchers = stop_detached()
+            stopped = LocalTarget(home()).stop()
+            if json:
+                emit(
+                    {
+                        "agent": stopped.agent,
+                        "servers": [
+                            {"model": m, "role": role, "version": v, "pid": pid}
+                            for m, role, v, pid in stopped.servers
+                        ],
+                        "watchers": watchers,
+                        "strays": stopped.strays,
+                    }
+                )
+                return
+            if stopped.nothing and not watchers:
+                say("nothing was running: no agent, no servers, no watchers")
+                return
+            for w in watchers:
+                say(f"stopped the watcher of {w['model']} {w['version']} (pid {w['pid']})")
+            for m, role, v, pid in stopped.servers:
+                say(f"stopped {m} {v}, the {role} server (pid {pid})")
+            if stopped.strays:
+                pids = ", ".join(map(str, stopped.strays))
+                say(f"stopped {len(stopped.strays)} server process(es) no record named: {pids}")
+            if stopped.agent is not None:
+                say(f"stopped the agent (pid {stopped.agent})")
 
-        run(body)
+        run(body, json_mode=json)
+
+
+def _agent_json(info: Any) -> dict[str, Any]:
+    return {"pid": info.pid, "url": info.url, "started": info.started.isoformat()}
+
+
+def _say_preview(git: Any, model: str, version: str | None, auto: bool, json: bool) -> None:
+    """`deploy --dry-run`: what the deploy would do, once every check passed."""
+    from ..deploy import preview
+
+    p = preview(git, model, version=version)
+    if json:
+        emit({**p.to_json(), "watch": auto})
+        return
+    how = {
+        "cold": "start a new server",
+        "warm": "switch to the warm standby",
+        "none": "nothing to switch: it is live",
+    }
+    say(
+        f"would deploy {model} {p.version} (commit {p.commit[:12]}, serial {p.serial}) "
+        f"at {p.endpoint}: {how[p.switch]}"
+        + (" [fast track: a verified revert]" if p.fast_track else "")
+    )
+    say(f"  bundle from {p.bundle}")
+    if p.live and p.switch != "none":
+        from ..analysis import format_duration
+
+        after = (
+            f"the standby, kept warm for {format_duration(p.standby_s)}"
+            if p.standby_s > 0
+            else "retired (no standby window)"
+        )
+        say(f"  live now: {p.live}; it would become {after}")
+    if not p.agent_running:
+        say(f"  {_NOT_RUNNING}: the deploy would start it")
+    if auto:
+        say(f"  then watch {p.version} detached and act on the verdict (analysis.auto)")
 
 
 def register_watch(app: typer.Typer) -> None:
@@ -224,7 +376,8 @@ def register_watch(app: typer.Typer) -> None:
     def watch_(
         model: ModelArg,
         version: Annotated[
-            str | None, typer.Option("--version", help="The live version to watch.")
+            str | None,
+            typer.Option("--version", help="The live version to watch.", callback=bare_version),
         ] = None,
         push: Annotated[
             bool, typer.Option("--push", help="Push the stable tag or the revert.")
@@ -237,7 +390,17 @@ def register_watch(app: typer.Typer) -> None:
                 "verdict, version and reason); mark nothing, revert nothing, need no key.",
             ),
         ] = False,
-        json: Annotated[bool, typer.Option("--json", help="JSON lines.")] = False,
+        dry_run: Annotated[
+            bool,
+            typer.Option(
+                "--dry-run",
+                help="Run the checks made before the bake and say what each verdict would "
+                "lead to; bake nothing, write nothing.",
+            ),
+        ] = False,
+        json: Annotated[
+            bool, typer.Option("--json", help="JSON lines.", callback=json_or_global)
+        ] = False,
         record_timeout: Annotated[
             float,
             typer.Option(
@@ -267,6 +430,8 @@ def register_watch(app: typer.Typer) -> None:
                     }
                     say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {m.message}")
 
+            if dry_run:
+                return _dry_watch(model, version, push, not judge_only, json)
             if judge_only:
                 return _judge(model, version, json, show)
             return _act(model, version, push, json, show, record_timeout)
@@ -354,6 +519,27 @@ def _annotate(line: str, level: str) -> None:
         if level == "warning":
             text = text.replace("::error ", "::warning ", 1)
         sys.stdout.write(text + "\n")
+
+
+def _dry_watch(model: str, version: str | None, push: bool, act: bool, json: bool) -> int:
+    """`watch --dry-run`: what `watch` checks before its bake, refused alike;
+    then what each verdict would lead to."""
+    import json as json_
+
+    from ..analysis import format_duration
+    from ..watch import check_watch
+
+    p = check_watch(repo(), model, version=version, push=push, act=act)
+    if json:
+        say(json_.dumps(p.to_json()))
+        return 0
+    say(f"would watch {model} {p.version} for {format_duration(p.bake_s)}, then if it")
+    say(f"  passes: {p.on_pass}")
+    say(f"  fails: {p.on_fail}")
+    say(f"  is inconclusive: {p.on_inconclusive}")
+    if not p.agent_running:
+        say(f"  {_NOT_RUNNING}: the watch would start it (the live version is as last recorded)")
+    return 0
 
 
 def _judge(model: str, version: str | None, json: bool, show: Any) -> int:

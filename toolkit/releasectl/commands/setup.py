@@ -92,6 +92,7 @@ def register(app: typer.Typer) -> None:
             typer.Option("--force", help="Replace whole workflows, even ones without markers."),
         ] = False,
         dry_run: DryRunOption = False,
+        json: JsonOption = False,
     ) -> None:
         """Rewrite the workflows' releasectl blocks and the lock for this version
         (your edits outside the blocks are kept); shows the diff, commits nothing."""
@@ -104,6 +105,23 @@ def register(app: typer.Typer) -> None:
             changes = upgrade(
                 root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run
             )
+            if json:
+                emit(
+                    {
+                        "dry_run": dry_run,
+                        "files": [
+                            {
+                                "path": c.path,
+                                "changed": c.changed,
+                                "created": c.old is None,
+                                "kept_edits": c.kept_edits,
+                                "diff": c.diff() if c.changed else "",
+                            }
+                            for c in changes
+                        ],
+                    }
+                )
+                return
             for change in changes:
                 if not change.changed:
                     say(f"unchanged {change.path}")
@@ -135,7 +153,7 @@ def register(app: typer.Typer) -> None:
             if not dry_run and any(c.changed for c in changes):
                 say("review, then commit them (signed)")
 
-        run(body)
+        run(body, json_mode=json)
 
     @app.command()
     def new(
@@ -159,6 +177,7 @@ def register(app: typer.Typer) -> None:
             ),
         ] = None,
         dry_run: DryRunOption = False,
+        json: JsonOption = False,
     ) -> None:
         """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
 
@@ -172,10 +191,39 @@ def register(app: typer.Typer) -> None:
             git = repo()
             if dry_run:
                 plan = plan_new(git.cwd, model, port=port, source=source, cwd=ctx.repo)
+                if json:
+                    emit(
+                        {
+                            "folder": plan.folder,
+                            "source": plan.source,
+                            "port": plan.port,
+                            "created": [],
+                            "would_create": sorted(f"{plan.folder}/{f}" for f in plan.files),
+                            "dry_run": True,
+                        }
+                    )
+                    return
                 say(f"would create {plan.folder}/ from {plan.source or 'the model template'}:")
                 say("  " + "\n  ".join(sorted(plan.files)))
                 return
             plan, written = new_model(git.cwd, model, port=port, source=source, cwd=ctx.repo)
+            for name in plan.unpinned:
+                typer.echo(
+                    f"releasectl: {name} is not installed here: bentofile.yaml lists it "
+                    "unpinned; install it and pin it",
+                    err=True,
+                )
+            if json:
+                emit(
+                    {
+                        "folder": plan.folder,
+                        "source": plan.source,
+                        "port": plan.port,
+                        "created": [str(path.relative_to(git.cwd)) for path in written],
+                        "dry_run": False,
+                    }
+                )
+                return
             for path in written:
                 say(f"created {path.relative_to(git.cwd)}")
             if plan.source is not None:
@@ -186,16 +234,10 @@ def register(app: typer.Typer) -> None:
                     f"  only where {old.name} starts a word ({old.snake}_x, {old.camel}X); "
                     f"inside another (load_{old.snake}) it is left as it is: review the copy"
                 )
-            for name in plan.unpinned:
-                typer.echo(
-                    f"releasectl: {name} is not installed here: bentofile.yaml lists it "
-                    "unpinned; install it and pin it",
-                    err=True,
-                )
             say(f"serves on 127.0.0.1:{plan.port} once deployed (deploy.port in release.yaml)")
             say(f"next: commit it (signed), then `releasectl release {model} 0.1.0`")
 
-        run(body)
+        run(body, json_mode=json)
 
     @app.command()
     def schema() -> None:

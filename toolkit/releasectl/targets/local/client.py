@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +18,16 @@ import psutil
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.progress import Progress, step
 from releasectl.targets.local import envs, procs
-from releasectl.targets.local.models import DeployRequest, DeployResult, ModelStatus
+from releasectl.targets.local.models import (
+    DeployRequest,
+    DeployResult,
+    ModelStatus,
+    endpoint_url,
+)
 from releasectl.targets.local.state import (
     AgentInfo,
     Paths,
+    State,
     default_home,
     load_agent_info,
     load_state,
@@ -53,9 +60,7 @@ class LocalTarget:
         if not (request.bento_dir / "bento.yaml").is_file():
             raise BadInput(f"{request.bento_dir} is not a bento folder (no bento.yaml)")
         what = f"{request.model} {request.version}"
-        env = envs.ensure(
-            request.bento_dir.resolve(), self.env_cache, what=what, progress=progress
-        )
+        env = envs.ensure(request.bento_dir.resolve(), self.env_cache, what=what, progress=progress)
         request = request.model_copy(
             update={"bento_dir": request.bento_dir.resolve(), "python": env.python}
         )
@@ -71,8 +76,13 @@ class LocalTarget:
             )
         return DeployResult.model_validate(body)
 
-    def status(self, model: str | None = None) -> list[ModelStatus]:
-        agent = self._ensure_agent()
+    def status(self, model: str | None = None, *, start: bool = True) -> list[ModelStatus]:
+        """What the target serves. With `start=False` (read commands, dry runs) an
+        agent that is not running stays so: the state file's record is returned,
+        every endpoint down, since the agent is what serves them."""
+        agent = self._ensure_agent() if start else self._live_agent()
+        if agent is None:
+            return _recorded(load_state(self.paths), model)
         params = {"model": model} if model is not None else {}
         body = self._call(agent, "GET", "/v1/status", params=params, timeout=60, during="status")
         return [ModelStatus.model_validate(item) for item in body]
@@ -80,13 +90,30 @@ class LocalTarget:
     def running(self) -> bool:
         return self._live_agent() is not None
 
-    def stop(self) -> None:
-        """Stop the agent and every server it started; return once they are all gone."""
+    def agent(self) -> AgentInfo | None:
+        """The running agent, or None; never starts one."""
+        return self._live_agent()
+
+    def start(self) -> tuple[AgentInfo, bool]:
+        """The agent, started unless it runs; and whether this call started it."""
+        before = self._live_agent()
+        agent = self._ensure_agent()
+        return agent, before is None or before.pid != agent.pid
+
+    def stop(self) -> Stopped:
+        """Stop the agent and every server it started; return once they are all
+        gone, with what was running."""
         state = load_state(self.paths)
         agent = self._live_agent()
-        if agent is None and not any(ms.slots() for ms in state.models.values()):
-            self._kill_slot_processes()
-            return
+        servers = [
+            (ms.model, role, slot.version, slot.pid)
+            for ms in state.models.values()
+            for role, slot in (("live", ms.live), ("standby", ms.standby), ("pending", ms.pending))
+            if slot is not None and slot.pid is not None and procs.alive(slot.pid, slot.create_time)
+        ]
+        if agent is None and not servers:
+            # Nothing runs that the state records: no agent is started just to stop it.
+            return Stopped(None, [], self._kill_slot_processes())
         agent = agent or self._ensure_agent()
         proc = procs.find(agent.pid, agent.create_time)
         # If the agent fails to answer, whatever still runs is stopped by PID below.
@@ -96,8 +123,9 @@ class LocalTarget:
             _, alive = psutil.wait_procs([proc], timeout=AGENT_STOP_TIMEOUT)
             if alive:
                 procs.terminate(alive)
-        self._kill_slot_processes()
+        strays = self._kill_slot_processes()
         _reap()
+        return Stopped(agent.pid, servers, strays)
 
     # -- agent process -------------------------------------------------------------------------
 
@@ -152,10 +180,11 @@ class LocalTarget:
             + log_tail(self.paths.agent_log)
         )
 
-    def _kill_slot_processes(self) -> None:
+    def _kill_slot_processes(self) -> list[int]:
         left = [p for ps in procs.slot_processes(self.paths.root).values() for p in ps]
         if left:
             procs.terminate(left)
+        return [p.pid for p in left]
 
     # -- HTTP ----------------------------------------------------------------------------------
 
@@ -179,6 +208,43 @@ class LocalTarget:
             raise cls(err["message"], err.get("hint"))
         except (ValueError, KeyError, TypeError):
             raise OperationFailed(f"agent answered {r.status_code}: {r.text[:500]}") from None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What `stop` found running: the agent's pid, each recorded server as
+    (model, live/standby/pending, version, pid), and the pids of server
+    processes no record named."""
+
+    agent: int | None
+    servers: list[tuple[str, str, str, int]]
+    strays: list[int]
+
+    @property
+    def nothing(self) -> bool:
+        return self.agent is None and not self.servers and not self.strays
+
+
+def _recorded(state: State, model: str | None) -> list[ModelStatus]:
+    """The state file's record, as the agent would report it, with every endpoint
+    down: it is the agent that serves them (docs/ARCHITECTURE.md, "Deploy targets")."""
+    if model is not None and model not in state.models:
+        raise BadInput(f"model {model} has never been deployed to this machine")
+    names = [model] if model is not None else sorted(state.models)
+    return [
+        ModelStatus(
+            model=name,
+            endpoint=endpoint_url(ms.port),
+            health="down" if ms.live else "none",
+            live=ms.live.info() if ms.live else None,
+            standby=ms.standby.info() if ms.standby else None,
+            standby_until=ms.standby_until,
+            deploying=ms.pending.info() if ms.pending else None,
+            last_deploy=ms.last_deploy,
+            message=ms.message,
+        )
+        for name, ms in ((n, state.models[n]) for n in names)
+    ]
 
 
 def _reap() -> None:

@@ -219,9 +219,7 @@ def _make(pins: Pins, cache: Path, final: Path, what: str) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def ensure(
-    bento_dir: Path, cache: Path, *, what: str, progress: Progress | None = None
-) -> Env:
+def ensure(bento_dir: Path, cache: Path, *, what: str, progress: Progress | None = None) -> Env:
     """The environment that serves bento_dir: the cached one for its pins, else a new one."""
     started = time.monotonic()
     pins = pins_of(bento_dir)
