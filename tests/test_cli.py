@@ -87,9 +87,11 @@ def test_h_is_help_everywhere(tmp_path: Path, argv: list[str]) -> None:
 
 
 def test_the_bash_completion_script_completes_commands_and_options(tmp_path: Path) -> None:
-    script = subprocess.run(
-        [RELEASECTL, "--show-completion", "bash"], capture_output=True, text=True, check=True
-    ).stdout
+    shown = subprocess.run(
+        [RELEASECTL, "--show-completion", "bash"], capture_output=True, text=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr
+    script = shown.stdout
     assert "complete -o default -F _releasectl_completion releasectl" in script
     (tmp_path / "completion.bash").write_text(script)
 
@@ -425,9 +427,12 @@ def test_dry_runs_that_pass_say_what_would_happen(iris: Repo, tmp_path: Path) ->
     assert "would make branch propose/iris/v1.1.0" in iris.ok(
         "propose", "iris", "1.1.0", "--dry-run"
     )
-    assert iris.ok("new", "fraud", "--dry-run") == (
-        "would create model-releases/fraud/ from the model template\n"
-    )
+    assert iris.ok("new", "fraud", "--dry-run").splitlines() == [
+        "would create model-releases/fraud/ from the model template:",
+        *(f"  {name}" for name in ("bentofile.yaml", "release.yaml", "service.py", "train.py")),
+    ]
+    planned = json.loads(iris.ok("new", "fraud", "--dry-run", "--json"))
+    assert planned["dry_run"] is True and "model-releases/fraud/train.py" in planned["would_create"]
     marked = json.loads(iris.ok("mark-stable", "iris", "1.0.0", "--dry-run", "--json"))
     assert marked["created"] is False  # it is stable already
     assert iris.snapshot() == before and _files(home) == {}
