@@ -47,6 +47,7 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory) -> None:
         # lock allows), from the local wheelhouse only, never an index.
         RELEASECTL_ENV_CACHE=str(_session_root(tmp_path_factory) / "bento-envs"),
         UV_NO_INDEX="1",
+        UV_OFFLINE="1",  # and never the network, whatever a test's uv is asked
         UV_FIND_LINKS=str(WHEELHOUSE),
     )
     for var in ("SSH_AUTH_SOCK", "GNUPGHOME", "RELEASECTL_ALLOWED_SIGNERS"):

@@ -268,6 +268,11 @@ def test_a_faulty_release_is_reverted_and_deploy_yml_fast_tracks_the_stable_one(
     judge = result.step("bake", "Watch and judge")
     assert judge.outcome == "failure"
     assert result.jobs["bake"].outputs["verdict"] == "failed"
+    # never silent: the failed verdict is an annotation on the run
+    annotations = result.jobs["bake"].annotations
+    assert any(
+        level == "error" and "iris 2.0.0 failed analysis" in text for level, text in annotations
+    ), annotations
     reason = result.jobs["bake"].outputs["reason"]
     assert reason.startswith("analysis failed: ") and "\n" not in reason
     # ... CI reverted it on the remote, signed with its own key, in a job that runs no

@@ -12,7 +12,8 @@ folder and renamed into place only when complete (a crash midway leaves a
 temporary folder that is never used and is removed by the next maker), under one
 lock file per key, so concurrent deploys of the same pins wait for each other
 instead of both writing. Packages come from wherever uv is pointed: UV_INDEX_URL,
-UV_FIND_LINKS, UV_NO_INDEX, UV_OFFLINE, uv's own configuration.
+UV_FIND_LINKS, UV_OFFLINE, uv's own configuration; UV_NO_INDEX=1, which uv itself
+does not read, is passed on as --no-index.
 """
 
 from __future__ import annotations
@@ -205,6 +206,10 @@ def _make(pins: Pins, cache: Path, final: Path, what: str) -> None:
         # when PYTHONDONTWRITEBYTECODE is set, which doubles a cold start.
         install = ["pip", "install", "--quiet", "--compile-bytecode"]
         install += ["--python", str(env / "bin" / "python")]
+        if os.environ.get("UV_NO_INDEX", "").lower() in ("1", "true", "yes"):
+            # uv reads UV_INDEX_URL and UV_FIND_LINKS itself but has no variable for
+            # --no-index; without it a local wheel folder is searched AND the index.
+            install.append("--no-index")
         _uv([*install, "-r", str(pins.requirements), *pins.extra], pins.workdir, what)
         record = {
             "python": pins.python,
