@@ -27,9 +27,10 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import git as g
+from . import manifest as mf
 from . import notify
 from . import outcomes as out
 from . import recovery as rec
@@ -43,6 +44,9 @@ from .names import MAX_REASON, check_model
 from .release import mark_stable
 from .revert import Outcome, revert
 from .signing import check_signing_key
+
+if TYPE_CHECKING:
+    from .targets.local import ModelStatus, SlotInfo
 
 RECORD_TIMEOUT_S = 600.0  # how long a refused push of the record is retried
 RETRY_FIRST_S = 1.0
@@ -97,24 +101,8 @@ def watch(
     from .targets.local import LocalTarget
 
     say: Say = on_event or (lambda _text: None)
-    check_model(model)
-    hook = None
-    if act:
-        # The verdict must be acted on: find out now, not after the bake, if it cannot be.
-        check_signing_key(git)
-        hook = notify.load(git)
-    status = next((s for s in LocalTarget(home()).status() if s.model == model), None)
-    if status is None or status.live is None:
-        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
-    live = status.live
-    if version is not None and version != live.version:
-        raise BadInput(f"{model} {version} is not live (live: {live.version})")
-    manifest, _ = reg.current(git, model)
-    if manifest.version != live.version:
-        raise OperationFailed(
-            f"the branch declares {model} {manifest.version}, but {live.version} is live",
-            "watch the version the branch declares: deploy it first",
-        )
+    hook = _before_bake(git, model, act)
+    live, manifest = _live_and_declared(git, model, version, LocalTarget(home()).status())
     # The way back is prepared while the bake runs (verifying the stable release
     # and fetching its bundle takes seconds): the first measurement waits on
     # nothing, and the switch on a failed verdict waits on nothing either.
@@ -144,6 +132,35 @@ def watch(
         if not isinstance(exc, KeyboardInterrupt | SystemExit):
             _conclude(hook, _crashed(model, live.version, exc))
         raise
+
+
+def _before_bake(git: g.Git, model: str, act: bool) -> notify.NotifySpec | None:
+    """The refusals that need no target: the model, and when the verdict is to be
+    acted on, a usable key and hook (found out now, not after the bake)."""
+    check_model(model)
+    if not act:
+        return None
+    check_signing_key(git)
+    return notify.load(git)
+
+
+def _live_and_declared(
+    git: g.Git, model: str, version: str | None, statuses: list[ModelStatus]
+) -> tuple[SlotInfo, mf.Manifest]:
+    """The live version (the one asked for, if any), which the branch declares."""
+    status = next((s for s in statuses if s.model == model), None)
+    if status is None or status.live is None:
+        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
+    live = status.live
+    if version is not None and version != live.version:
+        raise BadInput(f"{model} {version} is not live (live: {live.version})")
+    manifest, _ = reg.current(git, model)
+    if manifest.version != live.version:
+        raise OperationFailed(
+            f"the branch declares {model} {manifest.version}, but {live.version} is live",
+            "watch the version the branch declares: deploy it first",
+        )
+    return live, manifest
 
 
 def _plan_recovery(git: g.Git, model: str, version: str, say: Say) -> rec.Recovery:
@@ -417,24 +434,10 @@ def check_watch(
     from .signing import trust_root
     from .targets.local import LocalTarget
 
-    check_model(model)
-    if act:
-        check_signing_key(git)
-        notify.load(git)
+    _before_bake(git, model, act)
     target = LocalTarget(home())
     running = target.running()
-    status = next((s for s in target.status(start=False) if s.model == model), None)
-    if status is None or status.live is None:
-        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
-    live = status.live
-    if version is not None and version != live.version:
-        raise BadInput(f"{model} {version} is not live (live: {live.version})")
-    manifest, _ = reg.current(git, model)
-    if manifest.version != live.version:
-        raise OperationFailed(
-            f"the branch declares {model} {manifest.version}, but {live.version} is live",
-            "watch the version the branch declares: deploy it first",
-        )
+    live, manifest = _live_and_declared(git, model, version, target.status(start=False))
     bake = format_duration(manifest.analysis.bake)
     inconclusive = "nothing changes; exit 4: a human decides"
     if not act:
