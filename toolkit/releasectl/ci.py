@@ -59,8 +59,9 @@ def escape_property(text: str) -> str:
     return escape_data(text).replace(":", "%3A").replace(",", "%2C")
 
 
-def error_annotation(message: str, title: str = "releasectl") -> str:
-    return f"::error title={escape_property(title)}::{escape_data(message)}"
+def error_annotation(message: str, title: str = "releasectl", level: str = "error") -> str:
+    """A workflow command that annotates the run (`level`: error or warning)."""
+    return f"::{level} title={escape_property(title)}::{escape_data(message)}"
 
 
 def code_span(text: str) -> str:

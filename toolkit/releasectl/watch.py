@@ -36,6 +36,7 @@ from . import outcomes as out
 from . import recovery as rec
 from . import registry as reg
 from .analysis import Measurement, Verdict, run_analysis
+from .changes import Landed
 from .config import home
 from .deploy import deploy
 from .errors import BadInput, OperationFailed, ReleasectlError
@@ -184,43 +185,29 @@ def _act(
     record_timeout: float,
     say: Say,
 ) -> Watched:
-    if verdict.passed:
-        outcome = out.WatchOutcome(
-            model=model,
-            version=version,
-            outcome="passed",
-            message=verdict.message,
-            serving=version,
-        )
+    kind: out.Kind = (
+        "passed"
+        if verdict.passed
+        else "failed-unrecovered"
+        if verdict.outcome == "failed"
+        else "needs-human"
+    )
+    outcome = out.WatchOutcome(
+        model=model, version=version, outcome=kind, message=verdict.message, serving=version
+    )
+    if kind == "passed":
         try:
-            _, landed = mark_stable(git, model, version, push=push, leave_local=push)
-            outcome.record = "done"
-            outcome.pushed_to = landed.pushed_to if landed else None
-            outcome.note = landed.note if landed else None
+            _recorded(outcome, mark_stable(git, model, version, push=push, leave_local=push)[1])
         except ReleasectlError as exc:
             outcome.record, outcome.record_error = "failed", exc.line()
         _conclude(hook, outcome)
         return Watched(model, version, verdict, "marked-stable", None, version, outcome)
-    if verdict.outcome != "failed":
-        outcome = out.WatchOutcome(
-            model=model,
-            version=version,
-            outcome="needs-human",
-            message=verdict.message,
-            serving=version,
-        )
+    if kind == "needs-human":
         _conclude(hook, outcome)
         return Watched(model, version, verdict, "none", None, version, outcome)
 
     # Recovery first: the stable release serves before any git write.
-    outcome = out.WatchOutcome(
-        model=model,
-        version=version,
-        outcome="failed-unrecovered",
-        message=verdict.message,
-        serving=version,
-        record="pending",
-    )
+    outcome.record = "pending"
     started = time.monotonic()
     if recovery.problem is None:
         say(f"{version} failed: switching back to {recovery.stable}")
@@ -244,10 +231,8 @@ def _act(
         if error is not None:
             outcome.record, outcome.record_error = "failed", error
         else:
-            outcome.record = "done"
+            _recorded(outcome, landed)
             outcome.revert_commit = landed.commit if landed else None
-            outcome.pushed_to = landed.pushed_to if landed else None
-            outcome.note = landed.note if landed else None
         if landed is not None and landed.commit and _on_branch(git, landed.commit):
             # The target now takes the revert's own state (same bundle: no restart).
             try:
@@ -260,6 +245,12 @@ def _act(
         outcome.record = "none"
     _conclude(hook, outcome)
     return Watched(model, version, verdict, "reverted", reverted, outcome.serving, outcome)
+
+
+def _recorded(outcome: out.WatchOutcome, landed: Landed | None) -> None:
+    outcome.record = "done"
+    outcome.pushed_to = landed.pushed_to if landed else None
+    outcome.note = landed.note if landed else None
 
 
 def _record_revert(
@@ -288,6 +279,11 @@ def _on_branch(git: g.Git, commit: str) -> bool:
 
 def _crashed(model: str, version: str, exc: BaseException) -> out.WatchOutcome:
     message = exc.line() if isinstance(exc, ReleasectlError) else f"{type(exc).__name__}: {exc}"
+    saved = out.load(model)
+    if saved is not None and saved.version == version and saved.outcome == "failed-recovered":
+        # The switch back happened before the crash: say so, and that the record did not.
+        saved.record, saved.record_error = "failed", f"the watcher crashed: {message}"
+        return saved
     return out.WatchOutcome(
         model=model, version=version, outcome="crashed", message=message, serving=version
     )

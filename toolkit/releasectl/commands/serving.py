@@ -515,10 +515,7 @@ def _annotate(line: str, level: str) -> None:
     if os.environ.get("GITHUB_ACTIONS") == "true":
         from .. import ci
 
-        text = ci.error_annotation(line, title="releasectl watch")
-        if level == "warning":
-            text = text.replace("::error ", "::warning ", 1)
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(ci.error_annotation(line, title="releasectl watch", level=level) + "\n")
 
 
 def _dry_watch(model: str, version: str | None, push: bool, act: bool, json: bool) -> int:
