@@ -203,9 +203,9 @@ class Rel:
 
 def generate(spec: Spec, dest: Path) -> dict[str, object]:
     """Build the registry for `spec` into `dest` (a folder: key, repo/, meta.json)."""
-    from releasectl import manifest as mf
+    from releasectl.manifest import schema as mf
     from releasectl.names import manifest_path
-    from releasectl.scaffold import new_model
+    from releasectl.registry.scaffold import new_model
 
     started = time.perf_counter()
     phases: dict[str, float] = {}

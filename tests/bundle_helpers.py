@@ -16,7 +16,7 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
-from releasectl import bundle
+from releasectl.bundles import bento as bundle
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS_SRC = REPO / "model-releases" / "iris"

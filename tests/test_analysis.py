@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from releasectl.analysis import (
+from releasectl.analysis.engine import (
     AnalysisSpec,
     Cause,
     Measurement,

@@ -24,7 +24,7 @@ from bundle_helpers import (
     serving,
     snapshot,
 )
-from releasectl import bundle
+from releasectl.bundles import bento as bundle
 from releasectl.errors import BadInput, Refused
 
 pytestmark = pytest.mark.slow

@@ -58,7 +58,7 @@ def _target_processes(home: Path) -> set[int]:
             env = proc.environ() if "bentoml" in cmd else {}
         except psutil.Error:
             continue
-        agent = "releasectl.targets.local.agent" in cmd and needle in cmd
+        agent = "releasectl.serving.local.agent" in cmd and needle in cmd
         server = "bentoml" in cmd and (needle in cmd or needle in env.get("BENTOML_HOME", ""))
         if agent or server:
             found.add(proc.pid)
@@ -231,7 +231,7 @@ def test_uncommitted_paths_are_named_whole(iris: Repo) -> None:
 
 
 def _deploy_result(**changes: object):  # type: ignore[no-untyped-def]
-    from releasectl.targets.local import DeployResult
+    from releasectl.serving.local import DeployResult
 
     fields = {
         "model": "iris",
@@ -251,8 +251,8 @@ def _deploy_result(**changes: object):  # type: ignore[no-untyped-def]
 
 
 def test_the_standby_named_is_the_version_kept_warm(capsys: pytest.CaptureFixture[str]) -> None:
-    from releasectl.cli import app  # the commands register on it: import it first
-    from releasectl.commands.serving import print_deploy
+    from releasectl.cli import app
+    from releasectl.cli.serving import print_deploy
 
     assert app.registered_commands
 

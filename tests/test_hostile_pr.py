@@ -39,7 +39,7 @@ def _fake_revert(
     serial and a rollback record (as `releasectl revert` writes them), the
     folder restored from `to` when `restore`, the revert's trailers, signed
     by `signer` (key, e-mail)."""
-    from releasectl.manifest import edit
+    from releasectl.manifest.schema import edit
 
     repo.git("checkout", "-q", "-b", "pr")
     if restore:
@@ -103,8 +103,8 @@ def test_an_untrusted_contributor_forges_a_revert_to_the_older_release(
     items = _plan_after_merge(iris, tmp_path)
     assert items == [{"model": "iris", "kind": "release", "version": "1.0.0"}]  # not a revert
     # The deploy gate does not fast-track it either.
-    from releasectl.deploy import resolve
     from releasectl.git import open_repo
+    from releasectl.serving.deploy import resolve
 
     assert resolve(open_repo(iris.path), "iris").fast_track is False
 
@@ -136,9 +136,9 @@ def test_a_trusted_signer_hand_writes_a_revert_that_is_not_one(iris: Repo, tmp_p
     items = _plan_after_merge(iris, tmp_path)
     assert items == [{"model": "iris", "kind": "release", "version": "1.0.0"}]
 
-    from releasectl.deploy import revert_problem
     from releasectl.git import open_repo
-    from releasectl.manifest import load
+    from releasectl.manifest.schema import load
+    from releasectl.serving.deploy import revert_problem
     from releasectl.signing import trust_root
 
     git = open_repo(iris.path)

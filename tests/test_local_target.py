@@ -29,8 +29,8 @@ from local_target_helpers import (
     wait_until,
 )
 from releasectl.errors import OperationFailed
-from releasectl.targets.local import DeployRequest, LocalTarget, envs
-from releasectl.targets.local.state import Paths, load_state
+from releasectl.serving.local import DeployRequest, LocalTarget, envs
+from releasectl.serving.local.state import Paths, load_state
 
 pytestmark = pytest.mark.slow
 
@@ -306,7 +306,7 @@ def test_a_bento_is_served_from_its_own_pins_and_the_environment_is_reused(
 
 
 MAKE_ENV = (
-    "import sys; from pathlib import Path; from releasectl.targets.local import envs; "
+    "import sys; from pathlib import Path; from releasectl.serving.local import envs; "
     "e = envs.ensure(Path(sys.argv[1]), Path(sys.argv[2]), what='echo'); print(e.created, e.path)"
 )
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from releasectl import manifest as mf
 from releasectl.errors import BadInput
+from releasectl.manifest import schema as mf
 
 TEXT = """\
 # Owned by the fraud team.

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from releasectl.analysis import (
+from releasectl.analysis.engine import (
     AnalysisSpec,
     Cause,
     Outcome,
@@ -29,7 +29,7 @@ from releasectl.analysis import (
     checks_for,
     run_analysis,
 )
-from releasectl.metrics import (
+from releasectl.analysis.sources import (
     MetricsError,
     PrometheusSource,
     Scope,

@@ -9,7 +9,7 @@ import re
 import pytest
 from rich.console import Console
 
-from releasectl.commands.progress import PlainLines, Spinner
+from releasectl.cli.progress import PlainLines, Spinner
 from releasectl.progress import step
 
 

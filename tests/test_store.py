@@ -9,8 +9,8 @@ from pathlib import Path
 import fsspec
 import pytest
 
+from releasectl.bundles.store import ArtifactStore, StoreError
 from releasectl.errors import BadInput, Refused
-from releasectl.store import ArtifactStore, StoreError
 
 DIGEST = "sha256:" + "ab" * 32
 OTHER = "sha256:" + "cd" * 32

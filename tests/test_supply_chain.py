@@ -18,8 +18,8 @@ import pytest
 from conftest import RELEASECTL, Repo, git, make_key
 from gha import Event, RunResult, load_workflow, run_workflow
 from releasectl import __version__
-from releasectl.lock import LOCK_FILE, RUNNER_PYTHON, pins, read_source
-from releasectl.workflows import merge, split, templates
+from releasectl.pipeline.lock import LOCK_FILE, RUNNER_PYTHON, pins, read_source
+from releasectl.pipeline.workflows import merge, split, templates
 from supply_chain_helpers import PIP_ENV, ROOT, tool_dir, wheelhouse
 
 SHIPPED = ("deploy.yml", "pr-check.yml", "release.yml", "rollback.yml")

@@ -19,7 +19,7 @@ import pytest
 
 from conftest import git, make_key
 from releasectl import __version__
-from releasectl.lock import LOCK_FILE, pins
+from releasectl.pipeline.lock import LOCK_FILE, pins
 from supply_chain_helpers import ROOT, clean_env, new_venv, wheelhouse
 
 pytestmark = pytest.mark.slow

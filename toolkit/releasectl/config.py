@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from . import git as g
+from releasectl import git as g
 
 CONFIG = ".releasectl/config.yaml"
 

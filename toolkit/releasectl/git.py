@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import BadInput, OperationFailed
+from releasectl.errors import BadInput, OperationFailed
 
 # No prompts, no editors, no pagers, stable messages to parse.
 _ENV = {

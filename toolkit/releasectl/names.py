@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Literal, NamedTuple
 if TYPE_CHECKING:
     import semver
 
-from .errors import BadInput
+from releasectl.errors import BadInput
 
 MODEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 REGISTRY_DIR = "model-releases"

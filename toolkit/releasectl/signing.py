@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import git as g
-from .errors import OperationFailed
+from releasectl import git as g
+from releasectl.errors import OperationFailed
 
 SSH_FILE = ".releasectl/allowed_signers"
 OPENPGP_FILE = ".releasectl/allowed_openpgp"

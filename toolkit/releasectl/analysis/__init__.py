@@ -1,0 +1,1 @@
+"""The analysis engine and the metric sources it reads."""

@@ -1,0 +1,643 @@
+"""Post-deploy analysis: the thresholds, the measurement semantics and the watch loop.
+
+Semantics follow Argo Rollouts' AnalysisRun. Every interval, each configured metric
+yields one measurement that is `successful`, `failed`, `inconclusive` (NaN, no data,
+no request at all), `pending` (too few requests yet: see below) or `error` (the metric
+could not be read at all). Counts are kept per metric, over the whole run, and a limit
+is breached when a count EXCEEDS it (Argo: `failed > failureLimit`):
+
+- failed > failure_limit                     -> FAILED (names metric, value, threshold)
+- consecutive errors > consecutive_error_limit -> FAILED: a release we cannot observe
+  is never passed; like Argo (an Error run aborts the rollout) we roll back to the
+  known-good stable release rather than leave an unverified version live.
+- inconclusive > inconclusive_limit          -> INCONCLUSIVE ("needs a human")
+- bake elapsed, no limit breached, every metric measured successfully at least
+  once -> PASSED; bake elapsed but some metric never succeeded -> INCONCLUSIVE.
+
+Per-request metrics (error rate, latency) are judged over an accumulated window, not
+over one interval alone (docs/ARCHITECTURE.md, "Analysis"): the window opens after
+each conclusive measurement and grows by one interval at a time until it holds
+`min_requests` API requests; the source reads the whole window each time. A window
+that holds no request at all is inconclusive for that interval; one that holds some
+but too few is `pending`, which counts toward no limit; when the bake ends on a
+pending window, that last measurement is inconclusive. Custom gauges are judged each
+interval on their own.
+
+Limits are checked after every interval, failures first, so with `failure_limit: 1`
+a bad version fails at the second conclusive measurement.
+
+This module never prints and never does I/O itself: metric sources (see
+`releasectl.analysis.sources`) read the numbers; time comes from injectable `clock`/`sleep`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Annotated, Any, Literal, Protocol
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    WithJsonSchema,
+    model_validator,
+)
+
+# --- durations ---------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h))+$"
+
+
+def parse_duration(text: object) -> float:
+    """`2s`, `500ms`, `1m30s`, `1h` -> seconds. A bare number is refused: its unit is a guess."""
+    if not isinstance(text, str):
+        raise ValueError(f"a duration is written with a unit, like '10s' or '5m', not {text!r}")
+    compact = text.strip()
+    parts = _DURATION_PART.findall(compact)
+    if not parts or "".join(n + u for n, u in parts) != compact:
+        raise ValueError(
+            f"invalid duration {text!r}: "
+            "write a number and a unit (ms, s, m, h), like '10s' or '5m'"
+        )
+    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    if seconds < 1 or seconds != int(seconds):
+        return f"{seconds * 1000:g}ms"
+    whole = int(seconds)
+    text = ""
+    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
+        count, whole = divmod(whole, size)
+        if count:
+            text += f"{count}{unit}"
+    return text
+
+
+Duration = Annotated[
+    float,
+    BeforeValidator(parse_duration),
+    PlainSerializer(format_duration, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["10s", "5m"]}),
+]
+
+
+# --- the spec (embedded in the release manifest) -------------------------------
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorRateSpec(_Strict):
+    """Share of the interval's API requests answered with a 5xx status."""
+
+    max: float = Field(default=0.05, ge=0, le=1)
+
+
+class LatencySpec(_Strict):
+    """Maximum latency quantiles, in milliseconds, over the interval's API requests."""
+
+    p50: float | None = Field(default=None, gt=0)
+    p90: float | None = Field(default=None, gt=0)
+    p95: float | None = Field(default=None, gt=0)
+    p99: float | None = Field(default=None, gt=0)
+
+    def limits(self) -> dict[str, float]:
+        return {q: v for q, v in self.model_dump().items() if v is not None}
+
+
+_BUILTIN_NAMES = {"error_rate", "requests"} | {f"latency_ms.{q}" for q in LatencySpec.model_fields}
+
+
+class CustomMetricSpec(_Strict):
+    """A user metric, e.g. a model-quality gauge. `query` is PromQL (prometheus source,
+    `$version` is replaced by the escaped version: write it inside quotes); `metric` is a
+    gauge name on the server's /metrics (scrape source)."""
+
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:-]*$", max_length=100)
+    query: str | None = None
+    metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> CustomMetricSpec:
+        if self.min is None and self.max is None:
+            raise ValueError(f"custom metric {self.name!r} needs 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"custom metric {self.name!r}: min {self.min} > max {self.max}")
+        if self.query is None and self.metric is None:
+            raise ValueError(
+                f"custom metric {self.name!r} needs 'query' (prometheus) or 'metric' (scrape)"
+            )
+        if self.name in _BUILTIN_NAMES:
+            raise ValueError(f"custom metric name {self.name!r} is reserved")
+        return self
+
+
+class MetricsSpec(_Strict):
+    error_rate: ErrorRateSpec | None = Field(default_factory=ErrorRateSpec)
+    latency_ms: LatencySpec = Field(default_factory=LatencySpec)
+    custom: list[CustomMetricSpec] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> MetricsSpec:
+        names = [c.name for c in self.custom]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"custom metric names must be unique: {', '.join(dupes)}")
+        if self.error_rate is None and not self.latency_ms.limits() and not self.custom:
+            raise ValueError("no metric to analyse: set error_rate, latency_ms or custom")
+        return self
+
+
+class ScrapeSourceSpec(_Strict):
+    """Scrape the live server's own /metrics (text exposition); no Prometheus needed."""
+
+    kind: Literal["scrape"] = "scrape"
+
+
+class PrometheusSourceSpec(_Strict):
+    """Query a Prometheus server's HTTP API. `window` is the rate() range; it defaults to
+    the interval and should be at least 4x Prometheus' scrape interval."""
+
+    kind: Literal["prometheus"] = "prometheus"
+    url: str = Field(pattern=r"^https?://[^\s]+$")
+    window: Duration | None = None
+
+
+def _source_shorthand(value: Any) -> Any:
+    if value == "scrape":
+        return {"kind": "scrape"}
+    if value == "prometheus":
+        raise ValueError("source 'prometheus' needs a url: {kind: prometheus, url: http://...}")
+    return value
+
+
+SourceSpec = Annotated[
+    ScrapeSourceSpec | PrometheusSourceSpec,
+    Field(discriminator="kind"),
+    BeforeValidator(_source_shorthand),
+]
+
+
+class AnalysisSpec(_Strict):
+    """The analysis block of a release manifest."""
+
+    interval: Duration = 10.0
+    bake: Duration = 300.0
+    min_requests: int = Field(
+        default=10,
+        ge=0,
+        description="API requests a measurement needs; fewer extend its window by an interval",
+    )
+    failure_limit: int = Field(default=1, ge=0)
+    inconclusive_limit: int = Field(default=3, ge=0)
+    consecutive_error_limit: int = Field(default=4, ge=0)
+    source: SourceSpec = Field(default_factory=ScrapeSourceSpec)
+    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    auto: bool = Field(
+        default=False,
+        description="Watch after every deploy without a terminal, and act on the verdict",
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> AnalysisSpec:
+        if self.bake < self.interval:
+            raise ValueError(
+                f"bake ({format_duration(self.bake)}) is shorter than one interval "
+                f"({format_duration(self.interval)})"
+            )
+        field_name = "metric" if self.source.kind == "scrape" else "query"
+        for custom in self.metrics.custom:
+            if getattr(custom, field_name) is None:
+                raise ValueError(
+                    f"custom metric {custom.name!r} needs '{field_name}' "
+                    f"for the {self.source.kind} source"
+                )
+        return self
+
+
+# --- what gets checked ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One metric to measure each interval. `per_request` metrics need min_requests."""
+
+    name: str
+    min: float | None
+    max: float | None
+    per_request: bool
+    unit: str = ""
+
+
+def checks_for(spec: AnalysisSpec) -> list[Check]:
+    metrics = spec.metrics
+    checks: list[Check] = []
+    if metrics.error_rate is not None:
+        checks.append(Check("error_rate", None, metrics.error_rate.max, per_request=True))
+    for quantile, limit in metrics.latency_ms.limits().items():
+        checks.append(Check(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms"))
+    for custom in metrics.custom:
+        checks.append(Check(custom.name, custom.min, custom.max, per_request=False))
+    return checks
+
+
+# --- the seam to metric sources --------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Window:
+    """The accumulated window a read covers: `intervals` intervals, from interval
+    `start` to the one that just ended. The window stays open (a later read has the
+    same `start`) until a read holds `min_requests` API requests."""
+
+    start: int
+    intervals: int
+
+
+@dataclass(frozen=True)
+class Reading:
+    """What a source read for one window. Per-request values (`error_rate`,
+    `latency_ms.*`) and `requests` cover the whole window; custom gauges are read as
+    of now. A name missing from `values` has no data; `errors` holds per-metric read
+    errors. A `baseline` reading starts the watch and is not a measurement (the
+    scrape source needs one snapshot to diff against)."""
+
+    values: dict[str, float] = field(default_factory=dict)
+    requests: float | None = None
+    errors: dict[str, str] = field(default_factory=dict)
+    baseline: bool = False
+
+
+class MetricSource(Protocol):
+    def read(self, window: Window) -> Reading:
+        """Read the metrics of `window`, whose last interval just ended; raise when
+        nothing could be read."""
+        ...
+
+
+# --- events and verdict ----------------------------------------------------------
+
+
+class Status(StrEnum):
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+    PENDING = "pending"  # the window holds too few requests yet; it stays open
+    ERROR = "error"
+
+
+class Threshold(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    min: float | None = None
+    max: float | None = None
+
+
+class Measurement(BaseModel):
+    """One metric, one interval. Printable by the CLI or dumped as one JSON line.
+    A per-request metric covers `window_intervals` intervals (the accumulated window,
+    ending with `interval`) and `requests` counts the API requests in all of them;
+    a pending measurement's `value` is the window's value so far."""
+
+    model_config = ConfigDict(frozen=True)
+    version: str
+    metric: str
+    status: Status
+    value: float | None  # None: no data, NaN, or error (see message)
+    threshold: Threshold
+    requests: float | None
+    interval: int
+    elapsed_s: float
+    message: str
+    window_intervals: int = 1
+
+
+class Outcome(StrEnum):
+    PASSED = "passed"
+    FAILED = "failed"
+    INCONCLUSIVE = "inconclusive"
+
+
+class Cause(StrEnum):
+    BAKE_PASSED = "bake_passed"
+    FAILURE_LIMIT = "failure_limit"
+    ERROR_LIMIT = "consecutive_error_limit"
+    INCONCLUSIVE_LIMIT = "inconclusive_limit"
+    NO_SUCCESS = "no_successful_measurement"
+
+
+class Tally(BaseModel):
+    successful: int = 0
+    failed: int = 0
+    inconclusive: int = 0
+    errors: int = 0
+    consecutive_errors: int = 0
+    pending: int = 0  # intervals whose window held too few requests; counts toward no limit
+
+    def add(self, status: Status) -> None:
+        self.consecutive_errors = self.consecutive_errors + 1 if status is Status.ERROR else 0
+        if status is Status.ERROR:
+            self.errors += 1
+        else:
+            setattr(self, status.value, getattr(self, status.value) + 1)
+
+
+class Verdict(BaseModel):
+    version: str
+    outcome: Outcome
+    cause: Cause
+    message: str
+    metric: str | None = None
+    value: float | None = None
+    threshold: Threshold | None = None
+    intervals: int
+    elapsed_s: float
+    tallies: dict[str, Tally]
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome is Outcome.PASSED
+
+
+# --- judging one value ---------------------------------------------------------------
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.6g}"
+
+
+def enough_requests(requests: float | None, min_requests: int) -> bool:
+    """Whether a window holds enough API requests to judge per-request metrics: at
+    least `min_requests`, and at least one (no request is never a measurement)."""
+    return requests is not None and requests > 0 and requests >= min_requests
+
+
+def window_text(intervals: int, requests: float | None) -> str:
+    """`window 3 intervals, 14 requests`: what a per-request measurement covered."""
+    plural = "" if intervals == 1 else "s"
+    return f"window {intervals} interval{plural}, {_fmt(requests or 0)} requests"
+
+
+def judge(
+    check: Check,
+    value: float | None,
+    requests: float | None,
+    min_requests: int,
+    *,
+    window: int = 1,
+    bake_over: bool = False,
+) -> tuple[Status, str]:
+    """One metric's status over its window (per-request metrics) or now (gauges)."""
+    if check.per_request and not enough_requests(requests, min_requests):
+        if not requests:
+            where = "the interval" if window == 1 else f"the window of {window} intervals"
+            return Status.INCONCLUSIVE, (
+                f"{check.name}: no requests in {where} (min_requests {min_requests})"
+            )
+        span = window_text(window, requests)
+        if bake_over:
+            return Status.INCONCLUSIVE, (
+                f"{check.name}: {span}: fewer than min_requests {min_requests} when the bake ended"
+            )
+        so_far = (
+            f" {_fmt(value)}{check.unit} so far,"
+            if value is not None and not math.isnan(value)
+            else ""
+        )
+        return Status.PENDING, (
+            f"{check.name}{so_far} {span}: fewer than min_requests {min_requests}, "
+            "the window stays open"
+        )
+    if value is None:
+        return Status.INCONCLUSIVE, f"{check.name}: no data"
+    if math.isnan(value):
+        return Status.INCONCLUSIVE, f"{check.name}: NaN"
+    shown = f"{check.name} {_fmt(value)}{check.unit}"
+    # A window of one interval is the common case: its message stays short.
+    span = f" ({window_text(window, requests)})" if check.per_request and window > 1 else ""
+    if check.min is not None and value < check.min:
+        return Status.FAILED, f"{shown} is below min {_fmt(check.min)}{check.unit}{span}"
+    if check.max is not None and value > check.max:
+        return Status.FAILED, f"{shown} is above max {_fmt(check.max)}{check.unit}{span}"
+    return Status.SUCCESSFUL, f"{shown} within threshold{span}"
+
+
+def measure(
+    checks: list[Check],
+    reading: Reading | Exception,
+    *,
+    version: str,
+    min_requests: int,
+    interval: int,
+    elapsed_s: float,
+    window: int = 1,
+    bake_over: bool = False,
+) -> list[Measurement]:
+    """The measurements of one interval. `window`: how many intervals the reading's
+    per-request values cover; `bake_over`: this is the last interval of the bake."""
+    events = []
+    for check in checks:
+        value: float | None = None
+        requests = None if isinstance(reading, Exception) else reading.requests
+        if isinstance(reading, Exception):
+            status, message = Status.ERROR, f"{check.name}: {_describe(reading)}"
+        elif check.name in reading.errors:
+            status, message = Status.ERROR, f"{check.name}: {reading.errors[check.name]}"
+        else:
+            value = reading.values.get(check.name)
+            status, message = judge(
+                check,
+                value,
+                requests,
+                min_requests,
+                window=window if check.per_request else 1,
+                bake_over=bake_over,
+            )
+        if value is not None and math.isnan(value):
+            value = None
+        events.append(
+            Measurement(
+                version=version,
+                metric=check.name,
+                status=status,
+                value=value,
+                threshold=Threshold(min=check.min, max=check.max),
+                requests=requests,
+                interval=interval,
+                elapsed_s=round(elapsed_s, 3),
+                message=message,
+                window_intervals=window if check.per_request else 1,
+            )
+        )
+    return events
+
+
+def _describe(error: Exception) -> str:
+    text = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return text or type(error).__name__
+
+
+# --- deciding ------------------------------------------------------------------------
+
+
+def decide(
+    spec: AnalysisSpec,
+    tallies: dict[str, Tally],
+    last: dict[str, Measurement],
+    *,
+    bake_over: bool,
+) -> tuple[Outcome, Cause, str, Measurement | None] | None:
+    """The verdict after an interval, or None to keep watching. Failures take precedence."""
+    limits = (  # tally field, its limit, outcome, cause, message prefix, what is counted
+        (
+            "failed",
+            spec.failure_limit,
+            Outcome.FAILED,
+            Cause.FAILURE_LIMIT,
+            "",
+            "failed measurements",
+        ),
+        (
+            "consecutive_errors",
+            spec.consecutive_error_limit,
+            Outcome.FAILED,
+            Cause.ERROR_LIMIT,
+            "could not read metrics: ",
+            "consecutive errors",
+        ),
+        (
+            "inconclusive",
+            spec.inconclusive_limit,
+            Outcome.INCONCLUSIVE,
+            Cause.INCONCLUSIVE_LIMIT,
+            "needs a human: ",
+            "inconclusive measurements",
+        ),
+    )
+    for field_name, limit, outcome, cause, prefix, counted in limits:
+        for name, tally in tallies.items():
+            count = getattr(tally, field_name)
+            if count > limit:
+                event = last[name]
+                message = f"{prefix}{event.message} ({count} {counted} > {cause.value} {limit})"
+                return outcome, cause, message, event
+    if not bake_over:
+        return None
+    for name, tally in tallies.items():
+        if tally.successful == 0:
+            return (
+                Outcome.INCONCLUSIVE,
+                Cause.NO_SUCCESS,
+                f"needs a human: bake of {format_duration(spec.bake)} ended without a "
+                f"successful measurement of {name}",
+                last.get(name),
+            )
+    return (
+        Outcome.PASSED,
+        Cause.BAKE_PASSED,
+        f"all metrics within thresholds for the {format_duration(spec.bake)} bake",
+        None,
+    )
+
+
+# --- the watch loop -----------------------------------------------------------------
+
+
+def run_analysis(
+    spec: AnalysisSpec,
+    source: MetricSource,
+    version: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+    on_measurement: Callable[[Measurement], None] | None = None,
+) -> Verdict:
+    """Watch `version` through `source` until a verdict. Never raises for metric trouble:
+    a source that fails counts as errors, which end in a FAILED verdict, never a pass."""
+    checks = checks_for(spec)
+    tallies = {c.name: Tally() for c in checks}
+    last: dict[str, Measurement] = {}
+    start = clock()
+    tick = 0
+    opened = 0  # the interval the open window started at
+    while True:
+        window = Window(start=opened, intervals=tick - opened + 1)
+        reading = _safe_read(source, window)
+        elapsed = clock() - start
+        if isinstance(reading, Reading) and reading.baseline:
+            opened = tick + 1
+        else:
+            bake_over = elapsed >= spec.bake
+            events = measure(
+                checks,
+                reading,
+                version=version,
+                min_requests=spec.min_requests,
+                interval=tick,
+                elapsed_s=elapsed,
+                window=window.intervals,
+                bake_over=bake_over,
+            )
+            for event in events:
+                tallies[event.metric].add(event.status)
+                last[event.metric] = event
+                if on_measurement is not None:
+                    on_measurement(event)
+            if isinstance(reading, Reading) and enough_requests(
+                reading.requests, spec.min_requests
+            ):
+                opened = tick + 1  # judged: the next interval opens a new window
+            decision = decide(spec, tallies, last, bake_over=bake_over)
+            if decision is not None:
+                return _verdict(version, decision, tallies, tick, elapsed)
+        tick += 1
+        wait = start + tick * spec.interval - clock()
+        if wait > 0:
+            sleep(wait)
+
+
+def _safe_read(source: MetricSource, window: Window) -> Reading | Exception:
+    # A watch must end in a verdict: any exception from a source, even a bug, is a
+    # metric error that counts toward consecutive_error_limit instead of a crash.
+    # The window stays open across it: the next read covers this interval too.
+    try:
+        return source.read(window)
+    except Exception as error:
+        return error
+
+
+def _verdict(
+    version: str,
+    decision: tuple[Outcome, Cause, str, Measurement | None],
+    tallies: dict[str, Tally],
+    tick: int,
+    elapsed: float,
+) -> Verdict:
+    outcome, cause, message, event = decision
+    return Verdict(
+        version=version,
+        outcome=outcome,
+        cause=cause,
+        message=message,
+        metric=event.metric if event else None,
+        value=event.value if event else None,
+        threshold=event.threshold if event else None,
+        intervals=tick,
+        elapsed_s=round(elapsed, 3),
+        tallies={k: v.model_copy() for k, v in tallies.items()},
+    )

@@ -1,0 +1,1 @@
+"""Bundles: the BentoML runner, archives and digests, the artifact store, building a release."""

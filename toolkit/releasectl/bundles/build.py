@@ -1,0 +1,314 @@
+"""Building a release's bundle: from a clean copy of the sources at the tag
+(never the working tree), with the bento version set to the release version
+and provenance labels, pinned by content digest and kept in the artifact
+store. A stored build is verified and re-used, never silently rebuilt.
+
+Weights are inputs, not build products: `bundle.train` runs once when a
+release is made (`train()`), its models are stored by the sha256 of their
+bytes and pinned in the manifest, and every build imports exactly those."""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import tarfile
+import tempfile
+import time
+import zlib
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from releasectl import git as g
+from releasectl.bundles import bento as bundle
+from releasectl.bundles.bento import PROVENANCE
+from releasectl.bundles.store import ArtifactStore
+from releasectl.config import store_url
+from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.manifest import schema as mf
+from releasectl.names import MANIFEST, manifest_path, model_dir, tag_name
+from releasectl.progress import Progress, step
+from releasectl.registry import history as reg
+from releasectl.signing import TrustRoot
+
+
+@dataclass(frozen=True)
+class Built:
+    model: str
+    version: str
+    bento: str
+    digest: str
+    archive: str  # the stored archive's key, relative to the store
+    reused: bool
+    seconds: float
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class BuiltBundle:
+    """A bento built from a release's sources, in the BentoML home beside it."""
+
+    bento: bundle.Bento
+    home: Path
+    files: dict[str, str]  # bundle.content_files(): what the digest is made of
+    sources: frozenset[str]  # the model folder's files at the revision, relative to it
+
+    @property
+    def digest(self) -> str:
+        return bundle.digest_of(self.files)
+
+
+def _labels(model: str, version: str, commit: str) -> dict[str, str]:
+    return {
+        f"{PROVENANCE}model": model,
+        f"{PROVENANCE}tag": tag_name("release", model, version),
+        f"{PROVENANCE}commit": commit,
+    }
+
+
+def sources_id(git: g.Git, rev: str, model: str) -> str:
+    """`sha256:<hex>` naming the model folder's sources at rev, release.yaml left
+    out (a release edits only the manifest): what trained weights were made from."""
+    folder = model_dir(model)
+    skip = f"{folder}/{MANIFEST}"
+    entries = [e for e in g.tree_entries(git, rev, folder) if e.split("\t", 1)[1] != skip]
+    return "sha256:" + hashlib.sha256("\0".join(entries).encode()).hexdigest()
+
+
+def _clean_copy(git: g.Git, rev: str, model: str, dest: Path) -> Path:
+    src = g.export_tree(git, rev, model_dir(model), dest)
+    # The manifest pins the bundle; it must not be part of it.
+    (src / MANIFEST).unlink(missing_ok=True)
+    return src
+
+
+def train(
+    git: g.Git, manifest: mf.Manifest, rev: str, work: Path, store: ArtifactStore
+) -> tuple[mf.Trained, list[str]]:
+    """Run `bundle.train` once, in a clean copy of the sources at rev with an
+    empty BentoML home; export every model it saved, store each under the key
+    its bytes name, and return the pin plus the keys this call newly stored.
+    Training is not bit-reproducible across machines (BLAS kernels, threads),
+    so its output is pinned here and never made again by a build
+    (docs/ARCHITECTURE.md, "Weights are pinned inputs")."""
+    model = manifest.model
+    assert manifest.bundle.train  # the caller asks only when there is a train step
+    src = _clean_copy(git, rev, model, work / "train-src")
+    home = work / "train-home"
+    bundle.run_step(src, list(manifest.bundle.train), home)
+    tags = bundle.saved_models(home)
+    if not tags:
+        raise BadInput(
+            f"bundle.train of {model} saved no model into BENTOML_HOME",
+            "the step must save its model with bentoml, e.g. bentoml.sklearn.save_model(...)",
+        )
+    models: list[mf.TrainedModel] = []
+    new_keys: list[str] = []
+    for tag in tags:
+        archive = bundle.export_model(
+            tag, work / "weights" / f"{tag.replace(':', '-')}.bentomodel", home
+        )
+        stored = store.put_weights(archive, {"model": model, "tag": tag})
+        if stored.new:
+            new_keys.append(stored.key)
+        models.append(mf.TrainedModel(tag=tag, sha256=stored.sha256, key=stored.key))
+    return mf.Trained(sources=sources_id(git, rev, model), models=models), new_keys
+
+
+def needs_training(git: g.Git, manifest: mf.Manifest, rev: str) -> bool:
+    """A train step whose pinned weights are missing or were made from other sources."""
+    if not manifest.bundle.train:
+        return False
+    trained = manifest.bundle.trained
+    return trained is None or trained.sources != sources_id(git, rev, manifest.model)
+
+
+def _import_trained(manifest: mf.Manifest, store: ArtifactStore, home: Path) -> None:
+    trained = manifest.bundle.trained
+    if trained is None:
+        if manifest.bundle.train:
+            raise BadInput(
+                f"{manifest.model} {manifest.version} declares bundle.train but pins no "
+                "trained weights (bundle.trained)",
+                "`releasectl release` or `releasectl propose` trains once and pins them",
+            )
+        return
+    for pinned in trained.models:
+        if not store.exists(pinned.key):
+            raise OperationFailed(
+                f"the pinned weights of {pinned.tag} ({pinned.key}) are not in the "
+                f"artifact store {store.url}",
+                "point RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the store "
+                "the release was made with",
+            )
+        tag = bundle.import_artifact(store.uri(pinned.key), pinned.sha256, home)
+        if tag != pinned.tag:
+            raise Refused(f"the weights stored as {pinned.key} are {tag}, not {pinned.tag}")
+
+
+def build_sources(
+    git: g.Git,
+    manifest: mf.Manifest,
+    rev: str,
+    work: Path,
+    store: ArtifactStore | None = None,
+) -> BuiltBundle:
+    """Build the model's folder as it is at `rev` inside `work`: pinned
+    weights imported (verified by sha256), then `prepare`, then `bentoml build`."""
+    model, version = manifest.model, manifest.version
+    src = _clean_copy(git, rev, model, work / "src")
+    if not (src / "bentofile.yaml").is_file():
+        raise BadInput(f"{model_dir(model)} has no bentofile.yaml: there is no bundle to build")
+    sources = frozenset(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
+    home = work / "bentoml"
+    home.mkdir(parents=True, exist_ok=True)
+    _import_trained(manifest, store or store_for(git), home)
+    if manifest.bundle.artifact is not None:
+        bundle.import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
+    if manifest.bundle.prepare:
+        bundle.run_step(src, list(manifest.bundle.prepare), home)
+    commit = g.rev_parse(git, rev) or rev
+    bento = bundle.build(
+        src,
+        name=manifest.bundle.bento,
+        version=version,
+        labels=_labels(model, version, commit),
+        bentoml_home=home,
+    )
+    return BuiltBundle(bento, home, bundle.content_files(bento.path), sources)
+
+
+def explain_mismatch(built: BuiltBundle, recorded: Mapping[str, str] | None) -> str:
+    """Which files make a rebuilt bundle differ from its pin, and why that
+    usually happens; `recorded` is the pinned build's file map from the store."""
+    if recorded is None:
+        return (
+            "; the pinned build's file list is not in the artifact store, "
+            "so the files that differ cannot be named"
+        )
+    rebuilt = built.files
+    changed = sorted(
+        rel for rel in recorded.keys() | rebuilt.keys() if recorded.get(rel) != rebuilt.get(rel)
+    )
+    if not changed:
+        return ""
+    shown = ", ".join(changed[:3]) + (f" and {len(changed) - 3} more" if len(changed) > 3 else "")
+    verb = "differs" if len(changed) == 1 else "differ"
+
+    def source_file(rel: str) -> bool:
+        return rel.startswith("src/") and rel.removeprefix("src/") in built.sources
+
+    if any(rel.startswith("models/") for rel in changed):
+        why = (
+            "weights built during the bundle build are not reproducible across machines; "
+            "pin them with bundle.train (trained once, at release) or bundle.artifact"
+        )
+    elif any(source_file(rel) for rel in changed):
+        why = "the sources differ from those the pin was built from; release them with a build"
+    elif any(rel.startswith("src/") for rel in changed):
+        why = (
+            "bundle.prepare must write the same bytes on every machine; "
+            "move a step that does not into bundle.train"
+        )
+    else:
+        why = "the build environment (bentoml, Python or the bentofile) differs from the pin's"
+    return f": {shown} {verb}: {why}"
+
+
+def store_for(git: g.Git) -> ArtifactStore:
+    return ArtifactStore(store_url(git))
+
+
+def build_release(
+    git: g.Git,
+    trust: TrustRoot,
+    model: str,
+    version: str,
+    *,
+    store: ArtifactStore | None = None,
+    rebuild: bool = False,
+    progress: Progress | None = None,
+) -> Built:
+    """Build (or verify and re-use) the bundle of release/MODEL/vVERSION.
+    `rebuild` builds from the tag even when the store has it (CI proves the
+    pin that way); the stored archive must then carry the same digest.
+    `progress` hears of the long steps."""
+    started = time.monotonic()
+    history = reg.history(git, model)
+    release = history.get(version)
+    if release is None:
+        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
+    reg.require_verified(git, trust, release)
+    text = g.read_blob(git, release.commit, manifest_path(model))
+    assert text is not None  # verified above
+    manifest = mf.load(text, manifest_path(model), model=model)
+    store = store or store_for(git)
+    pinned = manifest.bundle.digest
+    if pinned is not None and not rebuild:
+        key = store.bundle_key(pinned)
+        if store.exists(key):
+            with step(progress, f"fetching and checking the stored bundle of {model} {version}"):
+                digest = verify_stored(store, key, pinned)
+            seconds = time.monotonic() - started
+            return Built(model, version, manifest.bundle.bento, digest, key, True, seconds)
+    with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
+        with step(progress, f"building the bundle of {model} {version} from its tag"):
+            built = build_sources(git, manifest, release.commit, Path(tmp), store)
+        digest = built.digest
+        if pinned is not None and digest != pinned:
+            raise Refused(
+                f"the rebuilt bundle of {model} {version} has digest {digest}, "
+                f"but the release pins {pinned}"
+                + explain_mismatch(built, recorded_files(store, pinned))
+            )
+        with step(progress, f"exporting and storing the bundle of {model} {version}"):
+            archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
+            key = store_bundle(store, archive, built, model, version)
+    seconds = time.monotonic() - started
+    return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
+
+
+def store_bundle(
+    store: ArtifactStore, archive: Path, built: BuiltBundle, model: str, version: str
+) -> str:
+    """Store a built archive under its content-addressed key; returns the key."""
+    key = store.bundle_key(built.digest)
+    meta = {"model": model, "version": version, "bento": built.bento.name}
+    store.put(archive, key, built.digest, built.files, meta)
+    return key
+
+
+def recorded_files(store: ArtifactStore, digest: str) -> dict[str, str] | None:
+    """The per-file digests the store keeps for the build pinned by `digest`."""
+    return store.files(store.bundle_key(digest))
+
+
+def verify_stored(store: ArtifactStore, key: str, pinned: str | None) -> str:
+    """Fetch a stored archive, extract it and recompute its digest; it must
+    equal the pin (when there is one). Returns the digest."""
+    with tempfile.TemporaryDirectory(prefix="releasectl-verify-") as tmp:
+        folder = fetch_bundle(store, key, Path(tmp))
+        digest = bundle.content_digest(folder)
+    if pinned is not None and digest != pinned:
+        raise Refused(f"the stored archive {store.uri(key)} has digest {digest}, not {pinned}")
+    return digest
+
+
+def fetch_bundle(store: ArtifactStore, key: str, dest: Path) -> Path:
+    """The stored archive of `key`, extracted under `dest`. A damaged archive
+    is refused like a wrong digest: it is not what the release pinned."""
+    archive = store.get(key, dest / "archive.bento")
+    try:
+        return bundle.extract(archive, dest / "bento")
+    except (
+        OperationFailed,
+        OSError,
+        EOFError,
+        ValueError,
+        tarfile.TarError,
+        lzma.LZMAError,
+        zlib.error,
+    ) as exc:
+        raise Refused(f"the stored archive {store.uri(key)} is damaged: {exc}") from None

@@ -1,0 +1,1 @@
+"""The release manifest, `model-releases/<model>/release.yaml`: schema and edits."""

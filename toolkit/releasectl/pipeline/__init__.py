@@ -1,0 +1,1 @@
+"""The pipeline: the pull-request check, proposals, the watch, the workflows' glue."""

@@ -1,0 +1,255 @@
+"""`releasectl check`: the pull-request check.
+
+For every model folder the change touches: the manifest validates, its model
+is its folder, the version rises above the base's, the serial is the base's
++ 1, analysis thresholds are written out, and the bundle builds (its digest
+is reported and must equal a pin if the manifest has one). Every commit of
+the change must be signed by an allowed signer, judged by the allowed signers
+of the BASE, so that a pull request cannot vouch for itself."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from releasectl import git as g
+from releasectl.bundles.build import build_sources, explain_mismatch, recorded_files, store_for
+from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
+from releasectl.manifest import schema as mf
+from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
+from releasectl.registry import history as reg
+from releasectl.registry.verified import highest_verified
+from releasectl.signing import check_commits, trust_root
+
+
+@dataclass(frozen=True)
+class Finding:
+    subject: str  # a model, or "commits"
+    check: str
+    ok: bool
+    detail: str
+    code: int = 0  # the exit code this failure maps to
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class Report:
+    base: str
+    head: str
+    models: list[str]
+    findings: list[Finding] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for f in self.findings)
+
+    @property
+    def code(self) -> int:
+        failed = [f.code for f in self.findings if not f.ok]
+        # Trust and policy first: they are the ones a reviewer must not wave through.
+        for code in (REFUSED, BAD_INPUT, FAILED):
+            if code in failed:
+                return code
+        return 0
+
+    def add(self, subject: str, check: str, ok: bool, detail: str, code: int = FAILED) -> None:
+        # Details quote what a pull request wrote; printed, annotated and put
+        # in the job summary, each stays one line.
+        self.findings.append(Finding(subject, check, ok, one_line(detail), 0 if ok else code))
+
+    def markdown(self) -> str:
+        lines = [
+            f"### releasectl check: {'passed' if self.ok else 'FAILED'}",
+            "",
+            f"Base `{self.base[:12]}`, head `{self.head[:12]}`, "
+            f"models: {', '.join(self.models) or 'none'}",
+            "",
+            "| | subject | check | detail |",
+            "|---|---|---|---|",
+        ]
+        for f in self.findings:
+            cells = (summary_line(x) for x in (f.subject, f.check, f.detail))
+            lines.append(f"| {'✅' if f.ok else '❌'} | {' | '.join(cells)} |")
+        for model, digest in self.digests.items():
+            lines.append(f"\nBundle `{model}`: `{digest}`")
+        return "\n".join(lines) + "\n"
+
+
+def one_line(text: str) -> str:
+    """Line breaks and control characters as spaces."""
+    return "".join(c if c.isprintable() else " " for c in text)
+
+
+def summary_line(text: str) -> str:
+    """Text for one line, or one table cell, of a job summary: a `|` cannot end the cell."""
+    return one_line(text).replace("|", "\\|")
+
+
+def changed_models(git: g.Git, base: str, head: str) -> list[str]:
+    out = git.out("diff", "--name-only", f"{base}...{head}", "--", REGISTRY_DIR)
+    return sorted({p.split("/")[1] for p in out.splitlines() if p.count("/") >= 2})
+
+
+def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = True) -> Report:
+    base = g.rev_parse(git, base_rev)
+    head = g.rev_parse(git, head_rev)
+    if base is None or head is None:
+        raise BadInput(f"unknown revision {base_rev if base is None else head_rev!r}")
+    report = Report(base, head, changed_models(git, base, head))
+    _check_commits(git, report)
+    for model in report.models:
+        _check_model(git, report, model, build=build)
+    return report
+
+
+def _check_commits(git: g.Git, report: Report) -> None:
+    commits = git.out("rev-list", f"{report.base}..{report.head}").split()
+    if not commits:
+        report.add("commits", "signed", True, "no new commits")
+        return
+    trust = trust_root(git, report.base)  # the base's signers, not the PR's
+    verdicts = check_commits(git, trust, commits)
+    bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
+    if bad:
+        report.add(
+            "commits",
+            "signed",
+            False,
+            "not signed by an allowed signer: " + ", ".join(bad),
+            REFUSED,
+        )
+    else:
+        report.add("commits", "signed", True, f"{len(commits)} commit(s) signed by allowed signers")
+
+
+def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None:
+    path = manifest_path(model)
+    try:
+        text = g.read_blob(git, report.head, path)
+        base_text = g.read_blob(git, report.base, path)
+    except ReleasectlError as exc:  # not UTF-8: reported, like any bad manifest
+        report.add(model, "manifest", False, exc.message, exc.code)
+        return
+    if text is None:
+        gone = base_text is not None
+        report.add(
+            model,
+            "manifest",
+            not gone,
+            "the model was removed" if gone else "no release.yaml",
+            REFUSED if gone else BAD_INPUT,
+        )
+        return
+    try:
+        document = mf.parse_document(text, path)
+        manifest = mf.validate(document, path, model=model)
+    except ReleasectlError as exc:
+        report.add(model, "manifest", False, exc.message, BAD_INPUT)
+        return
+    report.add(model, "manifest", True, f"valid; model {model}, version {manifest.version}")
+    analysis = document.get("analysis") if isinstance(document, dict) else None
+    report.add(
+        model,
+        "analysis",
+        bool(analysis),
+        "thresholds present"
+        if analysis
+        else "no analysis block: write the thresholds the release is watched with",
+        BAD_INPUT,
+    )
+    _check_history(git, report, model, manifest)
+    if base_text is None:
+        report.add(model, "version", True, f"new model at {manifest.version}")
+    else:
+        try:
+            before = mf.load(base_text, path, model=model)
+        except ReleasectlError:
+            before = None
+        if before is not None:
+            rises = parse_version(manifest.version) > parse_version(before.version)
+            report.add(
+                model,
+                "version",
+                rises,
+                f"{before.version} -> {manifest.version}"
+                + ("" if rises else ": the version must rise"),
+                REFUSED,
+            )
+            serial_ok = manifest.serial == before.serial + 1
+            report.add(
+                model,
+                "serial",
+                serial_ok,
+                f"{before.serial} -> {manifest.serial}"
+                + ("" if serial_ok else f": must be {before.serial + 1}"),
+                REFUSED,
+            )
+    if build:
+        _check_build(git, report, model, manifest)
+
+
+def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
+    """What only the base's registry knows: a version is released once, and a
+    rollback record is written by `releasectl revert`, never by a pull request
+    (docs/ARCHITECTURE.md, "Revert")."""
+    if manifest.rollback is not None:
+        report.add(
+            model,
+            "rollback",
+            False,
+            f"declares a rollback record ({manifest.rollback.from_} -> {manifest.rollback.to}): "
+            "a pull request never writes one; `releasectl revert` does",
+            REFUSED,
+        )
+    history = reg.history(git, model, report.base)
+    taken = history.get(manifest.version)  # a name taken, even by a tag that does not verify
+    # Only releases that verify raise the bar: a hand-made tag blocks no pull request.
+    newest = highest_verified(git, trust_root(git, report.base), history)
+    if taken is not None:
+        state = "released and rejected" if taken.rejected is not None else "released"
+        report.add(
+            model,
+            "version",
+            False,
+            f"{manifest.version} is already {state} ({taken.tag.name}): a version is released once",
+            REFUSED,
+        )
+    elif newest is not None and parse_version(manifest.version) < newest:
+        report.add(
+            model,
+            "version",
+            False,
+            f"{manifest.version} is lower than the newest release {newest}: versions only rise",
+            REFUSED,
+        )
+
+
+def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
+    store = store_for(git)
+    with tempfile.TemporaryDirectory(prefix="releasectl-check-") as tmp:
+        try:
+            built = build_sources(git, manifest, report.head, Path(tmp), store)
+        except ReleasectlError as exc:
+            report.add(model, "bundle", False, f"does not build: {exc.message}", exc.code)
+            return
+    digest = built.digest
+    report.digests[model] = digest
+    pinned = manifest.bundle.digest
+    if pinned is not None and pinned != digest:
+        why = explain_mismatch(built, recorded_files(store, pinned))
+        version = manifest.version
+        report.add(
+            model,
+            "bundle",
+            False,
+            f"builds to {digest}, but pins {pinned}{why}; run `releasectl propose {model} "
+            f"{version}` or `releasectl release {model} {version} --dry-run` to print the "
+            "digest this change builds to",
+            REFUSED,
+        )
+    else:
+        report.add(model, "bundle", True, f"builds: {digest}")

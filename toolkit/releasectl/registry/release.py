@@ -1,0 +1,376 @@
+"""`releasectl release` and `releasectl mark-stable`: the two ways a model's
+release state moves forward."""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from releasectl import git as g
+from releasectl.bundles.bento import export
+from releasectl.bundles.build import build_sources, needs_training, store_bundle, store_for, train
+from releasectl.bundles.store import ArtifactStore
+from releasectl.errors import BadInput, Refused
+from releasectl.manifest import schema as mf
+from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
+from releasectl.registry import history as reg
+from releasectl.registry.landing import (
+    Change,
+    Landed,
+    NewTag,
+    Planner,
+    dry_run_base,
+    dry_run_landing,
+    head,
+    land_local,
+    land_pushed,
+    require_branch,
+    require_clean,
+)
+from releasectl.registry.verified import highest_verified, verify_history
+from releasectl.signing import TrustRoot, trust_root
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    version: str
+    serial: int
+    change: Change | None
+    tagged_existing: bool = False  # a merged PR already declared the version
+    pin: Pin | None = None  # the bundle built, stored and pinned for it
+
+
+@dataclass(frozen=True)
+class Pin:
+    """The bundle built for a release before its commit: what the manifest pins."""
+
+    digest: str
+    archive: str  # the store-relative key of the stored archive
+    trained: mf.Trained | None = None  # weights trained for this release, to pin too
+
+
+def plan_release(
+    git: g.Git,
+    trust: TrustRoot,
+    model: str,
+    version: str,
+    base: str,
+    build: Callable[[bool], Pin | None] | None = None,
+) -> Plan:
+    """The release of MODEL VERSION on `base`. `build(may_train)` makes the
+    bundle to pin; it is called only once every refusal has been ruled out (a
+    build costs seconds, a refusal milliseconds). A merged pull request's
+    release never trains: it must build to what the pull request pinned."""
+    check_model(model)
+    wanted = parse_version(version)
+    manifest, text = reg.current(git, model, base)
+    history = reg.history(git, model, base)
+    name = tag_name("release", model, version)
+    if history.get(version) is not None or g.tag_exists(git, name):
+        raise Refused(f"{name} already exists; tags are never moved", "release a higher version")
+    highest = highest_verified(git, trust, history)
+    if highest is not None and wanted <= highest:
+        raise Refused(
+            f"{model} {version} is not greater than the highest release {highest}",
+            "choose a higher version",
+        )
+    path = manifest_path(model)
+    tag_message = f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+
+    if manifest.version == version:
+        # A merged pull request already declares the version: tag the branch
+        # commit that brought it, once its author's signature checks out.
+        brought = g.first_parent_commits(git, base, model_dir(model))[0]
+        check = reg.verify_commit(git, trust, model, brought)
+        if not check.ok:
+            raise Refused(f"cannot release {model} {version}: {check.detail}")
+        pin = build(False) if build else None
+        if pin is not None and manifest.bundle.digest not in (None, pin.digest):
+            raise Refused(
+                f"the bundle built for {model} {version} has digest {pin.digest}, "
+                f"but the manifest pins {manifest.bundle.digest}"
+            )
+        tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
+        change = Change(base=base, tags=(tag,))
+        return Plan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
+
+    if wanted <= parse_version(manifest.version):
+        raise Refused(
+            f"{model} {version} is not greater than the current version {manifest.version}",
+            "choose a higher version",
+        )
+    serial = manifest.serial + 1
+    changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    pin = build(True) if build else None
+    if pin is not None:
+        pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
+        if pin.trained is not None:
+            pinned["trained"] = pin.trained.model_dump(mode="json")
+        changes["bundle"] = pinned
+    new_text = mf.edit(text, path, changes, model=model)
+    message = (
+        f"Release {model} {version}\n\n"
+        f"Releasectl-Model: {model}\n"
+        f"Releasectl-Version: {version}\n"
+        f"Releasectl-Serial: {serial}\n"
+    )
+    change = Change(
+        base=base,
+        message=message,
+        files={path: new_text},
+        tags=(NewTag(name, tag_message.format(serial=serial)),),
+        sync_paths=(path,),
+    )
+    return Plan(model, version, serial, change, pin=pin)
+
+
+def release(
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    push: bool = False,
+    build: bool | None = None,
+    retrain: bool = False,
+) -> tuple[Plan, Landed]:
+    """Release MODEL VERSION. With a bundle to build (`build`, by default when
+    the folder has a bentofile.yaml), the bundle is built from the committed
+    sources first, stored, and its content digest pinned in the release
+    commit; if the release does not land, what it stored is removed.
+    `bundle.train` runs when its pinned weights are missing, were trained
+    from other sources, or `retrain` asks for it."""
+    branch = require_branch(git)
+    require_clean(git, model_dir(check_model(model)))
+    with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
+        builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
+        try:
+            if push:
+                plans: list[Plan] = []
+
+                def planner(tip: str) -> Change | None:
+                    trust = trust_root(git, tip)
+                    plans.append(plan_release(git, trust, model, version, tip, builder.at(tip)))
+                    return plans[-1].change
+
+                landed = _push(git, branch, model, planner)
+                assert landed is not None
+                return plans[-1], landed
+            base = head(git)
+            trust = trust_root(git, base)
+            p = plan_release(git, trust, model, version, base, builder.at(base))
+            assert p.change is not None
+            return p, land_local(git, trust, branch, p.change)
+        except BaseException:
+            builder.undo()
+            raise
+
+
+def preview_release(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[Plan, str | None]:
+    """`release --dry-run`: the refusals of `release`, in its order, and its
+    plan; returns the plan and a note (see `dry_run_base`). The bundle is not
+    built (that writes to the store): a failing build shows only in the real
+    run, which builds once every other check has passed."""
+    branch = require_branch(git)
+    require_clean(git, model_dir(check_model(model)))
+    base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
+    p = plan_release(git, trust_root(git, base), model, version, base)
+    dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
+    return p, note
+
+
+class Prebuild:
+    """Builds the bundle once per distinct source tree and stores it, training
+    the weights first when the release must (see `release`)."""
+
+    def __init__(
+        self,
+        git: g.Git,
+        model: str,
+        version: str,
+        build: bool | None,
+        work: Path,
+        *,
+        retrain: bool = False,
+    ):
+        self.git, self.model, self.version, self.build, self.work = git, model, version, build, work
+        self.retrain = retrain
+        self.pins: dict[tuple[str, bool], Pin] = {}
+        self.stored: list[tuple[ArtifactStore, str]] = []
+
+    def at(self, base: str) -> Callable[[bool], Pin | None]:
+        """The `build` callback of plan_release for a release on `base`."""
+        return lambda may_train: self.pin(base, may_train)
+
+    def pin(self, base: str, may_train: bool = True) -> Pin | None:
+        if not builds(self.git, self.model, base, self.build):
+            return None
+        tree = g.tree_id(self.git, base, model_dir(self.model)) or base
+        if (tree, may_train) not in self.pins:
+            manifest, _ = reg.current(self.git, self.model, base)
+            manifest = manifest.model_copy(update={"version": self.version})
+            work = self.work / f"{tree[:12]}-{int(may_train)}"
+            store = store_for(self.git)
+            trained = None
+            if may_train and (
+                (self.retrain and manifest.bundle.train) or needs_training(self.git, manifest, base)
+            ):
+                trained, new_keys = train(self.git, manifest, base, work, store)
+                self.stored += [(store, key) for key in new_keys]
+                pinned = manifest.bundle.model_copy(update={"trained": trained})
+                manifest = manifest.model_copy(update={"bundle": pinned})
+            built = build_sources(self.git, manifest, base, work, store)
+            archive = export(built.bento, work / "out", built.home)
+            key = store.bundle_key(built.digest)
+            existed = store.exists(key)
+            store_bundle(store, archive, built, self.model, self.version)
+            if not existed:
+                self.stored.append((store, key))
+            self.pins[tree, may_train] = Pin(built.digest, key, trained)
+        return self.pins[tree, may_train]
+
+    def undo(self) -> None:
+        for store, key in self.stored:
+            store.delete(key)
+
+
+def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
+    """Whether a release on `base` builds a bundle: `build`, by default when the
+    model's folder has a bentofile.yaml."""
+    if build is not None:
+        return build
+    return g.read_blob(git, base, f"{model_dir(model)}/bentofile.yaml") is not None
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `release --dry-run` reports: the plan, and whether bundle.train
+    would run first (then the bundle's digest is known only after training)."""
+
+    plan: Plan
+    trains: bool = False
+
+
+def preview(
+    git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
+) -> Preview:
+    """The release `release` would make on HEAD, nothing written: when there is
+    a bundle, it is built from the committed sources with the weights the
+    manifest pins, in a temporary BentoML home, and stored nowhere; its digest
+    is what `check` computes for the same commit, the one to pin by hand."""
+    base = head(git)
+    trains = False
+    with tempfile.TemporaryDirectory(prefix="releasectl-dry-run-") as tmp:
+
+        def build_only(may_train: bool) -> Pin | None:
+            nonlocal trains
+            if not builds(git, model, base, build):
+                return None
+            manifest, _ = reg.current(git, model, base)
+            manifest = manifest.model_copy(update={"version": version})
+            if may_train and (
+                (retrain and manifest.bundle.train) or needs_training(git, manifest, base)
+            ):
+                trains = True
+                return None
+            store = store_for(git)
+            built = build_sources(git, manifest, base, Path(tmp), store)
+            return Pin(built.digest, store.bundle_key(built.digest))
+
+        p = plan_release(git, trust_root(git, base), model, version, base, build_only)
+    return Preview(p, trains)
+
+
+def plan_mark_stable(
+    git: g.Git, trust: TrustRoot, model: str, version: str, base: str
+) -> tuple[reg.Release, Change | None]:
+    check_model(model)
+    parse_version(version)
+    history = reg.history(git, model, base)
+    target = history.get(version)
+    if target is None:
+        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
+    # Marks decide only when they verify (docs/ARCHITECTURE.md, "Trust").
+    verdict = verify_history(git, trust, history, [target])[version]
+    if verdict.rejected is not None and verdict.rejected.ok:
+        raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
+    reg.require_verified(git, trust, target)
+    if verdict.stable is not None:
+        if verdict.stable.ok:
+            return target, None
+        assert target.stable is not None
+        raise Refused(
+            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): it is "
+            "ignored, and a genuine mark cannot be made under a name that is taken",
+            "have an administrator delete that tag on the remote and in this clone, "
+            "then mark again",
+        )
+    tag = NewTag(
+        tag_name("stable", model, version),
+        f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
+        target=target.commit,
+    )
+    return target, Change(base=base, tags=(tag,))
+
+
+def mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False, leave_local: bool = False
+) -> tuple[reg.Release, Landed | None]:
+    """Returns the release and what was landed (None when it already was stable).
+    With `leave_local` (and `push`) the mark is planned on the remote's tip and
+    no unpushed local commit goes with it (the unattended watcher)."""
+    if push:
+        found: list[reg.Release] = []
+
+        def planner(tip: str) -> Change | None:
+            release, change = plan_mark_stable(git, trust_root(git, tip), model, version, tip)
+            found.append(release)
+            return change
+
+        branch = require_branch(git)
+        landed = _push(git, branch, model, planner, leave_local=leave_local)
+        return found[-1], landed
+    base = head(git)
+    trust = trust_root(git, base)
+    release_, change = plan_mark_stable(git, trust, model, version, base)
+    if change is None:
+        return release_, None
+    return release_, land_local(git, trust, require_branch(git), change)
+
+
+def preview_mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[reg.Release, Change | None, str | None]:
+    """`mark-stable --dry-run`: the refusals of `mark_stable`, in its order;
+    returns the release, the change (None: already stable) and a note."""
+    note = None
+    if push:
+        base, note = dry_run_base(git, require_branch(git), model, push=True, carry_local=True)
+    else:
+        base = head(git)
+    release_, change = plan_mark_stable(git, trust_root(git, base), model, version, base)
+    if change is not None and not push:
+        require_branch(git)
+        dry_run_landing(git, push=False, sync=False)
+    return release_, change, note
+
+
+def _push(
+    git: g.Git, branch: str, model: str, planner: Planner, *, leave_local: bool = False
+) -> Landed | None:
+    """Land on the remote's tip, carrying the local commits the change is made
+    on (a release's sources, a mark's release) and the model's registry tags
+    the remote lacks."""
+    return land_pushed(
+        git,
+        lambda tip: trust_root(git, tip),
+        branch,
+        planner,
+        model,
+        carry_local=not leave_local,
+        leave_local=leave_local,
+    )

@@ -1,0 +1,299 @@
+"""`releasectl revert MODEL`: one signed commit that brings the model's folder
+back to its last stable release, plus a signed `rejected/` tag for the release
+it leaves (docs/ARCHITECTURE.md, "Revert"). Only `model-releases/<model>/` changes; the manifest
+keeps the stable release's content except `serial` (+1) and a `rollback`
+record. `git revert` is not used: over a range it would also undo other
+models' releases and it stops at merge commits."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from releasectl import git as g
+from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.manifest import schema as mf
+from releasectl.names import (
+    check_model,
+    check_reason,
+    check_version,
+    manifest_path,
+    model_dir,
+    tag_name,
+)
+from releasectl.registry import history as reg
+from releasectl.registry.landing import (
+    Change,
+    Landed,
+    NewTag,
+    dry_run_base,
+    dry_run_landing,
+    head,
+    land_local,
+    land_pushed,
+    require_branch,
+    require_clean,
+)
+from releasectl.registry.verified import ignored_marks, last_stable, verify_history
+from releasectl.signing import TrustRoot, trust_root
+
+
+@dataclass(frozen=True)
+class Plan:
+    model: str
+    from_version: str
+    to_version: str
+    base: str
+    serial: int
+    change: Change | None  # None: nothing to do
+    message: str
+    note: str = ""  # why nothing is to do
+
+    def summary(self) -> dict[str, object]:
+        return {
+            "model": self.model,
+            "from": self.from_version,
+            "to": self.to_version,
+            "serial": self.serial,
+            "base": self.base,
+            "message": self.message,
+        }
+
+
+def plan(
+    git: g.Git,
+    model: str,
+    base: str,
+    *,
+    to: str | None = None,
+    reason: str,
+    who: str,
+    now: datetime | None = None,
+    trust: TrustRoot | None = None,
+) -> Plan:
+    check_model(model)
+    check_reason(reason)
+    if to is not None:
+        check_version(to)
+    manifest, _ = reg.current(git, model, base)
+    history = reg.history(git, model, base)
+    trust = trust or trust_root(git, base)
+    target = _target(git, trust, history, to)
+    if manifest.version == target.version:
+        more = "" if to else "; use --to VERSION to go further back"
+        note = f"{model} is already at its last stable release {target.version}{more}"
+        if to:
+            note = f"{model} is already at {target.version}"
+        rejected = history.get(manifest.rollback.from_) if manifest.rollback else None
+        if rejected is not None and rejected.rejected is not None:
+            note += f" ({rejected.version} was reverted, {rejected.rejected.name} exists)"
+        return Plan(model, manifest.version, target.version, base, manifest.serial, None, "", note)
+
+    reg.require_verified(git, trust, target)
+
+    stable_text = g.read_blob(git, target.commit, manifest_path(model))
+    assert stable_text is not None  # require_verified read it
+    serial = manifest.serial + 1
+    record = {
+        "from": manifest.version,
+        "to": target.version,
+        "reason": reason,
+        "at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
+        "by": who,
+    }
+    path = manifest_path(model)
+    new_text = mf.edit(stable_text, path, {"serial": serial, "rollback": record}, model=model)
+
+    leaving = history.get(manifest.version)
+    message = _message(model, manifest.version, target, leaving, reason, serial)
+    tags: tuple[NewTag, ...] = ()
+    # A tag under that name already (even one that does not verify, which a
+    # name cannot be taken back from): the revert commit records the rejection.
+    if leaving is not None and leaving.rejected is None:
+        tags = (
+            NewTag(
+                tag_name("rejected", model, manifest.version),
+                f"{model} {manifest.version} rejected: {reason}\n\n"
+                f"Rolled back to {target.version}.\n\nReleasectl-Model: {model}\n",
+                target=leaving.commit,
+            ),
+        )
+    folder_tree = g.tree_id(git, target.commit, model_dir(model))
+    change = Change(
+        base=base,
+        message=message,
+        folder=model_dir(model),
+        folder_tree=folder_tree,
+        files={path: new_text},
+        tags=tags,
+        sync_paths=(model_dir(model),),
+    )
+    return Plan(model, manifest.version, target.version, base, serial, change, message)
+
+
+def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
+    """The rollback target, decided by marks that verify alone (docs/ARCHITECTURE.md,
+    "What verifies, remembered"): a forged or stray mark is never obeyed."""
+    if to is None:
+        target, passed_over = last_stable(git, trust, history)
+        if target is None:
+            ignored = ignored_marks(passed_over)
+            raise OperationFailed(
+                f"{history.model} has no stable release to revert to"
+                + (f" (ignored marks that do not verify: {'; '.join(ignored)})" if ignored else ""),
+                f"mark one with `releasectl mark-stable {history.model} VERSION`",
+            )
+        return target
+    target = history.get(to)
+    if target is None:
+        raise BadInput(
+            f"{history.model} has no release {to}", f"see `releasectl history {history.model}`"
+        )
+    verdict = verify_history(git, trust, history, [target])[target.version]
+    if verdict.rejected is not None and verdict.rejected.ok:
+        raise Refused(f"{target.tag.name} was rejected; it is never a rollback target again")
+    if verdict.stable is None or not verdict.stable.ok:
+        why = (
+            f" (its stable tag does not verify: {verdict.stable.problem})" if verdict.stable else ""
+        )
+        raise Refused(
+            f"{target.tag.name} is not marked stable{why}; only stable releases are "
+            "rollback targets"
+        )
+    if not verdict.release.ok:
+        raise Refused(f"{target.tag.name} does not verify: {verdict.release.problem}")
+    if target.position is None:
+        raise Refused(f"{target.tag.name} is not on this branch's history")
+    return target
+    target = history.get(to)
+    if target is None:
+        raise BadInput(
+            f"{history.model} has no release {to}", f"see `releasectl history {history.model}`"
+        )
+    if target.rejected is not None:
+        raise Refused(f"{target.tag.name} was rejected; it is never a rollback target again")
+    if target.stable is None:
+        raise Refused(
+            f"{target.tag.name} is not marked stable; only stable releases are rollback targets"
+        )
+    if target.position is None:
+        raise Refused(f"{target.tag.name} is not on this branch's history")
+    return target
+
+
+def _message(
+    model: str,
+    from_version: str,
+    target: reg.Release,
+    leaving: reg.Release | None,
+    reason: str,
+    serial: int,
+) -> str:
+    undone = f" (commit {leaving.commit[:12]})" if leaving else ""
+    # The reason is one line (check_reason) in a paragraph of its own, so it
+    # can never start a line: not a trailer, not git's scissors line. The
+    # trailers are the final paragraph, which is all git parses as trailers.
+    return (
+        f'Revert "{model} {from_version}": back to stable {target.version}\n\n'
+        f"This restores {model_dir(model)}/ to its content at {target.tag.name}\n"
+        f"(commit {target.commit[:12]}), undoing {model} {from_version}{undone}.\n"
+        f"Only serial ({serial}) and the rollback record differ from {target.version}.\n\n"
+        f"Reason: {reason}\n\n"
+        f"Releasectl-Model: {model}\n"
+        f"Releasectl-Revert-From: {from_version}\n"
+        f"Releasectl-Revert-To: {target.version}\n"
+        f"Releasectl-Serial: {serial}\n"
+    )
+
+
+def diff(git: g.Git, p: Plan) -> str:
+    """What the revert would change, without writing any object."""
+    assert p.change is not None
+    path = manifest_path(p.model)
+    target = f"refs/tags/{tag_name('release', p.model, p.to_version)}^{{commit}}"
+    others = git.out(
+        "diff", "--no-color", p.base, target, "--", model_dir(p.model), f":(exclude){path}"
+    )
+    old = g.read_blob(git, p.base, path) or ""
+    manifest_diff = "".join(
+        difflib.unified_diff(
+            old.splitlines(keepends=True),
+            p.change.files[path].splitlines(keepends=True),
+            f"a/{path}",
+            f"b/{path}",
+        )
+    )
+    return (others + "\n" if others else "") + manifest_diff
+
+
+@dataclass(frozen=True)
+class Outcome:
+    plan: Plan
+    landed: Landed | None  # None: nothing was written
+
+
+def preview(
+    git: g.Git,
+    model: str,
+    *,
+    to: str | None = None,
+    reason: str = "rollback",
+    push: bool = False,
+) -> tuple[Plan, str | None]:
+    """`revert --dry-run`: the refusals of `revert`, in its order, and its plan;
+    returns the plan and a note (see `dry_run_base`). Nothing is written."""
+    check_reason(reason)
+    branch = require_branch(git)
+    who = g.config_get(git, "user.email") or "unknown"
+    require_clean(git, model_dir(check_model(model)))
+    base, note = dry_run_base(git, branch, model, push=push, carry_local=False)
+    p = plan(git, model, base, to=to, reason=reason, who=who)
+    if p.change is not None:
+        dry_run_landing(git, push=push, sync=bool(p.change.sync_paths))
+    return p, note
+
+
+def revert(
+    git: g.Git,
+    model: str,
+    *,
+    to: str | None = None,
+    reason: str = "rollback",
+    push: bool = False,
+    leave_local: bool = False,
+) -> Outcome:
+    """Plan and land a revert; with `push`, on the remote's tip, retried as it moves.
+    With `leave_local` (and `push`), unpushed local commits are neither refused
+    nor published: the revert is made on the remote's tip and the local branch
+    only fast-forwarded to it when it can be (the unattended watcher)."""
+    check_reason(reason)  # before anything is fetched or written
+    branch = require_branch(git)
+    who = g.config_get(git, "user.email") or "unknown"
+    check_model(model)
+    if not (push and leave_local):
+        # Only a fast-forward touches the working tree then, which git refuses
+        # by itself when it would overwrite local edits.
+        require_clean(git, model_dir(model))
+    if not push:
+        base = head(git)
+        trust = trust_root(git, base)
+        p = plan(git, model, base, to=to, reason=reason, who=who, trust=trust)
+        if p.change is None:
+            return Outcome(p, None)
+        return Outcome(p, land_local(git, trust, branch, p.change))
+
+    plans: list[Plan] = []
+    trusts: dict[str, TrustRoot] = {}
+
+    def trust_at(tip: str) -> TrustRoot:
+        if tip not in trusts:
+            trusts[tip] = trust_root(git, tip)
+        return trusts[tip]
+
+    def planner(tip: str) -> Change | None:
+        plans.append(plan(git, model, tip, to=to, reason=reason, who=who, trust=trust_at(tip)))
+        return plans[-1].change
+
+    landed = land_pushed(git, trust_at, branch, planner, model, leave_local=leave_local)
+    return Outcome(plans[-1], landed)

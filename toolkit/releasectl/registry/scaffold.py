@@ -1,0 +1,294 @@
+"""`releasectl init` and `releasectl new`: the registry's layout and a model's
+first files."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from importlib import metadata, resources
+from pathlib import Path
+
+from releasectl import git as g
+from releasectl.errors import BadInput, OperationFailed, ReleasectlError
+from releasectl.git import ZERO
+from releasectl.manifest import schema as mf
+from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, check_model, model_dir
+from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
+from releasectl.pipeline.workflows import templates
+from releasectl.registry.landing import Change, Landed, land_local, require_branch
+from releasectl.registry.spellings import Spellings, rename
+from releasectl.signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+
+
+def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
+    """The files `init` adds: the trust root holding the configured signing key
+    for user.email, a README in the registry folder, the pipeline's GitHub
+    Actions workflows (an existing file is never overwritten) and, when the
+    source to install releasectl from is named, the lock the workflows install."""
+    email = g.config_get(git, "user.email")
+    if not email:
+        raise OperationFailed("user.email is not set", "git config user.email you@example.com")
+    kind, identity = public_identity(git)
+    files = {
+        f"{REGISTRY_DIR}/README.md": (
+            "# Model releases\n\nOne folder per model; see `releasectl --help`.\n"
+        )
+    }
+    files.update(templates())
+    if source is not None and source.named:
+        files[LOCK_FILE] = compile_lock(source)
+    if kind == "ssh":
+        files[SSH_FILE] = f'{email} namespaces="git" {identity}\n'
+    else:
+        files[SSH_FILE] = '# SSH signers: <email> namespaces="git" <key>\n'
+        files[OPENPGP_FILE] = f"{email} {identity}\n"
+    return files
+
+
+def init(
+    git: g.Git, *, source: Source | None = None, dry_run: bool = False
+) -> tuple[dict[str, str], Landed | None]:
+    """Create the registry layout in one signed commit. Already a registry: nothing."""
+    branch = require_branch(git)
+    base = g.rev_parse(git, "HEAD")
+    if base is not None and g.read_blob(git, base, SSH_FILE) is not None:
+        return {}, None
+    files = {
+        path: text
+        for path, text in init_files(git, source).items()
+        if base is None or g.read_blob(git, base, path) is None
+    }
+    if dry_run:
+        return files, None
+    trust = TrustRoot(files[SSH_FILE], parse_openpgp(files.get(OPENPGP_FILE, "")))
+    # The first commit that adds the trust root is trusted by its own content.
+    change = Change(
+        base=base or ZERO,
+        message="Set up the releasectl registry\n\nReleasectl-Trust-Root: " + SSH_FILE + "\n",
+        files=files,
+        sync_paths=tuple(files),
+    )
+    return files, land_local(git, trust, branch, change)
+
+
+# --- `releasectl new`: a model's first files ------------------------------------
+
+# What the template's code imports, pinned in its bentofile to the versions
+# installed where `new` runs: the environment that trains and serves it here.
+TEMPLATE_PACKAGES = ("bentoml", "scikit-learn", "numpy", "joblib", "pydantic", "pyyaml")
+FIRST_PORT = 3000
+TEMPLATE_SUFFIX = ".tmpl"
+SKIPPED = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
+
+
+@dataclass(frozen=True)
+class NewModel:
+    """The files of a new model folder, before anything is written."""
+
+    model: str
+    port: int
+    files: dict[str, bytes]  # path relative to the model's folder -> content
+    source: str | None = None  # the folder copied (--from), None for the template
+    source_model: str | None = None  # the copied model's name, renamed to `model`
+    renamed: dict[str, int] = field(default_factory=dict)  # copied file -> names renamed
+    unpinned: tuple[str, ...] = ()  # template packages not installed here: left unpinned
+    executable: frozenset[str] = frozenset()  # copied files that keep their exec bit
+
+    @property
+    def folder(self) -> str:
+        return model_dir(self.model)
+
+
+def plan_new(
+    root: Path,
+    model: str,
+    *,
+    port: int | None = None,
+    source: str | None = None,
+    cwd: Path | None = None,
+) -> NewModel:
+    """`model-releases/MODEL/` from the template, or a copy of `source` (a model
+    of this registry, else a model folder relative to `cwd`) renamed for MODEL.
+    Refuses a bad name, an existing folder and a source that is not a model
+    folder (all exit 2)."""
+    check_model(model)
+    if (root / model_dir(model)).exists():
+        raise BadInput(f"{model_dir(model)} already exists", "pick another name")
+    port = _port(root) if port is None else port
+    if source is None:
+        files, missing = _template(model, port)
+        mf.load(files[MANIFEST].decode(), MANIFEST, model=model)  # e.g. a port out of range
+        return NewModel(model, port, files, unpinned=missing)
+    return _from_folder(root, model, port, _source_folder(root, source, cwd or root))
+
+
+def _port(root: Path) -> int:
+    """The lowest port from FIRST_PORT that no other model's manifest takes."""
+    taken = set()
+    for path in (root / REGISTRY_DIR).glob(f"*/{MANIFEST}"):
+        try:
+            taken.add(mf.load(path.read_text(), str(path)).deploy.port)
+        except (ReleasectlError, OSError, UnicodeDecodeError):
+            continue  # a broken manifest is `check`'s business, not new's
+    return next(port for port in range(FIRST_PORT, 65536) if port not in taken)
+
+
+def _pins(packages: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
+    """The bentofile's package lines, each pinned to the installed version."""
+    lines, missing = [], []
+    for name in packages:
+        try:
+            lines.append(f'    - "{name}=={metadata.version(name)}"')
+        except metadata.PackageNotFoundError:
+            lines.append(f'    - "{name}"  # not installed when scaffolded: pin it')
+            missing.append(name)
+    return "\n".join(lines), tuple(missing)
+
+
+def _template(model: str, port: int) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The template's files filled in for MODEL, and the packages left unpinned."""
+    names = Spellings(model)
+    packages, missing = _pins(TEMPLATE_PACKAGES)
+    values = {
+        "{{model}}": model,
+        "{{Model}}": names.camel,
+        "{{model_id}}": names.snake,
+        "{{metric}}": names.metric,
+        "{{port}}": str(port),
+        "{{packages}}": packages,
+    }
+    files = {}
+    for item in (resources.files("releasectl") / "templates" / "model").iterdir():
+        if not item.name.endswith(TEMPLATE_SUFFIX):
+            continue
+        text = item.read_text()
+        for placeholder, value in values.items():
+            text = text.replace(placeholder, value)
+        assert "{{" not in text, f"{item.name}: a placeholder left unfilled"
+        files[item.name.removesuffix(TEMPLATE_SUFFIX)] = text.encode()
+    return files, missing
+
+
+def _source_folder(root: Path, source: str, cwd: Path) -> Path:
+    """A model of this registry by name, else a folder."""
+    if MODEL_RE.fullmatch(source) and (root / model_dir(source)).is_dir():
+        return root / model_dir(source)
+    folder = (cwd / source).resolve()
+    if not folder.is_dir():
+        raise BadInput(
+            f"--from {source}: no model {source!r} in {REGISTRY_DIR}/ and no such folder",
+            f"name a model (`releasectl list`) or a folder holding a {MANIFEST}",
+        )
+    if not (folder / MANIFEST).is_file():
+        raise BadInput(
+            f"--from {source}: {folder} has no {MANIFEST}: not a model folder",
+            f"name a model (`releasectl list`) or a folder holding a {MANIFEST}",
+        )
+    return folder
+
+
+def _from_folder(root: Path, model: str, port: int, folder: Path) -> NewModel:
+    """A copy of the folder: its manifest made new (MODEL, never released, no
+    pins, this port, analysis defaults if it had none) and, in every text file
+    and file name, the source's name renamed where it starts a word
+    (`spellings.rename`); other bytes are copied as they are."""
+    shown = folder.relative_to(root).as_posix() if folder.is_relative_to(root) else str(folder)
+    where = f"{shown}/{MANIFEST}"
+    old = mf.load((folder / MANIFEST).read_text(), where).model
+    files: dict[str, bytes] = {}
+    renamed: dict[str, int] = {}
+    executable = set()
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or SKIPPED & set(rel.parts) or rel.as_posix() == MANIFEST:
+            continue
+        name, _ = rename(rel.as_posix(), old, model)
+        data = path.read_bytes()
+        if path.stat().st_mode & 0o111:
+            executable.add(name)
+        try:
+            text, count = rename(data.decode(), old, model)
+        except UnicodeDecodeError:
+            files[name] = data  # binary: as it is
+            continue
+        files[name] = text.encode()
+        if count:
+            renamed[name] = count
+    manifest, count = rename((folder / MANIFEST).read_text(), old, model)
+    files[MANIFEST] = _new_manifest(manifest, where, model, port).encode()
+    renamed[MANIFEST] = count
+    return NewModel(
+        model,
+        port,
+        files,
+        source=shown,
+        source_model=old,
+        renamed=renamed,
+        executable=frozenset(executable),
+    )
+
+
+def _new_manifest(text: str, source: str, model: str, port: int) -> str:
+    """The copied manifest as a new model's: never released, nothing pinned."""
+    document = mf.parse_document(text, source)
+    bundle = {"bento": model, "digest": None, "archive": None, "trained": None}
+    changes: dict[str, object] = {
+        "model": model,
+        "version": "0.0.0",
+        "serial": 0,
+        "rollback": None,
+        "bundle": bundle,
+        "deploy": {"port": port},
+    }
+    if not document.get("analysis"):
+        template = _template(model, port)[0][MANIFEST].decode()
+        changes["analysis"] = mf.parse_document(template, MANIFEST)["analysis"]
+    return mf.edit(text, source, changes, model=model)
+
+
+def write_new(root: Path, plan: NewModel) -> list[Path]:
+    """All or nothing: the files go into a temporary folder beside the model's,
+    renamed into place in one step."""
+    registry = root / REGISTRY_DIR
+    made_registry = not registry.exists()
+    registry.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".new-{plan.model}-", dir=registry))
+    try:
+        for rel, data in plan.files.items():
+            path = staging / rel
+            try:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_bytes(data)
+                if rel in plan.executable:
+                    path.chmod(0o755)
+            except OSError as exc:
+                raise OperationFailed(
+                    f"cannot write {plan.folder}/{rel}: {exc.strerror}", "nothing was written"
+                ) from None
+        staging.chmod(0o755)  # mkdtemp makes it 0700
+        try:
+            staging.rename(root / plan.folder)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise OperationFailed(f"cannot create {plan.folder}: {exc.strerror}") from None
+            raise BadInput(f"{plan.folder} already exists", "pick another name") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        if made_registry:
+            shutil.rmtree(registry, ignore_errors=True)
+        raise
+    return [root / plan.folder / rel for rel in sorted(plan.files)]
+
+
+def new_model(
+    root: Path,
+    model: str,
+    *,
+    port: int | None = None,
+    source: str | None = None,
+    cwd: Path | None = None,
+) -> tuple[NewModel, list[Path]]:
+    plan = plan_new(root, model, port=port, source=source, cwd=cwd)
+    return plan, write_new(root, plan)

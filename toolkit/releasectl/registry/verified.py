@@ -1,0 +1,331 @@
+"""What verifies in a model's history, remembered on disk.
+
+A verdict on an immutable object (a tag object, and what it points at) under
+one trust root never changes, so it is kept in the repository's git
+directory, one file per trust root and model:
+`.git/releasectl/verdicts/<trust root key>/<model>.json`. A change of the
+trust root changes the key, so nothing judged under the old one is reused;
+`git gc` leaves object ids, and so the cache, as they are. A second `history`
+therefore costs one small file read instead of a signature check per tag.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from releasectl import git as g
+from releasectl.names import manifest_path, parse_version
+from releasectl.registry import history as reg
+from releasectl.signing import TrustRoot, Verdict, check_commits
+
+if TYPE_CHECKING:
+    from semver import Version
+
+_PARALLEL = 8  # signature checks in flight at once (each is an ssh-keygen run)
+_FORMAT = 1
+# Failures that can come from the machine rather than the object: never remembered.
+_TRANSIENT = ("bad signature", "unverifiable", "not found", "not judged")
+
+
+@dataclass(frozen=True)
+class Judged:
+    ok: bool
+    problem: str | None  # why not, when not
+
+
+@dataclass(frozen=True)
+class ReleaseVerdict:
+    """A release and its marks under one trust root."""
+
+    release: Judged
+    stable: Judged | None = None  # None: no stable tag at all
+    rejected: Judged | None = None
+
+
+@dataclass
+class _Cache:
+    path: Path
+    entries: dict[str, list[object]] = field(default_factory=dict)
+    dirty: bool = False
+    session: dict[str, Judged] = field(default_factory=dict)  # not kept on disk
+
+    def get(self, key: str) -> Judged | None:
+        if key in self.session:
+            return self.session[key]
+        entry = self.entries.get(key)
+        if entry is None:
+            return None
+        ok, problem = entry
+        return Judged(bool(ok), problem if isinstance(problem, str) else None)
+
+    def put(self, key: str, judged: Judged) -> None:
+        """Remember a verdict, unless it may say more about this machine than
+        about the object (a signature that could not be checked, e.g. a failing
+        ssh-keygen): such a failure is judged again next time."""
+        if not judged.ok and any(word in (judged.problem or "") for word in _TRANSIENT):
+            self.session[key] = judged
+            return
+        self.entries[key] = [judged.ok, judged.problem]
+        self.dirty = True
+
+    def save(self) -> None:
+        if not self.dirty:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
+        tmp.write_text(json.dumps({"format": _FORMAT, "verdicts": self.entries}))
+        tmp.replace(self.path)  # readers see the old file or the new one, never half
+
+
+def _open(git: g.Git, trust: TrustRoot, model: str) -> _Cache:
+    path = g.git_dir(git) / "releasectl" / "verdicts" / trust.key[:32] / f"{model}.json"
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return _Cache(path)
+    entries = doc.get("verdicts") if isinstance(doc, dict) else None
+    if doc.get("format") != _FORMAT or not isinstance(entries, dict):
+        return _Cache(path)
+    return _Cache(path, entries)
+
+
+def _chunks(items: list[reg.TagRef], size: int) -> Iterable[list[reg.TagRef]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def _judge_tags(git: g.Git, trust: TrustRoot, tags: list[reg.TagRef]) -> dict[str, Judged]:
+    """Strict tag checks, a few side by side (two cores; an ssh-keygen run each)."""
+    out: dict[str, Judged] = {}
+    for chunk in _chunks(tags, _PARALLEL):
+        reg.prefetch_tags(git, trust, chunk)
+        for tag in chunk:
+            check = reg.verify_tag(git, trust, tag)
+            out[tag.name] = Judged(check.ok, None if check.ok else check.detail)
+    return out
+
+
+def _release_commits(git: g.Git, history: reg.History, commits: list[str]) -> dict[str, str]:
+    """The commit that vouches for the folder at each release commit (see
+    registry.release_commit), with one git call for the common case: a
+    non-merge release commit that itself changed the folder vouches for itself."""
+    parents = g.parent_counts(git, commits)
+    changed = set(history.branch_commits)
+    out: dict[str, str] = {}
+    for commit in commits:
+        if parents.get(commit) == 1 and commit in changed:
+            out[commit] = commit
+        else:
+            out[commit] = reg.release_commit(git, history.model, commit)
+    return out
+
+
+def _judge_releases(
+    git: g.Git, trust: TrustRoot, history: reg.History, releases: list[reg.Release]
+) -> dict[str, Judged]:
+    """Every check of verify_release for many releases, batched: tag signatures
+    side by side, commit signatures in one git call, manifests in another."""
+    tags = _judge_tags(git, trust, [r.tag for r in releases])
+    sources = _release_commits(git, history, [r.commit for r in releases if tags[r.tag.name].ok])
+    commit_verdicts = check_commits(git, trust, sorted(set(sources.values())))
+    path = manifest_path(history.model)
+    texts = g.read_blobs(git, [f"{r.commit}:{path}" for r in releases])
+    out: dict[str, Judged] = {}
+    for release, text in zip(releases, texts, strict=True):
+        out[release.tag.name] = _judge_one(release, tags, sources, commit_verdicts, text)
+    return out
+
+
+def _judge_one(
+    release: reg.Release,
+    tags: dict[str, Judged],
+    sources: dict[str, str],
+    commit_verdicts: dict[str, Verdict],
+    text: str | None,
+) -> Judged:
+    tag = tags[release.tag.name]
+    if not tag.ok:
+        return tag
+    source = sources[release.commit]
+    verdict = commit_verdicts[source]
+    if not verdict.ok:
+        return Judged(False, f"commit {source[:12]}: {verdict.reason}")
+    if text is None:
+        return Judged(False, "no release.yaml at the tagged commit")
+    from releasectl.errors import BadInput
+    from releasectl.manifest import schema as mf
+
+    try:
+        declared = mf.load(text, manifest_path(release.model), model=release.model)
+    except BadInput as exc:
+        return Judged(False, exc.message)
+    if declared.version != release.version:
+        return Judged(False, f"the manifest declares {declared.version}")
+    return Judged(True, None)
+
+
+def verify_history(
+    git: g.Git,
+    trust: TrustRoot,
+    history: reg.History,
+    releases: list[reg.Release] | None = None,
+) -> dict[str, ReleaseVerdict]:
+    """version -> what verifies of each release (all of `history`'s, or just
+    `releases`) and its marks. Remembered on disk: only objects never judged
+    under this trust root are checked."""
+    wanted = history.releases if releases is None else releases
+    cache = _open(git, trust, history.model)
+    todo = [r for r in wanted if cache.get(f"r {r.tag.object}") is None]
+    if todo:
+        judged_releases = _judge_releases(git, trust, history, todo)
+        for release in todo:
+            cache.put(f"r {release.tag.object}", judged_releases[release.tag.name])
+    marks = [
+        (release, mark)
+        for release in wanted
+        for mark in (release.stable, release.rejected)
+        if mark is not None and cache.get(f"m {mark.object} {release.commit}") is None
+    ]
+    judged_marks = _judge_tags(git, trust, [mark for _, mark in marks]) if marks else {}
+    for release, mark in marks:
+        judged = judged_marks[mark.name]
+        if judged.ok and mark.commit != release.commit:
+            judged = Judged(False, "points at another commit than the release tag")
+        cache.put(f"m {mark.object} {release.commit}", judged)
+    cache.save()
+
+    def mark_verdict(release: reg.Release, mark: reg.TagRef | None) -> Judged | None:
+        return None if mark is None else cache.get(f"m {mark.object} {release.commit}")
+
+    return {
+        r.version: ReleaseVerdict(
+            release=cache.get(f"r {r.tag.object}") or Judged(False, "not judged"),
+            stable=mark_verdict(r, r.stable),
+            rejected=mark_verdict(r, r.rejected),
+        )
+        for r in wanted
+    }
+
+
+def highest_verified(git: g.Git, trust: TrustRoot, history: reg.History) -> Version | None:
+    """The highest version among releases that verify, checked highest first
+    and stopping at the first that holds: a hand-made tag raises no bar."""
+    for candidate in sorted(history.releases, key=lambda r: parse_version(r.version), reverse=True):
+        if verify_history(git, trust, history, [candidate])[candidate.version].release.ok:
+            return parse_version(candidate.version)
+    return None
+
+
+def counts_as_stable(verdict: ReleaseVerdict) -> bool:
+    """A rollback target: the release and its stable mark verify, and no
+    verified rejected mark stands against it (docs/ARCHITECTURE.md, "Trust")."""
+    rejected = verdict.rejected is not None and verdict.rejected.ok
+    stable = verdict.stable is not None and verdict.stable.ok
+    return verdict.release.ok and stable and not rejected
+
+
+def last_stable(
+    git: g.Git, trust: TrustRoot, history: reg.History
+) -> tuple[reg.Release | None, list[tuple[reg.Release, ReleaseVerdict]]]:
+    """The newest release on the branch that counts as stable, verifying newest
+    first and stopping at the first that holds; also the candidates passed over
+    because their marks or release do not verify (to report, never to obey)."""
+    passed_over: list[tuple[reg.Release, ReleaseVerdict]] = []
+    for release in history.releases:
+        if release.position is None or release.stable is None:
+            continue
+        verdict = verify_history(git, trust, history, [release])[release.version]
+        if counts_as_stable(verdict):
+            return release, passed_over
+        if _ignored_tags(release, verdict) or not verdict.release.ok:
+            passed_over.append((release, verdict))
+    return None, passed_over
+
+
+def verify_commits(
+    git: g.Git, trust: TrustRoot, model: str, commits: list[str]
+) -> dict[str, Judged]:
+    """Signature verdicts on commits (e.g. reverts), remembered like the rest."""
+    if not commits:
+        return {}  # no cache file to read at all
+    cache = _open(git, trust, model)
+    todo = [c for c in commits if cache.get(f"c {c}") is None]
+    for commit, verdict in check_commits(git, trust, todo).items() if todo else ():
+        cache.put(f"c {commit}", Judged(verdict.ok, None if verdict.ok else verdict.reason))
+    cache.save()
+    return {c: cache.get(f"c {c}") or Judged(False, "not judged") for c in commits}
+
+
+@dataclass(frozen=True)
+class HistoryReport:
+    model: str
+    rows: list[dict[str, object]]  # newest first: releases and reverts, in branch order
+    ignored: list[str]  # "tag: why" for every mark that exists but does not verify
+    live: dict[str, object] | None  # what the local target serves, when it knows
+
+
+def history_report(
+    git: g.Git, trust: TrustRoot, history: reg.History, live: dict[str, object] | None
+) -> HistoryReport:
+    """`releasectl history`: every release with what verifies of it, and the
+    reverts on the branch, newest first."""
+    verdicts = verify_history(git, trust, history)
+    reverts = reg.reverts(git, history)
+    revert_verdicts = verify_commits(git, trust, history.model, [r.commit for r in reverts])
+    order = {commit: i for i, commit in enumerate(history.branch_commits)}
+    keyed: list[tuple[tuple[int, int], dict[str, object]]] = []
+    ignored: list[str] = []
+    for index, release in enumerate(history.releases):
+        verdict = verdicts[release.version]
+        passed_over = [f"{tag}: {why}" for tag, why in _ignored_tags(release, verdict)]
+        row = release.summary()
+        row.update(
+            kind="release",
+            verified=verdict.release.ok,
+            problem=verdict.release.problem,
+            stable=verdict.stable is not None and verdict.stable.ok,
+            rejected=verdict.rejected is not None and verdict.rejected.ok,
+            ignored=passed_over,
+            live=bool(live and live.get("commit") == release.commit),
+        )
+        ignored += passed_over
+        position = release.position if release.position is not None else len(order) + index
+        keyed.append(((position, 1), row))
+    for revert in reverts:
+        judged = revert_verdicts[revert.commit]
+        keyed.append(
+            (
+                (order.get(revert.commit, len(order)), 0),
+                {
+                    "kind": "revert",
+                    "commit": revert.commit,
+                    "from": revert.from_version,
+                    "to": revert.to_version,
+                    "at": revert.at,
+                    "by": revert.by,
+                    "reason": revert.reason,
+                    "verified": judged.ok,
+                    "problem": judged.problem,
+                },
+            )
+        )
+    keyed.sort(key=lambda item: item[0])
+    return HistoryReport(history.model, [row for _, row in keyed], ignored, live)
+
+
+def ignored_marks(judged: list[tuple[reg.Release, ReleaseVerdict]]) -> list[str]:
+    """ "tag: why" for every mark among `judged` that exists but does not verify."""
+    return sorted({f"{tag}: {why}" for r, v in judged for tag, why in _ignored_tags(r, v)})
+
+
+def _ignored_tags(release: reg.Release, verdict: ReleaseVerdict) -> list[tuple[str, str]]:
+    out = []
+    for mark, judged in ((release.stable, verdict.stable), (release.rejected, verdict.rejected)):
+        if mark is not None and judged is not None and not judged.ok:
+            out.append((mark.name, judged.problem or "does not verify"))
+    return out

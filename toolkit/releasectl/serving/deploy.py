@@ -1,0 +1,434 @@
+"""Deploying what a branch's manifest pins, through the deploy gate.
+
+The gate (docs/ARCHITECTURE.md, "The deploy gate"): a state is accepted only
+if its serial is higher than the deployed one and its commit descends from
+the deployed commit, or if it is the deployed state itself (a redeploy
+converges). So replaying an old signed commit is refused, while a revert,
+which is new state pointing at an old bundle, passes. "Deployed" is the
+highest state the target has ever served, a memory that survives `agent stop`
+and restarts; a verified rejected release, and a state or release that is not
+on the current branch, are never deployed. The bundle comes from
+the artifact store and its content digest is checked before anything is
+served; a known release is never rebuilt here."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from releasectl import git as g
+from releasectl.bundles import bento as bundle
+from releasectl.bundles.build import fetch_bundle, store_for
+from releasectl.config import bundles_dir, home
+from releasectl.errors import OperationFailed, Refused
+from releasectl.manifest import schema as mf
+from releasectl.names import check_model, check_version, manifest_path, model_dir, tag_name
+from releasectl.progress import Progress, step
+from releasectl.registry import history as reg
+from releasectl.signing import TrustRoot, check_commits, trust_root
+
+if TYPE_CHECKING:
+    from releasectl.bundles.store import ArtifactStore
+    from releasectl.serving.local import LocalTarget, ModelStatus
+
+
+@dataclass(frozen=True)
+class State:
+    """A release state to deploy: a commit and the manifest it declares."""
+
+    model: str
+    commit: str
+    manifest: mf.Manifest
+    verified_revert: bool = False  # revert_problem() found nothing
+
+    @property
+    def fast_track(self) -> bool:
+        # A revert points at a stable, known-good bundle: it skips the bake.
+        # A rollback record alone is only text; the revert must verify.
+        return self.verified_revert
+
+
+def resolve(git: g.Git, model: str, version: str | None = None) -> State:
+    check_model(model)
+    if version is not None:
+        check_version(version)  # bad input (exit 2), not "no such release"
+    rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
+    commit = g.rev_parse(git, rev)
+    if commit is None:
+        raise OperationFailed(f"{model} has no release {version}")
+    # The state is named by the commit that last changed the model's folder, not
+    # the branch tip: another model's release or someone's unpushed notes commit
+    # (rebased later, so never on any branch again) must not become the deploy
+    # gate's memory (docs/ARCHITECTURE.md, "The deploy gate").
+    commit = g.last_change_on_branch(git, commit, model_dir(model)) or commit
+    manifest, _ = reg.current(git, model, commit)
+    verified = (
+        manifest.rollback is not None
+        and revert_problem(git, trust_root(git), model, commit, manifest) is None
+    )
+    return State(model, commit, manifest, verified)
+
+
+REVERT_TRAILERS = ("Releasectl-Model", "Releasectl-Revert-From", "Releasectl-Revert-To")
+
+
+def revert_problem(
+    git: g.Git, trust: TrustRoot, model: str, commit: str, manifest: mf.Manifest
+) -> str | None:
+    """None if the model's state at `commit` is a verified revert; else why not.
+
+    A verified revert (docs/ARCHITECTURE.md, "Revert"): the commit that made the
+    state is signed by an allowed signer and carries the revert's trailers,
+    agreeing with the rollback record, and the folder is a verified stable
+    release's, byte for byte, but for `serial` and `rollback` in release.yaml."""
+    record = manifest.rollback
+    if record is None:
+        return "no rollback record"
+    source = reg.release_commit(git, model, commit)
+    verdict = check_commits(git, trust, [source])[source]
+    if not verdict.ok:
+        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
+    found = g.trailers(git, source)
+    wanted = dict(zip(REVERT_TRAILERS, (model, record.from_, record.to), strict=True))
+    wanted["Releasectl-Serial"] = str(manifest.serial)
+    for key, value in wanted.items():
+        if found.get(key) != [value]:
+            return f"the revert commit {source[:12]} has no trailer {key}: {value}"
+    target = reg.history(git, model, commit).get(manifest.version)
+    if target is None or target.position is None:
+        return f"{model} {manifest.version} is not a release on this branch"
+    if target.stable is None or target.rejected is not None:
+        return f"{target.tag.name} is not a stable release"
+    failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
+    if failed:
+        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
+    path = manifest_path(model)
+    ours, theirs = (
+        {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
+        for rev in (commit, target.commit)
+    )
+    if ours != theirs:
+        differ = sorted(e.split("\t", 1)[1] for e in ours ^ theirs)
+        return f"the folder differs from {target.tag.name}: {', '.join(differ[:5])}"
+    stable, _ = reg.current(git, model, target.commit)
+    aside = {"serial", "rollback"}
+    if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
+        return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
+    return None
+
+
+def check_trust(git: g.Git, trust: TrustRoot, state: State) -> reg.Release:
+    """The state's commit is vouched for by an allowed signer, and the release
+    it declares verifies strictly; returns that release."""
+    check = reg.verify_commit(git, trust, state.model, state.commit)
+    if not check.ok:
+        raise Refused(f"{state.model} at {state.commit[:12]} does not verify: {check.detail}")
+    release = reg.history(git, state.model).get(state.manifest.version)
+    if release is None:
+        raise Refused(f"{state.model} {state.manifest.version} has no release tag")
+    reg.require_verified(git, trust, release)
+    return release
+
+
+def check_policy(git: g.Git, trust: TrustRoot, state: State, release: reg.Release) -> None:
+    """A verified `rejected/` release is never deployed, and neither is a state
+    or release off the current branch, however good its tag (docs/ARCHITECTURE.md,
+    "The deploy gate"): the branch is the desired state."""
+    mark = release.rejected
+    if mark is not None and mark.commit == release.commit and reg.verify_tag(git, trust, mark).ok:
+        raise Refused(
+            f"{release.tag.name} was rejected ({mark.name}): it is never deployed again",
+            f"deploy the branch's state (git pull: a revert follows a rejection), "
+            f"or run `releasectl revert {state.model} --deploy`",
+        )
+    if state.commit != release.commit:
+        # A state that declares a release serves that release's bundle, not
+        # whatever digest a later commit wrote next to its version.
+        released, _ = reg.current(git, state.model, release.commit)
+        if released.bundle.digest != state.manifest.bundle.digest:
+            raise Refused(
+                f"{state.model} at {state.commit[:12]} declares {state.manifest.version} but "
+                f"pins another bundle than {release.tag.name}",
+                "a new bundle is a new release: `releasectl release` or `propose`",
+            )
+    tip = g.rev_parse(git, "HEAD")
+    for what, commit in (("the state", state.commit), (release.tag.name, release.commit)):
+        if tip is None or not g.is_ancestor(git, commit, tip):
+            raise Refused(
+                f"{what} ({commit[:12]}) is not on the current branch: only the branch's "
+                "history is deployed",
+                "merge it, or deploy from the branch that holds it",
+            )
+
+
+def gate(
+    git: g.Git, state: State, deployed_serial: int | None, deployed_commit: str | None
+) -> None:
+    if deployed_commit is None or deployed_serial is None or deployed_commit == state.commit:
+        return
+    serial = state.manifest.serial
+    if serial <= deployed_serial:
+        raise Refused(
+            f"{state.model} serial {serial} is not higher than the deployed serial "
+            f"{deployed_serial} (the highest this target has served): an older state is "
+            "never replayed",
+            f"to go back, run `releasectl revert {state.model} --deploy`",
+        )
+    if g.rev_parse(git, deployed_commit) is None or not g.is_ancestor(
+        git, deployed_commit, state.commit
+    ):
+        raise Refused(
+            f"{state.commit[:12]} does not descend from the deployed commit {deployed_commit[:12]}",
+            "deploy from the branch that holds the deployed state (git fetch first)",
+        )
+
+
+def _cached(state: State) -> Path:
+    """Where the state's bundle is (or will be) extracted, by content digest."""
+    digest = state.manifest.bundle.digest or ""
+    return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
+
+
+def _pinned(state: State) -> str:
+    pinned = state.manifest.bundle.digest
+    if pinned is None:
+        raise OperationFailed(
+            f"{state.model} {state.manifest.version} pins no bundle digest",
+            "release it with its bundle: `releasectl release` builds and pins it",
+        )
+    return pinned
+
+
+def _stored(git: g.Git, state: State, pinned: str) -> tuple[ArtifactStore, str]:
+    """The store and key of the state's bundle, refused when it is not there."""
+    store = store_for(git)
+    # Content-addressed: the pin names the key, whatever `bundle.archive` says.
+    key = store.bundle_key(pinned)
+    if not store.exists(key):
+        raise OperationFailed(
+            f"the bundle of {state.model} {state.manifest.version} ({key}) is not in the "
+            f"artifact store {store.url}",
+            f"build it (releasectl build {state.model} {state.manifest.version}), or point "
+            "RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the team's store",
+        )
+    return store, key
+
+
+def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Path:
+    """The state's bundle, extracted and digest-checked, ready to serve."""
+    pinned = _pinned(state)
+    target = _cached(state)
+    if target.exists():
+        if bundle.content_digest(target) == pinned:
+            return target
+        shutil.rmtree(target)  # tampered or half-written: fetch it again
+    store, key = _stored(git, state, pinned)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    what = f"fetching and extracting the bundle of {state.model} {state.manifest.version}"
+    with (
+        step(progress, what),
+        tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp,
+    ):
+        folder = fetch_bundle(store, key, Path(tmp))
+        digest = bundle.content_digest(folder)
+        if digest != pinned:
+            raise Refused(
+                f"the stored bundle of {state.model} {state.manifest.version} has digest "
+                f"{digest}, but the manifest pins {pinned}; nothing was deployed"
+            )
+        folder.rename(target)
+    return target
+
+
+@contextlib.contextmanager
+def model_lock(model: str, state: State) -> Iterator[None]:
+    """One deploy of a model at a time, whoever starts it (two CI runs, an
+    operator, a watcher): the gate must see what the other one deployed.
+    Each holder appends a line to `locks/<model>.jsonl`, the deploy journal."""
+    folder = home() / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    asked = time.time()
+    outcome = "failed"
+    with (folder / f"{model}.lock").open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        acquired = time.time()
+        try:
+            yield
+            outcome = "deployed"
+        except Refused:
+            outcome = "refused"
+            raise
+        finally:
+            entry = {
+                "pid": os.getpid(),
+                "commit": state.commit,
+                "serial": state.manifest.serial,
+                "version": state.manifest.version,
+                "waited_s": round(acquired - asked, 3),
+                "acquired": acquired,
+                "released": time.time(),
+                "outcome": outcome,
+            }
+            with (folder / f"{model}.jsonl").open("a") as journal:
+                journal.write(json.dumps(entry) + "\n")
+        # closing the lock file releases the lock, after the journal line
+
+
+def _prepare(git: g.Git, model: str, version: str | None) -> tuple[State, TrustRoot, reg.Release]:
+    """What `deploy` checks before it looks at the target: the state, its
+    target kind, and that its commit and release verify."""
+    state = resolve(git, model, version)
+    if state.manifest.deploy.target != "local":
+        raise OperationFailed(
+            f"{model} deploys to the {state.manifest.deploy.target} target, "
+            "which this command does not drive"
+        )
+    trust = trust_root(git)
+    return state, trust, check_trust(git, trust, state)
+
+
+def _admit(
+    git: g.Git,
+    trust: TrustRoot,
+    state: State,
+    release: reg.Release,
+    target: LocalTarget,
+    *,
+    start: bool = True,
+) -> ModelStatus | None:
+    """The deploy gate and the policy, against what the target serves and has
+    served; returns the model's status there (None: never deployed)."""
+    from releasectl.serving.local.state import high_water
+
+    deployed = next((s for s in target.status(start=start) if s.model == state.model), None)
+    live = deployed.live if deployed else None
+    # The live slot, and the memory that outlives it (agent stop, restarts).
+    marks = [(m.serial, m.commit) for m in (live, high_water(target.paths, state.model)) if m]
+    serial, commit = max(marks) if marks else (None, None)
+    gate(git, state, serial, commit)
+    check_policy(git, trust, state, release)
+    return deployed
+
+
+def _warm(state: State, deployed: ModelStatus | None) -> bool:
+    """A warm server holds exactly this content, checked when it was deployed:
+    a switch does not read the folder again."""
+    warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
+    digest = state.manifest.bundle.digest
+    return any(s.digest == digest for s in warm) and _cached(state).is_dir()
+
+
+def deploy(  # type: ignore[no-untyped-def]
+    git: g.Git,
+    model: str,
+    *,
+    version: str | None = None,
+    ready_timeout: float = 120.0,
+    progress: Progress | None = None,
+):
+    """Deploy MODEL's state on the current branch (or release VERSION) to the
+    local target; returns the target's DeployResult. `progress` hears of the
+    long steps (the bundle, the environment, the wait for the server)."""
+    from releasectl.serving.local import DeployRequest, LocalTarget
+
+    state, trust, release = _prepare(git, model, version)
+    target = LocalTarget(home())
+    with model_lock(model, state):
+        deployed = _admit(git, trust, state, release, target)
+        folder = _cached(state) if _warm(state, deployed) else bundle_dir(git, state, progress)
+        request = DeployRequest(
+            model=model,
+            version=state.manifest.version,
+            digest=state.manifest.bundle.digest or "",
+            commit=state.commit,
+            serial=state.manifest.serial,
+            bento_dir=folder,
+            port=state.manifest.deploy.port,
+            standby_seconds=state.manifest.deploy.standby,
+            ready_timeout=ready_timeout,
+            fast_track=state.fast_track,
+        )
+        result = target.deploy(request, progress)
+    if result.switch != "none":
+        from releasectl.pipeline import outcomes
+
+        # A new state is live: the last watcher's outcome is history now.
+        outcomes.clear(model)
+    return result
+
+
+@dataclass(frozen=True)
+class Preview:
+    """What `deploy` would do (`deploy --dry-run`)."""
+
+    model: str
+    version: str
+    commit: str
+    serial: int
+    fast_track: bool
+    endpoint: str
+    live: str | None  # the version live now (as recorded, when the agent is not running)
+    standby_s: float  # how long the version live before stays warm after a switch
+    switch: str  # "none": already live; "warm": the standby takes over; "cold": a new server
+    bundle: str  # where the bundle would come from
+    agent_running: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {**dataclasses.asdict(self), "dry_run": True}
+
+
+def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
+    """`deploy --dry-run`: every refusal of `deploy`, in its order (the state,
+    its trust, the gate, the policy, the pinned bundle in the cache or the
+    store), and what it would serve; nothing is started, fetched or written.
+    A stopped agent stays stopped: what the target serves and has served is
+    read from its state file. The stored archive's own digest is checked by
+    the deploy that fetches it, before anything serves it."""
+    from releasectl.serving.local import LocalTarget
+    from releasectl.serving.local.models import endpoint_url
+
+    state, trust, release = _prepare(git, model, version)
+    target = LocalTarget(home())
+    running = target.running()
+    deployed = _admit(git, trust, state, release, target, start=False)
+    wanted = (state.manifest.version, state.manifest.bundle.digest)
+    live = deployed.live if deployed else None
+    standby = deployed.standby if deployed else None
+    switch = "cold"
+    if live is not None and (live.version, live.digest) == wanted:
+        switch = "none"
+    elif standby is not None and (standby.version, standby.digest) == wanted:
+        switch = "warm"
+    if _warm(state, deployed):
+        source = "a warm server (checked when it was deployed)"
+    else:
+        pinned = _pinned(state)
+        cached = _cached(state)
+        if cached.exists() and bundle.content_digest(cached) == pinned:
+            source = f"the local cache {cached}"
+        else:
+            store, key = _stored(git, state, pinned)
+            source = f"{store.url} ({key})"
+    return Preview(
+        model=model,
+        version=state.manifest.version,
+        commit=state.commit,
+        serial=state.manifest.serial,
+        fast_track=state.fast_track,
+        endpoint=endpoint_url(state.manifest.deploy.port),
+        live=live.version if live else None,
+        standby_s=state.manifest.deploy.standby,
+        switch=switch,
+        bundle=source,
+        agent_running=running,
+    )

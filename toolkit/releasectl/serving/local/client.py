@@ -1,0 +1,248 @@
+"""What the CLI calls: `LocalTarget` starts the agent on demand and talks to it over HTTP."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+
+from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
+from releasectl.progress import Progress, step
+from releasectl.serving.local import envs, procs
+from releasectl.serving.local.models import DeployRequest, DeployResult, ModelStatus, endpoint_url
+from releasectl.serving.local.state import (
+    AgentInfo,
+    Paths,
+    State,
+    default_home,
+    load_agent_info,
+    load_state,
+    log_tail,
+)
+
+AGENT_START_TIMEOUT = 30.0
+AGENT_STOP_TIMEOUT = 60.0
+TOKEN_HEADER = "x-releasectl-token"
+ERRORS: dict[str, type[ReleasectlError]] = {
+    "OperationFailed": OperationFailed,
+    "BadInput": BadInput,
+    "Refused": Refused,
+}
+# Agents this process started; polled so that they do not linger as zombies once they exit.
+_spawned: list[subprocess.Popen[bytes]] = []
+
+
+class LocalTarget:
+    def __init__(self, home: Path | None = None) -> None:
+        self.paths = Paths((Path(home) if home is not None else default_home()).resolve())
+        self.env_cache = envs.cache_root(self.paths.home)
+
+    # -- public API ----------------------------------------------------------------------------
+
+    def deploy(self, request: DeployRequest, progress: Progress | None = None) -> DeployResult:
+        """Serve the request's bento, in an environment made from its own pins (made here,
+        by the caller's process, so that uv sees the caller's UV_* settings), behind the
+        model's endpoint; return once it is live or raise why it is not."""
+        if not (request.bento_dir / "bento.yaml").is_file():
+            raise BadInput(f"{request.bento_dir} is not a bento folder (no bento.yaml)")
+        what = f"{request.model} {request.version}"
+        env = envs.ensure(request.bento_dir.resolve(), self.env_cache, what=what, progress=progress)
+        request = request.model_copy(
+            update={"bento_dir": request.bento_dir.resolve(), "python": env.python}
+        )
+        agent = self._ensure_agent()
+        with step(progress, f"waiting for {what} to go live"):
+            body = self._call(
+                agent,
+                "POST",
+                "/v1/deploy",
+                content=request.model_dump_json(),
+                timeout=request.ready_timeout + 120,
+                during="deploy",
+            )
+        return DeployResult.model_validate(body)
+
+    def status(self, model: str | None = None, *, start: bool = True) -> list[ModelStatus]:
+        """What the target serves. With `start=False` (read commands, dry runs) an
+        agent that is not running stays so: the state file's record is returned,
+        every endpoint down, since the agent is what serves them."""
+        agent = self._ensure_agent() if start else self._live_agent()
+        if agent is None:
+            return _recorded(load_state(self.paths), model)
+        params = {"model": model} if model is not None else {}
+        body = self._call(agent, "GET", "/v1/status", params=params, timeout=60, during="status")
+        return [ModelStatus.model_validate(item) for item in body]
+
+    def running(self) -> bool:
+        return self._live_agent() is not None
+
+    def agent(self) -> AgentInfo | None:
+        """The running agent, or None; never starts one."""
+        return self._live_agent()
+
+    def start(self) -> tuple[AgentInfo, bool]:
+        """The agent, started unless it runs; and whether this call started it."""
+        before = self._live_agent()
+        agent = self._ensure_agent()
+        return agent, before is None or before.pid != agent.pid
+
+    def stop(self) -> Stopped:
+        """Stop the agent and every server it started; return once they are all
+        gone, with what was running."""
+        state = load_state(self.paths)
+        agent = self._live_agent()
+        servers = [
+            (ms.model, role, slot.version, slot.pid)
+            for ms in state.models.values()
+            for role, slot in (("live", ms.live), ("standby", ms.standby), ("pending", ms.pending))
+            if slot is not None and slot.pid is not None and procs.alive(slot.pid, slot.create_time)
+        ]
+        if agent is None and not servers:
+            # Nothing runs that the state records: no agent is started just to stop it.
+            return Stopped(None, [], self._kill_slot_processes())
+        agent = agent or self._ensure_agent()
+        proc = procs.find(agent.pid, agent.create_time)
+        # If the agent fails to answer, whatever still runs is stopped by PID below.
+        with contextlib.suppress(OperationFailed):
+            self._call(agent, "POST", "/v1/stop", timeout=AGENT_STOP_TIMEOUT, during="stop")
+        if proc is not None:
+            _, alive = psutil.wait_procs([proc], timeout=AGENT_STOP_TIMEOUT)
+            if alive:
+                procs.terminate(alive)
+        strays = self._kill_slot_processes()
+        _reap()
+        return Stopped(agent.pid, servers, strays)
+
+    # -- agent process -------------------------------------------------------------------------
+
+    def _live_agent(self) -> AgentInfo | None:
+        _reap()
+        info = load_agent_info(self.paths)
+        if info is None or not procs.alive(info.pid, info.create_time):
+            return None
+        try:
+            self._call(info, "GET", "/v1/ping", timeout=5, during="ping")
+        except ReleasectlError:
+            return None
+        return info
+
+    def _ensure_agent(self) -> AgentInfo:
+        self.paths.ensure()
+        with self.paths.spawn_lock.open("a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            info = self._live_agent()
+            if info is not None:
+                return info
+            return self._spawn_agent()
+
+    def _spawn_agent(self) -> AgentInfo:
+        self.paths.agent_file.unlink(missing_ok=True)
+        cmd = [sys.executable, "-m", "releasectl.serving.local.agent"]
+        cmd += ["--home", str(self.paths.home)]
+        with self.paths.agent_log.open("ab") as log:
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own session: the agent outlives the CLI and its terminal.
+                start_new_session=True,
+                cwd=self.paths.root,
+                env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            )
+        _spawned.append(proc)
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        while time.monotonic() < deadline:
+            info = load_agent_info(self.paths)
+            if info is not None and info.pid == proc.pid:
+                return info
+            if proc.poll() is not None:
+                break
+            time.sleep(0.05)
+        if proc.poll() is None:
+            procs.terminate([psutil.Process(proc.pid)])
+        raise OperationFailed(
+            f"the local agent did not start\n--- {self.paths.agent_log} ---\n"
+            + log_tail(self.paths.agent_log)
+        )
+
+    def _kill_slot_processes(self) -> list[int]:
+        left = [p for ps in procs.slot_processes(self.paths.root).values() for p in ps]
+        if left:
+            procs.terminate(left)
+        return [p.pid for p in left]
+
+    # -- HTTP ----------------------------------------------------------------------------------
+
+    def _call(
+        self, agent: AgentInfo, method: str, path: str, *, timeout: float, during: str, **kw: Any
+    ) -> Any:
+        headers = {TOKEN_HEADER: agent.token, "content-type": "application/json"}
+        try:
+            with httpx.Client(base_url=agent.url, trust_env=False, timeout=timeout) as http:
+                r = http.request(method, path, headers=headers, **kw)
+        except httpx.HTTPError as exc:
+            raise OperationFailed(
+                f"lost the local agent during {during}: {exc!r}",
+                hint="`releasectl status` shows what is really running",
+            ) from None
+        if r.is_success:
+            return r.json()
+        try:
+            err = r.json()["error"]
+            cls = ERRORS.get(err["type"], OperationFailed)
+            raise cls(err["message"], err.get("hint"))
+        except (ValueError, KeyError, TypeError):
+            raise OperationFailed(f"agent answered {r.status_code}: {r.text[:500]}") from None
+
+
+@dataclass(frozen=True)
+class Stopped:
+    """What `stop` found running: the agent's pid, each recorded server as
+    (model, live/standby/pending, version, pid), and the pids of server
+    processes no record named."""
+
+    agent: int | None
+    servers: list[tuple[str, str, str, int]]
+    strays: list[int]
+
+    @property
+    def nothing(self) -> bool:
+        return self.agent is None and not self.servers and not self.strays
+
+
+def _recorded(state: State, model: str | None) -> list[ModelStatus]:
+    """The state file's record, as the agent would report it, with every endpoint
+    down: it is the agent that serves them (docs/ARCHITECTURE.md, "Deploy targets")."""
+    if model is not None and model not in state.models:
+        raise BadInput(f"model {model} has never been deployed to this machine")
+    names = [model] if model is not None else sorted(state.models)
+    return [
+        ModelStatus(
+            model=name,
+            endpoint=endpoint_url(ms.port),
+            health="down" if ms.live else "none",
+            live=ms.live.info() if ms.live else None,
+            standby=ms.standby.info() if ms.standby else None,
+            standby_until=ms.standby_until,
+            deploying=ms.pending.info() if ms.pending else None,
+            last_deploy=ms.last_deploy,
+            message=ms.message,
+        )
+        for name, ms in ((n, state.models[n]) for n in names)
+    ]
+
+
+def _reap() -> None:
+    for proc in list(_spawned):
+        if proc.poll() is not None:
+            _spawned.remove(proc)

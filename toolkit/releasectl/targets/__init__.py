@@ -1,2 +1,0 @@
-"""Deploy targets. `local` (targets.local) runs releases as `bentoml serve`
-processes on this machine."""
