@@ -24,6 +24,8 @@ itself.
 from __future__ import annotations
 
 import ast
+import re
+import subprocess
 import tomllib
 from collections import defaultdict
 from dataclasses import dataclass
@@ -210,6 +212,42 @@ def long_modules(root: Path, package: str, limit: int) -> dict[str, int]:
     return {name: n for name, n in lengths.items() if n > limit}
 
 
+# Code cites the architecture as (docs/ARCHITECTURE.md, "Section"), a comment
+# possibly wrapped over lines; it never cites documents the repository lacks.
+CITATION = re.compile(r'ARCHITECTURE\.md,(?:\s|#)*"([^"]+)"')
+FOREIGN_CITATION = re.compile(r"DESIGN *§|§ *\d|\bissues? +#?\d+", re.IGNORECASE)
+
+
+def architecture_sections(doc: str) -> set[str]:
+    return {line.lstrip("#").strip() for line in doc.splitlines() if line.startswith("#")}
+
+
+def bad_citations(text: str, sections: set[str]) -> list[str]:
+    """Sections `text` cites that the architecture lacks, and foreign citations."""
+    unknown = [f'"{name}"' for name in CITATION.findall(text) if name not in sections]
+    return unknown + FOREIGN_CITATION.findall(text)
+
+
+def source_files(repo: Path) -> list[Path]:
+    """The repository's files (committed or new) that hold code or its settings;
+    not the change log, a history that may name old issues, nor this file, whose
+    examples are wrong on purpose."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split("\0")
+    code = (".py", ".toml", ".yaml", ".yml", ".sh")
+    return [
+        repo / name
+        for name in listed
+        if (name.endswith(code) or name.startswith("scripts/"))
+        and repo / name != Path(__file__).resolve()
+    ]
+
+
 # --- the package as it is -----------------------------------------------------
 
 
@@ -246,6 +284,19 @@ def test_no_module_is_longer_than_the_limit() -> None:
     assert not found, f"modules over {MAX_LINES} lines:\n" + "\n".join(
         f"  {name}: {n}" for name, n in sorted(found.items())
     )
+
+
+def test_code_cites_only_sections_the_architecture_has() -> None:
+    repo = TOOLKIT.parent
+    sections = architecture_sections((repo / "docs" / "ARCHITECTURE.md").read_text("utf-8"))
+    files = source_files(repo)
+    assert any(CITATION.search(p.read_text("utf-8")) for p in files if p.suffix == ".py")
+    found = {
+        str(p.relative_to(repo)): bad
+        for p in files
+        if p.is_file() and (bad := bad_citations(p.read_text("utf-8"), sections))
+    }
+    assert not found, f"citations of what docs/ARCHITECTURE.md does not hold: {found}"
 
 
 # --- each checker finds what it is for ---------------------------------------
@@ -371,3 +422,13 @@ def test_public_classes_sharing_a_name_are_found(tmp_path: Path) -> None:
 def test_a_module_over_the_limit_is_found(tmp_path: Path) -> None:
     root = _package(tmp_path, {"at.py": "x = 1\n" * 10, "over.py": "x = 1\n" * 11})
     assert long_modules(root, "pkg", 10) == {"pkg.over": 11}
+
+
+def test_a_citation_of_a_missing_section_or_another_document_is_found() -> None:
+    sections = architecture_sections("# title\n## Revert\n### The deploy gate\n")
+    text = (
+        '# kept (docs/ARCHITECTURE.md,\n# "The deploy gate"), '
+        '(docs/ARCHITECTURE.md, "Revert")\n'
+        '"""a rule (docs/ARCHITECTURE.md, "Reverts"), DESIGN §3, issue 14, issues 9"""\n'
+    )
+    assert bad_citations(text, sections) == ['"Reverts"', "DESIGN §", "issue 14", "issues 9"]

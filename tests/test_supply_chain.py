@@ -1,6 +1,6 @@
-"""Issue 14: the shipped workflows install exactly the releasectl that wrote
-them. `init` (given a source) commits `.releasectl/requirements.lock`, every
-distribution pinned by hash; every job installs from it with
+"""The shipped workflows install exactly the releasectl that wrote them
+(docs/ARCHITECTURE.md, "Supply chain"). `init` (given a source) commits
+`.releasectl/requirements.lock`, every distribution pinned by hash; every job installs from it with
 `--require-hashes` (or checks a runner's own install against it) and stops at
 once, saying what to set, when there is no lock or it names another version.
 The workflows run on the local runner stand-in (tests/gha.py) against a bare
