@@ -173,7 +173,7 @@ def test_ci_setup_refuses_an_environment_the_lock_does_not_describe(registry: Re
 def test_ci_setup_points_uv_at_the_locks_source_unless_the_job_names_one(
     registry: Repo, tmp_path: Path
 ) -> None:
-    """A served bento's environment is made by uv (targets/local/envs.py): in CI from
+    """A served bento's environment is made by uv (serving/local/envs.py): in CI from
     the source the lock names, never a guessed index."""
     _lock(registry)
     registry.commit("lock")
