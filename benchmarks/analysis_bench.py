@@ -1,5 +1,5 @@
-"""The analysis benchmark (issue 4), on the real iris model and real bentoml servers on
-127.0.0.1, in a throwaway RELEASECTL_HOME.
+"""The analysis benchmark (docs/ARCHITECTURE.md, "Performance budgets"), on the real iris model
+and real bentoml servers on 127.0.0.1, in a throwaway RELEASECTL_HOME.
 
 Under a steady load (a load generator in another process, --rate req/s), a release with
 `faults.yaml: error_ratio: 0.2` is deployed (`deploy --no-watch`) and `releasectl watch` is
@@ -431,7 +431,7 @@ def report(doc: dict[str, Any]) -> str:
         f"error_ratio 0.2, failure_limit 1): " + "; ".join(parts) + ". Load average "
         f"{doc['machine']['loadavg_at_start']} at start, {doc['loadavg_at_end']} at end."
     )
-    return "## Analysis (issue 4)\n\n" + table(rows) + "\n\n" + summary
+    return "## Analysis\n\n" + table(rows) + "\n\n" + summary
 
 
 def caught_row(

@@ -1,4 +1,5 @@
-"""Registry benchmark (issue 2): releasectl's commands on a large registry, next to GTO.
+"""Registry benchmark: releasectl's commands on a large registry, next to GTO
+(docs/ARCHITECTURE.md, "Performance budgets").
 
 Generates (once, then cached under benchmarks/.cache/) a registry of 20 models
 with N releases each, round robin like a real monorepo:

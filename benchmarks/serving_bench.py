@@ -1,6 +1,6 @@
-"""The local target's serving benchmark (issue 3), on the real iris model and real bentoml
-servers on 127.0.0.1, in a throwaway RELEASECTL_HOME. Every target is a ratio or a difference
-against a baseline measured in the same run:
+"""The local target's serving benchmark (docs/ARCHITECTURE.md, "Performance budgets"), on the
+real iris model and real bentoml servers on 127.0.0.1, in a throwaway RELEASECTL_HOME. Every
+target is a ratio or a difference against a baseline measured in the same run:
 
 1. rollback time: from the start of `releasectl revert iris --deploy` to the first answer from
    the stable version on the endpoint (seen by a load generator in another process), warm
@@ -316,7 +316,7 @@ def report(doc: dict[str, Any]) -> str:
         f"{doc['machine']['loadavg_at_start']} at start, {doc['loadavg_at_end']} at end "
         f"({doc['machine']['cpus']} CPUs)."
     )
-    return "## Serving (issue 3)\n\n" + table(rows) + "\n\n" + summary
+    return "## Serving\n\n" + table(rows) + "\n\n" + summary
 
 
 if __name__ == "__main__":

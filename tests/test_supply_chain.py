@@ -1,6 +1,6 @@
-"""Issue 14: the shipped workflows install exactly the releasectl that wrote
-them. `init` (given a source) commits `.releasectl/requirements.lock`, every
-distribution pinned by hash; every job installs from it with
+"""The shipped workflows install exactly the releasectl that wrote them
+(docs/ARCHITECTURE.md, "Supply chain"). `init` (given a source) commits
+`.releasectl/requirements.lock`, every distribution pinned by hash; every job installs from it with
 `--require-hashes` (or checks a runner's own install against it) and stops at
 once, saying what to set, when there is no lock or it names another version.
 The workflows run on the local runner stand-in (tests/gha.py) against a bare
@@ -173,7 +173,7 @@ def test_ci_setup_refuses_an_environment_the_lock_does_not_describe(registry: Re
 def test_ci_setup_points_uv_at_the_locks_source_unless_the_job_names_one(
     registry: Repo, tmp_path: Path
 ) -> None:
-    """A served bento's environment is made by uv (targets/local/envs.py): in CI from
+    """A served bento's environment is made by uv (serving/local/envs.py): in CI from
     the source the lock names, never a guessed index."""
     _lock(registry)
     registry.commit("lock")

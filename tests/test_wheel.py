@@ -1,5 +1,5 @@
-"""The package as users get it (issue 14): the sdist and wheel built from a
-fresh clone (`python -m build`, offline), checked by twine, carrying every
+"""The package as users get it (docs/ARCHITECTURE.md, "Supply chain"): the sdist and wheel
+built from a fresh clone (`python -m build`, offline), checked by twine, carrying every
 template; the wheel installed (not editable) in a new virtual environment from
 the local wheelhouse; and that install running init, new, release and revert
 in a scratch registry, its lock pinning the very wheel that was built."""

@@ -377,7 +377,7 @@ BAD = {
         "cancel-in-progress: true",
         "must set cancel-in-progress: false",
     ),
-    # The job that runs model code holds no key and no write token (issue 9, class 8).
+    # The job that runs model code holds no key and no write token (docs/ARCHITECTURE.md, "Trust").
     "key-beside-model-code": (
         '      - env:\n          MODEL: ${{ needs.build.outputs.model }}\n        run: releasectl deploy "$MODEL"',  # noqa: E501
         '      - env:\n          SIGNING_KEY: ${{ secrets.RELEASECTL_SIGNING_KEY }}\n        run: releasectl ci setup --signing\n      - env:\n          MODEL: ${{ needs.build.outputs.model }}\n        run: releasectl deploy "$MODEL"',  # noqa: E501
@@ -393,7 +393,7 @@ BAD = {
         "permissions: {}\nenv:\n  KEY: ${{ secrets.RELEASECTL_SIGNING_KEY }}\njobs:",
         "job 'deploy' runs model code (build, deploy, watch) and references secrets",
     ),
-    # Supply chain (issue 14): nothing installed by name, nothing without hashes.
+    # Nothing installed by name, nothing without hashes (docs/ARCHITECTURE.md, "Supply chain").
     "install-by-name": (
         'run: releasectl deploy "$MODEL"',
         'run: pip install releasectl && releasectl deploy "$MODEL"',

@@ -47,7 +47,8 @@ class GitHub:
         self.store = root / "team-store"
         self.dev.write(".releasectl/config.yaml", f"store: {self.store}\n")
         self.dev.commit("one artifact store for the team")
-        # The workflows run only the releasectl a committed lock pins (issue 14).
+        # The workflows run only the releasectl a committed lock pins
+        # (docs/ARCHITECTURE.md, "Supply chain").
         # This runner provides it (RELEASECTL_PREINSTALLED in run()), so the jobs
         # skip the venv install; `ci setup` still checks it against the lock.
         # tests/test_supply_chain.py runs the install from the lock itself.
@@ -123,7 +124,7 @@ def gh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GitHub]:
 
 def _no_key_no_token(gh: GitHub, workflow: str, result: RunResult, *jobs: str) -> None:
     """The jobs that run model code (build, serve, bake) hold no signing key and no
-    write token (issue 9, class 8): as written, and as they actually ran."""
+    write token (docs/ARCHITECTURE.md, "Trust"): as written, and as they actually ran."""
     doc = load_workflow(WORKFLOWS / workflow)
     key = gh.secrets["RELEASECTL_SIGNING_KEY"].strip()
     for job_id in jobs:

@@ -128,4 +128,4 @@ def parse_tag(name: str) -> TagName | None:
         parse_version(version)
     except BadInput:
         return None
-    return TagName(kind, model, version)  # type: ignore[arg-type]
+    return TagName(kind, model, version)

@@ -385,7 +385,8 @@ def extract(archive: Path, dest_dir: Path) -> Path:
 
 
 def _load_yaml(data: bytes) -> dict[str, Any]:
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     try:
         doc = YAML(typ="safe").load(io.BytesIO(data))

@@ -12,12 +12,15 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from typer.core import TyperGroup
 
 from releasectl.errors import BadInput, ReleasectlError
+
+if TYPE_CHECKING:
+    from releasectl.git import Git
 
 # pydantic's plugin discovery scans every installed distribution (~30 ms a command).
 os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "1")
@@ -266,7 +269,7 @@ def run(func: Callable[[], int | None], *, json_mode: bool | None = None) -> Non
     raise typer.Exit(code)
 
 
-def repo():  # type: ignore[no-untyped-def]
+def repo() -> Git:
     from releasectl.git import open_repo
 
     if not ctx.repo.is_dir():

@@ -16,7 +16,8 @@ from releasectl import git as g
 from releasectl.errors import BadInput, Refused
 from releasectl.git import ZERO
 from releasectl.names import check_model, model_dir, parse_tag, tag_name
-from releasectl.pipeline.check import changed_models, one_line, summary_line
+from releasectl.pipeline.check import changed_models, one_line
+from releasectl.pipeline.check import summary_line as summary_line  # part of this module's API
 from releasectl.pipeline.lock import LOCK_FILE, check_installed, read_source
 from releasectl.registry import history as reg
 from releasectl.signing import SSH_FILE, trust_root
@@ -83,7 +84,8 @@ def event_payload() -> dict[str, Any]:
     path = os.environ.get("GITHUB_EVENT_PATH")
     if not path:
         return {}
-    return json.loads(Path(path).read_text())
+    payload: dict[str, Any] = json.loads(Path(path).read_text())
+    return payload
 
 
 def plan(git: g.Git) -> list[Item]:

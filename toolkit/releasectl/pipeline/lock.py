@@ -6,7 +6,7 @@ and installed there with `pip install --require-hashes --no-deps`.
 The source is never guessed: the lock records the index or wheel folder it was
 compiled from, as pip options, because a name looked up on a public index that
 this project does not control is how dependency confusion happens. With
-targets/local/envs.py (the environments bentos are served from), this is one of
+serving/local/envs.py (the environments bentos are served from), this is one of
 the two modules that run uv."""
 
 from __future__ import annotations
@@ -51,7 +51,7 @@ class Source:
 
     def uv_env(self) -> dict[str, str]:
         """The same source as uv's variables: uv makes the environments bentos are
-        served from (targets/local/envs.py), and in CI it must use this source too."""
+        served from (serving/local/envs.py), and in CI it must use this source too."""
         env = {"UV_INDEX_URL": self.index_url} if self.index_url else {}
         if self.find_links:
             env["UV_FIND_LINKS"] = ",".join(self.find_links)

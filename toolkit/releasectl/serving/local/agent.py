@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when installed (it comes with `uvicorn[standard]`): the endpoints forward every
-    request through this loop, and uvloop's is about twice as fast as asyncio's (issue 3)."""
+    request through this loop, and uvloop's is about twice as fast as asyncio's
+    (docs/ARCHITECTURE.md, "Performance budgets")."""
     try:
         import uvloop
     except ImportError:

@@ -95,7 +95,8 @@ def _pins_bentoml(text: str) -> bool:
 def _python_version(bento_dir: Path) -> str:
     """The Python the bento was built with (major.minor): bento.yaml's image, else
     env/python/version.txt (older bentos), else this interpreter's."""
-    from ruamel.yaml import YAML, YAMLError
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
 
     try:
         doc = YAML(typ="safe").load((bento_dir / "bento.yaml").read_text()) or {}

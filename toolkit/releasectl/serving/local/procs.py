@@ -74,7 +74,7 @@ def find(pid: int | None, create_time: float | None) -> psutil.Process | None:
 
 def create_time(pid: int) -> float | None:
     try:
-        return psutil.Process(pid).create_time()
+        return float(psutil.Process(pid).create_time())
     except psutil.Error:
         return None
 
@@ -158,7 +158,7 @@ def terminate(procs: Iterable[psutil.Process], grace: float = STOP_GRACE) -> Non
 
 def _running(proc: psutil.Process) -> bool:
     try:
-        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+        return bool(proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE)
     except psutil.Error:
         return False
 

@@ -6,7 +6,8 @@ arrives, so requests in flight finish on the slot that took them.
 
 Per request the proxy works on the ASGI scope directly (no starlette Request) and uses aiohttp's
 client rather than httpx: with httptools and uvloop (`uvicorn[standard]`) that took the agent's
-cost from ~1.2 ms of CPU per request to a fraction of it (issue 3: added p50 <= 1 ms).
+cost from ~1.2 ms of CPU per request to a fraction of it (the endpoint's budget: added
+p50 <= 1 ms; docs/ARCHITECTURE.md, "Performance budgets").
 """
 
 from __future__ import annotations
