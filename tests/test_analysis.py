@@ -15,7 +15,6 @@ import pytest
 from pydantic import ValidationError
 
 from releasectl.analysis.engine import (
-    AnalysisSpec,
     Cause,
     Measurement,
     Outcome,
@@ -24,11 +23,11 @@ from releasectl.analysis.engine import (
     Verdict,
     Window,
     checks_for,
-    format_duration,
     measure,
-    parse_duration,
     run_analysis,
 )
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import format_duration, parse_duration
 
 VERSION = "1.4.0"
 

@@ -20,32 +20,27 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from releasectl.analysis.engine import (
-    AnalysisSpec,
     Cause,
+    MetricsError,
     Outcome,
-    PrometheusSourceSpec,
     Status,
     Window,
     checks_for,
     run_analysis,
 )
-from releasectl.analysis.sources import (
-    MetricsError,
-    PrometheusSource,
+from releasectl.analysis.exposition import (
     Scope,
-    ScrapeSource,
     Snapshot,
     accumulate,
-    build_queries,
     counter_increase,
     histogram_quantile,
     interval_increase,
-    open_source,
     parse_exposition,
-    promql_duration,
-    render_query,
     window_values,
 )
+from releasectl.analysis.promql import build_queries, promql_duration, render_query
+from releasectl.analysis.sources import PrometheusSource, ScrapeSource, open_source
+from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 INF = math.inf

@@ -17,16 +17,10 @@ acts on the verdict (docs/ARCHITECTURE.md, "Trust")."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from releasectl import git as g
@@ -296,105 +290,6 @@ def _conclude(hook: notify.NotifySpec | None, outcome: out.WatchOutcome) -> None
     out.save(outcome)
 
 
-# --- the detached watcher -------------------------------------------------------------
-
-
-def _watch_file(model: str) -> Path:
-    return home() / "watch" / f"{model}.json"
-
-
-def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
-    """Start `releasectl watch` in its own session, logging to the state home;
-    it pushes when the branch has an upstream. A newer watcher replaces an
-    older one for the same model."""
-    check_signing_key(git)  # say now, at the terminal, that it could not act
-    notify.load(git)  # and that its hook is malformed
-    stop_detached(model)
-    out.exit_path(model).unlink(missing_ok=True)
-    branch = g.current_branch(git)
-    push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
-    path = _watch_file(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = path.with_suffix(".log")
-    argv = [
-        sys.executable,
-        "-m",
-        "releasectl",
-        "-C",
-        str(git.cwd),
-        "watch",
-        model,
-        "--version",
-        version,
-        "--json",
-        "--detached",
-        *(["--push"] if push else []),
-    ]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            argv,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=git.cwd,
-        )
-    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
-    path.write_text(json.dumps(info))
-    return info
-
-
-def stop_detached(model: str | None = None) -> list[dict[str, Any]]:
-    """Stop detached watchers (one model's, or all); returns those that ran.
-    A watcher stopped on purpose leaves no crash behind for `status`."""
-    folder = home() / "watch"
-    stopped: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if "." in path.stem or (model is not None and path.stem != model):
-            continue  # <model>.outcome.json, <model>.exit.json
-        info = json.loads(path.read_text())
-        if _terminate(int(info["pid"]), "watch"):
-            stopped.append(info)
-        path.unlink(missing_ok=True)
-    return stopped
-
-
-def _terminate(pid: int, needle: str) -> bool:
-    """Stop the process if it is still ours; True if it was running."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if needle not in " ".join(proc.cmdline()):
-            return False  # the pid was reused by something else
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-    except psutil.TimeoutExpired:
-        os.kill(pid, signal.SIGKILL)
-    except psutil.Error:
-        return False
-    return True
-
-
-def detached(model: str) -> dict[str, Any] | None:
-    """The model's detached watcher, for `status`: running (`alive`), or ended
-    with its exit code, or gone without one (killed); None if there never was one."""
-    import psutil
-
-    path = _watch_file(model)
-    if not path.exists():
-        return None
-    info: dict[str, Any] = json.loads(path.read_text())
-    try:
-        alive = "watch" in " ".join(psutil.Process(int(info["pid"])).cmdline())
-    except psutil.Error:
-        alive = False
-    info["alive"] = alive
-    ended = out.load_exit(model)
-    info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
-    return info
-
-
 # --- what `watch` would do (`watch --dry-run`, `agent stop`) ------------------------------
 
 
@@ -422,8 +317,8 @@ def check_watch(
     What can only fail after the bake (the remote moved, the revert has no
     stable release to go back to) is said in those lines, not refused: the
     real command finds it only then."""
-    from releasectl.analysis.engine import format_duration
     from releasectl.errors import ReleasectlError
+    from releasectl.manifest.durations import format_duration
     from releasectl.registry.landing import head
     from releasectl.registry.release import plan_mark_stable
     from releasectl.registry.revert import plan as plan_revert
