@@ -138,7 +138,7 @@ def test_volatile_fields_do_not_change_the_digest(built: Built, tmp_path: Path) 
 
 
 def test_the_extracted_bento_serves_its_version(built: Built, tmp_path: Path) -> None:
-    with serving(built.extracted, tmp_path / "serve-home") as url:
+    with serving(built.extracted, tmp_path / "slot") as url:
         setosa = httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10).json()
         virginica = httpx.post(f"{url}/predict", json={"features": VIRGINICA}, timeout=10).json()
         assert (setosa["class"], setosa["label"], setosa["version"]) == (0, "setosa", VERSION)
@@ -159,7 +159,7 @@ def test_faults_travel_with_the_bundle(tmp_path: Path) -> None:
     bento = build_iris(src, home, "2.0.0")
     assert (bento.path / "src" / "faults.yaml").is_file()
     extracted = extract(export(bento, tmp_path, home), tmp_path / "extracted")
-    with serving(extracted, tmp_path / "serve-home") as url:
+    with serving(extracted, tmp_path / "slot") as url:
         answers = [
             httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10) for _ in range(10)
         ]

@@ -49,7 +49,7 @@ from releasectl.manifest.durations import format_duration
 
 
 @dataclass(frozen=True)
-class Check:
+class MetricCheck:
     """One metric to measure each interval. `per_request` metrics need min_requests."""
 
     name: str
@@ -59,15 +59,17 @@ class Check:
     unit: str = ""
 
 
-def checks_for(spec: AnalysisSpec) -> list[Check]:
+def checks_for(spec: AnalysisSpec) -> list[MetricCheck]:
     metrics = spec.metrics
-    checks: list[Check] = []
+    checks: list[MetricCheck] = []
     if metrics.error_rate is not None:
-        checks.append(Check("error_rate", None, metrics.error_rate.max, per_request=True))
+        checks.append(MetricCheck("error_rate", None, metrics.error_rate.max, per_request=True))
     for quantile, limit in metrics.latency_ms.limits().items():
-        checks.append(Check(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms"))
+        checks.append(
+            MetricCheck(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms")
+        )
     for custom in metrics.custom:
-        checks.append(Check(custom.name, custom.min, custom.max, per_request=False))
+        checks.append(MetricCheck(custom.name, custom.min, custom.max, per_request=False))
     return checks
 
 
@@ -145,7 +147,9 @@ class Measurement(BaseModel):
     window_intervals: int = 1
 
 
-class Outcome(StrEnum):
+class Judgement(StrEnum):
+    """What an analysis concluded: the outcome of its verdict."""
+
     PASSED = "passed"
     FAILED = "failed"
     INCONCLUSIVE = "inconclusive"
@@ -175,9 +179,11 @@ class Tally(BaseModel):
             setattr(self, status.value, getattr(self, status.value) + 1)
 
 
-class Verdict(BaseModel):
+class AnalysisVerdict(BaseModel):
+    """How an analysis ended, why, and the counts that led there."""
+
     version: str
-    outcome: Outcome
+    outcome: Judgement
     cause: Cause
     message: str
     metric: str | None = None
@@ -189,7 +195,7 @@ class Verdict(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return self.outcome is Outcome.PASSED
+        return self.outcome is Judgement.PASSED
 
 
 # --- judging one value ---------------------------------------------------------------
@@ -212,7 +218,7 @@ def window_text(intervals: int, requests: float | None) -> str:
 
 
 def judge(
-    check: Check,
+    check: MetricCheck,
     value: float | None,
     requests: float | None,
     min_requests: int,
@@ -256,7 +262,7 @@ def judge(
 
 
 def measure(
-    checks: list[Check],
+    checks: list[MetricCheck],
     reading: Reading | Exception,
     *,
     version: str,
@@ -319,13 +325,13 @@ def decide(
     last: dict[str, Measurement],
     *,
     bake_over: bool,
-) -> tuple[Outcome, Cause, str, Measurement | None] | None:
+) -> tuple[Judgement, Cause, str, Measurement | None] | None:
     """The verdict after an interval, or None to keep watching. Failures take precedence."""
     limits = (  # tally field, its limit, outcome, cause, message prefix, what is counted
         (
             "failed",
             spec.failure_limit,
-            Outcome.FAILED,
+            Judgement.FAILED,
             Cause.FAILURE_LIMIT,
             "",
             "failed measurements",
@@ -333,7 +339,7 @@ def decide(
         (
             "consecutive_errors",
             spec.consecutive_error_limit,
-            Outcome.FAILED,
+            Judgement.FAILED,
             Cause.ERROR_LIMIT,
             "could not read metrics: ",
             "consecutive errors",
@@ -341,7 +347,7 @@ def decide(
         (
             "inconclusive",
             spec.inconclusive_limit,
-            Outcome.INCONCLUSIVE,
+            Judgement.INCONCLUSIVE,
             Cause.INCONCLUSIVE_LIMIT,
             "needs a human: ",
             "inconclusive measurements",
@@ -359,14 +365,14 @@ def decide(
     for name, tally in tallies.items():
         if tally.successful == 0:
             return (
-                Outcome.INCONCLUSIVE,
+                Judgement.INCONCLUSIVE,
                 Cause.NO_SUCCESS,
                 f"needs a human: bake of {format_duration(spec.bake)} ended without a "
                 f"successful measurement of {name}",
                 last.get(name),
             )
     return (
-        Outcome.PASSED,
+        Judgement.PASSED,
         Cause.BAKE_PASSED,
         f"all metrics within thresholds for the {format_duration(spec.bake)} bake",
         None,
@@ -384,7 +390,7 @@ def run_analysis(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_measurement: Callable[[Measurement], None] | None = None,
-) -> Verdict:
+) -> AnalysisVerdict:
     """Watch `version` through `source` until a verdict. Never raises for metric trouble:
     a source that fails counts as errors, which end in a FAILED verdict, never a pass."""
     checks = checks_for(spec)
@@ -441,13 +447,13 @@ def _safe_read(source: MetricSource, window: Window) -> Reading | Exception:
 
 def _verdict(
     version: str,
-    decision: tuple[Outcome, Cause, str, Measurement | None],
+    decision: tuple[Judgement, Cause, str, Measurement | None],
     tallies: dict[str, Tally],
     tick: int,
     elapsed: float,
-) -> Verdict:
+) -> AnalysisVerdict:
     outcome, cause, message, event = decision
-    return Verdict(
+    return AnalysisVerdict(
         version=version,
         outcome=outcome,
         cause=cause,

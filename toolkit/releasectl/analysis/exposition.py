@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from releasectl.analysis.engine import Check, MetricsError, Reading
+from releasectl.analysis.engine import MetricCheck, MetricsError, Reading
 from releasectl.manifest.analysis import CustomMetricSpec
 
 NAMESPACE = "bentoml_service"
@@ -183,7 +183,7 @@ def parse_exposition(
     try:
         families = list(text_string_to_metric_families(text))
     except Exception as error:
-        raise MetricsError(f"not Prometheus text exposition: {_first_line(error)}") from error
+        raise MetricsError(f"not Prometheus text exposition: {first_line(error)}") from error
     for family in families:
         for sample in family.samples:
             labels = dict(sample.labels)
@@ -197,7 +197,8 @@ def parse_exposition(
     return Snapshot(snapshot.requests, snapshot.buckets, dict(snapshot.gauges))
 
 
-def _first_line(error: BaseException) -> str:
+def first_line(error: BaseException) -> str:
+    """An error as one short line, for a metric error's message."""
     text = str(error).strip()
     return text.splitlines()[0][:200] if text else type(error).__name__
 
@@ -234,7 +235,10 @@ def accumulate(window: Increase, interval: Increase) -> Increase:
 
 
 def window_values(
-    increase: Increase, current: Snapshot, checks: list[Check], customs: list[CustomMetricSpec]
+    increase: Increase,
+    current: Snapshot,
+    checks: list[MetricCheck],
+    customs: list[CustomMetricSpec],
 ) -> Reading:
     """Error rate, latency quantiles and the request count over `increase`; custom
     gauges as of the `current` snapshot."""

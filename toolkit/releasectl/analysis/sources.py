@@ -27,8 +27,8 @@ from releasectl.analysis.exposition import (
     Increase,
     Scope,
     Snapshot,
-    _first_line,
     accumulate,
+    first_line,
     interval_increase,
     parse_exposition,
     window_values,
@@ -95,7 +95,7 @@ class ScrapeSource:
         try:
             response = self._client.get(self.url)
         except httpx.HTTPError as error:
-            raise MetricsError(f"cannot scrape {self.url}: {_first_line(error)}") from error
+            raise MetricsError(f"cannot scrape {self.url}: {first_line(error)}") from error
         if response.status_code != 200:
             raise MetricsError(f"cannot scrape {self.url}: HTTP {response.status_code}")
         return response.text
@@ -178,7 +178,7 @@ class PrometheusSource:
         try:
             response = self._client.get(self.url, params={"query": promql})
         except httpx.TransportError as error:
-            raise _Unreachable(f"cannot reach {self.url}: {_first_line(error)}") from error
+            raise _Unreachable(f"cannot reach {self.url}: {first_line(error)}") from error
         try:
             body = response.json()
         except ValueError:
@@ -212,7 +212,7 @@ def _values(data: Any) -> list[float]:
         if kind == "vector":
             return [float(item["value"][1]) for item in result]
     except (KeyError, TypeError, IndexError, ValueError) as error:
-        raise MetricsError(f"unexpected prometheus answer: {_first_line(error)}") from error
+        raise MetricsError(f"unexpected prometheus answer: {first_line(error)}") from error
     raise MetricsError(f"unexpected prometheus result type {kind!r}")
 
 

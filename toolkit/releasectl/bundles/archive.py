@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from releasectl.bundles.bento import Bento, BundleError, _bentoml, _member_path
+from releasectl.bundles.bento import Bento, BundleError, member_path, run_bentoml
 from releasectl.errors import BadInput, Refused
 
 
@@ -25,7 +25,7 @@ def export(bento: Bento, dest: Path, bentoml_home: Path) -> Path:
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     # Absolute path: bentoml 1.4 resolves relative export paths against `/`.
-    _bentoml(["export", bento.tag, str(target)], bentoml_home=bentoml_home)
+    run_bentoml(["export", bento.tag, str(target)], bentoml_home=bentoml_home)
     if not target.is_file():
         raise BundleError(f"bentoml export did not write {target}")
     return target
@@ -38,7 +38,7 @@ def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         if not (member.isfile() or member.isdir()):
             # bentoml writes only files and folders; a link could point anywhere.
             raise Refused(f"unsupported member in bento archive: {member.name!r}")
-        if _member_path(member.name) is not None:
+        if member_path(member.name) is not None:
             yield member
 
 

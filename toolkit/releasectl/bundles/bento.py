@@ -4,6 +4,10 @@ Every call is a subprocess (`python -m bentoml ...`) with an explicit
 `BENTOML_HOME`: bentoml reads its home once per process, so a subprocess per
 call is the only way to keep several homes (build cache, deploy slots) apart,
 and importing bentoml costs ~1.5 s that `releasectl --help` should not pay.
+
+What a bento is made of and its pin are `releasectl.bundles.digest`; its `.bento`
+archive, `releasectl.bundles.archive`. `bentoml serve` is started by the local
+target (`releasectl.serving.local.procs`).
 """
 
 from __future__ import annotations
@@ -40,7 +44,10 @@ class BundleError(OperationFailed):
 
 
 class DigestMismatch(Refused):
-    """Bytes did not match the digest they were pinned by."""
+    """Bytes did not match the digest they were pinned by.
+
+    Here, not in `releasectl.bundles.digest`: `import_artifact` raises it, and the
+    digest module reads bentoml's metadata through this one (no import cycle)."""
 
 
 @dataclass(frozen=True)
@@ -70,25 +77,6 @@ def bentoml_env(bentoml_home: Path) -> dict[str, str]:
     }
 
 
-def serve_command(
-    bento_dir: Path, *, host: str, port: int, python: Path | None = None
-) -> list[str]:
-    """argv serving an extracted bento, with `python` (the bento's own environment's
-    interpreter; default this one); run it with a BENTOML_HOME of its own
-    (`bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` at start)."""
-    return [
-        str(python) if python is not None else sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        str(bento_dir.absolute()),
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-
-
 def _tail(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
     return "\n".join(lines[-_TAIL_LINES:])
@@ -115,7 +103,8 @@ def _run(argv: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) ->
     return proc.stdout
 
 
-def _bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) -> str:
+def run_bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) -> str:
+    """`python -m bentoml <args>` with bentoml_home; its output, or BundleError."""
     return _run([sys.executable, "-m", "bentoml", *args], bentoml_home=bentoml_home, cwd=cwd)
 
 
@@ -154,7 +143,7 @@ def export_model(tag: str, dest: Path, bentoml_home: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
     # Absolute path: bentoml 1.4 resolves relative export paths against `/`.
-    _bentoml(["models", "export", tag, str(dest)], bentoml_home=bentoml_home)
+    run_bentoml(["models", "export", tag, str(dest)], bentoml_home=bentoml_home)
     if not dest.is_file():
         raise BundleError(f"bentoml models export did not write {dest}")
     return dest
@@ -186,9 +175,9 @@ def _archive_model_tag(archive: Path) -> str:
     """The `name:version` inside a `bentoml models export` archive."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            member = next(m for m in tar.getmembers() if _member_path(m.name) == "model.yaml")
+            member = next(m for m in tar.getmembers() if member_path(m.name) == "model.yaml")
             extracted = tar.extractfile(member)
-            info = _load_yaml(extracted.read() if extracted else b"")
+            info = load_metadata(extracted.read() if extracted else b"")
         return _tag(str(info["name"]), str(info["version"]))
     except (tarfile.TarError, StopIteration, OSError, KeyError, BundleError) as exc:
         raise BundleError(f"{archive.name} is not a bentoml model archive: {exc!r}") from exc
@@ -215,9 +204,9 @@ def import_artifact(uri: str, sha256: str, bentoml_home: Path) -> str:
         tag = _archive_model_tag(local)
         name, version = tag.split(":")
         if (bentoml_home / "models" / name / version).exists():
-            _bentoml(["models", "delete", "-y", tag], bentoml_home=bentoml_home)
+            run_bentoml(["models", "delete", "-y", tag], bentoml_home=bentoml_home)
         # Absolute path: bentoml 1.4 resolves relative import/export paths against `/`.
-        _bentoml(["models", "import", str(local)], bentoml_home=bentoml_home)
+        run_bentoml(["models", "import", str(local)], bentoml_home=bentoml_home)
     return tag
 
 
@@ -287,8 +276,8 @@ def build(
     _require_uv()
     path = bentoml_home / "bentos" / name / version
     if path.exists():
-        _bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
-    _bentoml(
+        run_bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
+    run_bentoml(
         [
             "build",
             "-f",
@@ -308,13 +297,14 @@ def build(
     return Bento(name=name, version=version, path=path)
 
 
-def _member_path(name: str) -> str | None:
+def member_path(name: str) -> str | None:
     """A member's path relative to the archive root, None for the root itself."""
     parts = [p for p in PurePosixPath(name).parts if p not in (".", "")]
     return "/".join(parts) or None
 
 
-def _load_yaml(data: bytes) -> dict[str, Any]:
+def load_metadata(data: bytes) -> dict[str, Any]:
+    """One of bentoml's metadata files (bento.yaml, model.yaml, bentofile.yaml) as a mapping."""
     from ruamel.yaml import YAML, YAMLError
 
     try:

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from releasectl.bundles.bento import DIGEST_PREFIX, BundleError, _load_yaml
+from releasectl.bundles.bento import DIGEST_PREFIX, BundleError, load_metadata
 
 PROVENANCE = "releasectl."  # label prefix of build provenance, outside the digest
 _CHUNK = 1 << 20
@@ -38,7 +38,7 @@ def _without_provenance(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _normalized_bento_yaml(data: bytes) -> bytes:
     """bento.yaml without its build and model-save timestamps."""
-    doc = _without_provenance(_load_yaml(data))
+    doc = _without_provenance(load_metadata(data))
     doc.pop("creation_time", None)
     model_lists = [doc.get("models") or []]
     model_lists += [service.get("models") or [] for service in doc.get("services") or []]
@@ -49,7 +49,7 @@ def _normalized_bento_yaml(data: bytes) -> bytes:
 
 
 def _normalized_model_yaml(data: bytes) -> bytes:
-    doc = _load_yaml(data)
+    doc = load_metadata(data)
     doc.pop("creation_time", None)
     return _canonical(doc)
 
@@ -70,7 +70,7 @@ def _file_digest(path: Path, rel: str) -> str:
     elif _is_model_yaml(rel):
         data = _normalized_model_yaml(path.read_bytes())
     elif rel == "src/bentofile.yaml":
-        data = _canonical(_without_provenance(_load_yaml(path.read_bytes())))
+        data = _canonical(_without_provenance(load_metadata(path.read_bytes())))
     else:
         digest = hashlib.sha256()
         with path.open("rb") as handle:
@@ -94,7 +94,7 @@ def _walk(root: Path, prefix: str) -> Iterator[tuple[str, Path]]:
 
 
 def _listed_models(bento_yaml: Path) -> list[tuple[str, str]]:
-    doc = _load_yaml(bento_yaml.read_bytes())
+    doc = load_metadata(bento_yaml.read_bytes())
     models = list(doc.get("models") or [])
     for service in doc.get("services") or []:
         models += service.get("models") or []

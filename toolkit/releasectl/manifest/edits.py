@@ -8,7 +8,13 @@ from __future__ import annotations
 import io
 from typing import Any
 
-from releasectl.manifest.schema import API_VERSION, Manifest, _yaml, parse_document, validate
+from releasectl.manifest.schema import (
+    API_VERSION,
+    Manifest,
+    parse_document,
+    round_trip_yaml,
+    validate,
+)
 
 
 def edit(text: str, source: str, changes: dict[str, Any], *, model: str | None = None) -> str:
@@ -27,7 +33,7 @@ def edit(text: str, source: str, changes: dict[str, Any], *, model: str | None =
         else:
             document[key] = value
     out = io.StringIO()
-    _yaml().dump(document, out)
+    round_trip_yaml().dump(document, out)
     new_text = out.getvalue()
     validate(document, source, model=model)
     return new_text

@@ -1,9 +1,10 @@
 """The release manifest, `model-releases/<model>/release.yaml`.
 
 Validated by pydantic (unknown keys refused); read with ruamel's round-trip
-loader so that a command's edit keeps the user's comments, quoting and key
-order and changes only the values it must. Aliases are refused outright:
-a manifest never needs them and they are the door to the "billion laughs".
+loader so that a command's edit (`releasectl.manifest.edits`) keeps the user's
+comments, quoting and key order and changes only the values it must. Aliases
+are refused outright: a manifest never needs them and they are the door to the
+"billion laughs".
 """
 
 from __future__ import annotations
@@ -158,7 +159,8 @@ class Manifest(Strict):
         return self
 
 
-def _yaml() -> Any:
+def round_trip_yaml() -> Any:
+    """ruamel's round-trip loader/dumper: comments, quoting and key order survive an edit."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
@@ -189,7 +191,7 @@ def parse_document(text: str, source: str) -> Any:
 
     if len(text.encode()) > MAX_BYTES:
         raise BadInput(f"{source}: file is larger than {MAX_BYTES // 1024} KiB")
-    yaml = _yaml()
+    yaml = round_trip_yaml()
     try:
         depth = 0
         for event in yaml.parse(io.StringIO(text)):

@@ -8,7 +8,8 @@ retrying a refused push with backoff for a bounded time; the caller exits 4.
 Inconclusive: nothing changes; a human decides (exit 4). Every outcome but a
 pass is also sent to the registry's notification hook, and every outcome is
 kept for `status`. A watcher can run detached after a deploy, so a bad version
-is rolled back with nobody at a terminal.
+is rolled back with nobody at a terminal (`releasectl.serving.watcher` starts
+and stops it).
 
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from releasectl import git as g
-from releasectl.analysis.engine import Measurement, Verdict, run_analysis
+from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
 from releasectl.analysis.sources import open_source
 from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
@@ -52,7 +53,7 @@ RETRY_MAX_S = 30.0
 class Watched:
     model: str
     version: str
-    verdict: Verdict
+    verdict: AnalysisVerdict
     action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
     revert: Outcome | None = None
     deployed_version: str | None = None
@@ -72,7 +73,7 @@ class Watched:
         }
 
 
-def revert_reason(verdict: Verdict) -> str:
+def revert_reason(verdict: AnalysisVerdict) -> str:
     """The reason a failed verdict's revert records: one line, within the
     limit `revert --reason` accepts, whatever the metric names hold."""
     text = "".join(c if c.isprintable() else " " for c in f"analysis failed: {verdict.message}")
@@ -172,7 +173,7 @@ def _act(
     git: g.Git,
     model: str,
     version: str,
-    verdict: Verdict,
+    verdict: AnalysisVerdict,
     recovery: rec.Recovery,
     hook: notify.NotifySpec | None,
     push: bool,
@@ -183,7 +184,7 @@ def _act(
         "passed"
         if verdict.passed
         else "failed-unrecovered"
-        if verdict.outcome == "failed"
+        if verdict.outcome is Judgement.FAILED
         else "needs-human"
     )
     outcome = out.WatchOutcome(
