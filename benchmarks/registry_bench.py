@@ -6,7 +6,7 @@ with N releases each, round robin like a real monorepo:
 
 * every release is a SIGNED commit that changes only
   `model-releases/<model>/release.yaml` (version, serial: the text
-  `releasectl release` writes, made by `releasectl.manifest.edit`) plus a
+  `releasectl release` writes, made by `releasectl.manifest.edits.edit`) plus a
   SIGNED annotated tag `release/<model>/v<version>` carrying releasectl's tag
   message;
 * with n the release's 1-based number within its model and k the model's index,
@@ -204,7 +204,7 @@ class Rel:
 
 def generate(spec: Spec, dest: Path) -> dict[str, object]:
     """Build the registry for `spec` into `dest` (a folder: key, repo/, meta.json)."""
-    from releasectl.manifest import schema as mf
+    from releasectl.manifest import edits
     from releasectl.names import manifest_path
     from releasectl.registry.scaffold import new_model
 
@@ -272,7 +272,7 @@ def generate(spec: Spec, dest: Path) -> dict[str, object]:
     progress = Progress("manifests", len(rels))
     for i, r in enumerate(rels):
         path = manifest_path(r.model)
-        texts[r.model] = mf.edit(
+        texts[r.model] = edits.edit(
             texts[r.model],
             path,
             {"version": r.version, "serial": r.n, "rollback": None},

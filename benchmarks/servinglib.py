@@ -82,7 +82,7 @@ class World:
         return dict(json.loads((self.home / "local" / "state.json").read_text()))
 
     def edit_manifest(self, key: str, value: Any) -> None:
-        from releasectl.manifest.schema import edit
+        from releasectl.manifest.edits import edit
 
         path = self.repo.path / "model-releases/iris/release.yaml"
         path.write_text(edit(path.read_text(), "release.yaml", {key: value}))

@@ -7,6 +7,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -17,6 +18,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from releasectl.bundles import bento as bundle
+from releasectl.serving.local.procs import spawn_server
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS_SRC = REPO / "model-releases" / "iris"
@@ -94,24 +96,15 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def serving(bento_dir: Path, home: Path) -> Iterator[str]:
-    """`bentoml serve bento_dir` with its own BENTOML_HOME; yields the base URL."""
-    home.mkdir(parents=True, exist_ok=True)
+def serving(bento_dir: Path, slot: Path) -> Iterator[str]:
+    """`bentoml serve bento_dir`, started as the local target starts it (in the folder
+    `slot`, with a BENTOML_HOME of its own); yields the base URL."""
+    slot.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    log = home / "serve.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            bundle.serve_command(bento_dir, host="127.0.0.1", port=port),
-            env=bundle.bentoml_env(home),
-            cwd=home,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    proc = spawn_server(slot, bento_dir, port, Path(sys.executable))
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(proc, url, log)
+        _wait_ready(proc, url, slot / "server.log")
         yield url
     finally:
         _stop(proc)

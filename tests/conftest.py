@@ -130,7 +130,7 @@ class Repo:
         return self.git("rev-parse", "HEAD")
 
     def add_model(self, name: str, extra: dict[str, str] | None = None) -> None:
-        from releasectl.manifest.schema import render_new
+        from releasectl.manifest.edits import render_new
 
         self.write(f"model-releases/{name}/release.yaml", render_new(name))
         for rel, text in (extra or {"service.py": f"# {name} v0\n"}).items():

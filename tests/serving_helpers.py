@@ -149,7 +149,7 @@ def env_home() -> Path:
 
 
 def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis settings") -> None:
-    from releasectl.manifest.schema import edit
+    from releasectl.manifest.edits import edit
 
     path = repo.path / "model-releases/iris/release.yaml"
     path.write_text(edit(path.read_text(), "release.yaml", {"analysis": analysis}))

@@ -15,20 +15,19 @@ import pytest
 from pydantic import ValidationError
 
 from releasectl.analysis.engine import (
-    AnalysisSpec,
+    AnalysisVerdict,
     Cause,
+    Judgement,
     Measurement,
-    Outcome,
     Reading,
     Status,
-    Verdict,
     Window,
     checks_for,
-    format_duration,
     measure,
-    parse_duration,
     run_analysis,
 )
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import format_duration, parse_duration
 
 VERSION = "1.4.0"
 
@@ -82,7 +81,7 @@ def healthy(**values: float) -> Reading:
 
 def watch(
     analysis: AnalysisSpec, readings: Iterable[Reading | Exception], read_cost: float = 0.0
-) -> tuple[Verdict, list[Measurement], FakeClock]:
+) -> tuple[AnalysisVerdict, list[Measurement], FakeClock]:
     clock = FakeClock()
     source = ScriptedSource([Reading(baseline=True), *readings], read_cost)
     source.clock = clock
@@ -99,7 +98,7 @@ def watch(
 def test_twenty_percent_errors_fail_within_failure_limit_plus_one_intervals() -> None:
     verdict, events, clock = watch(spec(), [Reading(values={"error_rate": 0.2}, requests=50)])
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.FAILURE_LIMIT
     assert verdict.intervals == 2  # failure_limit + 1
     assert clock.now == 4.0
@@ -112,7 +111,7 @@ def test_twenty_percent_errors_fail_within_failure_limit_plus_one_intervals() ->
 
 def test_failure_limit_zero_fails_at_the_first_bad_interval() -> None:
     verdict, _, clock = watch(spec(failure_limit=0), [Reading({"error_rate": 0.2}, 50)])
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.intervals == 1
     assert clock.now == 2.0
 
@@ -121,7 +120,7 @@ def test_slow_p95_fails_naming_metric_value_and_threshold() -> None:
     analysis = spec(metrics={"latency_ms": {"p95": 100}})
     verdict, _, _ = watch(analysis, [healthy(**{"latency_ms.p95": 300.0})])
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.metric == "latency_ms.p95"
     assert verdict.value == 300.0
     assert verdict.threshold is not None and verdict.threshold.max == 100
@@ -134,7 +133,7 @@ def test_accuracy_gauge_below_min_fails() -> None:
     )
     verdict, _, _ = watch(analysis, [healthy(accuracy=0.7)])
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.metric == "accuracy"
     assert "accuracy 0.7 is below min 0.9" in verdict.message
 
@@ -145,7 +144,7 @@ def test_healthy_version_passes_when_the_bake_ends() -> None:
         analysis, [healthy(**{"latency_ms.p95": 40.0, "latency_ms.p99": 90.0})]
     )
 
-    assert verdict.outcome is Outcome.PASSED
+    assert verdict.outcome is Judgement.PASSED
     assert verdict.passed
     assert verdict.cause is Cause.BAKE_PASSED
     assert clock.now == 10.0
@@ -158,14 +157,14 @@ def test_healthy_version_passes_when_the_bake_ends() -> None:
 def test_one_bad_interval_is_tolerated_by_failure_limit() -> None:
     bad = Reading({"error_rate": 0.5}, 100)
     verdict, _, _ = watch(spec(), [bad, healthy()])
-    assert verdict.outcome is Outcome.PASSED
+    assert verdict.outcome is Judgement.PASSED
     assert verdict.tallies["error_rate"].failed == 1
 
 
 def test_no_traffic_is_inconclusive_after_inconclusive_limit() -> None:
     verdict, events, _ = watch(spec(inconclusive_limit=2), [Reading(requests=0)])
 
-    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert verdict.outcome is Judgement.INCONCLUSIVE
     assert verdict.cause is Cause.INCONCLUSIVE_LIMIT
     assert verdict.intervals == 3
     assert verdict.message.startswith("needs a human")
@@ -194,7 +193,7 @@ def test_bake_without_a_successful_measurement_is_inconclusive() -> None:
     )
     verdict, _, _ = watch(analysis, [healthy()])  # the gauge never shows up
 
-    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert verdict.outcome is Judgement.INCONCLUSIVE
     assert verdict.cause is Cause.NO_SUCCESS
     assert "successful measurement of accuracy" in verdict.message
 
@@ -204,7 +203,7 @@ def test_unreadable_metrics_never_pass_and_never_crash() -> None:
         spec(consecutive_error_limit=2, bake="1m"), [ConnectionError("connection refused")]
     )
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.ERROR_LIMIT
     assert verdict.intervals == 3
     assert "could not read metrics" in verdict.message
@@ -214,7 +213,7 @@ def test_unreadable_metrics_never_pass_and_never_crash() -> None:
 
 def test_a_bug_in_a_source_is_an_error_not_a_crash() -> None:
     verdict, _, _ = watch(spec(consecutive_error_limit=0), [ZeroDivisionError()])
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert "ZeroDivisionError" in verdict.message
 
 
@@ -222,14 +221,14 @@ def test_the_baseline_read_failing_counts_as_an_error() -> None:
     clock = FakeClock()
     source = ScriptedSource([OSError("down"), Reading(baseline=True), healthy()])
     verdict = run_analysis(spec(), source, VERSION, clock=clock, sleep=clock.sleep)
-    assert verdict.outcome is Outcome.PASSED
+    assert verdict.outcome is Judgement.PASSED
     assert verdict.tallies["error_rate"].errors == 1
 
 
 def test_errors_between_successes_reset_the_consecutive_count() -> None:
     flaky: list[Reading | Exception] = [OSError("blip"), healthy()] * 10
     verdict, _, _ = watch(spec(consecutive_error_limit=1, bake="20s"), flaky)
-    assert verdict.outcome is Outcome.PASSED
+    assert verdict.outcome is Judgement.PASSED
     assert verdict.tallies["error_rate"].errors == 5
 
 
@@ -255,10 +254,10 @@ def test_failure_takes_precedence_over_inconclusive_in_the_same_interval() -> No
         metrics={"custom": [{"name": "accuracy", "metric": "model_accuracy", "min": 0.9}]},
     )
     verdict, _, _ = watch(analysis, [Reading({"error_rate": 0.0}, 100)])
-    assert verdict.outcome is Outcome.INCONCLUSIVE  # accuracy has no data
+    assert verdict.outcome is Judgement.INCONCLUSIVE  # accuracy has no data
 
     verdict, _, _ = watch(analysis, [Reading({"accuracy": 0.1}, requests=0)])
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
 
 
 def test_slow_reads_keep_the_schedule() -> None:
@@ -310,7 +309,7 @@ def test_a_trickle_of_breaching_requests_fails_once_the_window_holds_min_request
         analysis, source, VERSION, clock=clock, sleep=clock.sleep, on_measurement=events.append
     )
 
-    assert verdict.outcome is Outcome.FAILED and verdict.cause is Cause.FAILURE_LIMIT
+    assert verdict.outcome is Judgement.FAILED and verdict.cause is Cause.FAILURE_LIMIT
     assert verdict.metric == "latency_ms.p95" and verdict.intervals == 6
     assert source.windows == [
         Window(0, 1),  # the baseline read
@@ -337,7 +336,7 @@ def test_no_traffic_is_inconclusive_after_inconclusive_limit_not_at_the_bake_end
     analysis = spec(min_requests=5, bake="1m", inconclusive_limit=2)
     verdict, events, clock = watch(analysis, [Reading({"error_rate": math.nan}, requests=0)])
 
-    assert verdict.outcome is Outcome.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
+    assert verdict.outcome is Judgement.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
     assert verdict.intervals == 3 and clock.now == 6.0
     assert [e.window_intervals for e in events] == [1, 2, 3]  # the window never closed
     assert "no requests in the window of 3 intervals (min_requests 5)" in events[2].message
@@ -349,7 +348,7 @@ def test_a_healthy_trickle_passes_and_a_short_last_window_is_one_inconclusive() 
     readings = [Reading(good, 3), Reading(good, 6), Reading(good, 3), Reading(good, 6)]
     verdict, events, _ = watch(analysis, [*readings, Reading(good, 3)])
 
-    assert verdict.outcome is Outcome.PASSED and verdict.intervals == 5
+    assert verdict.outcome is Judgement.PASSED and verdict.intervals == 5
     statuses = [e.status for e in events]
     assert statuses == [Status.PENDING, Status.SUCCESSFUL] * 2 + [Status.INCONCLUSIVE]
     assert "3 requests: fewer than min_requests 5 when the bake ended" in events[-1].message
@@ -360,7 +359,7 @@ def test_a_bake_that_ends_on_an_open_window_without_a_judgement_needs_a_human() 
     analysis = spec(min_requests=50, inconclusive_limit=0, metrics=SLOW)
     verdict, events, _ = watch(analysis, [slow(2), slow(4), slow(6), slow(8), slow(10)])
 
-    assert verdict.outcome is Outcome.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
+    assert verdict.outcome is Judgement.INCONCLUSIVE and verdict.cause is Cause.INCONCLUSIVE_LIMIT
     assert verdict.intervals == 5
     p95 = [e.status for e in events if e.metric == "latency_ms.p95"]
     assert p95 == [Status.PENDING] * 4 + [Status.INCONCLUSIVE]
@@ -374,7 +373,7 @@ def test_an_unreadable_interval_keeps_the_window_open() -> None:
     source = ScriptedSource([*readings, slow(6), slow(2), slow(6)])
     verdict = run_analysis(analysis, source, VERSION, clock=clock, sleep=clock.sleep)
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     # the source is asked for intervals 1-3 after the blip: nothing read is thrown away
     opened = [(1, 1), (1, 2), (1, 3), (4, 1), (4, 2)]
     assert source.windows[1:] == [Window(*w) for w in opened]
@@ -388,7 +387,7 @@ def test_custom_gauges_keep_their_per_interval_meaning() -> None:
     trickle = Reading({"error_rate": 0.0, "accuracy": 0.5}, requests=2)
     verdict, events, _ = watch(analysis, [trickle])
 
-    assert verdict.outcome is Outcome.FAILED and verdict.metric == "accuracy"
+    assert verdict.outcome is Judgement.FAILED and verdict.metric == "accuracy"
     accuracy = [e for e in events if e.metric == "accuracy"]
     assert [e.window_intervals for e in accuracy] == [1, 1]
     assert [e.status for e in events if e.metric == "error_rate"] == [Status.PENDING] * 2

@@ -25,6 +25,8 @@ from bundle_helpers import (
     snapshot,
 )
 from releasectl.bundles import bento as bundle
+from releasectl.bundles.archive import export, extract
+from releasectl.bundles.digest import content_digest
 from releasectl.errors import BadInput, Refused
 
 pytestmark = pytest.mark.slow
@@ -62,10 +64,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
     before = snapshot(src)
     home = root / "bentoml-home"
     bento = build_iris(src, home, VERSION, LABELS)
-    digest = bundle.content_digest(bento.path)
-    archive = bundle.export(bento, root / "archives", home)
+    digest = content_digest(bento.path)
+    archive = export(bento, root / "archives", home)
     _model_archive(home / "models" / "iris_clf" / "v1", root / "iris_clf.bentomodel")
-    extracted = bundle.extract(archive, root / "extracted")
+    extracted = extract(archive, root / "extracted")
     shutil.rmtree(home)
     return Built(src, before, home, digest, archive, extracted)
 
@@ -73,10 +75,10 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
 def test_digest_is_stable_across_rebuilds_with_the_store_deleted(built: Built) -> None:
     assert not built.home.exists()
     first = build_iris(built.src, built.home, VERSION, LABELS)
-    assert bundle.content_digest(first.path) == built.digest
+    assert content_digest(first.path) == built.digest
     # Building an existing tag again replaces it (bentoml alone would refuse).
     second = build_iris(built.src, built.home, VERSION, LABELS)
-    assert bundle.content_digest(second.path) == built.digest
+    assert content_digest(second.path) == built.digest
     assert snapshot(built.src) == built.src_before, "the build wrote into its sources"
     shutil.rmtree(built.home)
 
@@ -85,7 +87,7 @@ def test_exported_archive_is_tar_xz_and_extracts_to_the_same_digest(built: Built
     assert built.archive.is_absolute() and built.archive.name == f"iris-{VERSION}.bento"
     assert built.archive.read_bytes()[:6] == b"\xfd7zXZ\x00"
     assert (built.extracted / "models" / "iris_clf" / "v1" / "saved_model.pkl").is_file()
-    assert bundle.content_digest(built.extracted) == built.digest
+    assert content_digest(built.extracted) == built.digest
 
 
 def test_labels_and_version_are_in_bento_yaml(built: Built) -> None:
@@ -98,7 +100,7 @@ def _tampered_digest(built: Built, tmp_path: Path, change: Callable[[Path], obje
     copy = tmp_path / "copy"
     shutil.copytree(built.extracted, copy)
     change(copy)
-    return bundle.content_digest(copy)
+    return content_digest(copy)
 
 
 def _flip_last_byte(path: Path) -> None:
@@ -136,7 +138,7 @@ def test_volatile_fields_do_not_change_the_digest(built: Built, tmp_path: Path) 
 
 
 def test_the_extracted_bento_serves_its_version(built: Built, tmp_path: Path) -> None:
-    with serving(built.extracted, tmp_path / "serve-home") as url:
+    with serving(built.extracted, tmp_path / "slot") as url:
         setosa = httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10).json()
         virginica = httpx.post(f"{url}/predict", json={"features": VIRGINICA}, timeout=10).json()
         assert (setosa["class"], setosa["label"], setosa["version"]) == (0, "setosa", VERSION)
@@ -156,8 +158,8 @@ def test_faults_travel_with_the_bundle(tmp_path: Path) -> None:
     home = tmp_path / "bentoml-home"
     bento = build_iris(src, home, "2.0.0")
     assert (bento.path / "src" / "faults.yaml").is_file()
-    extracted = bundle.extract(bundle.export(bento, tmp_path, home), tmp_path / "extracted")
-    with serving(extracted, tmp_path / "serve-home") as url:
+    extracted = extract(export(bento, tmp_path, home), tmp_path / "extracted")
+    with serving(extracted, tmp_path / "slot") as url:
         answers = [
             httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10) for _ in range(10)
         ]
@@ -173,7 +175,7 @@ def test_imported_weights_build_the_same_bundle(built: Built, tmp_path: Path) ->
     home = tmp_path / "bentoml-home"
     assert bundle.import_artifact(model_archive.as_uri(), sha, home) == "iris_clf:v1"
     bento = bundle.build(built.src, name="iris", version=VERSION, labels=LABELS, bentoml_home=home)
-    assert bundle.content_digest(bento.path) == built.digest
+    assert content_digest(bento.path) == built.digest
 
 
 def test_import_refuses_a_model_archive_with_another_digest(built: Built, tmp_path: Path) -> None:
@@ -239,6 +241,6 @@ def test_extract_refuses_unsafe_members(tmp_path: Path, name: str, kind: bytes) 
     member.linkname = "../../etc/passwd" if kind != tarfile.REGTYPE else ""
     archive = _archive_with(tmp_path, member, b"x" if kind == tarfile.REGTYPE else b"")
     with pytest.raises(Refused):
-        bundle.extract(archive, tmp_path / "out")
+        extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not (tmp_path.parent / "escape.txt").exists()

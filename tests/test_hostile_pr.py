@@ -39,7 +39,7 @@ def _fake_revert(
     serial and a rollback record (as `releasectl revert` writes them), the
     folder restored from `to` when `restore`, the revert's trailers, signed
     by `signer` (key, e-mail)."""
-    from releasectl.manifest.schema import edit
+    from releasectl.manifest.edits import edit
 
     repo.git("checkout", "-q", "-b", "pr")
     if restore:

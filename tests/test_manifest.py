@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from releasectl.errors import BadInput
+from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 
 TEXT = """\
@@ -23,7 +24,7 @@ deploy:
 
 
 def test_edit_changes_only_what_it_must() -> None:
-    new = mf.edit(TEXT, "x", {"version": "1.1.0", "serial": 5}, model="iris")
+    new = edits.edit(TEXT, "x", {"version": "1.1.0", "serial": 5}, model="iris")
     old_lines, new_lines = TEXT.splitlines(), new.splitlines()
     changed = [(a, b) for a, b in zip(old_lines, new_lines, strict=True) if a != b]
     assert changed == [('version: "1.0.0"', 'version: "1.1.0"'), ("serial: 4", "serial: 5")]
@@ -37,15 +38,15 @@ def test_edit_adds_and_removes_a_record() -> None:
         "at": "2026-01-01T00:00:00+00:00",
         "by": "me@example.test",
     }
-    added = mf.edit(TEXT, "x", {"rollback": record}, model="iris")
+    added = edits.edit(TEXT, "x", {"rollback": record}, model="iris")
     assert mf.load(added, "x").rollback is not None
-    removed = mf.edit(added, "x", {"rollback": None})
+    removed = edits.edit(added, "x", {"rollback": None})
     assert removed == TEXT
 
 
 def test_edit_refuses_a_result_that_does_not_validate() -> None:
     with pytest.raises(BadInput, match="serial"):
-        mf.edit(TEXT, "x", {"serial": -1})
+        edits.edit(TEXT, "x", {"serial": -1})
 
 
 def test_rollback_must_match_the_version() -> None:
@@ -57,7 +58,7 @@ def test_rollback_must_match_the_version() -> None:
         "by": "m",
     }
     with pytest.raises(BadInput, match=r"rollback\.to"):
-        mf.edit(TEXT, "x", {"rollback": record})
+        edits.edit(TEXT, "x", {"rollback": record})
 
 
 def test_yaml_tags_cannot_construct_objects() -> None:

@@ -20,32 +20,27 @@ import pytest
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from releasectl.analysis.engine import (
-    AnalysisSpec,
     Cause,
-    Outcome,
-    PrometheusSourceSpec,
+    Judgement,
+    MetricsError,
     Status,
     Window,
     checks_for,
     run_analysis,
 )
-from releasectl.analysis.sources import (
-    MetricsError,
-    PrometheusSource,
+from releasectl.analysis.exposition import (
     Scope,
-    ScrapeSource,
     Snapshot,
     accumulate,
-    build_queries,
     counter_increase,
     histogram_quantile,
     interval_increase,
-    open_source,
     parse_exposition,
-    promql_duration,
-    render_query,
     window_values,
 )
+from releasectl.analysis.promql import build_queries, promql_duration, render_query
+from releasectl.analysis.sources import PrometheusSource, ScrapeSource, open_source
+from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 
 FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
 INF = math.inf
@@ -259,7 +254,7 @@ def test_scrape_twenty_percent_errors_fail_within_two_intervals(serve: Any) -> N
         spec(), server.url, "2.0.0", lambda: bento.serve("2.0.0", ok=40, errors=10)
     )
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.FAILURE_LIMIT
     assert verdict.intervals == 2 and clock.now == 4.0
     assert verdict.metric == "error_rate" and verdict.value == pytest.approx(0.2)
@@ -277,7 +272,7 @@ def test_scrape_slow_p95_fails(serve: Any) -> None:
     )
 
     # all in (0.25, 0.5]: 0.25 + 0.25 * 0.95 s
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.metric == "latency_ms.p95"
     assert verdict.value == pytest.approx(487.5)
     assert "latency_ms.p95 487.5 ms is above max 100 ms" in verdict.message
@@ -302,7 +297,7 @@ def test_scrape_healthy_version_passes_while_old_version_errors(serve: Any) -> N
 
     verdict, events, _ = scrape_watch(analysis, server.url, "2.0.0", traffic)
 
-    assert verdict.outcome is Outcome.PASSED, verdict.message
+    assert verdict.outcome is Judgement.PASSED, verdict.message
     p95 = [e.value for e in events if e.metric == "latency_ms.p95"]
     assert p95 == [pytest.approx(24.25)] * 5  # 0.01 + 0.015 * 0.95 s
     assert {e.value for e in events if e.metric == "accuracy"} == {0.95}
@@ -317,7 +312,7 @@ def test_scrape_accuracy_below_min_fails(serve: Any) -> None:
     )
 
     verdict, _, _ = scrape_watch(analysis, server.url, "2.0.0", lambda: bento.serve("2.0.0", 50))
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert "accuracy 0.62 is below min 0.9" in verdict.message
 
 
@@ -341,7 +336,7 @@ def test_scrape_restart_is_not_a_negative_rate(serve: Any) -> None:
 def test_scrape_without_traffic_is_inconclusive(serve: Any) -> None:
     server = serve(FakeBento().exposition)
     verdict, events, _ = scrape_watch(spec(inconclusive_limit=1), server.url, "2.0.0")
-    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert verdict.outcome is Judgement.INCONCLUSIVE
     assert verdict.intervals == 2
     assert "no requests" in events[0].message
 
@@ -350,7 +345,7 @@ def test_scrape_unreachable_never_passes() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     verdict, events, _ = scrape_watch(spec(consecutive_error_limit=2, bake="1m"), url, "2.0.0")
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.ERROR_LIMIT
     assert "cannot scrape" in verdict.message
     assert all(e.status is Status.ERROR for e in events)
@@ -363,7 +358,7 @@ def test_scrape_unreachable_never_passes() -> None:
 def test_scrape_garbage_or_http_errors_never_pass(serve: Any, response: tuple[int, str]) -> None:
     server = serve(lambda: response)
     verdict, _, _ = scrape_watch(spec(consecutive_error_limit=1, bake="1m"), server.url, "2.0.0")
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.ERROR_LIMIT
 
 
@@ -433,7 +428,7 @@ def test_scrape_trickle_of_slow_requests_fails_over_accumulated_windows(serve: A
         analysis, server.url, "2.0.0", lambda: bento.serve("2.0.0", ok=2, seconds=2.0)
     )
 
-    assert verdict.outcome is Outcome.FAILED and verdict.cause is Cause.FAILURE_LIMIT
+    assert verdict.outcome is Judgement.FAILED and verdict.cause is Cause.FAILURE_LIMIT
     assert verdict.metric == "latency_ms.p95" and verdict.value == pytest.approx(P95_OF_2S)
     assert verdict.intervals == 6 and clock.now == 12.0
     p95 = [e for e in events if e.metric == "latency_ms.p95"]
@@ -456,7 +451,7 @@ def test_scrape_restart_inside_a_window_keeps_the_window(serve: Any) -> None:
 
     analysis = spec(min_requests=5, bake="1m", metrics=SLOW_P95)
     verdict, events, _ = scrape_watch(analysis, server.url, "2.0.0", traffic)
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     # 2 before the restart + 1 after it + 2: diffing against the window's first scrape
     # would have seen 3 (the server's counters since the restart)
     assert [e.requests for e in events if e.metric == "latency_ms.p95"] == [2, 3, 5, 2, 4, 6]
@@ -643,7 +638,7 @@ def test_prometheus_healthy_version_passes(prometheus: tuple[str, FakeBento]) ->
     )
     verdict, events = prom_watch(analysis, "2.0.0")
 
-    assert verdict.outcome is Outcome.PASSED, verdict.message
+    assert verdict.outcome is Judgement.PASSED, verdict.message
     by_metric = {e.metric: e for e in events}
     assert by_metric["error_rate"].value == 0
     assert by_metric["latency_ms.p95"].value == pytest.approx(24.25)
@@ -658,7 +653,7 @@ def test_prometheus_failing_version_with_a_weird_label_fails(
     analysis = prom_spec(url, metrics={"custom": [{**ACCURACY, "min": 0.9}]})
     verdict, events = prom_watch(analysis, WEIRD)
 
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.intervals == 2
     first = {e.metric: e for e in events if e.interval == 1}
     assert first["error_rate"].value == pytest.approx(0.2, rel=0.05)
@@ -690,7 +685,7 @@ def test_prometheus_quantile_matches_ours(prometheus: tuple[str, FakeBento]) -> 
 def test_prometheus_unknown_version_is_inconclusive(prometheus: tuple[str, FakeBento]) -> None:
     url, _ = prometheus
     verdict, events = prom_watch(prom_spec(url, inconclusive_limit=0), "9.9.9")
-    assert verdict.outcome is Outcome.INCONCLUSIVE
+    assert verdict.outcome is Judgement.INCONCLUSIVE
     assert "no requests" in events[0].message
 
 
@@ -710,7 +705,7 @@ def test_prometheus_bad_query_is_an_error_of_that_metric(
 def test_prometheus_unreachable_never_passes() -> None:
     url = f"http://127.0.0.1:{closed_port()}"
     verdict, events = prom_watch(prom_spec(url, consecutive_error_limit=2, bake="1m"), "2.0.0")
-    assert verdict.outcome is Outcome.FAILED
+    assert verdict.outcome is Judgement.FAILED
     assert verdict.cause is Cause.ERROR_LIMIT
     assert "cannot reach" in verdict.message
     assert len(events) == 3
@@ -745,7 +740,7 @@ def test_prometheus_trickle_fails_over_a_widened_range(prometheus: tuple[str, Fa
     )
     verdict, events = prom_watch(analysis, TRICKLE)
 
-    assert verdict.outcome is Outcome.FAILED, verdict.message
+    assert verdict.outcome is Judgement.FAILED, verdict.message
     assert verdict.metric == "latency_ms.p95"
     assert verdict.value == pytest.approx(487.5)  # all in (0.25, 0.5]: 0.25 + 0.25 * 0.95 s
     p95 = [e for e in events if e.metric == "latency_ms.p95"]

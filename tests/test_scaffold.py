@@ -19,8 +19,9 @@ from ruamel.yaml import YAML
 
 from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, free_port
 from conftest import RELEASECTL, Repo, git, make_key
-from releasectl.bundles.bento import extract
-from releasectl.manifest.schema import edit, load, render_new
+from releasectl.bundles.archive import extract
+from releasectl.manifest.edits import edit, render_new
+from releasectl.manifest.schema import load
 from releasectl.registry.scaffold import TEMPLATE_PACKAGES, plan_new
 from serving_helpers import Load, env_home, state_home
 

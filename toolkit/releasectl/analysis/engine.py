@@ -33,209 +33,23 @@ This module never prints and never does I/O itself: metric sources (see
 from __future__ import annotations
 
 import math
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Annotated, Any, Literal, Protocol
+from typing import Protocol
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    WithJsonSchema,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict
 
-# --- durations ---------------------------------------------------------------
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-DURATION_PATTERN = r"^(\d+(\.\d+)?(ms|s|m|h))+$"
-
-
-def parse_duration(text: object) -> float:
-    """`2s`, `500ms`, `1m30s`, `1h` -> seconds. A bare number is refused: its unit is a guess."""
-    if not isinstance(text, str):
-        raise ValueError(f"a duration is written with a unit, like '10s' or '5m', not {text!r}")
-    compact = text.strip()
-    parts = _DURATION_PART.findall(compact)
-    if not parts or "".join(n + u for n, u in parts) != compact:
-        raise ValueError(
-            f"invalid duration {text!r}: "
-            "write a number and a unit (ms, s, m, h), like '10s' or '5m'"
-        )
-    seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
-    if seconds <= 0:
-        raise ValueError(f"invalid duration {text!r}: must be longer than zero")
-    return seconds
-
-
-def format_duration(seconds: float) -> str:
-    if seconds < 1 or seconds != int(seconds):
-        return f"{seconds * 1000:g}ms"
-    whole = int(seconds)
-    text = ""
-    for unit, size in (("h", 3600), ("m", 60), ("s", 1)):
-        count, whole = divmod(whole, size)
-        if count:
-            text += f"{count}{unit}"
-    return text
-
-
-Duration = Annotated[
-    float,
-    BeforeValidator(parse_duration),
-    PlainSerializer(format_duration, return_type=str),
-    WithJsonSchema({"type": "string", "pattern": DURATION_PATTERN, "examples": ["10s", "5m"]}),
-]
-
-
-# --- the spec (embedded in the release manifest) -------------------------------
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class ErrorRateSpec(_Strict):
-    """Share of the interval's API requests answered with a 5xx status."""
-
-    max: float = Field(default=0.05, ge=0, le=1)
-
-
-class LatencySpec(_Strict):
-    """Maximum latency quantiles, in milliseconds, over the interval's API requests."""
-
-    p50: float | None = Field(default=None, gt=0)
-    p90: float | None = Field(default=None, gt=0)
-    p95: float | None = Field(default=None, gt=0)
-    p99: float | None = Field(default=None, gt=0)
-
-    def limits(self) -> dict[str, float]:
-        return {q: v for q, v in self.model_dump().items() if v is not None}
-
-
-_BUILTIN_NAMES = {"error_rate", "requests"} | {f"latency_ms.{q}" for q in LatencySpec.model_fields}
-
-
-class CustomMetricSpec(_Strict):
-    """A user metric, e.g. a model-quality gauge. `query` is PromQL (prometheus source,
-    `$version` is replaced by the escaped version: write it inside quotes); `metric` is a
-    gauge name on the server's /metrics (scrape source)."""
-
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:-]*$", max_length=100)
-    query: str | None = None
-    metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _check(self) -> CustomMetricSpec:
-        if self.min is None and self.max is None:
-            raise ValueError(f"custom metric {self.name!r} needs 'min', 'max' or both")
-        if self.min is not None and self.max is not None and self.min > self.max:
-            raise ValueError(f"custom metric {self.name!r}: min {self.min} > max {self.max}")
-        if self.query is None and self.metric is None:
-            raise ValueError(
-                f"custom metric {self.name!r} needs 'query' (prometheus) or 'metric' (scrape)"
-            )
-        if self.name in _BUILTIN_NAMES:
-            raise ValueError(f"custom metric name {self.name!r} is reserved")
-        return self
-
-
-class MetricsSpec(_Strict):
-    error_rate: ErrorRateSpec | None = Field(default_factory=ErrorRateSpec)
-    latency_ms: LatencySpec = Field(default_factory=LatencySpec)
-    custom: list[CustomMetricSpec] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _check(self) -> MetricsSpec:
-        names = [c.name for c in self.custom]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"custom metric names must be unique: {', '.join(dupes)}")
-        if self.error_rate is None and not self.latency_ms.limits() and not self.custom:
-            raise ValueError("no metric to analyse: set error_rate, latency_ms or custom")
-        return self
-
-
-class ScrapeSourceSpec(_Strict):
-    """Scrape the live server's own /metrics (text exposition); no Prometheus needed."""
-
-    kind: Literal["scrape"] = "scrape"
-
-
-class PrometheusSourceSpec(_Strict):
-    """Query a Prometheus server's HTTP API. `window` is the rate() range; it defaults to
-    the interval and should be at least 4x Prometheus' scrape interval."""
-
-    kind: Literal["prometheus"] = "prometheus"
-    url: str = Field(pattern=r"^https?://[^\s]+$")
-    window: Duration | None = None
-
-
-def _source_shorthand(value: Any) -> Any:
-    if value == "scrape":
-        return {"kind": "scrape"}
-    if value == "prometheus":
-        raise ValueError("source 'prometheus' needs a url: {kind: prometheus, url: http://...}")
-    return value
-
-
-SourceSpec = Annotated[
-    ScrapeSourceSpec | PrometheusSourceSpec,
-    Field(discriminator="kind"),
-    BeforeValidator(_source_shorthand),
-]
-
-
-class AnalysisSpec(_Strict):
-    """The analysis block of a release manifest."""
-
-    interval: Duration = 10.0
-    bake: Duration = 300.0
-    min_requests: int = Field(
-        default=10,
-        ge=0,
-        description="API requests a measurement needs; fewer extend its window by an interval",
-    )
-    failure_limit: int = Field(default=1, ge=0)
-    inconclusive_limit: int = Field(default=3, ge=0)
-    consecutive_error_limit: int = Field(default=4, ge=0)
-    source: SourceSpec = Field(default_factory=ScrapeSourceSpec)
-    metrics: MetricsSpec = Field(default_factory=MetricsSpec)
-    auto: bool = Field(
-        default=False,
-        description="Watch after every deploy without a terminal, and act on the verdict",
-    )
-
-    @model_validator(mode="after")
-    def _check(self) -> AnalysisSpec:
-        if self.bake < self.interval:
-            raise ValueError(
-                f"bake ({format_duration(self.bake)}) is shorter than one interval "
-                f"({format_duration(self.interval)})"
-            )
-        field_name = "metric" if self.source.kind == "scrape" else "query"
-        for custom in self.metrics.custom:
-            if getattr(custom, field_name) is None:
-                raise ValueError(
-                    f"custom metric {custom.name!r} needs '{field_name}' "
-                    f"for the {self.source.kind} source"
-                )
-        return self
-
+from releasectl.errors import OperationFailed
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import format_duration
 
 # --- what gets checked ---------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Check:
+class MetricCheck:
     """One metric to measure each interval. `per_request` metrics need min_requests."""
 
     name: str
@@ -245,15 +59,17 @@ class Check:
     unit: str = ""
 
 
-def checks_for(spec: AnalysisSpec) -> list[Check]:
+def checks_for(spec: AnalysisSpec) -> list[MetricCheck]:
     metrics = spec.metrics
-    checks: list[Check] = []
+    checks: list[MetricCheck] = []
     if metrics.error_rate is not None:
-        checks.append(Check("error_rate", None, metrics.error_rate.max, per_request=True))
+        checks.append(MetricCheck("error_rate", None, metrics.error_rate.max, per_request=True))
     for quantile, limit in metrics.latency_ms.limits().items():
-        checks.append(Check(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms"))
+        checks.append(
+            MetricCheck(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms")
+        )
     for custom in metrics.custom:
-        checks.append(Check(custom.name, custom.min, custom.max, per_request=False))
+        checks.append(MetricCheck(custom.name, custom.min, custom.max, per_request=False))
     return checks
 
 
@@ -289,6 +105,10 @@ class MetricSource(Protocol):
         """Read the metrics of `window`, whose last interval just ended; raise when
         nothing could be read."""
         ...
+
+
+class MetricsError(OperationFailed):
+    """A metric endpoint could not be read: unreachable, HTTP error, or not metrics."""
 
 
 # --- events and verdict ----------------------------------------------------------
@@ -327,7 +147,9 @@ class Measurement(BaseModel):
     window_intervals: int = 1
 
 
-class Outcome(StrEnum):
+class Judgement(StrEnum):
+    """What an analysis concluded: the outcome of its verdict."""
+
     PASSED = "passed"
     FAILED = "failed"
     INCONCLUSIVE = "inconclusive"
@@ -357,9 +179,11 @@ class Tally(BaseModel):
             setattr(self, status.value, getattr(self, status.value) + 1)
 
 
-class Verdict(BaseModel):
+class AnalysisVerdict(BaseModel):
+    """How an analysis ended, why, and the counts that led there."""
+
     version: str
-    outcome: Outcome
+    outcome: Judgement
     cause: Cause
     message: str
     metric: str | None = None
@@ -371,7 +195,7 @@ class Verdict(BaseModel):
 
     @property
     def passed(self) -> bool:
-        return self.outcome is Outcome.PASSED
+        return self.outcome is Judgement.PASSED
 
 
 # --- judging one value ---------------------------------------------------------------
@@ -394,7 +218,7 @@ def window_text(intervals: int, requests: float | None) -> str:
 
 
 def judge(
-    check: Check,
+    check: MetricCheck,
     value: float | None,
     requests: float | None,
     min_requests: int,
@@ -438,7 +262,7 @@ def judge(
 
 
 def measure(
-    checks: list[Check],
+    checks: list[MetricCheck],
     reading: Reading | Exception,
     *,
     version: str,
@@ -501,13 +325,13 @@ def decide(
     last: dict[str, Measurement],
     *,
     bake_over: bool,
-) -> tuple[Outcome, Cause, str, Measurement | None] | None:
+) -> tuple[Judgement, Cause, str, Measurement | None] | None:
     """The verdict after an interval, or None to keep watching. Failures take precedence."""
     limits = (  # tally field, its limit, outcome, cause, message prefix, what is counted
         (
             "failed",
             spec.failure_limit,
-            Outcome.FAILED,
+            Judgement.FAILED,
             Cause.FAILURE_LIMIT,
             "",
             "failed measurements",
@@ -515,7 +339,7 @@ def decide(
         (
             "consecutive_errors",
             spec.consecutive_error_limit,
-            Outcome.FAILED,
+            Judgement.FAILED,
             Cause.ERROR_LIMIT,
             "could not read metrics: ",
             "consecutive errors",
@@ -523,7 +347,7 @@ def decide(
         (
             "inconclusive",
             spec.inconclusive_limit,
-            Outcome.INCONCLUSIVE,
+            Judgement.INCONCLUSIVE,
             Cause.INCONCLUSIVE_LIMIT,
             "needs a human: ",
             "inconclusive measurements",
@@ -541,14 +365,14 @@ def decide(
     for name, tally in tallies.items():
         if tally.successful == 0:
             return (
-                Outcome.INCONCLUSIVE,
+                Judgement.INCONCLUSIVE,
                 Cause.NO_SUCCESS,
                 f"needs a human: bake of {format_duration(spec.bake)} ended without a "
                 f"successful measurement of {name}",
                 last.get(name),
             )
     return (
-        Outcome.PASSED,
+        Judgement.PASSED,
         Cause.BAKE_PASSED,
         f"all metrics within thresholds for the {format_duration(spec.bake)} bake",
         None,
@@ -566,7 +390,7 @@ def run_analysis(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     on_measurement: Callable[[Measurement], None] | None = None,
-) -> Verdict:
+) -> AnalysisVerdict:
     """Watch `version` through `source` until a verdict. Never raises for metric trouble:
     a source that fails counts as errors, which end in a FAILED verdict, never a pass."""
     checks = checks_for(spec)
@@ -623,13 +447,13 @@ def _safe_read(source: MetricSource, window: Window) -> Reading | Exception:
 
 def _verdict(
     version: str,
-    decision: tuple[Outcome, Cause, str, Measurement | None],
+    decision: tuple[Judgement, Cause, str, Measurement | None],
     tallies: dict[str, Tally],
     tick: int,
     elapsed: float,
-) -> Verdict:
+) -> AnalysisVerdict:
     outcome, cause, message, event = decision
-    return Verdict(
+    return AnalysisVerdict(
         version=version,
         outcome=outcome,
         cause=cause,

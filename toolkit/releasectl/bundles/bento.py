@@ -5,9 +5,9 @@ Every call is a subprocess (`python -m bentoml ...`) with an explicit
 call is the only way to keep several homes (build cache, deploy slots) apart,
 and importing bentoml costs ~1.5 s that `releasectl --help` should not pay.
 
-The pin of a release is `content_digest()`, not the archive's bytes: bentoml
-writes the current time into bento.yaml and model.yaml, and an `.bento`
-archive (tar.xz) carries mtimes, so neither is reproducible.
+What a bento is made of and its pin are `releasectl.bundles.digest`; its `.bento`
+archive, `releasectl.bundles.archive`. `bentoml serve` is started by the local
+target (`releasectl.serving.local.procs`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
-import json
 import os
 import re
 import shutil
@@ -23,7 +22,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -31,7 +30,6 @@ from typing import Any
 from releasectl.errors import BadInput, OperationFailed, Refused
 
 DIGEST_PREFIX = "sha256:"
-PROVENANCE = "releasectl."  # label prefix of build provenance, outside the digest
 # bentoml's own tag rule (bentoml/_internal/tag.py): lower case, at most 63 characters.
 _TAG_PART = re.compile(r"^[a-z0-9]([-._a-z0-9]*[a-z0-9])?$")
 _TAG_MAX = 63
@@ -39,8 +37,6 @@ _LABEL_KEY = re.compile(r"^[A-Za-z0-9]([-._/A-Za-z0-9]*[A-Za-z0-9])?$")
 _TAIL_LINES = 15
 _TIMEOUT_S = 900
 _CHUNK = 1 << 20
-# Bumped whenever the digest's definition changes, so old and new pins never collide.
-_DIGEST_SCHEME = b"releasectl-bento-digest/2\n"
 
 
 class BundleError(OperationFailed):
@@ -48,7 +44,10 @@ class BundleError(OperationFailed):
 
 
 class DigestMismatch(Refused):
-    """Bytes did not match the digest they were pinned by."""
+    """Bytes did not match the digest they were pinned by.
+
+    Here, not in `releasectl.bundles.digest`: `import_artifact` raises it, and the
+    digest module reads bentoml's metadata through this one (no import cycle)."""
 
 
 @dataclass(frozen=True)
@@ -78,25 +77,6 @@ def bentoml_env(bentoml_home: Path) -> dict[str, str]:
     }
 
 
-def serve_command(
-    bento_dir: Path, *, host: str, port: int, python: Path | None = None
-) -> list[str]:
-    """argv serving an extracted bento, with `python` (the bento's own environment's
-    interpreter; default this one); run it with a BENTOML_HOME of its own
-    (`bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` at start)."""
-    return [
-        str(python) if python is not None else sys.executable,
-        "-m",
-        "bentoml",
-        "serve",
-        str(bento_dir.absolute()),
-        "--host",
-        host,
-        "--port",
-        str(port),
-    ]
-
-
 def _tail(output: str) -> str:
     lines = [line for line in output.splitlines() if line.strip()]
     return "\n".join(lines[-_TAIL_LINES:])
@@ -123,7 +103,8 @@ def _run(argv: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) ->
     return proc.stdout
 
 
-def _bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) -> str:
+def run_bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = None) -> str:
+    """`python -m bentoml <args>` with bentoml_home; its output, or BundleError."""
     return _run([sys.executable, "-m", "bentoml", *args], bentoml_home=bentoml_home, cwd=cwd)
 
 
@@ -162,7 +143,7 @@ def export_model(tag: str, dest: Path, bentoml_home: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.unlink(missing_ok=True)
     # Absolute path: bentoml 1.4 resolves relative export paths against `/`.
-    _bentoml(["models", "export", tag, str(dest)], bentoml_home=bentoml_home)
+    run_bentoml(["models", "export", tag, str(dest)], bentoml_home=bentoml_home)
     if not dest.is_file():
         raise BundleError(f"bentoml models export did not write {dest}")
     return dest
@@ -194,9 +175,9 @@ def _archive_model_tag(archive: Path) -> str:
     """The `name:version` inside a `bentoml models export` archive."""
     try:
         with tarfile.open(archive, "r:*") as tar:
-            member = next(m for m in tar.getmembers() if _member_path(m.name) == "model.yaml")
+            member = next(m for m in tar.getmembers() if member_path(m.name) == "model.yaml")
             extracted = tar.extractfile(member)
-            info = _load_yaml(extracted.read() if extracted else b"")
+            info = load_metadata(extracted.read() if extracted else b"")
         return _tag(str(info["name"]), str(info["version"]))
     except (tarfile.TarError, StopIteration, OSError, KeyError, BundleError) as exc:
         raise BundleError(f"{archive.name} is not a bentoml model archive: {exc!r}") from exc
@@ -223,9 +204,9 @@ def import_artifact(uri: str, sha256: str, bentoml_home: Path) -> str:
         tag = _archive_model_tag(local)
         name, version = tag.split(":")
         if (bentoml_home / "models" / name / version).exists():
-            _bentoml(["models", "delete", "-y", tag], bentoml_home=bentoml_home)
+            run_bentoml(["models", "delete", "-y", tag], bentoml_home=bentoml_home)
         # Absolute path: bentoml 1.4 resolves relative import/export paths against `/`.
-        _bentoml(["models", "import", str(local)], bentoml_home=bentoml_home)
+        run_bentoml(["models", "import", str(local)], bentoml_home=bentoml_home)
     return tag
 
 
@@ -295,8 +276,8 @@ def build(
     _require_uv()
     path = bentoml_home / "bentos" / name / version
     if path.exists():
-        _bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
-    _bentoml(
+        run_bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
+    run_bentoml(
         [
             "build",
             "-f",
@@ -316,75 +297,14 @@ def build(
     return Bento(name=name, version=version, path=path)
 
 
-def export(bento: Bento, dest: Path, bentoml_home: Path) -> Path:
-    """Write the bento with its models as a `.bento` archive; return its absolute path.
-
-    dest is a folder (the archive is named `<name>-<version>.bento` inside it)
-    or a file path ending in `.bento`.
-    """
-    dest = dest.absolute()
-    target = dest if dest.suffix == ".bento" else dest / f"{bento.name}-{bento.version}.bento"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.unlink(missing_ok=True)
-    # Absolute path: bentoml 1.4 resolves relative export paths against `/`.
-    _bentoml(["export", bento.tag, str(target)], bentoml_home=bentoml_home)
-    if not target.is_file():
-        raise BundleError(f"bentoml export did not write {target}")
-    return target
-
-
-# --- archives -----------------------------------------------------------------
-
-
-def _member_path(name: str) -> str | None:
+def member_path(name: str) -> str | None:
     """A member's path relative to the archive root, None for the root itself."""
     parts = [p for p in PurePosixPath(name).parts if p not in (".", "")]
     return "/".join(parts) or None
 
 
-def _safe_members(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    for member in tar.getmembers():
-        if member.name.startswith("/") or ".." in PurePosixPath(member.name).parts:
-            raise Refused(f"unsafe path in bento archive: {member.name!r}")
-        if not (member.isfile() or member.isdir()):
-            # bentoml writes only files and folders; a link could point anywhere.
-            raise Refused(f"unsupported member in bento archive: {member.name!r}")
-        if _member_path(member.name) is not None:
-            yield member
-
-
-def extract(archive: Path, dest_dir: Path) -> Path:
-    """Unpack a `.bento` archive into dest_dir, a folder `bentoml serve <dir>` can serve.
-
-    bentoml 1.4 writes `.bento` as tar.xz (older versions and `--format gz`
-    give tar.gz; both are read). Members must be plain files or folders below
-    the root. The tree appears under dest_dir only once complete.
-    """
-    dest_dir = dest_dir.absolute()
-    if dest_dir.exists() and any(dest_dir.iterdir()):
-        raise BadInput(f"{dest_dir} exists and is not empty")
-    dest_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{dest_dir.name}-", dir=dest_dir.parent))
-    try:
-        with tarfile.open(archive, "r:*") as tar:
-            tar.extractall(staging, members=list(_safe_members(tar)), filter="data")
-        if not (staging / "bento.yaml").is_file():
-            raise BundleError(f"{archive} is not a bento archive (no bento.yaml at its root)")
-        staging.chmod(0o755)
-        if dest_dir.exists():
-            dest_dir.rmdir()
-        staging.rename(dest_dir)
-    except tarfile.TarError as exc:
-        raise BundleError(f"cannot read bento archive {archive}: {exc}") from exc
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-    return dest_dir
-
-
-# --- the content digest ---------------------------------------------------------
-
-
-def _load_yaml(data: bytes) -> dict[str, Any]:
+def load_metadata(data: bytes) -> dict[str, Any]:
+    """One of bentoml's metadata files (bento.yaml, model.yaml, bentofile.yaml) as a mapping."""
     from ruamel.yaml import YAML
     from ruamel.yaml.error import YAMLError
 
@@ -395,150 +315,3 @@ def _load_yaml(data: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise BundleError("bentoml metadata is not a mapping")
     return doc
-
-
-def _canonical(doc: Any) -> bytes:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"), default=str).encode()
-
-
-def _without_provenance(doc: dict[str, Any]) -> dict[str, Any]:
-    """Provenance labels (`releasectl.*`: commit, tag) say where a build came
-    from, not what it is; leaving them out lets `release` pin the digest before
-    its commit exists and a rebuild at the tag match it."""
-    labels = doc.get("labels")
-    if isinstance(labels, dict):
-        doc["labels"] = {k: v for k, v in labels.items() if not str(k).startswith(PROVENANCE)}
-    return doc
-
-
-def _normalized_bento_yaml(data: bytes) -> bytes:
-    """bento.yaml without its build and model-save timestamps."""
-    doc = _without_provenance(_load_yaml(data))
-    doc.pop("creation_time", None)
-    model_lists = [doc.get("models") or []]
-    model_lists += [service.get("models") or [] for service in doc.get("services") or []]
-    for models in model_lists:
-        for model in models:
-            model.pop("creation_time", None)
-    return _canonical(doc)
-
-
-def _normalized_model_yaml(data: bytes) -> bytes:
-    doc = _load_yaml(data)
-    doc.pop("creation_time", None)
-    return _canonical(doc)
-
-
-def _is_model_yaml(rel: str) -> bool:
-    parts = rel.split("/")
-    return len(parts) == 4 and parts[0] == "models" and parts[3] == "model.yaml"
-
-
-def _is_latest_pointer(rel: str) -> bool:
-    parts = rel.split("/")
-    return len(parts) == 3 and parts[0] == "models" and parts[2] == "latest"
-
-
-def _file_digest(path: Path, rel: str) -> str:
-    if rel == "bento.yaml":
-        data = _normalized_bento_yaml(path.read_bytes())
-    elif _is_model_yaml(rel):
-        data = _normalized_model_yaml(path.read_bytes())
-    elif rel == "src/bentofile.yaml":
-        data = _canonical(_without_provenance(_load_yaml(path.read_bytes())))
-    else:
-        digest = hashlib.sha256()
-        with path.open("rb") as handle:
-            while chunk := handle.read(_CHUNK):
-                digest.update(chunk)
-        return digest.hexdigest()
-    return hashlib.sha256(data).hexdigest()
-
-
-def _walk(root: Path, prefix: str) -> Iterator[tuple[str, Path]]:
-    """(relative posix path under prefix, path) for every entry below root but folders."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        for filename in sorted(filenames):
-            path = Path(dirpath, filename)
-            yield prefix + path.relative_to(root).as_posix(), path
-        for dirname in dirnames:
-            path = Path(dirpath, dirname)
-            if path.is_symlink():
-                yield prefix + path.relative_to(root).as_posix(), path
-
-
-def _listed_models(bento_yaml: Path) -> list[tuple[str, str]]:
-    doc = _load_yaml(bento_yaml.read_bytes())
-    models = list(doc.get("models") or [])
-    for service in doc.get("services") or []:
-        models += service.get("models") or []
-    tags = {str(model["tag"]) for model in models}
-    return sorted((name, version) for name, _, version in (t.partition(":") for t in tags))
-
-
-def _model_store_of(bento_dir: Path, model_store: Path | None) -> Path | None:
-    if model_store is not None:
-        return model_store
-    home = bento_dir.parent.parent
-    return home.parent / "models" if home.name == "bentos" else None
-
-
-def _entries(bento_dir: Path, model_store: Path | None) -> Iterator[tuple[str, Path]]:
-    bento_yaml = bento_dir / "bento.yaml"
-    if not bento_yaml.is_file():
-        raise BundleError(f"{bento_dir} is not a bento (no bento.yaml)")
-    for rel, path in _walk(bento_dir, ""):
-        if not rel.startswith("models/"):
-            yield rel, path
-    if (bento_dir / "models").is_dir():
-        # An extracted archive: every model it carries counts, not only the listed ones.
-        for rel, path in _walk(bento_dir / "models", "models/"):
-            if not _is_latest_pointer(rel):
-                yield rel, path
-        return
-    # A bento in a BentoML home: bentoml keeps its models in the home's model store.
-    store = _model_store_of(bento_dir, model_store)
-    for name, version in _listed_models(bento_yaml):
-        folder = store / name / version if store else None
-        if folder is None or not (folder / "model.yaml").is_file():
-            raise BundleError(f"model {name}:{version} of {bento_dir} not found (in {store})")
-        yield from _walk(folder, f"models/{name}/{version}/")
-
-
-def content_files(bento_dir: Path, model_store: Path | None = None) -> dict[str, str]:
-    """What the content digest is made of: for every file of a bento and its
-    models, its relative path mapped to `<kind> <sha256 hex>` (kind `f` file,
-    `x` executable, `l` symlink, hashed as its target text, never followed).
-
-    Equal for a built bento in a BentoML home (whose models live in the home's
-    model store, `model_store` or `<home>/models` by default) and for the
-    folder extracted from its `.bento` archive (whose models are under
-    `models/`). Left out: `creation_time` in bento.yaml (top level and per
-    model) and in model.yaml, the `models/<name>/latest` pointers, folders,
-    timestamps, owners. Kept: every other byte, and whether a file is
-    executable. The store keeps this map beside each archive, so that a
-    digest that does not match its pin can name the files that differ.
-    """
-    bento_dir = bento_dir.absolute()
-    files: dict[str, str] = {}
-    for rel, path in sorted(_entries(bento_dir, model_store), key=lambda entry: entry[0]):
-        if path.is_symlink():
-            files[rel] = "l " + hashlib.sha256(os.readlink(path).encode()).hexdigest()
-        else:
-            kind = "x" if path.stat().st_mode & 0o100 else "f"
-            files[rel] = f"{kind} {_file_digest(path, rel)}"
-    return files
-
-
-def digest_of(files: Mapping[str, str]) -> str:
-    """`sha256:<hex>`: the content digest of a `content_files()` map."""
-    total = hashlib.sha256(_DIGEST_SCHEME)
-    for rel in sorted(files):
-        total.update(f"{files[rel]} {rel}\0".encode())
-    return DIGEST_PREFIX + total.hexdigest()
-
-
-def content_digest(bento_dir: Path, model_store: Path | None = None) -> str:
-    """`sha256:<hex>` over a bento's files and its models (see content_files)."""
-    return digest_of(content_files(bento_dir, model_store))

@@ -21,7 +21,8 @@ from pathlib import Path
 
 from releasectl import git as g
 from releasectl.bundles import bento as bundle
-from releasectl.bundles.bento import PROVENANCE
+from releasectl.bundles.archive import export, extract
+from releasectl.bundles.digest import PROVENANCE, content_digest, content_files, digest_of
 from releasectl.bundles.store import ArtifactStore
 from releasectl.config import store_url
 from releasectl.errors import BadInput, OperationFailed, Refused
@@ -52,12 +53,12 @@ class BuiltBundle:
 
     bento: bundle.Bento
     home: Path
-    files: dict[str, str]  # bundle.content_files(): what the digest is made of
+    files: dict[str, str]  # content_files(): what the digest is made of
     sources: frozenset[str]  # the model folder's files at the revision, relative to it
 
     @property
     def digest(self) -> str:
-        return bundle.digest_of(self.files)
+        return digest_of(self.files)
 
 
 def _labels(model: str, version: str, commit: str) -> dict[str, str]:
@@ -177,7 +178,7 @@ def build_sources(
         labels=_labels(model, version, commit),
         bentoml_home=home,
     )
-    return BuiltBundle(bento, home, bundle.content_files(bento.path), sources)
+    return BuiltBundle(bento, home, content_files(bento.path), sources)
 
 
 def explain_mismatch(built: BuiltBundle, recorded: Mapping[str, str] | None) -> str:
@@ -264,7 +265,7 @@ def build_release(
                 + explain_mismatch(built, recorded_files(store, pinned))
             )
         with step(progress, f"exporting and storing the bundle of {model} {version}"):
-            archive = bundle.export(built.bento, Path(tmp) / "out", built.home)
+            archive = export(built.bento, Path(tmp) / "out", built.home)
             key = store_bundle(store, archive, built, model, version)
     seconds = time.monotonic() - started
     return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
@@ -290,7 +291,7 @@ def verify_stored(store: ArtifactStore, key: str, pinned: str | None) -> str:
     equal the pin (when there is one). Returns the digest."""
     with tempfile.TemporaryDirectory(prefix="releasectl-verify-") as tmp:
         folder = fetch_bundle(store, key, Path(tmp))
-        digest = bundle.content_digest(folder)
+        digest = content_digest(folder)
     if pinned is not None and digest != pinned:
         raise Refused(f"the stored archive {store.uri(key)} has digest {digest}, not {pinned}")
     return digest
@@ -301,7 +302,7 @@ def fetch_bundle(store: ArtifactStore, key: str, dest: Path) -> Path:
     is refused like a wrong digest: it is not what the release pinned."""
     archive = store.get(key, dest / "archive.bento")
     try:
-        return bundle.extract(archive, dest / "bento")
+        return extract(archive, dest / "bento")
     except (
         OperationFailed,
         OSError,

@@ -117,9 +117,9 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from releasectl.errors import BadInput
-            from releasectl.pipeline.watch import start_detached
             from releasectl.serving.deploy import deploy as do_deploy
             from releasectl.serving.deploy import resolve
+            from releasectl.serving.watcher import start_detached
 
             if target != "local":
                 raise BadInput(f"unknown target {target!r}", "this release drives 'local'")
@@ -174,7 +174,7 @@ def register(app: typer.Typer) -> None:
             if model is not None:
                 check_model(model)
             from releasectl.pipeline.outcomes import load as load_outcome
-            from releasectl.pipeline.watch import detached
+            from releasectl.serving.watcher import detached
 
             # A read command starts nothing: a stopped agent is reported, from its record.
             target = LocalTarget(home())
@@ -299,8 +299,8 @@ def register(app: typer.Typer) -> None:
 
         def body() -> None:
             from releasectl.config import home
-            from releasectl.pipeline.watch import stop_detached
             from releasectl.serving.local import LocalTarget
+            from releasectl.serving.watcher import stop_detached
 
             watchers = stop_detached()
             stopped = LocalTarget(home()).stop()
@@ -357,7 +357,7 @@ def _say_preview(git: Any, model: str, version: str | None, auto: bool, json: bo
     )
     say(f"  bundle from {p.bundle}")
     if p.live and p.switch != "none":
-        from releasectl.analysis.engine import format_duration
+        from releasectl.manifest.durations import format_duration
 
         after = (
             f"the standby, kept warm for {format_duration(p.standby_s)}"
@@ -523,7 +523,7 @@ def _dry_watch(model: str, version: str | None, push: bool, act: bool, json: boo
     then what each verdict would lead to."""
     import json as json_
 
-    from releasectl.analysis.engine import format_duration
+    from releasectl.manifest.durations import format_duration
     from releasectl.pipeline.watch import check_watch
 
     p = check_watch(repo(), model, version=version, push=push, act=act)

@@ -244,7 +244,7 @@ def register(app: typer.Typer) -> None:
         """Print the JSON Schema of release.yaml (for editors)."""
 
         def body() -> None:
-            from releasectl.manifest.schema import json_schema
+            from releasectl.manifest.edits import json_schema
 
             emit(json_schema())
 

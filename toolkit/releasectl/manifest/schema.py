@@ -1,9 +1,10 @@
 """The release manifest, `model-releases/<model>/release.yaml`.
 
 Validated by pydantic (unknown keys refused); read with ruamel's round-trip
-loader so that a command's edit keeps the user's comments, quoting and key
-order and changes only the values it must. Aliases are refused outright:
-a manifest never needs them and they are the door to the "billion laughs".
+loader so that a command's edit (`releasectl.manifest.edits`) keeps the user's
+comments, quoting and key order and changes only the values it must. Aliases
+are refused outright: a manifest never needs them and they are the door to the
+"billion laughs".
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ from pydantic import (
     model_validator,
 )
 
-from releasectl.analysis.engine import AnalysisSpec, Duration
 from releasectl.errors import BadInput
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import Duration
 from releasectl.names import MODEL_RE, check_version
 
 API_VERSION = "releasectl/v1"
@@ -157,7 +159,8 @@ class Manifest(Strict):
         return self
 
 
-def _yaml() -> Any:
+def round_trip_yaml() -> Any:
+    """ruamel's round-trip loader/dumper: comments, quoting and key order survive an edit."""
     from ruamel.yaml import YAML
 
     yaml = YAML(typ="rt")
@@ -188,7 +191,7 @@ def parse_document(text: str, source: str) -> Any:
 
     if len(text.encode()) > MAX_BYTES:
         raise BadInput(f"{source}: file is larger than {MAX_BYTES // 1024} KiB")
-    yaml = _yaml()
+    yaml = round_trip_yaml()
     try:
         depth = 0
         for event in yaml.parse(io.StringIO(text)):
@@ -242,28 +245,6 @@ def load(text: str, source: str, *, model: str | None = None) -> Manifest:
     return validate(parse_document(text, source), source, model=model)
 
 
-def edit(text: str, source: str, changes: dict[str, Any], *, model: str | None = None) -> str:
-    """Apply top-level `changes` (None deletes a key) to the manifest text, keep
-    everything else as written, validate the result and return the new text."""
-    document = parse_document(text, source)
-    for key, value in changes.items():
-        if value is None:
-            document.pop(key, None)
-        elif isinstance(value, dict) and isinstance(document.get(key), dict):
-            for sub, subvalue in value.items():
-                if subvalue is None:
-                    document[key].pop(sub, None)
-                else:
-                    document[key][sub] = subvalue
-        else:
-            document[key] = value
-    out = io.StringIO()
-    _yaml().dump(document, out)
-    new_text = out.getvalue()
-    validate(document, source, model=model)
-    return new_text
-
-
 def _plain(node: Any) -> Any:
     """ruamel's containers and scalar subclasses as plain Python values."""
     if isinstance(node, dict):
@@ -281,33 +262,3 @@ def _plain(node: Any) -> Any:
     if isinstance(node, datetime):
         return node
     return node
-
-
-def json_schema() -> dict[str, Any]:
-    schema = Manifest.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "releasectl release manifest (release.yaml)"
-    return schema
-
-
-def render_new(model: str, *, port: int = 3000) -> str:
-    """A minimal manifest, without an analysis block (`releasectl new` writes
-    the template's, templates/model/release.yaml.tmpl): version 0.0.0 is
-    "never released"."""
-    return f"""\
-# The release manifest of {model}. releasectl edits version, serial, bundle.digest
-# and rollback; everything else is yours. Schema: `releasectl schema`.
-apiVersion: {API_VERSION}
-model: {model}
-version: 0.0.0
-serial: 0
-bundle:
-  bento: {model}
-  # Trains once, when a release is made; the weights are stored and pinned under
-  # bundle.trained, and every build (CI's rebuild too) imports those exact bytes.
-  train: [python, train.py]
-deploy:
-  target: local
-  port: {port}
-  standby: 10m
-"""

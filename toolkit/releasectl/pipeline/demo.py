@@ -144,7 +144,7 @@ class Demo:
         self.sh("releasectl", "new", "iris", "--port", str(port))
         from ruamel.yaml import YAML
 
-        from releasectl.manifest.schema import edit
+        from releasectl.manifest.edits import edit
 
         manifest = self.repo / "model-releases/iris/release.yaml"
         fast = {"analysis": YAML(typ="safe").load(ANALYSIS)["analysis"]}

@@ -38,7 +38,7 @@ class NotifySpec(BaseModel):
     @field_validator("timeout", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> Any:
-        from releasectl.analysis.engine import parse_duration
+        from releasectl.manifest.durations import parse_duration
 
         return parse_duration(value) if isinstance(value, str) else value
 

@@ -8,7 +8,8 @@ retrying a refused push with backoff for a bounded time; the caller exits 4.
 Inconclusive: nothing changes; a human decides (exit 4). Every outcome but a
 pass is also sent to the registry's notification hook, and every outcome is
 kept for `status`. A watcher can run detached after a deploy, so a bad version
-is rolled back with nobody at a terminal.
+is rolled back with nobody at a terminal (`releasectl.serving.watcher` starts
+and stops it).
 
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
@@ -17,20 +18,14 @@ acts on the verdict (docs/ARCHITECTURE.md, "Trust")."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from releasectl import git as g
-from releasectl.analysis.engine import Measurement, Verdict, run_analysis
+from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
 from releasectl.analysis.sources import open_source
 from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
@@ -58,7 +53,7 @@ RETRY_MAX_S = 30.0
 class Watched:
     model: str
     version: str
-    verdict: Verdict
+    verdict: AnalysisVerdict
     action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
     revert: Outcome | None = None
     deployed_version: str | None = None
@@ -78,7 +73,7 @@ class Watched:
         }
 
 
-def revert_reason(verdict: Verdict) -> str:
+def revert_reason(verdict: AnalysisVerdict) -> str:
     """The reason a failed verdict's revert records: one line, within the
     limit `revert --reason` accepts, whatever the metric names hold."""
     text = "".join(c if c.isprintable() else " " for c in f"analysis failed: {verdict.message}")
@@ -178,7 +173,7 @@ def _act(
     git: g.Git,
     model: str,
     version: str,
-    verdict: Verdict,
+    verdict: AnalysisVerdict,
     recovery: rec.Recovery,
     hook: notify.NotifySpec | None,
     push: bool,
@@ -189,7 +184,7 @@ def _act(
         "passed"
         if verdict.passed
         else "failed-unrecovered"
-        if verdict.outcome == "failed"
+        if verdict.outcome is Judgement.FAILED
         else "needs-human"
     )
     outcome = out.WatchOutcome(
@@ -296,105 +291,6 @@ def _conclude(hook: notify.NotifySpec | None, outcome: out.WatchOutcome) -> None
     out.save(outcome)
 
 
-# --- the detached watcher -------------------------------------------------------------
-
-
-def _watch_file(model: str) -> Path:
-    return home() / "watch" / f"{model}.json"
-
-
-def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
-    """Start `releasectl watch` in its own session, logging to the state home;
-    it pushes when the branch has an upstream. A newer watcher replaces an
-    older one for the same model."""
-    check_signing_key(git)  # say now, at the terminal, that it could not act
-    notify.load(git)  # and that its hook is malformed
-    stop_detached(model)
-    out.exit_path(model).unlink(missing_ok=True)
-    branch = g.current_branch(git)
-    push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
-    path = _watch_file(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = path.with_suffix(".log")
-    argv = [
-        sys.executable,
-        "-m",
-        "releasectl",
-        "-C",
-        str(git.cwd),
-        "watch",
-        model,
-        "--version",
-        version,
-        "--json",
-        "--detached",
-        *(["--push"] if push else []),
-    ]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            argv,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=git.cwd,
-        )
-    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
-    path.write_text(json.dumps(info))
-    return info
-
-
-def stop_detached(model: str | None = None) -> list[dict[str, Any]]:
-    """Stop detached watchers (one model's, or all); returns those that ran.
-    A watcher stopped on purpose leaves no crash behind for `status`."""
-    folder = home() / "watch"
-    stopped: list[dict[str, Any]] = []
-    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
-        if "." in path.stem or (model is not None and path.stem != model):
-            continue  # <model>.outcome.json, <model>.exit.json
-        info = json.loads(path.read_text())
-        if _terminate(int(info["pid"]), "watch"):
-            stopped.append(info)
-        path.unlink(missing_ok=True)
-    return stopped
-
-
-def _terminate(pid: int, needle: str) -> bool:
-    """Stop the process if it is still ours; True if it was running."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        if needle not in " ".join(proc.cmdline()):
-            return False  # the pid was reused by something else
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(timeout=10)
-    except psutil.TimeoutExpired:
-        os.kill(pid, signal.SIGKILL)
-    except psutil.Error:
-        return False
-    return True
-
-
-def detached(model: str) -> dict[str, Any] | None:
-    """The model's detached watcher, for `status`: running (`alive`), or ended
-    with its exit code, or gone without one (killed); None if there never was one."""
-    import psutil
-
-    path = _watch_file(model)
-    if not path.exists():
-        return None
-    info: dict[str, Any] = json.loads(path.read_text())
-    try:
-        alive = "watch" in " ".join(psutil.Process(int(info["pid"])).cmdline())
-    except psutil.Error:
-        alive = False
-    info["alive"] = alive
-    ended = out.load_exit(model)
-    info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
-    return info
-
-
 # --- what `watch` would do (`watch --dry-run`, `agent stop`) ------------------------------
 
 
@@ -422,8 +318,8 @@ def check_watch(
     What can only fail after the bake (the remote moved, the revert has no
     stable release to go back to) is said in those lines, not refused: the
     real command finds it only then."""
-    from releasectl.analysis.engine import format_duration
     from releasectl.errors import ReleasectlError
+    from releasectl.manifest.durations import format_duration
     from releasectl.registry.landing import head
     from releasectl.registry.release import plan_mark_stable
     from releasectl.registry.revert import plan as plan_revert

@@ -9,10 +9,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releasectl import git as g
-from releasectl.bundles.bento import export
+from releasectl.bundles.archive import export
 from releasectl.bundles.build import build_sources, needs_training, store_bundle, store_for, train
 from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
+from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
 from releasectl.registry import history as reg
@@ -110,7 +111,7 @@ def plan_release(
         if pin.trained is not None:
             pinned["trained"] = pin.trained.model_dump(mode="json")
         changes["bundle"] = pinned
-    new_text = mf.edit(text, path, changes, model=model)
+    new_text = edits.edit(text, path, changes, model=model)
     message = (
         f"Release {model} {version}\n\n"
         f"Releasectl-Model: {model}\n"

@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, Refused
-from releasectl.manifest import schema as mf
+from releasectl.manifest import edits
 from releasectl.names import (
     check_model,
     check_reason,
@@ -103,7 +103,7 @@ def plan(
         "by": who,
     }
     path = manifest_path(model)
-    new_text = mf.edit(stable_text, path, {"serial": serial, "rollback": record}, model=model)
+    new_text = edits.edit(stable_text, path, {"serial": serial, "rollback": record}, model=model)
 
     leaving = history.get(manifest.version)
     message = _message(model, manifest.version, target, leaving, reason, serial)

@@ -13,6 +13,7 @@ from pathlib import Path
 from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.git import ZERO
+from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, check_model, model_dir
 from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
@@ -245,7 +246,7 @@ def _new_manifest(text: str, source: str, model: str, port: int) -> str:
     if not document.get("analysis"):
         template = _template(model, port)[0][MANIFEST].decode()
         changes["analysis"] = mf.parse_document(template, MANIFEST)["analysis"]
-    return mf.edit(text, source, changes, model=model)
+    return edits.edit(text, source, changes, model=model)
 
 
 def write_new(root: Path, plan: NewModel) -> list[Path]:

@@ -27,8 +27,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
-from releasectl.bundles import bento as bundle
 from releasectl.bundles.build import fetch_bundle, store_for
+from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
 from releasectl.errors import OperationFailed, Refused
 from releasectl.manifest import schema as mf
@@ -229,7 +229,7 @@ def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Pa
     pinned = _pinned(state)
     target = _cached(state)
     if target.exists():
-        if bundle.content_digest(target) == pinned:
+        if content_digest(target) == pinned:
             return target
         shutil.rmtree(target)  # tampered or half-written: fetch it again
     store, key = _stored(git, state, pinned)
@@ -240,7 +240,7 @@ def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Pa
         tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp,
     ):
         folder = fetch_bundle(store, key, Path(tmp))
-        digest = bundle.content_digest(folder)
+        digest = content_digest(folder)
         if digest != pinned:
             raise Refused(
                 f"the stored bundle of {state.model} {state.manifest.version} has digest "
@@ -414,7 +414,7 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
     else:
         pinned = _pinned(state)
         cached = _cached(state)
-        if cached.exists() and bundle.content_digest(cached) == pinned:
+        if cached.exists() and content_digest(cached) == pinned:
             source = f"the local cache {cached}"
         else:
             store, key = _stored(git, state, pinned)

@@ -14,8 +14,6 @@ from pathlib import Path
 
 import psutil
 
-from releasectl.bundles.bento import serve_command
-
 # Set in each slot server's environment, so its whole process tree can be found again after
 # the agent died between starting a server and writing its pid down.
 SLOT_ENV = "RELEASECTL_SLOT"
@@ -43,7 +41,19 @@ def spawn_server(
         PATH=os.pathsep.join([str(venv / "bin"), env.get("PATH", os.defpath)]),
         **{SLOT_ENV: str(slot_dir)},
     )
-    cmd = serve_command(link, host="127.0.0.1", port=port, python=python)
+    # `bentoml serve` wipes `$BENTOML_HOME/prometheus_multiproc_dir` at start: each slot
+    # has a home of its own.
+    cmd = [
+        str(python),
+        "-m",
+        "bentoml",
+        "serve",
+        str(link.absolute()),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+    ]
     with (slot_dir / "server.log").open("ab") as log:
         return subprocess.Popen(
             cmd,

@@ -1,0 +1,116 @@
+"""The detached watcher: `releasectl watch` started in its own session after a
+deploy (so a bad version is rolled back with nobody at a terminal), found again
+and stopped through its pid file, `watch/<model>.json` under the state home.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from releasectl import git as g
+from releasectl.config import home
+from releasectl.pipeline import notify
+from releasectl.pipeline import outcomes as out
+from releasectl.signing import check_signing_key
+
+
+def _watch_file(model: str) -> Path:
+    return home() / "watch" / f"{model}.json"
+
+
+def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
+    """Start `releasectl watch` in its own session, logging to the state home;
+    it pushes when the branch has an upstream. A newer watcher replaces an
+    older one for the same model."""
+    check_signing_key(git)  # say now, at the terminal, that it could not act
+    notify.load(git)  # and that its hook is malformed
+    stop_detached(model)
+    out.exit_path(model).unlink(missing_ok=True)
+    branch = g.current_branch(git)
+    push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
+    path = _watch_file(model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    log = path.with_suffix(".log")
+    argv = [
+        sys.executable,
+        "-m",
+        "releasectl",
+        "-C",
+        str(git.cwd),
+        "watch",
+        model,
+        "--version",
+        version,
+        "--json",
+        "--detached",
+        *(["--push"] if push else []),
+    ]
+    with log.open("ab") as sink:
+        proc = subprocess.Popen(
+            argv,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            cwd=git.cwd,
+        )
+    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
+    path.write_text(json.dumps(info))
+    return info
+
+
+def stop_detached(model: str | None = None) -> list[dict[str, Any]]:
+    """Stop detached watchers (one model's, or all); returns those that ran.
+    A watcher stopped on purpose leaves no crash behind for `status`."""
+    folder = home() / "watch"
+    stopped: list[dict[str, Any]] = []
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
+        if "." in path.stem or (model is not None and path.stem != model):
+            continue  # <model>.outcome.json, <model>.exit.json
+        info = json.loads(path.read_text())
+        if _terminate(int(info["pid"]), "watch"):
+            stopped.append(info)
+        path.unlink(missing_ok=True)
+    return stopped
+
+
+def _terminate(pid: int, needle: str) -> bool:
+    """Stop the process if it is still ours; True if it was running."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        if needle not in " ".join(proc.cmdline()):
+            return False  # the pid was reused by something else
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=10)
+    except psutil.TimeoutExpired:
+        os.kill(pid, signal.SIGKILL)
+    except psutil.Error:
+        return False
+    return True
+
+
+def detached(model: str) -> dict[str, Any] | None:
+    """The model's detached watcher, for `status`: running (`alive`), or ended
+    with its exit code, or gone without one (killed); None if there never was one."""
+    import psutil
+
+    path = _watch_file(model)
+    if not path.exists():
+        return None
+    info: dict[str, Any] = json.loads(path.read_text())
+    try:
+        alive = "watch" in " ".join(psutil.Process(int(info["pid"])).cmdline())
+    except psutil.Error:
+        alive = False
+    info["alive"] = alive
+    ended = out.load_exit(model)
+    info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
+    return info
