@@ -15,6 +15,7 @@ from releasectl.analysis.engine import AnalysisSpec, Status, checks_for, judge
 from releasectl.analysis.sources import PrometheusSource, _reduce
 from releasectl.errors import BadInput
 from releasectl.serving.kubernetes.analysis_template import (
+    DEFAULT_PROMETHEUS,
     analysis_template,
     measurement_count,
     queries,
@@ -134,17 +135,15 @@ def test_an_all_inconclusive_run_is_never_a_pass() -> None:
     assert metric_phase(metric, ["Inconclusive"] * 3) == "Inconclusive"
 
 
-def test_the_address_is_an_argument_or_the_prometheus_source() -> None:
+def test_the_address_is_an_argument_or_the_prometheus_source_or_the_default() -> None:
     cluster = "http://prometheus-server.monitoring.svc:80"
     template = analysis_template(spec(), "iris", name="iris", address=cluster)
     assert {m["provider"]["prometheus"]["address"] for m in template["spec"]["metrics"]} == {
         cluster
     }
     scrape = spec(source="scrape", metrics={"error_rate": {"max": 0.05}})
-    assert analysis_template(scrape, "iris", name="iris", address=cluster)
-    with pytest.raises(BadInput, match="needs a Prometheus address") as refused:
-        analysis_template(scrape, "iris", name="iris")
-    assert refused.value.code == 2 and "\n" not in refused.value.line()
+    [metric] = analysis_template(scrape, "iris", name="iris")["spec"]["metrics"]
+    assert metric["provider"]["prometheus"]["address"] == DEFAULT_PROMETHEUS
 
 
 def test_the_queries_are_the_prometheus_sources_scoped_by_version() -> None:

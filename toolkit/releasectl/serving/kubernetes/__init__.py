@@ -1,1 +1,2 @@
-"""The Kubernetes target: what a release renders into Git for Argo CD and Argo Rollouts."""
+"""The Kubernetes target: the desired state rendered into Git for Argo CD to
+sync and Argo Rollouts to analyse (docs/ARCHITECTURE.md, "Kubernetes")."""

@@ -23,7 +23,6 @@ from releasectl.analysis.engine import (
     format_duration,
 )
 from releasectl.analysis.sources import Scope, build_queries
-from releasectl.errors import BadInput
 from releasectl.names import check_version
 
 API_VERSION = "argoproj.io/v1alpha1"
@@ -31,19 +30,19 @@ API_VERSION = "argoproj.io/v1alpha1"
 # `app.kubernetes.io/version` (docs/ARCHITECTURE.md, "Analysis in the cluster").
 VERSION_LABEL = "version"
 VERSION_ARG = "{{args.version}}"
+# Where Prometheus is in the cluster when neither the caller nor the analysis block
+# says: kube-prometheus' service. A wrong address errors every measurement, and
+# errors beyond consecutiveErrorLimit abort the rollout: it can never pass unseen.
+DEFAULT_PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 
 
 def analysis_template(
     spec: AnalysisSpec, model: str, *, name: str, address: str | None = None
 ) -> dict[str, Any]:
     """The AnalysisTemplate object (argument `version`). `address` is Prometheus as
-    the cluster reaches it; by default the analysis' prometheus source's URL."""
-    prometheus = address or _source_url(spec)
-    if prometheus is None:
-        raise BadInput(
-            f"{model}: the AnalysisTemplate needs a Prometheus address",
-            "set analysis.source to {kind: prometheus, url: http://...}",
-        )
+    the cluster reaches it (a setting); without it, the analysis' prometheus source's
+    URL, else DEFAULT_PROMETHEUS."""
+    prometheus = address or _source_url(spec) or DEFAULT_PROMETHEUS
     measurements = measurement_count(spec)
     limits = {
         "failureLimit": spec.failure_limit,
