@@ -17,21 +17,16 @@ A version nobody serves is the third case: no data must be inconclusive on both 
 
 from __future__ import annotations
 
-import math
-import shutil
-import subprocess
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 
 from argo_analysis import run_metric
 from bundle_helpers import build_iris, copy_iris_sources, free_port, serving
+from prometheus_helpers import prometheus_scraping, prometheus_values
 from releasectl.analysis.engine import AnalysisSpec, Outcome, parse_duration, run_analysis
 from releasectl.analysis.sources import PrometheusSource
 from releasectl.serving.kubernetes.analysis_template import (
@@ -84,15 +79,6 @@ def analysis(prometheus: str, metric: str) -> AnalysisSpec:
     )
 
 
-def prometheus_values(url: str, promql: str) -> list[float]:
-    """An instant query's values, as Argo's Prometheus provider hands them to the
-    conditions: one float per series of the vector, NaN as NaN."""
-    answer = httpx.get(f"{url}/api/v1/query", params={"query": promql}, timeout=5).json()
-    assert answer["status"] == "success", answer
-    assert answer["data"]["resultType"] == "vector", answer
-    return [float(item["value"][1]) for item in answer["data"]["result"]]
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """The two versions built from the iris example, each served with its own home."""
@@ -112,67 +98,17 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 @pytest.fixture(scope="module")
 def prometheus(served: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's Prometheus scraping both servers, each target labelled with its version."""
-    binary = shutil.which("prometheus")
-    assert binary, "the tests need Debian's prometheus package (scripts/test installs it)"
+    """Debian's Prometheus scraping both servers, each target labelled with its version;
+    ready when every metric's query has a number for both (feedback behind accuracy)."""
     home = tmp_path_factory.mktemp("prometheus")
-    targets = "".join(
-        f"      - targets: ['{url.removeprefix('http://')}']\n"
-        f"        labels: {{{VERSION_LABEL}: '{version}'}}\n"
-        for version, url in served.items()
-    )
-    config = home / "prometheus.yml"
-    config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        "scrape_configs:\n"
-        "  - job_name: iris\n"
-        "    static_configs:\n" + targets
-    )
-    port = free_port()
-    log = (home / "prometheus.log").open("w")
-    proc = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={home / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _wait_for_data(url, proc, home / "prometheus.log")
-        yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-
-
-def _wait_for_data(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    """Ready when every metric's query has a number for both served versions:
-    a full rate() window of scrapes, and feedback behind the accuracy gauge."""
-    wanted = [
+    ready_when = [
         promql
         for metric in METRICS
-        for version in (HEALTHY, FAULTY)
-        for promql in queries(analysis(url, metric), "iris", version).values()
+        for version in served
+        for promql in queries(analysis("http://unused", metric), "iris", version).values()
     ]
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, f"prometheus exited:\n{log.read_text()[-2000:]}"
-        try:
-            if all(any(not math.isnan(v) for v in prometheus_values(url, q)) for q in wanted):
-                return
-        except httpx.HTTPError:
-            pass  # not listening yet
-        time.sleep(0.2)
-    pytest.fail(f"prometheus had no data for every query within 90s:\n{log.read_text()[-2000:]}")
+    with prometheus_scraping(home, free_port(), served, ready_when) as url:
+        yield url
 
 
 def _watch(url: str, metric: str, version: str) -> tuple[str, str]:
