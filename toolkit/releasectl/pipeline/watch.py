@@ -13,7 +13,11 @@ is rolled back with nobody at a terminal.
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
 (it holds no key and no write token); a later job that runs no model code
-acts on the verdict (docs/ARCHITECTURE.md, "Trust")."""
+acts on the verdict (docs/ARCHITECTURE.md, "Trust").
+
+A kubernetes-target model is judged in the cluster through Prometheus and acted
+on through Git alone: the pushed revert is the way back, since Argo CD syncs it
+(docs/ARCHITECTURE.md, "Analysis in the cluster")."""
 
 from __future__ import annotations
 
