@@ -153,6 +153,9 @@ class Snapshot(NamedTuple):
 class Scope(NamedTuple):
     version: str
     service_name: str | None = None
+    # The label PromQL matches the version on: BentoML's own, or on Kubernetes the one
+    # relabelled from the pod's (docs/ARCHITECTURE.md, "Analysis in the cluster").
+    label: str = "service_version"
 
     def admits(self, labels: Mapping[str, str], *, required: bool = True) -> bool:
         """Whether a sample belongs to the version under watch. For custom gauges

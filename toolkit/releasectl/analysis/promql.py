@@ -76,7 +76,7 @@ def _placeholder_value(version: str, quote: str | None) -> str:
 
 
 def _selector(scope: Scope, extra: str = "") -> str:
-    matchers = [f"service_version={promql_string(scope.version)}"]
+    matchers = [f"{scope.label}={promql_string(scope.version)}"]
     if scope.service_name is not None:
         matchers.append(f"service_name={promql_string(scope.service_name)}")
     matchers.append(f"endpoint!~{promql_string(EXCLUDED_ENDPOINTS_RE)}")

@@ -125,12 +125,13 @@ class PrometheusSource:
         timeout: float = 5.0,
         namespace: str = NAMESPACE,
         transport: httpx.BaseTransport | None = None,
+        version_label: str = "service_version",
     ) -> None:
         source = spec.source
         window = source.window if isinstance(source, PrometheusSourceSpec) else None
         self.url = url.rstrip("/") + "/api/v1/query"
         self._spec = spec
-        self._scope = Scope(version, service_name)
+        self._scope = Scope(version, service_name, version_label)
         self._namespace = namespace
         self._checks = checks_for(spec)
         self._window_s = window or spec.interval
@@ -229,11 +230,15 @@ def open_source(
     base_url: str | None = None,
     service_name: str | None = None,
     fresh: bool = False,
+    version_label: str = "service_version",
 ) -> ScrapeSource | PrometheusSource:
     """The source the spec asks for. `base_url` is the deployed server (scrape
-    source); `fresh`: that server was started for this version."""
+    source); `fresh`: that server was started for this version; `version_label`:
+    the label the Prometheus source's queries match the version on."""
     if isinstance(spec.source, PrometheusSourceSpec):
-        return PrometheusSource(spec.source.url, spec, version, service_name=service_name)
+        return PrometheusSource(
+            spec.source.url, spec, version, service_name=service_name, version_label=version_label
+        )
     if base_url is None:
         raise MetricsError("the scrape source needs the deployed server's base URL")
     return ScrapeSource(base_url, spec, version, service_name=service_name, fresh=fresh)

@@ -14,7 +14,11 @@ and stops it).
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
 (it holds no key and no write token); a later job that runs no model code
-acts on the verdict (docs/ARCHITECTURE.md, "Trust")."""
+acts on the verdict (docs/ARCHITECTURE.md, "Trust").
+
+A kubernetes-target model is judged in the cluster through Prometheus and acted
+on through Git alone: the pushed revert is the way back, since Argo CD syncs it
+(docs/ARCHITECTURE.md, "Analysis in the cluster")."""
 
 from __future__ import annotations
 
@@ -98,6 +102,11 @@ def watch(
 
     say: Say = on_event or (lambda _text: None)
     hook = _before_bake(git, model, act)
+    cluster = _in_cluster(git, model)
+    if cluster is not None:
+        return _watch_in_cluster(
+            git, cluster, version, push, act, hook, on_measurement, record_timeout, say
+        )
     live, manifest = _live_and_declared(git, model, version, LocalTarget(home()).status())
     # The way back is prepared while the bake runs (verifying the stable release
     # and fetching its bundle takes seconds): the first measurement waits on
@@ -180,26 +189,9 @@ def _act(
     record_timeout: float,
     say: Say,
 ) -> Watched:
-    kind: out.Kind = (
-        "passed"
-        if verdict.passed
-        else "failed-unrecovered"
-        if verdict.outcome is Judgement.FAILED
-        else "needs-human"
-    )
-    outcome = out.WatchOutcome(
-        model=model, version=version, outcome=kind, message=verdict.message, serving=version
-    )
-    if kind == "passed":
-        try:
-            _recorded(outcome, mark_stable(git, model, version, push=push, leave_local=push)[1])
-        except ReleasectlError as exc:
-            outcome.record, outcome.record_error = "failed", exc.line()
-        _conclude(hook, outcome)
-        return Watched(model, version, verdict, "marked-stable", None, version, outcome)
-    if kind == "needs-human":
-        _conclude(hook, outcome)
-        return Watched(model, version, verdict, "none", None, version, outcome)
+    outcome, settled = _unless_failed(git, model, version, verdict, hook, push)
+    if settled is not None:
+        return settled
 
     # Recovery first: the stable release serves before any git write.
     outcome.record = "pending"
@@ -240,6 +232,39 @@ def _act(
         outcome.record = "none"
     _conclude(hook, outcome)
     return Watched(model, version, verdict, "reverted", reverted, outcome.serving, outcome)
+
+
+def _unless_failed(
+    git: g.Git,
+    model: str,
+    version: str,
+    verdict: AnalysisVerdict,
+    hook: notify.NotifySpec | None,
+    push: bool,
+) -> tuple[out.WatchOutcome, Watched | None]:
+    """The outcome of a verdict, and what was done about it unless it failed: a pass
+    is marked stable, an inconclusive verdict changes nothing."""
+    kind: out.Kind = (
+        "passed"
+        if verdict.passed
+        else "failed-unrecovered"
+        if verdict.outcome is Judgement.FAILED
+        else "needs-human"
+    )
+    outcome = out.WatchOutcome(
+        model=model, version=version, outcome=kind, message=verdict.message, serving=version
+    )
+    if kind == "passed":
+        try:
+            _recorded(outcome, mark_stable(git, model, version, push=push, leave_local=push)[1])
+        except ReleasectlError as exc:
+            outcome.record, outcome.record_error = "failed", exc.line()
+        _conclude(hook, outcome)
+        return outcome, Watched(model, version, verdict, "marked-stable", None, version, outcome)
+    if kind == "needs-human":
+        _conclude(hook, outcome)
+        return outcome, Watched(model, version, verdict, "none", None, version, outcome)
+    return outcome, None
 
 
 def _recorded(outcome: out.WatchOutcome, landed: Landed | None) -> None:
@@ -291,6 +316,97 @@ def _conclude(hook: notify.NotifySpec | None, outcome: out.WatchOutcome) -> None
     out.save(outcome)
 
 
+# --- a kubernetes-target model: judged in the cluster ----------------------------------
+
+
+def _in_cluster(git: g.Git, model: str) -> mf.Manifest | None:
+    """The manifest the branch declares when its target is kubernetes, else None (a
+    model that cannot be read is left to the local path, which refuses it as before)."""
+    try:
+        manifest, _ = reg.current(git, model)
+    except BadInput:
+        return None
+    return manifest if manifest.deploy.target == "kubernetes" else None
+
+
+def _cluster_refusals(manifest: mf.Manifest, version: str | None) -> None:
+    from releasectl.manifest.analysis import PrometheusSourceSpec
+
+    model, declared = manifest.model, manifest.version
+    if version is not None and version != declared:
+        raise BadInput(
+            f"{model} runs on kubernetes, where the branch's version {declared} is "
+            f"deployed, not {version}",
+            "drop --version or pass the declared one",
+        )
+    if not isinstance(manifest.analysis.source, PrometheusSourceSpec):
+        raise BadInput(
+            f"{model} runs on kubernetes: watch reads its metrics from Prometheus, "
+            "not by scraping a local server",
+            "set analysis.source to {kind: prometheus, url: http://...}",
+        )
+
+
+def _watch_in_cluster(
+    git: g.Git,
+    manifest: mf.Manifest,
+    version: str | None,
+    push: bool,
+    act: bool,
+    hook: notify.NotifySpec | None,
+    on_measurement: Callable[[Measurement], None] | None,
+    record_timeout: float,
+    say: Say,
+) -> Watched:
+    """The version the branch declares is the one Argo CD syncs to the cluster; it is
+    judged through Prometheus by the `version` label its pods carry, and a failure is
+    recovered by the revert itself: pushed, Argo CD syncs the stable state back
+    (docs/ARCHITECTURE.md, "Analysis in the cluster"). Nothing runs on this machine."""
+    from releasectl.analysis.sources import PrometheusSource
+    from releasectl.manifest.analysis import PrometheusSourceSpec
+    from releasectl.serving.kubernetes.analysis_template import VERSION_LABEL
+
+    model, declared, spec = manifest.model, manifest.version, manifest.analysis
+    _cluster_refusals(manifest, version)
+    assert isinstance(spec.source, PrometheusSourceSpec)  # refused above otherwise
+    try:
+        with PrometheusSource(spec.source.url, spec, declared, version_label=VERSION_LABEL) as src:
+            verdict = run_analysis(spec, src, declared, on_measurement=on_measurement)
+    except BaseException as exc:
+        if act and not isinstance(exc, KeyboardInterrupt | SystemExit):
+            _conclude(hook, _crashed(model, declared, exc))
+        raise
+    if not act:
+        return Watched(model, declared, verdict, "judged", None, declared)
+    try:
+        outcome, settled = _unless_failed(git, model, declared, verdict, hook, push)
+        if settled is not None:
+            return settled
+        outcome.record = "pending"
+        out.save(outcome)
+        say(f"{declared} failed: reverting; the cluster follows the revert once it is pushed")
+        reverted, error = _record_revert(
+            git, model, revert_reason(verdict), push, record_timeout, say
+        )
+        landed = reverted.landed if reverted else None
+        if error is not None:
+            outcome.record, outcome.record_error = "failed", error
+        else:
+            _recorded(outcome, landed)
+            outcome.revert_commit = landed.commit if landed else None
+        if reverted is not None and landed is not None and landed.pushed_to:
+            # Argo CD syncs what the remote holds: the stable state is on its way back.
+            outcome.outcome, outcome.serving = "failed-recovered", reverted.plan.to_version
+        elif error is None:
+            outcome.note = "not pushed: the cluster follows the remote, push the revert"
+        _conclude(hook, outcome)
+        return Watched(model, declared, verdict, "reverted", reverted, outcome.serving, outcome)
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt | SystemExit):
+            _conclude(hook, _crashed(model, declared, exc))
+        raise
+
+
 # --- what `watch` would do (`watch --dry-run`, `agent stop`) ------------------------------
 
 
@@ -327,15 +443,22 @@ def check_watch(
     from releasectl.signing import trust_root
 
     _before_bake(git, model, act)
-    target = LocalTarget(home())
-    running = target.running()
-    live, manifest = _live_and_declared(git, model, version, target.status(start=False))
+    cluster = _in_cluster(git, model)
+    if cluster is not None:
+        _cluster_refusals(cluster, version)
+        # No local agent is involved: `running` only tells the CLI not to mention one.
+        watched, manifest, running = cluster.version, cluster, True
+    else:
+        target = LocalTarget(home())
+        running = target.running()
+        live, manifest = _live_and_declared(git, model, version, target.status(start=False))
+        watched = live.version
     bake = format_duration(manifest.analysis.bake)
     inconclusive = "nothing changes; exit 4: a human decides"
     if not act:
         return WatchPlan(
             model,
-            live.version,
+            watched,
             manifest.analysis.bake,
             running,
             f"report passed after the {bake} bake (judged only: not marked stable)",
@@ -346,26 +469,30 @@ def check_watch(
     base = head(git)
     trust = trust_root(git, base)
     try:
-        _, change = plan_mark_stable(git, trust, model, live.version, base)
+        _, change = plan_mark_stable(git, trust, model, watched, base)
         on_pass = (
-            f"mark {model} {live.version} stable after the {bake} bake "
-            f"(stable/{model}/v{live.version}){where}"
+            f"mark {model} {watched} stable after the {bake} bake "
+            f"(stable/{model}/v{watched}){where}"
             if change is not None
-            else f"nothing: {model} {live.version} is already stable"
+            else f"nothing: {model} {watched} is already stable"
         )
     except ReleasectlError as exc:
-        on_pass = f"try to mark {model} {live.version} stable, which would fail: {exc.message}"
+        on_pass = f"try to mark {model} {watched} stable, which would fail: {exc.message}"
     who = g.config_get(git, "user.email") or "unknown"
     try:
         p = plan_revert(git, model, base, reason="analysis failed", who=who, trust=trust)
+        back = (
+            ": Argo CD syncs the cluster back once it is pushed"
+            if cluster is not None
+            else f", switch the local target back to {p.to_version}"
+        )
         on_fail = (
-            f"revert {model} {p.from_version} -> {p.to_version}{where}, switch the local "
-            f"target back to {p.to_version}; exit 4"
+            f"revert {model} {p.from_version} -> {p.to_version}{where}{back}; exit 4"
             if p.change is not None
             else f"nothing to revert ({p.note}); exit 4"
         )
     except ReleasectlError as exc:
         on_fail = f"try to revert {model}, which would fail: {exc.message}; exit 4"
     return WatchPlan(
-        model, live.version, manifest.analysis.bake, running, on_pass, on_fail, inconclusive
+        model, watched, manifest.analysis.bake, running, on_pass, on_fail, inconclusive
     )
