@@ -275,9 +275,9 @@ def repo():  # type: ignore[no-untyped-def]
 
 
 def _register() -> None:
-    from releasectl.cli import pipeline, reading, releasing, serving, setup
+    from releasectl.cli import kubernetes, pipeline, reading, releasing, serving, setup
 
-    for module in (setup, releasing, reading, serving, pipeline):
+    for module in (setup, releasing, reading, serving, pipeline, kubernetes):
         module.register(app)
 
 
