@@ -66,7 +66,7 @@ def render_worktree(git: g.Git, model: str, *, check: bool = False) -> RenderRes
     index = r.index_path(manifest)
     existing = (git.cwd / index).read_text() if index and (git.cwd / index).is_file() else None
     files = r.with_index(rendered, manifest, existing)
-    extra = [p for p in files if p not in rendered.files]
+    extra = [index] if index else []  # listed whether or not it changes
     if check:
         changes = r.differences(git.cwd, files, rendered.folder)
     else:
