@@ -291,3 +291,44 @@ def test_init_kubernetes_writes_an_argo_cd_application_for_deploy(
     # Idempotent: nothing more to add.
     assert "nothing to do" in registry.ok("init", "--kubernetes")
     assert registry.git("rev-list", "--count", f"{before}..HEAD") == "1"
+
+
+def test_pull_request_check_refuses_a_rendered_folder_that_differs(registry: Repo) -> None:
+    kubernetes_iris(registry)
+    base = registry.head()
+    text = (registry.path / MANIFEST).read_text()
+    registry.write(
+        MANIFEST, text.replace("version: 0.0.0", "version: 1.0.0").replace("serial: 0", "serial: 1")
+    )
+    registry.ok("render", "iris")
+    registry.commit("iris 1.0.0, rendered", "model-releases", "deploy")
+    proc = registry.cli("check", "--base", base, "--no-build", "--json")
+    findings = {
+        f["check"]: f for f in json.loads(proc.stdout)["findings"] if f["subject"] == "iris"
+    }
+    assert findings["rendered"]["ok"] is True, findings
+
+    rollout = registry.path / FOLDER / "rollout.yaml"
+    rollout.write_text(rollout.read_text().replace("replicas: 2", "replicas: 9"))
+    registry.commit("iris: a hand edit", "deploy")
+    proc = registry.cli("check", "--base", base, "--no-build", "--json")
+    assert proc.returncode != 0
+    findings = {
+        f["check"]: f for f in json.loads(proc.stdout)["findings"] if f["subject"] == "iris"
+    }
+    assert findings["rendered"]["ok"] is False
+    assert f"{FOLDER}/rollout.yaml" in findings["rendered"]["detail"]
+
+
+def test_the_deploy_workflow_applies_nothing_for_a_kubernetes_model(registry: Repo) -> None:
+    """deploy.yml's step for a revert or a manual deploy: Argo CD pulls, so it says so."""
+    from releasectl.git import open_repo
+    from releasectl.pipeline import ci
+
+    kubernetes_iris(registry)
+    registry.ok("release", "iris", "1.0.0")
+    lines = ci.execute(open_repo(registry.path), [ci.Item("iris", "deploy", "1.0.0")])
+    assert lines == [
+        f"iris 1.0.0: kubernetes target, nothing to apply here: Argo CD syncs {FOLDER}/ "
+        "from this commit"
+    ]

@@ -116,3 +116,16 @@ def sync_paths(rendered: CommitFiles | None) -> tuple[str, ...]:
         return ()
     inside = f"{rendered.folder}/"
     return (rendered.folder, *sorted(p for p in rendered.files if not p.startswith(inside)))
+
+
+def committed_differences(git: g.Git, manifest: mf.Manifest, rev: str) -> list[str]:
+    """The rendered files at `rev` that differ from a render of the manifest
+    (missing, changed or stale); [] for another target or when they agree."""
+    if manifest.deploy.kubernetes is None:
+        return []
+    rendered = r.render(manifest, release_serial(git, manifest))
+    committed = {entry.split("\t", 1)[1] for entry in g.tree_entries(git, rev, rendered.folder)}
+    wrong = [
+        path for path, text in sorted(rendered.files.items()) if g.read_blob(git, rev, path) != text
+    ]
+    return wrong + sorted(committed - set(rendered.files))
