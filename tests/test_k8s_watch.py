@@ -22,7 +22,8 @@ from bundle_helpers import free_port, serving
 from conftest import RELEASECTL, Repo, git, new_repo
 from prometheus_helpers import prometheus_scraping
 from releasectl.bundles.bento import extract
-from releasectl.manifest.schema import edit, load
+from releasectl.manifest.edits import edit
+from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
 from releasectl.serving.kubernetes.analysis_template import queries
 from serving_helpers import (

@@ -335,18 +335,26 @@ def is_ancestor(git: Git, ancestor: str, descendant: str) -> bool:
 
 
 def write_tree_with(
-    git: Git, base: str, folder: str, folder_tree: str | None, files: Mapping[str, str]
+    git: Git,
+    base: str,
+    folder: str,
+    folder_tree: str | None,
+    files: Mapping[str, str],
+    trees: Sequence[tuple[str, str | None]] = (),
 ) -> str:
-    """The tree of `base` with `folder` replaced by `folder_tree` (if given)
-    and `files` (path -> text) written on top, built in a private index so the
-    user's index and working tree are untouched until the commit lands."""
+    """The tree of `base` with `folder` replaced by `folder_tree` (if given),
+    each folder of `trees` replaced by its tree (None: removed), and `files`
+    (path -> text) written on top, built in a private index so the user's
+    index and working tree are untouched until the commit lands."""
     index = git_dir(git) / f"releasectl-index-{os.getpid()}"
     env = {"GIT_INDEX_FILE": str(index)}
     try:
         git.run("read-tree", *(["--empty"] if base == ZERO else [base]), env=env)
-        if folder_tree is not None:
-            git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", folder, env=env)
-            git.run("read-tree", f"--prefix={folder}/", folder_tree, env=env)
+        replaced = [(folder, folder_tree)] if folder_tree is not None else []
+        for path, tree in [*replaced, *trees]:
+            git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", path, env=env)
+            if tree is not None:
+                git.run("read-tree", f"--prefix={path}/", tree, env=env)
         for path, text in files.items():
             blob = git.out("hash-object", "-w", "--stdin", input=text)
             git.run("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)

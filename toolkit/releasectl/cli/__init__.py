@@ -278,9 +278,9 @@ def repo() -> Git:
 
 
 def _register() -> None:
-    from releasectl.cli import pipeline, reading, releasing, serving, setup
+    from releasectl.cli import kubernetes, pipeline, reading, releasing, serving, setup
 
-    for module in (setup, releasing, reading, serving, pipeline):
+    for module in (setup, releasing, reading, serving, pipeline, kubernetes):
         module.register(app)
 
 

@@ -45,6 +45,14 @@ def register(app: typer.Typer) -> None:
         index_url: IndexUrlOption = None,
         find_links: FindLinksOption = None,
         no_index: NoIndexOption = False,
+        kubernetes: Annotated[
+            bool,
+            typer.Option(
+                "--kubernetes",
+                help="Also write an example Argo CD Application syncing deploy/production/ "
+                "(added to an existing registry too).",
+            ),
+        ] = False,
         dry_run: DryRunOption = False,
         json: JsonOption = False,
     ) -> None:
@@ -54,9 +62,10 @@ def register(app: typer.Typer) -> None:
         def body() -> None:
             from releasectl.pipeline.lock import LOCK_FILE
             from releasectl.registry.scaffold import init as do_init
+            from releasectl.signing import SSH_FILE
 
             source = _source(index_url, find_links, no_index)
-            files, landed = do_init(repo(), source=source, dry_run=dry_run)
+            files, landed = do_init(repo(), source=source, dry_run=dry_run, kubernetes=kubernetes)
             if json:
                 emit(
                     {
@@ -69,6 +78,9 @@ def register(app: typer.Typer) -> None:
                 say("already a registry: .releasectl/allowed_signers exists; nothing to do")
             elif dry_run:
                 say("would create, in one signed commit:\n  " + "\n  ".join(sorted(files)))
+            elif SSH_FILE not in files:  # an existing registry: only the Argo CD example
+                assert landed is not None and landed.commit
+                say(f"added at {landed.commit[:12]}: " + ", ".join(sorted(files)))
             else:
                 assert landed is not None and landed.commit
                 say(f"registry ready at {landed.commit[:12]}: " + ", ".join(sorted(files)))

@@ -26,6 +26,7 @@ from pydantic import (
 from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
+from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
 from releasectl.names import MODEL_RE, check_version
 
 API_VERSION = "releasectl/v1"
@@ -109,12 +110,22 @@ class Bundle(Strict):
         description="The built archive's key in the artifact store (bundles/<hex>.bento), "
         "relative to the store: never a local path",
     )
+    image: PinnedImage | None = None  # kubernetes target only (docs/ARCHITECTURE.md, "Kubernetes")
 
 
 class Deploy(Strict):
     target: Literal["local", "kubernetes"] = "local"
     port: int = Field(default=3000, ge=1024, le=65535, strict=True)
     standby: Duration = Field(default=600.0, description="How long the previous version stays warm")
+    kubernetes: KubernetesDeploy | None = None
+
+    @model_validator(mode="after")
+    def _kubernetes_block(self) -> Deploy:
+        if self.target == "kubernetes" and self.kubernetes is None:
+            raise ValueError("target kubernetes needs a deploy.kubernetes block (image, namespace)")
+        if self.target != "kubernetes" and self.kubernetes is not None:
+            raise ValueError("deploy.kubernetes is set but target is not kubernetes")
+        return self
 
 
 class Rollback(Strict):
@@ -149,6 +160,20 @@ class Manifest(Strict):
             return check_version(value)
         except BadInput as exc:
             raise ValueError(exc.line()) from None
+
+    @model_validator(mode="after")
+    def _image_matches(self) -> Manifest:
+        if self.bundle.image is None:
+            return self
+        k8s = self.deploy.kubernetes
+        if k8s is None:
+            raise ValueError("bundle.image is pinned but deploy.target is not kubernetes")
+        repository, _ = split_pinned(self.bundle.image)
+        if repository != k8s.image:
+            raise ValueError(
+                f"bundle.image is in {repository}, but deploy.kubernetes.image is {k8s.image}"
+            )
+        return self
 
     @model_validator(mode="after")
     def _rollback_matches(self) -> Manifest:

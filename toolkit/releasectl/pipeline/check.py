@@ -188,8 +188,30 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
                 + ("" if serial_ok else f": must be {before.serial + 1}"),
                 REFUSED,
             )
+    _check_rendered(git, report, model, manifest)
     if build:
         _check_build(git, report, model, manifest)
+
+
+def _check_rendered(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
+    """A kubernetes model's rendered folder is what its manifest renders to
+    (docs/ARCHITECTURE.md, "Kubernetes")."""
+    from releasectl.serving.kubernetes.desired import committed_differences
+
+    if manifest.deploy.kubernetes is None:
+        return
+    try:
+        wrong = committed_differences(git, manifest, report.head)
+    except ReleasectlError as exc:
+        report.add(model, "rendered", False, exc.line(), exc.code)
+        return
+    detail = (
+        f"differs from the manifest: {', '.join(wrong[:3])}; run `releasectl render {model}` "
+        "and commit"
+        if wrong
+        else "the folder is what the manifest renders to"
+    )
+    report.add(model, "rendered", not wrong, detail, BAD_INPUT)
 
 
 def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:

@@ -239,6 +239,13 @@ def _private_file(path: Path, text: str) -> Path:
     return path
 
 
+def _kubernetes(git: g.Git, model: str) -> str | None:
+    """The rendered folder of a kubernetes-target model at HEAD, else None."""
+    from releasectl.serving.kubernetes.render import folder_of
+
+    return folder_of(reg.current(git, model, "HEAD")[0])
+
+
 def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
     """deploy.yml's work, model by model; returns one summary line each.
 
@@ -256,6 +263,12 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
                 f"{item.model} {item.version}: a {item.kind}, NOT deployed here: a job that "
                 "signs and pushes runs no model code; `releasectl ci deploy` (no --push) "
                 "in a job without the key deploys it"
+            )
+        elif item.kind in ("revert", "deploy") and _kubernetes(git, item.model):
+            # Argo CD pulls (docs/ARCHITECTURE.md, "Kubernetes").
+            lines.append(
+                f"{item.model} {item.version}: kubernetes target, nothing to apply here: "
+                f"Argo CD syncs {_kubernetes(git, item.model)}/ from this commit"
             )
         elif item.kind in ("revert", "deploy"):
             result = deploy(git, item.model)

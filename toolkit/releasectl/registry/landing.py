@@ -44,6 +44,9 @@ class Change:
     folder: str | None = None  # replaced by `folder_tree` when given
     folder_tree: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # path -> new text
+    # More folders replaced by a tree (None: emptied) before `files` are written:
+    # a kubernetes model's rendered state (docs/ARCHITECTURE.md, "Kubernetes").
+    trees: tuple[tuple[str, str | None], ...] = ()
     tags: tuple[NewTag, ...] = ()
     sync_paths: tuple[str, ...] = ()  # working-tree paths to refresh afterwards
 
@@ -91,7 +94,7 @@ def _make_commit(git: g.Git, trust: TrustRoot, change: Change) -> str | None:
     if change.message is None:
         return None
     tree = g.write_tree_with(
-        git, change.base, change.folder or "", change.folder_tree, change.files
+        git, change.base, change.folder or "", change.folder_tree, change.files, change.trees
     )
     try:
         commit = g.commit_tree(git, tree, [change.base], change.message, sign=True)

@@ -31,6 +31,7 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.verified import highest_verified, verify_history
+from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, trust_root
 
 
@@ -105,6 +106,7 @@ def plan_release(
         )
     serial = manifest.serial + 1
     changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    _require_image(git, manifest)  # before the build: a refusal costs milliseconds
     pin = build(True) if build else None
     if pin is not None:
         pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
@@ -112,6 +114,11 @@ def plan_release(
             pinned["trained"] = pin.trained.model_dump(mode="json")
         changes["bundle"] = pinned
     new_text = edits.edit(text, path, changes, model=model)
+    # A kubernetes model's rendered state goes in the same signed commit
+    # (docs/ARCHITECTURE.md, "Kubernetes").
+    rendered = desired.for_release(git, mf.load(new_text, path, model=model), base)
+    files = {path: new_text, **(rendered.files if rendered else {})}
+    trees: tuple[tuple[str, str | None], ...] = ((rendered.folder, None),) if rendered else ()
     message = (
         f"Release {model} {version}\n\n"
         f"Releasectl-Model: {model}\n"
@@ -121,11 +128,27 @@ def plan_release(
     change = Change(
         base=base,
         message=message,
-        files={path: new_text},
+        files=files,
+        trees=trees,
         tags=(NewTag(name, tag_message.format(serial=serial)),),
-        sync_paths=(path,),
+        sync_paths=(path, *desired.sync_paths(rendered)),
     )
     return Plan(model, version, serial, change, pin=pin)
+
+
+def _require_image(git: g.Git, manifest: mf.Manifest) -> None:
+    """A kubernetes model's release pins its image (bundle.image): until the
+    release builds and pushes it, an already pinned image is required."""
+    k8s = manifest.deploy.kubernetes
+    if k8s is None:
+        return
+    desired.require_clean_folder(git, manifest)
+    if manifest.bundle.image is None:
+        raise BadInput(
+            f"{manifest_path(manifest.model)}: bundle.image is not pinned",
+            f"push the release's image to {k8s.image} and pin "
+            "bundle.image: <repository>@sha256:<digest>",
+        )
 
 
 def release(

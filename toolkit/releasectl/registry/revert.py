@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import edits
+from releasectl.manifest import schema as mf
 from releasectl.names import (
     check_model,
     check_reason,
@@ -36,6 +37,7 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.verified import ignored_marks, last_stable, verify_history
+from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, trust_root
 
 
@@ -49,6 +51,7 @@ class Plan:
     change: Change | None  # None: nothing to do
     message: str
     note: str = ""  # why nothing is to do
+    rendered: tuple[str, ...] = ()  # rendered folders restored too (kubernetes)
 
     def summary(self) -> dict[str, object]:
         return {
@@ -120,16 +123,24 @@ def plan(
             ),
         )
     folder_tree = g.tree_id(git, target.commit, model_dir(model))
+    # A kubernetes model's rendered folder comes back as the stable release
+    # committed it, byte for byte (docs/ARCHITECTURE.md, "Kubernetes").
+    stable = mf.load(stable_text, path, model=model)
+    rendered = tuple(dict.fromkeys(desired.folders(stable) + desired.folders(manifest)))
+    trees = tuple((folder, g.tree_id(git, target.commit, folder)) for folder in rendered)
     change = Change(
         base=base,
         message=message,
         folder=model_dir(model),
         folder_tree=folder_tree,
         files={path: new_text},
+        trees=trees,
         tags=tags,
-        sync_paths=(model_dir(model),),
+        sync_paths=(model_dir(model), *(folder for folder, tree in trees if tree is not None)),
     )
-    return Plan(model, manifest.version, target.version, base, serial, change, message)
+    return Plan(
+        model, manifest.version, target.version, base, serial, change, message, rendered=rendered
+    )
 
 
 def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
@@ -213,7 +224,14 @@ def diff(git: g.Git, p: Plan) -> str:
     path = manifest_path(p.model)
     target = f"refs/tags/{tag_name('release', p.model, p.to_version)}^{{commit}}"
     others = git.out(
-        "diff", "--no-color", p.base, target, "--", model_dir(p.model), f":(exclude){path}"
+        "diff",
+        "--no-color",
+        p.base,
+        target,
+        "--",
+        model_dir(p.model),
+        *p.rendered,
+        f":(exclude){path}",
     )
     old = g.read_blob(git, p.base, path) or ""
     manifest_diff = "".join(

@@ -20,7 +20,14 @@ from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
 from releasectl.registry.spellings import Spellings, rename
-from releasectl.signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+from releasectl.signing import (
+    OPENPGP_FILE,
+    SSH_FILE,
+    TrustRoot,
+    parse_openpgp,
+    public_identity,
+    trust_root,
+)
 
 
 def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
@@ -49,16 +56,27 @@ def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
 
 
 def init(
-    git: g.Git, *, source: Source | None = None, dry_run: bool = False
+    git: g.Git, *, source: Source | None = None, dry_run: bool = False, kubernetes: bool = False
 ) -> tuple[dict[str, str], Landed | None]:
-    """Create the registry layout in one signed commit. Already a registry: nothing."""
+    """Create the registry layout in one signed commit. Already a registry:
+    nothing, except the example Argo CD Application `kubernetes` asks for."""
     branch = require_branch(git)
     base = g.rev_parse(git, "HEAD")
+    extra = _argocd_files(git, branch) if kubernetes else {}
     if base is not None and g.read_blob(git, base, SSH_FILE) is not None:
-        return {}, None
+        missing = {p: t for p, t in extra.items() if g.read_blob(git, base, p) is None}
+        if not missing or dry_run:
+            return missing, None
+        change = Change(
+            base=base,
+            message="Add the example Argo CD Application\n",
+            files=missing,
+            sync_paths=tuple(missing),
+        )
+        return missing, land_local(git, trust_root(git, base), branch, change)
     files = {
         path: text
-        for path, text in init_files(git, source).items()
+        for path, text in {**init_files(git, source), **extra}.items()
         if base is None or g.read_blob(git, base, path) is None
     }
     if dry_run:
@@ -72,6 +90,16 @@ def init(
         sync_paths=tuple(files),
     )
     return files, land_local(git, trust, branch, change)
+
+
+def _argocd_files(git: g.Git, branch: str) -> dict[str, str]:
+    """The example Argo CD Application, pointing at this repository's origin."""
+    from releasectl.serving.kubernetes import application
+
+    origin = g.config_get(git, "remote.origin.url")
+    remote = origin is not None and ("://" in origin or origin.startswith("git@"))
+    url = origin if remote else None  # a local path means nothing to Argo CD
+    return {application.path(): application.text(url, branch)}
 
 
 # --- `releasectl new`: a model's first files ------------------------------------
