@@ -80,7 +80,11 @@ def _wait_for(url: str, queries: list[str], proc: subprocess.Popen[bytes], log: 
     while time.monotonic() < deadline:
         assert proc.poll() is None, f"prometheus exited:\n{log.read_text()[-2000:]}"
         try:
-            if all(any(not math.isnan(v) for v in prometheus_values(url, q)) for q in queries):
+            # 503 until the TSDB is open: ask the readiness endpoint before querying.
+            ready = httpx.get(f"{url}/-/ready", timeout=5).status_code == 200
+            if ready and all(
+                any(not math.isnan(v) for v in prometheus_values(url, q)) for q in queries
+            ):
                 return
         except httpx.HTTPError:
             pass  # not listening yet

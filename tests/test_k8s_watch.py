@@ -21,7 +21,7 @@ import pytest
 from bundle_helpers import free_port, serving
 from conftest import RELEASECTL, Repo, git, new_repo
 from prometheus_helpers import prometheus_scraping
-from releasectl.bundles.bento import extract
+from releasectl.bundles.archive import extract
 from releasectl.manifest.edits import edit
 from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
@@ -58,7 +58,16 @@ def analysis(prometheus: str) -> dict:
 def to_kubernetes(repo: Repo, model: str) -> None:
     """Move the model to the kubernetes target (one signed commit)."""
     path = repo.path / "model-releases" / model / "release.yaml"
-    path.write_text(edit(path.read_text(), "release.yaml", {"deploy": {"target": "kubernetes"}}))
+    # The image is pinned by hand (as a team that builds it elsewhere would): watching
+    # reads Prometheus only, so no image is built or pulled here.
+    changes = {
+        "deploy": {
+            "target": "kubernetes",
+            "kubernetes": {"image": "registry.example/ml/iris", "namespace": "ml"},
+        },
+        "bundle": {"image": "registry.example/ml/iris@sha256:" + "ab" * 32},
+    }
+    path.write_text(edit(path.read_text(), "release.yaml", changes))
     repo.commit(f"{model}: served by the cluster")
 
 
