@@ -36,7 +36,6 @@ def check(
     json: JsonOption = False,
 ) -> None:
     """The pull-request check: manifests, version bump, serial, signatures, bundle."""
-
     import json as json_
 
     from releasectl.pipeline import ci
@@ -97,7 +96,6 @@ def propose(
     json: JsonOption = False,
 ) -> None:
     """A branch from HEAD with the signed manifest change, ready for a pull request."""
-
     from releasectl.pipeline.propose import propose as do_propose
 
     p = do_propose(
@@ -134,7 +132,6 @@ def propose(
 @funnel()
 def check_manifests(ctx: typer.Context, files: Annotated[list[str], typer.Argument()]) -> None:
     """The pre-commit hook: validate staged release manifests."""
-
     from releasectl.pipeline.propose import check_manifest_files
 
     problems = check_manifest_files(repo(ctx), files)
@@ -154,7 +151,6 @@ app.add_typer(ci, name="ci")
 @funnel()
 def ci_plan(ctx: typer.Context, json: JsonOption = False) -> None:
     """What this event means (release, revert, a merged PR, a manual deploy)."""
-
     from releasectl.pipeline import ci as c
 
     items = c.plan(repo(ctx))
@@ -177,7 +173,6 @@ def ci_setup(
     ] = False,
 ) -> None:
     """Write the trust root and the CI signing key (mode 0600) from the job's env."""
-
     from releasectl.pipeline import ci as c
 
     for line in c.setup(repo(ctx), signing=signing):
@@ -188,7 +183,6 @@ def ci_setup(
 @funnel()
 def ci_check_install(ctx: typer.Context) -> None:
     """The running releasectl and its dependencies are what the lock pins (as in ci setup)."""
-
     from releasectl.pipeline import ci as c
 
     say(c.installed_as_locked(repo(ctx)))
@@ -198,7 +192,6 @@ def ci_check_install(ctx: typer.Context) -> None:
 @funnel()
 def ci_deploy(ctx: typer.Context, push: PushOption = False) -> None:
     """deploy.yml's step: act on this push's plan (deploy reverts, tag merged PRs)."""
-
     from releasectl.pipeline import ci as c
 
     git = repo(ctx)

@@ -89,7 +89,6 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """The models in the registry, with their current and last stable version.
     A model that cannot be read (a broken release.yaml) is a row with its error;
     every model is listed, then the exit code is that error's (2 for bad input)."""
-
     from releasectl.registry import history as reg
     from releasectl.registry.verified import last_stable
     from releasectl.signing import trust_root
@@ -146,7 +145,6 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
 @funnel()
 def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> None:
     """A model's releases and reverts, newest first (branch order), with what verifies."""
-
     from releasectl.registry import history as reg
 
     git = repo(ctx)
@@ -179,7 +177,6 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """The model's current release state on this branch (or one release's)."""
-
     from releasectl import git as g
     from releasectl.registry import history as reg
 
@@ -257,7 +254,6 @@ def verify(
     json: JsonOption = False,
 ) -> None:
     """Strictly verify a release: tag, signer, commit, manifest, marks."""
-
     from releasectl.registry import history as reg
 
     git = repo(ctx)

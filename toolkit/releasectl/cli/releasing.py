@@ -48,7 +48,6 @@ def release(
     json: JsonOption = False,
 ) -> None:
     """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
-
     from releasectl.registry import release as rel
 
     git = repo(ctx)
@@ -120,7 +119,6 @@ def sync(
 ) -> None:
     """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
     between this clone and its remote. A tag that differs on the two sides is refused."""
-
     from releasectl.registry.sharing import sync as do_sync
     from releasectl.signing import trust_root
 
@@ -155,7 +153,6 @@ def mark_stable(
     json: JsonOption = False,
 ) -> None:
     """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
-
     from releasectl.registry import release as rel
 
     git = repo(ctx)
@@ -224,7 +221,6 @@ def revert(
     json: JsonOption = False,
 ) -> None:
     """One signed commit back to the last stable release (+ rejected/ tag)."""
-
     from releasectl.registry import history as reg
 
     git = repo(ctx)

@@ -73,7 +73,6 @@ def build(
     json: JsonOption = False,
 ) -> None:
     """Build (or verify and re-use) a release's bundle from its tag; store it."""
-
     from releasectl.bundles.build import build_release
     from releasectl.registry import history as reg
     from releasectl.signing import trust_root
@@ -123,7 +122,6 @@ def deploy(
     json: JsonOption = False,
 ) -> None:
     """Deploy what the branch's manifest pins, through the deploy gate."""
-
     from releasectl.pipeline.watch import start_detached
     from releasectl.serving.deploy import deploy as do_deploy
     from releasectl.serving.deploy import resolve
@@ -173,7 +171,6 @@ def status(
     json: JsonOption = False,
 ) -> None:
     """What the local target is serving: live, standby, health, last deploy."""
-
     from releasectl.config import home
     from releasectl.names import check_model
     from releasectl.serving.local import LocalTarget
@@ -246,7 +243,6 @@ app.add_typer(agent, name="agent")
 @funnel()
 def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
     """Whether the agent runs: its pid and address, and what it serves."""
-
     from releasectl.config import home
     from releasectl.serving.local import LocalTarget
 
@@ -281,7 +277,6 @@ def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
 @funnel()
 def agent_start(ctx: typer.Context, json: JsonOption = False) -> None:
     """Start the agent (a deploy starts it too); it adopts the servers still running."""
-
     from releasectl.config import home
     from releasectl.serving.local import LocalTarget
 
@@ -298,7 +293,6 @@ def agent_start(ctx: typer.Context, json: JsonOption = False) -> None:
 @funnel()
 def agent_stop(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop the agent, every server it started and the detached watchers; say which."""
-
     from releasectl.config import home
     from releasectl.pipeline.watch import stop_detached
     from releasectl.serving.local import LocalTarget

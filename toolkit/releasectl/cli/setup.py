@@ -52,7 +52,6 @@ def init(
 ) -> None:
     """Set up this git repository as a registry (one signed commit). With a
     source (--index-url / --find-links), also the lock the workflows install."""
-
     from releasectl.pipeline.lock import LOCK_FILE
     from releasectl.registry.scaffold import init as do_init
 
@@ -98,7 +97,6 @@ def upgrade_workflows(
 ) -> None:
     """Rewrite the workflows' releasectl blocks and the lock for this version
     (your edits outside the blocks are kept); shows the diff, commits nothing."""
-
     from releasectl.pipeline.lock import LOCK_FILE, pins, read_source
     from releasectl.pipeline.workflows import upgrade
 
@@ -176,7 +174,6 @@ def new(
     json: JsonOption = False,
 ) -> None:
     """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
-
     from releasectl.names import check_model
     from releasectl.registry.scaffold import new_model, plan_new
     from releasectl.registry.spellings import Spellings
@@ -234,7 +231,6 @@ def new(
 @funnel(json="always")
 def schema(ctx: typer.Context) -> None:
     """Print the JSON Schema of release.yaml (for editors)."""
-
     from releasectl.manifest.schema import json_schema
 
     emit(json_schema())
@@ -249,7 +245,6 @@ def demo(
     ] = None,
 ) -> None:
     """Run the end-to-end demo in a throwaway registry."""
-
     from pathlib import Path
 
     from releasectl.pipeline.demo import run_demo
