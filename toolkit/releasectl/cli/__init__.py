@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperCommand, TyperGroup
 
-from releasectl.cli import output, pipeline, reading, releasing, serving, setup
+from releasectl.cli import output, pipeline, reading, releasing, serving, setup, watching
 
 
 def package_version() -> str:
@@ -80,8 +80,11 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Unnamed: their commands join the root's (`releasectl list`, not `releasectl reading list`).
-for _group in (setup, releasing, reading, serving, pipeline):
+for _group in (setup, releasing, reading, serving, watching, pipeline):
     app.add_typer(_group.app)
+# The groups of subcommands after the commands, as `--help` lists them.
+app.add_typer(serving.agent, name="agent")
+app.add_typer(pipeline.ci, name="ci")
 
 
 @app.callback()

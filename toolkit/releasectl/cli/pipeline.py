@@ -143,8 +143,8 @@ def check_manifests(ctx: typer.Context, files: Annotated[list[str], typer.Argume
         )
 
 
+# `releasectl ci ...`: added to the root by cli/__init__, after the commands.
 ci = typer.Typer(help="What the GitHub Actions workflows run.", no_args_is_help=True)
-app.add_typer(ci, name="ci")
 
 
 @ci.command("plan")
