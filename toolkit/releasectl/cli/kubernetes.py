@@ -6,7 +6,10 @@ from typing import Annotated
 
 import typer
 
-from releasectl.cli import JsonOption, ModelArg, ci_summary, emit, repo, run, say
+from releasectl.cli.output import JsonOption, ModelArg, ci_summary, emit, funnel, repo, say
+from releasectl.errors import OperationFailed
+
+app = typer.Typer()
 
 CheckOption = Annotated[
     bool,
@@ -17,36 +20,35 @@ CheckOption = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def render(model: ModelArg, check: CheckOption = False, json: JsonOption = False) -> None:
-        """Render a kubernetes-target model's manifest into its folder (default
-        deploy/<environment>/<model>/): kustomization.yaml pinning the image by
-        digest, the Services, the Rollout or Deployment, the AnalysisTemplate.
-        A re-render of the same state changes nothing."""
+@app.command()
+@funnel()
+def render(
+    ctx: typer.Context, model: ModelArg, check: CheckOption = False, json: JsonOption = False
+) -> None:
+    """Render a kubernetes-target model's manifest into its folder (default
+    deploy/<environment>/<model>/): kustomization.yaml pinning the image by
+    digest, the Services, the Rollout or Deployment, the AnalysisTemplate.
+    A re-render of the same state changes nothing."""
+    from releasectl.serving.kubernetes.desired import render_worktree
 
-        def body() -> int:
-            from releasectl.serving.kubernetes.desired import render_worktree
-
-            result = render_worktree(repo(), model, check=check)
-            stale = check and result.changed
-            if json:
-                emit({**result.summary(), "check": check})
-            elif not result.changed:
-                say(f"{result.folder}/ is up to date ({len(result.files)} files)")
-            else:
-                verb = "differs" if check else "written"
-                for path in result.written:
-                    say(f"{verb}: {path}")
-                for path in result.removed:
-                    say(f"{'stale' if check else 'removed'}: {path}")
-            if stale:
-                ci_summary(
-                    f"❌ `{result.folder}/` differs from `releasectl render {model}`: "
-                    "render and commit it"
-                )
-                if not json:
-                    say(f"run `releasectl render {model}` and commit {result.folder}/")
-            return 1 if stale else 0
-
-        run(body, json_mode=json)
+    result = render_worktree(repo(ctx), model, check=check)
+    report = {**result.summary(), "check": check}
+    if json and not (check and result.changed):
+        emit(report)
+    elif not json and not result.changed:
+        say(f"{result.folder}/ is up to date ({len(result.files)} files)")
+    elif not json:
+        verb = "differs" if check else "written"
+        for path in result.written:
+            say(f"{verb}: {path}")
+        for path in result.removed:
+            say(f"{'stale' if check else 'removed'}: {path}")
+    if check and result.changed:
+        ci_summary(
+            f"❌ `{result.folder}/` differs from `releasectl render {model}`: render and commit it"
+        )
+        raise OperationFailed(
+            f"{result.folder}/ differs from what {model}'s manifest renders to",
+            f"run `releasectl render {model}` and commit {result.folder}/",
+            report=report,
+        )

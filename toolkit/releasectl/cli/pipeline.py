@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from releasectl.cli import (
+from releasectl.cli.output import (
     DryRunOption,
     JsonOption,
     ModelArg,
@@ -15,189 +15,185 @@ from releasectl.cli import (
     RetrainOption,
     VersionArg,
     emit,
+    funnel,
     repo,
-    run,
     say,
 )
+from releasectl.errors import BadInput, for_code
+
+app = typer.Typer()
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def check(
-        base: Annotated[
-            str | None,
-            typer.Option(
-                help="Base revision (default: origin/$GITHUB_BASE_REF, else origin/main)."
-            ),
-        ] = None,
-        build: Annotated[
-            bool, typer.Option("--build/--no-build", help="Build the bundles.")
-        ] = True,
-        json: JsonOption = False,
-    ) -> None:
-        """The pull-request check: manifests, version bump, serial, signatures, bundle."""
+@app.command()
+@funnel()
+def check(
+    ctx: typer.Context,
+    base: Annotated[
+        str | None,
+        typer.Option(help="Base revision (default: origin/$GITHUB_BASE_REF, else origin/main)."),
+    ] = None,
+    build: Annotated[bool, typer.Option("--build/--no-build", help="Build the bundles.")] = True,
+    json: JsonOption = False,
+) -> None:
+    """The pull-request check: manifests, version bump, serial, signatures, bundle."""
+    import json as json_
 
-        def body() -> int:
-            import json as json_
+    from releasectl.pipeline import ci
+    from releasectl.pipeline.check import check as run_check
 
-            from releasectl.pipeline import ci
-            from releasectl.pipeline.check import check as run_check
+    default = f"origin/{os.environ.get('GITHUB_BASE_REF') or 'main'}"
+    report = run_check(repo(ctx), base or default, build=build)
+    if ci.in_actions():
+        ci.summary(report.markdown())
+        ci.set_output("ok", str(report.ok).lower())
+        ci.set_output("digests", json_.dumps(report.digests))
+        for f in report.findings:
+            if not f.ok:
+                say(ci.error_annotation(f"{f.subject}: {f.check}: {f.detail}"))
+    doc = {
+        "ok": report.ok,
+        "base": report.base,
+        "head": report.head,
+        "models": report.models,
+        "digests": report.digests,
+        "findings": [f.to_json() for f in report.findings],
+    }
+    if not json:
+        for f in report.findings:
+            say(f"{'ok  ' if f.ok else 'FAIL'}  {f.subject}: {f.check}: {f.detail}")
+        say("check passed" if report.ok else "check FAILED")
+    if report.code:
+        failed = [f for f in report.findings if not f.ok]
+        worst = next(f for f in failed if f.code == report.code)  # the one the exit code names
+        raise for_code(report.code)(
+            f"check failed: {len(failed)} finding(s), e.g. "
+            f"{worst.subject}: {worst.check}: {worst.detail}",
+            report=doc,
+        )
+    if json:
+        emit(doc)
 
-            default = f"origin/{os.environ.get('GITHUB_BASE_REF') or 'main'}"
-            report = run_check(repo(), base or default, build=build)
-            if ci.in_actions():
-                ci.summary(report.markdown())
-                ci.set_output("ok", str(report.ok).lower())
-                ci.set_output("digests", json_.dumps(report.digests))
-                for f in report.findings:
-                    if not f.ok:
-                        say(ci.error_annotation(f"{f.subject}: {f.check}: {f.detail}"))
-            if json:
-                emit(
-                    {
-                        "ok": report.ok,
-                        "base": report.base,
-                        "head": report.head,
-                        "models": report.models,
-                        "digests": report.digests,
-                        "findings": [f.to_json() for f in report.findings],
-                    }
-                )
-            else:
-                for f in report.findings:
-                    say(f"{'ok  ' if f.ok else 'FAIL'}  {f.subject}: {f.check}: {f.detail}")
-                say("check passed" if report.ok else "check FAILED")
-            return report.code
 
-        run(body, json_mode=json)
+@app.command()
+@funnel()
+def propose(
+    ctx: typer.Context,
+    model: ModelArg,
+    version: VersionArg,
+    base: Annotated[
+        str,
+        typer.Option(
+            help="The branch the pull request targets (its signers judge the proposal); "
+            "the proposal itself starts from the current HEAD."
+        ),
+    ] = "main",
+    push: PushOption = False,
+    build: Annotated[
+        bool | None, typer.Option("--build/--no-build", help="Build and pin the bundle.")
+    ] = None,
+    retrain: RetrainOption = False,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """A branch from HEAD with the signed manifest change, ready for a pull request."""
+    from releasectl.pipeline.propose import propose as do_propose
 
-    @app.command()
-    def propose(
-        model: ModelArg,
-        version: VersionArg,
-        base: Annotated[
-            str,
-            typer.Option(
-                help="The branch the pull request targets (its signers judge the proposal); "
-                "the proposal itself starts from the current HEAD."
-            ),
-        ] = "main",
-        push: PushOption = False,
-        build: Annotated[
-            bool | None, typer.Option("--build/--no-build", help="Build and pin the bundle.")
-        ] = None,
-        retrain: RetrainOption = False,
-        dry_run: DryRunOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """A branch from HEAD with the signed manifest change, ready for a pull request."""
+    p = do_propose(
+        repo(ctx),
+        model,
+        version,
+        base=base,
+        push=push,
+        build=build,
+        retrain=retrain,
+        dry_run=dry_run,
+    )
+    if json:
+        emit({**p.__dict__, "commit": p.commit or None, "dry_run": dry_run})
+        return
+    if dry_run:
+        say(
+            f"would make branch {p.branch} from {base}: one signed commit "
+            f"({model} {version}, serial {p.serial}); no bundle is built in a dry run"
+        )
+        if p.remote:
+            say(f"  and push it to {p.remote}")
+        return
+    say(f"branch {p.branch}: commit {p.commit[:12]} ({model} {version}, serial {p.serial})")
+    if p.digest:
+        say(f"  bundle {p.digest}")
+    if p.pushed:
+        say(f"pushed to {p.remote}")
+    say("open the pull request with:")
+    say(f"  {p.gh_command}")
 
-        def body() -> None:
-            from releasectl.pipeline.propose import propose as do_propose
 
-            p = do_propose(
-                repo(),
-                model,
-                version,
-                base=base,
-                push=push,
-                build=build,
-                retrain=retrain,
-                dry_run=dry_run,
-            )
-            if json:
-                emit({**p.__dict__, "commit": p.commit or None, "dry_run": dry_run})
-                return
-            if dry_run:
-                say(
-                    f"would make branch {p.branch} from {base}: one signed commit "
-                    f"({model} {version}, serial {p.serial}); no bundle is built in a dry run"
-                )
-                if p.remote:
-                    say(f"  and push it to {p.remote}")
-                return
-            say(f"branch {p.branch}: commit {p.commit[:12]} ({model} {version}, serial {p.serial})")
-            if p.digest:
-                say(f"  bundle {p.digest}")
-            if p.pushed:
-                say(f"pushed to {p.remote}")
-            say("open the pull request with:")
-            say(f"  {p.gh_command}")
+@app.command("check-manifests", hidden=True)
+@funnel()
+def check_manifests(ctx: typer.Context, files: Annotated[list[str], typer.Argument()]) -> None:
+    """The pre-commit hook: validate staged release manifests."""
+    from releasectl.pipeline.propose import check_manifest_files
 
-        run(body, json_mode=json)
+    problems = check_manifest_files(repo(ctx), files)
+    for line in problems:
+        say(line)
+    if problems:
+        raise BadInput(
+            f"{len(problems)} problem(s) in the staged release manifests", "fix them, then commit"
+        )
 
-    @app.command("check-manifests", hidden=True)
-    def check_manifests(files: Annotated[list[str], typer.Argument()]) -> None:
-        """The pre-commit hook: validate staged release manifests."""
 
-        def body() -> int:
-            from releasectl.pipeline.propose import check_manifest_files
+# `releasectl ci ...`: added to the root by cli/__init__, after the commands.
+ci = typer.Typer(help="What the GitHub Actions workflows run.", no_args_is_help=True)
 
-            problems = check_manifest_files(repo(), files)
-            for line in problems:
-                say(line)
-            return 2 if problems else 0
 
-        run(body)
+@ci.command("plan")
+@funnel()
+def ci_plan(ctx: typer.Context, json: JsonOption = False) -> None:
+    """What this event means (release, revert, a merged PR, a manual deploy)."""
+    from releasectl.pipeline import ci as c
 
-    ci = typer.Typer(help="What the GitHub Actions workflows run.", no_args_is_help=True)
-    app.add_typer(ci, name="ci")
+    items = c.plan(repo(ctx))
+    c.publish_plan(items)
+    if json:
+        emit([i.__dict__ for i in items])
+    else:
+        for i in items:
+            say(f"{i.model}: {i.kind} {i.version}")
+        if not items:
+            say("nothing to do for this event")
 
-    @ci.command("plan")
-    def ci_plan(json: JsonOption = False) -> None:
-        """What this event means (release, revert, a merged PR, a manual deploy)."""
 
-        def body() -> None:
-            from releasectl.pipeline import ci as c
+@ci.command("setup")
+@funnel()
+def ci_setup(
+    ctx: typer.Context,
+    signing: Annotated[
+        bool, typer.Option("--signing", help="This job signs: require the CI key.")
+    ] = False,
+) -> None:
+    """Write the trust root and the CI signing key (mode 0600) from the job's env."""
+    from releasectl.pipeline import ci as c
 
-            items = c.plan(repo())
-            c.publish_plan(items)
-            if json:
-                emit([i.__dict__ for i in items])
-            else:
-                for i in items:
-                    say(f"{i.model}: {i.kind} {i.version}")
-                if not items:
-                    say("nothing to do for this event")
+    for line in c.setup(repo(ctx), signing=signing):
+        say(line)
 
-        run(body, json_mode=json)
 
-    @ci.command("setup")
-    def ci_setup(
-        signing: Annotated[
-            bool, typer.Option("--signing", help="This job signs: require the CI key.")
-        ] = False,
-    ) -> None:
-        """Write the trust root and the CI signing key (mode 0600) from the job's env."""
+@ci.command("check-install")
+@funnel()
+def ci_check_install(ctx: typer.Context) -> None:
+    """The running releasectl and its dependencies are what the lock pins (as in ci setup)."""
+    from releasectl.pipeline import ci as c
 
-        def body() -> None:
-            from releasectl.pipeline import ci as c
+    say(c.installed_as_locked(repo(ctx)))
 
-            for line in c.setup(repo(), signing=signing):
-                say(line)
 
-        run(body)
+@ci.command("deploy")
+@funnel()
+def ci_deploy(ctx: typer.Context, push: PushOption = False) -> None:
+    """deploy.yml's step: act on this push's plan (deploy reverts, tag merged PRs)."""
+    from releasectl.pipeline import ci as c
 
-    @ci.command("check-install")
-    def ci_check_install() -> None:
-        """The running releasectl and its dependencies are what the lock pins (as in ci setup)."""
-
-        def body() -> None:
-            from releasectl.pipeline import ci as c
-
-            say(c.installed_as_locked(repo()))
-
-        run(body)
-
-    @ci.command("deploy")
-    def ci_deploy(push: PushOption = False) -> None:
-        """deploy.yml's step: act on this push's plan (deploy reverts, tag merged PRs)."""
-
-        def body() -> None:
-            from releasectl.pipeline import ci as c
-
-            git = repo()
-            for line in c.execute(git, c.plan(git), push=push):
-                say(line)
-
-        run(body)
+    git = repo(ctx)
+    for line in c.execute(git, c.plan(git), push=push):
+        say(line)

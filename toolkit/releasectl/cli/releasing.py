@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from releasectl.cli import (
+from releasectl.cli.output import (
     DryRunOption,
     JsonOption,
     ModelArg,
@@ -15,291 +15,289 @@ from releasectl.cli import (
     VersionArg,
     bare_version,
     emit,
+    funnel,
     repo,
-    run,
     say,
+    warn,
 )
 from releasectl.cli.serving import print_deploy
 
+if TYPE_CHECKING:
+    from releasectl.git import Git
+    from releasectl.serving.local import DeployResult
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def release(
-        model: ModelArg,
-        version: VersionArg,
-        dry_run: DryRunOption = False,
-        push: PushOption = False,
-        build: Annotated[
-            bool | None,
-            typer.Option(
-                "--build/--no-build",
-                help="Build, store and pin the bundle first (default: when there is a bentofile).",
-            ),
-        ] = None,
-        retrain: RetrainOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
+app = typer.Typer()
 
-        def body() -> None:
-            from releasectl.registry import release as rel
 
-            git = repo()
-            _recover(git, dry_run)
-            if dry_run:
-                # The real command's refusals first, then the digest it would pin.
-                p, note = rel.preview_release(git, model, version, push=push)
-                seen = rel.preview(git, model, version, build=build, retrain=retrain)
-                digest = seen.plan.pin.digest if seen.plan.pin else None
-                what = "tag the merged commit" if p.tagged_existing else "commit + tag"
-                if json:
-                    doc = {
-                        "model": model,
-                        "version": version,
-                        "serial": p.serial,
-                        "digest": digest,
-                        "trains": seen.trains,
-                        "dry_run": True,
-                    }
-                    emit({**doc, "note": note} if note else doc)
-                else:
-                    say(f"would release {model} {version} (serial {p.serial}): {what}")
-                    if digest:
-                        say(f"  bundle {digest}")
-                    elif seen.trains:
-                        say("  bundle: bundle.train runs first; the digest is known after it")
-                    _say_note(note)
-                return
-            p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
-            result = {
+@app.command()
+@funnel()
+def release(
+    ctx: typer.Context,
+    model: ModelArg,
+    version: VersionArg,
+    dry_run: DryRunOption = False,
+    push: PushOption = False,
+    build: Annotated[
+        bool | None,
+        typer.Option(
+            "--build/--no-build",
+            help="Build, store and pin the bundle first (default: when there is a bentofile).",
+        ),
+    ] = None,
+    retrain: RetrainOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
+    from releasectl.registry import release as rel
+
+    git = repo(ctx)
+    _recover(git, dry_run)
+    if dry_run:
+        # The real command's refusals first, then the digest it would pin.
+        p, note = rel.preview_release(git, model, version, push=push)
+        seen = rel.preview(git, model, version, build=build, retrain=retrain)
+        digest = seen.plan.pin.digest if seen.plan.pin else None
+        what = "tag the merged commit" if p.tagged_existing else "commit + tag"
+        if json:
+            doc = {
                 "model": model,
                 "version": version,
                 "serial": p.serial,
-                "commit": landed.commit,
-                "tags": list(landed.tags),
-                "pushed_to": landed.pushed_to,
-                "carried": list(landed.carried),
-                "digest": p.pin.digest if p.pin else None,
-                "trained": (
-                    p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None
-                ),
+                "digest": digest,
+                "trains": seen.trains,
+                "dry_run": True,
             }
-            if json:
-                emit(result)
-            else:
-                made = f"commit {landed.commit[:12]} and " if landed.commit else ""
-                say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
-                if landed.note:
-                    say(landed.note)
-                if p.pin is not None:
-                    for trained in p.pin.trained.models if p.pin.trained else []:
-                        say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
-                    say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
-                if landed.pushed_to:
-                    say(f"pushed to {landed.pushed_to}")
-                _say_carried(landed.carried)
+            emit({**doc, "note": note} if note else doc)
+        else:
+            say(f"would release {model} {version} (serial {p.serial}): {what}")
+            if digest:
+                say(f"  bundle {digest}")
+            elif seen.trains:
+                say("  bundle: bundle.train runs first; the digest is known after it")
+            _say_note(note)
+        return
+    p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
+    result = {
+        "model": model,
+        "version": version,
+        "serial": p.serial,
+        "commit": landed.commit,
+        "tags": list(landed.tags),
+        "pushed_to": landed.pushed_to,
+        "carried": list(landed.carried),
+        "digest": p.pin.digest if p.pin else None,
+        "trained": (p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None),
+    }
+    if json:
+        emit(result)
+    else:
+        made = f"commit {landed.commit[:12]} and " if landed.commit else ""
+        say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
+        if landed.note:
+            say(landed.note)
+        if p.pin is not None:
+            for trained in p.pin.trained.models if p.pin.trained else []:
+                say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
+            say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
+        if landed.pushed_to:
+            say(f"pushed to {landed.pushed_to}")
+        _say_carried(landed.carried)
 
-        run(body, json_mode=json)
 
-    @app.command()
-    def sync(
-        push_only: Annotated[
-            bool, typer.Option("--push", help="Only publish the tags the remote lacks.")
-        ] = False,
-        pull_only: Annotated[
-            bool, typer.Option("--pull", help="Only fetch the tags this clone lacks.")
-        ] = False,
-        dry_run: DryRunOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
-        between this clone and its remote. A tag that differs on the two sides is refused."""
+@app.command()
+@funnel()
+def sync(
+    ctx: typer.Context,
+    push_only: Annotated[
+        bool, typer.Option("--push", help="Only publish the tags the remote lacks.")
+    ] = False,
+    pull_only: Annotated[
+        bool, typer.Option("--pull", help="Only fetch the tags this clone lacks.")
+    ] = False,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
+    between this clone and its remote. A tag that differs on the two sides is refused."""
+    from releasectl.registry.sharing import sync as do_sync
+    from releasectl.signing import trust_root
 
-        def body() -> None:
-            from releasectl.registry.sharing import sync as do_sync
-            from releasectl.signing import trust_root
+    git = repo(ctx)
+    _recover(git, dry_run)
+    pull, push = (not push_only) or pull_only, (not pull_only) or push_only
+    report = do_sync(git, lambda tip: trust_root(git, tip), pull=pull, push=push, dry_run=dry_run)
+    if json:
+        emit(report.to_json())
+        return
+    verb = "would " if dry_run else ""
+    if pull:
+        say(f"{verb}fetch {len(report.pulled)} tag(s) from {report.remote}")
+        for name in report.pulled:
+            say(f"  {name}")
+    if push:
+        say(f"{verb}push {len(report.pushed)} tag(s) to {report.remote}")
+        for name in report.pushed:
+            say(f"  {name}")
+        for name, why in report.skipped:
+            say(f"  not pushed: {name}: {why}")
 
-            git = repo()
-            _recover(git, dry_run)
-            pull, push = (not push_only) or pull_only, (not pull_only) or push_only
-            report = do_sync(
-                git, lambda tip: trust_root(git, tip), pull=pull, push=push, dry_run=dry_run
+
+@app.command("mark-stable")
+@funnel()
+def mark_stable(
+    ctx: typer.Context,
+    model: ModelArg,
+    version: VersionArg,
+    dry_run: DryRunOption = False,
+    push: PushOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
+    from releasectl.registry import release as rel
+
+    git = repo(ctx)
+    _recover(git, dry_run)
+    if dry_run:
+        target, change, note = rel.preview_mark_stable(git, model, version, push=push)
+        if json:
+            emit(
+                {
+                    "model": model,
+                    "version": version,
+                    "tag": f"stable/{model}/v{version}",
+                    "created": change is not None,
+                    "push": push,
+                    "note": note,
+                    "dry_run": True,
+                }
             )
-            if json:
-                emit(report.to_json())
-                return
-            verb = "would " if dry_run else ""
-            if pull:
-                say(f"{verb}fetch {len(report.pulled)} tag(s) from {report.remote}")
-                for name in report.pulled:
-                    say(f"  {name}")
-            if push:
-                say(f"{verb}push {len(report.pushed)} tag(s) to {report.remote}")
-                for name in report.pushed:
-                    say(f"  {name}")
-                for name, why in report.skipped:
-                    say(f"  not pushed: {name}: {why}")
-
-        run(body, json_mode=json)
-
-    @app.command("mark-stable")
-    def mark_stable(
-        model: ModelArg,
-        version: VersionArg,
-        dry_run: DryRunOption = False,
-        push: PushOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
-
-        def body() -> None:
-            from releasectl.registry import release as rel
-
-            git = repo()
-            _recover(git, dry_run)
-            if dry_run:
-                target, change, note = rel.preview_mark_stable(git, model, version, push=push)
-                if json:
-                    emit(
-                        {
-                            "model": model,
-                            "version": version,
-                            "tag": f"stable/{model}/v{version}",
-                            "created": change is not None,
-                            "push": push,
-                            "note": note,
-                            "dry_run": True,
-                        }
-                    )
-                    return
-                say(
-                    f"{target.tag.name} is already stable"
-                    if change is None
-                    else f"would tag stable/{model}/v{version} at {target.commit[:12]}"
-                )
-                _say_note(note)
-                return
-            target, landed = rel.mark_stable(git, model, version, push=push)
-            if json:
-                emit(
-                    {
-                        "model": model,
-                        "version": version,
-                        "tag": f"stable/{model}/v{version}",
-                        "created": bool(landed and landed.tags),
-                        "pushed_to": landed.pushed_to if landed else None,
-                        "carried": list(landed.carried) if landed else [],
-                    }
-                )
-            elif landed is None:
-                say(f"{model} {version} is already stable; nothing to do")
-            else:
-                if landed.tags:
-                    say(f"marked {model} {version} stable: {landed.tags[0]}")
-                else:
-                    say(f"{model} {version} is already stable")
-                if landed.pushed_to:
-                    say(f"pushed to {landed.pushed_to}")
-                _say_carried(landed.carried)
-
-        run(body, json_mode=json)
-
-    @app.command()
-    def revert(
-        model: ModelArg,
-        to: Annotated[
-            str | None,
-            typer.Option("--to", help="Revert to this stable version.", callback=bare_version),
-        ] = None,
-        reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
-        dry_run: DryRunOption = False,
-        push: PushOption = False,
-        deploy: Annotated[
-            bool, typer.Option("--deploy", help="Then deploy it (a warm standby switches at once).")
-        ] = False,
-        json: JsonOption = False,
-    ) -> None:
-        """One signed commit back to the last stable release (+ rejected/ tag)."""
-
-        def body() -> None:
-            from releasectl.registry import history as reg
-
-            git = repo()
-            _recover(git, dry_run)
-            reg.prefetch(git, model)
-
-            from releasectl.registry import revert as rv
-
-            if dry_run:
-                p, note = rv.preview(git, model, to=to, reason=reason, push=push)
-                if p.change is None:
-                    _nothing(p.note, json)
-                    return
-                diff = rv.diff(git, p)
-                if json:
-                    emit({**p.summary(), "dry_run": True, "diff": diff, "note": note})
-                else:
-                    say(p.message.rstrip())
-                    say()
-                    say(diff.rstrip())
-                    _say_note(note)
-                return
-            outcome = rv.revert(git, model, to=to, reason=reason, push=push)
-            p, landed = outcome.plan, outcome.landed
-            if landed is not None and landed.commit is None:
-                _say_carried(landed.carried)  # nothing to revert; tags were published
-                landed = None
-            if landed is None or landed.already_there:
-                note = p.note
-                if landed is not None:
-                    note = (
-                        f"{model} is already reverted on {landed.pushed_to}: the same revert "
-                        f"({p.from_version} -> {p.to_version}) landed first"
-                    )
-                elif push:
-                    note += "; already reverted on the remote: run `git pull`"
-                deployed = _deploy(git, model) if deploy and not (push and landed is None) else None
-                _nothing(note, json, deployed)
-                return
-            deployed = _deploy(git, model) if deploy else None
-            result = {
-                **p.summary(),
-                "commit": landed.commit,
-                "tags": list(landed.tags),
-                "pushed_to": landed.pushed_to,
-                "carried": list(landed.carried),
-                "note": landed.note,
+            return
+        say(
+            f"{target.tag.name} is already stable"
+            if change is None
+            else f"would tag stable/{model}/v{version} at {target.commit[:12]}"
+        )
+        _say_note(note)
+        return
+    target, landed = rel.mark_stable(git, model, version, push=push)
+    if json:
+        emit(
+            {
+                "model": model,
+                "version": version,
+                "tag": f"stable/{model}/v{version}",
+                "created": bool(landed and landed.tags),
+                "pushed_to": landed.pushed_to if landed else None,
+                "carried": list(landed.carried) if landed else [],
             }
-            del result["message"]
-            if deployed is not None:
-                result["deploy"] = deployed.model_dump(mode="json")
-            if json:
-                emit(result)
-            else:
-                assert landed.commit is not None
-                say(
-                    f"reverted {model} {p.from_version} -> {p.to_version}: "
-                    f"commit {landed.commit[:12]} (serial {p.serial})"
-                    + (f", {landed.tags[0]}" if landed.tags else "")
-                )
-                if landed.pushed_to:
-                    say(f"pushed to {landed.pushed_to}")
-                _say_carried(landed.carried)
-                if landed.note:
-                    say(landed.note)
-                if deployed is not None:
-                    print_deploy(deployed)
-
-        run(body, json_mode=json)
+        )
+    elif landed is None:
+        say(f"{model} {version} is already stable; nothing to do")
+    else:
+        if landed.tags:
+            say(f"marked {model} {version} stable: {landed.tags[0]}")
+        else:
+            say(f"{model} {version} is already stable")
+        if landed.pushed_to:
+            say(f"pushed to {landed.pushed_to}")
+        _say_carried(landed.carried)
 
 
-def _deploy(git: Any, model: str) -> Any:
+@app.command()
+@funnel()
+def revert(
+    ctx: typer.Context,
+    model: ModelArg,
+    to: Annotated[
+        str | None,
+        typer.Option("--to", help="Revert to this stable version.", callback=bare_version),
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
+    dry_run: DryRunOption = False,
+    push: PushOption = False,
+    deploy: Annotated[
+        bool, typer.Option("--deploy", help="Then deploy it (a warm standby switches at once).")
+    ] = False,
+    json: JsonOption = False,
+) -> None:
+    """One signed commit back to the last stable release (+ rejected/ tag)."""
+    from releasectl.registry import history as reg
+
+    git = repo(ctx)
+    _recover(git, dry_run)
+    reg.prefetch(git, model)
+
+    from releasectl.registry import revert as rv
+
+    if dry_run:
+        p, note = rv.preview(git, model, to=to, reason=reason, push=push)
+        if p.change is None:
+            _nothing(p.note, json)
+            return
+        diff = rv.diff(git, p)
+        if json:
+            emit({**p.summary(), "dry_run": True, "diff": diff, "note": note})
+        else:
+            say(p.message.rstrip())
+            say()
+            say(diff.rstrip())
+            _say_note(note)
+        return
+    outcome = rv.revert(git, model, to=to, reason=reason, push=push)
+    p, landed = outcome.plan, outcome.landed
+    if landed is not None and landed.commit is None:
+        _say_carried(landed.carried)  # nothing to revert; tags were published
+        landed = None
+    if landed is None or landed.already_there:
+        note = p.note
+        if landed is not None:
+            note = (
+                f"{model} is already reverted on {landed.pushed_to}: the same revert "
+                f"({p.from_version} -> {p.to_version}) landed first"
+            )
+        elif push:
+            note += "; already reverted on the remote: run `git pull`"
+        deployed = _deploy(git, model) if deploy and not (push and landed is None) else None
+        _nothing(note, json, deployed)
+        return
+    deployed = _deploy(git, model) if deploy else None
+    result = {
+        **p.summary(),
+        "commit": landed.commit,
+        "tags": list(landed.tags),
+        "pushed_to": landed.pushed_to,
+        "carried": list(landed.carried),
+        "note": landed.note,
+    }
+    del result["message"]
+    if deployed is not None:
+        result["deploy"] = deployed.model_dump(mode="json")
+    if json:
+        emit(result)
+    else:
+        assert landed.commit is not None
+        say(
+            f"reverted {model} {p.from_version} -> {p.to_version}: "
+            f"commit {landed.commit[:12]} (serial {p.serial})"
+            + (f", {landed.tags[0]}" if landed.tags else "")
+        )
+        if landed.pushed_to:
+            say(f"pushed to {landed.pushed_to}")
+        _say_carried(landed.carried)
+        if landed.note:
+            say(landed.note)
+        if deployed is not None:
+            print_deploy(deployed)
+
+
+def _deploy(git: Git, model: str) -> DeployResult:
     from releasectl.serving.deploy import deploy
 
-    return deploy(git, model)
+    result: DeployResult = deploy(git, model)
+    return result
 
 
-def _nothing(note: str, json: bool, deployed: Any = None) -> None:
+def _nothing(note: str, json: bool, deployed: DeployResult | None = None) -> None:
     if json:
         doc: dict[str, Any] = {"changed": False, "note": note}
         if deployed is not None:
@@ -321,14 +319,14 @@ def _say_carried(carried: tuple[str, ...]) -> None:
         say(f"also pushed {len(carried)} registry tag(s) the remote lacked: {', '.join(carried)}")
 
 
-def _recover(git: Any, dry_run: bool) -> None:
+def _recover(git: Git, dry_run: bool) -> None:
     """Finish or undo what an interrupted write left, and say so (on stderr);
     a dry run only says that there is something to recover."""
     from releasectl.registry.landing import pending_recovery, recover
 
     if dry_run:
         if pending_recovery(git):
-            typer.echo("releasectl: an interrupted write left work to finish or undo", err=True)
+            warn("an interrupted write left work to finish or undo")
         return
     for note in recover(git):
-        typer.echo(f"releasectl: {note}", err=True)
+        warn(note)

@@ -6,11 +6,12 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from releasectl.cli import DryRunOption, JsonOption, emit, repo, run, say
+from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shared, warn
 
 if TYPE_CHECKING:
     from releasectl.pipeline.lock import Source
 
+app = typer.Typer()
 
 IndexUrlOption = Annotated[
     str | None,
@@ -39,246 +40,225 @@ def _source(index_url: str | None, find_links: list[str] | None, no_index: bool)
     return Source(index_url, links, no_index)
 
 
-def register(app: typer.Typer) -> None:
-    @app.command()
-    def init(
-        index_url: IndexUrlOption = None,
-        find_links: FindLinksOption = None,
-        no_index: NoIndexOption = False,
-        kubernetes: Annotated[
-            bool,
-            typer.Option(
-                "--kubernetes",
-                help="Also write an example Argo CD Application syncing deploy/production/ "
-                "(added to an existing registry too).",
-            ),
-        ] = False,
-        dry_run: DryRunOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Set up this git repository as a registry (one signed commit). With a
-        source (--index-url / --find-links), also the lock the workflows install."""
+@app.command()
+@funnel()
+def init(
+    ctx: typer.Context,
+    index_url: IndexUrlOption = None,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    kubernetes: Annotated[
+        bool,
+        typer.Option(
+            "--kubernetes",
+            help="Also write an example Argo CD Application syncing deploy/production/ "
+            "(added to an existing registry too).",
+        ),
+    ] = False,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Set up this git repository as a registry (one signed commit). With a
+    source (--index-url / --find-links), also the lock the workflows install."""
+    from releasectl.pipeline.lock import LOCK_FILE
+    from releasectl.registry.scaffold import init as do_init
+    from releasectl.signing import SSH_FILE
 
-        def body() -> None:
-            from releasectl.pipeline.lock import LOCK_FILE
-            from releasectl.registry.scaffold import init as do_init
-            from releasectl.signing import SSH_FILE
-
-            source = _source(index_url, find_links, no_index)
-            files, landed = do_init(repo(), source=source, dry_run=dry_run, kubernetes=kubernetes)
-            if json:
-                emit(
-                    {
-                        "created": sorted(files),
-                        "commit": landed.commit if landed else None,
-                        "dry_run": dry_run,
-                    }
-                )
-            elif not files:
-                say("already a registry: .releasectl/allowed_signers exists; nothing to do")
-            elif dry_run:
-                say("would create, in one signed commit:\n  " + "\n  ".join(sorted(files)))
-            elif SSH_FILE not in files:  # an existing registry: only the Argo CD example
-                assert landed is not None and landed.commit
-                say(f"added at {landed.commit[:12]}: " + ", ".join(sorted(files)))
-            else:
-                assert landed is not None and landed.commit
-                say(f"registry ready at {landed.commit[:12]}: " + ", ".join(sorted(files)))
-                if LOCK_FILE not in files:
-                    say(
-                        f"no {LOCK_FILE} yet: the workflows refuse to run without it; name the "
-                        "source releasectl is installed from: releasectl upgrade-workflows "
-                        "--index-url URL (or --find-links DIR), then commit"
-                    )
-                say("next: releasectl new MODEL")
-
-        run(body, json_mode=json)
-
-    @app.command("upgrade-workflows")
-    def upgrade_workflows(
-        index_url: IndexUrlOption = None,
-        find_links: FindLinksOption = None,
-        no_index: NoIndexOption = False,
-        force: Annotated[
-            bool,
-            typer.Option("--force", help="Replace whole workflows, even ones without markers."),
-        ] = False,
-        dry_run: DryRunOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Rewrite the workflows' releasectl blocks and the lock for this version
-        (your edits outside the blocks are kept); shows the diff, commits nothing."""
-
-        def body() -> None:
-            from releasectl.pipeline.lock import LOCK_FILE, pins, read_source
-            from releasectl.pipeline.workflows import upgrade
-
-            root = repo().cwd
-            changes = upgrade(
-                root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run
+    source = _source(index_url, find_links, no_index)
+    files, landed = do_init(repo(ctx), source=source, dry_run=dry_run, kubernetes=kubernetes)
+    if json:
+        emit(
+            {
+                "created": sorted(files),
+                "commit": landed.commit if landed else None,
+                "dry_run": dry_run,
+            }
+        )
+    elif not files:
+        say("already a registry: .releasectl/allowed_signers exists; nothing to do")
+    elif dry_run:
+        say("would create, in one signed commit:\n  " + "\n  ".join(sorted(files)))
+    elif SSH_FILE not in files:  # an existing registry: only the Argo CD example
+        assert landed is not None and landed.commit
+        say(f"added at {landed.commit[:12]}: " + ", ".join(sorted(files)))
+    else:
+        assert landed is not None and landed.commit
+        say(f"registry ready at {landed.commit[:12]}: " + ", ".join(sorted(files)))
+        if LOCK_FILE not in files:
+            say(
+                f"no {LOCK_FILE} yet: the workflows refuse to run without it; name the "
+                "source releasectl is installed from: releasectl upgrade-workflows "
+                "--index-url URL (or --find-links DIR), then commit"
             )
-            if json:
-                emit(
+        say("next: releasectl new MODEL")
+
+
+@app.command("upgrade-workflows")
+@funnel()
+def upgrade_workflows(
+    ctx: typer.Context,
+    index_url: IndexUrlOption = None,
+    find_links: FindLinksOption = None,
+    no_index: NoIndexOption = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Replace whole workflows, even ones without markers."),
+    ] = False,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Rewrite the workflows' releasectl blocks and the lock for this version
+    (your edits outside the blocks are kept); shows the diff, commits nothing."""
+    from releasectl.pipeline.lock import LOCK_FILE, pins, read_source
+    from releasectl.pipeline.workflows import upgrade
+
+    root = repo(ctx).cwd
+    changes = upgrade(root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run)
+    if json:
+        emit(
+            {
+                "dry_run": dry_run,
+                "files": [
                     {
-                        "dry_run": dry_run,
-                        "files": [
-                            {
-                                "path": c.path,
-                                "changed": c.changed,
-                                "created": c.old is None,
-                                "kept_edits": c.kept_edits,
-                                "diff": c.diff() if c.changed else "",
-                            }
-                            for c in changes
-                        ],
+                        "path": c.path,
+                        "changed": c.changed,
+                        "created": c.old is None,
+                        "kept_edits": c.kept_edits,
+                        "diff": c.diff() if c.changed else "",
                     }
+                    for c in changes
+                ],
+            }
+        )
+        return
+    for change in changes:
+        if not change.changed:
+            say(f"unchanged {change.path}")
+        elif change.path == LOCK_FILE and change.old is None:
+            locked = pins(change.new)
+            say(
+                f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: releasectl "
+                f"{locked.get('releasectl')} and {len(locked) - 1} dependencies, "
+                f"pinned by hash, from {read_source(change.new).describe()}"
+            )
+        elif change.path == LOCK_FILE:
+            old, new = pins(change.old or ""), pins(change.new)
+            moved = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
+            say(
+                f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: "
+                + (
+                    ", ".join(f"{n} {old.get(n, '-')} -> {new.get(n, '-')}" for n in moved)
+                    or "same versions, hashes refreshed"
                 )
-                return
-            for change in changes:
-                if not change.changed:
-                    say(f"unchanged {change.path}")
-                elif change.path == LOCK_FILE and change.old is None:
-                    locked = pins(change.new)
-                    say(
-                        f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: releasectl "
-                        f"{locked.get('releasectl')} and {len(locked) - 1} dependencies, "
-                        f"pinned by hash, from {read_source(change.new).describe()}"
-                    )
-                elif change.path == LOCK_FILE:
-                    old, new = pins(change.old or ""), pins(change.new)
-                    moved = sorted(n for n in old.keys() | new.keys() if old.get(n) != new.get(n))
-                    say(
-                        f"{'would write' if dry_run else 'wrote'} {LOCK_FILE}: "
-                        + (
-                            ", ".join(f"{n} {old.get(n, '-')} -> {new.get(n, '-')}" for n in moved)
-                            or "same versions, hashes refreshed"
-                        )
-                    )
-                else:
-                    kept = (
-                        " (kept your edits outside releasectl's blocks)"
-                        if change.kept_edits
-                        else ""
-                    )
-                    say(f"{'would update' if dry_run else 'updated'} {change.path}{kept}")
-                    say(change.diff().rstrip())
-            if not dry_run and any(c.changed for c in changes):
-                say("review, then commit them (signed)")
-
-        run(body, json_mode=json)
-
-    @app.command()
-    def new(
-        model: Annotated[str, typer.Argument(help="Model name (a lower-case DNS label).")],
-        port: Annotated[
-            int | None,
-            typer.Option(
-                min=1024,
-                max=65535,
-                help="The model's local endpoint port (default: the lowest from 3000 "
-                "that no other model of the registry uses).",
-            ),
-        ] = None,
-        source: Annotated[
-            str | None,
-            typer.Option(
-                "--from",
-                metavar="MODEL_OR_PATH",
-                help="Copy this model of the registry (or model folder) instead of the "
-                "template, its name renamed to MODEL.",
-            ),
-        ] = None,
-        dry_run: DryRunOption = False,
-        json: JsonOption = False,
-    ) -> None:
-        """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
-
-        def body() -> None:
-            from releasectl.cli import ctx
-            from releasectl.names import check_model
-            from releasectl.registry.scaffold import new_model, plan_new
-            from releasectl.registry.spellings import Spellings
-
-            check_model(model)  # a bad name is bad input, even outside a repository
-            git = repo()
-            if dry_run:
-                plan = plan_new(git.cwd, model, port=port, source=source, cwd=ctx.repo)
-                if json:
-                    emit(
-                        {
-                            "folder": plan.folder,
-                            "source": plan.source,
-                            "port": plan.port,
-                            "created": [],
-                            "would_create": sorted(f"{plan.folder}/{f}" for f in plan.files),
-                            "dry_run": True,
-                        }
-                    )
-                    return
-                say(f"would create {plan.folder}/ from {plan.source or 'the model template'}:")
-                say("  " + "\n  ".join(sorted(plan.files)))
-                return
-            plan, written = new_model(git.cwd, model, port=port, source=source, cwd=ctx.repo)
-            for name in plan.unpinned:
-                typer.echo(
-                    f"releasectl: {name} is not installed here: bentofile.yaml lists it "
-                    "unpinned; install it and pin it",
-                    err=True,
-                )
-            if json:
-                emit(
-                    {
-                        "folder": plan.folder,
-                        "source": plan.source,
-                        "port": plan.port,
-                        "created": [str(path.relative_to(git.cwd)) for path in written],
-                        "dry_run": False,
-                    }
-                )
-                return
-            for path in written:
-                say(f"created {path.relative_to(git.cwd)}")
-            if plan.source is not None:
-                old = Spellings(plan.source_model or "")
-                renames = ", ".join(f"{name} ({n})" for name, n in sorted(plan.renamed.items()))
-                say(f"copied {plan.source}: {old.name} renamed to {model} in {renames}")
-                say(
-                    f"  only where {old.name} starts a word ({old.snake}_x, {old.camel}X); "
-                    f"inside another (load_{old.snake}) it is left as it is: review the copy"
-                )
-            say(f"serves on 127.0.0.1:{plan.port} once deployed (deploy.port in release.yaml)")
-            say(f"next: commit it (signed), then `releasectl release {model} 0.1.0`")
-
-        run(body, json_mode=json)
-
-    @app.command()
-    def schema() -> None:
-        """Print the JSON Schema of release.yaml (for editors)."""
-
-        def body() -> None:
-            from releasectl.manifest.edits import json_schema
-
-            emit(json_schema())
-
-        run(body, json_mode=True)
-
-    register_demo(app)
+            )
+        else:
+            kept = " (kept your edits outside releasectl's blocks)" if change.kept_edits else ""
+            say(f"{'would update' if dry_run else 'updated'} {change.path}{kept}")
+            say(change.diff().rstrip())
+    if not dry_run and any(c.changed for c in changes):
+        say("review, then commit them (signed)")
 
 
-def register_demo(app: typer.Typer) -> None:
-    @app.command()
-    def demo(
-        keep: Annotated[
-            str | None, typer.Option(help="Run in this folder and keep it (default: a temp dir).")
-        ] = None,
-    ) -> None:
-        """Run the end-to-end demo in a throwaway registry."""
+@app.command()
+@funnel()
+def new(
+    ctx: typer.Context,
+    model: Annotated[str, typer.Argument(help="Model name (a lower-case DNS label).")],
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1024,
+            max=65535,
+            help="The model's local endpoint port (default: the lowest from 3000 "
+            "that no other model of the registry uses).",
+        ),
+    ] = None,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="MODEL_OR_PATH",
+            help="Copy this model of the registry (or model folder) instead of the "
+            "template, its name renamed to MODEL.",
+        ),
+    ] = None,
+    dry_run: DryRunOption = False,
+    json: JsonOption = False,
+) -> None:
+    """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
+    from releasectl.names import check_model
+    from releasectl.registry.scaffold import new_model, plan_new
+    from releasectl.registry.spellings import Spellings
 
-        def body() -> None:
-            from pathlib import Path
+    check_model(model)  # a bad name is bad input, even outside a repository
+    git = repo(ctx)
+    if dry_run:
+        plan = plan_new(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
+        if json:
+            emit(
+                {
+                    "folder": plan.folder,
+                    "source": plan.source,
+                    "port": plan.port,
+                    "created": [],
+                    "would_create": sorted(f"{plan.folder}/{f}" for f in plan.files),
+                    "dry_run": True,
+                }
+            )
+            return
+        say(f"would create {plan.folder}/ from {plan.source or 'the model template'}:")
+        say("  " + "\n  ".join(sorted(plan.files)))
+        return
+    plan, written = new_model(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
+    for name in plan.unpinned:
+        warn(
+            f"{name} is not installed here: bentofile.yaml lists it unpinned; install it and pin it"
+        )
+    if json:
+        emit(
+            {
+                "folder": plan.folder,
+                "source": plan.source,
+                "port": plan.port,
+                "created": [str(path.relative_to(git.cwd)) for path in written],
+                "dry_run": False,
+            }
+        )
+        return
+    for path in written:
+        say(f"created {path.relative_to(git.cwd)}")
+    if plan.source is not None:
+        old = Spellings(plan.source_model or "")
+        renames = ", ".join(f"{name} ({n})" for name, n in sorted(plan.renamed.items()))
+        say(f"copied {plan.source}: {old.name} renamed to {model} in {renames}")
+        say(
+            f"  only where {old.name} starts a word ({old.snake}_x, {old.camel}X); "
+            f"inside another (load_{old.snake}) it is left as it is: review the copy"
+        )
+    say(f"serves on 127.0.0.1:{plan.port} once deployed (deploy.port in release.yaml)")
+    say(f"next: commit it (signed), then `releasectl release {model} 0.1.0`")
 
-            from releasectl.pipeline.demo import run_demo
 
-            run_demo(say, Path(keep).resolve() if keep else None)
+@app.command()
+@funnel(json="always")
+def schema(ctx: typer.Context) -> None:
+    """Print the JSON Schema of release.yaml (for editors)."""
+    from releasectl.manifest.edits import json_schema
 
-        run(body)
+    emit(json_schema())
+
+
+@app.command()
+@funnel()
+def demo(
+    ctx: typer.Context,
+    keep: Annotated[
+        str | None, typer.Option(help="Run in this folder and keep it (default: a temp dir).")
+    ] = None,
+) -> None:
+    """Run the end-to-end demo in a throwaway registry."""
+    from pathlib import Path
+
+    from releasectl.pipeline.demo import run_demo
+
+    run_demo(say, Path(keep).resolve() if keep else None)
