@@ -192,10 +192,8 @@ def podman_serving(storage: Path, image_ref: str, log: Path) -> Iterator[str]:
 
 
 def remove_storage(storage: Path) -> None:
-    """Everything the test's builders kept: containers, images, then the folder."""
-    for tool in ("buildah", "podman"):
-        for args in (["rm", "--all"], ["rmi", "--all", "--force"]):
-            subprocess.run(
-                [tool, *storage_args(storage), *args], capture_output=True, timeout=120, check=False
-            )
+    """The test's containers (they may hold mounts), then the whole storage folder."""
+    for argv in (["podman", "rm", "--all", "--force"], ["buildah", "rm", "--all"]):
+        argv[1:1] = storage_args(storage)
+        subprocess.run(argv, capture_output=True, timeout=120, check=False)
     shutil.rmtree(storage, ignore_errors=True)

@@ -191,6 +191,22 @@ def test_an_unreachable_registry_is_an_operational_failure_in_one_line() -> None
     assert "\n" not in caught.value.line()
 
 
+def test_an_unreachable_registry_stops_the_release_before_the_build(built: Built) -> None:
+    before = _images(built.storage)
+    with pytest.raises(OperationFailed, match="cannot ask the registry") as caught:
+        image.build_and_push(
+            built.archive,
+            repository=f"127.0.0.1:{free_port()}/releasectl/iris",
+            base_image=f"{built.registry}/base/debian-python:bookworm",
+            bundle_digest=built.bundle_digest,
+            storage=built.storage,
+            storage_driver=STORAGE_DRIVER,
+        )
+    assert caught.value.code == 1
+    assert "\n" not in caught.value.line()
+    assert _images(built.storage) == before
+
+
 def test_without_a_builder_the_error_names_the_package(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

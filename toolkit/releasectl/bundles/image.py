@@ -19,6 +19,7 @@ reproducible across machines, so the releaser's push is the pin.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -195,6 +196,12 @@ def _ask_registry(args: Sequence[str], image: str, tls_verify: bool) -> bytes:
     return proc.stdout
 
 
+def _require_reachable(image: str, tls_verify: bool) -> None:
+    """The registry answers about image (that it does not hold it yet is fine)."""
+    with contextlib.suppress(Refused):
+        _ask_registry(["--raw"], image, tls_verify)
+
+
 # --- the image -----------------------------------------------------------------
 
 
@@ -294,7 +301,8 @@ def build_and_push(
     if not _TAG.match(tag):
         raise BadInput(f"image tag {tag!r} is not a valid tag", "use letters, digits, . _ -")
     builder = find_builder(storage, storage_driver)
-    _skopeo()  # before a long build, not after it
+    destination = f"{repository}:{tag}"
+    _require_reachable(destination, registry_tls_verify)  # before a long build, not after it
     source = packages if packages is not None else package_source_from_env()
     tls = f"--tls-verify={str(registry_tls_verify).lower()}"
     with tempfile.TemporaryDirectory(prefix="releasectl-image-") as tmp:
@@ -326,7 +334,7 @@ def build_and_push(
             if isolation != "chroot":  # chroot shares the host's network, and cannot drop it
                 build += ["--network", "none"]  # everything comes from the mounted folder
         build += ["--iidfile", str(scratch / "iid"), "-f", str(scratch / "Containerfile")]
-        build += ["--tag", f"{repository}:{tag}"]  # kept locally, as `docker build -t` would
+        build += ["--tag", destination]  # kept locally, as `docker build -t` would
         build.append(str(folder))
         with step(progress, f"building the image of {folder.name} on {base_image}"):
             _run(
@@ -336,7 +344,6 @@ def build_and_push(
                 hint=_BUILD_HINT,
             )
         image_id = (scratch / "iid").read_text().strip()
-        destination = f"{repository}:{tag}"
         digest_file = scratch / "digest"
         push = [builder.path, *builder.storage, "push", tls, "--digestfile", str(digest_file)]
         with step(progress, f"pushing the image to {destination}"):
