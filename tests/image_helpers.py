@@ -19,7 +19,6 @@ import httpx
 from bundle_helpers import READY_DEADLINE_S, STOP_GRACE_S, free_port
 
 REPO = Path(__file__).resolve().parents[1]
-STORAGE_DRIVER = "vfs"  # no overlay mounts needed: works in any container or VM
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 # podman's own defaults fail here: crun on the hybrid cgroup layout, and the
@@ -47,15 +46,28 @@ def base_tar() -> Path:
     return found[-1]
 
 
-def storage_args(storage: Path) -> list[str]:
-    return [
-        "--root",
-        str(storage / "root"),
-        "--runroot",
-        str(storage / "run"),
-        "--storage-driver",
-        STORAGE_DRIVER,
-    ]
+def storage_driver(scratch: Path) -> str:
+    """overlay where this kernel lets buildah mount it (it shares the base's files
+    instead of copying them: the image test takes about half as long), else vfs,
+    which works in any container or VM. RELEASECTL_TEST_STORAGE_DRIVER decides."""
+    chosen = os.environ.get("RELEASECTL_TEST_STORAGE_DRIVER")
+    if chosen:
+        return chosen
+    buildah = ["buildah", *storage_args(scratch, "overlay")]
+    try:
+        container = run([*buildah, "from", "scratch"], timeout=60)
+        mounted = subprocess.run([*buildah, "mount", container], capture_output=True, timeout=60)
+        run([*buildah, "rm", container], timeout=60)
+    except AssertionError:
+        return "vfs"
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return "overlay" if mounted.returncode == 0 else "vfs"
+
+
+def storage_args(storage: Path, driver: str) -> list[str]:
+    root, runroot = str(storage / "root"), str(storage / "run")
+    return ["--root", root, "--runroot", runroot, "--storage-driver", driver]
 
 
 def run(argv: list[str], timeout: float = 600) -> str:
@@ -115,9 +127,9 @@ def docker_registry(root: Path) -> Iterator[str]:
         _stop(proc)
 
 
-def push_base(storage: Path, destination: str) -> None:
+def push_base(storage: Path, driver: str, destination: str) -> None:
     """The root filesystem tar as a one-layer image, committed straight to the registry."""
-    buildah = ["buildah", *storage_args(storage)]
+    buildah = ["buildah", *storage_args(storage, driver)]
     container = run([*buildah, "from", "scratch"])
     try:
         run([*buildah, "add", container, str(base_tar()), "/"])
@@ -151,13 +163,13 @@ def manifest(image: str, reference: str) -> httpx.Response:
 
 
 @contextmanager
-def podman_serving(storage: Path, image_ref: str, log: Path) -> Iterator[str]:
+def podman_serving(storage: Path, driver: str, image_ref: str, log: Path) -> Iterator[str]:
     """`podman run` of the pinned image (pulled from the registry), serving on
     127.0.0.1:<free port>; yields the base URL. Stopped by its PID (podman passes
     the signal to the container), then removed."""
     port = free_port()
     cidfile = log.with_suffix(".cid")
-    podman = ["podman", *storage_args(storage)]
+    podman = ["podman", *storage_args(storage, driver)]
     argv = [
         *podman,
         "run",
@@ -191,9 +203,9 @@ def podman_serving(storage: Path, image_ref: str, log: Path) -> Iterator[str]:
             )
 
 
-def remove_storage(storage: Path) -> None:
+def remove_storage(storage: Path, driver: str) -> None:
     """The test's containers (they may hold mounts), then the whole storage folder."""
     for argv in (["podman", "rm", "--all", "--force"], ["buildah", "rm", "--all"]):
-        argv[1:1] = storage_args(storage)
+        argv[1:1] = storage_args(storage, driver)
         subprocess.run(argv, capture_output=True, timeout=120, check=False)
     shutil.rmtree(storage, ignore_errors=True)

@@ -300,9 +300,7 @@ def build_and_push(
     tag = tag or "bundle-" + bundle_digest.removeprefix(bundle.DIGEST_PREFIX)[:16]
     if not _TAG.match(tag):
         raise BadInput(f"image tag {tag!r} is not a valid tag", "use letters, digits, . _ -")
-    builder = find_builder(storage, storage_driver)
     destination = f"{repository}:{tag}"
-    _require_reachable(destination, registry_tls_verify)  # before a long build, not after it
     source = packages if packages is not None else package_source_from_env()
     tls = f"--tls-verify={str(registry_tls_verify).lower()}"
     with tempfile.TemporaryDirectory(prefix="releasectl-image-") as tmp:
@@ -314,6 +312,9 @@ def build_and_push(
                 f"the bento at {bento_dir_or_archive} has digest {found}, not {bundle_digest}",
                 "build the image from the release's own bundle",
             )
+        # Refusals that cost milliseconds come before a build that costs minutes.
+        builder = find_builder(storage, storage_driver)
+        _require_reachable(destination, registry_tls_verify)
         pins = envs.pins_of(folder)
         (scratch / "Containerfile").write_text(
             containerfile(
