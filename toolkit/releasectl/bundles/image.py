@@ -32,8 +32,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from releasectl.bundles import bento as bundle
+from releasectl.bundles.archive import extract
+from releasectl.bundles.bento import DIGEST_PREFIX
+from releasectl.bundles.digest import content_digest
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.manifest.kubernetes import PINNED_IMAGE_RE, REPOSITORY_RE
 from releasectl.progress import Progress, step
 from releasectl.serving.local import envs
 
@@ -45,13 +48,10 @@ _WHEELS = "/wheels"  # where a local wheel folder is mounted while the environme
 _BUILD_TIMEOUT_S = 1800
 _PUSH_TIMEOUT_S = 900
 _ASK_TIMEOUT_S = 120
-# docker/distribution's reference grammar, without tag or digest.
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_HOST_LABEL = r"[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-_DOMAIN = rf"{_HOST_LABEL}(?:\.{_HOST_LABEL})*"
-_REPOSITORY = re.compile(rf"^(?:{_DOMAIN}(?::[0-9]+)?/)?{_COMPONENT}(?:/{_COMPONENT})*$")
+# The reference grammar lives with the manifest's image fields (one home).
+_REPOSITORY = REPOSITORY_RE
 _TAG = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
-_PINNED = re.compile(r"^(?P<repository>[^@\s]+)@(?P<digest>sha256:[0-9a-f]{64})$")
+_PINNED = PINNED_IMAGE_RE
 _BUILD_HINT = (
     "the base image must be pullable and have python3 with venv (deploy.kubernetes.base_image), "
     "and the bento's pins installable from the package source: UV_FIND_LINKS with "
@@ -108,6 +108,14 @@ def find_builder(storage: Path | None = None, storage_driver: str | None = None)
         "no image builder found: releasectl builds images with buildah or podman",
         "install Debian's buildah package (apt-get install buildah)",
     )
+
+
+def is_loopback(repository: str) -> bool:
+    """A registry on this machine (localhost, 127.0.0.1, [::1]): spoken to over plain
+    HTTP, as Docker and podman do by default for a loopback registry."""
+    host = repository.split("/", 1)[0].lower()
+    host = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+    return host in ("localhost", "127.0.0.1", "[::1]")
 
 
 def check_repository(repository: str) -> str:
@@ -261,7 +269,7 @@ def containerfile(
 def _bento_folder(bento_dir_or_archive: Path, scratch: Path) -> Path:
     """A served-as-is bento folder: the given folder, or the archive extracted."""
     if bento_dir_or_archive.is_file():
-        return bundle.extract(bento_dir_or_archive, scratch / "bento")
+        return extract(bento_dir_or_archive, scratch / "bento")
     if not (bento_dir_or_archive / "bento.yaml").is_file():
         raise BadInput(
             f"{bento_dir_or_archive} is neither a .bento archive nor a bento folder",
@@ -297,7 +305,7 @@ def build_and_push(
     base and to pushing. `packages` defaults to package_source_from_env().
     """
     check_repository(repository)
-    tag = tag or "bundle-" + bundle_digest.removeprefix(bundle.DIGEST_PREFIX)[:16]
+    tag = tag or "bundle-" + bundle_digest.removeprefix(DIGEST_PREFIX)[:16]
     if not _TAG.match(tag):
         raise BadInput(f"image tag {tag!r} is not a valid tag", "use letters, digits, . _ -")
     destination = f"{repository}:{tag}"
@@ -306,7 +314,7 @@ def build_and_push(
     with tempfile.TemporaryDirectory(prefix="releasectl-image-") as tmp:
         scratch = Path(tmp)
         folder = _bento_folder(bento_dir_or_archive, scratch)
-        found = bundle.content_digest(folder)
+        found = content_digest(folder)
         if found != bundle_digest:
             raise Refused(
                 f"the bento at {bento_dir_or_archive} has digest {found}, not {bundle_digest}",

@@ -76,7 +76,11 @@ def release(
                 say("  bundle: bundle.train runs first; the digest is known after it")
             _say_note(note)
         return
-    p, landed = rel.release(git, model, version, push=push, build=build, retrain=retrain)
+    from releasectl.cli.progress import terminal_progress
+
+    p, landed = rel.release(
+        git, model, version, push=push, build=build, retrain=retrain, progress=terminal_progress()
+    )
     result = {
         "model": model,
         "version": version,

@@ -16,6 +16,7 @@ from releasectl.errors import BadInput, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
+from releasectl.progress import Progress
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -52,6 +53,7 @@ class Pin:
     digest: str
     archive: str  # the store-relative key of the stored archive
     trained: mf.Trained | None = None  # weights trained for this release, to pin too
+    image: str | None = None  # a kubernetes model's image, <repository>@sha256:<hex>
 
 
 def plan_release(
@@ -106,12 +108,15 @@ def plan_release(
         )
     serial = manifest.serial + 1
     changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
-    _require_image(git, manifest)  # before the build: a refusal costs milliseconds
+    # Before the build: a refusal costs milliseconds.
+    _require_image(git, manifest, builds(git, model, base, None) if build else False)
     pin = build(True) if build else None
     if pin is not None:
         pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
         if pin.trained is not None:
             pinned["trained"] = pin.trained.model_dump(mode="json")
+        if pin.image is not None:
+            pinned["image"] = pin.image
         changes["bundle"] = pinned
     new_text = edits.edit(text, path, changes, model=model)
     # A kubernetes model's rendered state goes in the same signed commit
@@ -136,17 +141,21 @@ def plan_release(
     return Plan(model, version, serial, change, pin=pin)
 
 
-def _require_image(git: g.Git, manifest: mf.Manifest) -> None:
-    """A kubernetes model's release pins its image (bundle.image): until the
-    release builds and pushes it, an already pinned image is required."""
+def _require_image(git: g.Git, manifest: mf.Manifest, builds_bundle: bool) -> None:
+    """A kubernetes model's release pins its image (bundle.image): built and
+    pushed by the release when deploy.kubernetes.base_image is set, else pinned
+    by the team beforehand (docs/ARCHITECTURE.md, "Kubernetes")."""
     k8s = manifest.deploy.kubernetes
     if k8s is None:
         return
     desired.require_clean_folder(git, manifest)
+    if k8s.base_image is not None and builds_bundle:
+        return
     if manifest.bundle.image is None:
         raise BadInput(
             f"{manifest_path(manifest.model)}: bundle.image is not pinned",
-            f"push the release's image to {k8s.image} and pin "
+            "set deploy.kubernetes.base_image to have the release build and push the "
+            f"image, or push it to {k8s.image} yourself and pin "
             "bundle.image: <repository>@sha256:<digest>",
         )
 
@@ -159,6 +168,7 @@ def release(
     push: bool = False,
     build: bool | None = None,
     retrain: bool = False,
+    progress: Progress | None = None,
 ) -> tuple[Plan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
@@ -169,7 +179,9 @@ def release(
     branch = require_branch(git)
     require_clean(git, model_dir(check_model(model)))
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
-        builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
+        builder = Prebuild(
+            git, model, version, build, Path(tmp), retrain=retrain, progress=progress
+        )
         try:
             if push:
                 plans: list[Plan] = []
@@ -220,9 +232,10 @@ class Prebuild:
         work: Path,
         *,
         retrain: bool = False,
+        progress: Progress | None = None,
     ):
         self.git, self.model, self.version, self.build, self.work = git, model, version, build, work
-        self.retrain = retrain
+        self.retrain, self.progress = retrain, progress
         self.pins: dict[tuple[str, bool], Pin] = {}
         self.stored: list[tuple[ArtifactStore, str]] = []
 
@@ -254,12 +267,35 @@ class Prebuild:
             store_bundle(store, archive, built, self.model, self.version)
             if not existed:
                 self.stored.append((store, key))
-            self.pins[tree, may_train] = Pin(built.digest, key, trained)
+            image_ref = _image(manifest, archive, built.digest, self.version, self.progress)
+            self.pins[tree, may_train] = Pin(built.digest, key, trained, image_ref)
         return self.pins[tree, may_train]
 
     def undo(self) -> None:
         for store, key in self.stored:
             store.delete(key)
+
+
+def _image(
+    manifest: mf.Manifest, archive: Path, digest: str, version: str, progress: Progress | None
+) -> str | None:
+    """A kubernetes model's image, built from the release's own bundle and pushed,
+    when the manifest names a base to build it on (docs/ARCHITECTURE.md, "Images")."""
+    k8s = manifest.deploy.kubernetes
+    if k8s is None or k8s.base_image is None:
+        return None
+    from releasectl.bundles import image
+
+    return image.build_and_push(
+        archive,
+        repository=k8s.image,
+        base_image=k8s.base_image,
+        bundle_digest=digest,
+        tag=f"v{version}",
+        port=manifest.deploy.port,
+        registry_tls_verify=not image.is_loopback(k8s.image),
+        progress=progress,
+    )
 
 
 def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
