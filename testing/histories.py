@@ -1,8 +1,10 @@
-"""Building the histories the tests need, on top of conftest's Repo."""
+"""The registry histories the tests need, built with the real commands on a scratch Repo."""
 
 from __future__ import annotations
 
-from conftest import Repo
+from pathlib import Path
+
+from testing.repos import Repo
 
 
 def release(repo: Repo, model: str, version: str, *, stable: bool = False) -> None:
@@ -50,3 +52,21 @@ def iris_stable(repo: Repo, then: str | None = None) -> Repo:
         repo.commit(f"iris: {then}")
         release(repo, "iris", then)
     return repo
+
+
+def stable_pair(
+    repo: Repo, version: str, *, sign_key: Path | None, email: str | None = None
+) -> None:
+    """A release + stable tag pair for `version` on the last iris commit, made
+    by hand: unsigned (sign_key None) or signed with another key."""
+    target = repo.git("rev-list", "-1", "HEAD", "--", "model-releases/iris")
+    env = {}
+    config: list[str] = []
+    if sign_key is not None:
+        config = ["-c", f"user.signingkey={sign_key}"]
+    if email:
+        env = {"GIT_COMMITTER_EMAIL": email}
+    for kind in ("release", "stable"):
+        name = f"{kind}/iris/v{version}"
+        flag = "-s" if sign_key is not None else "-a"
+        repo.git(*config, "tag", flag, "-m", name, name, target, env=env)

@@ -1,41 +1,19 @@
-"""Helpers for tests/test_local_target.py: build the fixture bentos, drive traffic, find and
-kill processes by PID."""
+"""Processes the tests start, found and stopped by PID: slot servers and agents under a
+state home, `bentoml serve` children; and polling with a deadline instead of sleeping."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
-import sys
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-import httpx
 import psutil
 
-FIXTURES = Path(__file__).parent / "fixtures"
-
-
-def build_bento(bentoml_home: Path, source: str, version: str) -> Path:
-    env = dict(os.environ, BENTOML_HOME=str(bentoml_home), BENTOML_DO_NOT_TRACK="true")
-    subprocess.run(
-        [sys.executable, "-m", "bentoml", "build", str(FIXTURES / source), "--version", version],
-        env=env,
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    return bentoml_home / "bentos" / source / version
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from testing.repos import RELEASECTL
 
 
 def processes_under(path: Path) -> list[psutil.Process]:
@@ -65,65 +43,40 @@ def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:
         time.sleep(0.05)
 
 
-def ask_version(url: str, client: httpx.Client | None = None) -> str:
-    http = client or httpx.Client(trust_env=False)
-    r = http.post(f"{url}/version", json={}, timeout=10)
-    r.raise_for_status()
-    return str(r.json()["version"])
+def bentoml_processes(home: Path) -> list[psutil.Process]:
+    """`bentoml serve` processes started for slots under this RELEASECTL_HOME."""
+    found = []
+    needle = str(home)
+    for proc in psutil.process_iter(["cmdline", "environ"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            env = proc.info.get("environ") or {}
+        except psutil.Error:
+            continue
+        if "bentoml" in cmd and (needle in cmd or needle in env.get("BENTOML_HOME", "")):
+            found.append(proc)
+    return found
 
 
-@dataclass
-class Traffic:
-    """A thread that calls the endpoint every `interval` seconds and records every answer."""
-
-    url: str
-    interval: float = 0.02
-    answers: list[tuple[float, str]] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-    _stop: threading.Event = field(default_factory=threading.Event)
-    _thread: threading.Thread | None = None
-
-    def __enter__(self) -> Traffic:
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        assert self._thread is not None
-        self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        with httpx.Client(trust_env=False, timeout=10) as http:
-            while not self._stop.is_set():
-                sent = time.monotonic()
-                try:
-                    self.answers.append((sent, ask_version(self.url, http)))
-                except Exception as exc:
-                    self.failures.append(repr(exc))
-                self._stop.wait(self.interval)
-
-    def versions_sent_after(self, t: float) -> set[str]:
-        return {v for sent, v in self.answers if sent > t}
-
-    def rate(self, start: float, end: float) -> float:
-        return sum(1 for sent, _ in self.answers if start <= sent <= end) / (end - start)
-
-    def wait_for(self, count: int, timeout: float = 30) -> None:
-        """Wait until `count` more answers have arrived (traffic really flows)."""
-        target = len(self.answers) + count
-        wait_until(lambda: len(self.answers) >= target, timeout, f"{count} answers")
+def env_home() -> Path:
+    return Path(os.environ["RELEASECTL_HOME"])
 
 
-@dataclass
-class Steps:
-    """A progress reporter (releasectl.progress.Progress) that remembers the steps."""
-
-    began: list[str] = field(default_factory=list)
-    ended: list[tuple[str, bool]] = field(default_factory=list)
-
-    def begin(self, step: str) -> None:
-        self.began.append(step)
-
-    def end(self, step: str, seconds: float, ok: bool) -> None:
-        self.ended.append((step, ok))
+@contextmanager
+def state_home(home: Path) -> Iterator[Path]:
+    """RELEASECTL_HOME pointed at `home` for the block; on the way out the agent
+    and every server it started are stopped, and by PID whatever stop missed."""
+    saved = os.environ.get("RELEASECTL_HOME")
+    os.environ["RELEASECTL_HOME"] = str(home)
+    try:
+        yield home
+    finally:
+        subprocess.run([RELEASECTL, "agent", "stop"], capture_output=True, check=False)
+        leftover = bentoml_processes(home)
+        for proc in leftover:
+            proc.kill()
+        if saved is None:
+            os.environ.pop("RELEASECTL_HOME", None)
+        else:
+            os.environ["RELEASECTL_HOME"] = saved
+        assert not leftover, f"bentoml processes left running: {[p.pid for p in leftover]}"

@@ -1,63 +1,17 @@
-"""A registry with the real iris model, and a client that keeps sending
-requests to an endpoint while a test changes what serves it."""
+"""Clients that keep sending requests to an endpoint while a test changes what serves
+it, and record every answer: Load (POST /predict on the iris example) and Traffic
+(POST /version on the fixture bentos)."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import httpx
-import psutil
 
-from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA, free_port
-from conftest import RELEASECTL, Repo, git, new_repo
-
-
-def iris_registry(root: Path, port: int) -> Repo:
-    """A registry holding the real iris example, with its endpoint on `port`."""
-    repo = new_repo(root)
-    folder = repo.path / "model-releases" / "iris"
-    folder.mkdir(parents=True)
-    for name in (*IRIS_BUNDLE_FILES, "release.yaml"):
-        text = (IRIS_SRC / name).read_text()
-        if name == "release.yaml":
-            text = text.replace("port: 3000", f"port: {port}")
-        (folder / name).write_text(text)
-    repo.commit("add iris")
-    return repo
-
-
-def team_registry(root: Path) -> tuple[Repo, Path, Path]:
-    """Clone A (`root/a`) with the iris example and one artifact store for the
-    team, configured in the repository (`store:`), and a bare remote holding it.
-    Returns the clone, the remote and the store folder."""
-    a = iris_registry(root / "a", free_port())
-    store = root / "team-store"
-    a.write(".releasectl/config.yaml", f"store: {store}\n")
-    a.commit("one artifact store for the team")
-    bare = root / "remote.git"
-    git(root, "init", "-q", "--bare", "-b", "main", str(bare))
-    a.git("remote", "add", "origin", str(bare))
-    a.git("push", "-q", "-u", "origin", "main")
-    return a, bare, store
-
-
-def set_faults(repo: Repo, text: str | None, message: str) -> None:
-    path = repo.path / "model-releases/iris/faults.yaml"
-    if text is None and not path.exists():
-        return  # already healthy
-    if text is None:
-        path.unlink()
-        repo.git("rm", "-q", "--cached", "model-releases/iris/faults.yaml")
-    else:
-        path.write_text(text)
-    repo.commit(message)
+from testing.bentos import SETOSA
+from testing.processes import wait_until
 
 
 @dataclass
@@ -129,49 +83,51 @@ class Load:
         return (len(times) - 1) / (times[-1] - times[0])
 
 
-def bentoml_processes(home: Path) -> list[psutil.Process]:
-    """`bentoml serve` processes started for slots under this RELEASECTL_HOME."""
-    found = []
-    needle = str(home)
-    for proc in psutil.process_iter(["cmdline", "environ"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            env = proc.info.get("environ") or {}
-        except psutil.Error:
-            continue
-        if "bentoml" in cmd and (needle in cmd or needle in env.get("BENTOML_HOME", "")):
-            found.append(proc)
-    return found
+def ask_version(url: str, client: httpx.Client | None = None) -> str:
+    http = client or httpx.Client(trust_env=False)
+    r = http.post(f"{url}/version", json={}, timeout=10)
+    r.raise_for_status()
+    return str(r.json()["version"])
 
 
-def env_home() -> Path:
-    return Path(os.environ["RELEASECTL_HOME"])
+@dataclass
+class Traffic:
+    """A thread that calls the endpoint every `interval` seconds and records every answer."""
 
+    url: str
+    interval: float = 0.02
+    answers: list[tuple[float, str]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
 
-def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis settings") -> None:
-    from releasectl.manifest.schema import edit
+    def __enter__(self) -> Traffic:
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        return self
 
-    path = repo.path / "model-releases/iris/release.yaml"
-    path.write_text(edit(path.read_text(), "release.yaml", {"analysis": analysis}))
-    if repo.git("status", "--porcelain", "--", str(path)):
-        repo.commit(message)
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        assert self._thread is not None
+        self._thread.join(timeout=30)
 
+    def _run(self) -> None:
+        with httpx.Client(trust_env=False, timeout=10) as http:
+            while not self._stop.is_set():
+                sent = time.monotonic()
+                try:
+                    self.answers.append((sent, ask_version(self.url, http)))
+                except Exception as exc:
+                    self.failures.append(repr(exc))
+                self._stop.wait(self.interval)
 
-@contextmanager
-def state_home(home: Path) -> Iterator[Path]:
-    """RELEASECTL_HOME pointed at `home` for the block; on the way out the agent
-    and every server it started are stopped, and by PID whatever stop missed."""
-    saved = os.environ.get("RELEASECTL_HOME")
-    os.environ["RELEASECTL_HOME"] = str(home)
-    try:
-        yield home
-    finally:
-        subprocess.run([RELEASECTL, "agent", "stop"], capture_output=True, check=False)
-        leftover = bentoml_processes(home)
-        for proc in leftover:
-            proc.kill()
-        if saved is None:
-            os.environ.pop("RELEASECTL_HOME", None)
-        else:
-            os.environ["RELEASECTL_HOME"] = saved
-        assert not leftover, f"bentoml processes left running: {[p.pid for p in leftover]}"
+    def versions_sent_after(self, t: float) -> set[str]:
+        return {v for sent, v in self.answers if sent > t}
+
+    def rate(self, start: float, end: float) -> float:
+        return sum(1 for sent, _ in self.answers if start <= sent <= end) / (end - start)
+
+    def wait_for(self, count: int, timeout: float = 30) -> None:
+        """Wait until `count` more answers have arrived (traffic really flows)."""
+        target = len(self.answers) + count
+        wait_until(lambda: len(self.answers) >= target, timeout, f"{count} answers")

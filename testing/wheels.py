@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from testing.paths import ROOT
+
 WHEELHOUSE = ROOT / ".venv" / "wheelhouse"
 # pip reads no configuration file at all when PIP_CONFIG_FILE is os.devnull.
 PIP_ENV = {"PIP_CONFIG_FILE": os.devnull, "PIP_DISABLE_PIP_VERSION_CHECK": "1"}

@@ -46,8 +46,9 @@ from releasectl.analysis.sources import (
     render_query,
     window_values,
 )
+from testing import paths
 
-FIXTURES = Path(__file__).parent / "fixtures" / "metrics"
+FIXTURES = paths.FIXTURES / "metrics"
 INF = math.inf
 BENTOML_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 

@@ -15,7 +15,9 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import (
+from releasectl.bundles import bento as bundle
+from releasectl.errors import BadInput, Refused
+from testing.bentos import (
     IRIS_SRC,
     SETOSA,
     VIRGINICA,
@@ -24,8 +26,6 @@ from bundle_helpers import (
     serving,
     snapshot,
 )
-from releasectl.bundles import bento as bundle
-from releasectl.errors import BadInput, Refused
 
 pytestmark = pytest.mark.slow
 

@@ -19,9 +19,10 @@ import fsspec
 import httpx
 import pytest
 
-from bundle_helpers import SETOSA, free_port
-from conftest import Repo
-from serving_helpers import iris_registry, state_home
+from testing.bentos import SETOSA, iris_registry
+from testing.ports import free_port
+from testing.processes import state_home
+from testing.repos import Repo
 
 pytestmark = pytest.mark.slow
 

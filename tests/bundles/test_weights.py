@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import RELEASECTL, Repo, clone
-from serving_helpers import team_registry
+from testing.bentos import team_registry
+from testing.repos import RELEASECTL, Repo, clone
 
 pytestmark = pytest.mark.slow
 

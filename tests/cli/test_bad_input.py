@@ -6,9 +6,8 @@ import json
 
 import pytest
 
-from conftest import Repo
-from helpers import release
-from test_revert import _refused
+from testing.histories import release
+from testing.repos import Repo, assert_refused
 
 MANIFEST = "model-releases/iris/release.yaml"
 
@@ -54,23 +53,23 @@ def test_a_broken_manifest_is_refused(iris: Repo, text: str | None, words: str) 
         }[words]
     _break_manifest(iris, text)
     for args in (["revert", "iris"], ["release", "iris", "2.0.0"], ["show", "iris"]):
-        _refused(iris, *args, code=2, words=words)
+        assert_refused(iris, *args, code=2, words=words)
 
 
 @pytest.mark.parametrize("name", ["../x", "Iris", "a" * 64, "iris-", "iris_2", "a/b"])
 def test_bad_model_names(iris: Repo, name: str) -> None:
     for args in (["revert", name], ["release", name, "1.0.0"], ["history", name], ["new", name]):
-        _refused(iris, *args, code=2, words="invalid model name")
+        assert_refused(iris, *args, code=2, words="invalid model name")
 
 
 @pytest.mark.parametrize("version", ["1.2", "v1.2", "V1.2.0", "1.2.0+build.5", "01.2.0", "latest"])
 def test_bad_versions(iris: Repo, version: str) -> None:
-    _refused(iris, "release", "iris", version, code=2, words="invalid version")
-    _refused(iris, "revert", "iris", "--to", version, code=2, words="invalid version")
+    assert_refused(iris, "release", "iris", version, code=2, words="invalid version")
+    assert_refused(iris, "revert", "iris", "--to", version, code=2, words="invalid version")
 
 
 def test_unknown_model(iris: Repo) -> None:
-    _refused(iris, "revert", "nosuch", code=2, words="no model 'nosuch'")
+    assert_refused(iris, "revert", "nosuch", code=2, words="no model 'nosuch'")
 
 
 def test_json_mode_prints_the_error_as_one_document(iris: Repo) -> None:
@@ -88,7 +87,7 @@ def test_debug_shows_the_traceback(iris: Repo) -> None:
 def test_outside_a_git_repository(tmp_path) -> None:  # type: ignore[no-untyped-def]
     import subprocess
 
-    from conftest import RELEASECTL
+    from testing.repos import RELEASECTL
 
     proc = subprocess.run([RELEASECTL, "list"], cwd=tmp_path, capture_output=True, text=True)
     assert proc.returncode == 1

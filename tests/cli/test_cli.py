@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from conftest import RELEASECTL, Repo, clone, git
-from helpers import release
+from testing.histories import release
+from testing.repos import RELEASECTL, Repo, clone, git
 
 MANIFEST = "model-releases/iris/release.yaml"
 
@@ -504,8 +504,9 @@ def test_a_stopped_agent_is_reported_from_its_record_and_not_restarted(tmp_path:
     """A real iris server keeps running after its agent got SIGTERM (the next
     agent adopts it). Read commands and dry runs report it from the record and
     start nothing; `agent start` adopts it; `agent stop` names what it stops."""
-    from bundle_helpers import free_port
-    from serving_helpers import bentoml_processes, iris_registry, state_home
+    from testing.bentos import iris_registry
+    from testing.ports import free_port
+    from testing.processes import bentoml_processes, state_home
 
     with state_home(tmp_path / "state") as home:
         r = iris_registry(tmp_path, free_port())

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo
-from helpers import MANIFEST, iris_stable
+from testing.histories import MANIFEST, iris_stable
+from testing.repos import Repo
 
 SCISSORS = "------------------------ >8 ------------------------"
 

@@ -6,7 +6,7 @@ have the version's section, the build tools come from the hashed
 made), and the sdist and wheel must carry the tag's version. Only GitHub's
 services are stood in for: the provenance attestation (Sigstore) and the
 artifact storage record what they were given. The publish job (PyPI) does not
-run here; zizmor and the schema check it (tests/test_workflow_lint.py)."""
+run here; zizmor and the schema check it (tests/pipeline/test_workflow_lint.py)."""
 
 from __future__ import annotations
 
@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_key
-from gha import Event, RunResult, StepContext, run_workflow
 from releasectl import __version__
-from supply_chain_helpers import PIP_ENV, ROOT, new_venv
+from testing.gha import Event, RunResult, StepContext, run_workflow
+from testing.repos import git, make_key
+from testing.wheels import PIP_ENV, ROOT, new_venv
 
 pytestmark = pytest.mark.slow
 

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_key
 from releasectl import __version__
 from releasectl.pipeline.lock import LOCK_FILE, pins
-from supply_chain_helpers import ROOT, clean_env, new_venv, wheelhouse
+from testing.repos import git, make_key
+from testing.wheels import ROOT, clean_env, new_venv, wheelhouse
 
 pytestmark = pytest.mark.slow
 

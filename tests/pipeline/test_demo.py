@@ -6,10 +6,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import git
-from serving_helpers import bentoml_processes
-
-ROOT = Path(__file__).resolve().parents[1]
+from testing.paths import ROOT
+from testing.processes import bentoml_processes
+from testing.repos import git
 
 
 def test_readme_opens_with_the_demo_and_test_commands() -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, make_key
-from helpers import MANIFEST, iris_stable, release
+from testing.histories import MANIFEST, iris_stable, release
+from testing.repos import Repo, make_key
 
 MALLORY = "mallory@example.test"
 
@@ -175,7 +175,7 @@ def test_a_state_that_declares_a_release_serves_only_its_bundle(
 ) -> None:
     """A trusted signer re-pins the released version to another bundle, by
     hand: the gate refuses it (exit 3) before the target serves anything."""
-    from serving_helpers import state_home
+    from testing.processes import state_home
 
     registry.add_model("iris")
     release(registry, "iris", "1.0.0")

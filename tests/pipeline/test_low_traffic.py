@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, Repo
-from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
+from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.ports import free_port
+from testing.processes import state_home
+from testing.repos import RELEASECTL, Repo
+from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, make_key
-from helpers import MANIFEST, iris_stable, release
+from testing.histories import MANIFEST, iris_stable, release
+from testing.paths import ROOT
+from testing.repos import Repo, make_key
 
 
 @pytest.fixture
@@ -133,7 +134,7 @@ def test_pre_commit_hook_checks_staged_manifests(iris: Repo) -> None:
     path.write_text(_bump(original) + "oops: 1\n")
     proc = iris.cli("check-manifests", MANIFEST)
     assert proc.returncode == 2 and "unknown key 'oops'" in proc.stdout
-    hooks = (Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text()
+    hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: releasectl check-manifests" in hooks
 
 

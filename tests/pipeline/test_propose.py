@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import Repo, git
-from helpers import MANIFEST, iris_stable
+from testing.histories import MANIFEST, iris_stable
+from testing.repos import Repo, git
 
 SERVICE = "model-releases/iris/service.py"
 

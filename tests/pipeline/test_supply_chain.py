@@ -3,7 +3,7 @@ them. `init` (given a source) commits `.releasectl/requirements.lock`, every
 distribution pinned by hash; every job installs from it with
 `--require-hashes` (or checks a runner's own install against it) and stops at
 once, saying what to set, when there is no lock or it names another version.
-The workflows run on the local runner stand-in (tests/gha.py) against a bare
+The workflows run on the local runner stand-in (testing/gha) against a bare
 remote; installs come only from the local wheelhouse."""
 
 from __future__ import annotations
@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RELEASECTL, Repo, git, make_key
-from gha import Event, RunResult, load_workflow, run_workflow
 from releasectl import __version__
 from releasectl.pipeline.lock import LOCK_FILE, RUNNER_PYTHON, pins, read_source
 from releasectl.pipeline.workflows import merge, split, templates
-from supply_chain_helpers import PIP_ENV, ROOT, tool_dir, wheelhouse
+from testing.gha import Event, RunResult, load_workflow, run_workflow
+from testing.repos import RELEASECTL, Repo, git, make_key
+from testing.wheels import PIP_ENV, ROOT, tool_dir, wheelhouse
 
 SHIPPED = ("deploy.yml", "pr-check.yml", "release.yml", "rollback.yml")
 INSTALL = "Install releasectl from the lock"

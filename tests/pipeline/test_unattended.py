@@ -17,9 +17,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bundle_helpers import free_port
-from conftest import Repo, git
-from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
+from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.ports import free_port
+from testing.processes import state_home
+from testing.repos import Repo, git
+from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
 

@@ -13,21 +13,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, Repo, git
-from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
+from testing.bentos import FAST_ANALYSIS as FAST
+from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.ports import free_port
+from testing.processes import state_home
+from testing.repos import RELEASECTL, Repo, git
+from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
-
-FAST = {
-    "interval": "2s",
-    "bake": "6s",
-    "min_requests": 5,
-    "failure_limit": 1,
-    "inconclusive_limit": 2,
-    "consecutive_error_limit": 2,
-    "metrics": {"error_rate": {"max": 0.05}, "latency_ms": {"p95": 100}},
-}
 
 
 class World:

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
-from gha import is_pinned, load_workflow
+from testing.gha import is_pinned, load_workflow
+from testing.paths import WORKFLOWS
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
 BIN = Path(sys.executable).parent
 # A job "pushes" when one of its steps runs `git push` or `releasectl … --push`.
 PUSHES = re.compile(r"\bgit\s+push\b|\breleasectl\b[^\n]*\s--push\b")
@@ -243,7 +243,7 @@ def test_security_policy() -> None:
 
 def test_each_lock_a_workflow_installs_pins_every_distribution_by_hash() -> None:
     """Literal `-r FILE` paths (the shipped workflows' `$lock` is checked by
-    tests/test_supply_chain.py): the file exists, every requirement is `==`
+    tests/pipeline/test_supply_chain.py): the file exists, every requirement is `==`
     pinned and carries at least one sha256 hash."""
     root = WORKFLOWS.parents[1]
     locks = {

@@ -1,5 +1,5 @@
 """The shipped workflows, run for real on a scratch clone through the local
-stand-in for GitHub's runner (tests/gha.py): real git, real keys, real
+stand-in for GitHub's runner (testing/gha): real git, real keys, real
 bentoml, the local target; only GitHub itself is stood in for."""
 
 from __future__ import annotations
@@ -12,16 +12,18 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, git, make_key
-from gha import Event, JobResult, RunResult, load_workflow, run_workflow
-from serving_helpers import Load, bentoml_processes, iris_registry, set_analysis, set_faults
-from supply_chain_helpers import wheelhouse
-from test_watch import FAST
+from testing.bentos import FAST_ANALYSIS as FAST
+from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.gha import Event, JobResult, RunResult, load_workflow, run_workflow
+from testing.paths import WORKFLOWS
+from testing.ports import free_port
+from testing.processes import bentoml_processes
+from testing.repos import RELEASECTL, git, make_key
+from testing.traffic import Load
+from testing.wheels import wheelhouse
 
 pytestmark = pytest.mark.slow
 
-WORKFLOWS = Path(__file__).resolve().parents[1] / ".github" / "workflows"
 CI_EMAIL = "ci@example.test"
 
 
@@ -50,7 +52,7 @@ class GitHub:
         # The workflows run only the releasectl a committed lock pins (issue 14).
         # This runner provides it (RELEASECTL_PREINSTALLED in run()), so the jobs
         # skip the venv install; `ci setup` still checks it against the lock.
-        # tests/test_supply_chain.py runs the install from the lock itself.
+        # tests/pipeline/test_supply_chain.py runs the install from the lock itself.
         self.dev.ok("upgrade-workflows", "--no-index", "--find-links", str(wheelhouse()))
         self.dev.commit("lock releasectl for the workflows")
         set_analysis(self.dev, FAST)

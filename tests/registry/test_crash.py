@@ -12,8 +12,8 @@ import shutil
 import signal
 from pathlib import Path
 
-from conftest import Repo, git
-from helpers import release
+from testing.histories import release
+from testing.repos import Repo, git
 
 POINTS = 20
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from conftest import Repo
-from helpers import iris_and_fraud, release
+from testing.histories import iris_and_fraud, release
+from testing.repos import Repo
 
 
 def test_history_json_shape_newest_first(registry: Repo) -> None:

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, clone, git, make_key
-from helpers import release
+from testing.histories import release
+from testing.repos import Repo, clone, git, make_key
 
 Forge = Callable[[Repo, str, str], None]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, make_key
-from helpers import release
+from testing.histories import release
+from testing.repos import Repo, make_key
 
 SIGNERS = ".releasectl/allowed_signers"
 MANIFEST = "model-releases/iris/release.yaml"
@@ -209,7 +209,7 @@ def _ci_setup(repo: Repo, tmp_path: Path, **env: str) -> subprocess.CompletedPro
 def test_ci_setup_refuses_to_fall_back_to_the_repository_silently(
     registry: Repo, tmp_path: Path
 ) -> None:
-    from supply_chain_helpers import wheelhouse
+    from testing.wheels import wheelhouse
 
     proc = registry.cli("upgrade-workflows", "--no-index", "--find-links", str(wheelhouse()))
     assert proc.returncode == 0, proc.stderr

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RELEASECTL, Repo, clone, git
-from helpers import iris_and_fraud, release
+from testing.histories import iris_and_fraud, release
+from testing.repos import RELEASECTL, Repo, clone, git
 
 ROUNDS = 10
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from conftest import Repo, make_key
-from helpers import release
-from test_revert import _refused, _stable_pair
+from testing.histories import release, stable_pair
+from testing.repos import Repo, assert_refused, make_key
 
 
 def test_release_bumps_serial_and_makes_a_signed_commit_and_tag(registry: Repo) -> None:
@@ -31,20 +30,20 @@ def test_release_bumps_serial_and_makes_a_signed_commit_and_tag(registry: Repo) 
 def test_release_refuses_a_version_not_greater(registry: Repo) -> None:
     registry.add_model("iris")
     release(registry, "iris", "1.1.0")
-    _refused(registry, "release", "iris", "1.0.9", code=3, words="not greater")
-    _refused(registry, "release", "iris", "1.1.0-rc.1", code=3, words="not greater")
+    assert_refused(registry, "release", "iris", "1.0.9", code=3, words="not greater")
+    assert_refused(registry, "release", "iris", "1.1.0-rc.1", code=3, words="not greater")
 
 
 def test_release_refuses_an_existing_tag(registry: Repo) -> None:
     registry.add_model("iris")
     release(registry, "iris", "1.0.0")
-    _refused(registry, "release", "iris", "1.0.0", code=3, words="already exists")
+    assert_refused(registry, "release", "iris", "1.0.0", code=3, words="already exists")
 
 
 def test_release_refuses_a_dirty_folder(registry: Repo) -> None:
     registry.add_model("iris")
     registry.write("model-releases/iris/service.py", "# uncommitted\n")
-    _refused(registry, "release", "iris", "1.0.0", code=1, words="uncommitted changes")
+    assert_refused(registry, "release", "iris", "1.0.0", code=1, words="uncommitted changes")
 
 
 def test_release_of_a_merged_pull_request_tags_its_commit(registry: Repo) -> None:
@@ -77,19 +76,21 @@ def test_release_of_a_merged_unsigned_pull_request_is_refused(registry: Repo) ->
     manifest = registry.path / "model-releases/iris/release.yaml"
     manifest.write_text(manifest.read_text().replace("version: 0.0.0", "version: 1.0.0"))
     registry.commit("unsigned bump", sign=False)
-    _refused(registry, "release", "iris", "1.0.0", code=3, words="not signed")
+    assert_refused(registry, "release", "iris", "1.0.0", code=3, words="not signed")
 
 
 def test_mark_stable_refuses_a_tag_that_does_not_verify(registry: Repo, tmp_path: Path) -> None:
     registry.add_model("iris")
     release(registry, "iris", "1.0.0")
     registry.git("tag", "-a", "-m", "x", "release/iris/v1.0.1", "HEAD")  # unsigned
-    _refused(registry, "mark-stable", "iris", "1.0.1", code=3, words="not signed")
+    assert_refused(registry, "mark-stable", "iris", "1.0.1", code=3, words="not signed")
     stranger = make_key(tmp_path / "s", "stranger")
     registry.git(
         "-c", f"user.signingkey={stranger}", "tag", "-s", "-m", "x", "release/iris/v1.0.2", "HEAD"
     )
-    _refused(registry, "mark-stable", "iris", "1.0.2", code=3, words="not in the allowed signers")
+    assert_refused(
+        registry, "mark-stable", "iris", "1.0.2", code=3, words="not in the allowed signers"
+    )
 
 
 def test_mark_stable_refuses_a_rejected_release(registry: Repo) -> None:
@@ -97,7 +98,7 @@ def test_mark_stable_refuses_a_rejected_release(registry: Repo) -> None:
     release(registry, "iris", "1.0.0", stable=True)
     release(registry, "iris", "1.1.0")
     registry.ok("revert", "iris")
-    _refused(registry, "mark-stable", "iris", "1.1.0", code=3, words="was rejected")
+    assert_refused(registry, "mark-stable", "iris", "1.1.0", code=3, words="was rejected")
 
 
 def test_mark_stable_twice_is_a_no_op(registry: Repo) -> None:
@@ -114,7 +115,7 @@ def test_push_publishes_commit_and_tags(with_remote: tuple[Repo, Path]) -> None:
     repo.git("push", "-q", "origin", "main")
     repo.ok("release", "iris", "1.0.0", "--push")
     repo.ok("mark-stable", "iris", "1.0.0", "--push")
-    from conftest import git
+    from testing.repos import git
 
     assert git(bare, "rev-parse", "main") == repo.head()
     assert git(bare, "tag", "--list").split() == [
@@ -126,7 +127,7 @@ def test_push_publishes_commit_and_tags(with_remote: tuple[Repo, Path]) -> None:
 def test_unsafe_stable_pair_helper_really_is_unsigned(registry: Repo) -> None:
     """Guard for the refusal tests: the hand-made tags are what they claim."""
     registry.add_model("iris")
-    _stable_pair(registry, "0.9.0", sign_key=None)
+    stable_pair(registry, "0.9.0", sign_key=None)
     assert "-----BEGIN" not in registry.git("cat-file", "tag", "release/iris/v0.9.0")
 
 
@@ -139,7 +140,7 @@ def test_dry_runs_write_nothing(registry: Repo, tmp_path: Path) -> None:
         "model": "iris",
         "version": "1.1.0",
         "serial": 2,
-        "digest": None,  # no bentofile: no bundle (a bundle's digest: tests/test_scaffold.py)
+        "digest": None,  # no bentofile: no bundle (a bundle's digest: test_scaffold.py)
         "trains": False,
         "dry_run": True,
     }
@@ -151,7 +152,7 @@ def test_dry_runs_write_nothing(registry: Repo, tmp_path: Path) -> None:
     assert not (registry.path / "model-releases/churn").exists()
     fresh = tmp_path / "fresh"
     fresh.mkdir()
-    from conftest import git
+    from testing.repos import git
 
     git(fresh, "init", "-q", "-b", "main")
     for key, value in (

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from conftest import Repo, make_key
-from helpers import iris_and_fraud, release
+from testing.histories import iris_and_fraud, release, stable_pair
+from testing.repos import Repo, assert_refused, make_key
 
 
 def tree(repo: Repo, rev: str, path: str = "") -> dict[str, str]:
@@ -136,20 +136,10 @@ def test_dry_run_prints_diff_and_message_and_writes_nothing(registry: Repo) -> N
     assert registry.git("count-objects", "-v") == objects
 
 
-def _refused(repo: Repo, *args: str, code: int, words: str) -> None:
-    before = repo.snapshot()
-    proc = repo.cli(*args)
-    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
-    assert words in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
-    assert "Traceback" not in proc.stderr
-    assert repo.snapshot() == before
-
-
 def test_refuses_a_target_that_is_not_stable(registry: Repo) -> None:
     iris_and_fraud(registry)
     registry.ok("release", "iris", "1.3.0")
-    _refused(registry, "revert", "iris", "--to", "1.2.0", code=3, words="not marked stable")
+    assert_refused(registry, "revert", "iris", "--to", "1.2.0", code=3, words="not marked stable")
 
 
 def test_refuses_a_rejected_target(registry: Repo) -> None:
@@ -158,38 +148,20 @@ def test_refuses_a_rejected_target(registry: Repo) -> None:
     # 1.1.0 goes bad too: revert to 1.0.0 rejects it ...
     registry.ok("revert", "iris", "--to", "1.0.0")
     # ... so it is never a target again
-    _refused(registry, "revert", "iris", "--to", "1.1.0", code=3, words="was rejected")
-
-
-def _stable_pair(
-    repo: Repo, version: str, *, sign_key: Path | None, email: str | None = None
-) -> None:
-    """A release + stable tag pair for `version` on the last iris commit, made
-    by hand: unsigned (sign_key None) or signed with another key."""
-    target = repo.git("rev-list", "-1", "HEAD", "--", "model-releases/iris")
-    env = {}
-    config: list[str] = []
-    if sign_key is not None:
-        config = ["-c", f"user.signingkey={sign_key}"]
-    if email:
-        env = {"GIT_COMMITTER_EMAIL": email}
-    for kind in ("release", "stable"):
-        name = f"{kind}/iris/v{version}"
-        flag = "-s" if sign_key is not None else "-a"
-        repo.git(*config, "tag", flag, "-m", name, name, target, env=env)
+    assert_refused(registry, "revert", "iris", "--to", "1.1.0", code=3, words="was rejected")
 
 
 def test_refuses_an_unsigned_target_tag(registry: Repo) -> None:
     iris_and_fraud(registry)
-    _stable_pair(registry, "1.2.5", sign_key=None)
-    _refused(registry, "revert", "iris", "--to", "1.2.5", code=3, words="not signed")
+    stable_pair(registry, "1.2.5", sign_key=None)
+    assert_refused(registry, "revert", "iris", "--to", "1.2.5", code=3, words="not signed")
 
 
 def test_refuses_a_target_signed_by_a_key_not_allowed(registry: Repo, tmp_path: Path) -> None:
     iris_and_fraud(registry)
     stranger = make_key(tmp_path / "other", "stranger")
-    _stable_pair(registry, "1.2.5", sign_key=stranger)
-    _refused(
+    stable_pair(registry, "1.2.5", sign_key=stranger)
+    assert_refused(
         registry, "revert", "iris", "--to", "1.2.5", code=3, words="not in the allowed signers"
     )
 
@@ -201,28 +173,28 @@ def test_refuses_a_signed_tag_copied_under_another_name(registry: Repo) -> None:
     registry.git("update-ref", "refs/tags/release/iris/v1.2.5", tag_object)
     stable = registry.git("rev-parse", "stable/iris/v1.0.0")
     registry.git("update-ref", "refs/tags/stable/iris/v1.2.5", stable)
-    _refused(
+    assert_refused(
         registry, "revert", "iris", "--to", "1.2.5", code=3, words="named 'release/iris/v1.0.0'"
     )
 
 
 def test_refuses_a_tag_by_an_allowed_key_claiming_another_tagger(registry: Repo) -> None:
     iris_and_fraud(registry)
-    _stable_pair(registry, "1.2.5", sign_key=registry.key, email="mallory@example.test")
-    _refused(registry, "revert", "iris", "--to", "1.2.5", code=3, words="not by its tagger")
+    stable_pair(registry, "1.2.5", sign_key=registry.key, email="mallory@example.test")
+    assert_refused(registry, "revert", "iris", "--to", "1.2.5", code=3, words="not by its tagger")
 
 
 def test_fails_without_a_stable_release(registry: Repo) -> None:
     registry.add_model("iris")
     release(registry, "iris", "1.0.0")
     release(registry, "iris", "1.1.0")
-    _refused(registry, "revert", "iris", code=1, words="no stable release")
+    assert_refused(registry, "revert", "iris", code=1, words="no stable release")
 
 
 def test_fails_when_the_model_folder_is_dirty(registry: Repo) -> None:
     iris_and_fraud(registry)
     registry.write("model-releases/iris/service.py", "# local edit\n")
-    _refused(registry, "revert", "iris", code=1, words="uncommitted changes")
+    assert_refused(registry, "revert", "iris", code=1, words="uncommitted changes")
 
 
 @pytest.mark.parametrize("breakage", ["unset", "missing", "garbage", "too-open", "untrusted"])
@@ -244,4 +216,4 @@ def test_fails_without_a_usable_signing_key(registry: Repo, breakage: str, tmp_p
     else:
         registry.key.chmod(0o644)
         words = "readable by others"
-    _refused(registry, "revert", "iris", code=1, words=words)
+    assert_refused(registry, "revert", "iris", code=1, words=words)

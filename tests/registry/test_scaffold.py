@@ -17,14 +17,16 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, free_port
-from conftest import RELEASECTL, Repo, git, make_key
 from releasectl.bundles.bento import extract
 from releasectl.manifest.schema import edit, load, render_new
 from releasectl.registry.scaffold import TEMPLATE_PACKAGES, plan_new
-from serving_helpers import Load, env_home, state_home
+from testing.bentos import IRIS_BUNDLE_FILES, IRIS_SRC
+from testing.paths import ROOT
+from testing.ports import free_port
+from testing.processes import env_home, state_home
+from testing.repos import RELEASECTL, Repo, git, make_key
+from testing.traffic import Load
 
-ROOT = Path(__file__).resolve().parents[1]
 WINE = "model-releases/wine"
 
 

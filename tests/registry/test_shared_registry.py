@@ -12,9 +12,9 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import SETOSA
-from conftest import Repo, clone, git
-from serving_helpers import state_home, team_registry
+from testing.bentos import SETOSA, team_registry
+from testing.processes import state_home
+from testing.repos import Repo, clone, git
 
 REGISTRY_TAGS = ("refs/tags/release", "refs/tags/stable", "refs/tags/rejected")
 

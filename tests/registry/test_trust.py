@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, git, make_key, new_repo
-from helpers import release
+from testing.histories import release
+from testing.repos import Repo, git, make_key, new_repo
 
 SIGNERS = ".releasectl/allowed_signers"
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Repo, make_key
-from helpers import release
+from testing.histories import release
+from testing.repos import Repo, make_key
 
 MANIFEST = "model-releases/iris/release.yaml"
 

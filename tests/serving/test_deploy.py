@@ -15,9 +15,11 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, Repo
-from serving_helpers import Load, bentoml_processes, iris_registry, set_faults, state_home
+from testing.bentos import iris_registry, set_faults
+from testing.ports import free_port
+from testing.processes import bentoml_processes, state_home
+from testing.repos import RELEASECTL, Repo
+from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
 

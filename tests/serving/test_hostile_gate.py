@@ -10,9 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
-from conftest import Repo
-from serving_helpers import bentoml_processes, iris_registry, state_home
+from testing.bentos import iris_registry
+from testing.ports import free_port
+from testing.processes import bentoml_processes, state_home
+from testing.repos import Repo
 
 pytestmark = pytest.mark.slow
 

@@ -12,27 +12,36 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import psutil
 import pytest
 
-from local_target_helpers import (
-    Steps,
-    Traffic,
-    ask_version,
-    build_bento,
-    free_port,
-    kill_all,
-    processes_under,
-    wait_until,
-)
 from releasectl.errors import OperationFailed
 from releasectl.serving.local import DeployRequest, LocalTarget, envs
 from releasectl.serving.local.state import Paths, load_state
+from testing.bentos import build_bento
+from testing.ports import free_port
+from testing.processes import kill_all, processes_under, wait_until
+from testing.traffic import Traffic, ask_version
 
 pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Steps:
+    """A progress reporter (releasectl.progress.Progress) that remembers the steps."""
+
+    began: list[str] = field(default_factory=list)
+    ended: list[tuple[str, bool]] = field(default_factory=list)
+
+    def begin(self, step: str) -> None:
+        self.began.append(step)
+
+    def end(self, step: str, seconds: float, ok: bool) -> None:
+        self.ended.append((step, ok))
 
 
 @pytest.fixture(scope="module")
