@@ -637,6 +637,7 @@ def prom_watch(analysis: AnalysisSpec, version: str) -> Any:
 ACCURACY = {"name": "accuracy", "query": 'min(model_accuracy{service_version="$version"})'}
 
 
+@pytest.mark.slow
 def test_prometheus_healthy_version_passes(prometheus: tuple[str, FakeBento]) -> None:
     url, _ = prometheus
     analysis = prom_spec(
@@ -652,6 +653,7 @@ def test_prometheus_healthy_version_passes(prometheus: tuple[str, FakeBento]) ->
     assert by_metric["error_rate"].requests > 20
 
 
+@pytest.mark.slow
 def test_prometheus_failing_version_with_a_weird_label_fails(
     prometheus: tuple[str, FakeBento],
 ) -> None:
@@ -666,6 +668,7 @@ def test_prometheus_failing_version_with_a_weird_label_fails(
     assert first["accuracy"].value == 0.5
 
 
+@pytest.mark.slow
 def test_prometheus_quantile_matches_ours(prometheus: tuple[str, FakeBento]) -> None:
     url, bento = prometheus
     with bento.lock:
@@ -688,6 +691,7 @@ def test_prometheus_quantile_matches_ours(prometheus: tuple[str, FakeBento]) -> 
             assert theirs == [pytest.approx(histogram_quantile(q, buckets))]
 
 
+@pytest.mark.slow
 def test_prometheus_unknown_version_is_inconclusive(prometheus: tuple[str, FakeBento]) -> None:
     url, _ = prometheus
     verdict, events = prom_watch(prom_spec(url, inconclusive_limit=0), "9.9.9")
@@ -695,6 +699,7 @@ def test_prometheus_unknown_version_is_inconclusive(prometheus: tuple[str, FakeB
     assert "no requests" in events[0].message
 
 
+@pytest.mark.slow
 def test_prometheus_bad_query_is_an_error_of_that_metric(
     prometheus: tuple[str, FakeBento],
 ) -> None:
@@ -732,6 +737,7 @@ def _wait_for_history(url: str, version: str, seconds: int) -> None:
     pytest.fail(f"prometheus has no {seconds}s of {version} within 60s")
 
 
+@pytest.mark.slow
 def test_prometheus_trickle_fails_over_a_widened_range(prometheus: tuple[str, FakeBento]) -> None:
     # About one request a second, every one slow: no 3s range holds min_requests 5, so
     # the release is judged on ranges widened by 2s per interval of the open window.

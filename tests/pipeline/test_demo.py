@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from testing.paths import ROOT
 from testing.processes import bentoml_processes
 from testing.repos import git
@@ -19,6 +21,7 @@ def test_readme_opens_with_the_demo_and_test_commands() -> None:
     assert (ROOT / ".ci/run").read_text().strip().endswith("exec scripts/test")
 
 
+@pytest.mark.slow
 def test_demo_runs_and_leaves_a_reverted_registry(tmp_path: Path) -> None:
     keep = tmp_path / "demo"
     proc = subprocess.run(

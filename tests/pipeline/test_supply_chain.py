@@ -311,6 +311,7 @@ def _failed_step(result: RunResult) -> tuple[str, str, list[tuple[str, str]]]:
     return step.name, step.log, job.annotations
 
 
+@pytest.mark.slow
 def test_a_workflow_without_a_lock_stops_at_once_saying_what_to_set(
     registry: Repo, tmp_path: Path
 ) -> None:
@@ -328,6 +329,7 @@ def test_a_workflow_without_a_lock_stops_at_once_saying_what_to_set(
     assert not (job.workspace.parent / "temp" / "releasectl").exists()  # nothing installed
 
 
+@pytest.mark.slow
 def test_a_runner_install_of_another_version_than_the_lock_is_refused(
     registry: Repo, tmp_path: Path
 ) -> None:
@@ -345,6 +347,7 @@ def test_a_runner_install_of_another_version_than_the_lock_is_refused(
     assert result.step("plan", "What changed").outcome == "skipped"
 
 
+@pytest.mark.slow
 def test_a_runner_install_that_matches_the_lock_is_used(registry: Repo, tmp_path: Path) -> None:
     _lock(registry)
     registry.commit("lock")
@@ -354,6 +357,7 @@ def test_a_runner_install_that_matches_the_lock_is_used(registry: Repo, tmp_path
     assert f"releasectl {__version__} and " in log and f"as {LOCK_FILE} pins them" in log
 
 
+@pytest.mark.slow
 def test_a_lock_with_a_wrong_hash_installs_nothing(registry: Repo, tmp_path: Path) -> None:
     text = _lock(registry)
     block = _hashed_blocks(text)[f"releasectl=={__version__}"]

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import releasectl
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
 from testing.gha import Event, JobResult, RunResult, load_workflow, run_workflow
@@ -82,6 +83,9 @@ class GitHub:
                 "PATH": f"{Path(sys.executable).parent}:/usr/local/bin:/usr/bin:/bin",
                 "BENTOML_DO_NOT_TRACK": "true",
                 "RELEASECTL_PREINSTALLED": RELEASECTL,
+                # Steps start from a minimal environment: name the releasectl under
+                # test, or the venv's own install (another checkout's) would answer.
+                "PYTHONPATH": str(Path(releasectl.__file__).parents[1]),
             },
         )
 
