@@ -105,7 +105,7 @@ def watch_lines(w: World) -> tuple[int, list[tuple[float, dict[str, Any]]], str,
 
 
 def trial(w: World, interval: float, version: str, rate: float, faults: str) -> dict[str, Any]:
-    from serving_helpers import set_analysis, set_faults
+    from testing.bentos import set_analysis, set_faults
 
     set_faults(w.repo, faults, f"iris: a bad build ({version})")
     set_analysis(w.repo, analysis(interval))
@@ -187,7 +187,7 @@ def with_remote(w: World) -> Path:
 def unattended_trial(w: World, bare: Path, version: str, rate: float) -> dict[str, Any]:
     import psutil
 
-    from serving_helpers import set_analysis, set_faults
+    from testing.bentos import set_analysis, set_faults
 
     interval = UNATTENDED_INTERVAL
     set_faults(w.repo, UNATTENDED, f"iris: a bad build ({version})")

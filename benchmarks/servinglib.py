@@ -1,6 +1,6 @@
 """What the serving and analysis benchmarks share: a throwaway world (HOME, git config,
 BENTOML_HOME, RELEASECTL_HOME under one temporary folder) with a registry holding the real iris
-example, built the way the tests build it (tests/serving_helpers.py), a load generator in its
+example, built the way the tests build it (testing/bentos.py), a load generator in its
 own process (benchmarks/loadgen.py), and clean-up of every process started."""
 
 from __future__ import annotations
@@ -28,8 +28,8 @@ HERE = ROOT / "benchmarks"
 RESULTS = HERE / "results"
 LOADGEN = HERE / "loadgen.py"
 RELEASECTL_BIN = str(Path(sys.executable).with_name("releasectl"))
-# The tests' helpers build the registry; reuse them rather than copy them.
-sys.path.insert(0, str(ROOT / "tests"))
+# The test-support package (testing/) builds the registry; reuse it rather than copy it.
+sys.path.insert(0, str(ROOT))
 
 
 def isolate(root: Path) -> None:
@@ -105,8 +105,9 @@ def world(name: str, keep: bool = False) -> Iterator[World]:
     `releasectl agent stop`, then every process started here is killed by PID."""
     root = Path(tempfile.mkdtemp(prefix=f"releasectl-{name}-"))
     isolate(root)
-    from bundle_helpers import free_port
-    from serving_helpers import bentoml_processes, iris_registry
+    from testing.bentos import iris_registry
+    from testing.ports import free_port
+    from testing.processes import bentoml_processes
 
     port = free_port()
     w = World(root, port, None)

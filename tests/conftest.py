@@ -1,21 +1,17 @@
-"""Shared fixtures. Every test runs with HOME, git's global config, BentoML's
-home and releasectl's state pointed into a temporary folder, so nothing a test
-does can read or write the developer's real configuration."""
+"""Shared fixtures, and only fixtures: the helpers live in the top-level `testing`
+package. Every test runs with HOME, git's global config, BentoML's home and
+releasectl's state pointed into a temporary folder, so nothing a test does can
+read or write the developer's real configuration."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-# `scripts/bootstrap wheelhouse` (run by scripts/test) fills it: a wheel of every
-# package .venv has, plus the extra pins the tests serve.
-WHEELHOUSE = Path(__file__).resolve().parents[1] / ".venv" / "wheelhouse"
+from testing.repos import Repo, git, new_repo
+from testing.wheels import WHEELHOUSE
 
 
 def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -59,107 +55,7 @@ def home() -> Path:
     return Path(os.environ["HOME"])
 
 
-# --- real git repositories with real SSH signing keys -------------------------
-
-
-RELEASECTL = str(Path(sys.executable).with_name("releasectl"))
-
-
-def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
-    proc = subprocess.run(
-        ["git", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **(env or {})},
-        check=False,
-    )
-    if check and proc.returncode != 0:
-        raise AssertionError(f"git {' '.join(args)} failed: {proc.stderr}{proc.stdout}")
-    return proc.stdout.strip()
-
-
-def make_key(folder: Path, name: str) -> Path:
-    """A throwaway ed25519 key (no passphrase, no agent), mode 0600."""
-    folder.mkdir(parents=True, exist_ok=True)
-    key = folder / name
-    subprocess.run(
-        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)], check=True
-    )
-    key.chmod(0o600)
-    return key
-
-
-@dataclass
-class Repo:
-    path: Path
-    key: Path
-    email: str
-
-    def git(self, *args: str, **kwargs: object) -> str:
-        return git(self.path, *args, **kwargs)  # type: ignore[arg-type]
-
-    def cli(
-        self, *args: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RELEASECTL, *args],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
-
-    def ok(self, *args: str) -> str:
-        proc = self.cli(*args)
-        assert proc.returncode == 0, f"releasectl {' '.join(args)}: {proc.stderr}{proc.stdout}"
-        return proc.stdout
-
-    def write(self, rel: str, text: str) -> None:
-        path = self.path / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
-
-    def commit(self, message: str, *paths: str, sign: bool = True) -> str:
-        self.git("add", "-A", "--", *paths)
-        self.git("commit", "-q", "-S" if sign else "--no-gpg-sign", "-m", message)
-        return self.head()
-
-    def head(self) -> str:
-        return self.git("rev-parse", "HEAD")
-
-    def add_model(self, name: str, extra: dict[str, str] | None = None) -> None:
-        from releasectl.manifest.edits import render_new
-
-        self.write(f"model-releases/{name}/release.yaml", render_new(name))
-        for rel, text in (extra or {"service.py": f"# {name} v0\n"}).items():
-            self.write(f"model-releases/{name}/{rel}", text)
-        self.commit(f"add {name}")
-
-    def snapshot(self) -> tuple[str, str, str]:
-        """Everything a failed command must leave as it was: refs, index and
-        working tree state, and the objects reachable from refs."""
-        refs = self.git("for-each-ref", "--format=%(refname) %(objectname)")
-        status = self.git("status", "--porcelain", "--ignored", "--untracked-files=all")
-        return refs, status, self.git("rev-parse", "HEAD")
-
-
-def new_repo(root: Path, name: str = "repo", email: str = "operator@example.test") -> Repo:
-    key = make_key(root / "keys", f"{name}-key")
-    path = root / name
-    path.mkdir(parents=True)
-    git(path, "init", "-q", "-b", "main")
-    for key_, value in (
-        ("user.email", email),
-        ("user.name", "Test Operator"),
-        ("gpg.format", "ssh"),
-        ("user.signingkey", str(key)),
-    ):
-        git(path, "config", key_, value)
-    repo = Repo(path, key, email)
-    repo.ok("init")
-    return repo
+# --- scratch registries (testing/repos.py) ----------------------------------------
 
 
 @pytest.fixture
@@ -176,20 +72,3 @@ def with_remote(tmp_path: Path, registry: Repo) -> tuple[Repo, Path]:
     registry.git("remote", "add", "origin", str(bare))
     registry.git("push", "-q", "-u", "origin", "main", "--tags")
     return registry, bare
-
-
-def clone(bare: Path, dest: Path, key: Path, email: str) -> Repo:
-    git(bare.parent, "clone", "-q", str(bare), str(dest))
-    for key_, value in (
-        ("user.email", email),
-        ("user.name", "Test Operator"),
-        ("gpg.format", "ssh"),
-        ("user.signingkey", str(key)),
-    ):
-        git(dest, "config", key_, value)
-    return Repo(dest, key, email)
-
-
-def copy_repo(src: Repo, dest: Path) -> Repo:
-    shutil.copytree(src.path, dest, symlinks=True)
-    return Repo(dest, src.key, src.email)

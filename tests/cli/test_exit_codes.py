@@ -17,10 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
-from conftest import RELEASECTL, Repo, make_key
-from helpers import release
-from serving_helpers import iris_registry, set_analysis, state_home
+from testing.bentos import iris_registry, set_analysis
+from testing.histories import release
+from testing.ports import free_port
+from testing.processes import state_home
+from testing.repos import RELEASECTL, Repo, make_key
 
 CLI_PACKAGE = Path(__file__).resolve().parents[2] / "toolkit" / "releasectl" / "cli"
 SIGNERS = ".releasectl/allowed_signers"

@@ -1,0 +1,11 @@
+"""A free TCP port on 127.0.0.1 (the one helper for it; tests bind nothing else)."""
+
+from __future__ import annotations
+
+import socket
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

@@ -1,0 +1,246 @@
+"""The bundle layer against real bentoml: build, digest, export/extract, import, serve."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import io
+import shutil
+import tarfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import httpx
+import pytest
+from ruamel.yaml import YAML
+
+from releasectl.bundles import bento as bundle
+from releasectl.bundles.archive import export, extract
+from releasectl.bundles.digest import content_digest
+from releasectl.errors import BadInput, Refused
+from testing.bentos import (
+    IRIS_SRC,
+    SETOSA,
+    VIRGINICA,
+    build_iris,
+    copy_iris_sources,
+    serving,
+    snapshot,
+)
+
+pytestmark = pytest.mark.slow
+
+VERSION = "1.2.0-rc.1"
+LABELS = {"commit": "0123456789abcdef", "tag": f"release/iris/v{VERSION}", "model": "iris"}
+
+
+class Built(NamedTuple):
+    src: Path
+    src_before: dict[str, bytes]
+    home: Path
+    digest: str
+    archive: Path
+    extracted: Path
+
+
+def _load_yaml(path: Path) -> dict[str, Any]:
+    return YAML(typ="safe").load(path)
+
+
+def _model_archive(model_dir: Path, dest: Path) -> Path:
+    """A `bentoml models export` archive (tar.xz, files at the root) of a model folder."""
+    with tarfile.open(dest, "w:xz") as tar:
+        for path in sorted(model_dir.iterdir()):
+            tar.add(path, arcname=f"./{path.name}")
+    return dest
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Built:
+    """One build, exported and extracted; the BentoML home is deleted afterwards."""
+    root = tmp_path_factory.mktemp("built")
+    src = copy_iris_sources(root / "src")
+    before = snapshot(src)
+    home = root / "bentoml-home"
+    bento = build_iris(src, home, VERSION, LABELS)
+    digest = content_digest(bento.path)
+    archive = export(bento, root / "archives", home)
+    _model_archive(home / "models" / "iris_clf" / "v1", root / "iris_clf.bentomodel")
+    extracted = extract(archive, root / "extracted")
+    shutil.rmtree(home)
+    return Built(src, before, home, digest, archive, extracted)
+
+
+def test_digest_is_stable_across_rebuilds_with_the_store_deleted(built: Built) -> None:
+    assert not built.home.exists()
+    first = build_iris(built.src, built.home, VERSION, LABELS)
+    assert content_digest(first.path) == built.digest
+    # Building an existing tag again replaces it (bentoml alone would refuse).
+    second = build_iris(built.src, built.home, VERSION, LABELS)
+    assert content_digest(second.path) == built.digest
+    assert snapshot(built.src) == built.src_before, "the build wrote into its sources"
+    shutil.rmtree(built.home)
+
+
+def test_exported_archive_is_tar_xz_and_extracts_to_the_same_digest(built: Built) -> None:
+    assert built.archive.is_absolute() and built.archive.name == f"iris-{VERSION}.bento"
+    assert built.archive.read_bytes()[:6] == b"\xfd7zXZ\x00"
+    assert (built.extracted / "models" / "iris_clf" / "v1" / "saved_model.pkl").is_file()
+    assert content_digest(built.extracted) == built.digest
+
+
+def test_labels_and_version_are_in_bento_yaml(built: Built) -> None:
+    info = _load_yaml(built.extracted / "bento.yaml")
+    assert info["version"] == VERSION
+    assert info["labels"] == LABELS
+
+
+def _tampered_digest(built: Built, tmp_path: Path, change: Callable[[Path], object]) -> str:
+    copy = tmp_path / "copy"
+    shutil.copytree(built.extracted, copy)
+    change(copy)
+    return content_digest(copy)
+
+
+def _flip_last_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize(
+    "relative",
+    ["src/service.py", "models/iris_clf/v1/saved_model.pkl", "env/python/requirements.txt"],
+)
+def test_one_changed_byte_changes_the_digest(built: Built, tmp_path: Path, relative: str) -> None:
+    digest = _tampered_digest(built, tmp_path, lambda copy: _flip_last_byte(copy / relative))
+    assert digest != built.digest
+
+
+def test_an_added_file_or_an_executable_bit_changes_the_digest(
+    built: Built, tmp_path: Path
+) -> None:
+    added = _tampered_digest(built, tmp_path / "a", lambda c: (c / "src/x.py").write_text(""))
+    chmod = _tampered_digest(built, tmp_path / "b", lambda c: (c / "src/service.py").chmod(0o755))
+    assert built.digest not in (added, chmod)
+
+
+def test_volatile_fields_do_not_change_the_digest(built: Built, tmp_path: Path) -> None:
+    def retime(copy: Path) -> None:
+        for name in ("bento.yaml", "models/iris_clf/v1/model.yaml"):
+            path = copy / name
+            text = path.read_text()
+            assert "creation_time: '" in text
+            path.write_text(text.replace("creation_time: '20", "creation_time: '19"))
+
+    assert _tampered_digest(built, tmp_path, retime) == built.digest
+
+
+def test_the_extracted_bento_serves_its_version(built: Built, tmp_path: Path) -> None:
+    with serving(built.extracted, tmp_path / "slot") as url:
+        setosa = httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10).json()
+        virginica = httpx.post(f"{url}/predict", json={"features": VIRGINICA}, timeout=10).json()
+        assert (setosa["class"], setosa["label"], setosa["version"]) == (0, "setosa", VERSION)
+        assert (virginica["class"], virginica["label"]) == (2, "virginica")
+        feedback = httpx.post(
+            f"{url}/feedback",
+            json={"items": [{"id": setosa["id"], "label": 0}, {"id": virginica["id"], "label": 1}]},
+            timeout=10,
+        ).json()
+        assert (feedback["accepted"], feedback["rolling_accuracy"]) == (2, 0.5)
+        metrics = httpx.get(f"{url}/metrics", timeout=10).text
+        assert f'iris_rolling_accuracy{{service_version="{VERSION}"}} 0.5' in metrics
+
+
+def test_faults_travel_with_the_bundle(tmp_path: Path) -> None:
+    src = copy_iris_sources(tmp_path / "src", faults={"error_ratio": 0.5, "degrade": True})
+    home = tmp_path / "bentoml-home"
+    bento = build_iris(src, home, "2.0.0")
+    assert (bento.path / "src" / "faults.yaml").is_file()
+    extracted = extract(export(bento, tmp_path, home), tmp_path / "extracted")
+    with serving(extracted, tmp_path / "slot") as url:
+        answers = [
+            httpx.post(f"{url}/predict", json={"features": SETOSA}, timeout=10) for _ in range(10)
+        ]
+    codes = [answer.status_code for answer in answers]
+    assert codes.count(500) == 5 and codes.count(200) == 5
+    served = [answer.json() for answer in answers if answer.status_code == 200]
+    assert {(p["version"], p["class"]) for p in served} == {("2.0.0", 1)}  # degraded: not setosa
+
+
+def test_imported_weights_build_the_same_bundle(built: Built, tmp_path: Path) -> None:
+    model_archive = built.archive.parent.parent / "iris_clf.bentomodel"
+    sha = hashlib.sha256(model_archive.read_bytes()).hexdigest()
+    home = tmp_path / "bentoml-home"
+    assert bundle.import_artifact(model_archive.as_uri(), sha, home) == "iris_clf:v1"
+    bento = bundle.build(built.src, name="iris", version=VERSION, labels=LABELS, bentoml_home=home)
+    assert content_digest(bento.path) == built.digest
+
+
+def test_import_refuses_a_model_archive_with_another_digest(built: Built, tmp_path: Path) -> None:
+    model_archive = built.archive.parent.parent / "iris_clf.bentomodel"
+    home = tmp_path / "bentoml-home"
+    with pytest.raises(Refused, match="expected"):
+        bundle.import_artifact(str(model_archive), "sha256:" + "0" * 64, home)
+    assert not (home / "models").exists()
+
+
+def test_bentofile_pins_the_installed_packages() -> None:
+    bentofile = _load_yaml(IRIS_SRC / "bentofile.yaml")
+    assert bentofile["python"]["lock_packages"] is False
+    assert all(pattern.startswith("/") for pattern in bentofile["include"])
+    for pin in bentofile["python"]["packages"]:
+        name, _, version = pin.partition("==")
+        assert importlib.metadata.version(name) == version, f"{pin} is not what .venv has"
+
+
+def test_a_failing_preparation_shows_its_output(tmp_path: Path) -> None:
+    argv = ["python", "-c", "import sys; print('no training data'); sys.exit(3)"]
+    with pytest.raises(bundle.BundleError, match="no training data") as caught:
+        bundle.run_step(tmp_path, argv, tmp_path / "home")
+    assert caught.value.code == 1
+
+
+@pytest.mark.parametrize("version", ["1.2.0+build.5", "V1", "-1", "1.2.0-"])
+def test_build_refuses_versions_bentoml_cannot_tag(tmp_path: Path, version: str) -> None:
+    with pytest.raises(BadInput):
+        bundle.build(tmp_path, name="iris", version=version, labels={}, bentoml_home=tmp_path)
+
+
+def test_build_refuses_a_home_inside_the_build_context(built: Built) -> None:
+    with pytest.raises(BadInput, match="inside the build context"):
+        bundle.build(
+            built.src, name="iris", version=VERSION, labels={}, bentoml_home=built.src / "h"
+        )
+
+
+def _archive_with(tmp_path: Path, member: tarfile.TarInfo, data: bytes = b"") -> Path:
+    archive = tmp_path / "evil.bento"
+    with tarfile.open(archive, "w:xz") as tar:
+        info = tarfile.TarInfo("./bento.yaml")
+        info.size = 0
+        tar.addfile(info, io.BytesIO(b""))
+        member.size = len(data)
+        tar.addfile(member, io.BytesIO(data))
+    return archive
+
+
+@pytest.mark.parametrize(
+    ("name", "kind"),
+    [
+        ("../escape.txt", tarfile.REGTYPE),
+        ("/abs.txt", tarfile.REGTYPE),
+        ("./src/link", tarfile.SYMTYPE),
+        ("./src/hard", tarfile.LNKTYPE),
+    ],
+)
+def test_extract_refuses_unsafe_members(tmp_path: Path, name: str, kind: bytes) -> None:
+    member = tarfile.TarInfo(name)
+    member.type = kind
+    member.linkname = "../../etc/passwd" if kind != tarfile.REGTYPE else ""
+    archive = _archive_with(tmp_path, member, b"x" if kind == tarfile.REGTYPE else b"")
+    with pytest.raises(Refused):
+        extract(archive, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path.parent / "escape.txt").exists()

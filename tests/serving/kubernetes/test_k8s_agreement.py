@@ -1,0 +1,158 @@
+"""Agreement: the AnalysisTemplate a release renders for Argo Rollouts and `watch`
+reach the same verdict on the same data.
+
+Two real iris bentos serve under load, a healthy 1.0.0 and a faulty 2.0.0 (5xx
+errors, added latency, wrong predictions); a real Prometheus scrapes both. In the
+cluster, the version label comes from the pod label through relabelling; here each
+scrape target carries it as a static label, which is the same label on the same
+series. For error rate, a latency quantile and a custom metric, each alone in the
+analysis block, two judges run side by side against that Prometheus:
+
+- `watch`'s engine (`run_analysis`) with the Prometheus source scoped by `version`;
+- the template's metric run as the Argo Rollouts controller runs it: its query
+  (from `queries()`) through Prometheus's HTTP API every interval, its success and
+  failure conditions evaluated (testing/argo.py), its limits applied.
+
+A version nobody serves is the third case: no data must be inconclusive on both sides."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from typing import Any
+
+import pytest
+
+from releasectl.analysis.engine import Judgement, run_analysis
+from releasectl.analysis.sources import PrometheusSource
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import parse_duration
+from releasectl.serving.kubernetes.analysis_template import (
+    VERSION_LABEL,
+    analysis_template,
+    queries,
+)
+from testing.argo import run_metric
+from testing.bentos import build_iris, copy_iris_sources, serving
+from testing.ports import free_port
+from testing.prometheus import prometheus_scraping, prometheus_values
+from testing.traffic import Load
+
+pytestmark = pytest.mark.slow
+
+HEALTHY, FAULTY, ABSENT = "1.0.0", "2.0.0", "9.9.9"
+FAULTS = {"error_ratio": 0.2, "added_latency_ms": 300, "degrade": True}
+METRICS: dict[str, dict[str, Any]] = {
+    "error_rate": {"error_rate": {"max": 0.05}},
+    "latency_ms.p95": {"error_rate": None, "latency_ms": {"p95": 200}},
+    "accuracy": {
+        "error_rate": None,
+        "custom": [
+            {
+                "name": "accuracy",
+                "query": 'min(iris_rolling_accuracy{version="$version"})',
+                "min": 0.9,
+            }
+        ],
+    },
+}
+EXPECTED = {HEALTHY: "Successful", FAULTY: "Failed", ABSENT: "Inconclusive"}
+# watch's verdicts in Argo's words; an Error run aborts the rollout as a failure does.
+WATCH_AS_ARGO = {
+    Judgement.PASSED: "Successful",
+    Judgement.FAILED: "Failed",
+    Judgement.INCONCLUSIVE: "Inconclusive",
+}
+
+
+def analysis(prometheus: str, metric: str) -> AnalysisSpec:
+    return AnalysisSpec.model_validate(
+        {
+            "interval": "2s",
+            "bake": "8s",
+            "min_requests": 5,
+            "failure_limit": 1,
+            "inconclusive_limit": 2,
+            "consecutive_error_limit": 2,
+            # window: at least 4 scrapes (1 s apart) in every rate()
+            "source": {"kind": "prometheus", "url": prometheus, "window": "4s"},
+            "metrics": METRICS[metric],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """The two versions built from the iris example, each served with its own home."""
+    root = tmp_path_factory.mktemp("agreement")
+    with ExitStack() as stack:
+        urls = {}
+        for version, faults in ((HEALTHY, None), (FAULTY, FAULTS)):
+            src = copy_iris_sources(root / version / "src", faults)
+            home = root / version / "bentoml"
+            bento = build_iris(src, home, version)
+            urls[version] = stack.enter_context(serving(bento.path, home))
+        # Load all along: predictions with their true labels, so accuracy is known.
+        stack.enter_context(Load(urls[HEALTHY], rate=30, feedback=True))
+        stack.enter_context(Load(urls[FAULTY], rate=20, clients=10, feedback=True))
+        yield urls
+
+
+@pytest.fixture(scope="module")
+def prometheus(served: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Debian's Prometheus scraping both servers, each target labelled with its version;
+    ready when every metric's query has a number for both (feedback behind accuracy)."""
+    home = tmp_path_factory.mktemp("prometheus")
+    ready_when = [
+        promql
+        for metric in METRICS
+        for version in served
+        for promql in queries(analysis("http://unused", metric), "iris", version).values()
+    ]
+    with prometheus_scraping(home, free_port(), served, ready_when) as url:
+        yield url
+
+
+def _watch(url: str, metric: str, version: str) -> tuple[str, str]:
+    spec = analysis(url, metric)
+    with PrometheusSource(url, spec, version, version_label=VERSION_LABEL) as source:
+        verdict = run_analysis(spec, source, version)
+    return WATCH_AS_ARGO[verdict.outcome], verdict.message
+
+
+def _argo(url: str, metric: str, version: str) -> tuple[str, list[str]]:
+    spec = analysis(url, metric)
+    [template_metric] = analysis_template(spec, "iris", name="iris")["spec"]["metrics"]
+    assert template_metric["name"] == metric
+    promql = queries(spec, "iris", version)[metric]
+    phase, phases = run_metric(
+        template_metric, lambda: prometheus_values(url, promql), seconds=parse_duration
+    )
+    return ("Failed" if phase == "Error" else phase), phases
+
+
+@pytest.fixture(scope="module")
+def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """Both judges for every metric and version, all at once (they only read)."""
+    cases = [(metric, version) for metric in METRICS for version in EXPECTED]
+    with ThreadPoolExecutor(max_workers=2 * len(cases)) as pool:
+        watched = {case: pool.submit(_watch, prometheus, *case) for case in cases}
+        argo = {case: pool.submit(_argo, prometheus, *case) for case in cases}
+        return {
+            case: {"watch": watched[case].result(), "argo": argo[case].result()} for case in cases
+        }
+
+
+@pytest.mark.parametrize("version", list(EXPECTED))
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_the_template_and_watch_agree(
+    verdicts: dict[tuple[str, str], dict[str, Any]], metric: str, version: str
+) -> None:
+    (watch_phase, message), (argo_phase, phases) = (
+        verdicts[metric, version]["watch"],
+        verdicts[metric, version]["argo"],
+    )
+    detail = f"watch: {message}; argo measurements: {phases}"
+    assert watch_phase == argo_phase, detail
+    assert argo_phase == EXPECTED[version], detail
