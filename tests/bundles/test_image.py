@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -17,6 +17,8 @@ import pytest
 
 from releasectl.bundles import image
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.manifest.edits import edit
+from releasectl.manifest.schema import Manifest, load
 from testing.bentos import SETOSA, iris_registry
 from testing.images import (
     docker_registry,
@@ -30,23 +32,9 @@ from testing.images import (
 from testing.ports import free_port
 from testing.processes import env_home
 from testing.repos import Repo
-from testing.wheels import WHEELHOUSE
 
 pytestmark = pytest.mark.slow
-
-
-@dataclass
-class Steps:
-    """A progress reporter (releasectl.progress.Progress) that keeps every step."""
-
-    began: list[str] = field(default_factory=list)
-    ended: list[tuple[str, float, bool]] = field(default_factory=list)
-
-    def begin(self, step: str) -> None:
-        self.began.append(step)
-
-    def end(self, step: str, seconds: float, ok: bool) -> None:
-        self.ended.append((step, seconds, ok))
+MANIFEST = "model-releases/iris/release.yaml"
 
 
 @dataclass
@@ -56,47 +44,65 @@ class Built:
     repository: str
     bundle_digest: str
     archive: Path
-    image_ref: str
-    steps: Steps
+    image_ref: str  # bundle.image as the signed release commit pins it
+    port: int  # deploy.port: the port the image's server listens on
+    release_stderr: str  # the release's progress lines
     storage: Path
     driver: str  # the test's storage driver (testing.images.storage_driver)
     root: Path
 
 
-def _pinned_digest(repo: Repo, version: str) -> str:
-    text = repo.git("show", f"release/iris/v{version}:model-releases/iris/release.yaml")
-    return next(line.split()[1] for line in text.splitlines() if "digest:" in line)
+def _pinned(repo: Repo, version: str) -> Manifest:
+    text = repo.git("show", f"release/iris/v{version}:{MANIFEST}")
+    return load(text, MANIFEST)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
+    """iris released for the kubernetes target by `releasectl release` itself: the
+    release builds the image on a base in the 127.0.0.1 registry, pushes it and pins
+    the registry's digest in its signed commit."""
     root = tmp_path_factory.mktemp("image")
     storage = root / "storage"
     driver = storage_driver(root / "probe")
     repo = iris_registry(root / "registry", free_port())
-    repo.ok("release", "iris", "1.0.0")
-    digest = _pinned_digest(repo, "1.0.0")
-    archive = env_home() / "artifacts" / "bundles" / f"{digest.removeprefix('sha256:')}.bento"
     try:
         with docker_registry(root / "oci-registry") as host:
             base = f"{host}/base/debian-python:bookworm"
             push_base(storage, driver, base)
-            steps = Steps()
             repository = f"{host}/releasectl/iris"
-            ref = image.build_and_push(
-                archive,
-                repository=repository,
-                base_image=base,
-                bundle_digest=digest,
-                tag="v1.0.0",
-                port=3000,
-                registry_tls_verify=False,
-                packages=image.PackageSource(wheelhouse=WHEELHOUSE),
-                storage=storage,
-                storage_driver=driver,
-                progress=steps,
+            path = repo.path / MANIFEST
+            block = {"image": repository, "namespace": "ml", "base_image": base}
+            changes = {"deploy": {"target": "kubernetes", "kubernetes": block}}
+            path.write_text(edit(path.read_text(), "release.yaml", changes))
+            repo.commit("iris: served by the cluster")
+            # buildah (releasectl's builder) reads the test's storage from a storage.conf,
+            # as an operator's machine would configure it.
+            conf = root / "storage.conf"
+            conf.write_text(
+                f'[storage]\ndriver = "{driver}"\ngraphroot = "{storage / "root"}"\n'
+                f'runroot = "{storage / "run"}"\n'
             )
-            yield Built(repo, host, repository, digest, archive, ref, steps, storage, driver, root)
+            proc = repo.cli("release", "iris", "1.0.0", env={"CONTAINERS_STORAGE_CONF": str(conf)})
+            assert proc.returncode == 0, proc.stderr
+            pinned = _pinned(repo, "1.0.0")
+            digest, ref = pinned.bundle.digest, pinned.bundle.image
+            assert digest is not None and ref is not None
+            bundles = env_home() / "artifacts" / "bundles"
+            archive = bundles / f"{digest.removeprefix('sha256:')}.bento"
+            yield Built(
+                repo,
+                host,
+                repository,
+                digest,
+                archive,
+                ref,
+                pinned.deploy.port,
+                proc.stderr,
+                storage,
+                driver,
+                root,
+            )
     finally:
         remove_storage(storage, driver)
 
@@ -109,9 +115,21 @@ def test_the_pin_is_the_digest_the_registry_serves(built: Built) -> None:
     assert by_tag.headers["Docker-Content-Digest"] == digest
     assert "sha256:" + hashlib.sha256(by_tag.content).hexdigest() == digest
     assert manifest(built.repository, digest).content == by_tag.content
-    assert [ended for ended in built.steps.ended if not ended[2]] == []
-    assert any("building the image" in s for s in built.steps.began)
-    assert any("pushing the image" in s for s in built.steps.began)
+    # The release said what it was doing while it built and pushed.
+    assert "building the image" in built.release_stderr
+    assert "pushing the image" in built.release_stderr
+
+
+def test_the_release_commit_pins_the_image_beside_the_bundle_and_renders_it(built: Built) -> None:
+    head = built.repo.git("rev-parse", "release/iris/v1.0.0^{commit}")
+    changed = built.repo.git("show", "--name-only", "--format=", head).splitlines()
+    folder = "deploy/production/iris"
+    assert MANIFEST in changed and f"{folder}/kustomization.yaml" in changed
+    kustomization = built.repo.git("show", f"{head}:{folder}/kustomization.yaml")
+    repository, digest = image.split_pinned(built.image_ref)
+    assert f"newName: {repository}" in kustomization and f"digest: {digest}" in kustomization
+    # Signed, by a trusted key, as every release is.
+    assert built.repo.ok("verify", "iris", "1.0.0").rstrip().endswith("iris 1.0.0: verified")
 
 
 def test_the_image_carries_the_bundle_digest_and_the_serving_config(built: Built) -> None:
@@ -120,8 +138,8 @@ def test_the_image_carries_the_bundle_digest_and_the_serving_config(built: Built
     blob = httpx.get(f"http://{host}/v2/{name}/blobs/{doc['config']['digest']}", timeout=30)
     config = blob.json()["config"]
     assert config["Labels"][image.BUNDLE_LABEL] == built.bundle_digest
-    assert "3000/tcp" in config["ExposedPorts"]
-    assert "BENTOML_PORT=3000" in config["Env"]
+    assert f"{built.port}/tcp" in config["ExposedPorts"]
+    assert f"BENTOML_PORT={built.port}" in config["Env"]
     assert config["User"] == image.USER
     assert blob.json()["created"].startswith("1970-01-01")  # --timestamp 0
 
