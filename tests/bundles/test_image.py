@@ -128,8 +128,11 @@ def test_the_release_commit_pins_the_image_beside_the_bundle_and_renders_it(buil
     kustomization = built.repo.git("show", f"{head}:{folder}/kustomization.yaml")
     repository, digest = image.split_pinned(built.image_ref)
     assert f"newName: {repository}" in kustomization and f"digest: {digest}" in kustomization
-    # Signed, by a trusted key, as every release is.
-    assert built.repo.ok("verify", "iris", "1.0.0").rstrip().endswith("iris 1.0.0: verified")
+    # Signed, by a trusted key, as every release is; and CI's check of the pinned image
+    # in its registry (release.yml: verify --image) accepts it.
+    verified = built.repo.ok("verify", "iris", "1.0.0", "--image")
+    assert f"ok    image: {built.image_ref} carries bundle {built.bundle_digest}" in verified
+    assert verified.rstrip().endswith("iris 1.0.0: verified")
 
 
 def test_the_image_carries_the_bundle_digest_and_the_serving_config(built: Built) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,9 @@ from releasectl.cli.output import (
     warn,
 )
 from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
+
+if TYPE_CHECKING:
+    from releasectl.git import Git
 
 app = typer.Typer()
 
@@ -251,6 +254,14 @@ def verify(
         str | None,
         typer.Argument(help="Release to verify (default: the current one).", callback=bare_version),
     ] = None,
+    image: Annotated[
+        bool,
+        typer.Option(
+            "--image",
+            help="Also ask the registry: a kubernetes model's pinned image exists by that "
+            "digest and carries the release's bundle digest (CI).",
+        ),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Strictly verify a release: tag, signer, commit, manifest, marks."""
@@ -266,21 +277,45 @@ def verify(
     release = h.get(wanted)
     if release is None:
         raise BadInput(f"{model} has no release {wanted}")
-    checks = reg.verify_release(git, trust_root(git), release)
-    ok = all(c.ok for c in checks)
-    doc = {
-        "model": model,
-        "version": wanted,
-        "ok": ok,
-        "checks": [{"name": c.name, "ok": c.ok, "detail": c.detail} for c in checks],
-    }
+    checks = [
+        {"name": c.name, "ok": c.ok, "detail": c.detail}
+        for c in reg.verify_release(git, trust_root(git), release)
+    ]
+    if image and all(c["ok"] for c in checks):
+        checks += _image_check(git, model, release.commit)
+    ok = all(c["ok"] for c in checks)
+    doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}
     if not json:
         for c in checks:
-            say(f"{'ok  ' if c.ok else 'FAIL'}  {c.name}: {c.detail}")
+            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
         say(f"{model} {wanted}: " + ("verified" if ok else "does NOT verify"))
     if not ok:
-        failed = "; ".join(f"{c.name}: {c.detail}" for c in checks if not c.ok)
+        failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["ok"])
         raise Refused(f"{release.tag.name} does not verify: {failed}", report=doc)
-    ci_summary(f"✅ {release.tag.name}: " + "; ".join(f"{c.name}: {c.detail}" for c in checks))
+    ci_summary(
+        f"✅ {release.tag.name}: " + "; ".join(f"{c['name']}: {c['detail']}" for c in checks)
+    )
     if json:
         emit(doc)
+
+
+def _image_check(git: Git, model: str, commit: str) -> list[dict[str, Any]]:
+    """The registry's word on a kubernetes release's pinned image (none for other
+    targets): it exists by that digest and carries the release's bundle digest. A
+    registry that cannot be asked is an operational failure (exit 1), not a verdict."""
+    from releasectl.bundles import image as img
+    from releasectl.git import read_blob
+    from releasectl.manifest.schema import load
+    from releasectl.names import manifest_path
+
+    path = manifest_path(model)
+    text = read_blob(git, commit, path)
+    manifest = load(text or "", path, model=model)
+    ref, digest = manifest.bundle.image, manifest.bundle.digest
+    if ref is None or digest is None:
+        return []
+    try:
+        img.verify_pushed(ref, digest, registry_tls_verify=not img.is_loopback(ref))
+    except Refused as exc:
+        return [{"name": "image", "ok": False, "detail": exc.message}]
+    return [{"name": "image", "ok": True, "detail": f"{ref} carries bundle {digest}"}]
