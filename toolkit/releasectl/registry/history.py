@@ -24,7 +24,13 @@ from releasectl.names import (
     parse_version,
     tag_prefixes,
 )
-from releasectl.signing import TrustRoot, Verdict, check_commits, check_tag, start_tag_checks
+from releasectl.signing import (
+    SignatureVerdict,
+    TrustRoot,
+    check_commits,
+    check_tag,
+    start_tag_checks,
+)
 
 if TYPE_CHECKING:
     from releasectl.manifest.schema import Manifest
@@ -259,7 +265,7 @@ def list_models(git: g.Git, rev: str = "HEAD") -> list[str]:
 
 
 @dataclass(frozen=True)
-class Check:
+class TagCheck:
     name: str
     ok: bool
     detail: str
@@ -269,17 +275,17 @@ def prefetch_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> None:
     start_tag_checks(git, trust, [(t.object, t.tagger) for t in tags if t.annotated])
 
 
-def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Check:
+def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> TagCheck:
     """Strict: annotated, the name inside equals the ref, good signature by an
     allowed principal that is the tagger."""
     if not tag.annotated:
-        return Check(tag.name, False, "lightweight tag (not annotated, not signed)")
+        return TagCheck(tag.name, False, "lightweight tag (not annotated, not signed)")
     if tag.inner_name != tag.name:
-        return Check(
+        return TagCheck(
             tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
         )
     verdict = check_tag(git, trust, tag.object, tag.tagger)
-    return Check(tag.name, verdict.ok, verdict.reason)
+    return TagCheck(tag.name, verdict.ok, verdict.reason)
 
 
 def release_commit(git: g.Git, model: str, commit: str) -> str:
@@ -291,16 +297,16 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
     return last
 
 
-def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> Check:
+def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> TagCheck:
     source = release_commit(git, model, commit)
-    verdict: Verdict = check_commits(git, trust, [source])[source]
+    verdict: SignatureVerdict = check_commits(git, trust, [source])[source]
     behind = "" if source == commit else f" (the change behind {commit[:12]})"
-    return Check(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
+    return TagCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
 
 
 def verify_release(
     git: g.Git, trust: TrustRoot, release: Release, *, marks: bool = True
-) -> list[Check]:
+) -> list[TagCheck]:
     """Every check of one release: its tag, its commit, the manifest at the tag,
     and (when `marks`) its stable and rejected tags."""
     mark_tags = [m for m in (release.stable, release.rejected) if m is not None] if marks else []
@@ -310,18 +316,18 @@ def verify_release(
     checks.append(verify_commit(git, trust, release.model, release.commit))
     text = g.read_blob(git, release.commit, manifest_path(release.model))
     if text is None:
-        checks.append(Check("manifest", False, "no release.yaml at the tagged commit"))
+        checks.append(TagCheck("manifest", False, "no release.yaml at the tagged commit"))
     else:
         try:
             from releasectl.manifest import schema as mf
 
             declared = mf.load(text, manifest_path(release.model), model=release.model)
         except BadInput as exc:
-            checks.append(Check("manifest", False, exc.message))
+            checks.append(TagCheck("manifest", False, exc.message))
         else:
             same = declared.version == release.version
             checks.append(
-                Check(
+                TagCheck(
                     "manifest",
                     same,
                     f"declares version {declared.version}"
@@ -332,7 +338,7 @@ def verify_release(
         if mark is not None:
             check = verify_tag(git, trust, mark)
             if check.ok and mark.commit != release.commit:
-                check = Check(mark.name, False, "points at another commit than the release tag")
+                check = TagCheck(mark.name, False, "points at another commit than the release tag")
             checks.append(check)
     return checks
 

@@ -34,7 +34,7 @@ from releasectl.signing import TrustRoot, trust_root
 
 
 @dataclass(frozen=True)
-class Plan:
+class ReleasePlan:
     model: str
     version: str
     serial: int
@@ -59,7 +59,7 @@ def plan_release(
     version: str,
     base: str,
     build: Callable[[bool], Pin | None] | None = None,
-) -> Plan:
+) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
@@ -95,7 +95,7 @@ def plan_release(
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
-        return Plan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
+        return ReleasePlan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
 
     if wanted <= parse_version(manifest.version):
         raise Refused(
@@ -124,7 +124,7 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path,),
     )
-    return Plan(model, version, serial, change, pin=pin)
+    return ReleasePlan(model, version, serial, change, pin=pin)
 
 
 def release(
@@ -135,7 +135,7 @@ def release(
     push: bool = False,
     build: bool | None = None,
     retrain: bool = False,
-) -> tuple[Plan, Landed]:
+) -> tuple[ReleasePlan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
     sources first, stored, and its content digest pinned in the release
@@ -148,7 +148,7 @@ def release(
         builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
             if push:
-                plans: list[Plan] = []
+                plans: list[ReleasePlan] = []
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
@@ -170,7 +170,7 @@ def release(
 
 def preview_release(
     git: g.Git, model: str, version: str, *, push: bool = False
-) -> tuple[Plan, str | None]:
+) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
     built (that writes to the store): a failing build shows only in the real
@@ -247,17 +247,17 @@ def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Preview:
+class ReleasePreview:
     """What `release --dry-run` reports: the plan, and whether bundle.train
     would run first (then the bundle's digest is known only after training)."""
 
-    plan: Plan
+    plan: ReleasePlan
     trains: bool = False
 
 
 def preview(
     git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
-) -> Preview:
+) -> ReleasePreview:
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
     manifest pins, in a temporary BentoML home, and stored nowhere; its digest
@@ -282,7 +282,7 @@ def preview(
             return Pin(built.digest, store.bundle_key(built.digest))
 
         p = plan_release(git, trust_root(git, base), model, version, base, build_only)
-    return Preview(p, trains)
+    return ReleasePreview(p, trains)
 
 
 def plan_mark_stable(

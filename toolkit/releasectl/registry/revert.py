@@ -40,7 +40,7 @@ from releasectl.signing import TrustRoot, trust_root
 
 
 @dataclass(frozen=True)
-class Plan:
+class RevertPlan:
     model: str
     from_version: str
     to_version: str
@@ -71,7 +71,7 @@ def plan(
     who: str,
     now: datetime | None = None,
     trust: TrustRoot | None = None,
-) -> Plan:
+) -> RevertPlan:
     check_model(model)
     check_reason(reason)
     if to is not None:
@@ -88,7 +88,9 @@ def plan(
         rejected = history.get(manifest.rollback.from_) if manifest.rollback else None
         if rejected is not None and rejected.rejected is not None:
             note += f" ({rejected.version} was reverted, {rejected.rejected.name} exists)"
-        return Plan(model, manifest.version, target.version, base, manifest.serial, None, "", note)
+        return RevertPlan(
+            model, manifest.version, target.version, base, manifest.serial, None, "", note
+        )
 
     reg.require_verified(git, trust, target)
 
@@ -129,7 +131,7 @@ def plan(
         tags=tags,
         sync_paths=(model_dir(model),),
     )
-    return Plan(model, manifest.version, target.version, base, serial, change, message)
+    return RevertPlan(model, manifest.version, target.version, base, serial, change, message)
 
 
 def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
@@ -207,7 +209,7 @@ def _message(
     )
 
 
-def diff(git: g.Git, p: Plan) -> str:
+def diff(git: g.Git, p: RevertPlan) -> str:
     """What the revert would change, without writing any object."""
     assert p.change is not None
     path = manifest_path(p.model)
@@ -228,8 +230,8 @@ def diff(git: g.Git, p: Plan) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    plan: Plan
+class RevertResult:
+    plan: RevertPlan
     landed: Landed | None  # None: nothing was written
 
 
@@ -240,7 +242,7 @@ def preview(
     to: str | None = None,
     reason: str = "rollback",
     push: bool = False,
-) -> tuple[Plan, str | None]:
+) -> tuple[RevertPlan, str | None]:
     """`revert --dry-run`: the refusals of `revert`, in its order, and its plan;
     returns the plan and a note (see `dry_run_base`). Nothing is written."""
     check_reason(reason)
@@ -262,7 +264,7 @@ def revert(
     reason: str = "rollback",
     push: bool = False,
     leave_local: bool = False,
-) -> Outcome:
+) -> RevertResult:
     """Plan and land a revert; with `push`, on the remote's tip, retried as it moves.
     With `leave_local` (and `push`), unpushed local commits are neither refused
     nor published: the revert is made on the remote's tip and the local branch
@@ -280,10 +282,10 @@ def revert(
         trust = trust_root(git, base)
         p = plan(git, model, base, to=to, reason=reason, who=who, trust=trust)
         if p.change is None:
-            return Outcome(p, None)
-        return Outcome(p, land_local(git, trust, branch, p.change))
+            return RevertResult(p, None)
+        return RevertResult(p, land_local(git, trust, branch, p.change))
 
-    plans: list[Plan] = []
+    plans: list[RevertPlan] = []
     trusts: dict[str, TrustRoot] = {}
 
     def trust_at(tip: str) -> TrustRoot:
@@ -296,4 +298,4 @@ def revert(
         return plans[-1].change
 
     landed = land_pushed(git, trust_at, branch, planner, model, leave_local=leave_local)
-    return Outcome(plans[-1], landed)
+    return RevertResult(plans[-1], landed)

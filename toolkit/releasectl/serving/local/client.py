@@ -22,7 +22,7 @@ from releasectl.serving.local.models import DeployRequest, DeployResult, ModelSt
 from releasectl.serving.local.state import (
     AgentInfo,
     Paths,
-    State,
+    TargetState,
     default_home,
     load_agent_info,
     load_state,
@@ -220,7 +220,7 @@ class Stopped:
         return self.agent is None and not self.servers and not self.strays
 
 
-def _recorded(state: State, model: str | None) -> list[ModelStatus]:
+def _recorded(state: TargetState, model: str | None) -> list[ModelStatus]:
     """The state file's record, as the agent would report it, with every endpoint
     down: it is the agent that serves them (docs/ARCHITECTURE.md, "Deploy targets")."""
     if model is not None and model not in state.models:

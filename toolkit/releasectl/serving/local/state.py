@@ -98,7 +98,7 @@ class ModelState(BaseModel):
             )
 
 
-class State(BaseModel):
+class TargetState(BaseModel):
     models: dict[str, ModelState] = Field(default_factory=dict)
 
 
@@ -168,11 +168,11 @@ def write_atomic(path: Path, text: str) -> None:
         os.close(folder)
 
 
-def load_state(paths: Paths) -> State:
+def load_state(paths: Paths) -> TargetState:
     try:
-        return State.model_validate_json(paths.state_file.read_text())
+        return TargetState.model_validate_json(paths.state_file.read_text())
     except FileNotFoundError:
-        return State()
+        return TargetState()
 
 
 def high_water(paths: Paths, model: str) -> HighWater | None:
@@ -181,7 +181,7 @@ def high_water(paths: Paths, model: str) -> HighWater | None:
     return found.high_water if found is not None else None
 
 
-def save_state(paths: Paths, state: State) -> None:
+def save_state(paths: Paths, state: TargetState) -> None:
     write_atomic(paths.state_file, state.model_dump_json(indent=2))
 
 
