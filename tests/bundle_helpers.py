@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -17,6 +16,7 @@ import httpx
 from ruamel.yaml import YAML
 
 from releasectl.bundles import bento as bundle
+from releasectl.loopback import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 IRIS_SRC = REPO / "model-releases" / "iris"
@@ -58,12 +58,6 @@ def snapshot(folder: Path) -> dict[str, bytes]:
         for path in sorted(folder.rglob("*"))
         if path.is_file()
     }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Path) -> None:

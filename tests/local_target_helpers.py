@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import socket
 import subprocess
 import sys
 import threading
@@ -30,12 +29,6 @@ def build_bento(bentoml_home: Path, source: str, version: str) -> Path:
         timeout=120,
     )
     return bentoml_home / "bentos" / source / version
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def processes_under(path: Path) -> list[psutil.Process]:

@@ -15,8 +15,9 @@ from pathlib import Path
 import httpx
 import psutil
 
-from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA, free_port
+from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, SETOSA
 from conftest import RELEASECTL, Repo, git, new_repo
+from releasectl.loopback import free_port
 
 
 def iris_registry(root: Path, port: int) -> Repo:

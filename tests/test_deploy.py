@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bundle_helpers import free_port
 from conftest import RELEASECTL, Repo
+from releasectl.loopback import free_port
 from serving_helpers import Load, bentoml_processes, iris_registry, set_faults, state_home
 
 pytestmark = pytest.mark.slow

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
 from conftest import Repo
+from releasectl.loopback import free_port
 from serving_helpers import bentoml_processes, iris_registry, state_home
 
 pytestmark = pytest.mark.slow

@@ -23,12 +23,12 @@ from local_target_helpers import (
     Traffic,
     ask_version,
     build_bento,
-    free_port,
     kill_all,
     processes_under,
     wait_until,
 )
 from releasectl.errors import OperationFailed
+from releasectl.loopback import free_port
 from releasectl.serving.local import DeployRequest, LocalTarget, envs
 from releasectl.serving.local.state import Paths, load_state
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
 from conftest import RELEASECTL, Repo
+from releasectl.loopback import free_port
 from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
 
 pytestmark = pytest.mark.slow

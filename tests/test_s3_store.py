@@ -19,8 +19,9 @@ import fsspec
 import httpx
 import pytest
 
-from bundle_helpers import SETOSA, free_port
+from bundle_helpers import SETOSA
 from conftest import Repo
+from releasectl.loopback import free_port
 from serving_helpers import iris_registry, state_home
 
 pytestmark = pytest.mark.slow

@@ -17,9 +17,10 @@ from pathlib import Path
 import pytest
 from ruamel.yaml import YAML
 
-from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC, free_port
+from bundle_helpers import IRIS_BUNDLE_FILES, IRIS_SRC
 from conftest import RELEASECTL, Repo, git, make_key
 from releasectl.bundles.bento import extract
+from releasectl.loopback import free_port
 from releasectl.manifest.schema import edit, load, render_new
 from releasectl.registry.scaffold import TEMPLATE_PACKAGES, plan_new
 from serving_helpers import Load, env_home, state_home

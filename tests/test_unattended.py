@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bundle_helpers import free_port
 from conftest import Repo, git
+from releasectl.loopback import free_port
 from serving_helpers import Load, iris_registry, set_analysis, set_faults, state_home
 
 pytestmark = pytest.mark.slow

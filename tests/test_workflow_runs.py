@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bundle_helpers import free_port
 from conftest import RELEASECTL, git, make_key
 from gha import Event, JobResult, RunResult, load_workflow, run_workflow
+from releasectl.loopback import free_port
 from serving_helpers import Load, bentoml_processes, iris_registry, set_analysis, set_faults
 from supply_chain_helpers import wheelhouse
 from test_watch import FAST

@@ -10,7 +10,11 @@ if TYPE_CHECKING:
 
 from releasectl.errors import BadInput
 
-MODEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MODEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+MODEL_RE = re.compile(MODEL_PATTERN)
+# A content digest as manifests, stores and bundles write it, and its bare hex.
+SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 REGISTRY_DIR = "model-releases"
 MANIFEST = "release.yaml"
 

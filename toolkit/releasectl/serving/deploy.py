@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
+from releasectl import loopback
 from releasectl.bundles import bento as bundle
 from releasectl.bundles.build import fetch_bundle, store_for
 from releasectl.config import bundles_dir, home
@@ -397,7 +398,6 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> DeployPrev
     read from its state file. The stored archive's own digest is checked by
     the deploy that fetches it, before anything serves it."""
     from releasectl.serving.local import LocalTarget
-    from releasectl.serving.local.models import endpoint_url
 
     state, trust, release = _prepare(git, model, version)
     target = LocalTarget(home())
@@ -427,7 +427,7 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> DeployPrev
         commit=state.commit,
         serial=state.manifest.serial,
         fast_track=state.fast_track,
-        endpoint=endpoint_url(state.manifest.deploy.port),
+        endpoint=loopback.url(state.manifest.deploy.port),
         live=live.version if live else None,
         standby_s=state.manifest.deploy.standby,
         switch=switch,

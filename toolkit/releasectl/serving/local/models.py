@@ -8,7 +8,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MODEL_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+from releasectl.names import MODEL_PATTERN
 
 Health = Literal["ready", "unready", "down", "none"]
 SwitchKind = Literal["cold", "warm", "none"]
@@ -19,7 +19,7 @@ class DeployRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(pattern=MODEL_NAME)
+    model: str = Field(pattern=MODEL_PATTERN)
     version: str = Field(min_length=1, pattern=r"^[0-9A-Za-z.+-]+$")
     digest: str = Field(min_length=1)
     commit: str = Field(min_length=1)
@@ -82,7 +82,3 @@ class ModelStatus(BaseModel):
     deploying: SlotInfo | None
     last_deploy: DeployOutcome | None
     message: str | None
-
-
-def endpoint_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"

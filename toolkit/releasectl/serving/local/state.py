@@ -16,15 +16,11 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from releasectl import loopback
 from releasectl.serving.local.models import DeployOutcome, SlotInfo
 
 _MARKERS = re.compile(r"^\s*[\^~]+\s*$")
 _ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception): [^\n]*$", re.MULTILINE)
-
-
-def default_home() -> Path:
-    env = os.environ.get("RELEASECTL_HOME")
-    return Path(env) if env else Path.home() / ".local" / "state" / "releasectl"
 
 
 def now() -> datetime:
@@ -111,7 +107,7 @@ class AgentInfo(BaseModel):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return loopback.url(self.port)
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import traceback
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 
+from releasectl import loopback
 from releasectl.errors import BadInput, OperationFailed
 from releasectl.serving.local import procs
 from releasectl.serving.local.models import (
@@ -26,7 +26,6 @@ from releasectl.serving.local.models import (
     DeployResult,
     Health,
     ModelStatus,
-    endpoint_url,
 )
 from releasectl.serving.local.proxy import Endpoint, upstream_client
 from releasectl.serving.local.state import (
@@ -50,13 +49,7 @@ DRAIN_TIMEOUT = 30.0
 
 
 def slot_url(slot: Slot) -> str:
-    return f"http://127.0.0.1:{slot.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return loopback.url(slot.port)
 
 
 def same_release(slot: Slot | None, req: DeployRequest) -> bool:
@@ -176,7 +169,7 @@ class Supervisor:
             new = Endpoint(port, self.upstream)
             await new.served.started()
         except (OSError, RuntimeError, SystemExit) as exc:
-            raise OperationFailed(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
+            raise OperationFailed(f"cannot listen on {loopback.HOST}:{port}: {exc}") from None
         if current is not None:
             # The model moves to another port: carry the target over, close the old address.
             new.proxy.target = current.proxy.target
@@ -253,7 +246,7 @@ class Supervisor:
             serial=req.serial,
             fast_track=req.fast_track,
             bento_dir=str(req.bento_dir.resolve()),
-            port=free_port(),
+            port=loopback.free_port(),
             python=str(req.python),
             started=now(),
         )
@@ -399,7 +392,7 @@ class Supervisor:
             commit=ms.live.commit,
             serial=ms.live.serial,
             fast_track=ms.live.fast_track,
-            endpoint=endpoint_url(ms.port),
+            endpoint=loopback.url(ms.port),
             slot=ms.live.id,
             switch=switch,  # type: ignore[arg-type]
             previous_version=previous,
@@ -419,7 +412,7 @@ class Supervisor:
             out.append(
                 ModelStatus(
                     model=name,
-                    endpoint=endpoint_url(ms.port),
+                    endpoint=loopback.url(ms.port),
                     health=await self._health(ms.live) if ms.live else "none",
                     live=ms.live.info() if ms.live else None,
                     standby=ms.standby.info() if ms.standby else None,
