@@ -15,6 +15,7 @@ from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
+from releasectl.pipeline.succession import next_serial, version_rises
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -97,12 +98,12 @@ def plan_release(
         change = Change(base=base, tags=(tag,))
         return ReleasePlan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
 
-    if wanted <= parse_version(manifest.version):
+    if not version_rises(manifest.version, version):
         raise Refused(
             f"{model} {version} is not greater than the current version {manifest.version}",
             "choose a higher version",
         )
-    serial = manifest.serial + 1
+    serial = next_serial(manifest.serial)
     changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
     pin = build(True) if build else None
     if pin is not None:

@@ -22,6 +22,7 @@ from releasectl.names import (
     model_dir,
     tag_name,
 )
+from releasectl.pipeline.succession import next_serial
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -96,7 +97,7 @@ def plan(
 
     stable_text = g.read_blob(git, target.commit, manifest_path(model))
     assert stable_text is not None  # require_verified read it
-    serial = manifest.serial + 1
+    serial = next_serial(manifest.serial)
     record = {
         "from": manifest.version,
         "to": target.version,
