@@ -14,7 +14,7 @@ from pathlib import Path
 from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
-from releasectl.names import MANIFEST, REGISTRY_DIR, check_model, model_dir
+from releasectl.names import MANIFEST, REGISTRY_DIR, ModelName, model_dir
 from releasectl.pipeline.succession import Succession
 from releasectl.registry.landing import head, land_on_new_branch, require_clean
 from releasectl.registry.release import Prebuild, plan_release
@@ -50,7 +50,7 @@ def propose(
     """The release of MODEL VERSION on a new branch made from the current HEAD
     (so a feature branch's commits are in it); `base` is only the branch the
     pull request targets, whose signers judge it, as `releasectl check` does."""
-    check_model(model)
+    model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     start = head(git)
     target = _target(git, base)

@@ -16,8 +16,8 @@ from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.names import (
     KINDS,
     REGISTRY_DIR,
+    ModelName,
     TagName,
-    check_model,
     manifest_path,
     model_dir,
     parse_tag,
@@ -152,7 +152,7 @@ def discard_prefetched() -> None:
 def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
     """Start the two reads `history` needs, so that they run while the caller
     imports what it needs next (pydantic, ruamel: ~100 ms of a command)."""
-    check_model(model)
+    model = ModelName.parse(model)
     rev = _commit_id(git, rev)
     key = (str(git.cwd), model, rev)
     if key not in _started:
@@ -170,7 +170,7 @@ def _commit_id(git: g.Git, rev: str) -> str:
 
 
 def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
-    check_model(model)
+    model = ModelName.parse(model)
     rev = _commit_id(git, rev)
     prefetch(git, model, rev)  # the two reads are independent: side by side
     refs, commits = _started.pop((str(git.cwd), model, rev))
@@ -245,7 +245,7 @@ def _neg_version_key(version: str) -> tuple[int, ...]:
 
 def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[Manifest, str]:
     """The manifest a branch declares for `model` at `rev`, and its text."""
-    check_model(model)
+    model = ModelName.parse(model)
     path = manifest_path(model)
     text = g.read_blob(git, rev, path)
     if text is None:

@@ -14,7 +14,7 @@ from releasectl.bundles.build import build_sources, needs_training, store_bundle
 from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
 from releasectl.manifest import schema as mf
-from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
+from releasectl.names import ModelName, manifest_path, model_dir, parse_version, tag_name
 from releasectl.pipeline.succession import next_serial, version_rises
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
@@ -65,7 +65,7 @@ def plan_release(
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
     release never trains: it must build to what the pull request pinned."""
-    check_model(model)
+    model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
     history = reg.history(git, model, base)
@@ -144,7 +144,8 @@ def release(
     `bundle.train` runs when its pinned weights are missing, were trained
     from other sources, or `retrain` asks for it."""
     branch = require_branch(git)
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
         builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
@@ -177,7 +178,8 @@ def preview_release(
     built (that writes to the store): a failing build shows only in the real
     run, which builds once every other check has passed."""
     branch = require_branch(git)
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
     p = plan_release(git, trust_root(git, base), model, version, base)
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
@@ -289,7 +291,7 @@ def preview(
 def plan_mark_stable(
     git: g.Git, trust: TrustRoot, model: str, version: str, base: str
 ) -> tuple[reg.Release, Change | None]:
-    check_model(model)
+    model = ModelName.parse(model)
     parse_version(version)
     history = reg.history(git, model, base)
     target = history.get(version)

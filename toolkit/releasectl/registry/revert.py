@@ -15,9 +15,9 @@ from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import (
-    check_model,
+    ModelName,
+    ModelVersion,
     check_reason,
-    check_version,
     manifest_path,
     model_dir,
     tag_name,
@@ -73,10 +73,10 @@ def plan(
     now: datetime | None = None,
     trust: TrustRoot | None = None,
 ) -> RevertPlan:
-    check_model(model)
+    model = ModelName.parse(model)
     check_reason(reason)
     if to is not None:
-        check_version(to)
+        to = ModelVersion.parse(to)
     manifest, _ = reg.current(git, model, base)
     history = reg.history(git, model, base)
     trust = trust or trust_root(git, base)
@@ -99,8 +99,9 @@ def plan(
     assert stable_text is not None  # require_verified read it
     serial = next_serial(manifest.serial)
     record = {
-        "from": manifest.version,
-        "to": target.version,
+        # Plain strings: the manifest's YAML writer knows no str subclasses.
+        "from": str(manifest.version),
+        "to": str(target.version),
         "reason": reason,
         "at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
         "by": who,
@@ -249,7 +250,8 @@ def preview(
     check_reason(reason)
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=False)
     p = plan(git, model, base, to=to, reason=reason, who=who)
     if p.change is not None:
@@ -273,7 +275,7 @@ def revert(
     check_reason(reason)  # before anything is fetched or written
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
-    check_model(model)
+    model = ModelName.parse(model)
     if not (push and leave_local):
         # Only a fast-forward touches the working tree then, which git refuses
         # by itself when it would overwrite local edits.

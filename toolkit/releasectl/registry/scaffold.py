@@ -14,7 +14,7 @@ from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.git import ZERO
 from releasectl.manifest import schema as mf
-from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, check_model, model_dir
+from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, ModelName, model_dir
 from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
@@ -113,7 +113,7 @@ def plan_new(
     of this registry, else a model folder relative to `cwd`) renamed for MODEL.
     Refuses a bad name, an existing folder and a source that is not a model
     folder (all exit 2)."""
-    check_model(model)
+    model = ModelName.parse(model)
     if (root / model_dir(model)).exists():
         raise BadInput(f"{model_dir(model)} already exists", "pick another name")
     port = _port(root) if port is None else port

@@ -33,7 +33,7 @@ from releasectl.bundles.build import fetch_bundle, store_for
 from releasectl.config import bundles_dir, home
 from releasectl.errors import OperationFailed, Refused
 from releasectl.manifest import schema as mf
-from releasectl.names import check_model, check_version, manifest_path, model_dir, tag_name
+from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
 from releasectl.signing import TrustRoot, check_commits, trust_root
@@ -60,9 +60,9 @@ class DeployState:
 
 
 def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
-    check_model(model)
+    model = ModelName.parse(model)
     if version is not None:
-        check_version(version)  # bad input (exit 2), not "no such release"
+        version = ModelVersion.parse(version)  # bad input (exit 2), not "no such release"
     rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
     commit = g.rev_parse(git, rev)
     if commit is None:
