@@ -36,6 +36,7 @@ from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
+from releasectl.serving.release_ref import ReleaseRef
 from releasectl.signing import TrustRoot, check_commits, trust_root
 
 if TYPE_CHECKING:
@@ -57,6 +58,16 @@ class DeployState:
         # A revert points at a stable, known-good bundle: it skips the bake.
         # A rollback record alone is only text; the revert must verify.
         return self.verified_revert
+
+    def release_ref(self) -> ReleaseRef:
+        """The release this state declares, as the target is asked to serve it."""
+        return ReleaseRef(
+            version=self.manifest.version,
+            digest=self.manifest.bundle.digest or "",
+            commit=self.commit,
+            serial=self.manifest.serial,
+            fast_track=self.fast_track,
+        )
 
 
 def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
@@ -351,15 +362,11 @@ def deploy(  # type: ignore[no-untyped-def]
         folder = _cached(state) if _warm(state, deployed) else bundle_dir(git, state, progress)
         request = DeployRequest(
             model=model,
-            version=state.manifest.version,
-            digest=state.manifest.bundle.digest or "",
-            commit=state.commit,
-            serial=state.manifest.serial,
+            release=state.release_ref(),
             bento_dir=folder,
             port=state.manifest.deploy.port,
             standby_seconds=state.manifest.deploy.standby,
             ready_timeout=ready_timeout,
-            fast_track=state.fast_track,
         )
         result = target.deploy(request, progress)
     if result.switch != "none":

@@ -56,15 +56,12 @@ def plan(git: g.Git, model: str, live_version: str) -> Recovery:
         folder = bundle_dir(git, state)  # fetched and digest-checked before the bake
         request = DeployRequest(
             model=model,
-            version=manifest.version,
-            digest=manifest.bundle.digest or "",
-            commit=release.commit,
-            serial=manifest.serial,
+            # The stable release was baked already: it skips the bake.
+            release=state.release_ref().model_copy(update={"fast_track": True}),
             bento_dir=folder,
             port=manifest.deploy.port,
             # The rejected version is not kept warm: nothing should switch back to it.
             standby_seconds=0,
-            fast_track=True,
         )
     except ReleasectlError as exc:
         return Recovery(model, None, exc.line())

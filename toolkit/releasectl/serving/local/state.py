@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from releasectl import loopback
 from releasectl.serving.local.models import DeployOutcome, SlotInfo
+from releasectl.serving.release_ref import CarriesRelease, ReleaseRef
 
 _MARKERS = re.compile(r"^\s*[\^~]+\s*$")
 _ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception): [^\n]*$", re.MULTILINE)
@@ -27,16 +28,12 @@ def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Slot(BaseModel):
+class Slot(CarriesRelease):
     """One `bentoml serve` process and the release it serves."""
 
     id: str
     model: str
-    version: str
-    digest: str
-    commit: str
-    serial: int
-    fast_track: bool
+    release: ReleaseRef
     bento_dir: str
     port: int
     python: str | None = None  # the interpreter of the bento's own environment
@@ -49,11 +46,7 @@ class Slot(BaseModel):
     def info(self) -> SlotInfo:
         return SlotInfo(
             slot=self.id,
-            version=self.version,
-            digest=self.digest,
-            commit=self.commit,
-            serial=self.serial,
-            fast_track=self.fast_track,
+            release=self.release,
             pid=self.pid,
             port=self.port,
             since=self.since,

@@ -53,7 +53,10 @@ def slot_url(slot: Slot) -> str:
 
 
 def same_release(slot: Slot | None, req: DeployRequest) -> bool:
-    return slot is not None and (slot.version, slot.digest) == (req.version, req.digest)
+    """The slot serves the request's content (its state may be older)."""
+    if slot is None:
+        return False
+    return (slot.release.version, slot.release.digest) == (req.release.version, req.release.digest)
 
 
 class Supervisor:
@@ -119,14 +122,10 @@ class Supervisor:
         for ms in self.state.models.values():
             if ms.pending is not None:
                 p = ms.pending
-                ms.last_deploy = DeployOutcome(
-                    ok=False,
-                    version=p.version,
-                    digest=p.digest,
-                    serial=p.serial,
-                    fast_track=p.fast_track,
-                    at=now(),
-                    message=f"interrupted: the agent stopped while {p.version} was starting",
+                ms.last_deploy = DeployOutcome.of(
+                    p.release,
+                    False,
+                    f"interrupted: the agent stopped while {p.version} was starting",
                 )
                 ms.pending = None
             if ms.live is not None and not await self._adoptable(ms.live):
@@ -197,8 +196,7 @@ class Supervisor:
 
             if same_release(ms.live, req) and await self._ready(ms.live):
                 assert ms.live is not None
-                ms.live.commit, ms.live.serial = req.commit, req.serial
-                ms.live.fast_track = req.fast_track
+                ms.live.release = req.release  # the same content, maybe a newer state
                 ms.raise_high_water(ms.live)
                 ep.proxy.target = slot_url(ms.live)
                 self._outcome(ms, req, True, f"{req.version} was already live")
@@ -208,7 +206,7 @@ class Supervisor:
             if same_release(ms.standby, req) and await self._ready(ms.standby):
                 assert ms.standby is not None
                 warm = ms.standby
-                warm.commit, warm.serial, warm.fast_track = req.commit, req.serial, req.fast_track
+                warm.release = req.release
                 self._switch(ms, ep, warm, req.standby_seconds)
                 self._outcome(ms, req, True, f"switched to warm standby {req.version}")
                 self.save()
@@ -240,11 +238,7 @@ class Supervisor:
         slot = Slot(
             id=f"{req.version}-{secrets.token_hex(3)}",
             model=req.model,
-            version=req.version,
-            digest=req.digest,
-            commit=req.commit,
-            serial=req.serial,
-            fast_track=req.fast_track,
+            release=req.release,
             bento_dir=str(req.bento_dir.resolve()),
             port=loopback.free_port(),
             python=str(req.python),
@@ -371,15 +365,7 @@ class Supervisor:
                     await self._retire(ms.model, slot)
 
     def _outcome(self, ms: ModelState, req: DeployRequest, ok: bool, message: str) -> None:
-        ms.last_deploy = DeployOutcome(
-            ok=ok,
-            version=req.version,
-            digest=req.digest,
-            serial=req.serial,
-            fast_track=req.fast_track,
-            at=now(),
-            message=message,
-        )
+        ms.last_deploy = DeployOutcome.of(req.release, ok, message)
 
     def _result(
         self, ms: ModelState, req: DeployRequest, switch: str, previous: str | None, t0: float
@@ -387,11 +373,7 @@ class Supervisor:
         assert ms.live is not None
         return DeployResult(
             model=req.model,
-            version=ms.live.version,
-            digest=ms.live.digest,
-            commit=ms.live.commit,
-            serial=ms.live.serial,
-            fast_track=ms.live.fast_track,
+            release=ms.live.release,
             endpoint=loopback.url(ms.port),
             slot=ms.live.id,
             switch=switch,  # type: ignore[arg-type]
