@@ -120,6 +120,49 @@ def test_new_dry_run_lists_the_files_and_writes_nothing(registry: Repo) -> None:
     assert _everything(registry.path) == before
 
 
+# --- the copies in this repository, against what init and new write -----------------
+
+
+def test_init_writes_the_workflows_this_repository_runs(registry: Repo) -> None:
+    """`.github/workflows` here is what `init` gives every registry (this
+    repository is one, holding the iris example); publish.yml is the project's
+    own. The package's templates are links to these files: a copy that drifts,
+    or an `init` that writes something else, fails here."""
+    written = registry.path / ".github/workflows"
+    ours = {p.name for p in (ROOT / ".github/workflows").iterdir()} - {"publish.yml"}
+    assert {p.name for p in written.iterdir()} == ours
+    for name in sorted(ours):
+        assert (written / name).read_bytes() == (ROOT / ".github/workflows" / name).read_bytes(), (
+            f".github/workflows/{name} differs from what `releasectl init` writes"
+        )
+
+
+def _api(service: str) -> list[str]:
+    """The service's HTTP endpoints, and the metrics it exports."""
+    endpoints = re.findall(r"@bentoml\.api\s+def (\w+)\(", service)
+    return endpoints + re.findall(r'bentoml\.metrics\.\w+\(\s*name="(\w+)"', service)
+
+
+def test_new_iris_writes_what_the_iris_example_is_made_of(registry: Repo) -> None:
+    """The iris example is a real model and `new` writes a placeholder one
+    (docs/ARCHITECTURE.md, "New models"), but what the pipeline reads must not
+    drift apart: the same files, the same release.yaml, the same bentofile but
+    for the service's class and the pins, the same endpoints and metric."""
+    registry.ok("new", "iris")
+    new, example = registry.path / "model-releases/iris", ROOT / "model-releases/iris"
+    assert sorted(p.name for p in new.iterdir()) == sorted(p.name for p in example.iterdir())
+    assert _yaml(new / "release.yaml") == _yaml(example / "release.yaml")
+    ours, theirs = _yaml(new / "bentofile.yaml"), _yaml(example / "bentofile.yaml")
+    for doc in (ours, theirs):
+        doc.pop("service")
+        doc["python"].pop("packages")
+    assert ours == theirs
+    assert _api((new / "service.py").read_text()) == _api((example / "service.py").read_text())
+    assert _api((example / "service.py").read_text()) == [
+        "predict", "feedback", "iris_rolling_accuracy"
+    ]  # fmt: skip
+
+
 # --- from another model -------------------------------------------------------------
 
 
