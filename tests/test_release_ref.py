@@ -118,3 +118,18 @@ def test_a_deploy_request_refuses_what_it_always_refused() -> None:
         DeployRequest.model_validate({**wire, "version": "1.0.0/../x"})
     with pytest.raises(ValidationError, match="serial"):
         DeployRequest.model_validate({**wire, "serial": -1})
+
+
+def test_a_copy_with_a_new_version_serves_that_version() -> None:
+    """`model_copy(update={"version": ...})` changes the nested release: a
+    caller that copies a request for another bento gets that bento's release."""
+    request = DeployRequest(
+        model="echo",
+        release=ReleaseRef(version="4.0.0", digest="sha256:crash", commit=COMMIT, serial=4),
+        bento_dir="/srv/bundles/crash",
+        port=3000,
+    )
+    copy = request.model_copy(update={"version": "5.0.0", "digest": "sha256:badpin"})
+    assert (copy.version, copy.digest, copy.serial) == ("5.0.0", "sha256:badpin", 4)
+    assert json.loads(copy.model_dump_json())["version"] == "5.0.0"
+    assert request.version == "4.0.0"  # the original is untouched

@@ -8,7 +8,8 @@ reference in Python and flattens it on the way in and out."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Self
 
 from pydantic import (
     BaseModel,
@@ -63,6 +64,16 @@ class CarriesRelease(BaseModel):
             else:
                 out[key] = value
         return out
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Self:
+        """A copy; a release field in `update` changes the nested release, as
+        the constructor takes them flat too."""
+        if update and any(key in _FIELDS for key in update):
+            rest = {k: v for k, v in update.items() if k not in _FIELDS}
+            changed = {k: v for k, v in update.items() if k in _FIELDS}
+            rest["release"] = rest.get("release", self.release).model_copy(update=changed)
+            update = rest
+        return super().model_copy(update=update, deep=deep)
 
     # Read-only views, so readers keep `slot.version`; write `release` as a whole.
     @property
