@@ -265,7 +265,9 @@ def list_models(git: g.Git, rev: str = "HEAD") -> list[str]:
 
 
 @dataclass(frozen=True)
-class TagCheck:
+class ReleaseCheck:
+    """One check of a release: its tag, its commit, its manifest or a mark."""
+
     name: str
     ok: bool
     detail: str
@@ -275,17 +277,17 @@ def prefetch_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> None:
     start_tag_checks(git, trust, [(t.object, t.tagger) for t in tags if t.annotated])
 
 
-def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> TagCheck:
+def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> ReleaseCheck:
     """Strict: annotated, the name inside equals the ref, good signature by an
     allowed principal that is the tagger."""
     if not tag.annotated:
-        return TagCheck(tag.name, False, "lightweight tag (not annotated, not signed)")
+        return ReleaseCheck(tag.name, False, "lightweight tag (not annotated, not signed)")
     if tag.inner_name != tag.name:
-        return TagCheck(
+        return ReleaseCheck(
             tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
         )
     verdict = check_tag(git, trust, tag.object, tag.tagger)
-    return TagCheck(tag.name, verdict.ok, verdict.reason)
+    return ReleaseCheck(tag.name, verdict.ok, verdict.reason)
 
 
 def release_commit(git: g.Git, model: str, commit: str) -> str:
@@ -297,16 +299,16 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
     return last
 
 
-def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> TagCheck:
+def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> ReleaseCheck:
     source = release_commit(git, model, commit)
     verdict: SignatureVerdict = check_commits(git, trust, [source])[source]
     behind = "" if source == commit else f" (the change behind {commit[:12]})"
-    return TagCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
+    return ReleaseCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
 
 
 def verify_release(
     git: g.Git, trust: TrustRoot, release: Release, *, marks: bool = True
-) -> list[TagCheck]:
+) -> list[ReleaseCheck]:
     """Every check of one release: its tag, its commit, the manifest at the tag,
     and (when `marks`) its stable and rejected tags."""
     mark_tags = [m for m in (release.stable, release.rejected) if m is not None] if marks else []
@@ -316,18 +318,18 @@ def verify_release(
     checks.append(verify_commit(git, trust, release.model, release.commit))
     text = g.read_blob(git, release.commit, manifest_path(release.model))
     if text is None:
-        checks.append(TagCheck("manifest", False, "no release.yaml at the tagged commit"))
+        checks.append(ReleaseCheck("manifest", False, "no release.yaml at the tagged commit"))
     else:
         try:
             from releasectl.manifest import schema as mf
 
             declared = mf.load(text, manifest_path(release.model), model=release.model)
         except BadInput as exc:
-            checks.append(TagCheck("manifest", False, exc.message))
+            checks.append(ReleaseCheck("manifest", False, exc.message))
         else:
             same = declared.version == release.version
             checks.append(
-                TagCheck(
+                ReleaseCheck(
                     "manifest",
                     same,
                     f"declares version {declared.version}"
@@ -338,7 +340,9 @@ def verify_release(
         if mark is not None:
             check = verify_tag(git, trust, mark)
             if check.ok and mark.commit != release.commit:
-                check = TagCheck(mark.name, False, "points at another commit than the release tag")
+                check = ReleaseCheck(
+                    mark.name, False, "points at another commit than the release tag"
+                )
             checks.append(check)
     return checks
 
