@@ -104,7 +104,8 @@ def plan_release(
             "choose a higher version",
         )
     serial = next_serial(manifest.serial)
-    changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    # A plain str: the manifest's YAML writer knows no str subclass (ModelVersion).
+    changes: dict[str, object] = {"version": str(version), "serial": serial, "rollback": None}
     pin = build(True) if build else None
     if pin is not None:
         pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
