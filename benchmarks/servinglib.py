@@ -105,7 +105,7 @@ def world(name: str, keep: bool = False) -> Iterator[World]:
     `releasectl agent stop`, then every process started here is killed by PID."""
     root = Path(tempfile.mkdtemp(prefix=f"releasectl-{name}-"))
     isolate(root)
-    from bundle_helpers import free_port
+    from releasectl.loopback import free_port
     from serving_helpers import bentoml_processes, iris_registry
 
     port = free_port()
