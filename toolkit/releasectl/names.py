@@ -26,7 +26,8 @@ class ModelName(str):
     """A model name that has passed the grammar. Made by `parse` where a name
     enters (a command's argument, a tag, a library entry point) and passed on
     as it is: parsing a `ModelName` again returns it unchecked, so a name is
-    checked once however many functions it travels through."""
+    checked once however many functions it travels through. ruamel's writer
+    represents no str subclass: what goes into YAML is `str(name)`."""
 
     __slots__ = ()
 

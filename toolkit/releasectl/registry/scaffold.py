@@ -233,9 +233,10 @@ def _from_folder(root: Path, model: str, port: int, folder: Path) -> NewModel:
 def _new_manifest(text: str, source: str, model: str, port: int) -> str:
     """The copied manifest as a new model's: never released, nothing pinned."""
     document = mf.parse_document(text, source)
-    bundle = {"bento": model, "digest": None, "archive": None, "trained": None}
+    name = str(model)  # a plain str: the manifest's YAML writer knows no ModelName
+    bundle = {"bento": name, "digest": None, "archive": None, "trained": None}
     changes: dict[str, object] = {
-        "model": model,
+        "model": name,
         "version": "0.0.0",
         "serial": 0,
         "rollback": None,
