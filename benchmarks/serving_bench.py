@@ -79,7 +79,7 @@ def timed_revert(w: World, stable: str, probe_rate: float) -> dict[str, Any]:
 def server_start(w: World, bento_dir: str, probe_rate: float) -> float:
     """A plain `bentoml serve` of the bento the agent serves, until /readyz: the cold baseline.
     Under the same probe load on the endpoint as the timed reverts, so both see the same CPU."""
-    from testing.ports import free_port
+    from releasectl.loopback import free_port
 
     probe = loadgen(w, w.url, connections=4, duration=0, rate=probe_rate)
     time.sleep(1.0)

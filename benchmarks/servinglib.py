@@ -105,8 +105,8 @@ def world(name: str, keep: bool = False) -> Iterator[World]:
     `releasectl agent stop`, then every process started here is killed by PID."""
     root = Path(tempfile.mkdtemp(prefix=f"releasectl-{name}-"))
     isolate(root)
+    from releasectl.loopback import free_port
     from testing.bentos import iris_registry
-    from testing.ports import free_port
     from testing.processes import bentoml_processes
 
     port = free_port()

@@ -18,9 +18,9 @@ import httpx
 from ruamel.yaml import YAML
 
 from releasectl.bundles import bento as bundle
+from releasectl.loopback import free_port
 from releasectl.serving.local.procs import spawn_server
 from testing.paths import FIXTURES, ROOT
-from testing.ports import free_port
 from testing.repos import Repo, git, new_repo
 
 IRIS_SRC = ROOT / "model-releases" / "iris"

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import httpx
 
+from releasectl.loopback import free_port
 from testing.bentos import READY_DEADLINE_S, STOP_GRACE_S
 from testing.paths import ROOT
-from testing.ports import free_port
 
 REPO = ROOT
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

@@ -17,6 +17,7 @@ import pytest
 
 from releasectl.bundles import image
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.loopback import free_port
 from releasectl.manifest.edits import edit
 from releasectl.manifest.schema import Manifest, load
 from testing.bentos import SETOSA, iris_registry
@@ -29,7 +30,6 @@ from testing.images import (
     storage_args,
     storage_driver,
 )
-from testing.ports import free_port
 from testing.processes import env_home
 from testing.repos import Repo
 

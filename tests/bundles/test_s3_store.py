@@ -19,8 +19,8 @@ import fsspec
 import httpx
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import SETOSA, iris_registry
-from testing.ports import free_port
 from testing.processes import state_home
 from testing.repos import Repo
 

@@ -503,8 +503,8 @@ def test_a_stopped_agent_is_reported_from_its_record_and_not_restarted(tmp_path:
     """A real iris server keeps running after its agent got SIGTERM (the next
     agent adopts it). Read commands and dry runs report it from the record and
     start nothing; `agent start` adopts it; `agent stop` names what it stops."""
+    from releasectl.loopback import free_port
     from testing.bentos import iris_registry
-    from testing.ports import free_port
     from testing.processes import bentoml_processes, state_home
 
     with state_home(tmp_path / "state") as home:

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis
 from testing.histories import release
-from testing.ports import free_port
 from testing.processes import state_home
 from testing.repos import RELEASECTL, Repo, make_key
 

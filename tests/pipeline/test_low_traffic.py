@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis, set_faults
-from testing.ports import free_port
 from testing.processes import state_home
 from testing.repos import RELEASECTL, Repo
 from testing.traffic import Load

@@ -4,6 +4,7 @@ and what `releasectl ci plan` makes of each event."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -136,6 +137,32 @@ def test_pre_commit_hook_checks_staged_manifests(iris: Repo) -> None:
     assert proc.returncode == 2 and "unknown key 'oops'" in proc.stdout
     hooks = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "entry: releasectl check-manifests" in hooks
+
+
+@pytest.mark.parametrize(
+    ("edit", "said"),
+    [
+        (lambda t: t.replace("standby: 10m", "standby: 5m"), "changed without a release"),
+        (lambda t: t.replace("serial: 1", "serial: 2"), "version 1.0.0 is not above 1.0.0"),
+        (
+            lambda t: t.replace("version: 1.0.0", "version: 0.9.0").replace(
+                "serial: 1", "serial: 2"
+            ),
+            "version 0.9.0 is not above 1.0.0",
+        ),
+        (lambda t: _bump(t).replace("serial: 2", "serial: 3"), "serial must be 2, not 3"),
+    ],
+)
+def test_pre_commit_hook_holds_the_succession_policy(
+    iris: Repo, edit: Callable[[str], str], said: str
+) -> None:
+    """The hook refuses what `check` refuses: a manifest change that is not a
+    release, a version that does not rise, a serial that is not the next one."""
+    path = iris.path / MANIFEST
+    path.write_text(edit(path.read_text()))
+    proc = iris.cli("check-manifests", MANIFEST)
+    assert proc.returncode == 2, proc.stdout
+    assert said in proc.stdout
 
 
 def _plan(repo: Repo, tmp_path: Path, name: str, ref: str, payload: dict) -> tuple[list, str]:

@@ -17,8 +17,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis, set_faults
-from testing.ports import free_port
 from testing.processes import state_home
 from testing.repos import Repo, git
 from testing.traffic import Load

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
-from testing.ports import free_port
 from testing.processes import state_home
 from testing.repos import RELEASECTL, Repo, git
 from testing.traffic import Load

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import releasectl
+from releasectl.loopback import free_port
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
 from testing.gha import Event, JobResult, RunResult, load_workflow, run_workflow
 from testing.paths import WORKFLOWS
-from testing.ports import free_port
 from testing.processes import bentoml_processes
 from testing.repos import RELEASECTL, git, make_key
 from testing.traffic import Load

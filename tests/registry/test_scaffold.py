@@ -18,12 +18,12 @@ import pytest
 from ruamel.yaml import YAML
 
 from releasectl.bundles.archive import extract
+from releasectl.loopback import free_port
 from releasectl.manifest.edits import edit, render_new
 from releasectl.manifest.schema import load
 from releasectl.registry.scaffold import TEMPLATE_PACKAGES, plan_new
 from testing.bentos import IRIS_BUNDLE_FILES, IRIS_SRC
 from testing.paths import ROOT
-from testing.ports import free_port
 from testing.processes import env_home, state_home
 from testing.repos import RELEASECTL, Repo, git, make_key
 from testing.traffic import Load
@@ -120,6 +120,49 @@ def test_new_dry_run_lists_the_files_and_writes_nothing(registry: Repo) -> None:
     assert "would create model-releases/wine/ from the model template" in out
     assert "service.py" in out and "release.yaml" in out
     assert _everything(registry.path) == before
+
+
+# --- the copies in this repository, against what init and new write -----------------
+
+
+def test_init_writes_the_workflows_this_repository_runs(registry: Repo) -> None:
+    """`.github/workflows` here is what `init` gives every registry (this
+    repository is one, holding the iris example); publish.yml is the project's
+    own. The package's templates are links to these files: a copy that drifts,
+    or an `init` that writes something else, fails here."""
+    written = registry.path / ".github/workflows"
+    ours = {p.name for p in (ROOT / ".github/workflows").iterdir()} - {"publish.yml"}
+    assert {p.name for p in written.iterdir()} == ours
+    for name in sorted(ours):
+        assert (written / name).read_bytes() == (ROOT / ".github/workflows" / name).read_bytes(), (
+            f".github/workflows/{name} differs from what `releasectl init` writes"
+        )
+
+
+def _api(service: str) -> list[str]:
+    """The service's HTTP endpoints, and the metrics it exports."""
+    endpoints = re.findall(r"@bentoml\.api\s+def (\w+)\(", service)
+    return endpoints + re.findall(r'bentoml\.metrics\.\w+\(\s*name="(\w+)"', service)
+
+
+def test_new_iris_writes_what_the_iris_example_is_made_of(registry: Repo) -> None:
+    """The iris example is a real model and `new` writes a placeholder one
+    (docs/ARCHITECTURE.md, "New models"), but what the pipeline reads must not
+    drift apart: the same files, the same release.yaml, the same bentofile but
+    for the service's class and the pins, the same endpoints and metric."""
+    registry.ok("new", "iris")
+    new, example = registry.path / "model-releases/iris", ROOT / "model-releases/iris"
+    assert sorted(p.name for p in new.iterdir()) == sorted(p.name for p in example.iterdir())
+    assert _yaml(new / "release.yaml") == _yaml(example / "release.yaml")
+    ours, theirs = _yaml(new / "bentofile.yaml"), _yaml(example / "bentofile.yaml")
+    for doc in (ours, theirs):
+        doc.pop("service")
+        doc["python"].pop("packages")
+    assert ours == theirs
+    assert _api((new / "service.py").read_text()) == _api((example / "service.py").read_text())
+    assert _api((example / "service.py").read_text()) == [
+        "predict", "feedback", "iris_rolling_accuracy"
+    ]  # fmt: skip
 
 
 # --- from another model -------------------------------------------------------------

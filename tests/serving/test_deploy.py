@@ -15,8 +15,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_faults
-from testing.ports import free_port
 from testing.processes import bentoml_processes, state_home
 from testing.repos import RELEASECTL, Repo
 from testing.traffic import Load

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from releasectl.loopback import free_port
 from testing.bentos import iris_registry
-from testing.ports import free_port
 from testing.processes import bentoml_processes, state_home
 from testing.repos import Repo
 

@@ -10,7 +10,11 @@ if TYPE_CHECKING:
 
 from releasectl.errors import BadInput
 
-MODEL_RE = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MODEL_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+MODEL_RE = re.compile(MODEL_PATTERN)
+# A content digest as manifests, stores and bundles write it, and its bare hex.
+SHA256_HEX_PATTERN = r"^[0-9a-f]{64}$"
+DIGEST_PATTERN = r"^sha256:[0-9a-f]{64}$"
 REGISTRY_DIR = "model-releases"
 MANIFEST = "release.yaml"
 
@@ -18,14 +22,30 @@ Kind = Literal["release", "stable", "rejected"]
 KINDS: tuple[Kind, ...] = ("release", "stable", "rejected")
 
 
-def check_model(name: str) -> str:
-    if not MODEL_RE.fullmatch(name):
-        raise BadInput(
-            f"invalid model name {name!r}",
-            "use a lower-case DNS label: a-z, 0-9 and '-', 1-63 characters, "
-            "starting and ending with a letter or digit",
-        )
-    return name
+class ModelName(str):
+    """A model name that has passed the grammar. Made by `parse` where a name
+    enters (a command's argument, a tag, a library entry point) and passed on
+    as it is: parsing a `ModelName` again returns it unchecked, so a name is
+    checked once however many functions it travels through. ruamel's writer
+    represents no str subclass: what goes into YAML is `str(name)`."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> ModelName:
+        if isinstance(text, ModelName):
+            return text
+        if not MODEL_RE.fullmatch(text):
+            raise BadInput(
+                f"invalid model name {text!r}",
+                "use a lower-case DNS label: a-z, 0-9 and '-', 1-63 characters, "
+                "starting and ending with a letter or digit",
+            )
+        return cls(text)
+
+
+def check_model(name: str) -> ModelName:
+    return ModelName.parse(name)
 
 
 def parse_version(text: str) -> semver.Version:
@@ -45,7 +65,23 @@ def parse_version(text: str) -> semver.Version:
     return version
 
 
+class ModelVersion(str):
+    """A version as the registry writes it (`1.4.0`, never `v1.4.0`) that has
+    passed `parse_version`; like `ModelName`, parsed once where it enters."""
+
+    __slots__ = ()
+
+    @classmethod
+    def parse(cls, text: str) -> ModelVersion:
+        if isinstance(text, ModelVersion):
+            return text
+        parse_version(text)
+        return cls(text)
+
+
 def check_version(text: str) -> str:
+    """The version as given (a plain `str`: the manifest's schema keeps it, and
+    its YAML writer knows no str subclasses), once it parses."""
     parse_version(text)
     return text
 
@@ -111,8 +147,8 @@ def model_tag_refspecs(model: str) -> list[str]:
 
 class TagName(NamedTuple):
     kind: Kind
-    model: str
-    version: str
+    model: ModelName
+    version: ModelVersion
 
 
 def parse_tag(name: str) -> TagName | None:
@@ -121,11 +157,9 @@ def parse_tag(name: str) -> TagName | None:
     parts = name.split("/")
     if len(parts) != 3 or parts[0] not in KINDS or not parts[2].startswith("v"):
         return None
-    kind, model, version = parts[0], parts[1], parts[2][1:]
-    if not MODEL_RE.fullmatch(model):
-        return None
     try:
-        parse_version(version)
+        model, version = ModelName.parse(parts[1]), ModelVersion.parse(parts[2][1:])
     except BadInput:
         return None
+    kind: Kind = parts[0]  # one of KINDS, checked above
     return TagName(kind, model, version)

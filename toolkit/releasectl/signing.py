@@ -72,11 +72,11 @@ class TrustRoot:
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}")
 # Verdicts on immutable objects (commit and tag ids) under one trust root, for
 # the life of the process: `revert --deploy` checks the same release twice.
-_verified: dict[tuple[str, ...], Verdict] = {}
+_verified: dict[tuple[str, ...], SignatureVerdict] = {}
 
 
 @dataclass(frozen=True)
-class Verdict:
+class SignatureVerdict:
     ok: bool
     signer: str | None  # the principal the signature proves, when it proves one
     reason: str  # why not, or how
@@ -157,7 +157,9 @@ def _read_override(path: str) -> str:
         raise OperationFailed(f"cannot read the trust root {path}: {exc.strerror}") from None
 
 
-def check_commits(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[str, Verdict]:
+def check_commits(
+    git: g.Git, trust: TrustRoot, commits: Sequence[str]
+) -> dict[str, SignatureVerdict]:
     """Verify commits' signatures in one `git log` call: good, and by an allowed
     principal equal to the committer's e-mail."""
     if not commits:
@@ -169,7 +171,7 @@ def check_commits(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[
     out = trust.verifier(git).out(
         "log", "--no-walk=unsorted", "--format=%H%x00%ce%x00%G?%x00%GS%x00%GF%x00%GP%x00", *commits
     )
-    verdicts: dict[str, Verdict] = {}
+    verdicts: dict[str, SignatureVerdict] = {}
     for record in out.split("\0\n"):
         fields = record.strip("\n").split("\0")
         if len(fields) < 6:
@@ -177,32 +179,36 @@ def check_commits(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[
         sha, email, status, signer, fpr, primary = fields[:6]
         verdicts[sha] = _judge(trust, status, signer, email, [fpr, primary])
     for commit in commits:
-        verdicts.setdefault(commit, Verdict(False, None, "commit not found"))
+        verdicts.setdefault(commit, SignatureVerdict(False, None, "commit not found"))
         _verified[(trust.key, commit)] = verdicts[commit]
     return {**known, **verdicts}
 
 
-def _judge(trust: TrustRoot, status: str, signer: str, email: str, fprs: list[str]) -> Verdict:
+def _judge(
+    trust: TrustRoot, status: str, signer: str, email: str, fprs: list[str]
+) -> SignatureVerdict:
     if status == "N":
-        return Verdict(False, None, "not signed")
+        return SignatureVerdict(False, None, "not signed")
     if status not in ("G", "U"):
-        return Verdict(False, None, f"bad or unverifiable signature (git status {status})")
+        return SignatureVerdict(False, None, f"bad or unverifiable signature (git status {status})")
     # git reports an SSH key's fingerprint as "SHA256:…": only then is the
     # signer a principal of the allowed-signers file. For OpenPGP, %GS is the
     # key's user id, which anyone can choose; only a listed fingerprint counts.
     ssh = fprs[0].startswith("SHA256:")
     if ssh and status == "G" and signer == email:
-        return Verdict(True, signer, "good SSH signature by an allowed signer")
+        return SignatureVerdict(True, signer, "good SSH signature by an allowed signer")
     if not ssh and trust.allows_openpgp(email, fprs):
-        return Verdict(True, email, "good OpenPGP signature by an allowed key")
+        return SignatureVerdict(True, email, "good OpenPGP signature by an allowed key")
     if not ssh:
-        return Verdict(False, None, "signed by an OpenPGP key not allowed for its committer")
+        return SignatureVerdict(
+            False, None, "signed by an OpenPGP key not allowed for its committer"
+        )
     if status == "G" and signer and signer != email:
-        return Verdict(False, signer, f"signed by {signer}, not by its committer {email}")
-    return Verdict(False, None, "signed by a key that is not in the allowed signers")
+        return SignatureVerdict(False, signer, f"signed by {signer}, not by its committer {email}")
+    return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
 
 
-def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
+def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
     """A tag's signature: good, and by an allowed principal equal to its tagger.
     Given a tag object's id (immutable), the verdict is remembered."""
     memo = (trust.key, ref, tagger_email) if _OBJECT_ID.fullmatch(ref) else None
@@ -226,7 +232,7 @@ def start_tag_checks(git: g.Git, trust: TrustRoot, tags: Sequence[tuple[str, str
             _running[memo] = trust.verifier(git).start("verify-tag", "--raw", obj)
 
 
-def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
+def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
     pending = _running.pop((trust.key, ref, tagger_email), None)
     if pending is not None:
         stdout, stderr = pending.proc.communicate()
@@ -235,23 +241,25 @@ def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Ver
         result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)
         text = result.stderr + result.stdout
     if "no signature found" in text:
-        return Verdict(False, None, "not signed")
+        return SignatureVerdict(False, None, "not signed")
     ssh = _SSH_GOOD.search(text)
     if ssh:
         principal = ssh.group(1)
         if principal != tagger_email:
-            return Verdict(
+            return SignatureVerdict(
                 False, principal, f"signed by {principal}, not by its tagger {tagger_email}"
             )
-        return Verdict(True, principal, "good SSH signature by an allowed signer")
+        return SignatureVerdict(True, principal, "good SSH signature by an allowed signer")
     gpg = _GPG_VALID.search(text) or _GPG_VALID_SHORT.search(text)
     if gpg and "[GNUPG:] GOODSIG" in text:
         if trust.allows_openpgp(tagger_email, list(gpg.groups())):
-            return Verdict(True, tagger_email, "good OpenPGP signature by an allowed key")
-        return Verdict(False, None, "signed by an OpenPGP key that is not allowed for its tagger")
+            return SignatureVerdict(True, tagger_email, "good OpenPGP signature by an allowed key")
+        return SignatureVerdict(
+            False, None, "signed by an OpenPGP key that is not allowed for its tagger"
+        )
     if 'Good "git" signature with' in text:
-        return Verdict(False, None, "signed by a key that is not in the allowed signers")
-    return Verdict(False, None, "bad signature")
+        return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
+    return SignatureVerdict(False, None, "bad signature")
 
 
 def signing_format(git: g.Git) -> str:

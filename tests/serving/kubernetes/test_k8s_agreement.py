@@ -26,6 +26,7 @@ import pytest
 
 from releasectl.analysis.engine import Judgement, run_analysis
 from releasectl.analysis.sources import PrometheusSource
+from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import parse_duration
 from releasectl.serving.kubernetes.analysis_template import (
@@ -35,7 +36,6 @@ from releasectl.serving.kubernetes.analysis_template import (
 )
 from testing.argo import run_metric
 from testing.bentos import build_iris, copy_iris_sources, serving
-from testing.ports import free_port
 from testing.prometheus import prometheus_scraping, prometheus_values
 from testing.traffic import Load
 

@@ -20,10 +20,10 @@ import psutil
 import pytest
 
 from releasectl.errors import OperationFailed
+from releasectl.loopback import free_port
 from releasectl.serving.local import DeployRequest, LocalTarget, envs
 from releasectl.serving.local.state import Paths, load_state
 from testing.bentos import build_bento
-from testing.ports import free_port
 from testing.processes import kill_all, processes_under, wait_until
 from testing.traffic import Traffic, ask_version
 

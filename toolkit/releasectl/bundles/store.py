@@ -24,11 +24,12 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.names import DIGEST_PATTERN, SHA256_HEX_PATTERN
 
 SIDECAR_SUFFIX = ".json"
 _KEY_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
-_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
-_HEX = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST = re.compile(DIGEST_PATTERN)
+_HEX = re.compile(SHA256_HEX_PATTERN)
 WEIGHTS = "weights"
 BUNDLES = "bundles"
 _CHUNK = 1 << 20

@@ -18,6 +18,7 @@ from releasectl.bundles.build import build_sources, explain_mismatch, recorded_f
 from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
+from releasectl.pipeline.succession import Succession
 from releasectl.registry import history as reg
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import check_commits, trust_root
@@ -170,22 +171,21 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
         except ReleasectlError:
             before = None
         if before is not None:
-            rises = parse_version(manifest.version) > parse_version(before.version)
+            step = Succession.between(before, manifest)
             report.add(
                 model,
                 "version",
-                rises,
+                step.version_rises,
                 f"{before.version} -> {manifest.version}"
-                + ("" if rises else ": the version must rise"),
+                + ("" if step.version_rises else ": the version must rise"),
                 REFUSED,
             )
-            serial_ok = manifest.serial == before.serial + 1
             report.add(
                 model,
                 "serial",
-                serial_ok,
+                step.serial_follows,
                 f"{before.serial} -> {manifest.serial}"
-                + ("" if serial_ok else f": must be {before.serial + 1}"),
+                + ("" if step.serial_follows else f": must be {step.expected_serial}"),
                 REFUSED,
             )
     _check_rendered(git, report, model, manifest)

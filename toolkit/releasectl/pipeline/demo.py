@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -17,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from releasectl import loopback
 from releasectl.errors import OperationFailed
 
 Say = Callable[[str], None]
@@ -75,12 +75,6 @@ class Traffic:
 
     def total(self, start: float, end: float) -> int:
         return sum(1 for t, _, _ in self.seen if start <= t < end)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Demo:
@@ -154,8 +148,8 @@ class Demo:
         self.sh("git", "push", "-q", "-u", "origin", "main", show=False)
 
     def run(self) -> None:
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
+        port = loopback.free_port()
+        url = loopback.url(port)
         try:
             self.step("A registry: throwaway SSH key, bare remote, `releasectl new iris`")
             self.setup(port)

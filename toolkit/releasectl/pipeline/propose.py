@@ -14,7 +14,8 @@ from pathlib import Path
 from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
-from releasectl.names import MANIFEST, REGISTRY_DIR, check_model, model_dir, parse_version
+from releasectl.names import MANIFEST, REGISTRY_DIR, ModelName, model_dir
+from releasectl.pipeline.succession import Succession
 from releasectl.registry.landing import head, land_on_new_branch, require_clean
 from releasectl.registry.release import Prebuild, plan_release
 from releasectl.signing import TrustRoot, check_signing_key, trust_root
@@ -49,7 +50,7 @@ def propose(
     """The release of MODEL VERSION on a new branch made from the current HEAD
     (so a feature branch's commits are in it); `base` is only the branch the
     pull request targets, whose signers judge it, as `releasectl check` does."""
-    check_model(model)
+    model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     start = head(git)
     target = _target(git, base)
@@ -147,10 +148,11 @@ def check_manifest_files(git: g.Git, files: list[str]) -> list[str]:
             before = mf.load(before_text, name, model=model)
         except ReleasectlError:
             continue
-        if manifest.version == before.version and manifest.serial == before.serial:
+        step = Succession.between(before, manifest)
+        if step.unchanged:
             problems.append(f"{name}: changed without a release: raise version and serial")
-        elif parse_version(manifest.version) <= parse_version(before.version):
+        elif not step.version_rises:
             problems.append(f"{name}: version {manifest.version} is not above {before.version}")
-        elif manifest.serial != before.serial + 1:
-            problems.append(f"{name}: serial must be {before.serial + 1}, not {manifest.serial}")
+        elif not step.serial_follows:
+            problems.append(f"{name}: serial must be {step.expected_serial}, not {manifest.serial}")
     return problems

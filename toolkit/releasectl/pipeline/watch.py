@@ -40,7 +40,7 @@ from releasectl.pipeline import outcomes as out
 from releasectl.registry import history as reg
 from releasectl.registry.landing import Landed
 from releasectl.registry.release import mark_stable
-from releasectl.registry.revert import Outcome, revert
+from releasectl.registry.revert import RevertResult, revert
 from releasectl.serving import recovery as rec
 from releasectl.serving.deploy import deploy
 from releasectl.signing import check_signing_key
@@ -59,7 +59,7 @@ class Watched:
     version: str
     verdict: AnalysisVerdict
     action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
-    revert: Outcome | None = None
+    revert: RevertResult | None = None
     deployed_version: str | None = None
     outcome: out.WatchOutcome | None = None
 
@@ -209,7 +209,7 @@ def _act(
     out.save(outcome)  # what was done so far survives a kill from here on
 
     # Record second: the signed revert and rejected tag, pushed when there is a remote.
-    reverted: Outcome | None = None
+    reverted: RevertResult | None = None
     if recovery.stable is not None:
         reverted, error = _record_revert(
             git, model, revert_reason(verdict), push, record_timeout, say
@@ -275,7 +275,7 @@ def _recorded(outcome: out.WatchOutcome, landed: Landed | None) -> None:
 
 def _record_revert(
     git: g.Git, model: str, reason: str, push: bool, timeout: float, say: Say
-) -> tuple[Outcome | None, str | None]:
+) -> tuple[RevertResult | None, str | None]:
     """The revert, landed; a push the remote refuses is tried again with backoff
     until `timeout`. Never raises: the caller reports what could not be done."""
     deadline = time.monotonic() + timeout

@@ -16,15 +16,21 @@ from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.names import (
     KINDS,
     REGISTRY_DIR,
+    ModelName,
     TagName,
-    check_model,
     manifest_path,
     model_dir,
     parse_tag,
     parse_version,
     tag_prefixes,
 )
-from releasectl.signing import TrustRoot, Verdict, check_commits, check_tag, start_tag_checks
+from releasectl.signing import (
+    SignatureVerdict,
+    TrustRoot,
+    check_commits,
+    check_tag,
+    start_tag_checks,
+)
 
 if TYPE_CHECKING:
     from releasectl.manifest.schema import Manifest
@@ -146,7 +152,7 @@ def discard_prefetched() -> None:
 def prefetch(git: g.Git, model: str, rev: str = "HEAD") -> None:
     """Start the two reads `history` needs, so that they run while the caller
     imports what it needs next (pydantic, ruamel: ~100 ms of a command)."""
-    check_model(model)
+    model = ModelName.parse(model)
     rev = _commit_id(git, rev)
     key = (str(git.cwd), model, rev)
     if key not in _started:
@@ -164,7 +170,7 @@ def _commit_id(git: g.Git, rev: str) -> str:
 
 
 def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
-    check_model(model)
+    model = ModelName.parse(model)
     rev = _commit_id(git, rev)
     prefetch(git, model, rev)  # the two reads are independent: side by side
     refs, commits = _started.pop((str(git.cwd), model, rev))
@@ -239,7 +245,7 @@ def _neg_version_key(version: str) -> tuple[int, ...]:
 
 def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[Manifest, str]:
     """The manifest a branch declares for `model` at `rev`, and its text."""
-    check_model(model)
+    model = ModelName.parse(model)
     path = manifest_path(model)
     text = g.read_blob(git, rev, path)
     if text is None:
@@ -259,7 +265,9 @@ def list_models(git: g.Git, rev: str = "HEAD") -> list[str]:
 
 
 @dataclass(frozen=True)
-class Check:
+class ReleaseCheck:
+    """One check of a release: its tag, its commit, its manifest or a mark."""
+
     name: str
     ok: bool
     detail: str
@@ -269,17 +277,17 @@ def prefetch_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> None:
     start_tag_checks(git, trust, [(t.object, t.tagger) for t in tags if t.annotated])
 
 
-def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Check:
+def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> ReleaseCheck:
     """Strict: annotated, the name inside equals the ref, good signature by an
     allowed principal that is the tagger."""
     if not tag.annotated:
-        return Check(tag.name, False, "lightweight tag (not annotated, not signed)")
+        return ReleaseCheck(tag.name, False, "lightweight tag (not annotated, not signed)")
     if tag.inner_name != tag.name:
-        return Check(
+        return ReleaseCheck(
             tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
         )
     verdict = check_tag(git, trust, tag.object, tag.tagger)
-    return Check(tag.name, verdict.ok, verdict.reason)
+    return ReleaseCheck(tag.name, verdict.ok, verdict.reason)
 
 
 def release_commit(git: g.Git, model: str, commit: str) -> str:
@@ -291,16 +299,16 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
     return last
 
 
-def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> Check:
+def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> ReleaseCheck:
     source = release_commit(git, model, commit)
-    verdict: Verdict = check_commits(git, trust, [source])[source]
+    verdict: SignatureVerdict = check_commits(git, trust, [source])[source]
     behind = "" if source == commit else f" (the change behind {commit[:12]})"
-    return Check(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
+    return ReleaseCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
 
 
 def verify_release(
     git: g.Git, trust: TrustRoot, release: Release, *, marks: bool = True
-) -> list[Check]:
+) -> list[ReleaseCheck]:
     """Every check of one release: its tag, its commit, the manifest at the tag,
     and (when `marks`) its stable and rejected tags."""
     mark_tags = [m for m in (release.stable, release.rejected) if m is not None] if marks else []
@@ -310,18 +318,18 @@ def verify_release(
     checks.append(verify_commit(git, trust, release.model, release.commit))
     text = g.read_blob(git, release.commit, manifest_path(release.model))
     if text is None:
-        checks.append(Check("manifest", False, "no release.yaml at the tagged commit"))
+        checks.append(ReleaseCheck("manifest", False, "no release.yaml at the tagged commit"))
     else:
         try:
             from releasectl.manifest import schema as mf
 
             declared = mf.load(text, manifest_path(release.model), model=release.model)
         except BadInput as exc:
-            checks.append(Check("manifest", False, exc.message))
+            checks.append(ReleaseCheck("manifest", False, exc.message))
         else:
             same = declared.version == release.version
             checks.append(
-                Check(
+                ReleaseCheck(
                     "manifest",
                     same,
                     f"declares version {declared.version}"
@@ -332,7 +340,9 @@ def verify_release(
         if mark is not None:
             check = verify_tag(git, trust, mark)
             if check.ok and mark.commit != release.commit:
-                check = Check(mark.name, False, "points at another commit than the release tag")
+                check = ReleaseCheck(
+                    mark.name, False, "points at another commit than the release tag"
+                )
             checks.append(check)
     return checks
 

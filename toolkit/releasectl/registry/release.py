@@ -15,7 +15,8 @@ from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
-from releasectl.names import check_model, manifest_path, model_dir, parse_version, tag_name
+from releasectl.names import ModelName, manifest_path, model_dir, parse_version, tag_name
+from releasectl.pipeline.succession import next_serial, version_rises
 from releasectl.progress import Progress
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
@@ -37,7 +38,7 @@ from releasectl.signing import TrustRoot, trust_root
 
 
 @dataclass(frozen=True)
-class Plan:
+class ReleasePlan:
     model: str
     version: str
     serial: int
@@ -63,12 +64,12 @@ def plan_release(
     version: str,
     base: str,
     build: Callable[[bool], Pin | None] | None = None,
-) -> Plan:
+) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
     release never trains: it must build to what the pull request pinned."""
-    check_model(model)
+    model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
     history = reg.history(git, model, base)
@@ -99,15 +100,16 @@ def plan_release(
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
-        return Plan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
+        return ReleasePlan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
 
-    if wanted <= parse_version(manifest.version):
+    if not version_rises(manifest.version, version):
         raise Refused(
             f"{model} {version} is not greater than the current version {manifest.version}",
             "choose a higher version",
         )
-    serial = manifest.serial + 1
-    changes: dict[str, object] = {"version": version, "serial": serial, "rollback": None}
+    serial = next_serial(manifest.serial)
+    # A plain str: the manifest's YAML writer knows no str subclass (ModelVersion).
+    changes: dict[str, object] = {"version": str(version), "serial": serial, "rollback": None}
     # Before the build: a refusal costs milliseconds.
     _require_image(git, manifest, builds(git, model, base, None) if build else False)
     pin = build(True) if build else None
@@ -138,7 +140,7 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path, *desired.sync_paths(rendered)),
     )
-    return Plan(model, version, serial, change, pin=pin)
+    return ReleasePlan(model, version, serial, change, pin=pin)
 
 
 def _require_image(git: g.Git, manifest: mf.Manifest, builds_bundle: bool) -> None:
@@ -169,7 +171,7 @@ def release(
     build: bool | None = None,
     retrain: bool = False,
     progress: Progress | None = None,
-) -> tuple[Plan, Landed]:
+) -> tuple[ReleasePlan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
     sources first, stored, and its content digest pinned in the release
@@ -177,14 +179,15 @@ def release(
     `bundle.train` runs when its pinned weights are missing, were trained
     from other sources, or `retrain` asks for it."""
     branch = require_branch(git)
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
         builder = Prebuild(
             git, model, version, build, Path(tmp), retrain=retrain, progress=progress
         )
         try:
             if push:
-                plans: list[Plan] = []
+                plans: list[ReleasePlan] = []
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
@@ -206,13 +209,14 @@ def release(
 
 def preview_release(
     git: g.Git, model: str, version: str, *, push: bool = False
-) -> tuple[Plan, str | None]:
+) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
     built (that writes to the store): a failing build shows only in the real
     run, which builds once every other check has passed."""
     branch = require_branch(git)
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
     p = plan_release(git, trust_root(git, base), model, version, base)
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
@@ -307,17 +311,17 @@ def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
 
 
 @dataclass(frozen=True)
-class Preview:
+class ReleasePreview:
     """What `release --dry-run` reports: the plan, and whether bundle.train
     would run first (then the bundle's digest is known only after training)."""
 
-    plan: Plan
+    plan: ReleasePlan
     trains: bool = False
 
 
 def preview(
     git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
-) -> Preview:
+) -> ReleasePreview:
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
     manifest pins, in a temporary BentoML home, and stored nowhere; its digest
@@ -342,13 +346,13 @@ def preview(
             return Pin(built.digest, store.bundle_key(built.digest))
 
         p = plan_release(git, trust_root(git, base), model, version, base, build_only)
-    return Preview(p, trains)
+    return ReleasePreview(p, trains)
 
 
 def plan_mark_stable(
     git: g.Git, trust: TrustRoot, model: str, version: str, base: str
 ) -> tuple[reg.Release, Change | None]:
-    check_model(model)
+    model = ModelName.parse(model)
     parse_version(version)
     history = reg.history(git, model, base)
     target = history.get(version)

@@ -16,13 +16,14 @@ from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import (
-    check_model,
+    ModelName,
+    ModelVersion,
     check_reason,
-    check_version,
     manifest_path,
     model_dir,
     tag_name,
 )
+from releasectl.pipeline.succession import next_serial
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -42,7 +43,7 @@ from releasectl.signing import TrustRoot, trust_root
 
 
 @dataclass(frozen=True)
-class Plan:
+class RevertPlan:
     model: str
     from_version: str
     to_version: str
@@ -74,11 +75,11 @@ def plan(
     who: str,
     now: datetime | None = None,
     trust: TrustRoot | None = None,
-) -> Plan:
-    check_model(model)
+) -> RevertPlan:
+    model = ModelName.parse(model)
     check_reason(reason)
     if to is not None:
-        check_version(to)
+        to = ModelVersion.parse(to)
     manifest, _ = reg.current(git, model, base)
     history = reg.history(git, model, base)
     trust = trust or trust_root(git, base)
@@ -91,16 +92,19 @@ def plan(
         rejected = history.get(manifest.rollback.from_) if manifest.rollback else None
         if rejected is not None and rejected.rejected is not None:
             note += f" ({rejected.version} was reverted, {rejected.rejected.name} exists)"
-        return Plan(model, manifest.version, target.version, base, manifest.serial, None, "", note)
+        return RevertPlan(
+            model, manifest.version, target.version, base, manifest.serial, None, "", note
+        )
 
     reg.require_verified(git, trust, target)
 
     stable_text = g.read_blob(git, target.commit, manifest_path(model))
     assert stable_text is not None  # require_verified read it
-    serial = manifest.serial + 1
+    serial = next_serial(manifest.serial)
     record = {
-        "from": manifest.version,
-        "to": target.version,
+        # Plain strings: the manifest's YAML writer knows no str subclasses.
+        "from": str(manifest.version),
+        "to": str(target.version),
         "reason": reason,
         "at": (now or datetime.now(UTC)).replace(microsecond=0).isoformat(),
         "by": who,
@@ -138,7 +142,7 @@ def plan(
         tags=tags,
         sync_paths=(model_dir(model), *(folder for folder, tree in trees if tree is not None)),
     )
-    return Plan(
+    return RevertPlan(
         model, manifest.version, target.version, base, serial, change, message, rendered=rendered
     )
 
@@ -218,7 +222,7 @@ def _message(
     )
 
 
-def diff(git: g.Git, p: Plan) -> str:
+def diff(git: g.Git, p: RevertPlan) -> str:
     """What the revert would change, without writing any object."""
     assert p.change is not None
     path = manifest_path(p.model)
@@ -246,8 +250,8 @@ def diff(git: g.Git, p: Plan) -> str:
 
 
 @dataclass(frozen=True)
-class Outcome:
-    plan: Plan
+class RevertResult:
+    plan: RevertPlan
     landed: Landed | None  # None: nothing was written
 
 
@@ -258,13 +262,14 @@ def preview(
     to: str | None = None,
     reason: str = "rollback",
     push: bool = False,
-) -> tuple[Plan, str | None]:
+) -> tuple[RevertPlan, str | None]:
     """`revert --dry-run`: the refusals of `revert`, in its order, and its plan;
     returns the plan and a note (see `dry_run_base`). Nothing is written."""
     check_reason(reason)
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
-    require_clean(git, model_dir(check_model(model)))
+    model = ModelName.parse(model)
+    require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=False)
     p = plan(git, model, base, to=to, reason=reason, who=who)
     if p.change is not None:
@@ -280,7 +285,7 @@ def revert(
     reason: str = "rollback",
     push: bool = False,
     leave_local: bool = False,
-) -> Outcome:
+) -> RevertResult:
     """Plan and land a revert; with `push`, on the remote's tip, retried as it moves.
     With `leave_local` (and `push`), unpushed local commits are neither refused
     nor published: the revert is made on the remote's tip and the local branch
@@ -288,7 +293,7 @@ def revert(
     check_reason(reason)  # before anything is fetched or written
     branch = require_branch(git)
     who = g.config_get(git, "user.email") or "unknown"
-    check_model(model)
+    model = ModelName.parse(model)
     if not (push and leave_local):
         # Only a fast-forward touches the working tree then, which git refuses
         # by itself when it would overwrite local edits.
@@ -298,10 +303,10 @@ def revert(
         trust = trust_root(git, base)
         p = plan(git, model, base, to=to, reason=reason, who=who, trust=trust)
         if p.change is None:
-            return Outcome(p, None)
-        return Outcome(p, land_local(git, trust, branch, p.change))
+            return RevertResult(p, None)
+        return RevertResult(p, land_local(git, trust, branch, p.change))
 
-    plans: list[Plan] = []
+    plans: list[RevertPlan] = []
     trusts: dict[str, TrustRoot] = {}
 
     def trust_at(tip: str) -> TrustRoot:
@@ -314,4 +319,4 @@ def revert(
         return plans[-1].change
 
     landed = land_pushed(git, trust_at, branch, planner, model, leave_local=leave_local)
-    return Outcome(plans[-1], landed)
+    return RevertResult(plans[-1], landed)

@@ -15,7 +15,7 @@ from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.git import ZERO
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
-from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, check_model, model_dir
+from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, ModelName, model_dir
 from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
@@ -142,7 +142,7 @@ def plan_new(
     of this registry, else a model folder relative to `cwd`) renamed for MODEL.
     Refuses a bad name, an existing folder and a source that is not a model
     folder (all exit 2)."""
-    check_model(model)
+    model = ModelName.parse(model)
     if (root / model_dir(model)).exists():
         raise BadInput(f"{model_dir(model)} already exists", "pick another name")
     port = _port(root) if port is None else port
@@ -262,9 +262,10 @@ def _from_folder(root: Path, model: str, port: int, folder: Path) -> NewModel:
 def _new_manifest(text: str, source: str, model: str, port: int) -> str:
     """The copied manifest as a new model's: never released, nothing pinned."""
     document = mf.parse_document(text, source)
-    bundle = {"bento": model, "digest": None, "archive": None, "trained": None}
+    name = str(model)  # a plain str: the manifest's YAML writer knows no ModelName
+    bundle = {"bento": name, "digest": None, "archive": None, "trained": None}
     changes: dict[str, object] = {
-        "model": model,
+        "model": name,
         "version": "0.0.0",
         "serial": 0,
         "rollback": None,

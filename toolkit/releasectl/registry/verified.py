@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from releasectl import git as g
 from releasectl.names import manifest_path, parse_version
 from releasectl.registry import history as reg
-from releasectl.signing import TrustRoot, Verdict, check_commits
+from releasectl.signing import SignatureVerdict, TrustRoot, check_commits
 
 if TYPE_CHECKING:
     from semver import Version
@@ -145,7 +145,7 @@ def _judge_one(
     release: reg.Release,
     tags: dict[str, Judged],
     sources: dict[str, str],
-    commit_verdicts: dict[str, Verdict],
+    commit_verdicts: dict[str, SignatureVerdict],
     text: str | None,
 ) -> Judged:
     tag = tags[release.tag.name]

@@ -27,14 +27,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
+from releasectl import loopback
 from releasectl.bundles.build import fetch_bundle, store_for
 from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
 from releasectl.errors import OperationFailed, Refused
 from releasectl.manifest import schema as mf
-from releasectl.names import check_model, check_version, manifest_path, model_dir, tag_name
+from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
+from releasectl.serving.release_ref import ReleaseRef
 from releasectl.signing import TrustRoot, check_commits, trust_root
 
 if TYPE_CHECKING:
@@ -43,7 +45,7 @@ if TYPE_CHECKING:
 
 
 @dataclass(frozen=True)
-class State:
+class DeployState:
     """A release state to deploy: a commit and the manifest it declares."""
 
     model: str
@@ -57,11 +59,21 @@ class State:
         # A rollback record alone is only text; the revert must verify.
         return self.verified_revert
 
+    def release_ref(self) -> ReleaseRef:
+        """The release this state declares, as the target is asked to serve it."""
+        return ReleaseRef(
+            version=self.manifest.version,
+            digest=self.manifest.bundle.digest or "",
+            commit=self.commit,
+            serial=self.manifest.serial,
+            fast_track=self.fast_track,
+        )
 
-def resolve(git: g.Git, model: str, version: str | None = None) -> State:
-    check_model(model)
+
+def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
+    model = ModelName.parse(model)
     if version is not None:
-        check_version(version)  # bad input (exit 2), not "no such release"
+        version = ModelVersion.parse(version)  # bad input (exit 2), not "no such release"
     rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
     commit = g.rev_parse(git, rev)
     if commit is None:
@@ -76,7 +88,7 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> State:
         manifest.rollback is not None
         and revert_problem(git, trust_root(git), model, commit, manifest) is None
     )
-    return State(model, commit, manifest, verified)
+    return DeployState(model, commit, manifest, verified)
 
 
 REVERT_TRAILERS = ("Releasectl-Model", "Releasectl-Revert-From", "Releasectl-Revert-To")
@@ -127,7 +139,7 @@ def revert_problem(
     return None
 
 
-def check_trust(git: g.Git, trust: TrustRoot, state: State) -> reg.Release:
+def check_trust(git: g.Git, trust: TrustRoot, state: DeployState) -> reg.Release:
     """The state's commit is vouched for by an allowed signer, and the release
     it declares verifies strictly; returns that release."""
     check = reg.verify_commit(git, trust, state.model, state.commit)
@@ -140,7 +152,7 @@ def check_trust(git: g.Git, trust: TrustRoot, state: State) -> reg.Release:
     return release
 
 
-def check_policy(git: g.Git, trust: TrustRoot, state: State, release: reg.Release) -> None:
+def check_policy(git: g.Git, trust: TrustRoot, state: DeployState, release: reg.Release) -> None:
     """A verified `rejected/` release is never deployed, and neither is a state
     or release off the current branch, however good its tag (docs/ARCHITECTURE.md,
     "The deploy gate"): the branch is the desired state."""
@@ -172,7 +184,7 @@ def check_policy(git: g.Git, trust: TrustRoot, state: State, release: reg.Releas
 
 
 def gate(
-    git: g.Git, state: State, deployed_serial: int | None, deployed_commit: str | None
+    git: g.Git, state: DeployState, deployed_serial: int | None, deployed_commit: str | None
 ) -> None:
     if deployed_commit is None or deployed_serial is None or deployed_commit == state.commit:
         return
@@ -193,13 +205,13 @@ def gate(
         )
 
 
-def _cached(state: State) -> Path:
+def _cached(state: DeployState) -> Path:
     """Where the state's bundle is (or will be) extracted, by content digest."""
     digest = state.manifest.bundle.digest or ""
     return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
 
 
-def _pinned(state: State) -> str:
+def _pinned(state: DeployState) -> str:
     pinned = state.manifest.bundle.digest
     if pinned is None:
         raise OperationFailed(
@@ -209,7 +221,7 @@ def _pinned(state: State) -> str:
     return pinned
 
 
-def _stored(git: g.Git, state: State, pinned: str) -> tuple[ArtifactStore, str]:
+def _stored(git: g.Git, state: DeployState, pinned: str) -> tuple[ArtifactStore, str]:
     """The store and key of the state's bundle, refused when it is not there."""
     store = store_for(git)
     # Content-addressed: the pin names the key, whatever `bundle.archive` says.
@@ -224,7 +236,7 @@ def _stored(git: g.Git, state: State, pinned: str) -> tuple[ArtifactStore, str]:
     return store, key
 
 
-def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Path:
+def bundle_dir(git: g.Git, state: DeployState, progress: Progress | None = None) -> Path:
     """The state's bundle, extracted and digest-checked, ready to serve."""
     pinned = _pinned(state)
     target = _cached(state)
@@ -251,7 +263,7 @@ def bundle_dir(git: g.Git, state: State, progress: Progress | None = None) -> Pa
 
 
 @contextlib.contextmanager
-def model_lock(model: str, state: State) -> Iterator[None]:
+def model_lock(model: str, state: DeployState) -> Iterator[None]:
     """One deploy of a model at a time, whoever starts it (two CI runs, an
     operator, a watcher): the gate must see what the other one deployed.
     Each holder appends a line to `locks/<model>.jsonl`, the deploy journal."""
@@ -284,7 +296,9 @@ def model_lock(model: str, state: State) -> Iterator[None]:
         # closing the lock file releases the lock, after the journal line
 
 
-def _prepare(git: g.Git, model: str, version: str | None) -> tuple[State, TrustRoot, reg.Release]:
+def _prepare(
+    git: g.Git, model: str, version: str | None
+) -> tuple[DeployState, TrustRoot, reg.Release]:
     """What `deploy` checks before it looks at the target: the state, its
     target kind, and that its commit and release verify."""
     state = resolve(git, model, version)
@@ -300,7 +314,7 @@ def _prepare(git: g.Git, model: str, version: str | None) -> tuple[State, TrustR
 def _admit(
     git: g.Git,
     trust: TrustRoot,
-    state: State,
+    state: DeployState,
     release: reg.Release,
     target: LocalTarget,
     *,
@@ -320,7 +334,7 @@ def _admit(
     return deployed
 
 
-def _warm(state: State, deployed: ModelStatus | None) -> bool:
+def _warm(state: DeployState, deployed: ModelStatus | None) -> bool:
     """A warm server holds exactly this content, checked when it was deployed:
     a switch does not read the folder again."""
     warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
@@ -348,15 +362,11 @@ def deploy(  # type: ignore[no-untyped-def]
         folder = _cached(state) if _warm(state, deployed) else bundle_dir(git, state, progress)
         request = DeployRequest(
             model=model,
-            version=state.manifest.version,
-            digest=state.manifest.bundle.digest or "",
-            commit=state.commit,
-            serial=state.manifest.serial,
+            release=state.release_ref(),
             bento_dir=folder,
             port=state.manifest.deploy.port,
             standby_seconds=state.manifest.deploy.standby,
             ready_timeout=ready_timeout,
-            fast_track=state.fast_track,
         )
         result = target.deploy(request, progress)
     if result.switch != "none":
@@ -368,7 +378,7 @@ def deploy(  # type: ignore[no-untyped-def]
 
 
 @dataclass(frozen=True)
-class Preview:
+class DeployPreview:
     """What `deploy` would do (`deploy --dry-run`)."""
 
     model: str
@@ -387,7 +397,7 @@ class Preview:
         return {**dataclasses.asdict(self), "dry_run": True}
 
 
-def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
+def preview(git: g.Git, model: str, *, version: str | None = None) -> DeployPreview:
     """`deploy --dry-run`: every refusal of `deploy`, in its order (the state,
     its trust, the gate, the policy, the pinned bundle in the cache or the
     store), and what it would serve; nothing is started, fetched or written.
@@ -395,7 +405,6 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
     read from its state file. The stored archive's own digest is checked by
     the deploy that fetches it, before anything serves it."""
     from releasectl.serving.local import LocalTarget
-    from releasectl.serving.local.models import endpoint_url
 
     state, trust, release = _prepare(git, model, version)
     target = LocalTarget(home())
@@ -419,13 +428,13 @@ def preview(git: g.Git, model: str, *, version: str | None = None) -> Preview:
         else:
             store, key = _stored(git, state, pinned)
             source = f"{store.url} ({key})"
-    return Preview(
+    return DeployPreview(
         model=model,
         version=state.manifest.version,
         commit=state.commit,
         serial=state.manifest.serial,
         fast_track=state.fast_track,
-        endpoint=endpoint_url(state.manifest.deploy.port),
+        endpoint=loopback.url(state.manifest.deploy.port),
         live=live.version if live else None,
         standby_s=state.manifest.deploy.standby,
         switch=switch,

@@ -20,7 +20,7 @@ from releasectl.config import home
 from releasectl.errors import ReleasectlError
 from releasectl.registry import history as reg
 from releasectl.registry.verified import last_stable
-from releasectl.serving.deploy import State, bundle_dir, model_lock
+from releasectl.serving.deploy import DeployState, bundle_dir, model_lock
 from releasectl.signing import trust_root
 
 
@@ -31,7 +31,7 @@ class Recovery:
     model: str
     stable: str | None  # the stable version, None when there is none
     problem: str | None  # why recovery is impossible; None when it is ready
-    state: State | None = None
+    state: DeployState | None = None
     request: object | None = None  # targets.local.DeployRequest, ready to send
 
 
@@ -52,19 +52,16 @@ def plan(git: g.Git, model: str, live_version: str) -> Recovery:
                 model, release.version, f"{model} {live_version} is itself the last stable release"
             )
         manifest, _ = reg.current(git, model, release.commit)
-        state = State(model, release.commit, manifest)
+        state = DeployState(model, release.commit, manifest)
         folder = bundle_dir(git, state)  # fetched and digest-checked before the bake
         request = DeployRequest(
             model=model,
-            version=manifest.version,
-            digest=manifest.bundle.digest or "",
-            commit=release.commit,
-            serial=manifest.serial,
+            # The stable release was baked already: it skips the bake.
+            release=state.release_ref().model_copy(update={"fast_track": True}),
             bento_dir=folder,
             port=manifest.deploy.port,
             # The rejected version is not kept warm: nothing should switch back to it.
             standby_seconds=0,
-            fast_track=True,
         )
     except ReleasectlError as exc:
         return Recovery(model, None, exc.line())

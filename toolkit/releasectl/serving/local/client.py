@@ -15,15 +15,15 @@ from typing import Any
 import httpx
 import psutil
 
+from releasectl import config, loopback
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.progress import Progress, step
 from releasectl.serving.local import envs, procs
-from releasectl.serving.local.models import DeployRequest, DeployResult, ModelStatus, endpoint_url
+from releasectl.serving.local.models import DeployRequest, DeployResult, ModelStatus
 from releasectl.serving.local.state import (
     AgentInfo,
     Paths,
-    State,
-    default_home,
+    TargetState,
     load_agent_info,
     load_state,
     log_tail,
@@ -43,7 +43,7 @@ _spawned: list[subprocess.Popen[bytes]] = []
 
 class LocalTarget:
     def __init__(self, home: Path | None = None) -> None:
-        self.paths = Paths((Path(home) if home is not None else default_home()).resolve())
+        self.paths = Paths((Path(home) if home is not None else config.home()).resolve())
         self.env_cache = envs.cache_root(self.paths.home)
 
     # -- public API ----------------------------------------------------------------------------
@@ -220,7 +220,7 @@ class Stopped:
         return self.agent is None and not self.servers and not self.strays
 
 
-def _recorded(state: State, model: str | None) -> list[ModelStatus]:
+def _recorded(state: TargetState, model: str | None) -> list[ModelStatus]:
     """The state file's record, as the agent would report it, with every endpoint
     down: it is the agent that serves them (docs/ARCHITECTURE.md, "Deploy targets")."""
     if model is not None and model not in state.models:
@@ -229,7 +229,7 @@ def _recorded(state: State, model: str | None) -> list[ModelStatus]:
     return [
         ModelStatus(
             model=name,
-            endpoint=endpoint_url(ms.port),
+            endpoint=loopback.url(ms.port),
             health="down" if ms.live else "none",
             live=ms.live.info() if ms.live else None,
             standby=ms.standby.info() if ms.standby else None,

@@ -2,51 +2,47 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-MODEL_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+from releasectl.names import MODEL_PATTERN
+from releasectl.serving.release_ref import CarriesRelease, ReleaseRef
 
 Health = Literal["ready", "unready", "down", "none"]
 SwitchKind = Literal["cold", "warm", "none"]
 
 
-class DeployRequest(BaseModel):
+class DeployRequest(CarriesRelease):
     """What to serve. The caller has already passed the deploy gate (serial, commit, digest)."""
 
     model_config = ConfigDict(extra="forbid")
 
-    model: str = Field(pattern=MODEL_NAME)
-    version: str = Field(min_length=1, pattern=r"^[0-9A-Za-z.+-]+$")
-    digest: str = Field(min_length=1)
-    commit: str = Field(min_length=1)
-    serial: int = Field(ge=0)
+    model: str = Field(pattern=MODEL_PATTERN)
+    release: ReleaseRef
     bento_dir: Path
     port: int = Field(ge=1, le=65535)
     standby_seconds: float = Field(default=600.0, ge=0)
     ready_timeout: float = Field(default=120.0, gt=0)
-    fast_track: bool = False
     # The interpreter of the bento's own environment (envs.py); `LocalTarget.deploy`
     # fills it in, and the agent serves nothing without it.
     python: Path | None = None
 
 
-class SlotInfo(BaseModel):
+class SlotInfo(CarriesRelease):
     slot: str
-    version: str
-    digest: str
-    commit: str
-    serial: int
-    fast_track: bool
+    release: ReleaseRef
     pid: int | None
     port: int
     since: datetime | None
 
 
 class DeployOutcome(BaseModel):
+    """How a model's last deploy attempt ended. It names the release without
+    its commit, as `status --json` and `state.json` always have."""
+
     ok: bool
     version: str
     digest: str
@@ -55,14 +51,22 @@ class DeployOutcome(BaseModel):
     at: datetime
     message: str
 
+    @classmethod
+    def of(cls, release: ReleaseRef, ok: bool, message: str) -> DeployOutcome:
+        return cls(
+            ok=ok,
+            version=release.version,
+            digest=release.digest,
+            serial=release.serial,
+            fast_track=release.fast_track,
+            at=datetime.now(UTC),
+            message=message,
+        )
 
-class DeployResult(BaseModel):
+
+class DeployResult(CarriesRelease):
     model: str
-    version: str
-    digest: str
-    commit: str
-    serial: int
-    fast_track: bool
+    release: ReleaseRef
     endpoint: str
     slot: str
     # cold: a new server was started; warm: the standby took over; none: already live.
@@ -82,7 +86,3 @@ class ModelStatus(BaseModel):
     deploying: SlotInfo | None
     last_deploy: DeployOutcome | None
     message: str | None
-
-
-def endpoint_url(port: int) -> str:
-    return f"http://127.0.0.1:{port}"

@@ -16,31 +16,24 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
+from releasectl import loopback
 from releasectl.serving.local.models import DeployOutcome, SlotInfo
+from releasectl.serving.release_ref import CarriesRelease, ReleaseRef
 
 _MARKERS = re.compile(r"^\s*[\^~]+\s*$")
 _ERROR = re.compile(r"^(?:[A-Za-z_]\w*\.)*\w*(?:Error|Exception): [^\n]*$", re.MULTILINE)
-
-
-def default_home() -> Path:
-    env = os.environ.get("RELEASECTL_HOME")
-    return Path(env) if env else Path.home() / ".local" / "state" / "releasectl"
 
 
 def now() -> datetime:
     return datetime.now(UTC)
 
 
-class Slot(BaseModel):
+class Slot(CarriesRelease):
     """One `bentoml serve` process and the release it serves."""
 
     id: str
     model: str
-    version: str
-    digest: str
-    commit: str
-    serial: int
-    fast_track: bool
+    release: ReleaseRef
     bento_dir: str
     port: int
     python: str | None = None  # the interpreter of the bento's own environment
@@ -53,11 +46,7 @@ class Slot(BaseModel):
     def info(self) -> SlotInfo:
         return SlotInfo(
             slot=self.id,
-            version=self.version,
-            digest=self.digest,
-            commit=self.commit,
-            serial=self.serial,
-            fast_track=self.fast_track,
+            release=self.release,
             pid=self.pid,
             port=self.port,
             since=self.since,
@@ -98,7 +87,7 @@ class ModelState(BaseModel):
             )
 
 
-class State(BaseModel):
+class TargetState(BaseModel):
     models: dict[str, ModelState] = Field(default_factory=dict)
 
 
@@ -111,7 +100,7 @@ class AgentInfo(BaseModel):
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return loopback.url(self.port)
 
 
 @dataclass(frozen=True)
@@ -168,11 +157,11 @@ def write_atomic(path: Path, text: str) -> None:
         os.close(folder)
 
 
-def load_state(paths: Paths) -> State:
+def load_state(paths: Paths) -> TargetState:
     try:
-        return State.model_validate_json(paths.state_file.read_text())
+        return TargetState.model_validate_json(paths.state_file.read_text())
     except FileNotFoundError:
-        return State()
+        return TargetState()
 
 
 def high_water(paths: Paths, model: str) -> HighWater | None:
@@ -181,7 +170,7 @@ def high_water(paths: Paths, model: str) -> HighWater | None:
     return found.high_water if found is not None else None
 
 
-def save_state(paths: Paths, state: State) -> None:
+def save_state(paths: Paths, state: TargetState) -> None:
     write_atomic(paths.state_file, state.model_dump_json(indent=2))
 
 

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 import traceback
@@ -18,6 +17,7 @@ from typing import Any
 import httpx
 import psutil
 
+from releasectl import loopback
 from releasectl.errors import BadInput, OperationFailed
 from releasectl.serving.local import procs
 from releasectl.serving.local.models import (
@@ -26,7 +26,6 @@ from releasectl.serving.local.models import (
     DeployResult,
     Health,
     ModelStatus,
-    endpoint_url,
 )
 from releasectl.serving.local.proxy import Endpoint, upstream_client
 from releasectl.serving.local.state import (
@@ -50,17 +49,14 @@ DRAIN_TIMEOUT = 30.0
 
 
 def slot_url(slot: Slot) -> str:
-    return f"http://127.0.0.1:{slot.port}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return loopback.url(slot.port)
 
 
 def same_release(slot: Slot | None, req: DeployRequest) -> bool:
-    return slot is not None and (slot.version, slot.digest) == (req.version, req.digest)
+    """The slot serves the request's content (its state may be older)."""
+    if slot is None:
+        return False
+    return (slot.release.version, slot.release.digest) == (req.release.version, req.release.digest)
 
 
 class Supervisor:
@@ -126,14 +122,10 @@ class Supervisor:
         for ms in self.state.models.values():
             if ms.pending is not None:
                 p = ms.pending
-                ms.last_deploy = DeployOutcome(
-                    ok=False,
-                    version=p.version,
-                    digest=p.digest,
-                    serial=p.serial,
-                    fast_track=p.fast_track,
-                    at=now(),
-                    message=f"interrupted: the agent stopped while {p.version} was starting",
+                ms.last_deploy = DeployOutcome.of(
+                    p.release,
+                    False,
+                    f"interrupted: the agent stopped while {p.version} was starting",
                 )
                 ms.pending = None
             if ms.live is not None and not await self._adoptable(ms.live):
@@ -176,7 +168,7 @@ class Supervisor:
             new = Endpoint(port, self.upstream)
             await new.served.started()
         except (OSError, RuntimeError, SystemExit) as exc:
-            raise OperationFailed(f"cannot listen on 127.0.0.1:{port}: {exc}") from None
+            raise OperationFailed(f"cannot listen on {loopback.HOST}:{port}: {exc}") from None
         if current is not None:
             # The model moves to another port: carry the target over, close the old address.
             new.proxy.target = current.proxy.target
@@ -204,8 +196,7 @@ class Supervisor:
 
             if same_release(ms.live, req) and await self._ready(ms.live):
                 assert ms.live is not None
-                ms.live.commit, ms.live.serial = req.commit, req.serial
-                ms.live.fast_track = req.fast_track
+                ms.live.release = req.release  # the same content, maybe a newer state
                 ms.raise_high_water(ms.live)
                 ep.proxy.target = slot_url(ms.live)
                 self._outcome(ms, req, True, f"{req.version} was already live")
@@ -215,7 +206,7 @@ class Supervisor:
             if same_release(ms.standby, req) and await self._ready(ms.standby):
                 assert ms.standby is not None
                 warm = ms.standby
-                warm.commit, warm.serial, warm.fast_track = req.commit, req.serial, req.fast_track
+                warm.release = req.release
                 self._switch(ms, ep, warm, req.standby_seconds)
                 self._outcome(ms, req, True, f"switched to warm standby {req.version}")
                 self.save()
@@ -247,13 +238,9 @@ class Supervisor:
         slot = Slot(
             id=f"{req.version}-{secrets.token_hex(3)}",
             model=req.model,
-            version=req.version,
-            digest=req.digest,
-            commit=req.commit,
-            serial=req.serial,
-            fast_track=req.fast_track,
+            release=req.release,
             bento_dir=str(req.bento_dir.resolve()),
-            port=free_port(),
+            port=loopback.free_port(),
             python=str(req.python),
             started=now(),
         )
@@ -378,15 +365,7 @@ class Supervisor:
                     await self._retire(ms.model, slot)
 
     def _outcome(self, ms: ModelState, req: DeployRequest, ok: bool, message: str) -> None:
-        ms.last_deploy = DeployOutcome(
-            ok=ok,
-            version=req.version,
-            digest=req.digest,
-            serial=req.serial,
-            fast_track=req.fast_track,
-            at=now(),
-            message=message,
-        )
+        ms.last_deploy = DeployOutcome.of(req.release, ok, message)
 
     def _result(
         self, ms: ModelState, req: DeployRequest, switch: str, previous: str | None, t0: float
@@ -394,12 +373,8 @@ class Supervisor:
         assert ms.live is not None
         return DeployResult(
             model=req.model,
-            version=ms.live.version,
-            digest=ms.live.digest,
-            commit=ms.live.commit,
-            serial=ms.live.serial,
-            fast_track=ms.live.fast_track,
-            endpoint=endpoint_url(ms.port),
+            release=ms.live.release,
+            endpoint=loopback.url(ms.port),
             slot=ms.live.id,
             switch=switch,  # type: ignore[arg-type]
             previous_version=previous,
@@ -419,7 +394,7 @@ class Supervisor:
             out.append(
                 ModelStatus(
                     model=name,
-                    endpoint=endpoint_url(ms.port),
+                    endpoint=loopback.url(ms.port),
                     health=await self._health(ms.live) if ms.live else "none",
                     live=ms.live.info() if ms.live else None,
                     standby=ms.standby.info() if ms.standby else None,
