@@ -191,6 +191,39 @@ def cli_imports_from_the_library(graph: dict[str, list[Import]], package: str) -
     ]
 
 
+# The layers from the bottom (docs/ARCHITECTURE.md, "Layers"): a module in a
+# subpackage belongs to that layer, a top-level module to the base.
+LAYERS = ("base", "manifest", "registry", "bundles", "analysis", "serving", "pipeline", "cli")
+# The imports that go up a layer today, each for a reason the architecture names
+# (module -> layer it reaches). Anything else that goes up fails the test.
+UPWARD_ALLOWED = {
+    ("releasectl.registry.release", "bundles"),  # a release builds and stores its bundle
+    ("releasectl.registry.release", "serving"),  # ... and renders a kubernetes model's state
+    ("releasectl.registry.revert", "serving"),  # a revert restores the rendered state
+    ("releasectl.registry.scaffold", "pipeline"),  # init writes the workflows and their lock
+    ("releasectl.registry.scaffold", "serving"),  # init --kubernetes: the Argo CD Application
+}
+
+
+def layer_of(module: str, package: str) -> str:
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 and parts[1] in LAYERS else "base"
+
+
+def upward_imports(graph: dict[str, list[Import]], package: str) -> list[Import]:
+    """Imports from a lower layer into a higher one, beyond UPWARD_ALLOWED."""
+    found = []
+    for source, edges in graph.items():
+        if source == f"{package}.__main__":
+            continue
+        low = LAYERS.index(layer_of(source, package))
+        for edge in edges:
+            target = layer_of(edge.target, package)
+            if LAYERS.index(target) > low and (source, target) not in UPWARD_ALLOWED:
+                found.append(edge)
+    return found
+
+
 def shared_class_names(root: Path, package: str) -> dict[str, list[str]]:
     """Public classes (module level, no leading underscore) whose name more than
     one module defines, with the modules."""
@@ -270,6 +303,25 @@ def test_no_import_cycle_between_modules() -> None:
 def test_no_library_module_imports_the_command_line() -> None:
     found = cli_imports_from_the_library(import_graph(TOOLKIT, PACKAGE), PACKAGE)
     assert not found, "the library imports the CLI:\n" + "\n".join(f"  {e}" for e in found)
+
+
+def test_every_import_goes_down_the_layers_or_is_a_named_exception() -> None:
+    found = upward_imports(import_graph(TOOLKIT, PACKAGE), PACKAGE)
+    assert not found, "imports that go up a layer:\n" + "\n".join(f"  {e}" for e in found)
+
+
+def test_an_import_up_a_layer_is_found(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "names.py": "",
+            "manifest/schema.py": "from pkg import names\n",  # down: allowed
+            "registry/history.py": "def f():\n    from pkg.serving import deploy\n",
+            "serving/deploy.py": "from pkg.registry import history\n",
+        },
+    )
+    found = upward_imports(import_graph(root, "pkg"), "pkg")
+    assert [str(e) for e in found] == ["pkg.registry.history -> pkg.serving.deploy (line 2)"]
 
 
 def test_no_two_public_classes_share_a_name() -> None:

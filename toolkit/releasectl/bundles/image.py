@@ -35,10 +35,10 @@ from pathlib import Path
 from releasectl.bundles.archive import extract
 from releasectl.bundles.bento import DIGEST_PREFIX
 from releasectl.bundles.digest import content_digest
+from releasectl.bundles.pins import pins_of
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest.kubernetes import PINNED_IMAGE_RE, REPOSITORY_RE
 from releasectl.progress import Progress, step
-from releasectl.serving.local import envs
 
 BUNDLE_LABEL = "releasectl.bundle.digest"
 BENTO_PATH = "/home/bentoml/bento"
@@ -323,7 +323,7 @@ def build_and_push(
         # Refusals that cost milliseconds come before a build that costs minutes.
         builder = find_builder(storage, storage_driver)
         _require_reachable(destination, registry_tls_verify)
-        pins = envs.pins_of(folder)
+        pins = pins_of(folder)
         (scratch / "Containerfile").write_text(
             containerfile(
                 base_image,

@@ -129,7 +129,7 @@ def deploy(
     # A revert is fast-tracked: its bundle is known good, there is no bake.
     auto = auto and not state.fast_track
     if auto:
-        from releasectl.pipeline.notify import load as load_hook
+        from releasectl.serving.notify import load as load_hook
         from releasectl.signing import check_signing_key
 
         check_signing_key(git)  # before deploying, not after the bake
@@ -172,7 +172,7 @@ def status(
 
     if model is not None:
         check_model(model)
-    from releasectl.pipeline.outcomes import load as load_outcome
+    from releasectl.serving.outcomes import load as load_outcome
     from releasectl.serving.watcher import detached
 
     # A read command starts nothing: a stopped agent is reported, from its record.

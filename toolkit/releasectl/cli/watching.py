@@ -74,7 +74,7 @@ def watch_(
     # The detached watcher's exit is reported by `status`, whatever it is.
     import os
 
-    from releasectl.pipeline.outcomes import record_exit
+    from releasectl.serving.outcomes import record_exit
 
     code = INTERNAL  # unless the funnel says otherwise
     try:

@@ -18,8 +18,8 @@ from releasectl.bundles.build import build_sources, explain_mismatch, recorded_f
 from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
-from releasectl.pipeline.succession import Succession
 from releasectl.registry import history as reg
+from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import check_commits, trust_root
 

@@ -15,9 +15,9 @@ from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import MANIFEST, REGISTRY_DIR, ModelName, model_dir
-from releasectl.pipeline.succession import Succession
 from releasectl.registry.landing import head, land_on_new_branch, require_clean
 from releasectl.registry.release import Prebuild, plan_release
+from releasectl.registry.succession import Succession
 from releasectl.signing import TrustRoot, check_signing_key, trust_root
 
 

@@ -35,12 +35,12 @@ from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import MAX_REASON, check_model
-from releasectl.pipeline import notify
-from releasectl.pipeline import outcomes as out
 from releasectl.registry import history as reg
 from releasectl.registry.landing import Landed
 from releasectl.registry.release import mark_stable
 from releasectl.registry.revert import RevertResult, revert
+from releasectl.serving import notify
+from releasectl.serving import outcomes as out
 from releasectl.serving import recovery as rec
 from releasectl.serving.deploy import deploy
 from releasectl.signing import check_signing_key

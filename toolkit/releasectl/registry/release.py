@@ -16,7 +16,6 @@ from releasectl.errors import BadInput, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, manifest_path, model_dir, parse_version, tag_name
-from releasectl.pipeline.succession import next_serial, version_rises
 from releasectl.progress import Progress
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
@@ -32,6 +31,7 @@ from releasectl.registry.landing import (
     require_branch,
     require_clean,
 )
+from releasectl.registry.succession import next_serial, version_rises
 from releasectl.registry.verified import highest_verified, verify_history
 from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, trust_root

@@ -23,7 +23,6 @@ from releasectl.names import (
     model_dir,
     tag_name,
 )
-from releasectl.pipeline.succession import next_serial
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -37,6 +36,7 @@ from releasectl.registry.landing import (
     require_branch,
     require_clean,
 )
+from releasectl.registry.succession import next_serial
 from releasectl.registry.verified import ignored_marks, last_stable, verify_history
 from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, trust_root

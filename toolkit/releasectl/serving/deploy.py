@@ -370,7 +370,7 @@ def deploy(  # type: ignore[no-untyped-def]
         )
         result = target.deploy(request, progress)
     if result.switch != "none":
-        from releasectl.pipeline import outcomes
+        from releasectl.serving import outcomes
 
         # A new state is live: the last watcher's outcome is history now.
         outcomes.clear(model)

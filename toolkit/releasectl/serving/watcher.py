@@ -15,8 +15,8 @@ from typing import Any
 
 from releasectl import git as g
 from releasectl.config import home
-from releasectl.pipeline import notify
-from releasectl.pipeline import outcomes as out
+from releasectl.serving import notify
+from releasectl.serving import outcomes as out
 from releasectl.signing import check_signing_key
 
 

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from releasectl import git as g
 from releasectl.config import settings
 from releasectl.errors import BadInput
-from releasectl.pipeline.outcomes import Delivery
+from releasectl.serving.outcomes import Delivery
 
 
 class NotifySpec(BaseModel):
