@@ -28,6 +28,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.names import SHA256_HEX_PATTERN
 
 DIGEST_PREFIX = "sha256:"
 # bentoml's own tag rule (bentoml/_internal/tag.py): lower case, at most 63 characters.
@@ -151,7 +152,7 @@ def export_model(tag: str, dest: Path, bentoml_home: Path) -> Path:
 
 def _expected_hex(sha256: str) -> str:
     hex_digest = sha256.removeprefix(DIGEST_PREFIX).lower()
-    if not re.fullmatch(r"[0-9a-f]{64}", hex_digest):
+    if not re.fullmatch(SHA256_HEX_PATTERN, hex_digest):
         raise BadInput(f"not a sha256 digest: {sha256!r}")
     return hex_digest
 

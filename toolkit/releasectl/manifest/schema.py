@@ -27,21 +27,21 @@ from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
-from releasectl.names import MODEL_RE, check_version
+from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, check_version
 
 API_VERSION = "releasectl/v1"
 MAX_BYTES = 256 * 1024
 MAX_DEPTH = 32  # far more than a manifest needs, far less than the parsers' recursion
 
 Str = Annotated[str, StringConstraints(strict=True, min_length=1)]
-Digest = Annotated[str, StringConstraints(strict=True, pattern=r"^sha256:[0-9a-f]{64}$")]
+Digest = Annotated[str, StringConstraints(strict=True, pattern=DIGEST_PATTERN)]
 
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
-Sha256Hex = Annotated[str, StringConstraints(strict=True, pattern=r"^[0-9a-f]{64}$")]
+Sha256Hex = Annotated[str, StringConstraints(strict=True, pattern=SHA256_HEX_PATTERN)]
 StoreKey = Annotated[
     str,
     StringConstraints(

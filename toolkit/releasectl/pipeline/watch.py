@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from releasectl import git as g
+from releasectl import loopback
 from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
 from releasectl.analysis.sources import open_source
 from releasectl.config import home
@@ -120,7 +121,7 @@ def watch(
         # The live slot's own server runs this version only, from zero counters:
         # its first scrape already measures everything since it went live.
         source = open_source(
-            spec, live.version, base_url=f"http://127.0.0.1:{live.port}", fresh=True
+            spec, live.version, base_url=loopback.url(live.port), fresh=True
         )
         with source:
             verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
