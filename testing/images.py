@@ -5,10 +5,12 @@ is stopped here, by its PID."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,12 +66,20 @@ def storage_driver(scratch: Path) -> str:
         return "vfs"
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(runroot(scratch), ignore_errors=True)
     return "overlay" if mounted.returncode == 0 else "vfs"
 
 
+def runroot(storage: Path) -> Path:
+    """The storage's run folder: short, because podman refuses a runroot longer than
+    50 characters (pytest's temporary folders under xdist are longer)."""
+    key = hashlib.sha256(str(storage.absolute()).encode()).hexdigest()[:12]
+    return Path(tempfile.gettempdir()) / f"rc-run-{key}"
+
+
 def storage_args(storage: Path, driver: str) -> list[str]:
-    root, runroot = str(storage / "root"), str(storage / "run")
-    return ["--root", root, "--runroot", runroot, "--storage-driver", driver]
+    root = str(storage / "root")
+    return ["--root", root, "--runroot", str(runroot(storage)), "--storage-driver", driver]
 
 
 def run(argv: list[str], timeout: float = 600) -> str:
@@ -211,3 +221,4 @@ def remove_storage(storage: Path, driver: str) -> None:
         argv[1:1] = storage_args(storage, driver)
         subprocess.run(argv, capture_output=True, timeout=120, check=False)
     shutil.rmtree(storage, ignore_errors=True)
+    shutil.rmtree(runroot(storage), ignore_errors=True)

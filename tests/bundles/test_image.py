@@ -27,6 +27,7 @@ from testing.images import (
     podman_serving,
     push_base,
     remove_storage,
+    runroot,
     storage_args,
     storage_driver,
 )
@@ -81,7 +82,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             conf = root / "storage.conf"
             conf.write_text(
                 f'[storage]\ndriver = "{driver}"\ngraphroot = "{storage / "root"}"\n'
-                f'runroot = "{storage / "run"}"\n'
+                f'runroot = "{runroot(storage)}"\n'
             )
             proc = repo.cli("release", "iris", "1.0.0", env={"CONTAINERS_STORAGE_CONF": str(conf)})
             assert proc.returncode == 0, proc.stderr

@@ -26,6 +26,7 @@ import pytest
 
 from releasectl.analysis.engine import Judgement, run_analysis
 from releasectl.analysis.sources import PrometheusSource
+from releasectl.bundles.archive import export, extract
 from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import parse_duration
@@ -92,7 +93,10 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
             src = copy_iris_sources(root / version / "src", faults)
             home = root / version / "bentoml"
             bento = build_iris(src, home, version)
-            urls[version] = stack.enter_context(serving(bento.path, home))
+            # Served as a target serves a release: the exported bundle, models inside.
+            archive = export(bento, root / version / "out", home)
+            extracted = extract(archive, root / version / "bento")
+            urls[version] = stack.enter_context(serving(extracted, root / version / "slot"))
         # Load all along: predictions with their true labels, so accuracy is known.
         stack.enter_context(Load(urls[HEALTHY], rate=30, feedback=True))
         stack.enter_context(Load(urls[FAULTY], rate=20, clients=10, feedback=True))

@@ -128,11 +128,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 def test_a_version_other_than_the_declared_one_is_refused(cluster: Cluster) -> None:
     before = cluster.repo.snapshot()
     code, lines, err = cluster.watch("--version", "9.0.0")
-    assert code == 2 and lines == []
-    assert err.strip().splitlines() == [
-        f"releasectl: iris runs on kubernetes, where the branch's version {STABLE} is "
-        "deployed, not 9.0.0 (drop --version or pass the declared one)"
-    ]
+    message = f"iris runs on kubernetes, where the branch's version {STABLE} is deployed, not 9.0.0"
+    hint = "drop --version or pass the declared one"
+    # --json: the error document is the only line; stderr has the one line.
+    assert code == 2
+    assert lines == [{"error": {"code": 2, "message": message, "hint": hint}}]
+    assert err.strip().splitlines() == [f"releasectl: {message} ({hint})"]
     assert cluster.repo.snapshot() == before
 
 
