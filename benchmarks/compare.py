@@ -74,10 +74,10 @@ def main() -> int:
     parser.add_argument("old", help="the commit to compare against (e.g. HEAD~5, a tag)")
     parser.add_argument("--bench", choices=sorted(SCRIPTS), default="registry")
     parser.add_argument("--rounds", type=int, default=1, help="runs of each side, alternating")
-    parser.add_argument("rest", nargs=argparse.REMAINDER, help="options for the benchmark")
-    opts = parser.parse_args()
+    # Everything after `--` (or not ours) goes to the benchmark.
+    opts, rest = parser.parse_known_args()
     script = SCRIPTS[opts.bench]
-    rest = opts.rest[1:] if opts.rest[:1] == ["--"] else opts.rest
+    rest = [arg for arg in rest if arg != "--"]
     with tempfile.TemporaryDirectory(prefix="releasectl-compare-") as tmp:
         old_tree = Path(tmp) / "old"
         subprocess.run(
