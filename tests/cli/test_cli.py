@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import os
+import shlex
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -87,8 +88,14 @@ def test_h_is_help_everywhere(tmp_path: Path, argv: list[str]) -> None:
 
 
 def test_the_bash_completion_script_completes_commands_and_options(tmp_path: Path) -> None:
+    # --show-completion takes no shell name: it detects the shell it was started from,
+    # so it is started from bash, as a user would (`; true` keeps bash as its parent
+    # instead of exec'ing it; under pytest-xdist the parent is otherwise Python).
     shown = subprocess.run(
-        [RELEASECTL, "--show-completion", "bash"], capture_output=True, text=True, check=False
+        ["bash", "-c", f"{shlex.quote(RELEASECTL)} --show-completion; true"],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert shown.returncode == 0, shown.stderr
     script = shown.stdout
