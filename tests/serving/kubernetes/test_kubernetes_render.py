@@ -272,6 +272,20 @@ def test_kubernetes_target_without_its_block_or_pin_is_refused(registry: Repo) -
         assert len(proc.stderr.splitlines()) == 1
         assert registry.snapshot() == snapshot
 
+    # A base image lets the release build the image, but only a release that builds
+    # its bundle can: --no-build with nothing pinned is refused, nothing written.
+    text = (registry.path / MANIFEST).read_text().replace(
+        "    namespace: models\n", "    namespace: models\n    base_image: 127.0.0.1:5000/py:3\n"
+    )
+    registry.write(MANIFEST, text)
+    registry.commit("iris: a base image")
+    snapshot = registry.snapshot()
+    proc = registry.cli("release", "iris", "1.0.0", "--no-build")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith("releasectl: model-releases/iris/release.yaml: bundle.image is")
+    assert len(proc.stderr.splitlines()) == 1
+    assert registry.snapshot() == snapshot
+
 
 def test_init_kubernetes_writes_an_argo_cd_application_for_deploy(
     registry: Repo, tmp_path: Path

@@ -110,9 +110,12 @@ def plan_release(
     serial = next_serial(manifest.serial)
     # A plain str: the manifest's YAML writer knows no str subclass (ModelVersion).
     changes: dict[str, object] = {"version": str(version), "serial": serial, "rollback": None}
-    # Before the build: a refusal costs milliseconds.
-    _require_image(git, manifest, builds(git, model, base, None) if build else False)
+    # Before the build (a refusal costs milliseconds), when no build can make the image;
+    # after it, when this build made none (no bundle built, e.g. --no-build).
+    desired.require_clean_folder(git, manifest)
+    _require_image(git, manifest, may_build=build is not None)
     pin = build(True) if build else None
+    _require_image(git, manifest, may_build=False, built=pin.image if pin else None)
     if pin is not None:
         pinned: dict[str, object] = {"digest": pin.digest, "archive": pin.archive}
         if pin.trained is not None:
@@ -143,23 +146,25 @@ def plan_release(
     return ReleasePlan(model, version, serial, change, pin=pin)
 
 
-def _require_image(git: g.Git, manifest: mf.Manifest, builds_bundle: bool) -> None:
+def _require_image(
+    git: g.Git, manifest: mf.Manifest, *, may_build: bool, built: str | None = None
+) -> None:
     """A kubernetes model's release pins its image (bundle.image): built and
-    pushed by the release when deploy.kubernetes.base_image is set, else pinned
-    by the team beforehand (docs/ARCHITECTURE.md, "Kubernetes")."""
+    pushed by the release when deploy.kubernetes.base_image is set and a bundle
+    is built, else pinned by the team beforehand (docs/ARCHITECTURE.md,
+    "Kubernetes"). `may_build`: the release may still build it; `built`: the
+    image this release's build pinned."""
     k8s = manifest.deploy.kubernetes
-    if k8s is None:
+    if k8s is None or built is not None or manifest.bundle.image is not None:
         return
-    desired.require_clean_folder(git, manifest)
-    if k8s.base_image is not None and builds_bundle:
+    if may_build and k8s.base_image is not None:
         return
-    if manifest.bundle.image is None:
-        raise BadInput(
-            f"{manifest_path(manifest.model)}: bundle.image is not pinned",
-            "set deploy.kubernetes.base_image to have the release build and push the "
-            f"image, or push it to {k8s.image} yourself and pin "
-            "bundle.image: <repository>@sha256:<digest>",
-        )
+    raise BadInput(
+        f"{manifest_path(manifest.model)}: bundle.image is not pinned",
+        "set deploy.kubernetes.base_image and build the bundle to have the release build "
+        f"and push the image, or push it to {k8s.image} yourself and pin "
+        "bundle.image: <repository>@sha256:<digest>",
+    )
 
 
 def release(
