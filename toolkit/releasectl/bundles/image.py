@@ -37,7 +37,10 @@ from releasectl.bundles.bento import DIGEST_PREFIX
 from releasectl.bundles.digest import content_digest
 from releasectl.bundles.pins import pins_of
 from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.git import Git, read_blob
 from releasectl.manifest.kubernetes import PINNED_IMAGE_RE, REPOSITORY_RE
+from releasectl.manifest.schema import load
+from releasectl.names import manifest_path
 from releasectl.progress import Progress, step
 
 BUNDLE_LABEL = "releasectl.bundle.digest"
@@ -398,3 +401,19 @@ def verify_pushed(image_ref: str, bundle_digest: str, *, registry_tls_verify: bo
             f"not the release's bundle {bundle_digest}",
             f"rebuild and push the image of {repository} from the release's bundle",
         )
+
+
+def verify_release_image(git: Git, model: str, commit: str) -> list[tuple[bool, str]]:
+    """The registry's word on the image a release commit pins (none for a model
+    without one): it exists by that digest and carries the release's bundle digest.
+    A registry that cannot be asked is an operational failure (exit 1), not a verdict."""
+    path = manifest_path(model)
+    manifest = load(read_blob(git, commit, path) or "", path, model=model)
+    ref, digest = manifest.bundle.image, manifest.bundle.digest
+    if ref is None or digest is None:
+        return []
+    try:
+        verify_pushed(ref, digest, registry_tls_verify=not is_loopback(ref))
+    except Refused as exc:
+        return [(False, exc.message)]
+    return [(True, f"{ref} carries bundle {digest}")]

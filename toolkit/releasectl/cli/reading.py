@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -18,9 +18,6 @@ from releasectl.cli.output import (
     warn,
 )
 from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
-
-if TYPE_CHECKING:
-    from releasectl.git import Git
 
 app = typer.Typer()
 
@@ -282,7 +279,12 @@ def verify(
         for c in reg.verify_release(git, trust_root(git), release)
     ]
     if image and all(c["ok"] for c in checks):
-        checks += _image_check(git, model, release.commit)
+        from releasectl.bundles.image import verify_release_image
+
+        checks += [
+            {"name": "image", "ok": ok, "detail": detail}
+            for ok, detail in verify_release_image(git, model, release.commit)
+        ]
     ok = all(c["ok"] for c in checks)
     doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}
     if not json:
@@ -297,25 +299,3 @@ def verify(
     )
     if json:
         emit(doc)
-
-
-def _image_check(git: Git, model: str, commit: str) -> list[dict[str, Any]]:
-    """The registry's word on a kubernetes release's pinned image (none for other
-    targets): it exists by that digest and carries the release's bundle digest. A
-    registry that cannot be asked is an operational failure (exit 1), not a verdict."""
-    from releasectl.bundles import image as img
-    from releasectl.git import read_blob
-    from releasectl.manifest.schema import load
-    from releasectl.names import manifest_path
-
-    path = manifest_path(model)
-    text = read_blob(git, commit, path)
-    manifest = load(text or "", path, model=model)
-    ref, digest = manifest.bundle.image, manifest.bundle.digest
-    if ref is None or digest is None:
-        return []
-    try:
-        img.verify_pushed(ref, digest, registry_tls_verify=not img.is_loopback(ref))
-    except Refused as exc:
-        return [{"name": "image", "ok": False, "detail": exc.message}]
-    return [{"name": "image", "ok": True, "detail": f"{ref} carries bundle {digest}"}]
