@@ -17,7 +17,9 @@ from ruamel.yaml import YAML
 
 from releasectl.bundles import bento as bundle
 from releasectl.bundles.archive import export, extract
+from releasectl.bundles.build import fetch_bundle
 from releasectl.bundles.digest import content_digest
+from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
 from testing.bentos import (
     IRIS_SRC,
@@ -244,3 +246,46 @@ def test_extract_refuses_unsafe_members(tmp_path: Path, name: str, kind: bytes) 
         extract(archive, tmp_path / "out")
     assert not (tmp_path / "out").exists()
     assert not (tmp_path.parent / "escape.txt").exists()
+
+
+def test_every_flipped_byte_of_a_stored_archive_is_refused(built: Built, tmp_path: Path) -> None:
+    """tarfile ends an archive quietly at the first unreadable header after
+    the first member; a deploy once saw a damaged archive as a bento without
+    its models. Whatever byte is flipped, the fetch is refused, never served."""
+    store = ArtifactStore(str(tmp_path / "store"))
+    key = store.bundle_key(built.digest)
+    data = built.archive.read_bytes()
+    offsets = sorted({len(data) // 2, *range(0, len(data), max(1, len(data) // 97))})
+    for offset in offsets:
+        damaged = bytearray(data)
+        damaged[offset] ^= 0x01
+        local = tmp_path / "damaged.bento"
+        local.write_bytes(bytes(damaged))
+        store.delete(key)
+        store.put(local, key, built.digest, {}, {})
+        dest = tmp_path / f"fetch-{offset}"
+        with pytest.raises(Refused, match=r"damaged|digest"):
+            fetch_bundle(store, key, dest, built.digest)
+        assert not (dest / "bento").exists(), f"byte {offset}: a damaged bento was left"
+    store.delete(key)
+    store.put(built.archive, key, built.digest, {}, {})
+    folder, digest = fetch_bundle(store, key, tmp_path / "intact", built.digest)
+    assert digest == built.digest and (folder / "models").is_dir()
+
+
+def test_a_stored_archive_without_its_models_is_refused_as_damaged(
+    built: Built, tmp_path: Path
+) -> None:
+    """What a damaged stream that tarfile ends early looks like: a readable
+    archive whose bento lists models it does not carry. Refused, not a crash."""
+    partial = tmp_path / "partial.bento"
+    with tarfile.open(built.archive, "r:xz") as source, tarfile.open(partial, "w:xz") as out:
+        for member in source.getmembers():
+            if member.name.removeprefix("./").split("/")[0] != "models":
+                out.addfile(member, source.extractfile(member) if member.isfile() else None)
+    store = ArtifactStore(str(tmp_path / "store"))
+    key = store.bundle_key(built.digest)
+    store.put(partial, key, built.digest, {}, {})
+    with pytest.raises(Refused, match=r"is damaged: model iris_clf:v1 .* not found"):
+        fetch_bundle(store, key, tmp_path / "fetch", built.digest)
+    assert not (tmp_path / "fetch" / "bento").exists()

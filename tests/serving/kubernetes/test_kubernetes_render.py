@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -274,8 +275,13 @@ def test_kubernetes_target_without_its_block_or_pin_is_refused(registry: Repo) -
 
     # A base image lets the release build the image, but only a release that builds
     # its bundle can: --no-build with nothing pinned is refused, nothing written.
-    text = (registry.path / MANIFEST).read_text().replace(
-        "    namespace: models\n", "    namespace: models\n    base_image: 127.0.0.1:5000/py:3\n"
+    text = (
+        (registry.path / MANIFEST)
+        .read_text()
+        .replace(
+            "    namespace: models\n",
+            "    namespace: models\n    base_image: 127.0.0.1:5000/py:3\n",
+        )
     )
     registry.write(MANIFEST, text)
     registry.commit("iris: a base image")
@@ -332,6 +338,69 @@ def test_pull_request_check_refuses_a_rendered_folder_that_differs(registry: Rep
     }
     assert findings["rendered"]["ok"] is False
     assert f"{FOLDER}/rollout.yaml" in findings["rendered"]["detail"]
+
+
+def check_findings(repo: Repo, base: str) -> tuple[int, dict[tuple[str, str], dict[str, Any]]]:
+    proc = repo.cli("check", "--base", base, "--no-build", "--json")
+    findings = json.loads(proc.stdout)["findings"]
+    return proc.returncode, {(f["subject"], f["check"]): f for f in findings}
+
+
+def test_pull_request_check_owns_every_change_to_the_deploy_folder(registry: Repo) -> None:
+    """Argo CD applies what deploy/ holds, so a pull request that touches only
+    deploy/ is checked as strictly as a release: a hand-pinned image, a file no
+    model renders, an index that lists a stranger or drops a model, all refused."""
+    kubernetes_iris(registry)
+    registry.ok("render", "iris")
+    registry.commit("render iris", "deploy")
+    base = registry.head()
+
+    def attempt(message: str) -> tuple[int, dict[tuple[str, str], dict[str, Any]]]:
+        registry.commit(message, "deploy")
+        outcome = check_findings(registry, base)
+        registry.git("reset", "-q", "--hard", base)
+        return outcome
+
+    kustomization = registry.path / FOLDER / "kustomization.yaml"
+    kustomization.write_text(kustomization.read_text().replace(image(1)[-64:], "e" * 64))
+    code, findings = attempt("iris: an image nobody released")
+    assert code == 2
+    assert findings[("iris", "rendered")]["ok"] is False
+    assert f"{FOLDER}/kustomization.yaml" in findings[("iris", "rendered")]["detail"]
+
+    registry.write("deploy/production/miner.yaml", "apiVersion: v1\nkind: Pod\n")
+    code, findings = attempt("a pod of our own")
+    assert code == 3
+    assert findings[("deploy", "owned")]["ok"] is False
+    assert "deploy/production/miner.yaml" in findings[("deploy", "owned")]["detail"]
+
+    index = registry.path / INDEX
+    listed = index.read_text()
+    index.write_text(listed.replace("  - iris\n", "  - iris\n  - ../../elsewhere\n"))
+    code, findings = attempt("list a stranger")
+    assert code == 3 and "../../elsewhere" in findings[("deploy", "index")]["detail"]
+
+    index.write_text(listed.replace("resources:\n  - iris\n", "resources: []\n"))
+    code, findings = attempt("drop iris")
+    assert code == 3 and "no longer lists iris" in findings[("deploy", "index")]["detail"]
+
+    index.write_text(listed + "patches:\n- path: evil.yaml\n")
+    code, findings = attempt("a patch beside the list")
+    assert code == 3 and "more than the sorted list" in findings[("deploy", "index")]["detail"]
+
+    # Not over-strict: a folder brought back to what its manifest renders passes,
+    # and so does a change that leaves deploy/ alone.
+    (registry.path / FOLDER / "service-preview.yaml").unlink()
+    registry.commit("lose a file", "deploy")
+    broken = registry.head()
+    registry.ok("render", "iris")
+    registry.commit("render iris again", "deploy")
+    code, findings = check_findings(registry, broken)
+    assert code == 0, findings
+    assert findings[("iris", "rendered")]["ok"] is True
+    registry.write("README.md", "notes\n")
+    registry.commit("notes", "README.md")
+    assert check_findings(registry, registry.git("rev-parse", "HEAD^"))[0] == 0
 
 
 def test_the_deploy_workflow_applies_nothing_for_a_kubernetes_model(registry: Repo) -> None:

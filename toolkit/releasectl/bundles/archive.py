@@ -4,9 +4,11 @@ artifact store keeps) and its safe extraction to a folder `bentoml serve` can se
 
 from __future__ import annotations
 
+import lzma
 import shutil
 import tarfile
 import tempfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
@@ -57,13 +59,19 @@ def extract(archive: Path, dest_dir: Path) -> Path:
     try:
         with tarfile.open(archive, "r:*") as tar:
             tar.extractall(staging, members=list(_safe_members(tar)), filter="data")
+            # tarfile stops quietly at the first unreadable header after the
+            # first member, so a damaged stream can look like a shorter archive.
+            # Reading the rest runs the compressor's own integrity checks
+            # (xz's CRC, gzip's CRC and length) over every byte.
+            while tar.fileobj is not None and tar.fileobj.read(1 << 20):
+                pass
         if not (staging / "bento.yaml").is_file():
             raise BundleError(f"{archive} is not a bento archive (no bento.yaml at its root)")
         staging.chmod(0o755)
         if dest_dir.exists():
             dest_dir.rmdir()
         staging.rename(dest_dir)
-    except tarfile.TarError as exc:
+    except (tarfile.TarError, lzma.LZMAError, zlib.error, EOFError) as exc:
         raise BundleError(f"cannot read bento archive {archive}: {exc}") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)

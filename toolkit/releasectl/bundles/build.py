@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import lzma
+import shutil
 import tarfile
 import tempfile
 import time
@@ -290,19 +291,21 @@ def verify_stored(store: ArtifactStore, key: str, pinned: str | None) -> str:
     """Fetch a stored archive, extract it and recompute its digest; it must
     equal the pin (when there is one). Returns the digest."""
     with tempfile.TemporaryDirectory(prefix="releasectl-verify-") as tmp:
-        folder = fetch_bundle(store, key, Path(tmp))
-        digest = content_digest(folder)
-    if pinned is not None and digest != pinned:
-        raise Refused(f"the stored archive {store.uri(key)} has digest {digest}, not {pinned}")
-    return digest
+        return fetch_bundle(store, key, Path(tmp), pinned)[1]
 
 
-def fetch_bundle(store: ArtifactStore, key: str, dest: Path) -> Path:
-    """The stored archive of `key`, extracted under `dest`. A damaged archive
-    is refused like a wrong digest: it is not what the release pinned."""
+def fetch_bundle(
+    store: ArtifactStore, key: str, dest: Path, pinned: str | None
+) -> tuple[Path, str]:
+    """The stored archive of `key`, extracted under `dest`, and its content
+    digest, which must equal `pinned` when given. Stored bytes are untrusted:
+    an archive that cannot be read, or whose bento cannot be digested (a
+    missing model, unreadable metadata), is refused as damaged, like a wrong
+    digest, because it is not what the release pinned."""
     archive = store.get(key, dest / "archive.bento")
     try:
-        return extract(archive, dest / "bento")
+        folder = extract(archive, dest / "bento")
+        digest = content_digest(folder)
     except (
         OperationFailed,
         OSError,
@@ -312,4 +315,12 @@ def fetch_bundle(store: ArtifactStore, key: str, dest: Path) -> Path:
         lzma.LZMAError,
         zlib.error,
     ) as exc:
+        shutil.rmtree(dest / "bento", ignore_errors=True)
         raise Refused(f"the stored archive {store.uri(key)} is damaged: {exc}") from None
+    if pinned is not None and digest != pinned:
+        shutil.rmtree(folder)
+        raise Refused(
+            f"the stored archive {store.uri(key)} has digest {digest}, "
+            f"but the release pins {pinned}"
+        )
+    return folder, digest

@@ -90,21 +90,81 @@ def summary_line(text: str) -> str:
     return one_line(text).replace("|", "\\|")
 
 
+def _changed_paths(git: g.Git, base: str, head: str, *pathspec: str) -> list[str]:
+    return git.out("diff", "--name-only", "-z", f"{base}...{head}", "--", *pathspec).split("\0")
+
+
+def _models_of(paths: list[str]) -> set[str]:
+    prefix = f"{REGISTRY_DIR}/"
+    return {p.split("/")[1] for p in paths if p.startswith(prefix) and p.count("/") >= 2}
+
+
 def changed_models(git: g.Git, base: str, head: str) -> list[str]:
-    out = git.out("diff", "--name-only", f"{base}...{head}", "--", REGISTRY_DIR)
-    return sorted({p.split("/")[1] for p in out.splitlines() if p.count("/") >= 2})
+    return sorted(_models_of(_changed_paths(git, base, head, REGISTRY_DIR)))
 
 
 def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = True) -> Report:
+    from releasectl.serving.kubernetes.owners import classify
+
     base = g.rev_parse(git, base_rev)
     head = g.rev_parse(git, head_rev)
     if base is None or head is None:
         raise BadInput(f"unknown revision {base_rev if base is None else head_rev!r}")
-    report = Report(base, head, changed_models(git, base, head))
+    paths = [p for p in _changed_paths(git, base, head) if p]
+    released = _models_of(paths)
+    # What Argo CD applies changes with deploy/, not only with a release
+    # (docs/ARCHITECTURE.md, "Kubernetes"): every changed path there has an owner.
+    outside = [p for p in paths if not p.startswith(f"{REGISTRY_DIR}/")]
+    deploy = classify(git, base, head, outside)
+    report = Report(base, head, sorted(released | set(deploy.by_model)))
     _check_commits(git, report)
+    _check_deploy_folder(git, report, deploy.indexes, deploy.strays)
     for model in report.models:
-        _check_model(git, report, model, build=build)
+        if model in released:
+            _check_model(git, report, model, build=build)
+        else:
+            _check_render_only(git, report, model)
     return report
+
+
+def _check_deploy_folder(git: g.Git, report: Report, indexes: list[str], strays: list[str]) -> None:
+    from releasectl.serving.kubernetes.owners import index_problem
+
+    if strays:
+        report.add(
+            "deploy",
+            "owned",
+            False,
+            f"{', '.join(strays[:3])} {'is' if len(strays) == 1 else 'are'} in no model's "
+            "rendered folder: only `releasectl release`, `revert` and `render` write deploy/",
+            REFUSED,
+        )
+    for path in indexes:
+        try:
+            problem = index_problem(git, report.base, report.head, path)
+        except ReleasectlError as exc:
+            problem = f"{path}: {exc.message}"
+        report.add(
+            "deploy",
+            "index",
+            problem is None,
+            problem or f"{path} lists the environment's kubernetes models",
+            REFUSED,
+        )
+
+
+def _check_render_only(git: g.Git, report: Report, model: str) -> None:
+    """Only the model's rendered folder changed: it must still be exactly
+    what its unchanged manifest renders to (a hand edit is refused)."""
+    path = manifest_path(model)
+    try:
+        manifest = mf.load(g.read_blob(git, report.head, path) or "", path, model=model)
+    except ReleasectlError as exc:
+        report.add(model, "manifest", False, exc.message, BAD_INPUT)
+        return
+    detail = f"unchanged at {manifest.version}; its rendered folder changed"
+    report.add(model, "manifest", True, detail)
+    _check_rendered(git, report, model, manifest)
 
 
 def _check_commits(git: g.Git, report: Report) -> None:

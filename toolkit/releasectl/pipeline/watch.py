@@ -120,9 +120,7 @@ def watch(
     try:
         # The live slot's own server runs this version only, from zero counters:
         # its first scrape already measures everything since it went live.
-        source = open_source(
-            spec, live.version, base_url=loopback.url(live.port), fresh=True
-        )
+        source = open_source(spec, live.version, base_url=loopback.url(live.port), fresh=True)
         with source:
             verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
     except BaseException as exc:

@@ -241,8 +241,11 @@ def bundle_dir(git: g.Git, state: DeployState, progress: Progress | None = None)
     pinned = _pinned(state)
     target = _cached(state)
     if target.exists():
-        if content_digest(target) == pinned:
-            return target
+        try:
+            if content_digest(target) == pinned:
+                return target
+        except OperationFailed:
+            pass  # a model or bento.yaml gone: as tampered
         shutil.rmtree(target)  # tampered or half-written: fetch it again
     store, key = _stored(git, state, pinned)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -251,13 +254,7 @@ def bundle_dir(git: g.Git, state: DeployState, progress: Progress | None = None)
         step(progress, what),
         tempfile.TemporaryDirectory(prefix="fetch-", dir=target.parent) as tmp,
     ):
-        folder = fetch_bundle(store, key, Path(tmp))
-        digest = content_digest(folder)
-        if digest != pinned:
-            raise Refused(
-                f"the stored bundle of {state.model} {state.manifest.version} has digest "
-                f"{digest}, but the manifest pins {pinned}; nothing was deployed"
-            )
+        folder, _ = fetch_bundle(store, key, Path(tmp), pinned)
         folder.rename(target)
     return target
 

@@ -10,6 +10,7 @@ of the reverted manifest gives."""
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,32 +242,44 @@ def index_path(manifest: Manifest) -> str | None:
     return f"{parent}/{KUSTOMIZATION}" if parent == f"deploy/{k8s.environment}" else None
 
 
-def index_text(existing: str | None, entry: str) -> str | None:
-    """The index with `entry` listed (sorted); None when it already is. A
-    model is never removed from it: its folder stays while it is deployed."""
-    listed: list[str] = []
-    if existing is not None:
-        from ruamel.yaml import YAML
+INDEX_HEADER = (
+    "# The models of this environment, listed by releasectl (Argo CD syncs this folder).\n"
+)
 
-        try:
-            document = YAML(typ="safe", pure=True).load(existing)
-        except Exception:  # an index someone broke: refuse rather than overwrite
-            document = None
-        if not isinstance(document, dict) or not isinstance(document.get("resources"), list):
-            raise BadInput(
-                "the environment's kustomization.yaml is not a Kustomization with a resources list",
-                "fix or remove it; releasectl lists each model's folder there",
-            )
-        listed = [str(r) for r in document["resources"]]
-        if entry in listed:
-            return None
+
+def index_entries(text: str) -> list[str]:
+    """The folders an environment's index lists; BadInput for a broken one."""
+    from ruamel.yaml import YAML
+
+    try:
+        document = YAML(typ="safe", pure=True).load(text)
+    except Exception:  # an index someone broke: refuse rather than overwrite
+        document = None
+    if not isinstance(document, dict) or not isinstance(document.get("resources"), list):
+        raise BadInput(
+            "the environment's kustomization.yaml is not a Kustomization with a resources list",
+            "fix or remove it; releasectl lists each model's folder there",
+        )
+    return [str(entry) for entry in document["resources"]]
+
+
+def index_dump(entries: Iterable[str]) -> str:
+    """The index exactly as releasectl writes it: the listed folders, sorted, and nothing else."""
     document = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
-        "resources": sorted({*listed, entry}),
+        "resources": sorted(set(entries)),
     }
-    header = "# The models of this environment, listed by releasectl (Argo CD syncs this folder).\n"
-    return dump(document, header)
+    return dump(document, INDEX_HEADER)
+
+
+def index_text(existing: str | None, entry: str) -> str | None:
+    """The index with `entry` listed (sorted); None when it already is. A
+    model is never removed from it: its folder stays while it is deployed."""
+    listed = index_entries(existing) if existing is not None else []
+    if entry in listed:
+        return None
+    return index_dump([*listed, entry])
 
 
 def with_index(rendered: Rendered, manifest: Manifest, existing: str | None) -> dict[str, str]:

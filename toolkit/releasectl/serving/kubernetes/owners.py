@@ -1,0 +1,100 @@
+"""Whose rendered state a changed path is (docs/ARCHITECTURE.md, "Kubernetes").
+
+Argo CD applies whatever the environment's index lists, so a pull request
+that edits `deploy/` changes the cluster as surely as a release does. The
+pull-request check therefore asks, of every changed path outside the
+registry: which model's rendered folder holds it, is it an environment's
+index, or is it under `deploy/` and rendered by no model at all."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from releasectl import git as g
+from releasectl.errors import ReleasectlError
+from releasectl.manifest import schema as mf
+from releasectl.names import manifest_path
+from releasectl.registry.history import list_models
+from releasectl.serving.kubernetes import render as r
+
+DEPLOY_ROOT = "deploy/"
+# `init --kubernetes` writes the Argo CD Applications here; they are applied by
+# hand, once, and nothing syncs the folder, so they are not rendered state.
+APPLICATIONS = "deploy/argocd/"
+_INDEX = re.compile(r"deploy/[^/]+/" + re.escape(r.KUSTOMIZATION))
+
+
+@dataclass
+class DeployChanges:
+    by_model: dict[str, list[str]] = field(default_factory=dict)  # in its rendered folder
+    indexes: list[str] = field(default_factory=list)  # environments' indexes
+    strays: list[str] = field(default_factory=list)  # under deploy/, rendered by no model
+
+
+def kubernetes_manifests(git: g.Git, rev: str) -> dict[str, mf.Manifest]:
+    """The kubernetes-target models at `rev`, by name. A manifest that does
+    not load is left out: the check reports it as the model's own finding."""
+    models = list_models(git, rev)
+    texts = g.read_blobs(git, [f"{rev}:{manifest_path(model)}" for model in models])
+    found: dict[str, mf.Manifest] = {}
+    for model, text in zip(models, texts, strict=True):
+        if text is None:
+            continue
+        try:
+            manifest = mf.load(text, manifest_path(model), model=model)
+        except ReleasectlError:
+            continue
+        if manifest.deploy.kubernetes is not None:
+            found[model] = manifest
+    return found
+
+
+def classify(git: g.Git, base: str, head: str, paths: list[str]) -> DeployChanges:
+    """Sort changed paths (outside the registry) by owner. A folder counts as
+    a model's at the base or the head, so moving or emptying it is seen too."""
+    changes = DeployChanges()
+    if not paths:
+        return changes
+    folders: dict[str, str] = {}
+    for rev in (base, head):
+        for model, manifest in kubernetes_manifests(git, rev).items():
+            folder = r.folder_of(manifest)
+            if folder is not None:
+                folders[f"{folder}/"] = model
+    for path in paths:
+        owner = next((m for folder, m in folders.items() if path.startswith(folder)), None)
+        if owner is not None:
+            changes.by_model.setdefault(owner, []).append(path)
+        elif _INDEX.fullmatch(path):
+            changes.indexes.append(path)
+        elif path.startswith(DEPLOY_ROOT) and not path.startswith(APPLICATIONS):
+            changes.strays.append(path)
+    return changes
+
+
+def index_problem(git: g.Git, base: str, head: str, path: str) -> str | None:
+    """Why a changed environment index is not one releasectl would write, or
+    None. It lists folders only, sorted; it gains only the folder of a
+    kubernetes model of that environment, and loses none (that would make
+    Argo CD prune a model nobody reverted or removed)."""
+    text = g.read_blob(git, head, path)
+    if text is None:
+        return f"{path} was removed: Argo CD would prune every model it lists"
+    entries = r.index_entries(text)
+    old = g.read_blob(git, base, path)
+    before = set(r.index_entries(old)) if old is not None else set()
+    models: set[str] = set()
+    for manifest in kubernetes_manifests(git, head).values():
+        folder = r.folder_of(manifest)
+        if folder is not None and r.index_path(manifest) == path:
+            models.add(folder.rpartition("/")[2])
+    removed = sorted(before - set(entries))
+    if removed:
+        return f"{path} no longer lists {', '.join(removed)}"
+    unknown = sorted(set(entries) - before - models)
+    if unknown:
+        return f"{path} lists {', '.join(unknown)}, which no kubernetes model renders here"
+    if text != r.index_dump(entries):
+        return f"{path} holds more than the sorted list of model folders releasectl writes"
+    return None
