@@ -1,6 +1,6 @@
 """A real Prometheus (Debian's package) for the Kubernetes analysis tests, scraping
 bento servers that stand in for a cluster's pods: each scrape target carries the
-`version` label that a cluster's Prometheus relabels from the pod label."""
+`model` and `version` labels that a cluster's Prometheus relabels from the pod labels."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from pathlib import Path
 
 import httpx
 
+from releasectl.analysis.promql import MODEL_LABEL
 from releasectl.serving.kubernetes.analysis_template import VERSION_LABEL
 
 DATA_DEADLINE_S = 90.0
@@ -30,18 +31,26 @@ def prometheus_values(url: str, promql: str) -> list[float]:
 
 @contextmanager
 def prometheus_scraping(
-    home: Path, port: int, served: dict[str, str], ready_when: Iterable[str]
+    home: Path,
+    port: int,
+    served: dict[str, str],
+    ready_when: Iterable[str],
+    *,
+    model: str = "iris",
+    strangers: Iterable[tuple[str, str, str]] = (),
 ) -> Iterator[str]:
     """Prometheus on 127.0.0.1:`port` scraping every server of `served` (version ->
-    base URL) each second, labelled with its version; yields its URL once every
-    query of `ready_when` has a number (a full rate() window of scrapes)."""
+    base URL) each second, labelled with `model` and its version, and each of
+    `strangers` (another model, a version, a base URL) with theirs; yields its URL
+    once every query of `ready_when` has a number (a full rate() window of scrapes)."""
     binary = shutil.which("prometheus")
     assert binary, "the tests need Debian's prometheus package (scripts/test installs it)"
     home.mkdir(parents=True, exist_ok=True)
+    pods = [(model, version, base) for version, base in served.items()] + list(strangers)
     targets = "".join(
         f"      - targets: ['{base.removeprefix('http://')}']\n"
-        f"        labels: {{{VERSION_LABEL}: '{version}'}}\n"
-        for version, base in served.items()
+        f"        labels: {{{MODEL_LABEL}: '{name}', {VERSION_LABEL}: '{version}'}}\n"
+        for name, version, base in pods
     )
     config = home / "prometheus.yml"
     config.write_text(

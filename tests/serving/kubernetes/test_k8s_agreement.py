@@ -5,7 +5,9 @@ Two real iris bentos serve under load, a healthy 1.0.0 and a faulty 2.0.0 (5xx
 errors, added latency, wrong predictions); a real Prometheus scrapes both. In the
 cluster, the version label comes from the pod label through relabelling; here each
 scrape target carries it as a static label, which is the same label on the same
-series. For error rate, a latency quantile and a custom metric, each alone in the
+series (and so does the `model` label; a faulty wine 1.0.0 is scraped beside the
+healthy iris 1.0.0 and must not be judged with it). For error rate, a latency
+quantile and a custom metric, each alone in the
 analysis block, two judges run side by side against that Prometheus:
 
 - `watch`'s engine (`run_analysis`) with the Prometheus source scoped by `version`;
@@ -52,7 +54,8 @@ METRICS: dict[str, dict[str, Any]] = {
         "custom": [
             {
                 "name": "accuracy",
-                "query": 'min(iris_rolling_accuracy{version="$version"})',
+                # A custom query is the team's own: it selects the model too.
+                "query": 'min(iris_rolling_accuracy{model="iris",version="$version"})',
                 "min": 0.9,
             }
         ],
@@ -114,13 +117,16 @@ def prometheus(served: dict[str, str], tmp_path_factory: pytest.TempPathFactory)
         for version in served
         for promql in queries(analysis("http://unused", metric), "iris", version).values()
     ]
-    with prometheus_scraping(home, free_port(), served, ready_when) as url:
+    # Another model's pods at the healthy version: the faulty server scraped again as
+    # wine 1.0.0. Were the queries scoped by version alone, iris 1.0.0 would fail.
+    wine = [("wine", HEALTHY, served[FAULTY])]
+    with prometheus_scraping(home, free_port(), served, ready_when, strangers=wine) as url:
         yield url
 
 
 def _watch(url: str, metric: str, version: str) -> tuple[str, str]:
     spec = analysis(url, metric)
-    with PrometheusSource(url, spec, version, version_label=VERSION_LABEL) as source:
+    with PrometheusSource(url, spec, version, version_label=VERSION_LABEL, model="iris") as source:
         verdict = run_analysis(spec, source, version)
     return WATCH_AS_ARGO[verdict.outcome], verdict.message
 

@@ -118,7 +118,11 @@ def test_limits_interval_and_count_come_from_the_analysis_block() -> None:
         assert (metric["failureLimit"], metric["inconclusiveLimit"]) == (2, 3)
         assert metric["consecutiveErrorLimit"] == 5
         assert metric["provider"]["prometheus"]["address"] == PROM
-        assert 'version="{{args.version}}"' in metric["provider"]["prometheus"]["query"]
+        query = metric["provider"]["prometheus"]["query"]
+        assert 'version="{{args.version}}"' in query
+        # Built queries select the model too: another model at the same version is not it.
+        assert "bentoml_" not in query or 'model="iris"' in query
+    assert sum('model="iris"' in m["provider"]["prometheus"]["query"] for m in metrics) >= 2
 
 
 def test_count_covers_the_bake_as_watch_measures_it() -> None:
@@ -147,10 +151,10 @@ def test_the_address_is_an_argument_or_the_prometheus_source_or_the_default() ->
     assert metric["provider"]["prometheus"]["address"] == DEFAULT_PROMETHEUS
 
 
-def test_the_queries_are_the_prometheus_sources_scoped_by_version() -> None:
+def test_the_queries_are_the_prometheus_sources_scoped_by_model_and_version() -> None:
     analysis = spec()
     ours = queries(analysis, "iris", "1.4.0")
-    source = PrometheusSource(PROM, analysis, "1.4.0", version_label="version")
+    source = PrometheusSource(PROM, analysis, "1.4.0", version_label="version", model="iris")
     try:
         for name, promql in ours.items():
             # watch's own query, with the version label of the cluster
@@ -159,6 +163,8 @@ def test_the_queries_are_the_prometheus_sources_scoped_by_version() -> None:
             assert "{{" not in promql
     finally:
         source.close()
+    assert 'model="iris"' in ours["error_rate"] and 'model="iris"' in source.queries["requests"]
+    assert 'model="wine"' in queries(analysis, "wine", "1.4.0")["error_rate"]
     # per-request metrics say nothing below min_requests; gauges are judged as read
     assert ours["error_rate"].endswith(f"and on() ({source.queries['requests']} >= 20)")
     assert ours["accuracy"] == 'min(acc{version="1.4.0"})'

@@ -156,6 +156,9 @@ class Scope(NamedTuple):
     # The label PromQL matches the version on: BentoML's own, or on Kubernetes the one
     # relabelled from the pod's (docs/ARCHITECTURE.md, "Analysis in the cluster").
     label: str = "service_version"
+    # On Kubernetes, the `model` label relabelled from the pod's `app.kubernetes.io/name`:
+    # two models at one version share the version label, never this one. PromQL only.
+    model: str | None = None
 
     def admits(self, labels: Mapping[str, str], *, required: bool = True) -> bool:
         """Whether a sample belongs to the version under watch. For custom gauges

@@ -14,6 +14,10 @@ from releasectl.analysis.engine import MetricsError, checks_for
 from releasectl.analysis.exposition import EXCLUDED_ENDPOINTS_RE, NAMESPACE, QUANTILES, Scope
 from releasectl.manifest.analysis import AnalysisSpec
 
+# The label a cluster's Prometheus relabels from the pod label `app.kubernetes.io/name`
+# (docs/ARCHITECTURE.md, "Analysis in the cluster").
+MODEL_LABEL = "model"
+
 
 def promql_string(value: str) -> str:
     """`value` as a double-quoted PromQL string literal."""
@@ -77,6 +81,8 @@ def _placeholder_value(version: str, quote: str | None) -> str:
 
 def _selector(scope: Scope, extra: str = "") -> str:
     matchers = [f"{scope.label}={promql_string(scope.version)}"]
+    if scope.model is not None:
+        matchers.append(f"{MODEL_LABEL}={promql_string(scope.model)}")
     if scope.service_name is not None:
         matchers.append(f"service_name={promql_string(scope.service_name)}")
     matchers.append(f"endpoint!~{promql_string(EXCLUDED_ENDPOINTS_RE)}")

@@ -126,12 +126,13 @@ class PrometheusSource:
         namespace: str = NAMESPACE,
         transport: httpx.BaseTransport | None = None,
         version_label: str = "service_version",
+        model: str | None = None,
     ) -> None:
         source = spec.source
         window = source.window if isinstance(source, PrometheusSourceSpec) else None
         self.url = url.rstrip("/") + "/api/v1/query"
         self._spec = spec
-        self._scope = Scope(version, service_name, version_label)
+        self._scope = Scope(version, service_name, version_label, model)
         self._namespace = namespace
         self._checks = checks_for(spec)
         self._window_s = window or spec.interval

@@ -369,7 +369,9 @@ def _watch_in_cluster(
     _cluster_refusals(manifest, version)
     assert isinstance(spec.source, PrometheusSourceSpec)  # refused above otherwise
     try:
-        with PrometheusSource(spec.source.url, spec, declared, version_label=VERSION_LABEL) as src:
+        with PrometheusSource(
+            spec.source.url, spec, declared, version_label=VERSION_LABEL, model=model
+        ) as src:
             verdict = run_analysis(spec, src, declared, on_measurement=on_measurement)
     except BaseException as exc:
         if act and not isinstance(exc, KeyboardInterrupt | SystemExit):

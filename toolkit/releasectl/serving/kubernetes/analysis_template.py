@@ -2,8 +2,9 @@
 
 One model feeds both (docs/ARCHITECTURE.md, "Analysis in the cluster"): the limits
 are the block's, and each metric's PromQL comes from the Prometheus source's own
-query builder (`releasectl.analysis.sources.build_queries`), scoped by the `version`
-label that Prometheus relabels from the pod label the Rollout sets, with the version
+query builder (`releasectl.analysis.sources.build_queries`), scoped by the `model`
+and `version` labels that Prometheus relabels from the pod labels the Rollout sets
+(two models at one version never mix their series), with the version
 left as the template argument `{{args.version}}`. Every metric has an explicit
 `successCondition` and `failureCondition`, so an empty result or NaN meets neither
 and the measurement is Inconclusive: missing data never passes and never fails.
@@ -50,6 +51,7 @@ def analysis_template(
         "consecutiveErrorLimit": spec.consecutive_error_limit,
     }
     interval = format_duration(spec.interval)
+    templated = _templated(spec, model)
     metrics = []
     for check in checks_for(spec):
         metrics.append(
@@ -62,9 +64,7 @@ def analysis_template(
                 **limits,
                 "successCondition": success_condition(check),
                 "failureCondition": failure_condition(check),
-                "provider": {
-                    "prometheus": {"address": prometheus, "query": _templated(spec)[check.name]}
-                },
+                "provider": {"prometheus": {"address": prometheus, "query": templated[check.name]}},
             }
         )
     return {
@@ -85,7 +85,9 @@ def queries(spec: AnalysisSpec, model: str, version: str) -> dict[str, str]:
     """Each metric's PromQL as an AnalysisRun for `version` runs it: the template's
     query with `{{args.version}}` replaced, as Argo does, by the text of the argument."""
     check_version(version)  # a SemVer string needs no escaping inside a PromQL string
-    return {name: query.replace(VERSION_ARG, version) for name, query in _templated(spec).items()}
+    return {
+        name: query.replace(VERSION_ARG, version) for name, query in _templated(spec, model).items()
+    }
 
 
 def measurement_count(spec: AnalysisSpec) -> int:
@@ -97,12 +99,13 @@ def _source_url(spec: AnalysisSpec) -> str | None:
     return spec.source.url if isinstance(spec.source, PrometheusSourceSpec) else None
 
 
-def _templated(spec: AnalysisSpec) -> dict[str, str]:
+def _templated(spec: AnalysisSpec, model: str) -> dict[str, str]:
     """The source's queries with the version left as the template argument. Per-request
     metrics give no result while their range holds fewer than `min_requests` API
     requests: too little traffic is inconclusive, never judged."""
     window = spec.source.window if isinstance(spec.source, PrometheusSourceSpec) else None
-    built = build_queries(spec, Scope(VERSION_ARG, None, VERSION_LABEL), window or spec.interval)
+    scope = Scope(VERSION_ARG, None, VERSION_LABEL, model)
+    built = build_queries(spec, scope, window or spec.interval)
     enough = f"({built['requests']} >= {max(1, spec.min_requests)})"
     return {
         check.name: f"({built[check.name]}) and on() {enough}"
