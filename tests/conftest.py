@@ -1,7 +1,8 @@
-"""Shared fixtures, and only fixtures: the helpers live in the top-level `testing`
-package. Every test runs with HOME, git's global config, BentoML's home and
-releasectl's state pointed into a temporary folder, so nothing a test does can
-read or write the developer's real configuration."""
+"""Shared fixtures, and only fixtures (plus the run order's hook, from
+`testing.schedule`): the helpers live in the top-level `testing` package. Every
+test runs with HOME, git's global config, BentoML's home and releasectl's state
+pointed into a temporary folder, so nothing a test does can read or write the
+developer's real configuration."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from testing.repos import Repo, git, new_repo
+from testing.schedule import pytest_collection_modifyitems as pytest_collection_modifyitems
 from testing.wheels import WHEELHOUSE
 
 

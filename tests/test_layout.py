@@ -63,3 +63,12 @@ def test_support_modules_stay_small() -> None:
         if (n := len(p.read_text().splitlines())) > 400
     }
     assert big == {}
+
+
+def test_the_run_order_names_test_files_that_exist() -> None:
+    """testing/schedule.py orders files by their measured time; a renamed file
+    would silently drop to the back and unbalance the two workers."""
+    from testing.schedule import SECONDS
+
+    missing = [name for name in SECONDS if not (ROOT / name).is_file()]
+    assert missing == [], f"testing/schedule.py lists files that are gone: {missing}"

@@ -35,7 +35,7 @@ FAST = {
     "consecutive_error_limit": 2,
     "metrics": {"error_rate": {"max": 0.05}},
 }
-REFUSED_PUSHES = 7  # more than one round of re-planning: the backoff is exercised
+REFUSED_PUSHES = 3  # three rounds, waiting 1, 2 and 4 s: the backoff is exercised
 
 # Counts the pushes it sees and refuses the first N (a remote in maintenance, a
 # flaky proxy): the record must still arrive.
