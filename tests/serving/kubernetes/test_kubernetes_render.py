@@ -388,6 +388,19 @@ def test_pull_request_check_owns_every_change_to_the_deploy_folder(registry: Rep
     code, findings = attempt("a patch beside the list")
     assert code == 3 and "more than the sorted list" in findings[("deploy", "index")]["detail"]
 
+    # A new model that claims iris's folder: refused before it renders anything.
+    wine = (registry.path / MANIFEST).read_text().replace("iris", "wine")
+    wine = wine.replace("    namespace: models\n", f"    namespace: models\n    path: {FOLDER}\n")
+    registry.write("model-releases/wine/release.yaml", wine)
+    registry.commit("wine, in iris's folder", "model-releases")
+    code, findings = check_findings(registry, base)
+    registry.git("reset", "-q", "--hard", base)
+    assert code == 3, findings
+    assert (
+        f"wine renders into {FOLDER}/, iris's {FOLDER}/"
+        in findings[("deploy", "folders")]["detail"]
+    )
+
     # Not over-strict: a folder brought back to what its manifest renders passes,
     # and so does a change that leaves deploy/ alone.
     (registry.path / FOLDER / "service-preview.yaml").unlink()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from releasectl import git as g
 from releasectl.bundles.build import build_sources, explain_mismatch, recorded_files, store_for
@@ -22,6 +23,9 @@ from releasectl.registry import history as reg
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import check_commits, trust_root
+
+if TYPE_CHECKING:
+    from releasectl.serving.kubernetes.owners import DeployChanges
 
 
 @dataclass(frozen=True)
@@ -118,7 +122,7 @@ def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = Tr
     deploy = classify(git, base, head, outside)
     report = Report(base, head, sorted(released | set(deploy.by_model)))
     _check_commits(git, report)
-    _check_deploy_folder(git, report, deploy.indexes, deploy.strays)
+    _check_deploy_folder(git, report, deploy)
     for model in report.models:
         if model in released:
             _check_model(git, report, model, build=build)
@@ -127,9 +131,12 @@ def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = Tr
     return report
 
 
-def _check_deploy_folder(git: g.Git, report: Report, indexes: list[str], strays: list[str]) -> None:
+def _check_deploy_folder(git: g.Git, report: Report, deploy: DeployChanges) -> None:
     from releasectl.serving.kubernetes.owners import index_problem
 
+    strays, indexes = deploy.strays, deploy.indexes
+    if deploy.overlaps:
+        report.add("deploy", "folders", False, "; ".join(deploy.overlaps), REFUSED)
     if strays:
         report.add(
             "deploy",

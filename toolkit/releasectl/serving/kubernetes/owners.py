@@ -30,6 +30,9 @@ class DeployChanges:
     by_model: dict[str, list[str]] = field(default_factory=dict)  # in its rendered folder
     indexes: list[str] = field(default_factory=list)  # environments' indexes
     strays: list[str] = field(default_factory=list)  # under deploy/, rendered by no model
+    # Two models at the head whose folders are one, or one inside the other: each
+    # render would overwrite the other's state (a new model claiming a live one's).
+    overlaps: list[str] = field(default_factory=list)
 
 
 def kubernetes_manifests(git: g.Git, rev: str) -> dict[str, mf.Manifest]:
@@ -54,23 +57,36 @@ def classify(git: g.Git, base: str, head: str, paths: list[str]) -> DeployChange
     """Sort changed paths (outside the registry) by owner. A folder counts as
     a model's at the base or the head, so moving or emptying it is seen too."""
     changes = DeployChanges()
-    if not paths:
-        return changes
-    folders: dict[str, str] = {}
+    owned: list[tuple[str, str]] = []  # (folder/, model), the base's then the head's
     for rev in (base, head):
+        at_rev = []
         for model, manifest in kubernetes_manifests(git, rev).items():
             folder = r.folder_of(manifest)
             if folder is not None:
-                folders[f"{folder}/"] = model
+                at_rev.append((f"{folder}/", model))
+        owned += at_rev
+    changes.overlaps = _overlaps(at_rev)  # the head's
     for path in paths:
-        owner = next((m for folder, m in folders.items() if path.startswith(folder)), None)
-        if owner is not None:
+        owners = sorted({model for folder, model in owned if path.startswith(folder)})
+        for owner in owners:
             changes.by_model.setdefault(owner, []).append(path)
-        elif _INDEX.fullmatch(path):
+        if owners:
+            continue
+        if _INDEX.fullmatch(path):
             changes.indexes.append(path)
         elif path.startswith(DEPLOY_ROOT) and not path.startswith(APPLICATIONS):
             changes.strays.append(path)
     return changes
+
+
+def _overlaps(owned: list[tuple[str, str]]) -> list[str]:
+    found = []
+    ordered = sorted(owned)
+    for i, (outer, outer_model) in enumerate(ordered):
+        for inner, inner_model in ordered[i + 1 :]:
+            if inner.startswith(outer):
+                found.append(f"{inner_model} renders into {inner}, {outer_model}'s {outer}")
+    return found
 
 
 def index_problem(git: g.Git, base: str, head: str, path: str) -> str | None:
