@@ -65,6 +65,7 @@ def more_bentos(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "pinned-1": build_bento(home, "pinned", "1.0.0"),
         "pinned-2": build_bento(home, "pinned", "2.0.0"),
         "badpin": build_bento(home, "badpin", "1.0.0"),
+        "portrace": build_bento(home, "portrace", "1.0.0"),
     }
 
 
@@ -260,6 +261,44 @@ def test_versions_that_cannot_serve_fail_and_the_old_keeps_serving(
     assert status.health == "ready" and status.deploying is None
     assert status.last_deploy is not None and not status.last_deploy.ok
     assert servers(home) == v1_servers
+
+
+def test_a_server_that_loses_a_port_race_at_start_is_started_again_on_new_ports(
+    target: LocalTarget, more_bentos: dict[str, Path], home: Path, port: int
+) -> None:
+    """Free ports are picked, then bound by `bentoml serve` (its own and its process
+    manager's); another process may bind one in between. Such a start is tried again
+    on new ports, a bounded number of times; any other start-up failure is final."""
+    bento = more_bentos["portrace"]
+    starts, lose = bento.parent / "starts", bento.parent / "ports-to-lose"
+    race = DeployRequest(
+        model="race",
+        version="1.0.0",
+        digest="sha256:portrace",
+        commit="commit-portrace",
+        serial=1,
+        bento_dir=bento,
+        port=port,
+    )
+    lose.write_text("1")
+    result = target.deploy(race)
+    # The lost start imported the service once; the one that serves, more than once
+    # (bentoml's main process and its worker both do).
+    assert result.version == "1.0.0" and int(starts.read_text()) > 2
+    assert httpx.post(f"{url(port)}/version", json={}).json() == {"version": "portrace"}
+
+    # A server that keeps losing: given up after three starts, the live one stays.
+    starts.unlink()
+    lose.write_text("9")
+    again = race.model_copy(update={"version": "2.0.0", "serial": 2, "digest": "sha256:again"})
+    with pytest.raises(OperationFailed) as failed:
+        target.deploy(again)
+    assert starts.read_text() == "3"  # three starts, each dead at its first import
+    assert "race 2.0.0 did not become ready" in failed.value.message
+    assert "Address already in use" in failed.value.message
+    [status] = target.status("race")
+    assert status.live is not None and status.live.version == "1.0.0"
+    assert len(servers(home)) == 1
 
 
 @pytest.fixture

@@ -44,6 +44,16 @@ POLL = 0.1
 # probe keeps the loop (and so the exit checks above) turning.
 PROBE_TIMEOUT = 1.0
 FAILED_GRACE = 0.5
+# A server is given free ports (its own, and the ones bentoml picks for its process
+# manager), but another process can bind one between the pick and the bind. That
+# start is tried again on new ports; any other failure at start-up is final.
+START_ATTEMPTS = 3
+
+
+def _lost_a_port(log_tail: str) -> bool:
+    return "address already in use" in log_tail.lower()
+
+
 ADOPT_TIMEOUT = 15.0
 DRAIN_TIMEOUT = 30.0
 
@@ -212,15 +222,20 @@ class Supervisor:
                 self.save()
                 return self._result(ms, req, "warm", previous, started)
 
-            slot = await self._start_slot(ms, req)
-            failure = await self._wait_ready(slot, self.children.get(slot.id), req.ready_timeout)
-            if failure is not None:
+            for attempt in range(1, START_ATTEMPTS + 1):
+                slot = await self._start_slot(ms, req)
+                child = self.children.get(slot.id)
+                failure = await self._wait_ready(slot, child, req.ready_timeout)
+                if failure is None:
+                    break
                 log = self.paths.slot_dir(req.model, slot.id) / "server.log"
                 # It never served a request: nothing to drain, no grace to wait out.
                 await asyncio.to_thread(self._stop_now, [slot], FAILED_GRACE)
                 ms.pending = None
                 tail = log_tail(log)
                 cause = last_error(tail)
+                if attempt < START_ATTEMPTS and _lost_a_port(tail):
+                    continue  # a port it was given was taken before it bound it: new ports
                 message = f"{req.model} {req.version} did not become ready: {failure}"
                 message += f" ({cause})" if cause else ""
                 self._outcome(ms, req, False, message)
