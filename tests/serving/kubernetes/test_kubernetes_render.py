@@ -388,6 +388,16 @@ def test_pull_request_check_owns_every_change_to_the_deploy_folder(registry: Rep
     code, findings = attempt("a patch beside the list")
     assert code == 3 and "more than the sorted list" in findings[("deploy", "index")]["detail"]
 
+    # Another model's manifest that is not even text does not hide the hand edit.
+    junk = registry.path / "model-releases" / "junk" / "release.yaml"
+    junk.parent.mkdir()
+    junk.write_bytes(b"model: \xff\xfe\n")
+    kustomization.write_text(kustomization.read_text().replace(image(1)[-64:], "e" * 64))
+    registry.commit("junk, and an image nobody released", "model-releases")
+    code, findings = attempt("(the edit)")
+    assert code == 2 and findings[("iris", "rendered")]["ok"] is False
+    assert findings[("junk", "manifest")]["ok"] is False
+
     # A new model that claims iris's folder: refused before it renders anything.
     wine = (registry.path / MANIFEST).read_text().replace("iris", "wine")
     wine = wine.replace("    namespace: models\n", f"    namespace: models\n    path: {FOLDER}\n")

@@ -39,7 +39,10 @@ def kubernetes_manifests(git: g.Git, rev: str) -> dict[str, mf.Manifest]:
     """The kubernetes-target models at `rev`, by name. A manifest that does
     not load is left out: the check reports it as the model's own finding."""
     models = list_models(git, rev)
-    texts = g.read_blobs(git, [f"{rev}:{manifest_path(model)}" for model in models])
+    try:
+        texts = g.read_blobs(git, [f"{rev}:{manifest_path(model)}" for model in models])
+    except ReleasectlError:  # a manifest that is not text: read the others one by one
+        texts = [_text_or_none(git, rev, manifest_path(model)) for model in models]
     found: dict[str, mf.Manifest] = {}
     for model, text in zip(models, texts, strict=True):
         if text is None:
@@ -51,6 +54,13 @@ def kubernetes_manifests(git: g.Git, rev: str) -> dict[str, mf.Manifest]:
         if manifest.deploy.kubernetes is not None:
             found[model] = manifest
     return found
+
+
+def _text_or_none(git: g.Git, rev: str, path: str) -> str | None:
+    try:
+        return g.read_blob(git, rev, path)
+    except ReleasectlError:
+        return None
 
 
 def classify(git: g.Git, base: str, head: str, paths: list[str]) -> DeployChanges:
