@@ -94,17 +94,17 @@ def port() -> int:
 
 
 def request(bentos: dict[str, Path], which: str, port: int, **kw: object) -> DeployRequest:
-    version = which if which[0].isdigit() else "3.0.0"
-    return DeployRequest(
-        model="echo",
-        version=version,
-        digest=f"sha256:{which}",
-        commit=f"commit-{which}",
-        serial={"1.0.0": 1, "2.0.0": 2}.get(which, 3),
-        bento_dir=bentos[which],
-        port=port,
-        **kw,  # type: ignore[arg-type]
-    )
+    """A request for bento `which`; `kw` adds or overrides fields (model, version…)."""
+    fields: dict[str, object] = {
+        "model": "echo",
+        "version": which if which[0].isdigit() else "3.0.0",
+        "digest": f"sha256:{which}",
+        "commit": f"commit-{which}",
+        "serial": {"1.0.0": 1, "2.0.0": 2}.get(which, 3),
+        "bento_dir": bentos[which],
+        "port": port,
+    }
+    return DeployRequest.model_validate({**fields, **kw})
 
 
 def url(port: int) -> str:
@@ -200,15 +200,7 @@ def test_versions_that_cannot_serve_fail_and_the_old_keeps_serving(
 ) -> None:
     target.deploy(request(bentos, "1.0.0", port))
     v1_servers = servers(home)
-    crash = DeployRequest(
-        model="echo",
-        version="4.0.0",
-        digest="sha256:crash",
-        commit="commit-crash",
-        serial=4,
-        bento_dir=more_bentos["crash"],
-        port=port,
-    )
+    crash = request(more_bentos, "crash", port, version="4.0.0", serial=4)
     badpin = crash.model_copy(
         update={"version": "5.0.0", "digest": "sha256:badpin", "bento_dir": more_bentos["badpin"]}
     )
@@ -271,15 +263,7 @@ def test_a_server_that_loses_a_port_race_at_start_is_started_again_on_new_ports(
     on new ports, a bounded number of times; any other start-up failure is final."""
     bento = more_bentos["portrace"]
     starts, lose = bento.parent / "starts", bento.parent / "ports-to-lose"
-    race = DeployRequest(
-        model="race",
-        version="1.0.0",
-        digest="sha256:portrace",
-        commit="commit-portrace",
-        serial=1,
-        bento_dir=bento,
-        port=port,
-    )
+    race = request(more_bentos, "portrace", port, model="race", version="1.0.0", serial=1)
     lose.write_text("1")
     result = target.deploy(race)
     # The lost start imported the service once; the one that serves, more than once

@@ -148,7 +148,7 @@ def _check_deploy_folder(git: g.Git, report: Report, deploy: DeployChanges) -> N
         )
     for path in indexes:
         try:
-            problem = index_problem(git, report.base, report.head, path)
+            problem = index_problem(git, report.base, report.head, path, deploy.head)
         except ReleasectlError as exc:
             problem = f"{path}: {exc.message}"
         report.add(

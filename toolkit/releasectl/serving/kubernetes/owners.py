@@ -33,6 +33,8 @@ class DeployChanges:
     # Two models at the head whose folders are one, or one inside the other: each
     # render would overwrite the other's state (a new model claiming a live one's).
     overlaps: list[str] = field(default_factory=list)
+    # The head's kubernetes models, read once for the ownership and the index checks.
+    head: dict[str, mf.Manifest] = field(default_factory=dict)
 
 
 def kubernetes_manifests(git: g.Git, rev: str) -> dict[str, mf.Manifest]:
@@ -63,19 +65,26 @@ def _text_or_none(git: g.Git, rev: str, path: str) -> str | None:
         return None
 
 
+def _folders(manifests: dict[str, mf.Manifest]) -> list[tuple[str, str]]:
+    """(`<folder>/`, model) for each model's rendered folder."""
+    owned = []
+    for model, manifest in manifests.items():
+        folder = r.folder_of(manifest)
+        if folder is not None:
+            owned.append((f"{folder}/", model))
+    return owned
+
+
 def classify(git: g.Git, base: str, head: str, paths: list[str]) -> DeployChanges:
     """Sort changed paths (outside the registry) by owner. A folder counts as
-    a model's at the base or the head, so moving or emptying it is seen too."""
-    changes = DeployChanges()
-    owned: list[tuple[str, str]] = []  # (folder/, model), the base's then the head's
-    for rev in (base, head):
-        at_rev = []
-        for model, manifest in kubernetes_manifests(git, rev).items():
-            folder = r.folder_of(manifest)
-            if folder is not None:
-                at_rev.append((f"{folder}/", model))
-        owned += at_rev
-    changes.overlaps = _overlaps(at_rev)  # the head's
+    a model's at the base or the head, so moving or emptying it is seen too;
+    the base is read only when some path needs an owner."""
+    head_models = kubernetes_manifests(git, head)
+    head_owned = _folders(head_models)
+    changes = DeployChanges(overlaps=_overlaps(head_owned), head=head_models)
+    if not paths:
+        return changes
+    owned = _folders(kubernetes_manifests(git, base)) + head_owned
     for path in paths:
         owners = sorted({model for folder, model in owned if path.startswith(folder)})
         for owner in owners:
@@ -99,7 +108,9 @@ def _overlaps(owned: list[tuple[str, str]]) -> list[str]:
     return found
 
 
-def index_problem(git: g.Git, base: str, head: str, path: str) -> str | None:
+def index_problem(
+    git: g.Git, base: str, head: str, path: str, head_models: dict[str, mf.Manifest]
+) -> str | None:
     """Why a changed environment index is not one releasectl would write, or
     None. It lists folders only, sorted; it gains only the folder of a
     kubernetes model of that environment, and loses none (that would make
@@ -110,11 +121,11 @@ def index_problem(git: g.Git, base: str, head: str, path: str) -> str | None:
     entries = r.index_entries(text)
     old = g.read_blob(git, base, path)
     before = set(r.index_entries(old)) if old is not None else set()
-    models: set[str] = set()
-    for manifest in kubernetes_manifests(git, head).values():
-        folder = r.folder_of(manifest)
-        if folder is not None and r.index_path(manifest) == path:
-            models.add(folder.rpartition("/")[2])
+    models = {
+        folder.rstrip("/").rpartition("/")[2]
+        for folder, model in _folders(head_models)
+        if r.index_path(head_models[model]) == path
+    }
     removed = sorted(before - set(entries))
     if removed:
         return f"{path} no longer lists {', '.join(removed)}"
