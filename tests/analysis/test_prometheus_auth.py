@@ -1,7 +1,7 @@
-"""The Prometheus source's optional auth (docs/ARCHITECTURE.md, "Analysis in the
-cluster"): a bearer token read from the environment variable the manifest names, and
-a CA file for TLS. A small real HTTP server on 127.0.0.1 stands in for Prometheus'
-query API and records what it was sent."""
+"""The Prometheus source's optional auth (docs/ARCHITECTURE.md,
+"Analysis in the cluster"): a bearer token read from the environment variable the
+manifest names, and a CA file for TLS. A small real HTTP server on 127.0.0.1 stands
+in for Prometheus' query API and records what it was sent."""
 
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ Prometheus scrapes every SCRAPE seconds, as a cluster's does (10 s here; 30 s is
 kube-prometheus-stack's default), and the analysis declares it: every range is derived
 from it (four scrapes), never shorter, so `rate` has the samples it needs. The
 interval and the bake are derived from it too, to keep the wall time to a few
-intervals. Ranges of one interval (releasectl before issue 21) give no data here.
+intervals. Ranges of one interval (as releasectl made them before) give no data here.
 
 The same served bentos answer the smoke requests of the pre-promotion analysis."""
 

@@ -1,10 +1,10 @@
 """release.yml for a kubernetes-target model, run for real on the runner stand-in
-(testing/gha): the one path back to Git (docs/ARCHITECTURE.md, "Analysis in the
-cluster"). The verify job checks the tag, the pinned image in a real registry and the
-rendered folder; the bake job judges the version through a real Prometheus that
-scrapes the release's real bento, as a cluster's does; the keyed record job marks it
-stable, or writes the signed revert and its rejected mark and pushes them, which Argo
-CD then syncs. Nothing is deployed from the runner.
+(testing/gha): the one path back to Git (docs/ARCHITECTURE.md,
+"Analysis in the cluster"). The verify job checks the tag, the pinned image in a
+real registry and the rendered folder; the bake job judges the version through a
+real Prometheus that scrapes the release's real bento, as a cluster's does; the
+keyed record job marks it stable, or writes the signed revert and its rejected mark
+and pushes them, which Argo CD then syncs. Nothing is deployed from the runner.
 
 The image is pinned, not built: an image holding nothing but the release's bundle
 digest label is pushed to Debian's docker-registry on 127.0.0.1 (building the real one
