@@ -531,3 +531,33 @@ def test_the_scaffold_s_custom_metric_renders_its_query_from_the_gauge(registry:
     proc = registry.cli("render", "iris")
     assert proc.returncode == 2, proc.stderr
     assert "custom metric 'accuracy' needs 'metric' for the scrape source" in proc.stderr
+
+
+def test_two_models_rendering_one_namespace_into_one_index_are_refused(registry: Repo) -> None:
+    """kustomize refuses an index that holds one Namespace twice, for every model in it:
+    `check` names the pair and the key that resolves it."""
+    kubernetes_iris(registry)
+    registry.ok("render", "iris")
+    registry.commit("render iris", "deploy")
+    base = registry.head()
+    wine = (registry.path / MANIFEST).read_text().replace("iris", "wine")
+    registry.write("model-releases/wine/release.yaml", wine)
+    registry.ok("render", "wine")
+    registry.commit("wine beside iris", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 2, findings
+    assert findings[("deploy", "namespace")]["detail"] == (
+        "iris, wine all render the Namespace models into deploy/production/kustomization.yaml: "
+        "set deploy.kubernetes.create_namespace: false in all but one"
+    )
+    registry.write(
+        "model-releases/wine/release.yaml",
+        wine.replace(
+            "    namespace: models\n", "    namespace: models\n    create_namespace: false\n"
+        ),
+    )
+    registry.ok("render", "wine")
+    registry.commit("wine: iris makes the namespace", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 0, findings
+    assert not (registry.path / "deploy/production/wine/namespace.yaml").exists()
