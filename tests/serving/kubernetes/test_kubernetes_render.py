@@ -501,6 +501,8 @@ def test_a_kubernetes_model_must_be_judged_through_prometheus(registry: Repo) ->
     assert "failure_limit 1 is reached sooner" in warning
     standby = findings[("iris", "standby")]["detail"]
     assert standby.startswith("warning: deploy.standby 5m is shorter than the bake plus a push")
+    shown = registry.cli("check", "--base", base, "--no-build").stdout
+    assert "warn  iris: standby: warning: deploy.standby 5m is shorter" in shown
 
 
 def test_the_scaffold_s_custom_metric_renders_its_query_from_the_gauge(registry: Repo) -> None:
