@@ -8,23 +8,31 @@ Grammar (what serving/kubernetes/analysis_template.py writes):
     and     := unary ("&&" unary)*
     unary   := "!" unary | compare
     compare := primary (("<=" | ">=" | "<" | ">" | "==" | "!=") primary)?
-    primary := NUMBER | "result" | "#" | primary "[" NUMBER "]" | "(" expr ")"
+    primary := NUMBER | STRING | "true" | "false" | "result" | "#"
+             | primary "[" NUMBER "]" | "(" expr ")"
              | "len" "(" expr ")" | "isNaN" "(" expr ")"
              | ("all" | "any") "(" expr "," "{" expr "}" ")"
-NUMBER may be signed ("-0.5"): there is no subtraction. Anything else is a
+NUMBER may be signed ("-0.5"): there is no subtraction. STRING is double-quoted
+with JSON's escapes (the smoke template's expected answers, compared with == and
+!=; a web metric's `result` is the value its jsonPath picks, not a vector). Anything else is a
 SyntaxError: the evaluator must not guess at what it was not written for. As in
 Argo (Go), a comparison with NaN is false, and a bad index is an error (Argo: the
 measurement is an Error)."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import time
 from collections.abc import Callable
 from typing import Any
 
-_TOKEN = re.compile(r"\s*(-?\d+(?:\.\d+)?|&&|\|\||<=|>=|==|!=|[<>!()\[\]{},#]|[A-Za-z_]\w*)")
+import httpx
+
+_TOKEN = re.compile(
+    r'\s*("(?:[^"\\]|\\.)*"|-?\d+(?:\.\d+)?|&&|\|\||<=|>=|==|!=|[<>!()\[\]{},#]|[A-Za-z_]\w*)'
+)
 _COMPARE: dict[str, Callable[[float, float], bool]] = {
     "<=": lambda a, b: a <= b,
     ">=": lambda a, b: a >= b,
@@ -99,6 +107,8 @@ class _Parser:
             self.take()
             right = self.primary()
             fn = _COMPARE[op]
+            if op in ("==", "!="):
+                return lambda env: _equal(fn, left(env), right(env))
             return lambda env: fn(_float(left(env)), _float(right(env)))
         return left
 
@@ -108,6 +118,12 @@ class _Parser:
         if re.fullmatch(r"-?\d+(\.\d+)?", token):
             value = float(token)
             node = lambda env: value  # noqa: E731
+        elif token.startswith('"'):
+            text = json.loads(token)
+            node = lambda env: text  # noqa: E731
+        elif token in ("true", "false"):
+            flag = token == "true"
+            node = lambda env: flag  # noqa: E731
         elif token in ("result", "#"):
             node = lambda env: env[token]  # noqa: E731
         elif token == "(":
@@ -144,15 +160,60 @@ class _Parser:
         return node
 
 
+def _equal(fn: Callable[[Any, Any], bool], left: Any, right: Any) -> bool:
+    """expr's == on strings and booleans compares like with like; numbers as floats."""
+    if isinstance(left, str | bool) or isinstance(right, str | bool):
+        return fn(left, right) if type(left) is type(right) else fn is _COMPARE["!="]
+    return fn(_float(left), _float(right))
+
+
 def _float(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"not a number: {value!r}")
     return float(value)
 
 
-def evaluate(condition: str, result: list[float]) -> bool:
-    """The condition's value for a Prometheus vector result (its values, in order)."""
+def evaluate(condition: str, result: Any) -> bool:
+    """The condition's value for a Prometheus vector result (its values, in order), or
+    for a web metric's jsonPath value."""
     return bool(_Parser(condition).parse()({"result": result}))
+
+
+# --- the web provider: a smoke request -----------------------------------------------
+
+
+def json_path_value(answer: Any, path: str) -> Any:
+    """The value `{$.a.b}` picks from a JSON answer (the dotted subset releasectl writes);
+    KeyError when it is not there (Argo: an Error measurement)."""
+    match = re.fullmatch(r"\{\$\.([A-Za-z_][A-Za-z0-9_.]*)\}", path)
+    if match is None:
+        raise SyntaxError(f"jsonPath {path!r} is not one the smoke template writes")
+    value = answer
+    for key in match.group(1).split("."):
+        value = value[key]
+    return value
+
+
+def web_measurement(metric: dict[str, Any], base_url: str) -> str:
+    """One measurement of a smoke metric as Argo's web provider takes it, sent to
+    `base_url` instead of the preview Service's in-cluster address (same path, method,
+    headers and body); its phase by the metric's conditions."""
+    web = metric["provider"]["web"]
+    path = "/" + web["url"].split("://", 1)[1].split("/", 1)[1]
+    headers = {h["key"]: h["value"] for h in web.get("headers", [])}
+    try:
+        answer = httpx.request(
+            web["method"],
+            base_url.rstrip("/") + path,
+            content=web["body"],
+            headers=headers,
+            timeout=web["timeoutSeconds"],
+        )
+        answer.raise_for_status()
+        result = json_path_value(answer.json(), web["jsonPath"])
+    except (httpx.HTTPError, KeyError, TypeError, ValueError):
+        return "Error"
+    return measurement_phase(metric, result)
 
 
 # --- measurements and runs, as the Argo Rollouts controller judges them ------------------
@@ -173,7 +234,8 @@ def measurement_phase(metric: dict[str, Any], result: list[float]) -> str:
 
 def metric_phase(metric: dict[str, Any], phases: list[str]) -> str | None:
     """The metric's phase after these measurements, None while it still runs:
-    a count exceeding its limit ends it; after `count` measurements it is Successful."""
+    a count exceeding its limit ends it; after `count` measurements that are not
+    errors it is Successful."""
     counted = {p: phases.count(p) for p in ("Failed", "Inconclusive")}
     errors = 0
     for phase in reversed(phases):
@@ -186,7 +248,8 @@ def metric_phase(metric: dict[str, Any], phases: list[str]) -> str | None:
         return "Error"
     if counted["Inconclusive"] > metric["inconclusiveLimit"]:
         return "Inconclusive"
-    if len(phases) >= metric["count"]:
+    # An Error is not a measurement that counts (Argo increments Count on the other three).
+    if len([p for p in phases if p != "Error"]) >= metric["count"]:
         return "Successful"
     return None
 
@@ -214,5 +277,16 @@ def run_metric(
             phase = "Error"
         phases.append(phase)
         decided = metric_phase(metric, phases)
+        if decided is not None:
+            return decided, phases
+
+
+def run_web_metric(metric: dict[str, Any], base_url: str) -> tuple[str, list[str]]:
+    """A smoke metric's run: measured until its phase is decided (an Error is measured
+    again, up to the consecutive-error limit, at once rather than after `interval`)."""
+    phases: list[str] = []
+    while True:
+        phases.append(web_measurement(metric, base_url))
+        decided = metric_phase({"inconclusiveLimit": 0, **metric}, phases)
         if decided is not None:
             return decided, phases

@@ -222,3 +222,62 @@ def remove_storage(storage: Path, driver: str) -> None:
         subprocess.run(argv, capture_output=True, timeout=120, check=False)
     shutil.rmtree(storage, ignore_errors=True)
     shutil.rmtree(runroot(storage), ignore_errors=True)
+
+
+def push_labelled(destination: str, labels: dict[str, str], scratch: Path) -> str:
+    """An image with one empty layer and `labels`, written as an OCI layout by hand and
+    copied to `destination` (`host:port/repository:tag`, plain HTTP) by skopeo: what a
+    test pins when the image's content does not matter, only that the registry holds it
+    with its labels (no builder, no base). Returns `repository@sha256:<hex>`."""
+    import gzip
+    import io
+    import json
+    import tarfile
+
+    layout = scratch / "oci"
+    blobs = layout / "blobs" / "sha256"
+    blobs.mkdir(parents=True, exist_ok=True)
+
+    def blob(data: bytes, media_type: str) -> dict[str, object]:
+        digest = hashlib.sha256(data).hexdigest()
+        (blobs / digest).write_bytes(data)
+        return {"mediaType": media_type, "digest": f"sha256:{digest}", "size": len(data)}
+
+    tar = io.BytesIO()
+    with tarfile.open(fileobj=tar, mode="w"):
+        pass
+    layer = gzip.compress(tar.getvalue(), mtime=0)
+    config = {
+        "architecture": "amd64",
+        "os": "linux",
+        "config": {"Labels": labels},
+        "rootfs": {
+            "type": "layers",
+            "diff_ids": [f"sha256:{hashlib.sha256(tar.getvalue()).hexdigest()}"],
+        },
+    }
+    image = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": blob(json.dumps(config).encode(), "application/vnd.oci.image.config.v1+json"),
+        "layers": [blob(layer, "application/vnd.oci.image.layer.v1.tar+gzip")],
+    }
+    index = {"schemaVersion": 2, "manifests": [blob(json.dumps(image).encode(), OCI_MANIFEST)]}
+    (layout / "index.json").write_text(json.dumps(index))
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    digest_file = scratch / "digest"
+    run(
+        [
+            "skopeo",
+            "copy",
+            "--quiet",
+            "--dest-tls-verify=false",
+            "--preserve-digests",
+            "--digestfile",
+            str(digest_file),
+            f"oci:{layout}",
+            f"docker://{destination}",
+        ]
+    )
+    repository = destination.rsplit(":", 1)[0]
+    return f"{repository}@{digest_file.read_text().strip()}"

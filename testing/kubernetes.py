@@ -41,8 +41,18 @@ def image(n: int) -> str:
     return f"{REPOSITORY}@sha256:{n:064x}"
 
 
-def kubernetes_iris(repo: Repo, *, pinned: int = 1, strategy: str | None = None) -> None:
-    """iris with deploy.target kubernetes and its image pinned, committed."""
+SMOKE = (
+    "  smoke:\n"
+    "    - {path: /predict, json: {features: [5.1, 3.5, 1.4, 0.2]},"
+    " expect: {field: label, equals: setosa}}\n"
+)
+
+
+def kubernetes_iris(
+    repo: Repo, *, pinned: int = 1, strategy: str | None = None, smoke: bool = False
+) -> None:
+    """iris with deploy.target kubernetes and its image pinned, committed; with `smoke`,
+    one smoke request (SMOKE) for the pre-promotion analysis."""
     repo.add_model("iris")
     text = (repo.path / MANIFEST).read_text()
     block = KUBERNETES_BLOCK + (f"    strategy: {strategy}\n" if strategy else "")
@@ -50,7 +60,14 @@ def kubernetes_iris(repo: Repo, *, pinned: int = 1, strategy: str | None = None)
         "  standby: 10m\n", "  standby: 10m\n" + block
     )
     text = text.replace("  bento: iris\n", f"  bento: iris\n  image: {image(pinned)}\n")
-    text += "analysis:\n  interval: 10s\n  bake: 1m\n  metrics:\n    error_rate: {max: 0.05}\n"
+    # A kubernetes model is judged through the cluster's Prometheus (release refuses
+    # another source); every range spans four scrapes, 2m at this 30s scrape interval.
+    text += (
+        "analysis:\n  interval: 2m\n  bake: 10m\n"
+        "  source: {kind: prometheus, url: 'http://prometheus.monitoring.svc:9090',"
+        " scrape_interval: 30s}\n"
+        "  metrics:\n    error_rate: {max: 0.05}\n"
+    ) + (SMOKE if smoke else "")
     repo.write(MANIFEST, text)
     repo.commit("iris on kubernetes")
 

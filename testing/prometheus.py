@@ -38,10 +38,11 @@ def prometheus_scraping(
     *,
     model: str = "iris",
     strangers: Iterable[tuple[str, str, str]] = (),
+    scrape_interval: str = "1s",
 ) -> Iterator[str]:
     """Prometheus on 127.0.0.1:`port` scraping every server of `served` (version ->
-    base URL) each second, labelled with `model` and its version, and each of
-    `strangers` (another model, a version, a base URL) with theirs; yields its URL
+    base URL) every `scrape_interval`, labelled with `model` and its version, and each
+    of `strangers` (another model, a version, a base URL) with theirs; yields its URL
     once every query of `ready_when` has a number (a full rate() window of scrapes)."""
     binary = shutil.which("prometheus")
     assert binary, "the tests need Debian's prometheus package (scripts/test installs it)"
@@ -54,7 +55,7 @@ def prometheus_scraping(
     )
     config = home / "prometheus.yml"
     config.write_text(
-        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"global: {{scrape_interval: {scrape_interval}, evaluation_interval: {scrape_interval}}}\n"
         "scrape_configs:\n"
         "  - job_name: pods\n"
         "    static_configs:\n" + targets

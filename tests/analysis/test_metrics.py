@@ -479,7 +479,14 @@ def test_scrape_healthy_trickle_passes(serve: Any) -> None:
 
 
 def test_prometheus_range_widens_with_the_window() -> None:
-    analysis = spec(source={"kind": "prometheus", "url": "http://127.0.0.1:9", "window": "5s"})
+    analysis = spec(
+        source={
+            "kind": "prometheus",
+            "url": "http://127.0.0.1:9",
+            "window": "5s",
+            "scrape_interval": "1s",
+        }
+    )
     with PrometheusSource("http://127.0.0.1:9", analysis, "2.0.0") as source:
         assert source.queries_for(Window(1, 1)) == source.queries
         assert "[5s]" in source.queries["requests"]
@@ -615,7 +622,10 @@ def _wait_for_data(url: str) -> None:
 
 
 def prom_spec(url: str, **overrides: Any) -> AnalysisSpec:
-    return spec(source={"kind": "prometheus", "url": url, "window": "5s"}, **overrides)
+    return spec(
+        source={"kind": "prometheus", "url": url, "window": "5s", "scrape_interval": "1s"},
+        **overrides,
+    )
 
 
 def prom_watch(analysis: AnalysisSpec, version: str) -> Any:
@@ -739,7 +749,7 @@ def test_prometheus_trickle_fails_over_a_widened_range(prometheus: tuple[str, Fa
     url, _ = prometheus
     _wait_for_history(url, TRICKLE, 12)
     analysis = spec(
-        source={"kind": "prometheus", "url": url, "window": "3s"},
+        source={"kind": "prometheus", "url": url, "window": "3s", "scrape_interval": "1s"},
         min_requests=5,
         bake="1m",
         inconclusive_limit=3,  # tolerates a range that catches a single scrape

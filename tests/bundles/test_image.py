@@ -74,7 +74,12 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
             repository = f"{host}/releasectl/iris"
             path = repo.path / MANIFEST
             block = {"image": repository, "namespace": "ml", "base_image": base}
-            changes = {"deploy": {"target": "kubernetes", "kubernetes": block}}
+            # A kubernetes model is judged through the cluster's Prometheus.
+            source = {"kind": "prometheus", "url": "http://prometheus.monitoring.svc:9090"}
+            changes = {
+                "deploy": {"target": "kubernetes", "kubernetes": block},
+                "analysis": {"source": source},
+            }
             path.write_text(edit(path.read_text(), "release.yaml", changes))
             repo.commit("iris: served by the cluster")
             # buildah (releasectl's builder) reads the test's storage from a storage.conf,
@@ -117,7 +122,7 @@ def test_the_pin_is_the_digest_the_registry_serves(built: Built) -> None:
     assert "sha256:" + hashlib.sha256(by_tag.content).hexdigest() == digest
     assert manifest(built.repository, digest).content == by_tag.content
     # The release said what it was doing while it built and pushed.
-    assert "building the image" in built.release_stderr
+    assert "building the image of iris 1.0.0 on" in built.release_stderr  # names the model
     assert "pushing the image" in built.release_stderr
 
 

@@ -209,7 +209,9 @@ def prometheus(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 def _via(prometheus: str, metrics: dict | None = None) -> dict:
-    spec = {**FAST, "source": {"kind": "prometheus", "url": prometheus, "window": "4s"}}
+    # This Prometheus scrapes every second: ranges of four scrapes (4s).
+    source = {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"}
+    spec = {**FAST, "source": source}
     return {**spec, "metrics": metrics} if metrics else spec
 
 

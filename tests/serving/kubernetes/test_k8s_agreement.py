@@ -15,7 +15,15 @@ analysis block, two judges run side by side against that Prometheus:
   (from `queries()`) through Prometheus's HTTP API every interval, its success and
   failure conditions evaluated (testing/argo.py), its limits applied.
 
-A version nobody serves is the third case: no data must be inconclusive on both sides."""
+A version nobody serves is the third case: no data must be inconclusive on both sides.
+
+Prometheus scrapes every SCRAPE seconds, as a cluster's does (10 s here; 30 s is
+kube-prometheus-stack's default), and the analysis declares it: every range is derived
+from it (four scrapes), never shorter, so `rate` has the samples it needs. The
+interval and the bake are derived from it too, to keep the wall time to a few
+intervals. Ranges of one interval (as releasectl made them before) give no data here.
+
+The same served bentos answer the smoke requests of the pre-promotion analysis."""
 
 from __future__ import annotations
 
@@ -27,6 +35,7 @@ from typing import Any
 import pytest
 
 from releasectl.analysis.engine import Judgement, run_analysis
+from releasectl.analysis.promql import query_range
 from releasectl.analysis.sources import PrometheusSource
 from releasectl.bundles.archive import export, extract
 from releasectl.loopback import free_port
@@ -37,7 +46,8 @@ from releasectl.serving.kubernetes.analysis_template import (
     analysis_template,
     queries,
 )
-from testing.argo import run_metric
+from releasectl.serving.kubernetes.smoke import smoke_template
+from testing.argo import run_metric, run_web_metric
 from testing.bentos import build_iris, copy_iris_sources, serving
 from testing.prometheus import prometheus_scraping, prometheus_values
 from testing.traffic import Load
@@ -45,6 +55,7 @@ from testing.traffic import Load
 pytestmark = pytest.mark.slow
 
 HEALTHY, FAULTY, ABSENT = "1.0.0", "2.0.0", "9.9.9"
+SCRAPE = 10  # seconds between Prometheus' scrapes of each bento
 FAULTS = {"error_ratio": 0.2, "added_latency_ms": 300, "degrade": True}
 METRICS: dict[str, dict[str, Any]] = {
     "error_rate": {"error_rate": {"max": 0.05}},
@@ -60,6 +71,16 @@ METRICS: dict[str, dict[str, Any]] = {
             }
         ],
     },
+    # The scaffold's form: the gauge's name alone, selected by the version's labels.
+    "accuracy_gauge": {
+        "error_rate": None,
+        "custom": [{"name": "accuracy_gauge", "metric": "iris_rolling_accuracy", "min": 0.9}],
+    },
+}
+SMOKE = {
+    "path": "/predict",
+    "json": {"features": [5.1, 3.5, 1.4, 0.2]},
+    "expect": {"field": "label", "equals": "setosa"},
 }
 EXPECTED = {HEALTHY: "Successful", FAULTY: "Failed", ABSENT: "Inconclusive"}
 # watch's verdicts in Argo's words; an Error run aborts the rollout as a failure does.
@@ -73,17 +94,30 @@ WATCH_AS_ARGO = {
 def analysis(prometheus: str, metric: str) -> AnalysisSpec:
     return AnalysisSpec.model_validate(
         {
-            "interval": "2s",
-            "bake": "8s",
+            # One measurement per scrape, three in the bake: as short as a run can be
+            # while a failure still needs two failed measurements (failure_limit 1).
+            "interval": f"{SCRAPE}s",
+            "bake": f"{3 * SCRAPE}s",
             "min_requests": 5,
             "failure_limit": 1,
             "inconclusive_limit": 2,
             "consecutive_error_limit": 2,
-            # window: at least 4 scrapes (1 s apart) in every rate()
-            "source": {"kind": "prometheus", "url": prometheus, "window": "4s"},
+            # No window: the ranges come from the scrape interval alone.
+            "source": {"kind": "prometheus", "url": prometheus, "scrape_interval": f"{SCRAPE}s"},
             "metrics": METRICS[metric],
+            "smoke": [SMOKE],
         }
     )
+
+
+def ready_queries(version: str) -> list[str]:
+    """Data the judges need, asked independently of the product's ranges: a rate over
+    a range that holds two scrapes, and the accuracy gauge (fed by the load's feedback)."""
+    scope = f'{{model="iris",version="{version}"}}'
+    return [
+        f"sum(rate(bentoml_service_request_total{scope}[{3 * SCRAPE}s]))",
+        f"min(iris_rolling_accuracy{scope})",
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -108,19 +142,16 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 @pytest.fixture(scope="module")
 def prometheus(served: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """Debian's Prometheus scraping both servers, each target labelled with its version;
-    ready when every metric's query has a number for both (feedback behind accuracy)."""
+    """Debian's Prometheus scraping both servers every SCRAPE seconds, each target
+    labelled with its version; ready when both have two scrapes and accuracy."""
     home = tmp_path_factory.mktemp("prometheus")
-    ready_when = [
-        promql
-        for metric in METRICS
-        for version in served
-        for promql in queries(analysis("http://unused", metric), "iris", version).values()
-    ]
+    ready_when = [promql for version in served for promql in ready_queries(version)]
     # Another model's pods at the healthy version: the faulty server scraped again as
     # wine 1.0.0. Were the queries scoped by version alone, iris 1.0.0 would fail.
     wine = [("wine", HEALTHY, served[FAULTY])]
-    with prometheus_scraping(home, free_port(), served, ready_when, strangers=wine) as url:
+    with prometheus_scraping(
+        home, free_port(), served, ready_when, strangers=wine, scrape_interval=f"{SCRAPE}s"
+    ) as url:
         yield url
 
 
@@ -166,3 +197,30 @@ def test_the_template_and_watch_agree(
     detail = f"watch: {message}; argo measurements: {phases}"
     assert watch_phase == argo_phase, detail
     assert argo_phase == EXPECTED[version], detail
+
+
+def test_the_ranges_span_four_scrapes_and_the_product_s_queries_have_data(prometheus: str) -> None:
+    """At a cluster's scrape interval, every query the template and watch run returns a
+    number for a served version: ranges of one interval (as before) hold one sample."""
+    for metric in METRICS:
+        spec = analysis(prometheus, metric)
+        assert query_range(spec) == 4 * SCRAPE
+        for version in (HEALTHY, FAULTY):
+            for name, promql in queries(spec, "iris", version).items():
+                values = prometheus_values(prometheus, promql)
+                assert values and all(v == v for v in values), (metric, version, name, promql)
+
+
+@pytest.mark.parametrize(("version", "expected"), [(HEALTHY, "Successful"), (FAULTY, "Failed")])
+def test_the_smoke_condition_judges_a_served_bento_s_answers(
+    served: dict[str, str], version: str, expected: str
+) -> None:
+    """The pre-promotion smoke metric, its request sent as Argo's web provider sends it,
+    to a real served bento: the right answer passes, a wrong one (2.0.0 degrades every
+    prediction) fails."""
+    spec = analysis("http://unused", "error_rate")
+    template = smoke_template(spec, "iris", namespace="ml", port=80, labels={})
+    assert template is not None
+    [metric] = template["spec"]["metrics"]
+    phase, phases = run_web_metric(metric, served[version])
+    assert phase == expected, phases

@@ -95,7 +95,9 @@ def test_the_run_rules_count_past_the_limits() -> None:
     assert metric_phase(metric, ["Failed"]) is None
     assert metric_phase(metric, ["Failed", "Successful", "Failed"]) == "Failed"
     assert metric_phase(metric, ["Error", "Error"]) == "Error"
-    assert metric_phase(metric, ["Error", "Successful", "Error"]) == "Successful"
+    # An Error is no measurement toward count (Argo: "measured without Error").
+    assert metric_phase(metric, ["Error", "Successful", "Error"]) is None
+    assert metric_phase(metric, ["Successful", "Error", "Successful", "Successful"]) == "Successful"
     assert metric_phase(metric, ["Inconclusive", "Inconclusive"]) == "Inconclusive"
     assert metric_phase(metric, ["Successful", "Inconclusive"]) is None
 

@@ -45,7 +45,8 @@ def analysis(prometheus: str) -> dict:
         "failure_limit": 1,
         "inconclusive_limit": 2,
         "consecutive_error_limit": 2,
-        "source": {"kind": "prometheus", "url": prometheus, "window": "4s"},
+        # Scraped every second here (testing/prometheus.py): ranges of four scrapes.
+        "source": {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"},
         "metrics": {"error_rate": {"max": 0.05}, "latency_ms": {"p95": 200}},
     }
 

@@ -54,6 +54,7 @@ def test_render_writes_the_folder_deterministically_and_a_rerender_changes_nothi
     assert sorted(p.name for p in folder.iterdir()) == [
         "analysis-template.yaml",
         "kustomization.yaml",
+        "namespace.yaml",
         "rollout.yaml",
         "service-preview.yaml",
         "service.yaml",
@@ -79,8 +80,12 @@ def test_render_writes_the_folder_deterministically_and_a_rerender_changes_nothi
     assert container["ports"][0]["containerPort"] == 3000
     blue_green = objects["rollout.yaml"]["spec"]["strategy"]["blueGreen"]
     assert blue_green["scaleDownDelaySeconds"] == 600  # deploy.standby: 10m
-    assert blue_green["prePromotionAnalysis"]["templates"] == [{"templateName": "iris"}]
+    # No smoke declared: no pre-promotion analysis (the preview gets no traffic).
+    assert "prePromotionAnalysis" not in blue_green
+    assert blue_green["postPromotionAnalysis"]["templates"] == [{"templateName": "iris"}]
     assert blue_green["postPromotionAnalysis"]["args"] == [{"name": "version", "value": "0.0.0"}]
+    assert objects["rollout.yaml"]["spec"]["rollbackWindow"] == {"revisions": 3}
+    assert objects["namespace.yaml"]["metadata"]["name"] == "models"
 
     # The same state renders to the same bytes elsewhere; a re-render touches nothing.
     other.ok("render", "iris")
@@ -88,7 +93,7 @@ def test_render_writes_the_folder_deterministically_and_a_rerender_changes_nothi
         assert path.read_bytes() == (other.path / FOLDER / path.name).read_bytes(), path.name
     before = mtimes(folder)
     again = registry.ok("render", "iris")
-    assert again == f"{FOLDER}/ is up to date (6 files)\n"
+    assert again == f"{FOLDER}/ is up to date (7 files)\n"
     assert mtimes(folder) == before
     registry.commit("render iris", "deploy")
     assert registry.cli("render", "iris", "--check").returncode == 0
@@ -133,6 +138,7 @@ def test_release_commits_the_rendered_folder_in_its_signed_commit(registry: Repo
         for name in (
             "analysis-template.yaml",
             "kustomization.yaml",
+            "namespace.yaml",
             "rollout.yaml",
             "service-preview.yaml",
             "service.yaml",
@@ -187,7 +193,7 @@ def test_revert_restores_the_rendered_folder_byte_for_byte(registry: Repo) -> No
     assert registry.git("status", "--porcelain") == ""
     # Re-rendering the reverted manifest (serial +1, a rollback record) changes nothing.
     before_render = mtimes(registry.path / FOLDER)
-    assert registry.ok("render", "iris").endswith("is up to date (6 files)\n")
+    assert registry.ok("render", "iris").endswith("is up to date (7 files)\n")
     assert mtimes(registry.path / FOLDER) == before_render
     assert registry.cli("render", "iris", "--check").returncode == 0
 
@@ -263,7 +269,7 @@ def test_kubernetes_target_without_its_block_or_pin_is_refused(registry: Repo) -
             "    namespace: models\n",
         )
     )
-    registry.write(MANIFEST, text)
+    registry.write(MANIFEST, text + "analysis:\n  source: {kind: prometheus, url: 'http://p'}\n")
     registry.commit("iris: the block, no image yet")
     snapshot = registry.snapshot()
     for command in (["render", "iris"], ["release", "iris", "1.0.0"]):
@@ -307,6 +313,8 @@ def test_init_kubernetes_writes_an_argo_cd_application_for_deploy(
     assert application["spec"]["source"]["path"] == "deploy/production"
     assert application["spec"]["source"]["targetRevision"] == "main"
     assert application["spec"]["syncPolicy"]["automated"] == {"prune": True, "selfHeal": True}
+    # CreateNamespace makes the destination's namespace: the Application names it.
+    assert application["spec"]["destination"]["namespace"] == "models"
     assert validate_argo([application]) == [[]]
     # Idempotent: nothing more to add.
     assert "nothing to do" in registry.ok("init", "--kubernetes")
@@ -438,3 +446,120 @@ def test_the_deploy_workflow_applies_nothing_for_a_kubernetes_model(registry: Re
         f"iris 1.0.0: kubernetes target, nothing to apply here: Argo CD syncs {FOLDER}/ "
         "from this commit"
     ]
+
+
+def test_a_kubernetes_model_must_be_judged_through_prometheus(registry: Repo) -> None:
+    """The bake judges the cluster through Prometheus, and that judge writes the revert
+    back to Git: a kubernetes model with the scrape source is bad input at `release` and
+    at `check`, naming the key; a Prometheus source passes, with the cluster's warnings."""
+    kubernetes_iris(registry)
+    base = registry.head()
+    text = (registry.path / MANIFEST).read_text()
+    start = text.index("  source: {kind: prometheus")
+    scraped = text[:start] + text[text.index("\n", start) + 1 :]
+    registry.write(MANIFEST, scraped)
+    registry.commit("iris: judged by a scrape")
+    snapshot = registry.snapshot()
+    proc = registry.cli("release", "iris", "1.0.0")
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.splitlines() == [
+        "releasectl: model-releases/iris/release.yaml: iris runs on kubernetes, but "
+        "analysis.source is scrape: the bake reads the cluster's metrics from Prometheus "
+        "(set analysis.source to {kind: prometheus, url: http://..., scrape_interval: 30s})"
+    ]
+    assert registry.snapshot() == snapshot
+    registry.write(
+        MANIFEST,
+        scraped.replace("version: 0.0.0", "version: 1.0.0").replace("serial: 0", "serial: 1"),
+    )
+    registry.ok("render", "iris")
+    registry.commit("iris 1.0.0, rendered", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 2
+    assert findings[("iris", "analysis source")]["ok"] is False
+    assert (
+        "set analysis.source to {kind: prometheus"
+        in findings[("iris", "analysis source")]["detail"]
+    )
+
+    # Prometheus at the default scrape interval (30s), an interval shorter than the
+    # 2m range and a standby shorter than the bake plus a push: passes, with warnings.
+    registry.write(
+        MANIFEST,
+        text.replace("version: 0.0.0", "version: 1.0.0")
+        .replace("serial: 0", "serial: 1")
+        .replace("interval: 2m", "interval: 30s")
+        .replace("  standby: 10m\n", "  standby: 5m\n"),
+    )
+    registry.ok("render", "iris")
+    registry.commit("iris 1.0.0 through prometheus", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 0, findings
+    assert findings[("iris", "analysis source")]["ok"] is True
+    warning = findings[("iris", "query range")]["detail"]
+    assert warning.startswith("warning: analysis.interval 30s is shorter than the query range 2m")
+    assert "failure_limit 1 is reached sooner" in warning
+    standby = findings[("iris", "standby")]["detail"]
+    assert standby.startswith("warning: deploy.standby 5m is shorter than the bake plus a push")
+    shown = registry.cli("check", "--base", base, "--no-build").stdout
+    assert "warn  iris: standby: warning: deploy.standby 5m is shorter" in shown
+
+
+def test_the_scaffold_s_custom_metric_renders_its_query_from_the_gauge(registry: Repo) -> None:
+    """`{name: accuracy, metric: <gauge>}`, as `releasectl new` suggests it: the template
+    selects the gauge by the version's labels (it used to crash: KeyError, exit 70)."""
+    kubernetes_iris(registry)
+    text = (
+        (registry.path / MANIFEST)
+        .read_text()
+        .replace(
+            "    error_rate: {max: 0.05}\n",
+            "    error_rate: {max: 0.05}\n"
+            "    custom:\n      - {name: accuracy, metric: iris_rolling_accuracy, min: 0.9}\n",
+        )
+    )
+    for source in ("", "  source: scrape\n"):  # the scrape default too: render works
+        start = text.index("  source: {kind: prometheus")
+        edited = text if not source else text[:start] + text[text.index("\n", start) + 1 :]
+        registry.write(MANIFEST, edited)
+        proc = registry.cli("render", "iris")
+        assert proc.returncode == 0, proc.stderr
+        template = documents(registry.path / FOLDER)["analysis-template.yaml"]
+        by_name = {m["name"]: m for m in template["spec"]["metrics"]}
+        query = by_name["accuracy"]["provider"]["prometheus"]["query"]
+        assert query == 'iris_rolling_accuracy{version="{{args.version}}",model="iris"}'
+    # A query-only metric under the scrape source: exit 2 naming what to add.
+    registry.write(MANIFEST, edited.replace("metric: iris_rolling_accuracy", "query: up"))
+    proc = registry.cli("render", "iris")
+    assert proc.returncode == 2, proc.stderr
+    assert "custom metric 'accuracy' needs 'metric' for the scrape source" in proc.stderr
+
+
+def test_two_models_rendering_one_namespace_into_one_index_are_refused(registry: Repo) -> None:
+    """kustomize refuses an index that holds one Namespace twice, for every model in it:
+    `check` names the pair and the key that resolves it."""
+    kubernetes_iris(registry)
+    registry.ok("render", "iris")
+    registry.commit("render iris", "deploy")
+    base = registry.head()
+    wine = (registry.path / MANIFEST).read_text().replace("iris", "wine")
+    registry.write("model-releases/wine/release.yaml", wine)
+    registry.ok("render", "wine")
+    registry.commit("wine beside iris", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 2, findings
+    assert findings[("deploy", "namespace")]["detail"] == (
+        "iris, wine all render the Namespace models into deploy/production/kustomization.yaml: "
+        "set deploy.kubernetes.create_namespace: false in all but one"
+    )
+    registry.write(
+        "model-releases/wine/release.yaml",
+        wine.replace(
+            "    namespace: models\n", "    namespace: models\n    create_namespace: false\n"
+        ),
+    )
+    registry.ok("render", "wine")
+    registry.commit("wine: iris makes the namespace", "model-releases", "deploy")
+    code, findings = check_findings(registry, base)
+    assert code == 0, findings
+    assert not (registry.path / "deploy/production/wine/namespace.yaml").exists()

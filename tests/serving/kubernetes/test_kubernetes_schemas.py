@@ -34,7 +34,7 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, di
     found = {}
     for strategy in ("bluegreen", "deployment"):
         repo = new_repo(tmp_path_factory.mktemp(strategy))
-        kubernetes_iris(repo, strategy=strategy)
+        kubernetes_iris(repo, strategy=strategy, smoke=True)
         repo.ok("render", "iris")
         found[strategy] = documents(repo.path / FOLDER)
         found[strategy]["index"] = documents(repo.path / "deploy" / "production")[
@@ -55,7 +55,9 @@ def test_builtin_kinds_validate_strictly(rendered: dict, strategy: str) -> None:
     builtins = [o for o in objects(rendered[strategy]) if o["kind"] not in ARGO]
     kinds = sorted(o["kind"] for o in builtins)
     assert kinds == (
-        ["Service", "Service"] if strategy == "bluegreen" else ["Deployment", "Service"]
+        ["Namespace", "Service", "Service"]
+        if strategy == "bluegreen"
+        else ["Deployment", "Namespace", "Service"]
     )
     for obj in builtins:
         assert validate_builtin(obj) is None, obj["kind"]
@@ -63,8 +65,9 @@ def test_builtin_kinds_validate_strictly(rendered: dict, strategy: str) -> None:
 
 def test_argo_kinds_validate_against_the_closed_package_schemas(rendered: dict) -> None:
     argo = [o for o in objects(rendered["bluegreen"]) if o["kind"] in ARGO]
-    assert sorted(o["kind"] for o in argo) == ["AnalysisTemplate", "Rollout"]
-    assert validate_argo(argo) == [[], []]
+    # The traffic template, the smoke template (web provider) and the Rollout.
+    assert sorted(o["kind"] for o in argo) == ["AnalysisTemplate", "AnalysisTemplate", "Rollout"]
+    assert validate_argo(argo) == [[], [], []]
 
 
 def test_a_misspelled_field_fails_each_validator(rendered: dict) -> None:
@@ -114,5 +117,10 @@ def test_kubectl_kustomize_builds_the_folder_with_the_image_pinned_by_digest(
         built = [d for d in YAML(typ="safe").load_all(proc.stdout) if d]
         workload = next(d for d in built if d["kind"] in ("Rollout", "Deployment"))
         assert workload["spec"]["template"]["spec"]["containers"][0]["image"] == image(1)
-        assert {d["metadata"]["namespace"] for d in built} == {"models"}
+        # The namespace every object goes to exists: its Namespace is in the build
+        # (cluster-scoped), and validates strictly as the built output has it.
+        [namespace] = [d for d in built if d["kind"] == "Namespace"]
+        assert namespace["metadata"]["name"] == "models"
+        assert validate_builtin(namespace) is None
+        assert {d["metadata"]["namespace"] for d in built if d is not namespace} == {"models"}
         assert len(built) == len(objects(rendered[strategy]))

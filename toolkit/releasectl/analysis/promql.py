@@ -12,7 +12,11 @@ import re
 
 from releasectl.analysis.engine import MetricsError, checks_for
 from releasectl.analysis.exposition import EXCLUDED_ENDPOINTS_RE, NAMESPACE, QUANTILES, Scope
-from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.analysis import (
+    DEFAULT_SCRAPE_INTERVAL,
+    AnalysisSpec,
+    PrometheusSourceSpec,
+)
 
 # The label a cluster's Prometheus relabels from the pod label `app.kubernetes.io/name`
 # (docs/ARCHITECTURE.md, "Analysis in the cluster").
@@ -98,6 +102,30 @@ def promql_duration(seconds: float) -> str:
     return f"{round(seconds * 1000)}ms"
 
 
+def query_range(spec: AnalysisSpec, intervals: int = 1) -> float:
+    """The range, in seconds, of every `increase`/`rate` query, the one rule for
+    watch's Prometheus source and the AnalysisTemplate (docs/ARCHITECTURE.md,
+    "Analysis in the cluster"): max(`window`, 4 x `scrape_interval`, `interval`),
+    widened by the earlier intervals of an open window of `intervals` intervals."""
+    source = spec.source
+    scrape, window = DEFAULT_SCRAPE_INTERVAL, 0.0
+    if isinstance(source, PrometheusSourceSpec):
+        scrape, window = source.scrape_interval, source.window or 0.0
+    base = max(window, 4 * scrape, spec.interval)
+    return base + (max(1, intervals) - 1) * spec.interval
+
+
+def gauge_query(metric: str, scope: Scope) -> str:
+    """A custom metric's query from its gauge's name: the series of the version under
+    watch, one per pod (judged, as watch judges them, by the one farthest out)."""
+    matchers = [f"{scope.label}={promql_string(scope.version)}"]
+    if scope.model is not None:
+        matchers.append(f"{MODEL_LABEL}={promql_string(scope.model)}")
+    if scope.service_name is not None:
+        matchers.append(f"service_name={promql_string(scope.service_name)}")
+    return metric + "{" + ",".join(matchers) + "}"
+
+
 def build_queries(
     spec: AnalysisSpec, scope: Scope, window_s: float, namespace: str = NAMESPACE
 ) -> dict[str, str]:
@@ -120,5 +148,7 @@ def build_queries(
     for custom in spec.metrics.custom:
         if custom.query is not None:
             queries[custom.name] = render_query(custom.query, scope.version)
+        elif custom.metric is not None:
+            queries[custom.name] = gauge_query(custom.metric, scope)
     wanted = {c.name for c in checks_for(spec)} | {"requests"}
     return {k: v for k, v in queries.items() if k in wanted}

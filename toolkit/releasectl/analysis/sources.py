@@ -17,6 +17,8 @@ The scrape source never reports a negative increase (a restart counts from zero)
 
 from __future__ import annotations
 
+import os
+import ssl
 from typing import Any
 
 import httpx
@@ -34,7 +36,8 @@ from releasectl.analysis.exposition import (
     window_values,
     worst,
 )
-from releasectl.analysis.promql import build_queries
+from releasectl.analysis.promql import build_queries, query_range
+from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 
 # --- the scrape source -------------------------------------------------------------
@@ -111,9 +114,10 @@ class ScrapeSource:
 
 
 class PrometheusSource:
-    """Asks a Prometheus server for each metric over the last `window` (default: interval),
-    widened by the earlier intervals of the analysis' open window: a window of k intervals
-    is read over `window + (k - 1) * interval`. Custom queries are the user's: as written."""
+    """Asks a Prometheus server for each metric over `query_range` (max of `window`, four
+    scrape intervals and the interval), widened by the earlier intervals of the analysis'
+    open window: a window of k intervals is read over `range + (k - 1) * interval`.
+    Custom queries are the user's: as written."""
 
     def __init__(
         self,
@@ -128,23 +132,23 @@ class PrometheusSource:
         version_label: str = "service_version",
         model: str | None = None,
     ) -> None:
-        source = spec.source
-        window = source.window if isinstance(source, PrometheusSourceSpec) else None
         self.url = url.rstrip("/") + "/api/v1/query"
         self._spec = spec
         self._scope = Scope(version, service_name, version_label, model)
         self._namespace = namespace
         self._checks = checks_for(spec)
-        self._window_s = window or spec.interval
-        self.queries = build_queries(spec, self._scope, self._window_s, namespace)
-        self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
+        self.queries = build_queries(spec, self._scope, query_range(spec), namespace)
+        headers, verify = _auth(spec.source)
+        self._client = httpx.Client(
+            timeout=timeout, transport=transport, trust_env=False, headers=headers, verify=verify
+        )
         self._started = False
 
     def queries_for(self, window: Window | None) -> dict[str, str]:
         """The queries for `window` (None or one interval: `self.queries`)."""
         if window is None or window.intervals <= 1:
             return self.queries
-        seconds = self._window_s + (window.intervals - 1) * self._spec.interval
+        seconds = query_range(self._spec, window.intervals)
         return build_queries(self._spec, self._scope, seconds, self._namespace)
 
     def read(self, window: Window | None = None) -> Reading:
@@ -200,6 +204,31 @@ class PrometheusSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _auth(source: object) -> tuple[dict[str, str], bool | ssl.SSLContext]:
+    """The headers and TLS verification a Prometheus source asks for: a bearer token
+    read from the environment variable it names, a CA file; both optional."""
+    if not isinstance(source, PrometheusSourceSpec):
+        return {}, True
+    headers = {}
+    if source.bearer_token_env is not None:
+        token = os.environ.get(source.bearer_token_env, "").strip()
+        if not token:
+            raise BadInput(
+                f"analysis.source.bearer_token_env names {source.bearer_token_env}, "
+                "which is not set",
+                f"export {source.bearer_token_env} with the token Prometheus expects",
+            )
+        headers["Authorization"] = f"Bearer {token}"
+    if source.ca_file is not None and not os.path.isfile(source.ca_file):
+        raise BadInput(
+            f"analysis.source.ca_file {source.ca_file} is not a file",
+            "point it at the PEM bundle that signed Prometheus' certificate",
+        )
+    if source.ca_file is None:
+        return headers, True
+    return headers, ssl.create_default_context(cafile=source.ca_file)
 
 
 class _Unreachable(MetricsError):

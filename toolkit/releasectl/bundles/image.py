@@ -298,6 +298,7 @@ def build_and_push(
     storage: Path | None = None,
     storage_driver: str | None = None,
     progress: Progress | None = None,
+    name: str | None = None,
 ) -> str:
     """Build the image of a release's bento FROM base_image, push it to
     repository (as `tag`, default `bundle-<first 16 hex of the bundle digest>`)
@@ -306,6 +307,7 @@ def build_and_push(
     The bento must carry bundle_digest (Refused otherwise, before any build);
     the image is labelled with it. registry_tls_verify applies to pulling the
     base and to pushing. `packages` defaults to package_source_from_env().
+    `name` is what the progress calls it (the model and version; default the folder).
     """
     check_repository(repository)
     tag = tag or "bundle-" + bundle_digest.removeprefix(DIGEST_PREFIX)[:16]
@@ -348,7 +350,7 @@ def build_and_push(
         build += ["--iidfile", str(scratch / "iid"), "-f", str(scratch / "Containerfile")]
         build += ["--tag", destination]  # kept locally, as `docker build -t` would
         build.append(str(folder))
-        with step(progress, f"building the image of {folder.name} on {base_image}"):
+        with step(progress, f"building the image of {name or folder.name} on {base_image}"):
             _run(
                 build,
                 timeout=_BUILD_TIMEOUT_S,

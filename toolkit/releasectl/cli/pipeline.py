@@ -39,6 +39,7 @@ def check(
     import json as json_
 
     from releasectl.pipeline import ci
+    from releasectl.pipeline.check import WARNING
     from releasectl.pipeline.check import check as run_check
 
     default = f"origin/{os.environ.get('GITHUB_BASE_REF') or 'main'}"
@@ -50,6 +51,9 @@ def check(
         for f in report.findings:
             if not f.ok:
                 say(ci.error_annotation(f"{f.subject}: {f.check}: {f.detail}"))
+            elif f.detail.startswith(WARNING):
+                line = f"{f.subject}: {f.check}: {f.detail.removeprefix(WARNING)}"
+                say(ci.error_annotation(line, level="warning"))
     doc = {
         "ok": report.ok,
         "base": report.base,
@@ -60,7 +64,8 @@ def check(
     }
     if not json:
         for f in report.findings:
-            say(f"{'ok  ' if f.ok else 'FAIL'}  {f.subject}: {f.check}: {f.detail}")
+            mark = "FAIL" if not f.ok else "warn" if f.detail.startswith(WARNING) else "ok  "
+            say(f"{mark}  {f.subject}: {f.check}: {f.detail}")
         say("check passed" if report.ok else "check FAILED")
     if report.code:
         failed = [f for f in report.findings if not f.ok]

@@ -240,6 +240,8 @@ def show(
         rb = manifest.rollback
         say(f"  reverted from {rb.from_} at {rb.at.isoformat()} by {rb.by}: {rb.reason}")
     say(f"  bento: {manifest.bundle.bento}  digest: {manifest.bundle.digest or '-'}")
+    if manifest.bundle.image is not None:
+        say(f"  image: {manifest.bundle.image}")
 
 
 @app.command()

@@ -90,6 +90,7 @@ def release(
         "pushed_to": landed.pushed_to,
         "carried": list(landed.carried),
         "digest": p.pin.digest if p.pin else None,
+        "image": p.image,
         "trained": (p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None),
     }
     if json:
@@ -103,6 +104,8 @@ def release(
             for trained in p.pin.trained.models if p.pin.trained else []:
                 say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
             say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
+        if p.image is not None:
+            say(f"  image {p.image}")
         if landed.pushed_to:
             say(f"pushed to {landed.pushed_to}")
         _say_carried(landed.carried)

@@ -39,9 +39,11 @@ _BUILTIN_NAMES = {"error_rate", "requests"} | {f"latency_ms.{q}" for q in Latenc
 
 
 class CustomMetricSpec(_Strict):
-    """A user metric, e.g. a model-quality gauge. `query` is PromQL (prometheus source,
-    `$version` is replaced by the escaped version: write it inside quotes); `metric` is a
-    gauge name on the server's /metrics (scrape source)."""
+    """A user metric, e.g. a model-quality gauge. `metric` is a gauge's name on the
+    server's /metrics: the scrape source reads it, and the prometheus source (and the
+    AnalysisTemplate) select it by the version's labels. `query` is the team's own
+    PromQL (prometheus source only), with `$version` replaced by the escaped version
+    (write it inside quotes: `{model="iris",version="$version"}`)."""
 
     name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_:-]*$", max_length=100)
     query: str | None = None
@@ -57,7 +59,8 @@ class CustomMetricSpec(_Strict):
             raise ValueError(f"custom metric {self.name!r}: min {self.min} > max {self.max}")
         if self.query is None and self.metric is None:
             raise ValueError(
-                f"custom metric {self.name!r} needs 'query' (prometheus) or 'metric' (scrape)"
+                f"custom metric {self.name!r} needs 'query' (PromQL, prometheus source) "
+                "or 'metric' (a gauge's name)"
             )
         if self.name in _BUILTIN_NAMES:
             raise ValueError(f"custom metric name {self.name!r} is reserved")
@@ -86,13 +89,52 @@ class ScrapeSourceSpec(_Strict):
     kind: Literal["scrape"] = "scrape"
 
 
+# kube-prometheus-stack's default scrape interval (docs/ARCHITECTURE.md, "Analysis in the cluster").
+DEFAULT_SCRAPE_INTERVAL = 30.0
+
+
 class PrometheusSourceSpec(_Strict):
-    """Query a Prometheus server's HTTP API. `window` is the rate() range; it defaults to
-    the interval and should be at least 4x Prometheus' scrape interval."""
+    """Query a Prometheus server's HTTP API. Every range the queries read is
+    max(`window`, 4 x `scrape_interval`, the analysis interval): `rate` needs two
+    samples inside its range, and four scrapes leave room for a missed one."""
 
     kind: Literal["prometheus"] = "prometheus"
     url: str = Field(pattern=r"^https?://[^\s]+$")
     window: Duration | None = None
+    scrape_interval: Duration = Field(
+        default=DEFAULT_SCRAPE_INTERVAL,
+        description="How often Prometheus scrapes the model's pods (30s: the "
+        "kube-prometheus-stack default); the query ranges are at least four of them",
+    )
+    bearer_token_env: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="The environment variable holding a bearer token for Prometheus",
+    )
+    ca_file: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A CA bundle (PEM) to verify Prometheus' TLS certificate with",
+    )
+
+
+class SmokeExpect(_Strict):
+    """The answer's JSON field (a dotted path) and the value it must equal."""
+
+    field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    equals: str | int | float | bool
+
+
+class SmokeSpec(_Strict):
+    """One request that needs no client traffic: POST `json` to `path`, expect a
+    field of the answer. Argo Rollouts runs these before promotion (docs/ARCHITECTURE.md,
+    "Analysis in the cluster")."""
+
+    path: str = Field(pattern=r"^/[A-Za-z0-9._~/-]*$", max_length=200)
+    json_body: Any = Field(alias="json")
+    expect: SmokeExpect
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
 
 def _source_shorthand(value: Any) -> Any:
@@ -125,6 +167,11 @@ class AnalysisSpec(_Strict):
     consecutive_error_limit: int = Field(default=4, ge=0)
     source: SourceSpec = Field(default_factory=ScrapeSourceSpec)
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    smoke: list[SmokeSpec] = Field(
+        default_factory=list,
+        description="Requests a new version must answer right before it is promoted "
+        "(kubernetes: Argo Rollouts' pre-promotion analysis)",
+    )
     auto: bool = Field(
         default=False,
         description="Watch after every deploy without a terminal, and act on the verdict",
@@ -137,11 +184,12 @@ class AnalysisSpec(_Strict):
                 f"bake ({format_duration(self.bake)}) is shorter than one interval "
                 f"({format_duration(self.interval)})"
             )
-        field_name = "metric" if self.source.kind == "scrape" else "query"
-        for custom in self.metrics.custom:
-            if getattr(custom, field_name) is None:
-                raise ValueError(
-                    f"custom metric {custom.name!r} needs '{field_name}' "
-                    f"for the {self.source.kind} source"
-                )
+        # Prometheus builds a gauge's query from `metric` when there is no `query`;
+        # a scrape reads only a gauge (docs/ARCHITECTURE.md, "Analysis in the cluster").
+        if self.source.kind == "scrape":
+            for custom in self.metrics.custom:
+                if custom.metric is None:
+                    raise ValueError(
+                        f"custom metric {custom.name!r} needs 'metric' for the scrape source"
+                    )
         return self

@@ -62,6 +62,11 @@ class KubernetesDeploy(_Strict):
         description="Where the rendered state is written, relative to the repository "
         "(default deploy/<environment>/<model>)",
     )
+    create_namespace: bool = Field(
+        default=True,
+        description="Render the Namespace object (false: the namespace is made elsewhere, "
+        "or by another model of the environment)",
+    )
     base_image: str | None = Field(
         default=None,
         description="The image the release's image is built FROM, in a registry the "

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
     from releasectl.serving.kubernetes.owners import DeployChanges
 
 
+WARNING = "warning: "
+
+
 @dataclass(frozen=True)
 class Finding:
     subject: str  # a model, or "commits"
@@ -66,6 +69,10 @@ class Report:
         # in the job summary, each stays one line.
         self.findings.append(Finding(subject, check, ok, one_line(detail), 0 if ok else code))
 
+    def warn(self, subject: str, check: str, detail: str) -> None:
+        """A finding that passes but says what to change: `warning: ...`."""
+        self.add(subject, check, True, f"{WARNING}{detail}")
+
     def markdown(self) -> str:
         lines = [
             f"### releasectl check: {'passed' if self.ok else 'FAILED'}",
@@ -78,7 +85,8 @@ class Report:
         ]
         for f in self.findings:
             cells = (summary_line(x) for x in (f.subject, f.check, f.detail))
-            lines.append(f"| {'✅' if f.ok else '❌'} | {' | '.join(cells)} |")
+            mark = "❌" if not f.ok else "⚠️" if f.detail.startswith(WARNING) else "✅"
+            lines.append(f"| {mark} | {' | '.join(cells)} |")
         for model, digest in self.digests.items():
             lines.append(f"\nBundle `{model}`: `{digest}`")
         return "\n".join(lines) + "\n"
@@ -123,6 +131,7 @@ def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = Tr
     report = Report(base, head, sorted(released | set(deploy.by_model)))
     _check_commits(git, report)
     _check_deploy_folder(git, report, deploy)
+    _check_namespaces(report, deploy)
     for model in report.models:
         if model in released:
             _check_model(git, report, model, build=build)
@@ -158,6 +167,16 @@ def _check_deploy_folder(git: g.Git, report: Report, deploy: DeployChanges) -> N
             problem or f"{path} lists the environment's kubernetes models",
             REFUSED,
         )
+
+
+def _check_namespaces(report: Report, deploy: DeployChanges) -> None:
+    """Two models that would render one Namespace into one index break the sync of
+    every model there (docs/ARCHITECTURE.md, "Kubernetes")."""
+    from releasectl.serving.kubernetes.rules import shared_namespaces
+
+    for models, problem in shared_namespaces(deploy.head):
+        if set(models) & set(report.models):
+            report.add("deploy", "namespace", False, problem, BAD_INPUT)
 
 
 def _check_render_only(git: g.Git, report: Report, model: str) -> None:
@@ -264,9 +283,17 @@ def _check_rendered(git: g.Git, report: Report, model: str, manifest: mf.Manifes
     """A kubernetes model's rendered folder is what its manifest renders to
     (docs/ARCHITECTURE.md, "Kubernetes")."""
     from releasectl.serving.kubernetes.desired import committed_differences
+    from releasectl.serving.kubernetes.rules import require_prometheus, warnings
 
     if manifest.deploy.kubernetes is None:
         return
+    try:
+        require_prometheus(manifest)
+        report.add(model, "analysis source", True, "prometheus: the bake judges the cluster")
+    except ReleasectlError as exc:
+        report.add(model, "analysis source", False, exc.line(), exc.code)
+    for what, warning in warnings(manifest):
+        report.warn(model, what, warning)
     try:
         wrong = committed_differences(git, manifest, report.head)
     except ReleasectlError as exc:

@@ -34,6 +34,7 @@ from releasectl.registry.landing import (
 from releasectl.registry.succession import next_serial, version_rises
 from releasectl.registry.verified import highest_verified, verify_history
 from releasectl.serving.kubernetes import desired
+from releasectl.serving.kubernetes.rules import require_prometheus
 from releasectl.signing import TrustRoot, trust_root
 
 
@@ -45,6 +46,7 @@ class ReleasePlan:
     change: Change | None
     tagged_existing: bool = False  # a merged PR already declared the version
     pin: Pin | None = None  # the bundle built, stored and pinned for it
+    image: str | None = None  # a kubernetes model's pinned image, <repository>@sha256:<hex>
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,9 @@ def plan_release(
             "choose a higher version",
         )
     path = manifest_path(model)
+    # The bake judges a kubernetes model through Prometheus, and that is what writes
+    # a failed release's revert back to Git (docs/ARCHITECTURE.md, "Analysis in the cluster").
+    require_prometheus(manifest)
     tag_message = f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
 
     if manifest.version == version:
@@ -100,7 +105,10 @@ def plan_release(
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
-        return ReleasePlan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
+        image = pin.image if pin is not None and pin.image else manifest.bundle.image
+        return ReleasePlan(
+            model, version, manifest.serial, change, tagged_existing=True, pin=pin, image=image
+        )
 
     if not version_rises(manifest.version, version):
         raise Refused(
@@ -124,9 +132,10 @@ def plan_release(
             pinned["image"] = pin.image
         changes["bundle"] = pinned
     new_text = edits.edit(text, path, changes, model=model)
+    released = mf.load(new_text, path, model=model)
     # A kubernetes model's rendered state goes in the same signed commit
     # (docs/ARCHITECTURE.md, "Kubernetes").
-    rendered = desired.for_release(git, mf.load(new_text, path, model=model), base)
+    rendered = desired.for_release(git, released, base)
     files = {path: new_text, **(rendered.files if rendered else {})}
     trees: tuple[tuple[str, str | None], ...] = ((rendered.folder, None),) if rendered else ()
     message = (
@@ -143,7 +152,7 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path, *desired.sync_paths(rendered)),
     )
-    return ReleasePlan(model, version, serial, change, pin=pin)
+    return ReleasePlan(model, version, serial, change, pin=pin, image=released.bundle.image)
 
 
 def _require_image(
@@ -304,6 +313,7 @@ def _image(
         port=manifest.deploy.port,
         registry_tls_verify=not image.is_loopback(k8s.image),
         progress=progress,
+        name=f"{manifest.model} {version}",
     )
 
 

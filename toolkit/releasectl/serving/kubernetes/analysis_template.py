@@ -18,7 +18,7 @@ from typing import Any
 
 from releasectl.analysis.engine import MetricCheck, checks_for
 from releasectl.analysis.exposition import Scope
-from releasectl.analysis.promql import build_queries
+from releasectl.analysis.promql import build_queries, query_range
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
 from releasectl.names import check_version
@@ -103,9 +103,8 @@ def _templated(spec: AnalysisSpec, model: str) -> dict[str, str]:
     """The source's queries with the version left as the template argument. Per-request
     metrics give no result while their range holds fewer than `min_requests` API
     requests: too little traffic is inconclusive, never judged."""
-    window = spec.source.window if isinstance(spec.source, PrometheusSourceSpec) else None
     scope = Scope(VERSION_ARG, None, VERSION_LABEL, model)
-    built = build_queries(spec, scope, window or spec.interval)
+    built = build_queries(spec, scope, query_range(spec))
     enough = f"({built['requests']} >= {max(1, spec.min_requests)})"
     return {
         check.name: f"({built[check.name]}) and on() {enough}"

@@ -9,6 +9,7 @@ from typing import Any
 from releasectl.serving.kubernetes.render import dump
 
 ENVIRONMENT = "production"
+NAMESPACE = "models"  # the scaffold's namespace (README, "Kubernetes with Argo CD")
 PLACEHOLDER_URL = "https://github.com/OWNER/REPOSITORY.git"
 
 
@@ -16,7 +17,9 @@ def path(environment: str = ENVIRONMENT) -> str:
     return f"deploy/argocd/{environment}.yaml"
 
 
-def application(repo_url: str, branch: str, environment: str = ENVIRONMENT) -> dict[str, Any]:
+def application(
+    repo_url: str, branch: str, environment: str = ENVIRONMENT, namespace: str = NAMESPACE
+) -> dict[str, Any]:
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Application",
@@ -33,7 +36,10 @@ def application(repo_url: str, branch: str, environment: str = ENVIRONMENT) -> d
                 "targetRevision": branch,
                 "path": f"deploy/{environment}",
             },
-            "destination": {"server": "https://kubernetes.default.svc"},
+            # Every model's folder sets its own namespace and renders its Namespace;
+            # this one is where an object without a namespace would go, and the one
+            # CreateNamespace makes before the first sync (docs/ARCHITECTURE.md, "Kubernetes").
+            "destination": {"server": "https://kubernetes.default.svc", "namespace": namespace},
             # Auto-sync: the cluster follows Git, a revert commit included;
             # selfHeal undoes changes made around Git.
             "syncPolicy": {

@@ -20,6 +20,7 @@ from releasectl.manifest.kubernetes import KubernetesDeploy, split_pinned
 from releasectl.manifest.schema import Manifest
 from releasectl.names import manifest_path
 from releasectl.serving.kubernetes.analysis_template import analysis_template
+from releasectl.serving.kubernetes.smoke import smoke_template, template_name
 
 KUSTOMIZATION = "kustomization.yaml"
 NAME_LABEL = "app.kubernetes.io/name"
@@ -27,6 +28,7 @@ VERSION_LABEL = "app.kubernetes.io/version"
 SERIAL_LABEL = "releasectl.dev/serial"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "releasectl"}
 SERVICE_PORT = 80
+REVISION_HISTORY = 3
 
 
 def folder_of(manifest: Manifest) -> str | None:
@@ -106,32 +108,45 @@ def preview_service(model: str) -> str:
 
 def _rollout(manifest: Manifest, serial: int) -> dict[str, Any]:
     model = manifest.model
-    analysis = {
+    traffic = {
         "templates": [{"templateName": model}],
         "args": [{"name": "version", "value": manifest.version}],
     }
+    blue_green: dict[str, Any] = {
+        "activeService": model,
+        "previewService": preview_service(model),
+        "autoPromotionEnabled": True,
+        # The previous version stays warm this long: a revert inside it
+        # switches back to its ReplicaSet without a new rollout.
+        "scaleDownDelaySeconds": int(manifest.deploy.standby),
+        # Traffic thresholds judge promoted traffic: the preview Service gets none
+        # (docs/ARCHITECTURE.md, "Analysis in the cluster").
+        "postPromotionAnalysis": traffic,
+    }
+    if manifest.analysis.smoke:
+        blue_green["prePromotionAnalysis"] = {"templates": [{"templateName": template_name(model)}]}
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
         "metadata": _metadata(manifest, model),
         "spec": {
             "replicas": _k8s(manifest).replicas,
-            "revisionHistoryLimit": 3,
+            "revisionHistoryLimit": REVISION_HISTORY,
+            # A revert to a revision Rollouts still holds skips analysis: the stable
+            # state is known good (docs/ARCHITECTURE.md, "Kubernetes").
+            "rollbackWindow": {"revisions": REVISION_HISTORY},
             "selector": {"matchLabels": {NAME_LABEL: model}},
             "template": _pod_template(manifest, serial),
-            "strategy": {
-                "blueGreen": {
-                    "activeService": model,
-                    "previewService": preview_service(model),
-                    "autoPromotionEnabled": True,
-                    # The previous version stays warm this long: a revert inside it
-                    # switches back to its ReplicaSet without a new rollout.
-                    "scaleDownDelaySeconds": int(manifest.deploy.standby),
-                    "prePromotionAnalysis": analysis,
-                    "postPromotionAnalysis": analysis,
-                }
-            },
+            "strategy": {"blueGreen": blue_green},
         },
+    }
+
+
+def _namespace(manifest: Manifest) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": _k8s(manifest).namespace, "labels": dict(MANAGED_BY)},
     }
 
 
@@ -143,7 +158,7 @@ def _deployment(manifest: Manifest, serial: int) -> dict[str, Any]:
         "metadata": _metadata(manifest, model),
         "spec": {
             "replicas": _k8s(manifest).replicas,
-            "revisionHistoryLimit": 3,
+            "revisionHistoryLimit": REVISION_HISTORY,
             "selector": {"matchLabels": {NAME_LABEL: model}},
             "strategy": {
                 "type": "RollingUpdate",
@@ -166,8 +181,19 @@ def objects(manifest: Manifest, serial: int) -> dict[str, dict[str, Any]]:
         template = analysis_template(manifest.analysis, model, name=model)
         template["metadata"] = {**template.get("metadata", {}), **_metadata(manifest, model)}
         found["analysis-template.yaml"] = template
+        smoke = smoke_template(
+            manifest.analysis,
+            model,
+            namespace=k8s.namespace,
+            port=SERVICE_PORT,
+            labels=_metadata(manifest, model)["labels"],
+        )
+        if smoke is not None:
+            found["smoke-template.yaml"] = smoke
     else:
         found["deployment.yaml"] = _deployment(manifest, serial)
+    if k8s.create_namespace:
+        found["namespace.yaml"] = _namespace(manifest)
     found[KUSTOMIZATION] = {
         "apiVersion": "kustomize.config.k8s.io/v1beta1",
         "kind": "Kustomization",
