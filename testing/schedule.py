@@ -39,6 +39,7 @@ SECONDS = {
     "tests/registry/test_push_races.py": 51,
     "tests/pipeline/test_pipeline.py": 46,
     "tests/registry/test_history.py": 44,
+    "tests/serving/local/test_agent_identity.py": 45,
     "tests/serving/kubernetes/test_k8s_agreement.py": 42,
     "tests/cli/test_exit_codes.py": 41,
     "tests/bundles/test_bundle.py": 41,
