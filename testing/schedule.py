@@ -45,6 +45,7 @@ SECONDS = {
     "tests/bundles/test_bundle.py": 41,
     "tests/serving/kubernetes/test_kubernetes_render.py": 38,
     "tests/bundles/test_s3_store.py": 32,
+    "tests/bundles/test_store_migrate.py": 36,
     "tests/registry/test_release.py": 31,
     "tests/pipeline/test_hostile_pr.py": 30,
     "tests/packaging/test_publish.py": 28,
@@ -52,6 +53,7 @@ SECONDS = {
     "tests/registry/test_hostile_trust.py": 19,
     "tests/registry/test_trust.py": 17,
     "tests/pipeline/test_propose.py": 16,
+    "tests/bundles/test_store_errors.py": 12,
     "tests/serving/kubernetes/test_kubernetes_schemas.py": 11,
 }
 

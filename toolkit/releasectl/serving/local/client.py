@@ -199,8 +199,8 @@ class LocalTarget:
     def _spawn_agent(self) -> AgentInfo:
         """Start an agent and return its record once it answers. The old record is left
         alone: the new agent replaces it only once it holds the home's lock and listens,
-        so a start that fails forgets no live agent (docs/ARCHITECTURE.md, "Deploy
-        targets")."""
+        so a start that fails forgets no live agent
+        (docs/ARCHITECTURE.md, "Deploy targets")."""
         cmd = [sys.executable, "-m", AGENT_MODULE, "--home", str(self.paths.home)]
         with self.paths.agent_log.open("ab") as log:
             proc = subprocess.Popen(

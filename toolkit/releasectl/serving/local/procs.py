@@ -70,8 +70,8 @@ def spawn_server(
 def identity(pid: int) -> str | None:
     """What tells this process from any other that ever had its pid: the boot's id and the
     start time in clock ticks since boot (`/proc/<pid>/stat`, field 22). Neither moves when
-    the wall clock steps, as psutil's `create_time()` does (docs/ARCHITECTURE.md, "Deploy
-    targets")."""
+    the wall clock steps, as psutil's `create_time()` does
+    (docs/ARCHITECTURE.md, "Deploy targets")."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         # The command name (field 2) may hold spaces and parentheses: split after the last ")".
