@@ -147,7 +147,7 @@ def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
         return f"the store it was released to has lost it: `releasectl build {model} {version}`"
     return (
         f"{model} {version} was stored in {where}; run `releasectl store migrate --to "
-        f"{store.url}` there, or point RELEASECTL_STORE at the store that holds it"
+        f"{store.url}` there, or point RELEASECTL_STORE or `store:` at the store that holds it"
     )
 
 

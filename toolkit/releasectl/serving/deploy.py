@@ -366,10 +366,11 @@ def deploy(  # type: ignore[no-untyped-def]
         )
         result = target.deploy(request, progress)
     if result.switch != "none":
-        from releasectl.serving import outcomes
+        from releasectl.serving import outcomes, watcher
 
-        # A new state is live: the last watcher's outcome is history now.
+        # A new state is live: the last watcher's outcome and line are history now.
         outcomes.clear(model)
+        watcher.forget_ended(model)
     return result
 
 
