@@ -54,6 +54,7 @@ SECONDS = {
     "tests/registry/test_trust.py": 17,
     "tests/pipeline/test_propose.py": 16,
     "tests/bundles/test_store_errors.py": 12,
+    "tests/analysis/test_samples.py": 3,
     "tests/serving/kubernetes/test_kubernetes_schemas.py": 11,
 }
 

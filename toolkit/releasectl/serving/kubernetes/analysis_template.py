@@ -18,7 +18,7 @@ from typing import Any
 
 from releasectl.analysis.engine import MetricCheck, checks_for
 from releasectl.analysis.exposition import Scope
-from releasectl.analysis.promql import build_queries
+from releasectl.analysis.promql import build_queries, samples_query
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
 from releasectl.names import check_version
@@ -107,9 +107,17 @@ def _templated(spec: AnalysisSpec, model: str) -> dict[str, str]:
     scope = Scope(VERSION_ARG, None, VERSION_LABEL, model)
     built = build_queries(spec, scope, window or spec.interval)
     enough = f"({built['requests']} >= {max(1, spec.min_requests)})"
+
+    def evidence(check: MetricCheck) -> str:
+        # A gauge with `samples` gives no result until its counter grew by min_samples.
+        grown = samples_query(check.samples or "", scope, window or spec.interval)
+        return f"({built[check.name]}) and on() ({grown} >= {check.min_samples})"
+
     return {
         check.name: f"({built[check.name]}) and on() {enough}"
         if check.per_request
+        else evidence(check)
+        if check.min_samples
         else built[check.name]
         for check in checks_for(spec)
     }
