@@ -203,3 +203,27 @@ def test_status_and_stop_find_an_agent_whose_record_is_stale(
     assert shown["agent"] == replaced_by
     assert {s["version"] for s in shown["servers"]} == {"1.0.0", "2.0.0"}
     assert processes_under(home) == []
+
+
+def test_the_holder_of_a_lock_and_of_a_port_are_found_by_pid(tmp_path: Path) -> None:
+    """What `agent status` and `agent stop` look at when no record leads to the agent."""
+    import fcntl
+    import socket
+
+    from releasectl.serving.local import procs
+
+    lock = tmp_path / "agent.lock"
+    with lock.open("a") as held:
+        assert procs.lock_holders(lock) == []
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        assert procs.lock_holders(lock) == [os.getpid()]
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        port = server.getsockname()[1]
+        assert procs.listeners([port]) == []
+        server.listen()
+        assert procs.listeners([port]) == [os.getpid()]
+    me = procs.identity(os.getpid())
+    assert me is not None and me == procs.identity(os.getpid())
+    assert me.startswith(Path("/proc/sys/kernel/random/boot_id").read_text().strip() + "/")
+    assert procs.identity(2**22 + 1) is None  # no such process
