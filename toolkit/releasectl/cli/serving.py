@@ -251,8 +251,8 @@ def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
                 emit({"running": True, "pid": stale, "reachable": False})
             else:
                 say(
-                    f"an agent is running (pid {stale}) but its record is stale: it cannot"
-                    " be reached; `releasectl agent stop` stops it, the next deploy replaces it"
+                    f"an agent is running (pid {stale}) but cannot be reached (its record is"
+                    " stale, or it does not answer); `releasectl agent stop` stops it"
                 )
             return
         if json:
