@@ -39,11 +39,13 @@ SECONDS = {
     "tests/registry/test_push_races.py": 51,
     "tests/pipeline/test_pipeline.py": 46,
     "tests/registry/test_history.py": 44,
+    "tests/serving/local/test_agent_identity.py": 45,
     "tests/serving/kubernetes/test_k8s_agreement.py": 42,
     "tests/cli/test_exit_codes.py": 41,
     "tests/bundles/test_bundle.py": 41,
     "tests/serving/kubernetes/test_kubernetes_render.py": 38,
     "tests/bundles/test_s3_store.py": 32,
+    "tests/bundles/test_store_migrate.py": 36,
     "tests/registry/test_release.py": 31,
     "tests/pipeline/test_hostile_pr.py": 30,
     "tests/packaging/test_publish.py": 28,
@@ -51,6 +53,8 @@ SECONDS = {
     "tests/registry/test_hostile_trust.py": 19,
     "tests/registry/test_trust.py": 17,
     "tests/pipeline/test_propose.py": 16,
+    "tests/bundles/test_store_errors.py": 12,
+    "tests/analysis/test_samples.py": 3,
     "tests/serving/kubernetes/test_kubernetes_schemas.py": 11,
 }
 

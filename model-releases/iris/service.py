@@ -5,7 +5,8 @@ Endpoints:
   the serving bento version (so a client can tell v1 from v2);
 - POST /feedback {"items": [{"id" | "features", "label"}]} -> feeds the rolling
   accuracy gauge `iris_rolling_accuracy` on /metrics (NaN until feedback
-  arrives: no data is inconclusive, not a failure).
+  arrives: no data is inconclusive, not a failure) and counts the labels it
+  was computed from, `iris_feedback_total` (the gauge's `samples`).
 
 Faults for rollout drills travel with the bundle: an optional `faults.yaml`
 next to this file (absent = healthy) with `error_ratio` (that fraction of
@@ -46,6 +47,13 @@ rolling_accuracy = bentoml.metrics.Gauge(
     labelnames=["service_version"],
     # bentoml serves with prometheus in multiprocess mode; report the live value.
     multiprocess_mode="livemostrecent",
+)
+# The samples behind the gauge: with `samples: iris_feedback_total` in
+# release.yaml, watch judges the accuracy only once enough labels arrived.
+feedback_labels = bentoml.metrics.Counter(
+    name="iris_feedback",
+    documentation="Labelled predictions received on /feedback: the accuracy's samples",
+    labelnames=["service_version"],
 )
 
 
@@ -123,6 +131,7 @@ class Iris:
         self.outcomes: deque[bool] = deque(maxlen=ACCURACY_WINDOW)
         self.accuracy = rolling_accuracy.labels(service_version=self.version)
         self.accuracy.set(math.nan)
+        self.labelled = feedback_labels.labels(service_version=self.version)
 
     def _classify(self, features: list[float]) -> int:
         predicted = int(self.clf.predict([features])[0])
@@ -172,6 +181,8 @@ class Iris:
             window = len(self.outcomes)
             accuracy = sum(self.outcomes) / window if window else math.nan
         self.accuracy.set(accuracy)
+        if accepted:
+            self.labelled.inc(accepted)
         return {
             "accepted": accepted,
             "unknown": unknown,

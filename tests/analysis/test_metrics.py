@@ -659,6 +659,23 @@ def test_prometheus_healthy_version_passes(prometheus: tuple[str, FakeBento]) ->
 
 
 @pytest.mark.slow
+def test_prometheus_reads_the_samples_behind_a_gauge(prometheus: tuple[str, FakeBento]) -> None:
+    """`samples` through PromQL: the version's counter total, at the baseline and each
+    read; a window that never grows by min_samples keeps the gauge pending."""
+    url, _ = prometheus
+    evidence = {"samples": "bentoml_service_request_total", "min_samples": 10**9}
+    analysis = prom_spec(url, metrics={"custom": [{**ACCURACY, "min": 0.9, **evidence}]})
+    with PrometheusSource(url, analysis, "2.0.0") as source:
+        baseline = source.read()
+    assert baseline.baseline and baseline.samples["accuracy"] > 0
+    verdict, events = prom_watch(analysis, "2.0.0")
+    accuracy = [e for e in events if e.metric == "accuracy"]
+    assert {e.status for e in accuracy[:-1]} == {Status.PENDING}, accuracy[0].message
+    assert accuracy[-1].status is Status.INCONCLUSIVE
+    assert verdict.outcome is Judgement.INCONCLUSIVE
+
+
+@pytest.mark.slow
 def test_prometheus_failing_version_with_a_weird_label_fails(
     prometheus: tuple[str, FakeBento],
 ) -> None:

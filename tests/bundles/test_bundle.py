@@ -153,6 +153,8 @@ def test_the_extracted_bento_serves_its_version(built: Built, tmp_path: Path) ->
         assert (feedback["accepted"], feedback["rolling_accuracy"]) == (2, 0.5)
         metrics = httpx.get(f"{url}/metrics", timeout=10).text
         assert f'iris_rolling_accuracy{{service_version="{VERSION}"}} 0.5' in metrics
+        # The samples behind the gauge, for `samples:` (README: Analysis).
+        assert f'iris_feedback_total{{service_version="{VERSION}"}} 2.0' in metrics
 
 
 def test_faults_travel_with_the_bundle(tmp_path: Path) -> None:

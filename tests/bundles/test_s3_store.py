@@ -7,11 +7,6 @@ configured the way a team configures it: `store: s3://…` committed in
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,61 +18,25 @@ from releasectl.loopback import free_port
 from testing.bentos import SETOSA, iris_registry
 from testing.processes import state_home
 from testing.repos import Repo
+from testing.s3 import CREDENTIALS, moto_server
 
 pytestmark = pytest.mark.slow
 
 BUCKET = "team-bucket"
-READY_DEADLINE_S = 60.0
 
 
 @pytest.fixture
 def s3(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[fsspec.AbstractFileSystem]:
     """moto's S3 server on a free loopback port, stopped by PID at the end; the
     environment every releasectl process of the test inherits points at it."""
-    server = shutil.which("moto_server", path=str(Path(sys.executable).parent))
-    assert server, "moto[server] is a dev dependency: moto_server must be installed"
-    port = free_port()
-    log = (tmp_path / "moto.log").open("wb")
-    proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)],
-        stdin=subprocess.DEVNULL,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + READY_DEADLINE_S
-        while True:
-            assert proc.poll() is None, (tmp_path / "moto.log").read_text()
-            try:
-                if httpx.get(f"{url}/moto-api/", timeout=1.0).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, "moto_server never answered"
-            time.sleep(0.1)
-        for key, value in {
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            # fsspec's own environment configuration: endpoint_url for every s3:// use.
-            "FSSPEC_S3_ENDPOINT_URL": url,
-        }.items():
+    with moto_server(tmp_path) as url:
+        for key, value in {**CREDENTIALS, "FSSPEC_S3_ENDPOINT_URL": url}.items():
             monkeypatch.setenv(key, value)
         fs = fsspec.filesystem(
             "s3", endpoint_url=url, key="testing", secret="testing", skip_instance_cache=True
         )
         fs.mkdir(BUCKET)
         yield fs
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait(timeout=10)
-        log.close()
 
 
 def _flip_last_byte(fs: fsspec.AbstractFileSystem, path: str) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from testing.histories import iris_and_fraud, release
 from testing.repos import Repo
@@ -108,3 +109,20 @@ def test_new_scaffolds_a_model_that_releases(registry: Repo) -> None:
     assert json.loads(registry.ok("show", "churn", "--json"))["version"] == "0.1.0"
     again = registry.cli("new", "churn")
     assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_live_follows_the_state_the_target_serves_a_revert_included(
+    registry: Repo, tmp_path: Path
+) -> None:
+    """After a revert, the target serves the revert's state (its own commit), which
+    restored 1.1.0: `history` marks 1.1.0 live, as `status` shows it."""
+    iris_and_fraud(registry)
+    registry.ok("revert", "iris")
+    home = tmp_path / "state"
+    (home / "local").mkdir(parents=True)
+    live = {"version": "1.1.0", "commit": registry.head(), "serial": 5, "since": None}
+    (home / "local" / "state.json").write_text(json.dumps({"models": {"iris": {"live": live}}}))
+    shown = registry.cli("history", "iris", "--json", env={"RELEASECTL_HOME": str(home)})
+    assert shown.returncode == 0, shown.stderr
+    rows = json.loads(shown.stdout)
+    assert [r["version"] for r in rows if r.get("live")] == ["1.1.0"]

@@ -111,7 +111,23 @@ def test_every_valid_name_renders_code_that_compiles(tmp_path: Path, name: str) 
     assert cls.isidentifier() and not cls[0].isdigit()
     [metric] = re.findall(r'name="(\w+_rolling_accuracy)"', service)
     assert re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", metric)  # a valid Prometheus name
-    load(plan.files["release.yaml"].decode(), "release.yaml", model=name)
+    manifest = plan.files["release.yaml"].decode()
+    load(manifest, "release.yaml", model=name)
+    # The gauge's own evidence: the service counts its labels, the manifest's
+    # accuracy check (commented out until labels are sent) names that counter.
+    prefix = metric.removesuffix("_rolling_accuracy")
+    assert f'name="{prefix}_feedback"' in service
+    enabled = load(
+        manifest.replace("    # custom:", "    custom:").replace(
+            f"    #   - {{name: accuracy, metric: {metric}, min: 0.9,\n    #      samples:",
+            f"      - {{name: accuracy, metric: {metric}, min: 0.9,\n         samples:",
+        ),
+        "release.yaml",
+        model=name,
+    )
+    assert enabled.analysis is not None
+    [accuracy] = enabled.analysis.metrics.custom
+    assert (accuracy.samples, accuracy.min_samples) == (f"{prefix}_feedback_total", 20)
 
 
 def test_new_dry_run_lists_the_files_and_writes_nothing(registry: Repo) -> None:
@@ -161,7 +177,7 @@ def test_new_iris_writes_what_the_iris_example_is_made_of(registry: Repo) -> Non
     assert ours == theirs
     assert _api((new / "service.py").read_text()) == _api((example / "service.py").read_text())
     assert _api((example / "service.py").read_text()) == [
-        "predict", "feedback", "iris_rolling_accuracy"
+        "predict", "feedback", "iris_rolling_accuracy", "iris_feedback"
     ]  # fmt: skip
 
 

@@ -90,11 +90,15 @@ def test_deploy_switch_and_revert_without_a_failed_request(world: World) -> None
     assert steps[0] == f"{fetch} ..." and steps[-2] == f"{wait} ..."
     assert re.fullmatch(re.escape(wait) + r": done after \d+\.\d s", steps[-1]), steps
     assert re.fullmatch(re.escape(fetch) + r": done after \d+\.\d s", steps[1]), steps
+    _a_watcher_of_1_0_0_ended(world.home)
+    assert world.status()["watcher"]["exit_code"] == 0
     with Load(world.url) as load:
         load.wait_for(20)
         start = load.mark()
         second = json.loads(r.ok("deploy", "iris", "--json"))
         assert second["version"] == "2.0.0"
+        # A new state went live: the ended watcher's line is history, as its outcome.
+        assert world.status()["watcher"] is None
         switched = load.mark()
         load.wait_for(25)
         assert load.rate_seen(start) >= 20
@@ -114,6 +118,22 @@ def test_deploy_switch_and_revert_without_a_failed_request(world: World) -> None
     status = world.status()
     assert status["live"]["version"] == "1.0.0" and status["health"] == "ready"
     assert status["standby"]["version"] == "2.0.0"
+    # `history` marks the release the revert's state restored as live.
+    rows = json.loads(r.ok("history", "iris", "--json"))
+    live = [(row["kind"], row.get("version")) for row in rows if row.get("live")]
+    assert live == [("release", "1.0.0")]
+
+
+def _a_watcher_of_1_0_0_ended(home: Path) -> None:
+    """What a detached watcher leaves when it ends: its record and its exit code."""
+    from releasectl.serving.outcomes import record_exit
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    (home / "watch").mkdir(exist_ok=True)
+    record = {"pid": proc.pid, "model": "iris", "version": "1.0.0", "push": False, "log": "-"}
+    (home / "watch" / "iris.json").write_text(json.dumps(record))
+    record_exit("iris", proc.pid, 0)
 
 
 def test_replaying_an_older_state_is_refused(world: World) -> None:

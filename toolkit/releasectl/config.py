@@ -21,10 +21,10 @@ def home() -> Path:
     return Path(env) if env else Path.home() / ".local" / "state" / "releasectl"
 
 
-def settings(git: g.Git) -> dict[str, Any]:
-    """`.releasectl/config.yaml` as committed at HEAD (reviewed like code; an
+def settings(git: g.Git, rev: str = "HEAD") -> dict[str, Any]:
+    """`.releasectl/config.yaml` as committed at `rev` (reviewed like code; an
     uncommitted edit does not count), or {}."""
-    text = g.read_blob(git, "HEAD", CONFIG)
+    text = g.read_blob(git, rev, CONFIG)
     if not text:
         return {}
     from ruamel.yaml import YAML

@@ -395,7 +395,7 @@ def test_agent_killed_mid_deploy_then_deploy_converges(
 
     def pending_pid() -> int | None:
         pending = load_state(paths).models["echo"].pending
-        return pending.pid if pending is not None and pending.create_time else None
+        return pending.pid if pending is not None and pending.identity else None
 
     wait_until(lambda: pending_pid() is not None, 30, "the new slot to start")
     hang_pid = pending_pid()

@@ -39,8 +39,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Protocol
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from releasectl.analysis.samples import SampleWindows, too_few_samples
 from releasectl.errors import OperationFailed
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import format_duration
@@ -57,6 +58,10 @@ class MetricCheck:
     max: float | None
     per_request: bool
     unit: str = ""
+    # A gauge's own evidence: the counter of the samples behind it, and how many must
+    # arrive within its window before it is judged (docs/ARCHITECTURE.md, "Analysis").
+    samples: str | None = None
+    min_samples: int = 0
 
 
 def checks_for(spec: AnalysisSpec) -> list[MetricCheck]:
@@ -69,7 +74,16 @@ def checks_for(spec: AnalysisSpec) -> list[MetricCheck]:
             MetricCheck(f"latency_ms.{quantile}", None, limit, per_request=True, unit=" ms")
         )
     for custom in metrics.custom:
-        checks.append(MetricCheck(custom.name, custom.min, custom.max, per_request=False))
+        checks.append(
+            MetricCheck(
+                custom.name,
+                custom.min,
+                custom.max,
+                per_request=False,
+                samples=custom.samples,
+                min_samples=custom.needed_samples,
+            )
+        )
     return checks
 
 
@@ -98,6 +112,8 @@ class Reading:
     requests: float | None = None
     errors: dict[str, str] = field(default_factory=dict)
     baseline: bool = False
+    # Per sampled gauge (by check name): its samples counter's total now, baseline too.
+    samples: dict[str, float] = field(default_factory=dict)
 
 
 class MetricSource(Protocol):
@@ -145,6 +161,8 @@ class Measurement(BaseModel):
     elapsed_s: float
     message: str
     window_intervals: int = 1
+    # A gauge with `samples`: how many its window holds (absent for the others).
+    samples: float | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class Judgement(StrEnum):
@@ -271,20 +289,24 @@ def measure(
     elapsed_s: float,
     window: int = 1,
     bake_over: bool = False,
+    evidence: dict[str, tuple[float, int]] | None = None,
 ) -> list[Measurement]:
     """The measurements of one interval. `window`: how many intervals the reading's
-    per-request values cover; `bake_over`: this is the last interval of the bake."""
+    per-request values cover; `bake_over`: this is the last interval of the bake;
+    `evidence`: per sampled gauge, the samples its window holds and its intervals."""
     events = []
+    evidence = evidence or {}
     for check in checks:
         value: float | None = None
         requests = None if isinstance(reading, Exception) else reading.requests
+        grown, span = evidence.get(check.name, (None, 1))
         if isinstance(reading, Exception):
             status, message = Status.ERROR, f"{check.name}: {_describe(reading)}"
         elif check.name in reading.errors:
             status, message = Status.ERROR, f"{check.name}: {reading.errors[check.name]}"
         else:
             value = reading.values.get(check.name)
-            status, message = judge(
+            status, message = _too_few(check, value, grown, span, bake_over) or judge(
                 check,
                 value,
                 requests,
@@ -305,10 +327,20 @@ def measure(
                 interval=interval,
                 elapsed_s=round(elapsed_s, 3),
                 message=message,
-                window_intervals=window if check.per_request else 1,
+                window_intervals=window if check.per_request else span,
+                samples=grown,
             )
         )
     return events
+
+
+def _too_few(
+    check: MetricCheck, value: float | None, grown: float | None, span: int, bake_over: bool
+) -> tuple[Status, str] | None:
+    found = too_few_samples(check.name, check.samples, check.min_samples, value, grown, span)
+    if found is None:
+        return None
+    return (Status.INCONCLUSIVE, found[1]) if bake_over else (Status.PENDING, found[0])
 
 
 def _describe(error: Exception) -> str:
@@ -399,12 +431,15 @@ def run_analysis(
     start = clock()
     tick = 0
     opened = 0  # the interval the open window started at
+    # Each sampled gauge's own window: its counter's total when it opened, and where.
+    sampled = SampleWindows([c.name for c in checks if c.min_samples])
     while True:
         window = Window(start=opened, intervals=tick - opened + 1)
         reading = _safe_read(source, window)
         elapsed = clock() - start
         if isinstance(reading, Reading) and reading.baseline:
             opened = tick + 1
+            sampled.open(reading.samples, tick + 1)
         else:
             bake_over = elapsed >= spec.bake
             events = measure(
@@ -416,6 +451,9 @@ def run_analysis(
                 elapsed_s=elapsed,
                 window=window.intervals,
                 bake_over=bake_over,
+                evidence=sampled.evidence(
+                    None if isinstance(reading, Exception) else reading.samples, tick
+                ),
             )
             for event in events:
                 tallies[event.metric].add(event.status)
@@ -426,6 +464,9 @@ def run_analysis(
                 reading.requests, spec.min_requests
             ):
                 opened = tick + 1  # judged: the next interval opens a new window
+            if isinstance(reading, Reading):
+                done = [n for n in sampled if last[n].status in (Status.SUCCESSFUL, Status.FAILED)]
+                sampled.open(reading.samples, tick + 1, done)
             decision = decide(spec, tallies, last, bake_over=bake_over)
             if decision is not None:
                 return _verdict(version, decision, tallies, tick, elapsed)

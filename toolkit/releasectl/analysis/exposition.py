@@ -269,6 +269,15 @@ def window_values(
     return Reading(values={k: v for k, v in values.items() if k in wanted}, requests=total)
 
 
+def sample_totals(current: Snapshot, customs: list[CustomMetricSpec]) -> dict[str, float]:
+    """Each sampled gauge's counter total now, over its series for this version."""
+    return {
+        c.name: sum(v for _, v in current.gauges.get(c.samples, []) if not math.isnan(v))
+        for c in customs
+        if c.samples is not None
+    }
+
+
 def worst(values: list[float], low: float | None, high: float | None) -> float:
     """Several series for one custom metric: judge by the one farthest from its bounds."""
     finite = [v for v in values if not math.isnan(v)]

@@ -95,6 +95,18 @@ def _selector(scope: Scope, extra: str = "") -> str:
     return "{" + ",".join(matchers) + "}"
 
 
+def samples_query(counter: str, scope: Scope, window_s: float | None = None) -> str:
+    """A sampled gauge's counter for the version: its total now, or its increase
+    over `window_s` (docs/ARCHITECTURE.md, "Analysis")."""
+    matchers = [f"{scope.label}={promql_string(scope.version)}"]
+    if scope.model is not None:
+        matchers.append(f"{MODEL_LABEL}={promql_string(scope.model)}")
+    selector = f"{counter}{{{','.join(matchers)}}}"
+    if window_s is None:
+        return f"sum({selector})"
+    return f"sum(increase({selector}[{promql_duration(window_s)}]))"
+
+
 def promql_duration(seconds: float) -> str:
     """`90s`, `2500ms`: a range PromQL accepts however long (`:g` would give `1e+06s`)."""
     if seconds == int(seconds):

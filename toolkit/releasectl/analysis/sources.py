@@ -17,8 +17,10 @@ The scrape source never reports a negative increase (a restart counts from zero)
 
 from __future__ import annotations
 
+import math
 import os
 import ssl
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -33,10 +35,11 @@ from releasectl.analysis.exposition import (
     first_line,
     interval_increase,
     parse_exposition,
+    sample_totals,
     window_values,
     worst,
 )
-from releasectl.analysis.promql import build_queries, query_range
+from releasectl.analysis.promql import build_queries, query_range, samples_query
 from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 
@@ -79,20 +82,21 @@ class ScrapeSource:
         current = parse_exposition(
             self._fetch(),
             self._scope,
-            gauges=[c.metric for c in self._customs if c.metric],
+            gauges=[n for c in self._customs for n in (c.metric, c.samples) if n],
             namespace=self._namespace,
         )
         previous, self._previous = self._previous, current
         if previous is None and self._fresh:
             previous = Snapshot({}, {}, {})
         if previous is None:
-            return Reading(baseline=True)
+            return Reading(baseline=True, samples=sample_totals(current, self._customs))
         # A failed scrape changes nothing here: the next diff covers its interval too.
         increase = interval_increase(previous, current)
         if window is not None and self._window is not None and self._window[0] == window.start:
             increase = accumulate(self._window[1], increase)
         self._window = (window.start, increase) if window is not None else None
-        return window_values(increase, current, self._checks, self._customs)
+        found = window_values(increase, current, self._checks, self._customs)
+        return replace(found, samples=sample_totals(current, self._customs))
 
     def _fetch(self) -> str:
         try:
@@ -155,7 +159,7 @@ class PrometheusSource:
         if not self._started:
             # The window before the watch started says nothing about this deploy.
             self._started = True
-            return Reading(baseline=True)
+            return Reading(baseline=True, samples=self._samples({}))
         values: dict[str, float] = {}
         errors: dict[str, str] = {}
         requests: float | None = None
@@ -177,7 +181,25 @@ class PrometheusSource:
             for check in self._checks:
                 if check.per_request:
                     errors.setdefault(check.name, errors["requests"])
-        return Reading(values=values, requests=requests, errors=errors)
+        samples = self._samples(errors)
+        return Reading(values=values, requests=requests, errors=errors, samples=samples)
+
+    def _samples(self, errors: dict[str, str]) -> dict[str, float]:
+        """Each sampled gauge's counter total for this version; a counter that cannot
+        be read is that gauge's error."""
+        totals: dict[str, float] = {}
+        for check in self._checks:
+            if check.samples is None:
+                continue
+            try:
+                found = self.query(samples_query(check.samples, self._scope))
+            except _Unreachable:
+                raise
+            except MetricsError as error:
+                errors.setdefault(check.name, error.message)
+                continue
+            totals[check.name] = sum(v for v in found if not math.isnan(v))
+        return totals
 
     def query(self, promql: str) -> list[float]:
         """Values of an instant query: one per series (empty: no data)."""

@@ -25,7 +25,7 @@ from releasectl.bundles import bento as bundle
 from releasectl.bundles.archive import export, extract
 from releasectl.bundles.digest import PROVENANCE, content_digest, content_files, digest_of
 from releasectl.bundles.store import ArtifactStore
-from releasectl.config import store_url
+from releasectl.config import settings, store_url
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import MANIFEST, manifest_path, model_dir, tag_name
@@ -127,7 +127,31 @@ def needs_training(git: g.Git, manifest: mf.Manifest, rev: str) -> bool:
     return trained is None or trained.sources != sources_id(git, rev, manifest.model)
 
 
-def _import_trained(manifest: mf.Manifest, store: ArtifactStore, home: Path) -> None:
+def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
+    """Where the artifacts of `model` `version` were stored when it was released, and
+    how to bring them to `store`: a release made before `store:` was committed lives
+    in the releasing clone's own store (docs/ARCHITECTURE.md, "The artifact store")."""
+    release = reg.history(git, model).get(version)
+    if release is None:
+        where = "the artifact store of the clone that made it"
+    else:
+        committed = settings(git, release.commit).get("store")
+        by = f" ({release.tag.tagger})" if release.tag.tagger else ""
+        where = (
+            committed
+            if isinstance(committed, str) and committed
+            else f"the local artifact store of the clone that released it{by}, "
+            "$RELEASECTL_HOME/artifacts: `store:` was not committed then"
+        )
+    if where == store.url:
+        return f"the store it was released to has lost it: `releasectl build {model} {version}`"
+    return (
+        f"{model} {version} was stored in {where}; run `releasectl store migrate --to "
+        f"{store.url}` there, or point RELEASECTL_STORE or `store:` at the store that holds it"
+    )
+
+
+def _import_trained(git: g.Git, manifest: mf.Manifest, store: ArtifactStore, home: Path) -> None:
     trained = manifest.bundle.trained
     if trained is None:
         if manifest.bundle.train:
@@ -142,8 +166,7 @@ def _import_trained(manifest: mf.Manifest, store: ArtifactStore, home: Path) -> 
             raise OperationFailed(
                 f"the pinned weights of {pinned.tag} ({pinned.key}) are not in the "
                 f"artifact store {store.url}",
-                "point RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the store "
-                "the release was made with",
+                stranded(git, manifest.model, manifest.version, store),
             )
         tag = bundle.import_artifact(store.uri(pinned.key), pinned.sha256, home)
         if tag != pinned.tag:
@@ -166,7 +189,7 @@ def build_sources(
     sources = frozenset(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     home = work / "bentoml"
     home.mkdir(parents=True, exist_ok=True)
-    _import_trained(manifest, store or store_for(git), home)
+    _import_trained(git, manifest, store or store_for(git), home)
     if manifest.bundle.artifact is not None:
         bundle.import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
     if manifest.bundle.prepare:

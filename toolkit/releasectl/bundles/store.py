@@ -15,15 +15,16 @@ a key, and manifests record these store-relative keys, never local paths.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
-from releasectl.errors import BadInput, OperationFailed, Refused
+from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.names import DIGEST_PATTERN, SHA256_HEX_PATTERN
 
 SIDECAR_SUFFIX = ".json"
@@ -33,6 +34,8 @@ _HEX = re.compile(SHA256_HEX_PATTERN)
 WEIGHTS = "weights"
 BUNDLES = "bundles"
 _CHUNK = 1 << 20
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class StoredWeights(NamedTuple):
@@ -43,6 +46,42 @@ class StoredWeights(NamedTuple):
 
 class StoreError(OperationFailed):
     """The store could not be read or written."""
+
+
+CREDENTIALS = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), "
+    "or run where a role grants them"
+)
+# The client's faults that are the user's environment, not a bug: by class name, so that
+# the optional s3 extra need not be importable (docs/ARCHITECTURE.md, "The artifact store").
+_FAULTS = {
+    "NoCredentialsError": ("no credentials", CREDENTIALS),
+    "PartialCredentialsError": ("incomplete credentials", CREDENTIALS),
+    "NoRegionError": ("no region", "set AWS_DEFAULT_REGION"),
+    "EndpointConnectionError": ("cannot reach its endpoint", "endpoint"),
+    "ConnectTimeoutError": ("cannot reach its endpoint", "endpoint"),
+    "ProxyConnectionError": ("cannot reach its endpoint", "endpoint"),
+    "ClientConnectorError": ("cannot reach its endpoint", "endpoint"),
+}
+
+
+def _at_edge(method: Callable[P, R]) -> Callable[P, R]:
+    """The store's faults as one line naming the store and what to set (exit 1): missing
+    credentials, an endpoint that does not answer, permission denied, a missing bucket.
+    Anything else escapes as it is: a bug, exit 70."""
+
+    @functools.wraps(method)
+    def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+        store = args[0]
+        assert isinstance(store, ArtifactStore)
+        try:
+            return method(*args, **kwargs)
+        except ReleasectlError:
+            raise
+        except Exception as exc:
+            raise store.fault(exc) from exc
+
+    return guarded
 
 
 def _check_key(key: str) -> str:
@@ -77,6 +116,45 @@ class ArtifactStore:
         self.url = url
         self.root = root.rstrip("/")
         self._plain = "://" not in url
+
+    @property
+    def endpoint(self) -> str | None:
+        """The S3-compatible server's URL, when one is set (FSSPEC_S3_ENDPOINT_URL)."""
+        found = getattr(self.fs, "endpoint_url", None) or getattr(self.fs, "client_kwargs", {}).get(
+            "endpoint_url"
+        )
+        return str(found) if found else None
+
+    def fault(self, exc: Exception) -> ReleasectlError:
+        """What a fault of the store's client means to the user, or the fault itself (a
+        bug) when it is none of the known ones."""
+        names = {cls.__name__ for cls in type(exc).__mro__}
+        where = f"artifact store {self.url}"
+        for name, (what, hint) in _FAULTS.items():
+            if name in names:
+                if hint == "endpoint":
+                    at = f" {self.endpoint}" if self.endpoint else " (AWS's default)"
+                    what += at
+                    hint = "set FSSPEC_S3_ENDPOINT_URL to the S3-compatible server's URL"
+                return StoreError(f"{where}: {what}", hint)
+        if isinstance(exc, PermissionError):
+            s3 = self.url.startswith(("s3://", "s3a://"))
+            return StoreError(
+                f"{where}: permission denied ({_first_line(exc)})",
+                "the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or AWS_PROFILE) "
+                "must be valid and allowed to read and write it"
+                if s3
+                else "this user must be allowed to read and write it",
+            )
+        if isinstance(exc, FileNotFoundError):
+            return StoreError(
+                f"{where}: not found ({_first_line(exc)})",
+                "create the bucket, or point RELEASECTL_STORE or `store:` in "
+                ".releasectl/config.yaml at the team's store",
+            )
+        if isinstance(exc, OSError):
+            return StoreError(f"{where}: {_first_line(exc)}")
+        raise exc
 
     @staticmethod
     def bundle_key(digest: str) -> str:
@@ -113,6 +191,7 @@ class ArtifactStore:
                 self.fs.rm(temp)
             raise
 
+    @_at_edge
     def put(
         self,
         local_archive: Path,
@@ -147,6 +226,7 @@ class ArtifactStore:
         self._store(local_archive, key, sidecar)
         return self.uri(key)
 
+    @_at_edge
     def put_weights(self, local: Path, meta: Mapping[str, str]) -> StoredWeights:
         """Store an exported model archive under the key its bytes name."""
         sha256_hex = _sha256_file(local)
@@ -166,6 +246,8 @@ class ArtifactStore:
             self._write_atomically(local, path)
             # The sidecar goes last: a key counts as stored only once both exist.
             self._write_json(path + SIDECAR_SUFFIX, sidecar)
+        except PermissionError:
+            raise  # the edge names the credentials
         except OSError as exc:
             raise StoreError(f"cannot write {self.uri(key)}: {exc}") from exc
 
@@ -182,10 +264,29 @@ class ArtifactStore:
                 doc = json.load(handle)
         except FileNotFoundError:
             return None
+        except PermissionError:
+            raise  # the edge names the credentials
         except (OSError, ValueError) as exc:
             raise StoreError(f"cannot read {path}: {exc}") from exc
         return doc if isinstance(doc, dict) else None
 
+    @_at_edge
+    def reach(self) -> None:
+        """Ask an object store for its bucket, so that credentials, the endpoint,
+        permission and the bucket itself fail here, before anything is read or written.
+        A folder needs no asking: it is made on the first write."""
+        protocols = self.fs.protocol
+        protocols = {protocols} if isinstance(protocols, str) else set(protocols)
+        if self._plain or protocols & {"file", "local", "memory"}:
+            return
+        self.fs.info(self.root.split("/", 1)[0])
+
+    @_at_edge
+    def record(self, key: str) -> dict[str, Any] | None:
+        """The sidecar written at put time (untrusted: a listing, not a verdict)."""
+        return self._sidecar(key)
+
+    @_at_edge
     def delete(self, key: str) -> None:
         """Forget a key (sidecar first, so it stops counting as stored at once).
         Only for undoing a put whose release did not land."""
@@ -195,18 +296,23 @@ class ArtifactStore:
                 self.fs.rm_file(victim)
             except FileNotFoundError:
                 pass
+            except PermissionError:
+                raise  # the edge names the credentials
             except OSError as exc:
                 raise StoreError(f"cannot delete {self.uri(key)}: {exc}") from exc
 
+    @_at_edge
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._path(key)) and self._sidecar(key) is not None
 
+    @_at_edge
     def digest(self, key: str) -> str | None:
         """The content digest recorded at put time (untrusted: re-digest after extracting)."""
         sidecar = self._sidecar(key)
         value = sidecar.get("digest") if sidecar else None
         return value if isinstance(value, str) else None
 
+    @_at_edge
     def files(self, key: str) -> dict[str, str] | None:
         """The per-file digests recorded at put time (see bundle.content_files)."""
         sidecar = self._sidecar(key)
@@ -215,6 +321,7 @@ class ArtifactStore:
             return None
         return {str(rel): str(entry) for rel, entry in files.items()}
 
+    @_at_edge
     def get(self, key: str, dest: Path) -> Path:
         """Copy key to dest (a file path, or a folder to put the key's file name in)."""
         path = self._path(key)
@@ -227,8 +334,15 @@ class ArtifactStore:
         try:
             self.fs.get_file(path, str(temp))
             temp.replace(target)
+        except PermissionError:
+            raise  # the edge names the credentials
         except OSError as exc:
             raise StoreError(f"cannot fetch {self.uri(key)}: {exc}") from exc
         finally:
             temp.unlink(missing_ok=True)
         return target
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:200] if text else type(exc).__name__

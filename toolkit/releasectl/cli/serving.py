@@ -244,6 +244,17 @@ def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
     target = LocalTarget(home())
     info = target.agent()
     if info is None:
+        stale = target.unreachable()
+        if stale is not None:
+            # It runs, but its record does not lead to it: it can only be stopped.
+            if json:
+                emit({"running": True, "pid": stale, "reachable": False})
+            else:
+                say(
+                    f"an agent is running (pid {stale}) but cannot be reached (its record is"
+                    " stale, or it does not answer); `releasectl agent stop` stops it"
+                )
+            return
         if json:
             emit({"running": False})
         else:
@@ -259,7 +270,7 @@ def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
         for s in target.status(start=False)
     ]
     if json:
-        emit({"running": True, **_agent_json(info), "models": serving})
+        emit({"running": True, **_agent_json(info), "reachable": True, "models": serving})
         return
     since = info.started.isoformat(timespec="seconds")
     say(f"the agent is running: pid {info.pid} at {info.url} since {since}")

@@ -50,6 +50,23 @@ class CustomMetricSpec(_Strict):
     metric: str | None = Field(default=None, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
     min: float | None = None
     max: float | None = None
+    samples: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description=(
+            "A counter of the samples behind the gauge (e.g. feedback labels), as named on "
+            "/metrics (`..._total`): the gauge is judged only once it grew by min_samples "
+            "within its window; until then the measurement is pending"
+        ),
+    )
+    min_samples: int | None = Field(
+        default=None, ge=1, description="Samples a measurement needs (default 1 with samples)"
+    )
+
+    @property
+    def needed_samples(self) -> int:
+        """How many samples a measurement needs: 0 without a samples counter."""
+        return 0 if self.samples is None else (self.min_samples or 1)
 
     @model_validator(mode="after")
     def _check(self) -> CustomMetricSpec:
@@ -61,6 +78,11 @@ class CustomMetricSpec(_Strict):
             raise ValueError(
                 f"custom metric {self.name!r} needs 'query' (PromQL, prometheus source) "
                 "or 'metric' (a gauge's name)"
+            )
+        if self.min_samples is not None and self.samples is None:
+            raise ValueError(
+                f"custom metric {self.name!r}: min_samples needs 'samples', the counter "
+                "of the samples behind it"
             )
         if self.name in _BUILTIN_NAMES:
             raise ValueError(f"custom metric name {self.name!r} is reserved")

@@ -291,7 +291,7 @@ def history_report(
             stable=verdict.stable is not None and verdict.stable.ok,
             rejected=verdict.rejected is not None and verdict.rejected.ok,
             ignored=passed_over,
-            live=bool(live and live.get("commit") == release.commit),
+            live=_serves(live, release),
         )
         ignored += passed_over
         position = release.position if release.position is not None else len(order) + index
@@ -316,6 +316,15 @@ def history_report(
         )
     keyed.sort(key=lambda item: item[0])
     return HistoryReport(history.model, [row for _, row in keyed], ignored, live)
+
+
+def _serves(live: dict[str, object] | None, release: reg.Release) -> bool:
+    """Whether the target serves this release: its own state, or a later state that
+    declares its version, such as a revert that restored it (the deploy gate makes a
+    state that declares a released version pin that release's bundle)."""
+    if not live:
+        return False
+    return live.get("commit") == release.commit or live.get("version") == release.version
 
 
 def ignored_marks(judged: list[tuple[reg.Release, ReleaseVerdict]]) -> list[str]:

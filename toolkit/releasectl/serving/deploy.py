@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from releasectl import git as g
 from releasectl import loopback
-from releasectl.bundles.build import fetch_bundle, store_for
+from releasectl.bundles.build import fetch_bundle, store_for, stranded
 from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
 from releasectl.errors import OperationFailed, Refused
@@ -230,8 +230,7 @@ def _stored(git: g.Git, state: DeployState, pinned: str) -> tuple[ArtifactStore,
         raise OperationFailed(
             f"the bundle of {state.model} {state.manifest.version} ({key}) is not in the "
             f"artifact store {store.url}",
-            f"build it (releasectl build {state.model} {state.manifest.version}), or point "
-            "RELEASECTL_STORE or `store:` in .releasectl/config.yaml at the team's store",
+            stranded(git, state.model, state.manifest.version, store),
         )
     return store, key
 
@@ -367,10 +366,11 @@ def deploy(  # type: ignore[no-untyped-def]
         )
         result = target.deploy(request, progress)
     if result.switch != "none":
-        from releasectl.serving import outcomes
+        from releasectl.serving import outcomes, watcher
 
-        # A new state is live: the last watcher's outcome is history now.
+        # A new state is live: the last watcher's outcome and line are history now.
         outcomes.clear(model)
+        watcher.forget_ended(model)
     return result
 
 

@@ -114,3 +114,13 @@ def detached(model: str) -> dict[str, Any] | None:
     ended = out.load_exit(model)
     info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
     return info
+
+
+def forget_ended(model: str) -> None:
+    """A new state went live: the record of a watcher that has ended (its exit code
+    or its death) is history, like its outcome. A watcher still running is left
+    alone: it may be the one deploying the revert it wrote."""
+    info = detached(model)
+    if info is not None and not info["alive"]:
+        _watch_file(model).unlink(missing_ok=True)
+        out.exit_path(model).unlink(missing_ok=True)

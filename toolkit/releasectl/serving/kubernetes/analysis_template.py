@@ -18,7 +18,7 @@ from typing import Any
 
 from releasectl.analysis.engine import MetricCheck, checks_for
 from releasectl.analysis.exposition import Scope
-from releasectl.analysis.promql import build_queries, query_range
+from releasectl.analysis.promql import build_queries, query_range, samples_query
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
 from releasectl.names import check_version
@@ -104,11 +104,20 @@ def _templated(spec: AnalysisSpec, model: str) -> dict[str, str]:
     metrics give no result while their range holds fewer than `min_requests` API
     requests: too little traffic is inconclusive, never judged."""
     scope = Scope(VERSION_ARG, None, VERSION_LABEL, model)
-    built = build_queries(spec, scope, query_range(spec))
+    window = query_range(spec)
+    built = build_queries(spec, scope, window)
     enough = f"({built['requests']} >= {max(1, spec.min_requests)})"
+
+    def evidence(check: MetricCheck) -> str:
+        # A gauge with `samples` gives no result until its counter grew by min_samples.
+        grown = samples_query(check.samples or "", scope, window)
+        return f"({built[check.name]}) and on() ({grown} >= {check.min_samples})"
+
     return {
         check.name: f"({built[check.name]}) and on() {enough}"
         if check.per_request
+        else evidence(check)
+        if check.min_samples
         else built[check.name]
         for check in checks_for(spec)
     }

@@ -28,9 +28,16 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from releasectl.errors import BadInput, ReleasectlError
+from releasectl.serving.local import procs
 from releasectl.serving.local.models import DeployRequest
 from releasectl.serving.local.proxy import Served, listen
-from releasectl.serving.local.state import AgentInfo, Paths, now, save_agent_info
+from releasectl.serving.local.state import (
+    AgentInfo,
+    Paths,
+    load_agent_info,
+    now,
+    save_agent_info,
+)
 from releasectl.serving.local.supervisor import Supervisor
 
 TOKEN_HEADER = "x-releasectl-token"
@@ -100,10 +107,9 @@ class Agent:
         await self.supervisor.start()
         control = Served(self.app(), listen(0))
         await control.started()
-        me = psutil.Process()
         info = AgentInfo(
-            pid=me.pid,
-            create_time=me.create_time(),
+            pid=os.getpid(),
+            identity=procs.identity(os.getpid()),
             port=control.port,
             token=self.token,
             started=now(),
@@ -116,7 +122,11 @@ class Agent:
         await control.close()
         if not self.supervisor.upstream.is_closed:
             await self.supervisor.close(stop_servers=False)
-        self.paths.agent_file.unlink(missing_ok=True)
+        # Only its own record: the lock is held until this process exits, so no other agent
+        # has written one, but a record is never removed on a guess.
+        record = load_agent_info(self.paths)
+        if record is not None and record.pid == info.pid and record.token == info.token:
+            self.paths.agent_file.unlink(missing_ok=True)
 
 
 def _no_sniffio() -> None:

@@ -32,6 +32,7 @@ from releasectl.serving.local.state import (
 AGENT_START_TIMEOUT = 30.0
 AGENT_STOP_TIMEOUT = 60.0
 TOKEN_HEADER = "x-releasectl-token"
+AGENT_MODULE = "releasectl.serving.local.agent"
 ERRORS: dict[str, type[ReleasectlError]] = {
     "OperationFailed": OperationFailed,
     "BadInput": BadInput,
@@ -95,22 +96,38 @@ class LocalTarget:
         agent = self._ensure_agent()
         return agent, before is None or before.pid != agent.pid
 
+    def unreachable(self) -> int | None:
+        """The pid of this home's agent when its record does not lead to it (the record is
+        missing, names another process, or is from an earlier version), found by the home's
+        agent lock or a model's port; None when the record's agent answers or none runs."""
+        if self._live_agent() is not None:
+            return None
+        return self._holder()
+
     def stop(self) -> Stopped:
         """Stop the agent and every server it started; return once they are all
         gone, with what was running."""
         state = load_state(self.paths)
         agent = self._live_agent()
+        stale = self._holder() if agent is None else None
         servers = [
             (ms.model, role, slot.version, slot.pid)
             for ms in state.models.values()
             for role, slot in (("live", ms.live), ("standby", ms.standby), ("pending", ms.pending))
-            if slot is not None and slot.pid is not None and procs.alive(slot.pid, slot.create_time)
+            if slot is not None and slot.pid is not None and procs.alive(slot.pid, slot.identity)
         ]
+        if stale is not None:
+            # It cannot be asked (no token leads to it): stopped by PID, then its servers.
+            procs.end(stale)
+            recorded = {pid for *_, pid in servers}
+            strays = [p for p in self._kill_slot_processes() if p not in recorded]
+            _reap()
+            return Stopped(stale, servers, strays)
         if agent is None and not servers:
             # Nothing runs that the state records: no agent is started just to stop it.
             return Stopped(None, [], self._kill_slot_processes())
         agent = agent or self._ensure_agent()
-        proc = procs.find(agent.pid, agent.create_time)
+        proc = procs.find(agent.pid, agent.identity)
         # If the agent fails to answer, whatever still runs is stopped by PID below.
         with contextlib.suppress(OperationFailed):
             self._call(agent, "POST", "/v1/stop", timeout=AGENT_STOP_TIMEOUT, during="stop")
@@ -127,13 +144,33 @@ class LocalTarget:
     def _live_agent(self) -> AgentInfo | None:
         _reap()
         info = load_agent_info(self.paths)
-        if info is None or not procs.alive(info.pid, info.create_time):
+        if info is None or not procs.alive(info.pid, info.identity):
             return None
+        return info if self._answers(info) else None
+
+    def _answers(self, info: AgentInfo) -> bool:
         try:
             self._call(info, "GET", "/v1/ping", timeout=5, during="ping")
         except ReleasectlError:
-            return None
-        return info
+            return False
+        return True
+
+    def _holder(self) -> int | None:
+        """This home's agent process, found without its record: the holder of the home's
+        agent lock, else a process serving one of the home's model ports; either must be
+        `python -m releasectl.serving.local.agent --home <this home>`."""
+        found = procs.lock_holders(self.paths.agent_lock)
+        if not found:
+            found = procs.listeners(ms.port for ms in load_state(self.paths).models.values())
+        home = ["--home", str(self.paths.home)]
+        for pid in found:
+            try:
+                cmd = psutil.Process(pid).cmdline()
+            except psutil.Error:
+                continue
+            if AGENT_MODULE in cmd and cmd[-2:] == home:
+                return pid
+        return None
 
     def _ensure_agent(self) -> AgentInfo:
         self.paths.ensure()
@@ -142,12 +179,29 @@ class LocalTarget:
             info = self._live_agent()
             if info is not None:
                 return info
+            holder = self._holder()
+            record = load_agent_info(self.paths)
+            if holder is not None:
+                if (
+                    record is not None
+                    and record.pid == holder
+                    and procs.alive(holder, record.identity)
+                ):
+                    raise OperationFailed(
+                        f"the local agent (pid {holder}) runs but does not answer",
+                        hint="`releasectl agent stop` stops it and its servers",
+                    )
+                # No record leads to it, so nothing can ask it anything: it is stopped by
+                # PID (its servers keep serving) and the new agent adopts its servers.
+                procs.end(holder)
             return self._spawn_agent()
 
     def _spawn_agent(self) -> AgentInfo:
-        self.paths.agent_file.unlink(missing_ok=True)
-        cmd = [sys.executable, "-m", "releasectl.serving.local.agent"]
-        cmd += ["--home", str(self.paths.home)]
+        """Start an agent and return its record once it answers. The old record is left
+        alone: the new agent replaces it only once it holds the home's lock and listens,
+        so a start that fails forgets no live agent
+        (docs/ARCHITECTURE.md, "Deploy targets")."""
+        cmd = [sys.executable, "-m", AGENT_MODULE, "--home", str(self.paths.home)]
         with self.paths.agent_log.open("ab") as log:
             proc = subprocess.Popen(
                 cmd,
@@ -164,15 +218,18 @@ class LocalTarget:
         while time.monotonic() < deadline:
             info = load_agent_info(self.paths)
             if info is not None and info.pid == proc.pid:
-                return info
+                if procs.alive(info.pid, info.identity) and self._answers(info):
+                    return info
+                break
             if proc.poll() is not None:
                 break
             time.sleep(0.05)
         if proc.poll() is None:
-            procs.terminate([psutil.Process(proc.pid)])
+            procs.end(proc.pid)
         raise OperationFailed(
             f"the local agent did not start\n--- {self.paths.agent_log} ---\n"
-            + log_tail(self.paths.agent_log)
+            + log_tail(self.paths.agent_log),
+            hint="run the command again: a new agent is started",
         )
 
     def _kill_slot_processes(self) -> list[int]:

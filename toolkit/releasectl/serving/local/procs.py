@@ -1,4 +1,4 @@
-"""Processes: start a slot server, recognise it later (pid + create_time), stop it by PID.
+"""Processes: start a slot server, recognise it later (pid + identity), stop it by PID.
 
 Everything here is synchronous; the agent calls the slow parts through `asyncio.to_thread`.
 """
@@ -67,14 +67,33 @@ def spawn_server(
         )
 
 
-def find(pid: int | None, create_time: float | None) -> psutil.Process | None:
-    """The live process with this pid and create_time, or None (gone, zombie, pid reused)."""
-    if pid is None or create_time is None:
+def identity(pid: int) -> str | None:
+    """What tells this process from any other that ever had its pid: the boot's id and the
+    start time in clock ticks since boot (`/proc/<pid>/stat`, field 22). Neither moves when
+    the wall clock steps, as psutil's `create_time()` does
+    (docs/ARCHITECTURE.md, "Deploy targets")."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        # The command name (field 2) may hold spaces and parentheses: split after the last ")".
+        ticks = int(stat[stat.rindex(")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
+        return None
+    return f"{boot_id()}/{ticks}"
+
+
+def boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return "-"
+
+
+def find(pid: int | None, ident: str | None) -> psutil.Process | None:
+    """The live process with this pid and identity, or None (gone, zombie, pid reused)."""
+    if pid is None or ident is None or identity(pid) != ident:
         return None
     try:
         proc = psutil.Process(pid)
-        if abs(proc.create_time() - create_time) > 0.01:
-            return None
         if proc.status() == psutil.STATUS_ZOMBIE:
             return None
         return proc
@@ -82,15 +101,47 @@ def find(pid: int | None, create_time: float | None) -> psutil.Process | None:
         return None
 
 
-def create_time(pid: int) -> float | None:
+def alive(pid: int | None, ident: str | None) -> bool:
+    return find(pid, ident) is not None
+
+
+def lock_holders(path: Path) -> list[int]:
+    """The pids that hold a `flock` on `path`, from `/proc/locks` (matched by inode)."""
     try:
-        return float(psutil.Process(pid).create_time())
+        inode = path.stat().st_ino
+        table = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    found: list[int] = []
+    for line in table.splitlines():
+        fields = line.split()
+        # "1: FLOCK  ADVISORY  WRITE 1234 fd:01:5678 0 EOF"; "1: -> FLOCK ..." waits for it.
+        if len(fields) < 6 or fields[1] == "->" or fields[1] != "FLOCK":
+            continue
+        if fields[5].rsplit(":", 1)[-1] == str(inode) and fields[4].isdigit():
+            found.append(int(fields[4]))
+    return found
+
+
+def listeners(ports: Iterable[int]) -> list[int]:
+    """The pids that listen on any of these TCP ports."""
+    wanted = set(ports)
+    if not wanted:
+        return []
+    try:
+        conns = psutil.net_connections(kind="tcp")
     except psutil.Error:
-        return None
-
-
-def alive(pid: int | None, create_time: float | None) -> bool:
-    return find(pid, create_time) is not None
+        return []
+    return sorted(
+        {
+            c.pid
+            for c in conns
+            if c.pid is not None
+            and c.status == psutil.CONN_LISTEN
+            and c.laddr
+            and c.laddr.port in wanted
+        }
+    )
 
 
 def slot_of(proc: psutil.Process, root: Path) -> str | None:
@@ -164,6 +215,20 @@ def terminate(procs: Iterable[psutil.Process], grace: float = STOP_GRACE) -> Non
     for proc in left_all:
         _signal(proc, signal.SIGKILL)
     psutil.wait_procs(left_all, timeout=grace)
+
+
+def end(pid: int, grace: float = STOP_GRACE) -> None:
+    """Stop this one process (SIGTERM, then SIGKILL after `grace`), not its children: an
+    agent's servers outlive it and the next agent adopts them."""
+    try:
+        proc = psutil.Process(pid)
+    except psutil.Error:
+        return
+    _signal(proc, signal.SIGTERM)
+    _, left = psutil.wait_procs([proc], timeout=grace)
+    for p in left:
+        _signal(p, signal.SIGKILL)
+    psutil.wait_procs(left, timeout=grace)
 
 
 def _running(proc: psutil.Process) -> bool:

@@ -37,9 +37,12 @@ class Slot(CarriesRelease):
     bento_dir: str
     port: int
     python: str | None = None  # the interpreter of the bento's own environment
-    # pid + create_time tell our server from an unrelated process that reused the pid.
+    # pid + identity (boot id, start ticks: `procs.identity`) tell our server from an
+    # unrelated process that reused the pid. `create_time` is what earlier versions wrote
+    # (wall-clock based): kept as read, never trusted.
     pid: int | None = None
-    create_time: float | None = None
+    create_time: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    identity: str | None = Field(default=None, exclude_if=lambda v: v is None)
     started: datetime
     since: datetime | None = None
 
@@ -92,8 +95,10 @@ class TargetState(BaseModel):
 
 
 class AgentInfo(BaseModel):
+    """`agent.json`: the running agent, as it wrote itself down once it answered."""
+
     pid: int
-    create_time: float
+    identity: str | None = None  # `procs.identity`; an earlier version's record has none
     port: int
     token: str
     started: datetime

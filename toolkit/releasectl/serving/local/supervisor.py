@@ -150,7 +150,7 @@ class Supervisor:
         await asyncio.to_thread(self._kill_unreferenced)
 
     async def _adoptable(self, slot: Slot) -> bool:
-        if not procs.alive(slot.pid, slot.create_time):
+        if not procs.alive(slot.pid, slot.identity):
             return False
         return await self._wait_ready(slot, None, ADOPT_TIMEOUT) is None
 
@@ -268,7 +268,7 @@ class Supervisor:
         assert req.python is not None  # checked by deploy()
         child = procs.spawn_server(slot_dir, Path(slot.bento_dir), slot.port, req.python)
         self.children[slot.id] = child
-        slot.pid, slot.create_time = child.pid, procs.create_time(child.pid)
+        slot.pid, slot.identity = child.pid, procs.identity(child.pid)
         self.save()
         return slot
 
@@ -282,12 +282,12 @@ class Supervisor:
         url = slot_url(slot) + "/readyz"
         workers = None
         if child is not None:
-            workers = procs.Workers(procs.find(slot.pid, slot.create_time))
+            workers = procs.Workers(procs.find(slot.pid, slot.identity))
         while True:
             code = child.poll() if child is not None else None
             if code is not None:
                 return f"the server exited with code {code}"
-            if child is None and not procs.alive(slot.pid, slot.create_time):
+            if child is None and not procs.alive(slot.pid, slot.identity):
                 return "the server is not running"
             if workers is not None and (pid := await asyncio.to_thread(workers.died)):
                 return f"its worker process (pid {pid}) exited while starting"
@@ -302,7 +302,7 @@ class Supervisor:
         return slot is not None and await self._health(slot) == "ready"
 
     async def _health(self, slot: Slot) -> Health:
-        if not procs.alive(slot.pid, slot.create_time):
+        if not procs.alive(slot.pid, slot.identity):
             return "down"
         try:
             r = await self.probe.get(slot_url(slot) + "/readyz")
@@ -339,7 +339,7 @@ class Supervisor:
         by_dir = procs.slot_processes(self.paths.root)
         found: dict[int, psutil.Process] = {}
         for s in slots:
-            if (p := procs.find(s.pid, s.create_time)) is not None:
+            if (p := procs.find(s.pid, s.identity)) is not None:
                 found[p.pid] = p
             # Also what the slot folder finds: workers, or a server whose pid never got written.
             for p in by_dir.get(str(self.paths.slot_dir(s.model, s.id)), []):
