@@ -91,7 +91,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     every model is listed, then the exit code is that error's (2 for bad input)."""
     from releasectl.registry import history as reg
     from releasectl.registry.verified import last_stable
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     trust = trust_root(git)
@@ -153,7 +153,7 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
     from releasectl.config import home
     from releasectl.registry.verified import history_report
     from releasectl.serving.local.peek import live
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     report = history_report(git, trust_root(git), h, live(home(), model))
     if json:
@@ -197,7 +197,7 @@ def show(
     from releasectl.config import home
     from releasectl.registry.verified import ignored_marks, last_stable, verify_history
     from releasectl.serving.local.peek import live
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     trust = trust_root(git)
     stable, passed_over = last_stable(git, trust, h)
@@ -267,7 +267,7 @@ def verify(
     git = repo(ctx)
     reg.prefetch(git, model)
 
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     wanted = version or reg.current(git, model)[0].version
     h = reg.history(git, model)

@@ -124,7 +124,7 @@ def sync(
     """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
     between this clone and its remote. A tag that differs on the two sides is refused."""
     from releasectl.registry.sharing import sync as do_sync
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     _recover(git, dry_run)

@@ -70,7 +70,7 @@ def build(
     """Build (or verify and re-use) a release's bundle from its tag; store it."""
     from releasectl.bundles.build import build_release
     from releasectl.registry import history as reg
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     wanted = version or reg.current(git, model)[0].version

@@ -34,7 +34,8 @@ from releasectl.registry.landing import (
 from releasectl.registry.succession import next_serial, version_rises
 from releasectl.registry.verified import highest_verified, verify_history
 from releasectl.serving.kubernetes import desired
-from releasectl.signing import TrustRoot, trust_root
+from releasectl.signing import TrustRoot
+from releasectl.view import trust_root
 
 
 @dataclass(frozen=True)
