@@ -314,9 +314,10 @@ def _judge(
     )
     changes: list[tuple[str, list[str], list[str]]] = []  # commit, parents, paths it changed
     for record in log.split("\x01")[1:]:
-        head, _, names = record.partition("\n")
+        head, _, names = record.partition("\0")
         ids = head.split()
-        changed = [n for n in names.strip("\n\0").split("\0") if n in paths or _under(n, paths)]
+        listed = names.strip("\n\0").split("\0")
+        changed = [n for n in listed if n in paths or _under(n, paths)]
         changes.append((ids[0], ids[1:], changed or paths[:1]))
     found: list[Unsigned] = []
     by_roles: dict[int, list[tuple[str, list[str], list[str]]]] = {}

@@ -22,6 +22,7 @@ from releasectl.cli import (
     releasing,
     serving,
     setup,
+    trust,
     watching,
 )
 
@@ -94,6 +95,7 @@ for _group in (setup, releasing, reading, serving, watching, pipeline, kubernete
 # The groups of subcommands after the commands, as `--help` lists them.
 app.add_typer(serving.agent, name="agent")
 app.add_typer(pipeline.ci, name="ci")
+app.add_typer(trust.app, name="trust")
 
 
 @app.callback()

@@ -165,6 +165,17 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
     _warn_ignored(report.ignored)
 
 
+def _unsigned_sources(git: Any, commit: str | None) -> list[str]:
+    """The source commits a release was allowed over (its commit's trailer)."""
+    from releasectl import git as g
+    from releasectl.registry.verified import UNSIGNED_TRAILER
+
+    if commit is None:
+        return []
+    values = g.trailers(git, commit).get(UNSIGNED_TRAILER, [])
+    return [c for value in values for c in value.split()]
+
+
 @app.command()
 @funnel()
 def show(
@@ -217,6 +228,7 @@ def show(
         "last_stable": stable.version if stable else None,
         "live": live(home(), model),
         "ignored": ignored,
+        "unsigned_sources": _unsigned_sources(git, this.commit if this else None),
         "rollback": (
             manifest.rollback.model_dump(mode="json", by_alias=True) if manifest.rollback else None
         ),
@@ -240,6 +252,8 @@ def show(
         rb = manifest.rollback
         say(f"  reverted from {rb.from_} at {rb.at.isoformat()} by {rb.by}: {rb.reason}")
     say(f"  bento: {manifest.bundle.bento}  digest: {manifest.bundle.digest or '-'}")
+    if data["unsigned_sources"]:
+        say("  released over unsigned source commits: " + " ".join(data["unsigned_sources"]))
 
 
 @app.command()

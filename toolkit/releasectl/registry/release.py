@@ -32,7 +32,12 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.succession import next_serial, version_rises
-from releasectl.registry.verified import highest_verified, verify_history
+from releasectl.registry.verified import (
+    UNSIGNED_TRAILER,
+    highest_verified,
+    unsigned_sources,
+    verify_history,
+)
 from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot
 from releasectl.view import trust_root
@@ -46,6 +51,7 @@ class ReleasePlan:
     change: Change | None
     tagged_existing: bool = False  # a merged PR already declared the version
     pin: Pin | None = None  # the bundle built, stored and pinned for it
+    unsigned_sources: tuple[str, ...] = ()  # allowed by the operator, recorded in a trailer
 
 
 @dataclass(frozen=True)
@@ -65,11 +71,16 @@ def plan_release(
     version: str,
     base: str,
     build: Callable[[bool], Pin | None] | None = None,
+    *,
+    allow_unsigned_sources: bool = False,
 ) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
-    release never trains: it must build to what the pull request pinned."""
+    release never trains: it must build to what the pull request pinned.
+    Commits that changed the model's sources since its last verified release
+    without a release signer's signature refuse it, unless the operator
+    allows them, which the release records (docs/ARCHITECTURE.md, "Trust")."""
     model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -83,8 +94,22 @@ def plan_release(
             f"{model} {version} is not greater than the highest release {highest}",
             "choose a higher version",
         )
+    unsigned = unsigned_sources(git, trust, history, base)
+    if unsigned and not allow_unsigned_sources:
+        shown = ", ".join(f"{u.commit[:12]} ({u.reason})" for u in unsigned[:5])
+        raise Refused(
+            f"{model_dir(model)} was changed by commits not signed by a release signer since "
+            f"the last verified release: {shown}",
+            "re-commit the change signed, or review it and pass --allow-unsigned-sources "
+            "(the release commit records their ids)",
+        )
+    allowed = tuple(dict.fromkeys(u.commit for u in unsigned))
+    recorded = f"{UNSIGNED_TRAILER}: {' '.join(allowed)}\n" if allowed else ""
     path = manifest_path(model)
-    tag_message = f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+    tag_message = (
+        f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+        + recorded
+    )
 
     if manifest.version == version:
         # A merged pull request already declares the version: tag the branch
@@ -101,7 +126,9 @@ def plan_release(
             )
         tag = NewTag(name, tag_message.format(serial=manifest.serial), target=brought)
         change = Change(base=base, tags=(tag,))
-        return ReleasePlan(model, version, manifest.serial, change, tagged_existing=True, pin=pin)
+        return ReleasePlan(
+            model, version, manifest.serial, change, True, pin, unsigned_sources=allowed
+        )
 
     if not version_rises(manifest.version, version):
         raise Refused(
@@ -134,7 +161,7 @@ def plan_release(
         f"Release {model} {version}\n\n"
         f"Releasectl-Model: {model}\n"
         f"Releasectl-Version: {version}\n"
-        f"Releasectl-Serial: {serial}\n"
+        f"Releasectl-Serial: {serial}\n" + recorded
     )
     change = Change(
         base=base,
@@ -144,7 +171,7 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path, *desired.sync_paths(rendered)),
     )
-    return ReleasePlan(model, version, serial, change, pin=pin)
+    return ReleasePlan(model, version, serial, change, pin=pin, unsigned_sources=allowed)
 
 
 def _require_image(
@@ -177,6 +204,7 @@ def release(
     build: bool | None = None,
     retrain: bool = False,
     progress: Progress | None = None,
+    allow_unsigned_sources: bool = False,
 ) -> tuple[ReleasePlan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
@@ -187,6 +215,7 @@ def release(
     branch = require_branch(git)
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
+    allow = allow_unsigned_sources
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
         builder = Prebuild(
             git, model, version, build, Path(tmp), retrain=retrain, progress=progress
@@ -197,7 +226,17 @@ def release(
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
-                    plans.append(plan_release(git, trust, model, version, tip, builder.at(tip)))
+                    plans.append(
+                        plan_release(
+                            git,
+                            trust,
+                            model,
+                            version,
+                            tip,
+                            builder.at(tip),
+                            allow_unsigned_sources=allow,
+                        )
+                    )
                     return plans[-1].change
 
                 landed = _push(git, branch, model, planner)
@@ -205,7 +244,9 @@ def release(
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
-            p = plan_release(git, trust, model, version, base, builder.at(base))
+            p = plan_release(
+                git, trust, model, version, base, builder.at(base), allow_unsigned_sources=allow
+            )
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
         except BaseException:
@@ -214,7 +255,12 @@ def release(
 
 
 def preview_release(
-    git: g.Git, model: str, version: str, *, push: bool = False
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    push: bool = False,
+    allow_unsigned_sources: bool = False,
 ) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
@@ -224,7 +270,14 @@ def preview_release(
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
-    p = plan_release(git, trust_root(git, base), model, version, base)
+    p = plan_release(
+        git,
+        trust_root(git, base),
+        model,
+        version,
+        base,
+        allow_unsigned_sources=allow_unsigned_sources,
+    )
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
     return p, note
 
@@ -326,7 +379,13 @@ class ReleasePreview:
 
 
 def preview(
-    git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    build: bool | None = None,
+    retrain: bool = False,
+    allow_unsigned_sources: bool = False,
 ) -> ReleasePreview:
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
@@ -351,7 +410,15 @@ def preview(
             built = build_sources(git, manifest, base, Path(tmp), store)
             return Pin(built.digest, store.bundle_key(built.digest))
 
-        p = plan_release(git, trust_root(git, base), model, version, base, build_only)
+        p = plan_release(
+            git,
+            trust_root(git, base),
+            model,
+            version,
+            base,
+            build_only,
+            allow_unsigned_sources=allow_unsigned_sources,
+        )
     return ReleasePreview(p, trains)
 
 
