@@ -48,24 +48,28 @@ def test_a_pull_request_that_changes_an_admin_path_without_an_admin_is_refused(
     """Root cause 3: a swapped lock or an edited workflow passed `check`; now
     exit 3, whether the commit is unsigned or signed by a release signer who
     is not an admin. An admin's own change passes the admin check."""
-    bob = make_key(tmp_path / "b", "bob")
-    registry.ok("trust", "add", f"{bob}.pub", "--email", BOB)
-    base = registry.head()
     operator = (registry.key, registry.email)
+    bob = make_key(tmp_path / "b", "bob")
+    signers = registry.path / ".releasectl/allowed_signers"
+    key = " ".join(Path(f"{bob}.pub").read_text().split()[:2])
+    signers.write_text(signers.read_text() + f'{BOB} namespaces="git" {key}\n')
+    registry.commit("bob signs releases")
+    base = registry.head()
 
+    _as(registry, bob, BOB)
+    registry.write(path, text)
+    registry.commit("signed by a release signer who is not an admin")
+    code, findings = _check(registry, base)
+    assert code == 3, findings
+    assert findings[("admin", "signed")]["ok"] is False
+    assert registry.head()[:12] in findings[("admin", "signed")]["detail"]
+
+    registry.git("reset", "-q", "--hard", base)
     registry.write(path, text)
     registry.commit("unsigned", sign=False)
     code, findings = _check(registry, base)
     assert code == 3 and findings[("admin", "signed")]["ok"] is False
     assert path in findings[("admin", "signed")]["detail"]
-
-    registry.git("reset", "-q", "--hard", base)
-    _as(registry, bob, BOB)
-    registry.write(path, text)
-    registry.commit("signed by a release signer")
-    code, findings = _check(registry, base)
-    assert code == 3 and findings[("admin", "signed")]["ok"] is False
-    assert registry.head()[:12] in findings[("admin", "signed")]["detail"]
 
     registry.git("reset", "-q", "--hard", base)
     _as(registry, *operator)

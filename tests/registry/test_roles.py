@@ -82,11 +82,6 @@ def test_unsigned_config_is_refused_its_notify_command_never_runs(
     _keyless_push(tmp_path, bare, {CONFIG: evil}, "tidy config")
     registry.git("pull", "-q", "--ff-only")
 
-    proc = registry.cli("deploy", "iris", "--watch", "--dry-run")
-    assert proc.returncode == 3, proc.stderr
-    assert CONFIG in proc.stderr and "not signed by an admin" in proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1
-
     from releasectl.config import store_url
     from releasectl.errors import Refused
     from releasectl.serving import notify
@@ -101,6 +96,10 @@ def test_unsigned_config_is_refused_its_notify_command_never_runs(
     finally:
         if env is not None:
             os.environ["RELEASECTL_STORE"] = env
+    proc = registry.cli("deploy", "iris", "--watch", "--dry-run")
+    assert proc.returncode == 3, proc.stderr
+    assert CONFIG in proc.stderr and "not signed by an admin" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1
     assert not pwned.exists()
     assert not (tmp_path / "attacker-store").exists()
 
@@ -223,11 +222,12 @@ def test_a_walk_made_without_ssh_keygen_is_not_remembered(registry: Repo, tmp_pa
     could not be made was not cached)."""
     signers = registry.path / ".releasectl/allowed_signers"
     bob = make_key(tmp_path / "b", "bob")
+    operator = signers.read_text()
+    # Bob is in the trust root from the start (the registry's first commit).
+    signers.write_text(operator + f'{BOB} namespaces="git" {_pub(bob)}\n')
+    registry.git("commit", "-q", "--amend", "-S", "-a", "--no-edit")
     registry.add_model("iris")
     release(registry, "iris", "1.0.0")
-    operator = signers.read_text()
-    signers.write_text(operator + f'{BOB} namespaces="git" {_pub(bob)}\n')
-    registry.commit("trust bob")
     signers.write_text(operator)
     registry.commit("revoke bob")
     _as(registry, bob, BOB)
