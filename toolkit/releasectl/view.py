@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ ADMIN_PATHS = (".releasectl/", ".github/workflows/", "deploy/argocd/")
 ADOPT = "Releasectl-Adopt"
 RELEASE, ADMIN = "release", "admin"
 _FORMAT = 1
+_OBJECT_ID = re.compile(r"[0-9a-f]{40}")
 
 
 def owner(path: str) -> str:
@@ -114,7 +116,7 @@ def walk(git: g.Git, rev: str = "HEAD") -> Walk:
     override = _override()
     if override is not None:
         return Walk(((None, override),), reached=True)
-    commit = g.rev_parse(git, rev)
+    commit = rev if _OBJECT_ID.fullmatch(rev) else g.rev_parse(git, rev)
     cache = g.git_dir(git) / "releasectl" / "roles" / (commit or "none")
     if commit is not None and cache.exists():
         try:
@@ -232,7 +234,7 @@ def unsigned(
     """Every commit on `rev`'s first-parent line, newest first, that changed
     one of `paths` since its anchor (or since `since`, exclusive) without the
     signature of the path's role. Remembered per (path, commit) when reached."""
-    commit = g.rev_parse(git, rev)
+    commit = rev if _OBJECT_ID.fullmatch(rev) else g.rev_parse(git, rev)
     if commit is None:
         return []
     the_walk = walk(git, commit)
@@ -305,25 +307,38 @@ class _ViewCache:
 def _judge(
     git: g.Git, the_walk: Walk, rev: str, paths: list[str], role: str, since: str | None
 ) -> list[Unsigned]:
-    line = git.out("rev-list", "--first-parent", rev).split()
-    position = {c: len(line) - i for i, c in enumerate(line)}  # oldest is 1
-    floor = position.get(since, 0) if since else 0
-    anchors = _anchors(git, the_walk, rev, paths, role, position)
+    # One path-limited log over the paths and the trust files: their changes
+    # and the roles' steps, in first-parent order (a step outside the range is
+    # older than every change in it).
+    span = [f"{since}..{rev}"] if since else [rev]
     log = git.out(
-        "log", "--first-parent", "--name-only", "-z", "--format=%x01%H %P", rev, "--", *paths
+        "log",
+        "--first-parent",
+        "--name-only",
+        "-z",
+        "--format=%x01%H %P",
+        *span,
+        "--",
+        *paths,
+        *TRUST_FILES,
     )
+    records = log.split("\x01")[1:]
+    position: dict[str, int] = {}
     changes: list[tuple[str, list[str], list[str]]] = []  # commit, parents, paths it changed
-    for record in log.split("\x01")[1:]:
+    for index, record in enumerate(records):
         head, _, names = record.partition("\0")
         ids = head.split()
+        position[ids[0]] = len(records) - index  # oldest is 1
         listed = names.strip("\n\0").split("\0")
         changed = [n for n in listed if n in paths or _under(n, paths)]
-        changes.append((ids[0], ids[1:], changed or paths[:1]))
+        if changed:
+            changes.append((ids[0], ids[1:], changed))
+    anchors = _anchors(git, the_walk, rev, paths, role, position)
     found: list[Unsigned] = []
     by_roles: dict[int, list[tuple[str, list[str], list[str]]]] = {}
     for commit, parents, changed in changes:
         pos = position.get(commit, 0)
-        if not parents or pos <= floor:
+        if not parents:
             continue  # the repository's first commit is the anchor of every path
         mine = [p for p in changed if pos > anchors.get(_path_of(p, paths), 0)]
         if mine:
@@ -379,7 +394,9 @@ def _step_before(the_walk: Walk, commit: str, position: dict[str, int]) -> int:
 def _anchors(
     git: g.Git, the_walk: Walk, rev: str, paths: list[str], role: str, position: dict[str, int]
 ) -> dict[str, int]:
-    """path -> position of its newest adopting commit signed by `role`."""
+    """path -> position of its newest adopting commit signed by `role`. With
+    adoptions about, `position` is completed with the whole first-parent line
+    (adopting commits change no path, so the path log does not order them)."""
     out = git.out(
         "log",
         "--first-parent",
@@ -387,15 +404,20 @@ def _anchors(
         f"--format=%H%x00%(trailers:key={ADOPT},valueonly,separator=%x02)%x00",
         rev,
     )
-    anchors: dict[str, int] = {}
+    candidates: list[tuple[str, list[str]]] = []
     for record in out.split("\0\n"):
         commit, _, values = record.strip("\n").partition("\0")
-        if not commit:
-            continue
         adopted = [v.strip() for v in values.strip("\0").split("\x02") if v.strip()]
-        covered = [
-            p for p in paths if any(p == a or p.startswith(a.rstrip("/") + "/") for a in adopted)
-        ]
+        covered = [p for p in paths if any(p == a or _under(p, [a]) for a in adopted)]
+        if commit and covered:
+            candidates.append((commit, covered))
+    if not candidates:
+        return {}
+    line = git.out("rev-list", "--first-parent", rev).split()
+    position.clear()
+    position.update({c: len(line) - i for i, c in enumerate(line)})
+    anchors: dict[str, int] = {}
+    for commit, covered in candidates:  # newest first
         covered = [p for p in covered if p not in anchors]
         if not covered:
             continue
