@@ -343,3 +343,23 @@ def test_a_registry_made_before_roles_warns_and_its_signers_act_as_admins(
     assert config.settings(_git(repo)) == {"store": "/tmp/s"}
     repo.ok("trust", "add", f"{registry.key}.pub", "--email", registry.email, "--role", "admin")
     assert view.roles_warning(_git(repo)) is None
+
+
+def test_adopting_a_folder_covers_the_files_under_it(registry: Repo) -> None:
+    """An existing repository whose workflows have unsigned history: one
+    adoption of the folder, by an admin, is the start; a later unsigned edit
+    is refused again, naming the commit and the file."""
+    from releasectl import view
+    from releasectl.errors import Refused
+
+    flow = ".github/workflows/extra.yml"
+    registry.write(flow, "on: push\n")
+    registry.commit("a workflow from before", sign=False)
+    assert [u.path for u in view.unsigned(_git(registry), "HEAD", [flow])] == [flow]
+    registry.ok("trust", "adopt", ".github/workflows/")
+    assert view.read(_git(registry), "HEAD", flow) == "on: push\n"
+    registry.write(flow, "on: pull_request_target\n")
+    edit = registry.commit("unsigned edit", sign=False)
+    with pytest.raises(Refused) as caught:
+        view.read(_git(registry), "HEAD", flow)
+    assert edit[:12] in caught.value.message and flow in caught.value.message

@@ -204,8 +204,12 @@ class Unsigned:
     def line(self) -> str:
         return (
             f"{self.path} was changed by commit {self.commit[:12]}, which is not signed by "
-            f"{'an admin' if self.role == ADMIN else 'a release signer'} ({self.reason})"
+            f"{_who(self.role)} ({self.reason})"
         )
+
+
+def _who(role: str) -> str:
+    return "an admin" if role == ADMIN else "a release signer"
 
 
 def read(git: g.Git, rev: str, path: str) -> str | None:
@@ -223,7 +227,7 @@ def require(git: g.Git, rev: str, paths: Sequence[str]) -> None:
         first = bad[0]
         raise Refused(
             first.line(),
-            f"an {first.role} signs a commit that restores or re-commits it, or runs "
+            f"{_who(first.role)} signs a commit that restores or re-commits it, or runs "
             f"`releasectl trust adopt {first.path}` after reviewing it",
         )
 
