@@ -344,7 +344,8 @@ def _judge(
         pos = position.get(commit, 0)
         if not parents:
             continue  # the repository's first commit is the anchor of every path
-        mine = [p for p in changed if pos > anchors.get(_path_of(p, paths), 0)]
+        asked = sorted({_path_of(name, paths) for name in changed})
+        mine = [p for p in asked if pos > anchors.get(p, 0)]
         if mine:
             by_roles.setdefault(_step_before(the_walk, commit, position), []).append(
                 (commit, parents, mine)
@@ -358,14 +359,11 @@ def _judge(
                 continue
             if (
                 role == RELEASE
-                and len(parents) > 1
+                and len(parents) == 2
                 and _clean_merge(git, trust, commit, parents, mine)
             ):
                 continue
-            for path in mine:
-                found.append(
-                    Unsigned(commit, _path_of(path, paths), role, verdict.reason, verdict.reached)
-                )
+            found += [Unsigned(commit, p, role, verdict.reason, verdict.reached) for p in mine]
     return found
 
 
