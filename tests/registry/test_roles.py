@@ -363,3 +363,29 @@ def test_adopting_a_folder_covers_the_files_under_it(registry: Repo) -> None:
     with pytest.raises(Refused) as caught:
         view.read(_git(registry), "HEAD", flow)
     assert edit[:12] in caught.value.message and flow in caught.value.message
+
+
+def test_a_keyless_push_of_the_role_files_changes_no_role(registry: Repo, tmp_path: Path) -> None:
+    """A keyless branch pusher writes herself into both role files and
+    pushes unsigned: the roles stay as the admins left them, and her key
+    can neither sign releases nor change the rules."""
+    from releasectl import view
+
+    mallory = make_key(tmp_path / "m", "mallory")
+    line = f'{MALLORY} namespaces="git" {_pub(mallory)}\n'
+    bare = _remote(tmp_path, registry)
+    signers = (registry.path / ".releasectl/allowed_signers").read_text()
+    admins = (registry.path / ".releasectl/admins").read_text()
+    files = {".releasectl/allowed_signers": signers + line, ".releasectl/admins": admins + line}
+    _keyless_push(tmp_path, bare, files, "onboard mallory")
+    registry.git("pull", "-q", "--ff-only")
+    roles = view.roles(_git(registry))
+    assert _pub(mallory) not in roles.release.ssh and _pub(mallory) not in roles.admin.ssh
+    _as(registry, mallory, MALLORY)
+    assert_refused(
+        registry, "trust", "add", f"{mallory}.pub", "--email", MALLORY,
+        code=3, words="may not change",
+    )  # fmt: skip
+    registry.write(CONFIG, "store: /tmp/mallory\n")
+    registry.commit("mallory's store")
+    assert view.unsigned(_git(registry), "HEAD", [CONFIG])[0].commit == registry.head()
