@@ -324,6 +324,72 @@ def test_an_import_up_a_layer_is_found(tmp_path: Path) -> None:
     assert [str(e) for e in found] == ["pkg.registry.history -> pkg.serving.deploy (line 2)"]
 
 
+# The one verified view (docs/ARCHITECTURE.md, "Trust"): only it reads the
+# files under .releasectl/. A read is a call of a git or file reader whose
+# arguments (or receiver) name such a path, as a literal or by one of the
+# names the package gives those paths.
+VIEW = "view"
+_READERS = {"read_blob", "read_blobs", "read_text", "read_bytes", "open", "out", "run", "start"}
+_TRUST_PATH_NAMES = {
+    "SSH_FILE",
+    "OPENPGP_FILE",
+    "ADMINS_FILE",
+    "TRUST_FILES",
+    "CONFIG",
+    "LOCK_FILE",
+}
+
+
+def trust_path_reads(root: Path, package: str) -> list[str]:
+    """`module:line` of every read of a `.releasectl/` path outside the view."""
+    found = []
+    for name, path in find_modules(root, package).items():
+        if name == f"{package}.{VIEW}":
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called not in _READERS:
+                continue
+            for part in ast.walk(node):
+                literal = isinstance(part, ast.Constant) and isinstance(part.value, str)
+                if (literal and ".releasectl/" in part.value) or (
+                    (isinstance(part, ast.Name) and part.id in _TRUST_PATH_NAMES)
+                    or (isinstance(part, ast.Attribute) and part.attr in _TRUST_PATH_NAMES)
+                ):
+                    found.append(f"{name}:{node.lineno}")
+                    break
+    return found
+
+
+def test_only_the_verified_view_reads_the_trust_root_and_settings() -> None:
+    found = trust_path_reads(TOOLKIT, PACKAGE)
+    assert not found, "reads of .releasectl/ outside releasectl.view:\n  " + "\n  ".join(found)
+
+
+def test_a_planted_read_of_the_trust_root_is_found(tmp_path: Path) -> None:
+    root = _package(
+        tmp_path,
+        {
+            "view.py": "def read(git):\n    return g.read_blob(git, 'HEAD', '.releasectl/x')\n",
+            "config.py": "CONFIG = '.releasectl/config.yaml'\n"
+            "def settings(git):\n    return g.read_blob(git, 'HEAD', CONFIG)\n",
+            "serving/notify.py": "def load(root):\n"
+            "    return (root / '.releasectl/config.yaml').read_text()\n",
+            "pipeline/ci.py": "def lock(git):\n"
+            "    return git.out('show', f'HEAD:.releasectl/requirements.lock')\n",
+        },
+    )
+    assert sorted(trust_path_reads(root, "pkg")) == [
+        "pkg.config:3",
+        "pkg.pipeline.ci:2",
+        "pkg.serving.notify:2",
+    ]
+
+
 def test_no_two_public_classes_share_a_name() -> None:
     shared = shared_class_names(TOOLKIT, PACKAGE)
     assert not shared, "one class name, several meanings:\n" + "\n".join(

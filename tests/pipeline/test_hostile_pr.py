@@ -139,7 +139,7 @@ def test_a_trusted_signer_hand_writes_a_revert_that_is_not_one(iris: Repo, tmp_p
     from releasectl.git import open_repo
     from releasectl.manifest.schema import load
     from releasectl.serving.deploy import revert_problem
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = open_repo(iris.path)
     manifest = load((iris.path / MANIFEST).read_text(), MANIFEST, model="iris")

@@ -28,7 +28,7 @@ def _pub(key: Path) -> str:
 
 def _trusted_ssh(repo: Repo, rev: str = "HEAD") -> str:
     from releasectl.git import open_repo
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     return trust_root(open_repo(repo.path), rev).ssh
 

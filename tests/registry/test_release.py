@@ -142,6 +142,7 @@ def test_dry_runs_write_nothing(registry: Repo, tmp_path: Path) -> None:
         "serial": 2,
         "digest": None,  # no bentofile: no bundle (a bundle's digest: test_scaffold.py)
         "trains": False,
+        "unsigned_sources": [],  # no source commit that a release signer did not sign
         "dry_run": True,
     }
     assert "would tag stable/iris/v1.0.0" in registry.ok(

@@ -23,8 +23,12 @@ def home() -> Path:
 
 def settings(git: g.Git, rev: str = "HEAD") -> dict[str, Any]:
     """`.releasectl/config.yaml` as committed at `rev` (reviewed like code; an
-    uncommitted edit does not count), or {}."""
-    text = g.read_blob(git, rev, CONFIG)
+    uncommitted edit does not count), or {}. Read through the verified view:
+    a version that an admin did not sign is refused, never obeyed
+    (docs/ARCHITECTURE.md, "Trust")."""
+    from releasectl import view
+
+    text = view.read(git, rev, CONFIG)
     if not text:
         return {}
     from ruamel.yaml import YAML

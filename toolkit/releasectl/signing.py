@@ -6,15 +6,13 @@ every signature releasectl makes is verified right after it is made.
 The trust root is `.releasectl/allowed_signers` (SSH, git's allowed-signers
 format) plus `.releasectl/allowed_openpgp` (`<email> <fingerprint>` lines), or
 files named by RELEASECTL_ALLOWED_SIGNERS / RELEASECTL_ALLOWED_OPENPGP (CI).
-A change to the in-repository files counts only if the commit making it is
-signed by a key trusted before it, so a commit that adds its own key does not
-verify.
+Which keys are in force at a commit (the roles, read from history) is
+`releasectl.view`'s: this module only makes and checks signatures.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Sequence
@@ -80,6 +78,9 @@ class SignatureVerdict:
     ok: bool
     signer: str | None  # the principal the signature proves, when it proves one
     reason: str  # why not, or how
+    # False when the machine could not check it (ssh-keygen missing or failing:
+    # git reports "B" or "E"): such a verdict is never remembered.
+    reached: bool = True
 
 
 def _git_dir(git: g.Git) -> Path:
@@ -95,66 +96,6 @@ def parse_openpgp(text: str) -> dict[str, frozenset[str]]:
         email, _, fingerprint = line.partition(" ")
         out.setdefault(email.lower(), set()).add(fingerprint.strip().replace(" ", "").upper())
     return {k: frozenset(v) for k, v in out.items()}
-
-
-def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
-    """The allowed signers in force at `rev`: an override from the environment,
-    or the repository's files as far as each change to them was signed by a key
-    trusted before that change."""
-    override = os.environ.get(ENV_SSH)
-    if override:
-        pgp = os.environ.get(ENV_OPENPGP)
-        return TrustRoot(
-            _read_override(override),
-            parse_openpgp(_read_override(pgp)) if pgp else {},
-            source=override,
-        )
-    commit = g.rev_parse(git, rev)
-    # "trust-fp": roots walked along the first parent only; an older cache
-    # may hold roots that a side branch brought in.
-    cache = g.git_dir(git) / "releasectl" / "trust-fp" / (commit or "none")
-    if commit is not None and cache.exists():
-        # Derived from immutable history alone, so it is cached per commit.
-        doc = json.loads(cache.read_text())
-        return TrustRoot(doc["ssh"], parse_openpgp(doc["openpgp"]))
-    trusted, pgp_text = _walk_trust(git, rev)
-    if commit is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps({"ssh": trusted.ssh, "openpgp": pgp_text}))
-        tmp.replace(cache)
-    return trusted
-
-
-def _walk_trust(git: g.Git, rev: str) -> tuple[TrustRoot, str]:
-    # The first parent only (docs/ARCHITECTURE.md, "Trust"): a merge that brings
-    # the files in from another history is itself a change, judged like any other.
-    changes = g.first_parent_changes(git, rev, [SSH_FILE, OPENPGP_FILE])
-    if not changes:
-        raise OperationFailed(
-            f"no trust root: {SSH_FILE} is not in the repository at {rev}",
-            f"run `releasectl init`, or set {ENV_SSH}",
-        )
-    first = changes[0]
-    ssh_text, pgp_text = g.read_blobs(git, [f"{first}:{SSH_FILE}", f"{first}:{OPENPGP_FILE}"])
-    trusted = TrustRoot(ssh_text or "", parse_openpgp(pgp_text or ""))
-    trusted_pgp = pgp_text or ""
-    for commit in changes[1:]:
-        # A change is accepted only if a key trusted before it signed it.
-        if check_commits(git, trusted, [commit])[commit].ok:
-            ssh_text, pgp_text = g.read_blobs(
-                git, [f"{commit}:{SSH_FILE}", f"{commit}:{OPENPGP_FILE}"]
-            )
-            trusted = TrustRoot(ssh_text or "", parse_openpgp(pgp_text or ""))
-            trusted_pgp = pgp_text or ""
-    return trusted, trusted_pgp
-
-
-def _read_override(path: str) -> str:
-    try:
-        return Path(path).read_text()
-    except OSError as exc:
-        raise OperationFailed(f"cannot read the trust root {path}: {exc.strerror}") from None
 
 
 def check_commits(
@@ -179,8 +120,9 @@ def check_commits(
         sha, email, status, signer, fpr, primary = fields[:6]
         verdicts[sha] = _judge(trust, status, signer, email, [fpr, primary])
     for commit in commits:
-        verdicts.setdefault(commit, SignatureVerdict(False, None, "commit not found"))
-        _verified[(trust.key, commit)] = verdicts[commit]
+        verdicts.setdefault(commit, SignatureVerdict(False, None, "commit not found", False))
+        if verdicts[commit].reached:
+            _verified[(trust.key, commit)] = verdicts[commit]
     return {**known, **verdicts}
 
 
@@ -190,7 +132,10 @@ def _judge(
     if status == "N":
         return SignatureVerdict(False, None, "not signed")
     if status not in ("G", "U"):
-        return SignatureVerdict(False, None, f"bad or unverifiable signature (git status {status})")
+        reached = status not in ("B", "E")
+        return SignatureVerdict(
+            False, None, f"bad or unverifiable signature (git status {status})", reached
+        )
     # git reports an SSH key's fingerprint as "SHA256:…": only then is the
     # signer a principal of the allowed-signers file. For OpenPGP, %GS is the
     # key's user id, which anyone can choose; only a listed fingerprint counts.
@@ -215,7 +160,7 @@ def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Sign
     if memo in _verified:
         return _verified[memo]
     verdict = _check_tag(git, trust, ref, tagger_email)
-    if memo is not None:
+    if memo is not None and verdict.reached:
         _verified[memo] = verdict
     return verdict
 
@@ -259,7 +204,7 @@ def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Sig
         )
     if 'Good "git" signature with' in text:
         return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
-    return SignatureVerdict(False, None, "bad signature")
+    return SignatureVerdict(False, None, "bad signature", reached=False)
 
 
 def signing_format(git: g.Git) -> str:

@@ -23,6 +23,7 @@ from releasectl.cli import (
     serving,
     setup,
     store,
+    trust,
     watching,
 )
 
@@ -96,6 +97,7 @@ for _group in (setup, releasing, reading, serving, watching, pipeline, kubernete
 app.add_typer(serving.agent, name="agent")
 app.add_typer(pipeline.ci, name="ci")
 app.add_typer(store.store, name="store")
+app.add_typer(trust.app, name="trust")
 
 
 @app.callback()

@@ -91,7 +91,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     every model is listed, then the exit code is that error's (2 for bad input)."""
     from releasectl.registry import history as reg
     from releasectl.registry.verified import last_stable
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     trust = trust_root(git)
@@ -153,7 +153,7 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
     from releasectl.config import home
     from releasectl.registry.verified import history_report
     from releasectl.serving.local.peek import live
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     report = history_report(git, trust_root(git), h, live(home(), model))
     if json:
@@ -163,6 +163,17 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
     else:
         say(_table([_history_cells(row) for row in report.rows], _HISTORY_HEADER))
     _warn_ignored(report.ignored)
+
+
+def _unsigned_sources(git: Any, commit: str | None) -> list[str]:
+    """The source commits a release was allowed over (its commit's trailer)."""
+    from releasectl import git as g
+    from releasectl.registry.verified import UNSIGNED_TRAILER
+
+    if commit is None:
+        return []
+    values = g.trailers(git, commit).get(UNSIGNED_TRAILER, [])
+    return [c for value in values for c in value.split()]
 
 
 @app.command()
@@ -197,7 +208,7 @@ def show(
     from releasectl.config import home
     from releasectl.registry.verified import ignored_marks, last_stable, verify_history
     from releasectl.serving.local.peek import live
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     trust = trust_root(git)
     stable, passed_over = last_stable(git, trust, h)
@@ -217,6 +228,7 @@ def show(
         "last_stable": stable.version if stable else None,
         "live": live(home(), model),
         "ignored": ignored,
+        "unsigned_sources": _unsigned_sources(git, this.commit if this else None),
         "rollback": (
             manifest.rollback.model_dump(mode="json", by_alias=True) if manifest.rollback else None
         ),
@@ -242,6 +254,8 @@ def show(
     say(f"  bento: {manifest.bundle.bento}  digest: {manifest.bundle.digest or '-'}")
     if manifest.bundle.image is not None:
         say(f"  image: {manifest.bundle.image}")
+    if data["unsigned_sources"]:
+        say("  released over unsigned source commits: " + " ".join(data["unsigned_sources"]))
 
 
 @app.command()
@@ -269,7 +283,7 @@ def verify(
     git = repo(ctx)
     reg.prefetch(git, model)
 
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     wanted = version or reg.current(git, model)[0].version
     h = reg.history(git, model)

@@ -45,6 +45,13 @@ def release(
         ),
     ] = None,
     retrain: RetrainOption = False,
+    allow_unsigned_sources: Annotated[
+        bool,
+        typer.Option(
+            "--allow-unsigned-sources",
+            help="Release over source commits no release signer signed (recorded in the commit).",
+        ),
+    ] = False,
     json: JsonOption = False,
 ) -> None:
     """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
@@ -54,8 +61,11 @@ def release(
     _recover(git, dry_run)
     if dry_run:
         # The real command's refusals first, then the digest it would pin.
-        p, note = rel.preview_release(git, model, version, push=push)
-        seen = rel.preview(git, model, version, build=build, retrain=retrain)
+        allow = allow_unsigned_sources
+        p, note = rel.preview_release(git, model, version, push=push, allow_unsigned_sources=allow)
+        seen = rel.preview(
+            git, model, version, build=build, retrain=retrain, allow_unsigned_sources=allow
+        )
         digest = seen.plan.pin.digest if seen.plan.pin else None
         what = "tag the merged commit" if p.tagged_existing else "commit + tag"
         if json:
@@ -65,6 +75,7 @@ def release(
                 "serial": p.serial,
                 "digest": digest,
                 "trains": seen.trains,
+                "unsigned_sources": list(p.unsigned_sources),
                 "dry_run": True,
             }
             emit({**doc, "note": note} if note else doc)
@@ -79,7 +90,14 @@ def release(
     from releasectl.cli.progress import terminal_progress
 
     p, landed = rel.release(
-        git, model, version, push=push, build=build, retrain=retrain, progress=terminal_progress()
+        git,
+        model,
+        version,
+        push=push,
+        build=build,
+        retrain=retrain,
+        progress=terminal_progress(),
+        allow_unsigned_sources=allow_unsigned_sources,
     )
     result = {
         "model": model,
@@ -92,6 +110,7 @@ def release(
         "digest": p.pin.digest if p.pin else None,
         "image": p.image,
         "trained": (p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None),
+        "unsigned_sources": list(p.unsigned_sources),
     }
     if json:
         emit(result)
@@ -127,7 +146,7 @@ def sync(
     """Fetch and publish the registry tags (release/, stable/, rejected/ of every model)
     between this clone and its remote. A tag that differs on the two sides is refused."""
     from releasectl.registry.sharing import sync as do_sync
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     _recover(git, dry_run)

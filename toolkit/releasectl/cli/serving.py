@@ -70,7 +70,7 @@ def build(
     """Build (or verify and re-use) a release's bundle from its tag; store it."""
     from releasectl.bundles.build import build_release
     from releasectl.registry import history as reg
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     wanted = version or reg.current(git, model)[0].version
@@ -158,6 +158,19 @@ def deploy(
         )
 
 
+def _warn_roles(ctx: typer.Context) -> None:
+    """A registry made before roles: say so until an admins file is committed."""
+    from releasectl.errors import ReleasectlError
+    from releasectl.view import roles_warning
+
+    try:
+        line = roles_warning(repo(ctx))
+    except ReleasectlError:
+        return  # not in a registry: status still shows the local target
+    if line:
+        warn(line)
+
+
 @app.command()
 @funnel()
 def status(
@@ -175,6 +188,7 @@ def status(
     from releasectl.serving.outcomes import load as load_outcome
     from releasectl.serving.watcher import detached
 
+    _warn_roles(ctx)
     # A read command starts nothing: a stopped agent is reported, from its record.
     target = LocalTarget(home())
     running = target.running()

@@ -39,7 +39,7 @@ def migrate(
     from releasectl.bundles.store import ArtifactStore
     from releasectl.cli.progress import terminal_progress
     from releasectl.config import home
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     git = repo(ctx)
     origin = source or os.environ.get("RELEASECTL_STORE") or str(home() / "artifacts")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
+from releasectl import view
 from releasectl.bundles.build import build_sources, explain_mismatch, recorded_files, store_for
 from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
 from releasectl.manifest import schema as mf
@@ -22,7 +23,8 @@ from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
 from releasectl.registry import history as reg
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
-from releasectl.signing import check_commits, trust_root
+from releasectl.signing import check_commits
+from releasectl.view import trust_root
 
 if TYPE_CHECKING:
     from releasectl.serving.kubernetes.owners import DeployChanges
@@ -124,13 +126,18 @@ def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = Tr
         raise BadInput(f"unknown revision {base_rev if base is None else head_rev!r}")
     paths = [p for p in _changed_paths(git, base, head) if p]
     released = _models_of(paths)
+    # The rules (trust files, config, lock, workflows, Argo CD Applications)
+    # change only by an admin's commit (docs/ARCHITECTURE.md, "Trust").
+    admin = [p for p in paths if view.owner(p) == view.ADMIN]
     # What Argo CD applies changes with deploy/, not only with a release
     # (docs/ARCHITECTURE.md, "Kubernetes"): every changed path there has an owner.
-    outside = [p for p in paths if not p.startswith(f"{REGISTRY_DIR}/")]
+    outside = [p for p in paths if not p.startswith(f"{REGISTRY_DIR}/") and p not in admin]
     deploy = classify(git, base, head, outside)
     report = Report(base, head, sorted(released | set(deploy.by_model)))
     _check_commits(git, report)
-    _check_deploy_folder(git, report, deploy)
+    _check_admin_paths(git, report, admin)
+    orphans = _check_indexed_folders(git, report, deploy)
+    _check_deploy_folder(git, report, deploy, orphans)
     _check_namespaces(report, deploy)
     for model in report.models:
         if model in released:
@@ -140,7 +147,83 @@ def check(git: g.Git, base_rev: str, head_rev: str = "HEAD", *, build: bool = Tr
     return report
 
 
-def _check_deploy_folder(git: g.Git, report: Report, deploy: DeployChanges) -> None:
+def _check_admin_paths(git: g.Git, report: Report, paths: list[str]) -> None:
+    """Every commit of the change that touched an admin path is signed by an
+    admin of the base: a pull request cannot vouch for itself."""
+    if not paths:
+        return
+    commits = git.out(
+        "rev-list", "--full-history", f"{report.base}..{report.head}", "--", *paths
+    ).split()
+    admins = view.roles(git, report.base).admin
+    verdicts = check_commits(git, admins, commits)
+    bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
+    shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
+    report.add(
+        "admin",
+        "signed",
+        not bad,
+        f"{shown} changed by commits not signed by an admin: {', '.join(bad)}"
+        if bad
+        else f"{shown} changed by admins only",
+        REFUSED,
+    )
+
+
+def _check_indexed_folders(
+    git: g.Git, report: Report, deploy: DeployChanges
+) -> dict[str, set[str]]:
+    """Every folder an environment index lists, at the base or the head, has
+    an owner at the head; a folder whose owner moved (another path, another
+    target, no model) is gone at the head, with its index entry
+    (docs/ARCHITECTURE.md, "Kubernetes"). Returns, per index, the entries
+    that may therefore be removed."""
+    from releasectl.serving.kubernetes import render as r
+
+    owned = {folder for m in deploy.head.values() if (folder := r.folder_of(m)) is not None}
+    listed = {rev: _index_folders(git, rev) for rev in (report.base, report.head)}
+    orphans: dict[str, set[str]] = {}
+    for index, entry, folder in listed[report.base] | listed[report.head]:
+        if folder not in owned:
+            orphans.setdefault(index, set()).add(entry)
+            if (index, entry, folder) in listed[report.head]:
+                problem = f"{index} still lists {folder}, which no model renders"
+            elif g.tree_id(git, report.head, folder) is not None:
+                problem = f"{folder} is left in place, but no model renders there any more"
+            else:
+                continue
+            report.add(
+                "deploy",
+                "owner moved",
+                False,
+                f"{problem}: remove the folder and its index entry in the same pull request",
+                REFUSED,
+            )
+    return orphans
+
+
+def _index_folders(git: g.Git, rev: str) -> set[tuple[str, str, str]]:
+    """(index, entry, folder) for every folder an environment index lists at `rev`."""
+    from releasectl.serving.kubernetes import render as r
+
+    files = [e.partition("\t")[2] for e in g.tree_entries(git, rev, "deploy")]
+    indexes = [f for f in files if f.count("/") == 2 and f.endswith("/" + r.KUSTOMIZATION)]
+    out: set[tuple[str, str, str]] = set()
+    for index, text in zip(
+        indexes, g.read_blobs(git, [f"{rev}:{i}" for i in indexes]), strict=True
+    ):
+        try:
+            entries = r.index_entries(text or "")
+        except ReleasectlError:
+            continue  # the index check reports a broken index
+        parent = index.rpartition("/")[0]
+        out |= {(index, e, f"{parent}/{e}".rstrip("/")) for e in entries}
+    return out
+
+
+def _check_deploy_folder(
+    git: g.Git, report: Report, deploy: DeployChanges, orphans: dict[str, set[str]]
+) -> None:
     from releasectl.serving.kubernetes.owners import index_problem
 
     strays, indexes = deploy.strays, deploy.indexes
@@ -157,7 +240,14 @@ def _check_deploy_folder(git: g.Git, report: Report, deploy: DeployChanges) -> N
         )
     for path in indexes:
         try:
-            problem = index_problem(git, report.base, report.head, path, deploy.head)
+            problem = index_problem(
+                git,
+                report.base,
+                report.head,
+                path,
+                deploy.head,
+                may_remove=orphans.get(path, set()),
+            )
         except ReleasectlError as exc:
             problem = f"{path}: {exc.message}"
         report.add(

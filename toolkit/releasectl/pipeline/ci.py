@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from releasectl import git as g
+from releasectl import view
 from releasectl.errors import BadInput, Refused
 from releasectl.git import ZERO
 from releasectl.names import check_model, model_dir, parse_tag, tag_name
@@ -20,7 +21,8 @@ from releasectl.pipeline.check import changed_models, one_line
 from releasectl.pipeline.check import summary_line as summary_line  # part of this module's API
 from releasectl.pipeline.lock import LOCK_FILE, check_installed, read_source
 from releasectl.registry import history as reg
-from releasectl.signing import SSH_FILE, trust_root
+from releasectl.signing import SSH_FILE
+from releasectl.view import trust_root
 
 TRUST_REPOSITORY = "RELEASECTL_TRUST_REPOSITORY"
 
@@ -200,7 +202,9 @@ def _lock_text(git: g.Git) -> str:
         if not path.is_file():
             raise Refused(f"RELEASECTL_LOCK names {named}, which does not exist")
         return path.read_text()
-    text = g.read_blob(git, "HEAD", LOCK_FILE)
+    # Through the verified view: a lock an admin did not sign is refused
+    # before anything is installed from it (docs/ARCHITECTURE.md, "Trust").
+    text = view.read(git, "HEAD", LOCK_FILE)
     if text is None:
         raise Refused(
             f"no {LOCK_FILE}: the workflows run only the releasectl a lock pins by hash",

@@ -18,7 +18,8 @@ from releasectl.names import MANIFEST, REGISTRY_DIR, ModelName, model_dir
 from releasectl.registry.landing import head, land_on_new_branch, require_clean
 from releasectl.registry.release import Prebuild, plan_release
 from releasectl.registry.succession import Succession
-from releasectl.signing import TrustRoot, check_signing_key, trust_root
+from releasectl.signing import TrustRoot, check_signing_key
+from releasectl.view import trust_root
 
 
 @dataclass(frozen=True)

@@ -441,7 +441,7 @@ def check_watch(
     from releasectl.registry.release import plan_mark_stable
     from releasectl.registry.revert import plan as plan_revert
     from releasectl.serving.local import LocalTarget
-    from releasectl.signing import trust_root
+    from releasectl.view import trust_root
 
     _before_bake(git, model, act)
     cluster = _in_cluster(git, model)

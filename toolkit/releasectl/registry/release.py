@@ -32,10 +32,16 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.succession import next_serial, version_rises
-from releasectl.registry.verified import highest_verified, verify_history
+from releasectl.registry.verified import (
+    UNSIGNED_TRAILER,
+    allowed_unsigned_sources,
+    highest_verified,
+    verify_history,
+)
 from releasectl.serving.kubernetes import desired
 from releasectl.serving.kubernetes.rules import require_prometheus
-from releasectl.signing import TrustRoot, trust_root
+from releasectl.signing import TrustRoot
+from releasectl.view import trust_root
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,7 @@ class ReleasePlan:
     tagged_existing: bool = False  # a merged PR already declared the version
     pin: Pin | None = None  # the bundle built, stored and pinned for it
     image: str | None = None  # a kubernetes model's pinned image, <repository>@sha256:<hex>
+    unsigned_sources: tuple[str, ...] = ()  # allowed by the operator, recorded in a trailer
 
 
 @dataclass(frozen=True)
@@ -66,11 +73,16 @@ def plan_release(
     version: str,
     base: str,
     build: Callable[[bool], Pin | None] | None = None,
+    *,
+    allow_unsigned_sources: bool = False,
 ) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
-    release never trains: it must build to what the pull request pinned."""
+    release never trains: it must build to what the pull request pinned.
+    Commits that changed the model's sources since its last verified release
+    without a release signer's signature refuse it, unless the operator
+    allows them, which the release records (docs/ARCHITECTURE.md, "Trust")."""
     model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -84,11 +96,16 @@ def plan_release(
             f"{model} {version} is not greater than the highest release {highest}",
             "choose a higher version",
         )
+    allowed = allowed_unsigned_sources(git, trust, history, base, allow_unsigned_sources)
+    recorded = f"{UNSIGNED_TRAILER}: {' '.join(allowed)}\n" if allowed else ""
     path = manifest_path(model)
     # The bake judges a kubernetes model through Prometheus, and that is what writes
     # a failed release's revert back to Git (docs/ARCHITECTURE.md, "Analysis in the cluster").
     require_prometheus(manifest)
-    tag_message = f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+    tag_message = (
+        f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+        + recorded
+    )
 
     if manifest.version == version:
         # A merged pull request already declares the version: tag the branch
@@ -107,7 +124,14 @@ def plan_release(
         change = Change(base=base, tags=(tag,))
         image = pin.image if pin is not None and pin.image else manifest.bundle.image
         return ReleasePlan(
-            model, version, manifest.serial, change, tagged_existing=True, pin=pin, image=image
+            model,
+            version,
+            manifest.serial,
+            change,
+            tagged_existing=True,
+            pin=pin,
+            image=image,
+            unsigned_sources=allowed,
         )
 
     if not version_rises(manifest.version, version):
@@ -142,7 +166,7 @@ def plan_release(
         f"Release {model} {version}\n\n"
         f"Releasectl-Model: {model}\n"
         f"Releasectl-Version: {version}\n"
-        f"Releasectl-Serial: {serial}\n"
+        f"Releasectl-Serial: {serial}\n" + recorded
     )
     change = Change(
         base=base,
@@ -152,7 +176,15 @@ def plan_release(
         tags=(NewTag(name, tag_message.format(serial=serial)),),
         sync_paths=(path, *desired.sync_paths(rendered)),
     )
-    return ReleasePlan(model, version, serial, change, pin=pin, image=released.bundle.image)
+    return ReleasePlan(
+        model,
+        version,
+        serial,
+        change,
+        pin=pin,
+        image=released.bundle.image,
+        unsigned_sources=allowed,
+    )
 
 
 def _require_image(
@@ -185,6 +217,7 @@ def release(
     build: bool | None = None,
     retrain: bool = False,
     progress: Progress | None = None,
+    allow_unsigned_sources: bool = False,
 ) -> tuple[ReleasePlan, Landed]:
     """Release MODEL VERSION. With a bundle to build (`build`, by default when
     the folder has a bentofile.yaml), the bundle is built from the committed
@@ -195,6 +228,7 @@ def release(
     branch = require_branch(git)
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
+    allow = allow_unsigned_sources
     with tempfile.TemporaryDirectory(prefix="releasectl-release-") as tmp:
         builder = Prebuild(
             git, model, version, build, Path(tmp), retrain=retrain, progress=progress
@@ -205,7 +239,17 @@ def release(
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
-                    plans.append(plan_release(git, trust, model, version, tip, builder.at(tip)))
+                    plans.append(
+                        plan_release(
+                            git,
+                            trust,
+                            model,
+                            version,
+                            tip,
+                            builder.at(tip),
+                            allow_unsigned_sources=allow,
+                        )
+                    )
                     return plans[-1].change
 
                 landed = _push(git, branch, model, planner)
@@ -213,7 +257,9 @@ def release(
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
-            p = plan_release(git, trust, model, version, base, builder.at(base))
+            p = plan_release(
+                git, trust, model, version, base, builder.at(base), allow_unsigned_sources=allow
+            )
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
         except BaseException:
@@ -222,7 +268,12 @@ def release(
 
 
 def preview_release(
-    git: g.Git, model: str, version: str, *, push: bool = False
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    push: bool = False,
+    allow_unsigned_sources: bool = False,
 ) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
@@ -232,7 +283,14 @@ def preview_release(
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
-    p = plan_release(git, trust_root(git, base), model, version, base)
+    p = plan_release(
+        git,
+        trust_root(git, base),
+        model,
+        version,
+        base,
+        allow_unsigned_sources=allow_unsigned_sources,
+    )
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
     return p, note
 
@@ -335,7 +393,13 @@ class ReleasePreview:
 
 
 def preview(
-    git: g.Git, model: str, version: str, *, build: bool | None = None, retrain: bool = False
+    git: g.Git,
+    model: str,
+    version: str,
+    *,
+    build: bool | None = None,
+    retrain: bool = False,
+    allow_unsigned_sources: bool = False,
 ) -> ReleasePreview:
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
@@ -360,7 +424,15 @@ def preview(
             built = build_sources(git, manifest, base, Path(tmp), store)
             return Pin(built.digest, store.bundle_key(built.digest))
 
-        p = plan_release(git, trust_root(git, base), model, version, base, build_only)
+        p = plan_release(
+            git,
+            trust_root(git, base),
+            model,
+            version,
+            base,
+            build_only,
+            allow_unsigned_sources=allow_unsigned_sources,
+        )
     return ReleasePreview(p, trains)
 
 

@@ -39,7 +39,8 @@ from releasectl.registry.landing import (
 from releasectl.registry.succession import next_serial
 from releasectl.registry.verified import ignored_marks, last_stable, verify_history
 from releasectl.serving.kubernetes import desired
-from releasectl.signing import TrustRoot, trust_root
+from releasectl.signing import TrustRoot
+from releasectl.view import trust_root
 
 
 @dataclass(frozen=True)

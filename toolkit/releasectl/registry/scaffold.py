@@ -20,14 +20,8 @@ from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
 from releasectl.registry.spellings import Spellings, rename
-from releasectl.signing import (
-    OPENPGP_FILE,
-    SSH_FILE,
-    TrustRoot,
-    parse_openpgp,
-    public_identity,
-    trust_root,
-)
+from releasectl.signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+from releasectl.view import ADMINS_FILE, present, trust_root
 
 
 def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
@@ -49,6 +43,8 @@ def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
         files[LOCK_FILE] = compile_lock(source)
     if kind == "ssh":
         files[SSH_FILE] = f'{email} namespaces="git" {identity}\n'
+        # The admin role (docs/ARCHITECTURE.md, "Trust"): the initialising key.
+        files[ADMINS_FILE] = f'{email} namespaces="git" {identity}\n'
     else:
         files[SSH_FILE] = '# SSH signers: <email> namespaces="git" <key>\n'
         files[OPENPGP_FILE] = f"{email} {identity}\n"
@@ -63,7 +59,7 @@ def init(
     branch = require_branch(git)
     base = g.rev_parse(git, "HEAD")
     extra = _argocd_files(git, branch) if kubernetes else {}
-    if base is not None and g.read_blob(git, base, SSH_FILE) is not None:
+    if base is not None and present(git, base, SSH_FILE):
         missing = {p: t for p, t in extra.items() if g.read_blob(git, base, p) is None}
         if not missing or dry_run:
             return missing, None

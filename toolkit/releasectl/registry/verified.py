@@ -19,7 +19,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
-from releasectl.names import manifest_path, parse_version
+from releasectl import view
+from releasectl.errors import Refused
+from releasectl.names import manifest_path, model_dir, parse_version
 from releasectl.registry import history as reg
 from releasectl.signing import SignatureVerdict, TrustRoot, check_commits
 
@@ -338,3 +340,40 @@ def _ignored_tags(release: reg.Release, verdict: ReleaseVerdict) -> list[tuple[s
         if mark is not None and judged is not None and not judged.ok:
             out.append((mark.name, judged.problem or "does not verify"))
     return out
+
+
+UNSIGNED_TRAILER = "Releasectl-Unsigned-Sources"
+
+
+def unsigned_sources(
+    git: g.Git, trust: TrustRoot, history: reg.History, base: str
+) -> list[view.Unsigned]:
+    """The commits on `base`'s first-parent line that changed the model's
+    folder since its newest verified release (or ever) and that no release
+    signer signed; a forge's clean merge of signed commits counts as signed."""
+    since = None
+    for candidate in history.releases:  # newest first
+        if candidate.position is None:
+            continue
+        if verify_history(git, trust, history, [candidate])[candidate.version].release.ok:
+            since = candidate.commit
+            break
+    return view.unsigned(git, base, [model_dir(history.model)], since=since)
+
+
+def allowed_unsigned_sources(
+    git: g.Git, trust: TrustRoot, history: reg.History, base: str, allow: bool
+) -> tuple[str, ...]:
+    """The unsigned source commits a release goes over: refused (exit 3) and
+    named unless the operator allows them, and then recorded in the release
+    commit's trailer (docs/ARCHITECTURE.md, "Trust")."""
+    unsigned = unsigned_sources(git, trust, history, base)
+    if unsigned and not allow:
+        shown = ", ".join(f"{u.commit[:12]} ({u.reason})" for u in unsigned[:5])
+        raise Refused(
+            f"{model_dir(history.model)} was changed by commits not signed by a release signer "
+            f"since the last verified release: {shown}",
+            "re-commit the change signed, or review it and pass --allow-unsigned-sources "
+            "(the release commit records their ids)",
+        )
+    return tuple(dict.fromkeys(u.commit for u in unsigned))

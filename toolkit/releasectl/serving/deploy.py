@@ -37,7 +37,8 @@ from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, 
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
 from releasectl.serving.release_ref import ReleaseRef
-from releasectl.signing import TrustRoot, check_commits, trust_root
+from releasectl.signing import TrustRoot, check_commits
+from releasectl.view import trust_root
 
 if TYPE_CHECKING:
     from releasectl.bundles.store import ArtifactStore

@@ -21,7 +21,7 @@ from releasectl.errors import ReleasectlError
 from releasectl.registry import history as reg
 from releasectl.registry.verified import last_stable
 from releasectl.serving.deploy import DeployState, bundle_dir, model_lock
-from releasectl.signing import trust_root
+from releasectl.view import trust_root
 
 
 @dataclass(frozen=True)

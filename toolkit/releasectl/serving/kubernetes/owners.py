@@ -109,7 +109,13 @@ def _overlaps(owned: list[tuple[str, str]]) -> list[str]:
 
 
 def index_problem(
-    git: g.Git, base: str, head: str, path: str, head_models: dict[str, mf.Manifest]
+    git: g.Git,
+    base: str,
+    head: str,
+    path: str,
+    head_models: dict[str, mf.Manifest],
+    *,
+    may_remove: set[str] | frozenset[str] = frozenset(),
 ) -> str | None:
     """Why a changed environment index is not one releasectl would write, or
     None. It lists folders only, sorted; it gains only the folder of a
@@ -126,7 +132,8 @@ def index_problem(
         for folder, model in _folders(head_models)
         if r.index_path(head_models[model]) == path
     }
-    removed = sorted(before - set(entries))
+    # An entry whose model moved away (another path or target) goes with its folder.
+    removed = sorted(before - set(entries) - set(may_remove))
     if removed:
         return f"{path} no longer lists {', '.join(removed)}"
     unknown = sorted(set(entries) - before - models)
