@@ -10,6 +10,7 @@ import importlib.metadata
 import json
 import os
 import shlex
+import shutil
 import subprocess
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -18,8 +19,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from releasectl.loopback import free_port
 from testing.histories import release
-from testing.repos import RELEASECTL, Repo, clone, git
+from testing.repos import RELEASECTL, Repo, clone, git, make_key
 
 MANIFEST = "model-releases/iris/release.yaml"
 
@@ -358,7 +360,69 @@ def _watch_without_key(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
     return repo, ["watch", "iris"]
 
 
-REFUSED: dict[str, tuple[Callable[[Repo, Path], tuple[Repo, list[str]]], int, str]] = {
+def _release_by_an_untrusted_signer(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
+    repo.write("model-releases/iris/service.py", "# 1.1\n")
+    repo.commit("iris: 1.1")
+    repo.git("config", "user.signingkey", str(make_key(tmp_path / "keys", "stranger")))
+    return repo, ["release", "iris", "1.1.0"]
+
+
+def _revert_by_an_untrusted_signer(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
+    repo.write("model-releases/iris/service.py", "# 1.1\n")
+    repo.commit("iris: 1.1")
+    release(repo, "iris", "1.1.0")
+    repo.git("config", "user.signingkey", str(make_key(tmp_path / "keys", "stranger")))
+    return repo, ["revert", "iris"]
+
+
+def _kubernetes_bundle(repo: Repo, registry: str) -> None:
+    """iris as a kubernetes model whose release builds a bundle and its image
+    (the refusals come before the sources are ever read: they build nothing)."""
+    from releasectl.manifest.edits import edit
+
+    block = {"image": f"{registry}/ml/iris", "namespace": "ml", "base_image": f"{registry}/py:3"}
+    path = repo.path / MANIFEST
+    path.write_text(
+        edit(path.read_text(), MANIFEST, {"deploy": {"target": "kubernetes", "kubernetes": block}})
+    )
+    repo.write("model-releases/iris/bentofile.yaml", "service: 'service:Iris'\n")
+    repo.commit("iris: served by the cluster")
+
+
+def _release_without_image_builder(repo: Repo, tmp_path: Path) -> Case:
+    _kubernetes_bundle(repo, f"127.0.0.1:{free_port()}")
+    tools = tmp_path / "bin"  # a PATH with git and ssh-keygen, and no buildah or podman
+    tools.mkdir()
+    for tool in ("git", "ssh-keygen"):
+        found = shutil.which(tool)
+        assert found is not None
+        (tools / tool).symlink_to(found)
+    return repo, ["release", "iris", "1.1.0"], {"PATH": str(tools)}
+
+
+def _release_to_an_unreachable_registry(repo: Repo, tmp_path: Path) -> Case:
+    _kubernetes_bundle(repo, f"127.0.0.1:{free_port()}")  # nothing listens there
+    return repo, ["release", "iris", "1.1.0"]
+
+
+def _release_to_a_store_without_credentials(repo: Repo, tmp_path: Path) -> Case:
+    repo.write("model-releases/iris/bentofile.yaml", "service: 'service:Iris'\n")
+    repo.write(".releasectl/config.yaml", "store: s3://team-bucket/releasectl\n")
+    repo.commit("the team's store is on S3")
+    no_credentials = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata probe off this machine
+    }
+    return repo, ["release", "iris", "1.1.0"], no_credentials
+
+
+# A setup returns the repository, the command, and (optionally) its environment.
+Case = tuple[Repo, list[str]] | tuple[Repo, list[str], dict[str, str]]
+
+REFUSED: dict[str, tuple[Callable[[Repo, Path], Case], int, str]] = {
     "init": (_init_without_key, 1, "cannot be read"),
     "upgrade-workflows": (_upgrade_without_source, 2, "no source to lock releasectl from"),
     "new": (_new_existing, 2, "model-releases/iris already exists"),
@@ -368,6 +432,12 @@ REFUSED: dict[str, tuple[Callable[[Repo, Path], tuple[Repo, list[str]]], int, st
     "revert": (_revert_push_with_unpushed_work, 1, "has commits that origin/main does not have"),
     "deploy": (_deploy_unsigned_state, 3, "does not verify"),
     "propose": (_propose_lower, 3, "is not greater than the highest release 1.0.0"),
+    # Refusals the real run reaches only after a build or at its signature, the dry run too:
+    "release-signer": (_release_by_an_untrusted_signer, 3, "is not in the trust root for"),
+    "revert-signer": (_revert_by_an_untrusted_signer, 3, "is not in the trust root for"),
+    "release-builder": (_release_without_image_builder, 1, "no image builder found"),
+    "release-registry": (_release_to_an_unreachable_registry, 1, "cannot ask the registry"),
+    "release-store": (_release_to_a_store_without_credentials, 1, "cannot list the artifact"),
     "watch": (_watch_without_key, 1, "cannot be read"),
 }
 
@@ -377,17 +447,19 @@ def test_a_dry_run_is_refused_as_the_real_command_is(
     iris: Repo, tmp_path: Path, command: str
 ) -> None:
     setup, code, words = REFUSED[command]
-    repo, args = setup(iris, tmp_path)
+    case = setup(iris, tmp_path)
+    repo, args = case[0], case[1]
     home = tmp_path / "state"
+    env = {**_in(home), **(case[2] if len(case) == 3 else {})}
     before, state = repo.snapshot(), _files(home)
 
-    dry = repo.cli(*args, "--dry-run", env=_in(home))
+    dry = repo.cli(*args, "--dry-run", env=env)
     assert dry.returncode == code, (dry.stdout, dry.stderr)
     assert words in _one_line(dry)
     assert repo.snapshot() == before and _files(home) == state  # nothing written
     assert _target_processes(home) == set()
 
-    real = repo.cli(*args, env=_in(home))
+    real = repo.cli(*args, env=env)
     assert (real.returncode, real.stderr) == (dry.returncode, dry.stderr)
     assert repo.snapshot() == before
 

@@ -213,6 +213,15 @@ def _require_reachable(image: str, tls_verify: bool) -> None:
         _ask_registry(["--raw"], image, tls_verify)
 
 
+def preflight(repository: str, tag: str, *, registry_tls_verify: bool = True) -> None:
+    """The refusals of `build_and_push` that cost milliseconds, before the
+    release trains and builds for minutes (and in its dry run): a builder on
+    PATH, and a registry that answers about the image."""
+    check_repository(repository)
+    find_builder()
+    _require_reachable(f"{repository}:{tag}", registry_tls_verify)
+
+
 # --- the image -----------------------------------------------------------------
 
 

@@ -232,3 +232,25 @@ class ArtifactStore:
         finally:
             temp.unlink(missing_ok=True)
         return target
+
+    def require_listable(self) -> None:
+        """The store answers a listing with the credentials at hand: checked
+        before a release trains and builds (and by its dry run), so that a
+        store that cannot be written fails in a second, not after the build.
+        A folder store that does not exist yet is fine (it is made on the
+        first write)."""
+        try:
+            self.fs.ls(self.root, detail=False)
+        except FileNotFoundError:
+            if not self._plain and not self.url.startswith("file://"):
+                raise StoreError(
+                    f"the artifact store {self.url} does not exist",
+                    "create the bucket, or fix `store:` in .releasectl/config.yaml",
+                ) from None
+        except Exception as exc:  # any client's failure (botocore's are not OSError), named
+            raise StoreError(
+                f"cannot list the artifact store {self.url}: {type(exc).__name__}: "
+                f"{str(exc).splitlines()[0] if str(exc) else 'no message'}",
+                "check its credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE) and endpoint (FSSPEC_S3_ENDPOINT_URL)",
+            ) from None

@@ -226,7 +226,7 @@ def run(
         func()
     except ReleasectlError as exc:
         _traceback(options)
-        fail(exc, options)
+        fail(_unborn(exc, options) or exc, options)
     except (UnicodeDecodeError, RecursionError) as exc:
         # The net under the parsers (docs/ARCHITECTURE.md, "Crafted input"):
         # undecodable or absurdly nested input is bad input, not a bug.
@@ -241,6 +241,20 @@ def run(
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         _traceback(options)
         fail(internal_error(exc), options)
+
+
+def _unborn(exc: ReleasectlError, options: SharedOptions) -> ReleasectlError | None:
+    """A git command that failed on a HEAD without a commit (an empty
+    repository, a clone that checked nothing out): one line saying so, not
+    git's own words."""
+    from releasectl import git as g
+
+    if not isinstance(exc, g.GitError) or "HEAD" not in exc.output:
+        return None
+    try:
+        return g.unborn_head(g.open_repo(options.repo))
+    except ReleasectlError:
+        return None
 
 
 def _traceback(options: SharedOptions) -> None:

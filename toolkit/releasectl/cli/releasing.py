@@ -54,9 +54,9 @@ def release(
     _recover(git, dry_run)
     if dry_run:
         # The real command's refusals first, then the digest it would pin.
-        p, note = rel.preview_release(git, model, version, push=push)
+        p, note = rel.preview_release(git, model, version, push=push, build=build)
         seen = rel.preview(git, model, version, build=build, retrain=retrain)
-        digest = seen.plan.pin.digest if seen.plan.pin else None
+        digest = seen.pin.digest if seen.pin else None
         what = "tag the merged commit" if p.tagged_existing else "commit + tag"
         if json:
             doc = {

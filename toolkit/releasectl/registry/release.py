@@ -34,7 +34,7 @@ from releasectl.registry.landing import (
 from releasectl.registry.succession import next_serial, version_rises
 from releasectl.registry.verified import highest_verified, verify_history
 from releasectl.serving.kubernetes import desired
-from releasectl.signing import TrustRoot, trust_root
+from releasectl.signing import TrustRoot, require_allowed_signer, trust_root
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,19 @@ def plan_release(
     version: str,
     base: str,
     build: Callable[[bool], Pin | None] | None = None,
+    *,
+    will_build: bool | None = None,
+    preflight: bool = True,
 ) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
     build costs seconds, a refusal milliseconds). A merged pull request's
-    release never trains: it must build to what the pull request pinned."""
+    release never trains: it must build to what the pull request pinned.
+    `will_build`: whether a bundle is built (default: when `build` is given);
+    a dry run passes it without `build`, to be refused as the real run is.
+    `preflight`: check the signer, the store and the image's tools before
+    the build (docs/ARCHITECTURE.md, "The command line")."""
+    will_build = build is not None if will_build is None else will_build
     model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -92,6 +100,8 @@ def plan_release(
         check = reg.verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
+        if preflight:
+            _preflight(git, trust, manifest, version, will_build)
         pin = build(False) if build else None
         if pin is not None and manifest.bundle.digest not in (None, pin.digest):
             raise Refused(
@@ -113,7 +123,9 @@ def plan_release(
     # Before the build (a refusal costs milliseconds), when no build can make the image;
     # after it, when this build made none (no bundle built, e.g. --no-build).
     desired.require_clean_folder(git, manifest)
-    _require_image(git, manifest, may_build=build is not None)
+    _require_image(git, manifest, may_build=will_build)
+    if preflight:
+        _preflight(git, trust, manifest, version, will_build)
     pin = build(True) if build else None
     _require_image(git, manifest, may_build=False, built=pin.image if pin else None)
     if pin is not None:
@@ -144,6 +156,25 @@ def plan_release(
         sync_paths=(path, *desired.sync_paths(rendered)),
     )
     return ReleasePlan(model, version, serial, change, pin=pin)
+
+
+def _preflight(
+    git: g.Git, trust: TrustRoot, manifest: mf.Manifest, version: str, will_build: bool
+) -> None:
+    """What would refuse the release after its build, checked before it, in
+    milliseconds (docs/ARCHITECTURE.md, "The command line"): the signing key is
+    in the trust root, the store can be listed, and a kubernetes image's builder
+    and registry are there."""
+    require_allowed_signer(git, trust)
+    if not will_build:
+        return
+    store_for(git).require_listable()
+    k8s = manifest.deploy.kubernetes
+    if k8s is not None and k8s.base_image is not None:
+        from releasectl.bundles import image
+
+        tls = not image.is_loopback(k8s.image)
+        image.preflight(k8s.image, f"v{version}", registry_tls_verify=tls)
 
 
 def _require_image(
@@ -196,7 +227,17 @@ def release(
 
                 def planner(tip: str) -> Change | None:
                     trust = trust_root(git, tip)
-                    plans.append(plan_release(git, trust, model, version, tip, builder.at(tip)))
+                    plans.append(
+                        plan_release(
+                            git,
+                            trust,
+                            model,
+                            version,
+                            tip,
+                            builder.at(tip),
+                            will_build=builder.will(tip),
+                        )
+                    )
                     return plans[-1].change
 
                 landed = _push(git, branch, model, planner)
@@ -204,7 +245,9 @@ def release(
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
-            p = plan_release(git, trust, model, version, base, builder.at(base))
+            p = plan_release(
+                git, trust, model, version, base, builder.at(base), will_build=builder.will(base)
+            )
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
         except BaseException:
@@ -213,17 +256,19 @@ def release(
 
 
 def preview_release(
-    git: g.Git, model: str, version: str, *, push: bool = False
+    git: g.Git, model: str, version: str, *, push: bool = False, build: bool | None = None
 ) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
-    built (that writes to the store): a failing build shows only in the real
-    run, which builds once every other check has passed."""
+    built (that writes to the store), but what would refuse it is checked (the
+    signer, the store, an image's builder and registry): a failing build shows
+    only in the real run, which builds once every other check has passed."""
     branch = require_branch(git)
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
-    p = plan_release(git, trust_root(git, base), model, version, base)
+    will_build = builds(git, model, base, build)
+    p = plan_release(git, trust_root(git, base), model, version, base, will_build=will_build)
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
     return p, note
 
@@ -247,6 +292,10 @@ class Prebuild:
         self.retrain, self.progress = retrain, progress
         self.pins: dict[tuple[str, bool], Pin] = {}
         self.stored: list[tuple[ArtifactStore, str]] = []
+
+    def will(self, base: str) -> bool:
+        """Whether `at(base)` builds a bundle."""
+        return builds(self.git, self.model, base, self.build)
 
     def at(self, base: str) -> Callable[[bool], Pin | None]:
         """The `build` callback of plan_release for a release on `base`."""
@@ -317,11 +366,19 @@ def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
 
 @dataclass(frozen=True)
 class ReleasePreview:
-    """What `release --dry-run` reports: the plan, and whether bundle.train
-    would run first (then the bundle's digest is known only after training)."""
+    """What `release --dry-run` reports: the bundle it would pin (None: no
+    bundle, or not known yet), and whether bundle.train would run first (then
+    the bundle's digest is known only after training)."""
 
-    plan: ReleasePlan
+    pin: Pin | None
     trains: bool = False
+
+
+class _Known(Exception):
+    """The dry run's build has told what it can: stop planning."""
+
+    def __init__(self, pin: Pin | None) -> None:
+        self.pin = pin
 
 
 def preview(
@@ -330,13 +387,13 @@ def preview(
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
     manifest pins, in a temporary BentoML home, and stored nowhere; its digest
-    is what `check` computes for the same commit, the one to pin by hand."""
+    is what `check` computes for the same commit, the one to pin by hand.
+    `preview_release` has made the refusals; a kubernetes image is built and
+    pinned only by the real run."""
     base = head(git)
-    trains = False
     with tempfile.TemporaryDirectory(prefix="releasectl-dry-run-") as tmp:
 
         def build_only(may_train: bool) -> Pin | None:
-            nonlocal trains
             if not builds(git, model, base, build):
                 return None
             manifest, _ = reg.current(git, model, base)
@@ -344,14 +401,29 @@ def preview(
             if may_train and (
                 (retrain and manifest.bundle.train) or needs_training(git, manifest, base)
             ):
-                trains = True
-                return None
+                raise _Known(None)
             store = store_for(git)
             built = build_sources(git, manifest, base, Path(tmp), store)
-            return Pin(built.digest, store.bundle_key(built.digest))
+            pin = Pin(built.digest, store.bundle_key(built.digest))
+            k8s = manifest.deploy.kubernetes
+            if may_train and k8s is not None and k8s.base_image is not None:
+                raise _Known(pin)  # the image: built and pushed by the real run alone
+            return pin
 
-        p = plan_release(git, trust_root(git, base), model, version, base, build_only)
-    return ReleasePreview(p, trains)
+        try:
+            p = plan_release(
+                git,
+                trust_root(git, base),
+                model,
+                version,
+                base,
+                build_only,
+                will_build=builds(git, model, base, build),
+                preflight=False,
+            )
+        except _Known as known:
+            return ReleasePreview(known.pin, trains=known.pin is None)
+    return ReleasePreview(p.pin)
 
 
 def plan_mark_stable(
@@ -378,6 +450,7 @@ def plan_mark_stable(
             "have an administrator delete that tag on the remote and in this clone, "
             "then mark again",
         )
+    require_allowed_signer(git, trust)
     tag = NewTag(
         tag_name("stable", model, version),
         f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
