@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, 
 
 import typer
 
+from releasectl.cli import completion
 from releasectl.errors import BadInput, InternalError, ReleasectlError
 
 if TYPE_CHECKING:
@@ -98,11 +99,16 @@ DryRunOption = Annotated[
         help="Run every check the command makes and say what it would do; write nothing.",
     ),
 ]
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Model name.", autocompletion=completion.models)
+]
 VersionArg = Annotated[
     str,
     typer.Argument(
-        metavar="VERSION", help="Semantic version, e.g. 1.4.0 (or v1.4.0).", callback=bare_version
+        metavar="VERSION",
+        help="Semantic version, e.g. 1.4.0 (or v1.4.0).",
+        callback=bare_version,
+        autocompletion=completion.versions,
     ),
 ]
 PushOption = Annotated[

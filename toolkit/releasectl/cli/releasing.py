@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from releasectl.cli import completion
 from releasectl.cli.output import (
     DryRunOption,
     JsonOption,
@@ -214,7 +215,12 @@ def revert(
     model: ModelArg,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Revert to this stable version.", callback=bare_version),
+        typer.Option(
+            "--to",
+            help="Revert to this stable version.",
+            callback=bare_version,
+            autocompletion=completion.stable_versions,
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
     dry_run: DryRunOption = False,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from releasectl.cli import completion
 from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shared, warn
 
 if TYPE_CHECKING:
@@ -189,6 +190,7 @@ def new(
         typer.Option(
             "--from",
             metavar="MODEL_OR_PATH",
+            autocompletion=completion.models,
             help="Copy this model of the registry (or model folder) instead of the "
             "template, its name renamed to MODEL.",
         ),

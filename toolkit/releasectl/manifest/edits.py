@@ -20,8 +20,8 @@ from releasectl.manifest.schema import (
 def edit(text: str, source: str, changes: dict[str, Any], *, model: str | None = None) -> str:
     """Apply top-level `changes` (None deletes a key; a mapping updates the
     keys it names one level down) to the manifest text, keep everything else
-    as written (comments, key order, indentation: docs/ARCHITECTURE.md, "The
-    registry"), validate the result and return the new text."""
+    as written (comments, key order, indentation), validate the result and
+    return the new text (docs/ARCHITECTURE.md, "The registry")."""
     document = parse_document(text, source)
     for key, value in changes.items():
         if value is None:
