@@ -1,6 +1,7 @@
 """The README's Install section, run as written
-(docs/ARCHITECTURE.md, "Supply chain"): a clone of this repository, a fresh virtual environment, `pip install
-'./releasectl[example]'` and `releasectl --version`. Offline, as the other
+(docs/ARCHITECTURE.md, "Supply chain"): a clone of this repository, a fresh
+virtual environment, `pip install './releasectl[example]'` and `releasectl
+--version`. Offline, as the other
 packaging tests: pip reads no configuration and no index, only the local
 wheelhouse (the dependencies) and the publish tools' wheels (setuptools, which
 the build from the clone needs). The one change: the clone's URL is this

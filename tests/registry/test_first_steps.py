@@ -87,7 +87,13 @@ def _refused_in(where: Path, *args: str) -> str:
     return line
 
 
-COMMANDS = (["list"], ["history", "iris"], ["show", "iris"], ["release", "iris", "1.0.0"])
+COMMANDS = (
+    ["list"],
+    ["history", "iris"],
+    ["show", "iris"],
+    ["release", "iris", "1.0.0"],
+    ["deploy", "iris", "--dry-run"],
+)
 
 
 def test_an_empty_repository_is_one_line_that_says_so(tmp_path: Path) -> None:

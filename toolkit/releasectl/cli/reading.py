@@ -149,7 +149,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
                     "reverted" if r["reverted"] else "",
                 ]
                 if "error" not in r
-                else [str(r["model"]), "-", "-", "-", _cut(f"ERROR: {r['error']['message']}")]
+                else [str(r["model"]), "-", "-", "-", f"ERROR: {r['error']['message']}"]
                 for r in rows
             ],
             ["model", "version", "serial", "last stable", "note"],
