@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, 
 
 import typer
 
-from releasectl.cli import completion
+import releasectl.cli.completion as completion
 from releasectl.errors import BadInput, InternalError, ReleasectlError
 
 if TYPE_CHECKING:

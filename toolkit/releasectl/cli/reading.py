@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from releasectl.cli import completion
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     JsonOption,
     ModelArg,

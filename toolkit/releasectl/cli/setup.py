@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from releasectl.cli import completion
+import releasectl.cli.completion as completion
 from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shared, warn
 
 if TYPE_CHECKING:

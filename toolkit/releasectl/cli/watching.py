@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from releasectl.cli import completion
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     JsonLinesOption,
     ModelArg,
