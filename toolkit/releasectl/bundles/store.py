@@ -237,20 +237,31 @@ class ArtifactStore:
         """The store answers a listing with the credentials at hand: checked
         before a release trains and builds (and by its dry run), so that a
         store that cannot be written fails in a second, not after the build.
-        A folder store that does not exist yet is fine (it is made on the
-        first write)."""
+        A folder, or a prefix in a bucket, that does not exist yet is fine (the
+        first write makes it); a bucket that does not exist is not."""
         try:
             self.fs.ls(self.root, detail=False)
+            return
         except FileNotFoundError:
-            if not self._plain and not self.url.startswith("file://"):
-                raise StoreError(
-                    f"the artifact store {self.url} does not exist",
-                    "create the bucket, or fix `store:` in .releasectl/config.yaml",
-                ) from None
+            if self._plain or self.url.startswith("file://"):
+                return
         except Exception as exc:  # any client's failure (botocore's are not OSError), named
+            raise self._unlistable(exc) from None
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.ls(bucket, detail=False)
+        except FileNotFoundError:
             raise StoreError(
-                f"cannot list the artifact store {self.url}: {type(exc).__name__}: "
-                f"{str(exc).splitlines()[0] if str(exc) else 'no message'}",
-                "check its credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
-                "AWS_PROFILE) and endpoint (FSSPEC_S3_ENDPOINT_URL)",
+                f"the artifact store {self.url} does not exist: no bucket {bucket}",
+                "create the bucket, or fix `store:` in .releasectl/config.yaml",
             ) from None
+        except Exception as exc:  # as above
+            raise self._unlistable(exc) from None
+
+    def _unlistable(self, exc: Exception) -> StoreError:
+        first = str(exc).splitlines()[0] if str(exc) else "no message"
+        return StoreError(
+            f"cannot list the artifact store {self.url}: {type(exc).__name__}: {first}",
+            "check its credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
+            "AWS_PROFILE) and endpoint (FSSPEC_S3_ENDPOINT_URL)",
+        )
