@@ -10,7 +10,9 @@ import importlib.metadata
 import json
 import os
 import shlex
+import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,8 +20,9 @@ from pathlib import Path
 import psutil
 import pytest
 
+from releasectl.loopback import free_port
 from testing.histories import release
-from testing.repos import RELEASECTL, Repo, clone, git
+from testing.repos import RELEASECTL, Repo, clone, git, make_key
 
 MANIFEST = "model-releases/iris/release.yaml"
 
@@ -117,6 +120,55 @@ def test_the_bash_completion_script_completes_commands_and_options(tmp_path: Pat
     assert complete("releasectl", "sta") == ["status"]
     assert set(complete("releasectl", "agent", "st")) == {"status", "start", "stop"}
     assert "--dry-run" in complete("releasectl", "deploy", "iris", "--d")
+
+
+def _completions(repo: Repo, *words: str) -> list[str]:
+    """What the completion script asks the program for on TAB after `words`
+    (bash's protocol: COMP_WORDS / COMP_CWORD, the last word being typed)."""
+    proc = subprocess.run(
+        [RELEASECTL],
+        cwd=repo.path,
+        capture_output=True,
+        text=True,
+        check=False,
+        env={
+            **os.environ,
+            "_RELEASECTL_COMPLETE": "complete_bash",
+            "COMP_WORDS": " ".join(["releasectl", *words]),
+            "COMP_CWORD": str(len(words)),
+        },
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.split()
+
+
+def test_completion_offers_models_and_versions(registry: Repo) -> None:
+    registry.add_model("iris")
+    registry.add_model("fraud")
+    release(registry, "iris", "1.0.0", stable=True)
+    registry.write("model-releases/iris/service.py", "# 1.1\n")
+    registry.commit("iris: 1.1")
+    release(registry, "iris", "1.1.0")
+    registry.ok("revert", "iris")  # 1.1.0 rejected
+    registry.write("model-releases/iris/service.py", "# 1.2\n")
+    registry.commit("iris: 1.2")
+    release(registry, "iris", "1.2.0", stable=True)
+
+    assert _completions(registry, "deploy", "") == ["fraud", "iris"]
+    assert _completions(registry, "status", "i") == ["iris"]
+    assert _completions(registry, "new", "wine", "--from", "f") == ["fraud"]
+    released = ["1.2.0", "1.1.0", "1.0.0"]  # newest first
+    assert _completions(registry, "mark-stable", "iris", "") == released
+    assert _completions(registry, "build", "iris", "v1.1") == ["v1.1.0"]  # as typed
+    assert _completions(registry, "show", "iris", "--version", "1.") == released
+    # --to: the rollback targets only: stable, never rejected.
+    assert _completions(registry, "revert", "iris", "--to", "") == ["1.2.0", "1.0.0"]
+    assert _completions(registry, "verify", "fraud", "") == []
+
+    # It runs on every TAB: within a read command's budget.
+    started = time.monotonic()
+    _completions(registry, "revert", "iris", "--to", "")
+    assert time.monotonic() - started < 0.5
 
 
 # --- 2. shared options after the subcommand ----------------------------------------------
@@ -217,6 +269,56 @@ def test_list_reports_a_broken_manifest_in_its_row(registry: Repo) -> None:
     assert by_model["fraud"]["version"] is None
     assert by_model["fraud"]["error"]["code"] == 2
     assert "unknown key 'colour'" in by_model["fraud"]["error"]["message"]
+
+
+# --- 6b. tables sized to their columns, every column headed, words said once -------------
+
+
+def test_history_and_list_tables_fit_their_columns(registry: Repo) -> None:
+    registry.add_model("iris")
+    release(registry, "iris", "1.0.0", stable=True)
+    registry.write("model-releases/iris/service.py", "# 1.1\n")
+    registry.commit("iris: 1.1")
+    release(registry, "iris", "1.1.0")
+    reason = "the accuracy gauge fell below its threshold on the feedback labels " * 3
+    registry.ok("revert", "iris", "--reason", reason.strip())
+
+    table = registry.ok("history", "iris").splitlines()
+    header = table[0].split()
+    assert header == ["VERSION", "MARK", "COMMIT", "DATE", "SIGNER", "VERIFIED", "NOTE"]
+    # VERSION is as wide as its widest version (or its heading), not the reason.
+    assert table[0].index("MARK") == len("VERSION  ")
+    revert = next(line for line in table if "revert from 1.1.0" in line)
+    assert revert.startswith("1.0.0 ") and revert.endswith("…")
+    assert max(len(line) for line in table) < 160
+    rows = json.loads(registry.ok("history", "iris", "--json"))
+    assert next(r for r in rows if r["kind"] == "revert")["reason"] == reason.strip()
+
+    listed = registry.ok("list").splitlines()
+    assert listed[0].split() == ["MODEL", "VERSION", "SERIAL", "LAST", "STABLE", "NOTE"]
+    assert listed[1].split() == ["iris", "1.0.0", "3", "1.0.0", "reverted"]
+
+
+def test_status_says_the_last_deploy_s_version_once() -> None:
+    from releasectl.cli.serving import last_deploy_line
+    from releasectl.serving.local.models import DeployOutcome
+
+    def line(ok: bool, message: str) -> str:
+        outcome = DeployOutcome(
+            ok=ok,
+            version="0.1.0",
+            digest="sha256:" + "0" * 64,
+            serial=1,
+            fast_track=False,
+            at=datetime.now(UTC),
+            message=message,
+        )
+        return last_deploy_line(outcome)
+
+    assert line(True, "0.1.0 is live") == "  last deploy ok: 0.1.0 is live"
+    assert line(False, "/readyz never answered") == (
+        "  last deploy FAILED: 0.1.0 /readyz never answered"
+    )
 
 
 # --- 7. messages name the right things ----------------------------------------------------
@@ -358,7 +460,69 @@ def _watch_without_key(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
     return repo, ["watch", "iris"]
 
 
-REFUSED: dict[str, tuple[Callable[[Repo, Path], tuple[Repo, list[str]]], int, str]] = {
+def _release_by_an_untrusted_signer(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
+    repo.write("model-releases/iris/service.py", "# 1.1\n")
+    repo.commit("iris: 1.1")
+    repo.git("config", "user.signingkey", str(make_key(tmp_path / "keys", "stranger")))
+    return repo, ["release", "iris", "1.1.0"]
+
+
+def _revert_by_an_untrusted_signer(repo: Repo, tmp_path: Path) -> tuple[Repo, list[str]]:
+    repo.write("model-releases/iris/service.py", "# 1.1\n")
+    repo.commit("iris: 1.1")
+    release(repo, "iris", "1.1.0")
+    repo.git("config", "user.signingkey", str(make_key(tmp_path / "keys", "stranger")))
+    return repo, ["revert", "iris"]
+
+
+def _kubernetes_bundle(repo: Repo, registry: str) -> None:
+    """iris as a kubernetes model whose release builds a bundle and its image
+    (the refusals come before the sources are ever read: they build nothing)."""
+    from releasectl.manifest.edits import edit
+
+    block = {"image": f"{registry}/ml/iris", "namespace": "ml", "base_image": f"{registry}/py:3"}
+    path = repo.path / MANIFEST
+    path.write_text(
+        edit(path.read_text(), MANIFEST, {"deploy": {"target": "kubernetes", "kubernetes": block}})
+    )
+    repo.write("model-releases/iris/bentofile.yaml", "service: 'service:Iris'\n")
+    repo.commit("iris: served by the cluster")
+
+
+def _release_without_image_builder(repo: Repo, tmp_path: Path) -> Case:
+    _kubernetes_bundle(repo, f"127.0.0.1:{free_port()}")
+    tools = tmp_path / "bin"  # a PATH with git and ssh-keygen, and no buildah or podman
+    tools.mkdir()
+    for tool in ("git", "ssh-keygen"):
+        found = shutil.which(tool)
+        assert found is not None
+        (tools / tool).symlink_to(found)
+    return repo, ["release", "iris", "1.1.0"], {"PATH": str(tools)}
+
+
+def _release_to_an_unreachable_registry(repo: Repo, tmp_path: Path) -> Case:
+    _kubernetes_bundle(repo, f"127.0.0.1:{free_port()}")  # nothing listens there
+    return repo, ["release", "iris", "1.1.0"]
+
+
+def _release_to_a_store_without_credentials(repo: Repo, tmp_path: Path) -> Case:
+    repo.write("model-releases/iris/bentofile.yaml", "service: 'service:Iris'\n")
+    repo.write(".releasectl/config.yaml", "store: s3://team-bucket/releasectl\n")
+    repo.commit("the team's store is on S3")
+    no_credentials = {
+        "AWS_ACCESS_KEY_ID": "",
+        "AWS_SECRET_ACCESS_KEY": "",
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "none"),
+        "AWS_CONFIG_FILE": str(tmp_path / "none"),
+        "AWS_EC2_METADATA_DISABLED": "true",  # no instance-metadata probe off this machine
+    }
+    return repo, ["release", "iris", "1.1.0"], no_credentials
+
+
+# A setup returns the repository, the command, and (optionally) its environment.
+Case = tuple[Repo, list[str]] | tuple[Repo, list[str], dict[str, str]]
+
+REFUSED: dict[str, tuple[Callable[[Repo, Path], Case], int, str]] = {
     "init": (_init_without_key, 1, "cannot be read"),
     "upgrade-workflows": (_upgrade_without_source, 2, "no source to lock releasectl from"),
     "new": (_new_existing, 2, "model-releases/iris already exists"),
@@ -368,6 +532,12 @@ REFUSED: dict[str, tuple[Callable[[Repo, Path], tuple[Repo, list[str]]], int, st
     "revert": (_revert_push_with_unpushed_work, 1, "has commits that origin/main does not have"),
     "deploy": (_deploy_unsigned_state, 3, "does not verify"),
     "propose": (_propose_lower, 3, "is not greater than the highest release 1.0.0"),
+    # Refusals the real run reaches only after a build or at its signature, the dry run too:
+    "release-signer": (_release_by_an_untrusted_signer, 3, "is not in the trust root for"),
+    "revert-signer": (_revert_by_an_untrusted_signer, 3, "is not in the trust root for"),
+    "release-builder": (_release_without_image_builder, 1, "no image builder found"),
+    "release-registry": (_release_to_an_unreachable_registry, 1, "cannot ask the registry"),
+    "release-store": (_release_to_a_store_without_credentials, 1, "no credentials"),
     "watch": (_watch_without_key, 1, "cannot be read"),
 }
 
@@ -377,17 +547,19 @@ def test_a_dry_run_is_refused_as_the_real_command_is(
     iris: Repo, tmp_path: Path, command: str
 ) -> None:
     setup, code, words = REFUSED[command]
-    repo, args = setup(iris, tmp_path)
+    case = setup(iris, tmp_path)
+    repo, args = case[0], case[1]
     home = tmp_path / "state"
+    env = {**_in(home), **(case[2] if len(case) == 3 else {})}
     before, state = repo.snapshot(), _files(home)
 
-    dry = repo.cli(*args, "--dry-run", env=_in(home))
+    dry = repo.cli(*args, "--dry-run", env=env)
     assert dry.returncode == code, (dry.stdout, dry.stderr)
     assert words in _one_line(dry)
     assert repo.snapshot() == before and _files(home) == state  # nothing written
     assert _target_processes(home) == set()
 
-    real = repo.cli(*args, env=_in(home))
+    real = repo.cli(*args, env=env)
     assert (real.returncode, real.stderr) == (dry.returncode, dry.stderr)
     assert repo.snapshot() == before
 
@@ -528,6 +700,7 @@ def test_a_stopped_agent_is_reported_from_its_record_and_not_restarted(tmp_path:
         said = r.ok("status")
         assert said.startswith("the agent is not running: nothing is served")
         assert "  live     1.0.0 " in said
+        assert "  last deploy ok: 1.0.0 is live" in said.splitlines()  # the version once
         [status] = json.loads(r.ok("status", "--json"))
         assert status["live"]["version"] == "1.0.0" and status["health"] == "down"
         dry = r.ok("deploy", "iris", "--dry-run").splitlines()
@@ -546,6 +719,9 @@ def test_a_stopped_agent_is_reported_from_its_record_and_not_restarted(tmp_path:
         assert dry[0].endswith(": start a new server")
         assert dry[1].startswith("  bundle from ") and dry[1].endswith(".bento)")  # the store
         assert "  live now: 1.0.0; it would become the standby, kept warm for 10m" in dry
+        # --watch asked for the watcher: the manifest's analysis.auto is not the reason.
+        watched = r.ok("deploy", "iris", "--dry-run", "--watch").splitlines()
+        assert watched[-1] == "  then watch 1.1.0 detached and act on the verdict (--watch)"
         refused = r.cli("watch", "iris", "--dry-run")
         assert refused.returncode == 1
         assert "the branch declares iris 1.1.0, but 1.0.0 is live" in _one_line(refused)

@@ -202,8 +202,9 @@ def test_fails_without_a_usable_signing_key(registry: Repo, breakage: str, tmp_p
     iris_and_fraud(registry)
     if breakage == "untrusted":
         # it signs, but with a key the allowed signers do not hold
+        # (refused by trust, exit 3, before the commit is made: docs/ARCHITECTURE.md, "Trust")
         registry.git("config", "user.signingkey", str(make_key(tmp_path / "k2", "other")))
-        words = "does not verify"
+        words = "is not in the trust root"
     elif breakage == "unset":
         registry.git("config", "--unset", "user.signingkey")
         words = "no signing key"
@@ -216,4 +217,6 @@ def test_fails_without_a_usable_signing_key(registry: Repo, breakage: str, tmp_p
     else:
         registry.key.chmod(0o644)
         words = "readable by others"
-    assert_refused(registry, "revert", "iris", code=1, words=words)
+    assert_refused(
+        registry, "revert", "iris", code=3 if breakage == "untrusted" else 1, words=words
+    )

@@ -171,6 +171,11 @@ def config_get(git: Git, key: str) -> str | None:
     return result.stdout.strip() or None
 
 
+def config_set(git: Git, key: str, value: str) -> None:
+    """Set `key` in this repository's own config (.git/config)."""
+    git.run("config", "--local", key, value)
+
+
 def _decode(data: bytes, rev: str, path: str) -> str:
     try:
         return data.decode()
@@ -470,3 +475,27 @@ def check_symlinks(git: Git, rev: str, path: str) -> None:
                 f"{name} at {rev[:12]} is a symlink to {target!r}, outside {path}/",
                 "commit the file itself, or a link that stays inside the folder",
             )
+
+
+def unborn_head(git: Git) -> OperationFailed | None:
+    """When HEAD has no commit (an empty repository, or a clone that checked
+    nothing out): the one line that says so and what to do; else None."""
+    if rev_parse(git, "HEAD") is not None:
+        return None
+    branch = current_branch(git) or "HEAD"
+    listed = git.run(
+        "for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/remotes", check=False
+    ).stdout.split()
+    others = [ref for ref in listed if not ref.endswith("/HEAD") and ref != "origin"]
+    if others:
+        local = git.run("for-each-ref", "--format=%(refname:short)", "refs/heads", check=False)
+        name = others[0] if others[0] in local.stdout.split() else others[0].split("/", 1)[-1]
+        return OperationFailed(
+            f"{branch} has no commits yet (HEAD is unborn; this repository has {others[0]})",
+            f"check out a branch that has commits: git checkout {name}",
+        )
+    return OperationFailed(
+        f"this repository has no commits yet ({branch} is unborn)",
+        "run `releasectl init` to set it up as a registry, or `git pull` when its remote "
+        "has commits",
+    )

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from releasectl import git as g
-from releasectl.errors import OperationFailed
+from releasectl.errors import OperationFailed, Refused
 
 SSH_FILE = ".releasectl/allowed_signers"
 OPENPGP_FILE = ".releasectl/allowed_openpgp"
@@ -283,3 +283,122 @@ def public_identity(git: g.Git) -> tuple[str, str]:
     if proc.returncode != 0 or not fprs:
         raise OperationFailed(f"no OpenPGP key found for {who!r}", "check user.signingkey")
     return "openpgp", fprs[0]
+
+
+def require_allowed_signer(git: g.Git, trust: TrustRoot) -> None:
+    """Refuse (exit 3) before anything is built or written when the configured
+    signing key is surely not allowed to sign for user.email under `trust`:
+    what the check of the new signature would refuse afterwards
+    (docs/ARCHITECTURE.md, "Trust"). Only a certain answer refuses; a key
+    whose public half cannot be read without a passphrase is left to that
+    check."""
+    email = os.environ.get("GIT_COMMITTER_EMAIL") or g.config_get(git, "user.email")
+    if not email:
+        return
+    identity = _public_identity_quietly(git)
+    if identity is None:
+        return
+    kind, key = identity
+    if kind == "openpgp":
+        if trust.allows_openpgp(email, key.split()):
+            return
+        raise Refused(
+            f"the signing key {key.split()[0]} is not in the trust root for {email} "
+            f"({trust.source}): its signatures would not verify",
+            f"have an admin add it to {OPENPGP_FILE}, or set user.signingkey to an allowed key",
+        )
+    if _ssh_allowed(trust.ssh, email, key):
+        return
+    raise Refused(
+        f"the signing key {key.split()[0]} …{key[-8:]} is not in the trust root for {email} "
+        f"({trust.source}): its signatures would not verify",
+        f"have an admin add it to {SSH_FILE}, or set user.signingkey to an allowed key",
+    )
+
+
+def _ssh_allowed(allowed: str, email: str, key: str) -> bool:
+    """Whether an allowed-signers line may name `key` for `email` (patterns
+    and certificate authorities count as may: only a certain no refuses)."""
+    import fnmatch
+
+    blob = key.split()[1] if len(key.split()) > 1 else key
+    for line in allowed.splitlines():
+        fields = line.split()
+        if not fields or fields[0].startswith("#"):
+            continue
+        if any("cert-authority" in field for field in fields[1:-2]):
+            return True
+        if blob not in fields[1:]:
+            continue
+        for principal in fields[0].split(","):
+            negated = principal.startswith("!")
+            if not negated and fnmatch.fnmatchcase(email, principal.strip('"')):
+                return True
+    return False
+
+
+def _public_identity_quietly(git: g.Git) -> tuple[str, str] | None:
+    """public_identity, or None when it cannot be known without asking
+    (an encrypted key without its .pub, no gpg); all OpenPGP fingerprints
+    of the key, space-separated (a subkey may be the one that signs)."""
+    import subprocess
+
+    key = g.config_get(git, "user.signingkey") or ""
+    if signing_format(git) == "ssh":
+        if not key or key.startswith(("key::", "ssh-")):
+            return ("ssh", key.removeprefix("key::").strip()) if key else None
+        path = Path(os.path.expanduser(key))
+        path = path if path.is_absolute() else git.cwd / path
+        public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
+        argv = ["ssh-keygen", "-y", "-P", "", "-f", str(path)]
+        try:
+            text = (
+                public.read_text()
+                if public.exists()
+                else subprocess.run(
+                    argv, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
+                ).stdout
+            )
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        parts = text.split()
+        return ("ssh", " ".join(parts[:2])) if len(parts) >= 2 else None
+    who = key or g.config_get(git, "user.email") or ""
+    try:
+        proc = subprocess.run(
+            ["gpg", "--batch", "--with-colons", "--fingerprint", "--", who],
+            capture_output=True,
+            text=True,
+            check=False,
+            stdin=subprocess.DEVNULL,
+        )
+    except OSError:
+        return None
+    fprs = [line.split(":")[9] for line in proc.stdout.splitlines() if line.startswith("fpr:")]
+    return ("openpgp", " ".join(fprs)) if proc.returncode == 0 and fprs else None
+
+
+def signers_copy(git: g.Git) -> Path:
+    """The verified trust root's SSH signers at HEAD, under a stable name in
+    .git, for git's own `gpg.ssh.allowedSignersFile` (`git log
+    --show-signature`): `init` points git at it, and releasectl keeps it equal
+    to what it verified at HEAD (docs/ARCHITECTURE.md, "Trust"). Never the
+    working-tree file, which anyone can edit."""
+    return _git_dir(git) / "releasectl" / "allowed_signers"
+
+
+def write_signers_copy(git: g.Git, trust: TrustRoot) -> Path:
+    path = signers_copy(git)
+    if not path.exists() or path.read_text() != trust.ssh:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(trust.ssh)
+        tmp.replace(path)
+    return path
+
+
+def refresh_signers_copy(git: g.Git, trust: TrustRoot) -> None:
+    """Keep the copy git reads in step with HEAD's verified trust root, once
+    `init` made it (a stat when it did not)."""
+    if signers_copy(git).exists():
+        write_signers_copy(git, trust)

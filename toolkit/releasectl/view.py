@@ -39,6 +39,7 @@ from releasectl.signing import (
     TrustRoot,
     check_commits,
     parse_openpgp,
+    refresh_signers_copy,
 )
 
 ADMINS_FILE = ".releasectl/admins"
@@ -165,8 +166,12 @@ def _walk(git: g.Git, rev: str) -> tuple[list[list[str | None]], Walk]:
 
 
 def trust_root(git: g.Git, rev: str = "HEAD") -> TrustRoot:
-    """The release signers in force at `rev`."""
-    return walk(git, rev).roles.release
+    """The release signers in force at `rev`. At HEAD, the copy git's own
+    `gpg.ssh.allowedSignersFile` reads is kept equal to them."""
+    release = walk(git, rev).roles.release
+    if rev == "HEAD" and _override() is None:
+        refresh_signers_copy(git, release)
+    return release
 
 
 def present(git: g.Git, rev: str, path: str) -> bool:

@@ -60,6 +60,7 @@ _BUILD_HINT = (
     "and the bento's pins installable from the package source: UV_FIND_LINKS with "
     "UV_NO_INDEX=1 for a local wheel folder, or UV_INDEX_URL"
 )
+_SKOPEO_MSG = re.compile(r'msg="((?:[^"\\]|\\.)*)"')
 _NOT_THERE = ("manifest unknown", "not found", "name unknown", "no such image")
 
 
@@ -198,6 +199,10 @@ def _ask_registry(args: Sequence[str], image: str, tls_verify: bool) -> bytes:
         raise OperationFailed(f"cannot ask the registry about {image}: {exc}") from None
     if proc.returncode != 0:
         line = _last_line(proc.stderr.decode(errors="replace"))
+        # skopeo logs `time="…" level=fatal msg="…"`: the message alone, the same every time.
+        logged = _SKOPEO_MSG.search(line)
+        if logged is not None:
+            line = logged.group(1).replace('\\"', '"')
         if any(marker in line.lower() for marker in _NOT_THERE):
             raise Refused(f"the registry does not hold {image}: {line}")
         raise OperationFailed(
@@ -211,6 +216,15 @@ def _require_reachable(image: str, tls_verify: bool) -> None:
     """The registry answers about image (that it does not hold it yet is fine)."""
     with contextlib.suppress(Refused):
         _ask_registry(["--raw"], image, tls_verify)
+
+
+def preflight(repository: str, tag: str, *, registry_tls_verify: bool = True) -> None:
+    """The refusals of `build_and_push` that cost milliseconds, before the
+    release trains and builds for minutes (and in its dry run): a builder on
+    PATH, and a registry that answers about the image."""
+    check_repository(repository)
+    find_builder()
+    _require_reachable(f"{repository}:{tag}", registry_tls_verify)
 
 
 # --- the image -----------------------------------------------------------------

@@ -342,6 +342,44 @@ class ArtifactStore:
             temp.unlink(missing_ok=True)
         return target
 
+    def require_listable(self) -> None:
+        """The store answers a listing with the credentials at hand: checked
+        before a release trains and builds (and by its dry run), so that a
+        store that cannot be written fails in a second, not after the build.
+        A folder, or a prefix in a bucket, that does not exist yet is fine (the
+        first write makes it); a bucket that does not exist is not."""
+        try:
+            self.fs.ls(self.root, detail=False)
+            return
+        except FileNotFoundError:
+            if self._plain or self.url.startswith("file://"):
+                return
+        except Exception as exc:  # any client's failure (botocore's are not OSError), named
+            raise self._unlistable(exc) from None
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.ls(bucket, detail=False)
+        except FileNotFoundError:
+            raise StoreError(
+                f"the artifact store {self.url} does not exist: no bucket {bucket}",
+                "create the bucket, or fix `store:` in .releasectl/config.yaml",
+            ) from None
+        except Exception as exc:  # as above
+            raise self._unlistable(exc) from None
+
+    def _unlistable(self, exc: Exception) -> ReleasectlError:
+        """A fault the store's edge knows, named as `fault` names it; any other
+        failure of the listing, named whole: it is a check, never a crash."""
+        try:
+            return self.fault(exc)
+        except Exception:
+            first = str(exc).splitlines()[0] if str(exc) else "no message"
+            return StoreError(
+                f"cannot list the artifact store {self.url}: {type(exc).__name__}: {first}",
+                "check its credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY or "
+                "AWS_PROFILE) and endpoint (FSSPEC_S3_ENDPOINT_URL)",
+            )
+
 
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, NoReturn, ParamSpec, 
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.errors import BadInput, InternalError, ReleasectlError
 
 if TYPE_CHECKING:
@@ -98,11 +99,16 @@ DryRunOption = Annotated[
         help="Run every check the command makes and say what it would do; write nothing.",
     ),
 ]
-ModelArg = Annotated[str, typer.Argument(metavar="MODEL", help="Model name.")]
+ModelArg = Annotated[
+    str, typer.Argument(metavar="MODEL", help="Model name.", autocompletion=completion.models)
+]
 VersionArg = Annotated[
     str,
     typer.Argument(
-        metavar="VERSION", help="Semantic version, e.g. 1.4.0 (or v1.4.0).", callback=bare_version
+        metavar="VERSION",
+        help="Semantic version, e.g. 1.4.0 (or v1.4.0).",
+        callback=bare_version,
+        autocompletion=completion.versions,
     ),
 ]
 PushOption = Annotated[
@@ -226,7 +232,7 @@ def run(
         func()
     except ReleasectlError as exc:
         _traceback(options)
-        fail(exc, options)
+        fail(_unborn(exc, options) or exc, options)
     except (UnicodeDecodeError, RecursionError) as exc:
         # The net under the parsers (docs/ARCHITECTURE.md, "Crafted input"):
         # undecodable or absurdly nested input is bad input, not a bug.
@@ -241,6 +247,20 @@ def run(
     except Exception as exc:  # a bug: one line, the traceback only with --debug
         _traceback(options)
         fail(internal_error(exc), options)
+
+
+def _unborn(exc: ReleasectlError, options: SharedOptions) -> ReleasectlError | None:
+    """A git command that failed on a HEAD without a commit (an empty
+    repository, a clone that checked nothing out): one line saying so, not
+    git's own words."""
+    from releasectl import git as g
+
+    if not isinstance(exc, g.GitError) or "HEAD" not in exc.output:
+        return None
+    try:
+        return g.unborn_head(g.open_repo(options.repo))
+    except ReleasectlError:
+        return None
 
 
 def _traceback(options: SharedOptions) -> None:

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     JsonOption,
     ModelArg,
@@ -22,21 +23,36 @@ from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
 app = typer.Typer()
 
 
+# The widest a free-text cell is shown in a table; the whole text is in --json.
+NOTE_WIDTH = 48
+
+
+def _cut(text: str, width: int = NOTE_WIDTH) -> str:
+    """Text that fits `width` columns: cut, with an ellipsis, when longer."""
+    return text if len(text) <= width else text[: width - 1].rstrip() + "…"
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    """Columns as wide as their widest cell (free text is cut first, see `_cut`),
+    every column headed, trailing blanks dropped."""
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
     return "\n".join(line.rstrip() for line in lines)
 
 
-_HISTORY_HEADER = ["version", "mark", "commit", "date", "signer", "verified"]
+_HISTORY_HEADER = ["version", "mark", "commit", "date", "signer", "verified", "note"]
 
 
 def _history_cells(row: dict[str, Any]) -> list[str]:
-    verified = "yes" if row["verified"] else f"NO: {row['problem']}"
+    verified = "yes" if row["verified"] else _cut(f"NO: {row['problem']}")
     if row["kind"] == "revert":
-        what = f"revert {row['from']} -> {row['to']}: {row['reason']}"
-        return [what, "", str(row["commit"])[:12], str(row["at"]), str(row["by"]), verified]
+        # The restored version in VERSION, the reason (free text) in NOTE, cut to fit.
+        mark = f"revert from {row['from']}"
+        if row.get("live"):
+            mark += " live"
+        cells = [str(row["to"]), mark, str(row["commit"])[:12], str(row["at"]), str(row["by"])]
+        return [*cells, verified, _cut(str(row["reason"]))]
     mark = "rejected" if row["rejected"] else ("stable" if row["stable"] else "")
     if row["live"]:
         mark = f"{mark} live".strip()
@@ -48,6 +64,7 @@ def _history_cells(row: dict[str, Any]) -> list[str]:
         str(row["date"] or ""),
         signer,
         verified,
+        "",
     ]
 
 
@@ -135,7 +152,7 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
                 else [str(r["model"]), "-", "-", "-", f"ERROR: {r['error']['message']}"]
                 for r in rows
             ],
-            ["model", "version", "serial", "last stable", ""],
+            ["model", "version", "serial", "last stable", "note"],
         )
     )
     _unreadable(broken, rows)
@@ -183,7 +200,12 @@ def show(
     model: ModelArg,
     version: Annotated[
         str | None,
-        typer.Option("--version", help="Show this release instead.", callback=bare_version),
+        typer.Option(
+            "--version",
+            help="Show this release instead.",
+            callback=bare_version,
+            autocompletion=completion.versions,
+        ),
     ] = None,
     json: JsonOption = False,
 ) -> None:
@@ -265,7 +287,11 @@ def verify(
     model: ModelArg,
     version: Annotated[
         str | None,
-        typer.Argument(help="Release to verify (default: the current one).", callback=bare_version),
+        typer.Argument(
+            help="Release to verify (default: the current one).",
+            callback=bare_version,
+            autocompletion=completion.versions,
+        ),
     ] = None,
     image: Annotated[
         bool,

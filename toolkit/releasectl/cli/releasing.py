@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     DryRunOption,
     JsonOption,
@@ -62,11 +63,13 @@ def release(
     if dry_run:
         # The real command's refusals first, then the digest it would pin.
         allow = allow_unsigned_sources
-        p, note = rel.preview_release(git, model, version, push=push, allow_unsigned_sources=allow)
+        p, note = rel.preview_release(
+            git, model, version, push=push, build=build, allow_unsigned_sources=allow
+        )
         seen = rel.preview(
             git, model, version, build=build, retrain=retrain, allow_unsigned_sources=allow
         )
-        digest = seen.plan.pin.digest if seen.plan.pin else None
+        digest = seen.pin.digest if seen.pin else None
         what = "tag the merged commit" if p.tagged_existing else "commit + tag"
         if json:
             doc = {
@@ -179,12 +182,12 @@ def mark_stable(
     json: JsonOption = False,
 ) -> None:
     """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
-    from releasectl.registry import release as rel
+    from releasectl.registry import marking
 
     git = repo(ctx)
     _recover(git, dry_run)
     if dry_run:
-        target, change, note = rel.preview_mark_stable(git, model, version, push=push)
+        target, change, note = marking.preview_mark_stable(git, model, version, push=push)
         if json:
             emit(
                 {
@@ -205,7 +208,7 @@ def mark_stable(
         )
         _say_note(note)
         return
-    target, landed = rel.mark_stable(git, model, version, push=push)
+    target, landed = marking.mark_stable(git, model, version, push=push)
     if json:
         emit(
             {
@@ -236,7 +239,12 @@ def revert(
     model: ModelArg,
     to: Annotated[
         str | None,
-        typer.Option("--to", help="Revert to this stable version.", callback=bare_version),
+        typer.Option(
+            "--to",
+            help="Revert to this stable version.",
+            callback=bare_version,
+            autocompletion=completion.stable_versions,
+        ),
     ] = None,
     reason: Annotated[str, typer.Option(help="Why; recorded in the commit.")] = "rollback",
     dry_run: DryRunOption = False,

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     DryRunOption,
     JsonOption,
@@ -23,6 +24,7 @@ from releasectl.errors import BadInput
 if TYPE_CHECKING:
     from releasectl.git import Git
     from releasectl.serving.local import DeployResult
+    from releasectl.serving.local.models import DeployOutcome
     from releasectl.serving.local.state import AgentInfo
 
 app = typer.Typer()
@@ -59,7 +61,10 @@ def build(
     version: Annotated[
         str | None,
         typer.Argument(
-            metavar="[VERSION]", help="Default: the current release.", callback=bare_version
+            metavar="[VERSION]",
+            help="Default: the current release.",
+            callback=bare_version,
+            autocompletion=completion.versions,
         ),
     ] = None,
     rebuild: Annotated[
@@ -100,7 +105,12 @@ def deploy(
     model: ModelArg,
     version: Annotated[
         str | None,
-        typer.Option("--version", help="Deploy this release's state.", callback=bare_version),
+        typer.Option(
+            "--version",
+            help="Deploy this release's state.",
+            callback=bare_version,
+            autocompletion=completion.versions,
+        ),
     ] = None,
     target: Annotated[str, typer.Option(help="Deploy target.")] = "local",
     ready_timeout: Annotated[
@@ -135,7 +145,7 @@ def deploy(
         check_signing_key(git)  # before deploying, not after the bake
         load_hook(git)  # and a malformed notification hook
     if dry_run:
-        _say_preview(git, model, version, auto, json)
+        _say_preview(git, model, version, auto, json, asked=watch is not None)
         return
     from releasectl.cli.progress import terminal_progress
 
@@ -175,7 +185,9 @@ def _warn_roles(ctx: typer.Context) -> None:
 @funnel()
 def status(
     ctx: typer.Context,
-    model: Annotated[str | None, typer.Argument(metavar="[MODEL]")] = None,
+    model: Annotated[
+        str | None, typer.Argument(metavar="[MODEL]", autocompletion=completion.models)
+    ] = None,
     json: JsonOption = False,
 ) -> None:
     """What the local target is serving: live, standby, health, last deploy."""
@@ -230,8 +242,7 @@ def status(
             until = s.standby_until.isoformat(timespec="seconds") if s.standby_until else "-"
             say(f"  standby  {s.standby.version} warm until {until}")
         if s.last_deploy:
-            d = s.last_deploy
-            say(f"  last deploy {'ok' if d.ok else 'FAILED'}: {d.version} {d.message}")
+            say(last_deploy_line(s.last_deploy))
         w = watchers[s.model]
         if w is not None:
             say(f"  watcher  {_watcher_line(w)}")
@@ -350,8 +361,11 @@ def _agent_json(info: AgentInfo) -> dict[str, Any]:
     return {"pid": info.pid, "url": info.url, "started": info.started.isoformat()}
 
 
-def _say_preview(git: Git, model: str, version: str | None, auto: bool, json: bool) -> None:
-    """`deploy --dry-run`: what the deploy would do, once every check passed."""
+def _say_preview(
+    git: Git, model: str, version: str | None, auto: bool, json: bool, *, asked: bool = False
+) -> None:
+    """`deploy --dry-run`: what the deploy would do, once every check passed.
+    `asked`: --watch or --no-watch was given (else analysis.auto decides)."""
     from releasectl.serving.deploy import preview
 
     p = preview(git, model, version=version)
@@ -381,7 +395,15 @@ def _say_preview(git: Git, model: str, version: str | None, auto: bool, json: bo
     if not p.agent_running:
         say(f"  {NOT_RUNNING}: the deploy would start it")
     if auto:
-        say(f"  then watch {p.version} detached and act on the verdict (analysis.auto)")
+        why = "--watch" if asked else "analysis.auto"
+        say(f"  then watch {p.version} detached and act on the verdict ({why})")
+
+
+def last_deploy_line(d: DeployOutcome) -> str:
+    """status's line on the last deploy; the version is said once, whether or
+    not the target's message names it ("0.1.0 is live")."""
+    said = d.message if d.version in d.message.split() else f"{d.version} {d.message}"
+    return f"  last deploy {'ok' if d.ok else 'FAILED'}: {said}"
 
 
 def _watcher_line(w: dict[str, Any]) -> str:

@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shared, warn
 
 if TYPE_CHECKING:
@@ -62,19 +63,24 @@ def init(
     source (--index-url / --find-links), also the lock the workflows install."""
     from releasectl.pipeline.lock import LOCK_FILE
     from releasectl.registry.scaffold import init as do_init
+    from releasectl.registry.scaffold import point_git_at_trust_root
     from releasectl.signing import SSH_FILE
 
     source = _source(index_url, find_links, no_index)
-    files, landed = do_init(repo(ctx), source=source, dry_run=dry_run, kubernetes=kubernetes)
+    git = repo(ctx)
+    files, landed = do_init(git, source=source, dry_run=dry_run, kubernetes=kubernetes)
+    signers, pointed = (None, False) if dry_run else point_git_at_trust_root(git)
     if json:
         emit(
             {
                 "created": sorted(files),
                 "commit": landed.commit if landed else None,
+                "allowed_signers_file": str(signers) if signers else None,
                 "dry_run": dry_run,
             }
         )
-    elif not files:
+        return
+    if not files:
         say("already a registry: .releasectl/allowed_signers exists; nothing to do")
     elif dry_run:
         say("would create, in one signed commit:\n  " + "\n  ".join(sorted(files)))
@@ -90,6 +96,12 @@ def init(
                 "source releasectl is installed from: releasectl upgrade-workflows "
                 "--index-url URL (or --find-links DIR), then commit"
             )
+    if pointed:
+        say(
+            f"set gpg.ssh.allowedSignersFile to {signers}, the trust root releasectl "
+            "verified (kept up to date), so that `git log --show-signature` checks it"
+        )
+    if landed is not None and SSH_FILE in files:
         say("next: releasectl new MODEL")
 
 
@@ -178,6 +190,7 @@ def new(
         typer.Option(
             "--from",
             metavar="MODEL_OR_PATH",
+            autocompletion=completion.models,
             help="Copy this model of the registry (or model folder) instead of the "
             "template, its name renamed to MODEL.",
         ),
@@ -187,11 +200,12 @@ def new(
 ) -> None:
     """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
     from releasectl.names import check_model
-    from releasectl.registry.scaffold import new_model, plan_new
+    from releasectl.registry.scaffold import new_model, plan_new, require_registry
     from releasectl.registry.spellings import Spellings
 
     check_model(model)  # a bad name is bad input, even outside a repository
     git = repo(ctx)
+    require_registry(git)
     if dry_run:
         plan = plan_new(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
         if json:

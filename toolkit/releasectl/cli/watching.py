@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+import releasectl.cli.completion as completion
 from releasectl.cli.output import (
     JsonLinesOption,
     ModelArg,
@@ -35,7 +36,12 @@ def watch_(
     model: ModelArg,
     version: Annotated[
         str | None,
-        typer.Option("--version", help="The live version to watch.", callback=bare_version),
+        typer.Option(
+            "--version",
+            help="The live version to watch.",
+            callback=bare_version,
+            autocompletion=completion.versions,
+        ),
     ] = None,
     push: Annotated[
         bool, typer.Option("--push", help="Push the stable tag or the revert.")

@@ -16,7 +16,7 @@ from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import MANIFEST, REGISTRY_DIR, ModelName, model_dir
 from releasectl.registry.landing import head, land_on_new_branch, require_clean
-from releasectl.registry.release import Prebuild, plan_release
+from releasectl.registry.release import Prebuild, builds, plan_release
 from releasectl.registry.succession import Succession
 from releasectl.signing import TrustRoot, check_signing_key
 from releasectl.view import trust_root
@@ -60,11 +60,13 @@ def propose(
         raise OperationFailed(f"branch {branch} already exists", "delete it or pick a version")
     trust = trust_root(git, target)
     if dry_run:
-        return _preview(git, trust, model, version, base, start, push)
+        return _preview(git, trust, model, version, base, start, push, build)
     with tempfile.TemporaryDirectory(prefix="releasectl-propose-") as tmp:
         builder = Prebuild(git, model, version, build, Path(tmp), retrain=retrain)
         try:
-            p = plan_release(git, trust, model, version, start, builder.at(start))
+            p = plan_release(
+                git, trust, model, version, start, builder.at(start), will_build=builder.will(start)
+            )
             pin = p.pin
             if p.tagged_existing or p.change is None:
                 raise OperationFailed(
@@ -102,13 +104,21 @@ def _gh_command(model: str, version: str, base: str, serial: int, digest: str | 
 
 
 def _preview(
-    git: g.Git, trust: TrustRoot, model: str, version: str, base: str, start: str, push: bool
+    git: g.Git,
+    trust: TrustRoot,
+    model: str,
+    version: str,
+    base: str,
+    start: str,
+    push: bool,
+    build: bool | None,
 ) -> Proposal:
     """`propose --dry-run`: the rest of `propose`'s refusals, in its order (the
     release plan's, then the signing key), with no bundle built (that writes to
     the store) and no branch made; the push itself is tried only by the real run.
     The proposal returned has no commit."""
-    p = plan_release(git, trust, model, version, start)
+    will_build = builds(git, model, start, build)
+    p = plan_release(git, trust, model, version, start, will_build=will_build)
     if p.tagged_existing or p.change is None:
         raise OperationFailed(f"{base} already declares {model} {version}")
     check_signing_key(git)

@@ -38,7 +38,7 @@ from releasectl.manifest import schema as mf
 from releasectl.names import MAX_REASON, check_model
 from releasectl.registry import history as reg
 from releasectl.registry.landing import Landed
-from releasectl.registry.release import mark_stable
+from releasectl.registry.marking import mark_stable
 from releasectl.registry.revert import RevertResult, revert
 from releasectl.serving import notify
 from releasectl.serving import outcomes as out
@@ -438,7 +438,7 @@ def check_watch(
     from releasectl.errors import ReleasectlError
     from releasectl.manifest.durations import format_duration
     from releasectl.registry.landing import head
-    from releasectl.registry.release import plan_mark_stable
+    from releasectl.registry.marking import plan_mark_stable
     from releasectl.registry.revert import plan as plan_revert
     from releasectl.serving.local import LocalTarget
     from releasectl.view import trust_root

@@ -249,6 +249,9 @@ def current(git: g.Git, model: str, rev: str = "HEAD") -> tuple[Manifest, str]:
     path = manifest_path(model)
     text = g.read_blob(git, rev, path)
     if text is None:
+        unborn = g.unborn_head(git) if rev == "HEAD" else None
+        if unborn is not None:
+            raise unborn
         raise BadInput(
             f"no model {model!r}: {path} does not exist at {rev}",
             f"run `releasectl new {model}`, or `releasectl list` to see the models",

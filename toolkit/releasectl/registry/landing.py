@@ -70,7 +70,7 @@ Planner = Callable[[str], Change | None]  # base commit -> change, or None when 
 def head(git: g.Git) -> str:
     base = g.rev_parse(git, "HEAD")
     if base is None:
-        raise OperationFailed("the branch has no commits yet", "run `releasectl init` first")
+        raise g.unborn_head(git) or OperationFailed("HEAD has no commit")
     return base
 
 

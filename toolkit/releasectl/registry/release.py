@@ -1,5 +1,5 @@
-"""`releasectl release` and `releasectl mark-stable`: the two ways a model's
-release state moves forward."""
+"""`releasectl release`: a model's release state moves forward (its mark,
+`mark-stable`, is in `registry/marking`)."""
 
 from __future__ import annotations
 
@@ -36,11 +36,10 @@ from releasectl.registry.verified import (
     UNSIGNED_TRAILER,
     allowed_unsigned_sources,
     highest_verified,
-    verify_history,
 )
 from releasectl.serving.kubernetes import desired
 from releasectl.serving.kubernetes.rules import require_prometheus
-from releasectl.signing import TrustRoot
+from releasectl.signing import TrustRoot, require_allowed_signer
 from releasectl.view import trust_root
 
 
@@ -75,6 +74,8 @@ def plan_release(
     build: Callable[[bool], Pin | None] | None = None,
     *,
     allow_unsigned_sources: bool = False,
+    will_build: bool | None = None,
+    preflight: bool = True,
 ) -> ReleasePlan:
     """The release of MODEL VERSION on `base`. `build(may_train)` makes the
     bundle to pin; it is called only once every refusal has been ruled out (a
@@ -82,7 +83,12 @@ def plan_release(
     release never trains: it must build to what the pull request pinned.
     Commits that changed the model's sources since its last verified release
     without a release signer's signature refuse it, unless the operator
-    allows them, which the release records (docs/ARCHITECTURE.md, "Trust")."""
+    allows them, which the release records (docs/ARCHITECTURE.md, "Trust").
+    `will_build`: whether a bundle is built (default: when `build` is given);
+    a dry run passes it without `build`, to be refused as the real run is.
+    `preflight`: check the signer, the store and the image's tools before
+    the build (docs/ARCHITECTURE.md, "The command line")."""
+    will_build = build is not None if will_build is None else will_build
     model = ModelName.parse(model)
     wanted = parse_version(version)
     manifest, text = reg.current(git, model, base)
@@ -114,6 +120,8 @@ def plan_release(
         check = reg.verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
+        if preflight:
+            _preflight(git, trust, manifest, version, will_build)
         pin = build(False) if build else None
         if pin is not None and manifest.bundle.digest not in (None, pin.digest):
             raise Refused(
@@ -145,7 +153,9 @@ def plan_release(
     # Before the build (a refusal costs milliseconds), when no build can make the image;
     # after it, when this build made none (no bundle built, e.g. --no-build).
     desired.require_clean_folder(git, manifest)
-    _require_image(git, manifest, may_build=build is not None)
+    _require_image(git, manifest, may_build=will_build)
+    if preflight:
+        _preflight(git, trust, manifest, version, will_build)
     pin = build(True) if build else None
     _require_image(git, manifest, may_build=False, built=pin.image if pin else None)
     if pin is not None:
@@ -185,6 +195,25 @@ def plan_release(
         image=released.bundle.image,
         unsigned_sources=allowed,
     )
+
+
+def _preflight(
+    git: g.Git, trust: TrustRoot, manifest: mf.Manifest, version: str, will_build: bool
+) -> None:
+    """What would refuse the release after its build, checked before it, in
+    milliseconds (docs/ARCHITECTURE.md, "The command line"): the signing key is
+    in the trust root, the store can be listed, and a kubernetes image's builder
+    and registry are there."""
+    require_allowed_signer(git, trust)
+    if not will_build:
+        return
+    store_for(git).require_listable()
+    k8s = manifest.deploy.kubernetes
+    if k8s is not None and k8s.base_image is not None:
+        from releasectl.bundles import image
+
+        tls = not image.is_loopback(k8s.image)
+        image.preflight(k8s.image, f"v{version}", registry_tls_verify=tls)
 
 
 def _require_image(
@@ -248,17 +277,25 @@ def release(
                             tip,
                             builder.at(tip),
                             allow_unsigned_sources=allow,
+                            will_build=builder.will(tip),
                         )
                     )
                     return plans[-1].change
 
-                landed = _push(git, branch, model, planner)
+                landed = push_change(git, branch, model, planner)
                 assert landed is not None
                 return plans[-1], landed
             base = head(git)
             trust = trust_root(git, base)
             p = plan_release(
-                git, trust, model, version, base, builder.at(base), allow_unsigned_sources=allow
+                git,
+                trust,
+                model,
+                version,
+                base,
+                builder.at(base),
+                allow_unsigned_sources=allow,
+                will_build=builder.will(base),
             )
             assert p.change is not None
             return p, land_local(git, trust, branch, p.change)
@@ -273,22 +310,26 @@ def preview_release(
     version: str,
     *,
     push: bool = False,
+    build: bool | None = None,
     allow_unsigned_sources: bool = False,
 ) -> tuple[ReleasePlan, str | None]:
     """`release --dry-run`: the refusals of `release`, in its order, and its
     plan; returns the plan and a note (see `dry_run_base`). The bundle is not
-    built (that writes to the store): a failing build shows only in the real
-    run, which builds once every other check has passed."""
+    built (that writes to the store), but what would refuse it is checked (the
+    signer, the store, an image's builder and registry): a failing build shows
+    only in the real run, which builds once every other check has passed."""
     branch = require_branch(git)
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
     base, note = dry_run_base(git, branch, model, push=push, carry_local=True)
+    will_build = builds(git, model, base, build)
     p = plan_release(
         git,
         trust_root(git, base),
         model,
         version,
         base,
+        will_build=will_build,
         allow_unsigned_sources=allow_unsigned_sources,
     )
     dry_run_landing(git, push=push, sync=bool(p.change and p.change.sync_paths))
@@ -314,6 +355,10 @@ class Prebuild:
         self.retrain, self.progress = retrain, progress
         self.pins: dict[tuple[str, bool], Pin] = {}
         self.stored: list[tuple[ArtifactStore, str]] = []
+
+    def will(self, base: str) -> bool:
+        """Whether `at(base)` builds a bundle."""
+        return builds(self.git, self.model, base, self.build)
 
     def at(self, base: str) -> Callable[[bool], Pin | None]:
         """The `build` callback of plan_release for a release on `base`."""
@@ -385,11 +430,19 @@ def builds(git: g.Git, model: str, base: str, build: bool | None) -> bool:
 
 @dataclass(frozen=True)
 class ReleasePreview:
-    """What `release --dry-run` reports: the plan, and whether bundle.train
-    would run first (then the bundle's digest is known only after training)."""
+    """What `release --dry-run` reports: the bundle it would pin (None: no
+    bundle, or not known yet), and whether bundle.train would run first (then
+    the bundle's digest is known only after training)."""
 
-    plan: ReleasePlan
+    pin: Pin | None
     trains: bool = False
+
+
+class _Known(Exception):
+    """The dry run's build has told what it can: stop planning."""
+
+    def __init__(self, pin: Pin | None) -> None:
+        self.pin = pin
 
 
 def preview(
@@ -404,13 +457,13 @@ def preview(
     """The release `release` would make on HEAD, nothing written: when there is
     a bundle, it is built from the committed sources with the weights the
     manifest pins, in a temporary BentoML home, and stored nowhere; its digest
-    is what `check` computes for the same commit, the one to pin by hand."""
+    is what `check` computes for the same commit, the one to pin by hand.
+    `preview_release` has made the refusals; a kubernetes image is built and
+    pinned only by the real run."""
     base = head(git)
-    trains = False
     with tempfile.TemporaryDirectory(prefix="releasectl-dry-run-") as tmp:
 
         def build_only(may_train: bool) -> Pin | None:
-            nonlocal trains
             if not builds(git, model, base, build):
                 return None
             manifest, _ = reg.current(git, model, base)
@@ -418,99 +471,33 @@ def preview(
             if may_train and (
                 (retrain and manifest.bundle.train) or needs_training(git, manifest, base)
             ):
-                trains = True
-                return None
+                raise _Known(None)
             store = store_for(git)
             built = build_sources(git, manifest, base, Path(tmp), store)
-            return Pin(built.digest, store.bundle_key(built.digest))
+            pin = Pin(built.digest, store.bundle_key(built.digest))
+            k8s = manifest.deploy.kubernetes
+            if may_train and k8s is not None and k8s.base_image is not None:
+                raise _Known(pin)  # the image: built and pushed by the real run alone
+            return pin
 
-        p = plan_release(
-            git,
-            trust_root(git, base),
-            model,
-            version,
-            base,
-            build_only,
-            allow_unsigned_sources=allow_unsigned_sources,
-        )
-    return ReleasePreview(p, trains)
-
-
-def plan_mark_stable(
-    git: g.Git, trust: TrustRoot, model: str, version: str, base: str
-) -> tuple[reg.Release, Change | None]:
-    model = ModelName.parse(model)
-    parse_version(version)
-    history = reg.history(git, model, base)
-    target = history.get(version)
-    if target is None:
-        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
-    # Marks decide only when they verify (docs/ARCHITECTURE.md, "Trust").
-    verdict = verify_history(git, trust, history, [target])[version]
-    if verdict.rejected is not None and verdict.rejected.ok:
-        raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
-    reg.require_verified(git, trust, target)
-    if verdict.stable is not None:
-        if verdict.stable.ok:
-            return target, None
-        assert target.stable is not None
-        raise Refused(
-            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): it is "
-            "ignored, and a genuine mark cannot be made under a name that is taken",
-            "have an administrator delete that tag on the remote and in this clone, "
-            "then mark again",
-        )
-    tag = NewTag(
-        tag_name("stable", model, version),
-        f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
-        target=target.commit,
-    )
-    return target, Change(base=base, tags=(tag,))
+        try:
+            p = plan_release(
+                git,
+                trust_root(git, base),
+                model,
+                version,
+                base,
+                build_only,
+                will_build=builds(git, model, base, build),
+                preflight=False,
+                allow_unsigned_sources=allow_unsigned_sources,
+            )
+        except _Known as known:
+            return ReleasePreview(known.pin, trains=known.pin is None)
+    return ReleasePreview(p.pin)
 
 
-def mark_stable(
-    git: g.Git, model: str, version: str, *, push: bool = False, leave_local: bool = False
-) -> tuple[reg.Release, Landed | None]:
-    """Returns the release and what was landed (None when it already was stable).
-    With `leave_local` (and `push`) the mark is planned on the remote's tip and
-    no unpushed local commit goes with it (the unattended watcher)."""
-    if push:
-        found: list[reg.Release] = []
-
-        def planner(tip: str) -> Change | None:
-            release, change = plan_mark_stable(git, trust_root(git, tip), model, version, tip)
-            found.append(release)
-            return change
-
-        branch = require_branch(git)
-        landed = _push(git, branch, model, planner, leave_local=leave_local)
-        return found[-1], landed
-    base = head(git)
-    trust = trust_root(git, base)
-    release_, change = plan_mark_stable(git, trust, model, version, base)
-    if change is None:
-        return release_, None
-    return release_, land_local(git, trust, require_branch(git), change)
-
-
-def preview_mark_stable(
-    git: g.Git, model: str, version: str, *, push: bool = False
-) -> tuple[reg.Release, Change | None, str | None]:
-    """`mark-stable --dry-run`: the refusals of `mark_stable`, in its order;
-    returns the release, the change (None: already stable) and a note."""
-    note = None
-    if push:
-        base, note = dry_run_base(git, require_branch(git), model, push=True, carry_local=True)
-    else:
-        base = head(git)
-    release_, change = plan_mark_stable(git, trust_root(git, base), model, version, base)
-    if change is not None and not push:
-        require_branch(git)
-        dry_run_landing(git, push=False, sync=False)
-    return release_, change, note
-
-
-def _push(
+def push_change(
     git: g.Git, branch: str, model: str, planner: Planner, *, leave_local: bool = False
 ) -> Landed | None:
     """Land on the remote's tip, carrying the local commits the change is made

@@ -39,7 +39,7 @@ from releasectl.registry.landing import (
 from releasectl.registry.succession import next_serial
 from releasectl.registry.verified import ignored_marks, last_stable, verify_history
 from releasectl.serving.kubernetes import desired
-from releasectl.signing import TrustRoot
+from releasectl.signing import TrustRoot, require_allowed_signer
 from releasectl.view import trust_root
 
 
@@ -98,6 +98,7 @@ def plan(
         )
 
     reg.require_verified(git, trust, target)
+    require_allowed_signer(git, trust)  # as the new commit's check would, before it
 
     stable_text = g.read_blob(git, target.commit, manifest_path(model))
     assert stable_text is not None  # require_verified read it

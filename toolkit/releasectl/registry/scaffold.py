@@ -20,7 +20,14 @@ from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
 from releasectl.registry.spellings import Spellings, rename
-from releasectl.signing import OPENPGP_FILE, SSH_FILE, TrustRoot, parse_openpgp, public_identity
+from releasectl.signing import (
+    OPENPGP_FILE,
+    SSH_FILE,
+    TrustRoot,
+    parse_openpgp,
+    public_identity,
+    write_signers_copy,
+)
 from releasectl.view import ADMINS_FILE, present, trust_root
 
 
@@ -88,6 +95,21 @@ def init(
     return files, land_local(git, trust, branch, change)
 
 
+def point_git_at_trust_root(git: g.Git) -> tuple[Path | None, bool]:
+    """Set `gpg.ssh.allowedSignersFile` to releasectl's verified copy of the
+    trust root at HEAD, so that git's own `log --show-signature` and
+    `verify-commit` work in the registry (docs/ARCHITECTURE.md, "Trust").
+    Returns the copy's path (None: HEAD has no trust root) and whether the
+    setting changed."""
+    if g.rev_parse(git, "HEAD") is None or g.read_blob(git, "HEAD", SSH_FILE) is None:
+        return None, False
+    path = write_signers_copy(git, trust_root(git, "HEAD"))
+    if g.config_get(git, "gpg.ssh.allowedSignersFile") == str(path):
+        return path, False
+    g.config_set(git, "gpg.ssh.allowedSignersFile", str(path))
+    return path, True
+
+
 def _argocd_files(git: g.Git, branch: str) -> dict[str, str]:
     """The example Argo CD Application, pointing at this repository's origin."""
     from releasectl.serving.kubernetes import application
@@ -99,6 +121,20 @@ def _argocd_files(git: g.Git, branch: str) -> dict[str, str]:
 
 
 # --- `releasectl new`: a model's first files ------------------------------------
+
+
+def require_registry(git: g.Git) -> None:
+    """`new` needs `init` first: a model with no trust root to sign against
+    would be released by nobody (exit 2, naming `init`)."""
+    unborn = g.unborn_head(git)
+    if unborn is not None:
+        raise BadInput(unborn.message, unborn.hint)
+    if g.read_blob(git, "HEAD", SSH_FILE) is None:
+        raise BadInput(
+            f"{git.cwd} is not a registry yet: {SSH_FILE} is not committed",
+            "run `releasectl init` first (the trust root and the workflows, one signed commit)",
+        )
+
 
 # What the template's code imports, pinned in its bentofile to the versions
 # installed where `new` runs: the environment that trains and serves it here.

@@ -77,6 +77,8 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
         version = ModelVersion.parse(version)  # bad input (exit 2), not "no such release"
     rev = "HEAD" if version is None else f"refs/tags/{tag_name('release', model, version)}"
     commit = g.rev_parse(git, rev)
+    if commit is None and version is None:
+        raise g.unborn_head(git) or OperationFailed("HEAD has no commit")
     if commit is None:
         raise OperationFailed(f"{model} has no release {version}")
     # The state is named by the commit that last changed the model's folder, not

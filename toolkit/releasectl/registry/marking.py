@@ -1,0 +1,99 @@
+"""`releasectl mark-stable`: a release that passed its bake gets its signed
+`stable/` mark, the only thing that makes it a rollback target
+(docs/ARCHITECTURE.md, "Trust")."""
+
+from __future__ import annotations
+
+from releasectl import git as g
+from releasectl.errors import BadInput, Refused
+from releasectl.names import ModelName, parse_version, tag_name
+from releasectl.registry import history as reg
+from releasectl.registry.landing import (
+    Change,
+    Landed,
+    NewTag,
+    dry_run_base,
+    dry_run_landing,
+    head,
+    land_local,
+    require_branch,
+)
+from releasectl.registry.release import push_change
+from releasectl.registry.verified import verify_history
+from releasectl.signing import TrustRoot, require_allowed_signer
+from releasectl.view import trust_root
+
+
+def plan_mark_stable(
+    git: g.Git, trust: TrustRoot, model: str, version: str, base: str
+) -> tuple[reg.Release, Change | None]:
+    model = ModelName.parse(model)
+    parse_version(version)
+    history = reg.history(git, model, base)
+    target = history.get(version)
+    if target is None:
+        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
+    # Marks decide only when they verify (docs/ARCHITECTURE.md, "Trust").
+    verdict = verify_history(git, trust, history, [target])[version]
+    if verdict.rejected is not None and verdict.rejected.ok:
+        raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
+    reg.require_verified(git, trust, target)
+    if verdict.stable is not None:
+        if verdict.stable.ok:
+            return target, None
+        assert target.stable is not None
+        raise Refused(
+            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): it is "
+            "ignored, and a genuine mark cannot be made under a name that is taken",
+            "have an administrator delete that tag on the remote and in this clone, "
+            "then mark again",
+        )
+    require_allowed_signer(git, trust)
+    tag = NewTag(
+        tag_name("stable", model, version),
+        f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
+        target=target.commit,
+    )
+    return target, Change(base=base, tags=(tag,))
+
+
+def mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False, leave_local: bool = False
+) -> tuple[reg.Release, Landed | None]:
+    """Returns the release and what was landed (None when it already was stable).
+    With `leave_local` (and `push`) the mark is planned on the remote's tip and
+    no unpushed local commit goes with it (the unattended watcher)."""
+    if push:
+        found: list[reg.Release] = []
+
+        def planner(tip: str) -> Change | None:
+            release, change = plan_mark_stable(git, trust_root(git, tip), model, version, tip)
+            found.append(release)
+            return change
+
+        branch = require_branch(git)
+        landed = push_change(git, branch, model, planner, leave_local=leave_local)
+        return found[-1], landed
+    base = head(git)
+    trust = trust_root(git, base)
+    release_, change = plan_mark_stable(git, trust, model, version, base)
+    if change is None:
+        return release_, None
+    return release_, land_local(git, trust, require_branch(git), change)
+
+
+def preview_mark_stable(
+    git: g.Git, model: str, version: str, *, push: bool = False
+) -> tuple[reg.Release, Change | None, str | None]:
+    """`mark-stable --dry-run`: the refusals of `mark_stable`, in its order;
+    returns the release, the change (None: already stable) and a note."""
+    note = None
+    if push:
+        base, note = dry_run_base(git, require_branch(git), model, push=True, carry_local=True)
+    else:
+        base = head(git)
+    release_, change = plan_mark_stable(git, trust_root(git, base), model, version, base)
+    if change is not None and not push:
+        require_branch(git)
+        dry_run_landing(git, push=False, sync=False)
+    return release_, change, note
