@@ -15,7 +15,7 @@ from releasectl.manifest.schema import Trained
 from releasectl.registry.release import Pin, plan_release
 from releasectl.registry.revert import plan as plan_revert
 from releasectl.registry.scaffold import _template, plan_new
-from releasectl.signing import trust_root
+from releasectl.view import trust_root
 from testing.repos import Repo
 
 MANIFEST = "model-releases/iris/release.yaml"

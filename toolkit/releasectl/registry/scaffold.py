@@ -101,7 +101,7 @@ def point_git_at_trust_root(git: g.Git) -> tuple[Path | None, bool]:
     `verify-commit` work in the registry (docs/ARCHITECTURE.md, "Trust").
     Returns the copy's path (None: HEAD has no trust root) and whether the
     setting changed."""
-    if g.rev_parse(git, "HEAD") is None or g.read_blob(git, "HEAD", SSH_FILE) is None:
+    if g.rev_parse(git, "HEAD") is None or not present(git, "HEAD", SSH_FILE):
         return None, False
     path = write_signers_copy(git, trust_root(git, "HEAD"))
     if g.config_get(git, "gpg.ssh.allowedSignersFile") == str(path):
@@ -129,7 +129,7 @@ def require_registry(git: g.Git) -> None:
     unborn = g.unborn_head(git)
     if unborn is not None:
         raise BadInput(unborn.message, unborn.hint)
-    if g.read_blob(git, "HEAD", SSH_FILE) is None:
+    if not present(git, "HEAD", SSH_FILE):
         raise BadInput(
             f"{git.cwd} is not a registry yet: {SSH_FILE} is not committed",
             "run `releasectl init` first (the trust root and the workflows, one signed commit)",
