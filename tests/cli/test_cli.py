@@ -482,9 +482,12 @@ def _kubernetes_bundle(repo: Repo, registry: str) -> None:
 
     block = {"image": f"{registry}/ml/iris", "namespace": "ml", "base_image": f"{registry}/py:3"}
     path = repo.path / MANIFEST
-    path.write_text(
-        edit(path.read_text(), MANIFEST, {"deploy": {"target": "kubernetes", "kubernetes": block}})
-    )
+    source = {"kind": "prometheus", "url": "http://prometheus.monitoring.svc:9090"}
+    changes = {
+        "deploy": {"target": "kubernetes", "kubernetes": block},
+        "analysis": {"source": source},  # a kubernetes model is judged through Prometheus
+    }
+    path.write_text(edit(path.read_text(), MANIFEST, changes))
     repo.write("model-releases/iris/bentofile.yaml", "service: 'service:Iris'\n")
     repo.commit("iris: served by the cluster")
 
