@@ -387,6 +387,12 @@ def delete_tag(git: Git, name: str) -> None:
     git.run("tag", "-d", name, check=False)
 
 
+def git_object(git: Git, ref: str) -> str | None:
+    """The object a ref names (a tag object for an annotated tag), unpeeled."""
+    result = git.run("rev-parse", "-q", "--verify", "--end-of-options", ref, check=False)
+    return result.stdout.strip() or None
+
+
 def tag_exists(git: Git, name: str) -> bool:
     return git.run("rev-parse", "-q", "--verify", f"refs/tags/{name}", check=False).returncode == 0
 
@@ -404,18 +410,20 @@ def upstream(git: Git, branch: str) -> tuple[str, str]:
 
 
 def remote_refs(git: Git, remote: str, patterns: Sequence[str]) -> dict[str, str]:
-    """refname -> object id of the remote's refs matching `patterns` (one round trip)."""
-    out = git.out("ls-remote", "--refs", remote, *patterns)
+    """refname -> object id of the remote's refs matching `patterns` (one round
+    trip). The remote's name may come from a file (the landing journal): after
+    `--` it can never be read as an option (docs/ARCHITECTURE.md, "Trust")."""
+    out = git.out("ls-remote", "--refs", "--", remote, *patterns)
     return {ref: oid for oid, _, ref in (line.partition("\t") for line in out.splitlines()) if ref}
 
 
 def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
-    git.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+    git.run("fetch", "--quiet", "--no-tags", "--", remote, *refspecs)
 
 
 def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
     """An atomic push: every ref or none. Never forced."""
-    return git.run("push", "--atomic", "--porcelain", remote, *refspecs, check=False)
+    return git.run("push", "--atomic", "--porcelain", "--", remote, *refspecs, check=False)
 
 
 def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:

@@ -15,6 +15,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
     warn,
 )
 from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
@@ -23,6 +24,7 @@ app = typer.Typer()
 
 
 def _table(rows: list[list[str]], header: list[str]) -> str:
+    rows = [[shown(cell) for cell in row] for row in rows]  # each cell: git's or a manifest's
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -229,7 +231,7 @@ def show(
         return
     marks = [k for k in ("stable", "rejected") if data[k]]
     if this is not None and not data["verified"]:
-        marks.append("UNVERIFIED: " + str(verdict.release.problem if verdict else ""))
+        marks.append("UNVERIFIED: " + shown(verdict.release.problem if verdict else ""))
     say(
         f"{model} {manifest.version} (serial {manifest.serial})" + "".join(f" [{m}]" for m in marks)
     )
@@ -238,8 +240,12 @@ def show(
         say(f"  live on the local target: {data['live']['version']}")
     if manifest.rollback:
         rb = manifest.rollback
-        say(f"  reverted from {rb.from_} at {rb.at.isoformat()} by {rb.by}: {rb.reason}")
-    say(f"  bento: {manifest.bundle.bento}  digest: {manifest.bundle.digest or '-'}")
+        say(
+            f"  reverted from {shown(rb.from_)} at {rb.at.isoformat()} by {shown(rb.by)}: "
+            f"{shown(rb.reason)}"
+        )
+    bento, digest = shown(manifest.bundle.bento), shown(manifest.bundle.digest or "-")
+    say(f"  bento: {bento}  digest: {digest}")
 
 
 @app.command()
@@ -289,7 +295,7 @@ def verify(
     doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}
     if not json:
         for c in checks:
-            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
+            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {shown(c['name'])}: {shown(c['detail'])}")
         say(f"{model} {wanted}: " + ("verified" if ok else "does NOT verify"))
     if not ok:
         failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["ok"])
