@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from importlib import resources
 
 from releasectl import git as g
 from releasectl.errors import OperationFailed, Refused
@@ -129,6 +130,22 @@ def differing(local: list[TagRef], remote_tags: dict[str, str]) -> list[str]:
         for tag in local
         if remote_tags.get(f"refs/tags/{tag.name}") not in (None, tag.object)
     ]
+
+
+RULESETS_DIR = ".github/rulesets"
+
+
+def rulesets() -> dict[str, str]:
+    """The GitHub tag rulesets that stop squatting at the source, as `init`
+    writes them for the team to import: update and deletion of every registry
+    name forbidden to everyone, creation only for a bypass list (the
+    releasers and the CI bot) (docs/ARCHITECTURE.md, "Trust")."""
+    folder = resources.files("releasectl") / "templates" / "rulesets"
+    return {
+        f"{RULESETS_DIR}/{item.name}": item.read_text()
+        for item in sorted(folder.iterdir(), key=lambda i: i.name)
+        if item.name.endswith(".json")
+    }
 
 
 def stray_notes(remote: str, strays: dict[str, str]) -> list[str]:
