@@ -379,6 +379,12 @@ def update_ref(git: Git, ref: str, new: str, old: str, reason: str) -> bool:
     return result.returncode == 0
 
 
+def delete_refs(git: Git, refs: Sequence[str]) -> None:
+    """Delete refs in one `update-ref --stdin` (names on stdin, never argv)."""
+    if refs:
+        git.run("update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in refs))
+
+
 def create_signed_tag(git: Git, name: str, target: str, message: str) -> None:
     git.run("tag", "-s", "-m", message, name, target)
 

@@ -305,3 +305,37 @@ def verify(
     )
     if json:
         emit(doc)
+
+
+@app.command()
+@funnel()
+def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Every registry ref on the remote that does not verify, and why, with the
+    command an admin runs to remove it (exit 3 when there is one); and warnings
+    about how the registry is set up."""
+    from releasectl.registry.doctor import doctor as run_doctor
+    from releasectl.signing import trust_root
+
+    git = repo(ctx)
+    report = run_doctor(git, lambda tip: trust_root(git, tip))
+    doc = report.to_json()
+    for line in report.warnings:
+        warn(f"warning: {line}")
+    if not json:
+        for f in report.findings:
+            say(f"{shown(f.ref)}: {shown(f.problem)}")
+            say(f"  fix: {shown(f.fix)}")
+        say(
+            f"{report.remote}/{report.branch}: {report.checked} registry tag(s) checked, "
+            f"{len(report.findings)} ref(s) that do not verify"
+        )
+    if report.findings:
+        first = report.findings[0]
+        more = f" (and {len(report.findings) - 1} more)" if len(report.findings) > 1 else ""
+        raise Refused(
+            f"{first.ref} on {report.remote} does not verify: {first.problem}{more}",
+            f"an admin removes it: `{first.fix}`",
+            report=doc,
+        )
+    if json:
+        emit(doc)
