@@ -65,13 +65,26 @@ class Result:
 @dataclass(frozen=True)
 class Pending:
     args: tuple[str, ...]
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
 
     def out(self) -> str:
-        stdout, stderr = self.proc.communicate()
+        raw_out, raw_err = self.proc.communicate()
+        stdout, stderr = _text(raw_out), _text(raw_err)
         if self.proc.returncode != 0:
             raise GitError(self.args, self.proc.returncode, stderr + stdout)
         return stdout.strip()
+
+    def texts(self) -> tuple[str, str]:
+        """(stdout, stderr) as text, whatever the exit code."""
+        raw_out, raw_err = self.proc.communicate()
+        return _text(raw_out), _text(raw_err)
+
+
+def _text(data: bytes) -> str:
+    """git's output as text, as it is: no decode crash on what contributors
+    wrote, and no newline translation (text mode would turn a "\r" inside a
+    tagger's e-mail into a line break and split a record in two)."""
+    return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -96,19 +109,18 @@ class Git:
         proc = subprocess.run(
             argv,
             cwd=self.cwd,
-            input=input,
+            input=None if input is None else input.encode(),
             capture_output=True,
-            # Output holds what contributors wrote (messages, names, paths): never
-            # a decode crash. Blobs are read strictly by read_blob.
-            encoding="utf-8",
-            errors="replace",
             env=full_env,
             check=False,
         )
         _after_call()
+        # Output holds what contributors wrote (messages, names, paths): never
+        # a decode crash (_text). Blobs are read strictly by read_blob.
+        stdout, stderr = _text(proc.stdout), _text(proc.stderr)
         if check and proc.returncode != 0:
-            raise GitError(args, proc.returncode, proc.stderr + proc.stdout)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+            raise GitError(args, proc.returncode, stderr + stdout)
+        return Result(proc.returncode, stdout, stderr)
 
     def start(self, *args: str) -> Pending:
         """Start a read-only git command now; collect it with `.out()` later, so
@@ -121,8 +133,6 @@ class Git:
             cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            encoding="utf-8",
-            errors="replace",
             env={**os.environ, **_ENV},
         )
         _after_call()
@@ -245,7 +255,9 @@ def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> Pe
 
 
 def rows(pending: Pending) -> list[list[str]]:
-    return [line.split("\0") for line in pending.out().splitlines() if line]
+    # Lines end in "\n" only: a tagger may write "\r" or "\x1c" into a field,
+    # which str.splitlines would also break on.
+    return [line.split("\0") for line in pending.out().split("\n") if line]
 
 
 def first_parent_commits(git: Git, rev: str, path: str) -> list[str]:
