@@ -364,7 +364,8 @@ def write_tree_with(
         git.run("read-tree", *(["--empty"] if base == ZERO else [base]), env=env)
         replaced = [(folder, folder_tree)] if folder_tree is not None else []
         for path, tree in [*replaced, *trees]:
-            git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", path, env=env)
+            # -f: a private index; the user's HEAD and working tree are not its business.
+            git.run("rm", "-r", "-q", "-f", "--cached", "--ignore-unmatch", "--", path, env=env)
             if tree is not None:
                 git.run("read-tree", f"--prefix={path}/", tree, env=env)
         for path, text in files.items():

@@ -37,7 +37,12 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.succession import next_serial
-from releasectl.registry.verified import ignored_marks, last_stable, verify_history
+from releasectl.registry.verified import (
+    ignored_marks,
+    last_stable,
+    verify_commits,
+    verify_history,
+)
 from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, trust_root
 
@@ -80,9 +85,9 @@ def plan(
     check_reason(reason)
     if to is not None:
         to = ModelVersion.parse(to)
-    manifest, _ = reg.current(git, model, base)
     history = reg.history(git, model, base)
     trust = trust or trust_root(git, base)
+    manifest = _trusted_state(git, trust, history, base)
     target = _target(git, trust, history, to)
     if manifest.version == target.version:
         more = "" if to else "; use --to VERSION to go further back"
@@ -147,6 +152,29 @@ def plan(
     return RevertPlan(
         model, manifest.version, target.version, base, serial, change, message, rendered=rendered
     )
+
+
+def _trusted_state(
+    git: g.Git, trust: TrustRoot, history: reg.History, base: str
+) -> mf.Manifest:
+    """The manifest the revert moves away from: the branch's, when the commit
+    that last changed the model's folder is signed by an allowed signer; else
+    the one at the newest such commit. A keyless branch pusher's unsigned
+    commit (a broken manifest, a version set back, the folder removed) can
+    then neither stop the incident's revert nor make it a no-op
+    (docs/ARCHITECTURE.md, "Trust")."""
+    commits = history.branch_commits
+    newest = verify_commits(git, trust, history.model, commits[:1])
+    if not commits or newest[commits[0]].ok:
+        return reg.current(git, history.model, base)[0]
+    signed = verify_commits(git, trust, history.model, commits[1:])
+    for commit in commits[1:]:
+        if signed[commit].ok:
+            try:
+                return reg.current(git, history.model, commit)[0]
+            except BadInput:
+                continue
+    return reg.current(git, history.model, base)[0]
 
 
 def _genuinely_rejected(
