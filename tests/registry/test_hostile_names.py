@@ -1,6 +1,6 @@
 """Names bound to objects, the exact ref grammar, and untrusted bytes kept out
-of argv, the landing journal and the artifact store (issue 19, root causes 1,
-2 and 5). The attacker pushes tags or writes files but holds no trusted key.
+of argv and the landing journal (root causes 1, 2 and 5 of the trust issue;
+docs/THREATS.md). The attacker pushes tags or writes files but holds no trusted key.
 Real git, real SSH keys, bare remotes."""
 
 from __future__ import annotations

@@ -25,7 +25,7 @@ _NAMESPACE = "refs/releasectl/doctor/"
 
 
 @dataclass(frozen=True)
-class Finding:
+class RefFinding:
     ref: str  # the full ref name on the remote
     problem: str
     fix: str
@@ -39,7 +39,7 @@ class DoctorReport:
     remote: str
     branch: str
     checked: int  # registry refs judged
-    findings: list[Finding]
+    findings: list[RefFinding]
     warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, object]:
@@ -73,7 +73,7 @@ def doctor(git: g.Git, trust_at: Callable[[str], TrustRoot]) -> DoctorReport:
     if tip is None:
         raise OperationFailed(f"{remote} has no branch {remote_branch}")
     findings = [
-        Finding(
+        RefFinding(
             ref,
             "not a registry name: ignored, and it blocks the names it sits on",
             _fix(remote, ref),
@@ -105,7 +105,7 @@ def _fetch_private(git: g.Git, remote: str, refs: list[str]) -> list[reg.TagRef]
 
 def _judge(
     git: g.Git, trust: TrustRoot, tip: str, tags: list[reg.TagRef], remote: str
-) -> list[Finding]:
+) -> list[RefFinding]:
     by_name = {tag.name: tag for tag in tags}
     reg.prefetch_tags(git, trust, tags)
     findings = []
@@ -113,7 +113,7 @@ def _judge(
         problem = _problem(git, trust, tip, tag, by_name, remote)
         if problem is not None:
             ref = f"refs/tags/{tag.name}"
-            findings.append(Finding(ref, problem, _fix(remote, ref)))
+            findings.append(RefFinding(ref, problem, _fix(remote, ref)))
     return findings
 
 

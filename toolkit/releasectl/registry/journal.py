@@ -125,9 +125,7 @@ def _set_aside(path: Path, why: str) -> str:
     except OSError:
         path.unlink(missing_ok=True)
         return f"removed a landing journal that is not valid ({why}); nothing in it was run"
-    return (
-        f"set aside a landing journal that is not valid ({why}) as {kept}; nothing in it was run"
-    )
+    return f"set aside a landing journal that is not valid ({why}) as {kept}; nothing in it was run"
 
 
 def ours(git: g.Git, name: str, target: str) -> bool:

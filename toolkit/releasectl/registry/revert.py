@@ -154,9 +154,7 @@ def plan(
     )
 
 
-def _trusted_state(
-    git: g.Git, trust: TrustRoot, history: reg.History, base: str
-) -> mf.Manifest:
+def _trusted_state(git: g.Git, trust: TrustRoot, history: reg.History, base: str) -> mf.Manifest:
     """The manifest the revert moves away from: the branch's, when the commit
     that last changed the model's folder is signed by an allowed signer; else
     the one at the newest such commit. A keyless branch pusher's unsigned

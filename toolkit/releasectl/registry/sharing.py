@@ -47,8 +47,8 @@ class RemoteRegistry:
 
 
 def remote_registry(git: g.Git, remote: str, model: str | None) -> RemoteRegistry:
-    """One `ls-remote` over the registry's prefixes (docs/ARCHITECTURE.md, "One
-    registry on every clone"): names are kept by the grammar, exactly."""
+    """One `ls-remote` over the registry's prefixes: names are kept by the
+    grammar, exactly (docs/ARCHITECTURE.md, "One registry on every clone")."""
     found = g.remote_refs(git, remote, listing_patterns(model))
     tags = {ref: oid for ref, oid in found.items() if registry_ref(ref) is not None}
     strays = {ref: oid for ref, oid in found.items() if ref not in tags}
