@@ -50,6 +50,8 @@ def remote_registry(git: g.Git, remote: str, model: str | None) -> RemoteRegistr
     """One `ls-remote` over the registry's prefixes: names are kept by the
     grammar, exactly (docs/ARCHITECTURE.md, "One registry on every clone")."""
     found = g.remote_refs(git, remote, listing_patterns(model))
+    # ls-remote matches a pattern against the end of a name: keep tags only.
+    found = {ref: oid for ref, oid in found.items() if ref.startswith("refs/tags/")}
     tags = {ref: oid for ref, oid in found.items() if registry_ref(ref) is not None}
     strays = {ref: oid for ref, oid in found.items() if ref not in tags}
     if model is not None:
