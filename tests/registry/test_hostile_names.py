@@ -56,16 +56,20 @@ def test_a_genuine_tag_object_copied_under_another_name_does_not_verify_from_a_w
 
 
 def test_a_copied_stable_mark_is_not_stable_from_a_warm_cache(world: World) -> None:
-    """The genuine stable mark of 1.0.0 copied under 1.1.0's mark name, after
-    1.1.0 was re-tagged on 1.0.0's commit by hand: the cache must not answer
-    for the new name."""
+    """The genuine release and stable tag objects of 1.0.0 copied under 1.9.0's
+    names (both peel to 1.0.0's commit): the cache that judged the genuine
+    names must not answer for the new ones, so 1.9.0 is no rollback target."""
     op = world.operator
     op.ok("history", "iris")
-    op.git("update-ref", "refs/tags/stable/iris/v1.1.0", _tag_object(op, "stable/iris/v1.0.0"))
+    for kind in ("release", "stable"):
+        genuine = _tag_object(op, f"{kind}/iris/v1.0.0")
+        op.git("update-ref", f"refs/tags/{kind}/iris/v1.9.0", genuine)
     rows = json.loads(op.ok("history", "iris", "--json"))
-    row = next(r for r in rows if r.get("version") == "1.1.0")
-    assert row["stable"] is False
-    assert any("stable/iris/v1.1.0" in why for why in row["ignored"])
+    row = next(r for r in rows if r.get("version") == "1.9.0")
+    assert row["stable"] is False and row["verified"] is False
+    assert any("named 'stable/iris/v1.0.0'" in why for why in row["ignored"])
+    proc = op.cli("revert", "iris", "--to", "1.9.0")
+    assert proc.returncode == 3 and "named 'stable/iris/v1.0.0'" in proc.stderr, proc.stderr
 
 
 def _journal(op: Repo, doc: dict[str, object]) -> Path:

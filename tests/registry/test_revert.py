@@ -174,7 +174,7 @@ def test_refuses_a_signed_tag_copied_under_another_name(registry: Repo) -> None:
     stable = registry.git("rev-parse", "stable/iris/v1.0.0")
     registry.git("update-ref", "refs/tags/stable/iris/v1.2.5", stable)
     assert_refused(
-        registry, "revert", "iris", "--to", "1.2.5", code=3, words="named 'release/iris/v1.0.0'"
+        registry, "revert", "iris", "--to", "1.2.5", code=3, words="named 'stable/iris/v1.0.0'"
     )
 
 
