@@ -114,3 +114,53 @@ def test_missing_key_and_bad_digest(store: ArtifactStore, archive: Path, tmp_pat
         store.get("iris/9.9.9/iris-9.9.9.bento", tmp_path / "x")
     with pytest.raises(BadInput):
         store.put(archive, "iris/1.0.0/iris-1.0.0.bento", "md5:abc")
+
+
+def _tiny_bento(tmp_path: Path, text: str) -> tuple[Path, str]:
+    """A real `.bento` archive (tar.xz, bento.yaml at its root, a model folder)
+    and its content digest, made without bentoml."""
+    import tarfile
+
+    from releasectl.bundles.digest import content_digest
+
+    folder = tmp_path / f"bento-{uuid.uuid4().hex}"
+    (folder / "models").mkdir(parents=True)
+    (folder / "bento.yaml").write_text("name: iris\nversion: 1.0.0\nmodels: []\n")
+    (folder / "src").mkdir()
+    (folder / "src" / "service.py").write_text(text)
+    archive = tmp_path / f"{folder.name}.bento"
+    with tarfile.open(archive, "w:xz") as tar:
+        for path in sorted(folder.rglob("*")):
+            tar.add(path, arcname=path.relative_to(folder).as_posix(), recursive=False)
+    return archive, content_digest(folder)
+
+
+def test_put_replaces_garbage_planted_under_a_digest(tmp_path: Path) -> None:
+    """Anyone who can write to the store can plant an archive and a sidecar
+    claiming a digest; the next put of that content must not keep them."""
+    from releasectl.bundles.build import fetch_bundle
+
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    genuine, digest = _tiny_bento(tmp_path, "# genuine\n")
+    planted, _ = _tiny_bento(tmp_path, "# planted\n")
+    key = store.bundle_key(digest)
+    store.put(planted, key, digest)  # the planted archive under the genuine digest
+    with pytest.raises(Refused):
+        fetch_bundle(store, key, tmp_path / "before", digest)
+    store.put(genuine, key, digest)
+    folder, found = fetch_bundle(store, key, tmp_path / "after", digest)
+    assert found == digest and (folder / "src/service.py").read_text() == "# genuine\n"
+    # a second put of the genuine content keeps it (and says where it is)
+    assert store.put(genuine, key, digest) == store.uri(key)
+
+
+def test_put_replaces_a_sidecar_that_names_another_digest_under_a_content_key(
+    tmp_path: Path,
+) -> None:
+    store = ArtifactStore(str(tmp_path / "artifacts"))
+    genuine, digest = _tiny_bento(tmp_path, "# genuine\n")
+    key = store.bundle_key(digest)
+    store.put(genuine, key, digest)
+    store.fs.pipe_file(store._path(key) + ".json", b'{"digest": "' + OTHER.encode() + b'"}')
+    store.put(genuine, key, digest)
+    assert store.digest(key) == digest

@@ -288,3 +288,25 @@ def test_a_symlink_inside_the_model_folder_is_fine(iris: Repo, tmp_path: Path) -
     assert (out / "alias.py").read_text() == (
         iris.path / "model-releases/iris/service.py"
     ).read_text()
+
+
+# --- untrusted text on the terminal ------------------------------------------------------
+
+
+def test_show_prints_a_crafted_rollback_record_escaped(iris: Repo) -> None:
+    """A manifest committed without a key can say anything in its rollback
+    record; `show` prints it with control and escape characters escaped, on
+    one line, so it cannot clear the screen or draw lines of its own."""
+    manifest = iris.path / MANIFEST
+    manifest.write_text(
+        manifest.read_text()
+        + 'rollback:\n  from: "1.2.0"\n  to: "1.1.0"\n  reason: "ok\\e[2J\\rVERIFIED"\n'
+        + '  at: "2026-01-01T00:00:00+00:00"\n  by: "x@y\\nlast stable: 9.9.9\\u202e"\n'
+    )
+    iris.commit("a crafted record", sign=False)
+    proc = iris.cli("show", "iris")
+    assert proc.returncode == 0, proc.stderr
+    assert "\x1b" not in proc.stdout and "\r" not in proc.stdout and "\u202e" not in proc.stdout
+    line = next(ln for ln in proc.stdout.splitlines() if "reverted from" in ln)
+    assert "by x@y\\x0alast stable: 9.9.9\\u202e: ok\\x1b[2J\\x0dVERIFIED" in line
+    assert not any(ln.startswith("last stable: 9.9.9") for ln in proc.stdout.splitlines())

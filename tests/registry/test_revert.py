@@ -174,7 +174,7 @@ def test_refuses_a_signed_tag_copied_under_another_name(registry: Repo) -> None:
     stable = registry.git("rev-parse", "stable/iris/v1.0.0")
     registry.git("update-ref", "refs/tags/stable/iris/v1.2.5", stable)
     assert_refused(
-        registry, "revert", "iris", "--to", "1.2.5", code=3, words="named 'release/iris/v1.0.0'"
+        registry, "revert", "iris", "--to", "1.2.5", code=3, words="named 'stable/iris/v1.0.0'"
     )
 
 
@@ -220,3 +220,32 @@ def test_fails_without_a_usable_signing_key(registry: Repo, breakage: str, tmp_p
     assert_refused(
         registry, "revert", "iris", code=3 if breakage == "untrusted" else 1, words=words
     )
+
+
+def test_revert_of_a_release_merged_by_the_forge_goes_back_to_the_stable_one(
+    registry: Repo,
+) -> None:
+    """The pull-request flow: the release's signed commit reaches main through
+    the forge's unsigned merge commit, and `release` tags that merge. The
+    incident revert moves away from that release (a clean forge merge of
+    signed commits is signed state), never from an older one."""
+    from releasectl.manifest.edits import edit
+
+    registry.add_model("iris", {"service.py": "# iris v1\n"})
+    release(registry, "iris", "1.0.0", stable=True)
+    registry.git("checkout", "-q", "-b", "pr")
+    path = "model-releases/iris/release.yaml"
+    serial = yaml_at(registry, "HEAD", path)["serial"]
+    text = (registry.path / path).read_text()
+    registry.write(path, edit(text, path, {"version": "1.1.0", "serial": serial + 1}))
+    registry.write("model-releases/iris/service.py", "# iris v1.1 (bad)\n")
+    registry.commit("iris 1.1.0")  # signed by a release signer
+    registry.git("checkout", "-q", "main")
+    registry.git("merge", "-q", "--no-ff", "--no-gpg-sign", "-m", "Merge pull request #7", "pr")
+    release(registry, "iris", "1.1.0")  # tags the merge commit
+
+    proc = registry.cli("revert", "iris", "--reason", "error rate")
+    assert proc.returncode == 0, proc.stderr
+    assert "1.1.0 -> 1.0.0" in proc.stdout
+    assert trailers(registry, "HEAD")["Releasectl-Revert-From"] == "1.1.0"
+    assert yaml_at(registry, "HEAD", path)["serial"] == serial + 2

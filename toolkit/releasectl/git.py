@@ -65,13 +65,26 @@ class Result:
 @dataclass(frozen=True)
 class Pending:
     args: tuple[str, ...]
-    proc: subprocess.Popen[str]
+    proc: subprocess.Popen[bytes]
 
     def out(self) -> str:
-        stdout, stderr = self.proc.communicate()
+        raw_out, raw_err = self.proc.communicate()
+        stdout, stderr = _text(raw_out), _text(raw_err)
         if self.proc.returncode != 0:
             raise GitError(self.args, self.proc.returncode, stderr + stdout)
         return stdout.strip()
+
+    def texts(self) -> tuple[str, str]:
+        """(stdout, stderr) as text, whatever the exit code."""
+        raw_out, raw_err = self.proc.communicate()
+        return _text(raw_out), _text(raw_err)
+
+
+def _text(data: bytes) -> str:
+    """git's output as text, as it is: no decode crash on what contributors
+    wrote, and no newline translation (text mode would turn a "\r" inside a
+    tagger's e-mail into a line break and split a record in two)."""
+    return data.decode("utf-8", errors="replace")
 
 
 @dataclass(frozen=True)
@@ -88,27 +101,35 @@ class Git:
         env: Mapping[str, str] | None = None,
         check: bool = True,
     ) -> Result:
-        argv = ["git"]
-        for setting in self.config:
-            argv += ["-c", setting]
-        argv += list(args)
-        full_env = {**os.environ, **_ENV, **(env or {})}
+        proc = self._call(args, None if input is None else input.encode(), env)
+        # Output holds what contributors wrote (messages, names, paths): never
+        # a decode crash (_text). Blobs are read strictly by read_blob.
+        stdout, stderr = _text(proc.stdout), _text(proc.stderr)
+        if check and proc.returncode != 0:
+            raise GitError(args, proc.returncode, stderr + stdout)
+        return Result(proc.returncode, stdout, stderr)
+
+    def raw(self, *args: str) -> bytes:
+        """A command's output as bytes (an archive, a blob), or GitError."""
+        proc = self._call(args, None, None)
+        if proc.returncode != 0:
+            raise GitError(args, proc.returncode, _text(proc.stderr))
+        return proc.stdout
+
+    def _call(
+        self, args: Sequence[str], data: bytes | None, env: Mapping[str, str] | None
+    ) -> subprocess.CompletedProcess[bytes]:
+        argv = ["git", *(f for setting in self.config for f in ("-c", setting)), *args]
         proc = subprocess.run(
             argv,
             cwd=self.cwd,
-            input=input,
+            input=data,
             capture_output=True,
-            # Output holds what contributors wrote (messages, names, paths): never
-            # a decode crash. Blobs are read strictly by read_blob.
-            encoding="utf-8",
-            errors="replace",
-            env=full_env,
+            env={**os.environ, **_ENV, **(env or {})},
             check=False,
         )
         _after_call()
-        if check and proc.returncode != 0:
-            raise GitError(args, proc.returncode, proc.stderr + proc.stdout)
-        return Result(proc.returncode, proc.stdout, proc.stderr)
+        return proc
 
     def start(self, *args: str) -> Pending:
         """Start a read-only git command now; collect it with `.out()` later, so
@@ -121,8 +142,6 @@ class Git:
             cwd=self.cwd,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            encoding="utf-8",
-            errors="replace",
             env={**os.environ, **_ENV},
         )
         _after_call()
@@ -250,7 +269,9 @@ def for_each_ref(git: Git, patterns: Iterable[str], fields: Sequence[str]) -> Pe
 
 
 def rows(pending: Pending) -> list[list[str]]:
-    return [line.split("\0") for line in pending.out().splitlines() if line]
+    # Lines end in "\n" only: a tagger may write "\r" or "\x1c" into a field,
+    # which str.splitlines would also break on.
+    return [line.split("\0") for line in pending.out().split("\n") if line]
 
 
 def first_parent_commits(git: Git, rev: str, path: str) -> list[str]:
@@ -357,7 +378,8 @@ def write_tree_with(
         git.run("read-tree", *(["--empty"] if base == ZERO else [base]), env=env)
         replaced = [(folder, folder_tree)] if folder_tree is not None else []
         for path, tree in [*replaced, *trees]:
-            git.run("rm", "-r", "-q", "--cached", "--ignore-unmatch", "--", path, env=env)
+            # -f: a private index; the user's HEAD and working tree are not its business.
+            git.run("rm", "-r", "-q", "-f", "--cached", "--ignore-unmatch", "--", path, env=env)
             if tree is not None:
                 git.run("read-tree", f"--prefix={path}/", tree, env=env)
         for path, text in files.items():
@@ -384,12 +406,24 @@ def update_ref(git: Git, ref: str, new: str, old: str, reason: str) -> bool:
     return result.returncode == 0
 
 
+def delete_refs(git: Git, refs: Sequence[str]) -> None:
+    """Delete refs in one `update-ref --stdin` (names on stdin, never argv)."""
+    if refs:
+        git.run("update-ref", "--stdin", input="".join(f"delete {ref}\n" for ref in refs))
+
+
 def create_signed_tag(git: Git, name: str, target: str, message: str) -> None:
     git.run("tag", "-s", "-m", message, name, target)
 
 
 def delete_tag(git: Git, name: str) -> None:
     git.run("tag", "-d", name, check=False)
+
+
+def git_object(git: Git, ref: str) -> str | None:
+    """The object a ref names (a tag object for an annotated tag), unpeeled."""
+    result = git.run("rev-parse", "-q", "--verify", "--end-of-options", ref, check=False)
+    return result.stdout.strip() or None
 
 
 def tag_exists(git: Git, name: str) -> bool:
@@ -409,18 +443,20 @@ def upstream(git: Git, branch: str) -> tuple[str, str]:
 
 
 def remote_refs(git: Git, remote: str, patterns: Sequence[str]) -> dict[str, str]:
-    """refname -> object id of the remote's refs matching `patterns` (one round trip)."""
-    out = git.out("ls-remote", "--refs", remote, *patterns)
+    """refname -> object id of the remote's refs matching `patterns` (one round
+    trip). The remote's name may come from a file (the landing journal): after
+    `--` it can never be read as an option (docs/ARCHITECTURE.md, "Trust")."""
+    out = git.out("ls-remote", "--refs", "--", remote, *patterns)
     return {ref: oid for oid, _, ref in (line.partition("\t") for line in out.splitlines()) if ref}
 
 
 def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
-    git.run("fetch", "--quiet", "--no-tags", remote, *refspecs)
+    git.run("fetch", "--quiet", "--no-tags", "--", remote, *refspecs)
 
 
 def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
     """An atomic push: every ref or none. Never forced."""
-    return git.run("push", "--atomic", "--porcelain", remote, *refspecs, check=False)
+    return git.run("push", "--atomic", "--porcelain", "--", remote, *refspecs, check=False)
 
 
 def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
@@ -430,16 +466,8 @@ def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
     import tarfile
 
     check_symlinks(git, rev, path)
-    proc = subprocess.run(
-        ["git", "archive", "--format=tar", rev, "--", path],
-        cwd=git.cwd,
-        capture_output=True,
-        env={**os.environ, **_ENV},
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise GitError(["archive", rev, "--", path], proc.returncode, proc.stderr.decode())
-    with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tar:
+    archive = git.raw("archive", "--format=tar", rev, "--", path)
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
         try:
             tar.extractall(dest, filter="data")
         except tarfile.FilterError as exc:  # the net under check_symlinks
@@ -458,17 +486,7 @@ def check_symlinks(git: Git, rev: str, path: str) -> None:
         if entry.startswith("120000 ")
     ]
     for meta, name in links:
-        target = _decode(
-            subprocess.run(
-                ["git", "cat-file", "blob", meta.split()[2]],
-                cwd=git.cwd,
-                capture_output=True,
-                env={**os.environ, **_ENV},
-                check=True,
-            ).stdout,
-            rev,
-            name,
-        )
+        target = _decode(git.raw("cat-file", "blob", meta.split()[2]), rev, name)
         inside = posixpath.normpath(posixpath.join(posixpath.dirname(name), target))
         if posixpath.isabs(target) or not (inside + "/").startswith(path.rstrip("/") + "/"):
             raise BadInput(

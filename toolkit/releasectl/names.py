@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Literal, NamedTuple
 
 if TYPE_CHECKING:
@@ -140,9 +141,30 @@ def tag_prefixes(model: str) -> list[str]:
     return [f"refs/tags/{kind}/{model}/" for kind in KINDS]
 
 
-def model_tag_refspecs(model: str) -> list[str]:
-    """Fetch refspecs for the model's tags (tags never move, so never forced)."""
-    return [f"refs/tags/{kind}/{model}/*:refs/tags/{kind}/{model}/*" for kind in KINDS]
+def listing_patterns(model: str | None) -> list[str]:
+    """`git ls-remote` patterns that list every ref under the registry's
+    prefixes (one model's, or every model's), the names that break the grammar
+    included: `refs/tags/rejected/*` also matches `rejected/m/v1/x`, and the
+    bare prefixes catch a ref that sits where a folder must be."""
+    if model is None:
+        return [p for kind in KINDS for p in (f"refs/tags/{kind}", f"refs/tags/{kind}/*")]
+    return [
+        p
+        for kind in KINDS
+        for p in (f"refs/tags/{kind}", f"refs/tags/{kind}/{model}", f"refs/tags/{kind}/{model}/*")
+    ]
+
+
+def ref_in_the_way(name: str, refs: Iterable[str]) -> str | None:
+    """The ref among `refs` (full names) that stops a tag `name` from being
+    created: the name itself, a ref below it (`rejected/m/v1/x`: git cannot
+    hold a ref that is both a file and a folder) or one above it
+    (`refs/tags/rejected/m`) (docs/ARCHITECTURE.md, "One registry on every clone")."""
+    full = f"refs/tags/{name}"
+    parts = full.split("/")
+    above = {"/".join(parts[:i]) for i in range(3, len(parts))}
+    blocking = (r for r in sorted(refs) if r == full or r.startswith(full + "/") or r in above)
+    return next(blocking, None)
 
 
 class TagName(NamedTuple):
@@ -163,3 +185,14 @@ def parse_tag(name: str) -> TagName | None:
         return None
     kind: Kind = parts[0]  # one of KINDS, checked above
     return TagName(kind, model, version)
+
+
+def registry_ref(refname: str) -> TagName | None:
+    """A full ref name that is exactly a registry tag (`refs/tags/` + the
+    grammar, written as the grammar writes it); None for anything else."""
+    if not refname.startswith("refs/tags/"):
+        return None
+    parsed = parse_tag(refname)
+    if parsed is None or f"refs/tags/{tag_name(*parsed)}" != refname:
+        return None
+    return parsed

@@ -180,7 +180,7 @@ def start_tag_checks(git: g.Git, trust: TrustRoot, tags: Sequence[tuple[str, str
 def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
     pending = _running.pop((trust.key, ref, tagger_email), None)
     if pending is not None:
-        stdout, stderr = pending.proc.communicate()
+        stdout, stderr = pending.texts()
         text = stderr + stdout
     else:
         result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)

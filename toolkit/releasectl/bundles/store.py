@@ -19,6 +19,7 @@ import functools
 import hashlib
 import json
 import re
+import tarfile
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -204,17 +205,22 @@ class ArtifactStore:
         per-file digests it is made of); return the stored URI.
 
         Putting a key again with the same digest keeps what is stored (the
-        archive bytes differ between builds, the content does not); with a
-        different digest it is refused: stored releases are immutable.
+        archive bytes differ between builds, the content does not) once the
+        stored archive is re-digested and found to hold that content: a
+        sidecar is only a claim, and anyone who can write to the store can
+        plant garbage under a digest, which is then replaced. Under a key that
+        is not the digest's own, a different digest is refused: stored
+        releases are immutable (docs/ARCHITECTURE.md, "The artifact store").
         """
         if not _DIGEST.match(digest):
             raise BadInput(f"not a content digest: {digest!r}")
         path = self._path(key)
         stored = self.digest(key)
         if stored is not None and self.fs.exists(path):
-            if stored != digest:
+            if stored != digest and key != self.bundle_key(digest):
                 raise Refused(f"{self.uri(key)} is already stored with digest {stored}")
-            return self.uri(key)
+            if stored == digest and self._holds(key, digest):
+                return self.uri(key)
         sidecar: dict[str, Any] = {
             "digest": digest,
             "archive_sha256": _sha256_file(local_archive),
@@ -225,6 +231,20 @@ class ArtifactStore:
         sidecar.update(meta or {})
         self._store(local_archive, key, sidecar)
         return self.uri(key)
+
+    def _holds(self, key: str, digest: str) -> bool:
+        """The archive stored under `key` extracts to a bento of content `digest`."""
+        import tempfile
+
+        from releasectl.bundles.archive import extract
+        from releasectl.bundles.digest import content_digest
+
+        with tempfile.TemporaryDirectory(prefix="releasectl-put-") as tmp:
+            try:
+                archive = self.get(key, Path(tmp) / "stored.bento")
+                return content_digest(extract(archive, Path(tmp) / "bento")) == digest
+            except (ReleasectlError, OSError, ValueError, EOFError, tarfile.TarError):
+                return False
 
     @_at_edge
     def put_weights(self, local: Path, meta: Mapping[str, str]) -> StoredWeights:

@@ -126,6 +126,32 @@ RetrainOption = Annotated[
 # --- printing ----------------------------------------------------------------------------
 
 
+def shown(value: object) -> str:
+    """Untrusted text (anything that came from git or a manifest: names,
+    e-mails, messages, reasons, paths) as one line for a terminal: every
+    control, format or line-breaking character (ESC, CR, LF, DEL, C1, the
+    bidirectional overrides) is shown escaped, so a field can neither move
+    the cursor, recolour the screen nor draw a row of its own
+    (docs/ARCHITECTURE.md, "Crafted input")."""
+    return "".join(c if c.isprintable() else _escaped(c) for c in str(value))
+
+
+def _escaped(char: str) -> str:
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _lines_shown(text: str) -> str:
+    """The net under every human-readable line: `shown` within each line (the
+    line breaks the command itself writes stay; a field's own breaks are
+    escaped where the command renders it)."""
+    return "\n".join(
+        "\t".join(shown(part) for part in line.split("\t")) for line in text.split("\n")
+    )
+
+
 def emit(data: Any) -> None:
     """Print one JSON document to stdout."""
     sys.stdout.write(json_.dumps(data, indent=2, default=str) + "\n")
@@ -137,12 +163,12 @@ def emit_line(data: Any) -> None:
 
 
 def say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
+    sys.stdout.write(_lines_shown(text) + "\n")
 
 
 def warn(text: str) -> None:
     """A line on stderr that is not the command's failure."""
-    sys.stderr.write(f"releasectl: {text}\n")
+    sys.stderr.write(f"releasectl: {shown(text)}\n")
 
 
 def ci_summary(markdown: str) -> None:
@@ -190,13 +216,13 @@ def fail(exc: ReleasectlError, options: SharedOptions) -> NoReturn:
         # The runner reads workflow commands from both streams, so no line we
         # write may start one; every input is escaped (docs/ARCHITECTURE.md,
         # "Crafted input").
-        sys.stderr.write(f"releasectl: {_inert(exc.line())}\n")
+        sys.stderr.write(f"releasectl: {_inert(shown(exc.line()))}\n")
         command = " ".join(["releasectl", *sys.argv[1:]])
         sys.stdout.write(ci.error_annotation(exc.line(), title=command, level=exc.severity) + "\n")
         mark = "⚠️" if exc.severity == "warning" else "❌"
         ci.summary(f"{mark} {ci.code_span(command)} (exit {exc.code}): {summary_line(exc.line())}")
     else:
-        sys.stderr.write(f"releasectl: {exc.line()}\n")
+        sys.stderr.write(f"releasectl: {shown(exc.line())}\n")
     raise typer.Exit(exc.code)
 
 

@@ -16,6 +16,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
     warn,
 )
 from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
@@ -35,6 +36,7 @@ def _cut(text: str, width: int = NOTE_WIDTH) -> str:
 def _table(rows: list[list[str]], header: list[str]) -> str:
     """Columns as wide as their widest cell (free text is cut first, see `_cut`),
     every column headed, trailing blanks dropped."""
+    rows = [[shown(cell) for cell in row] for row in rows]  # each cell: git's or a manifest's
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = ["  ".join(h.upper().ljust(w) for h, w in zip(header, widths, strict=True))]
     lines += ["  ".join(str(c).ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
@@ -263,7 +265,7 @@ def show(
         return
     marks = [k for k in ("stable", "rejected") if data[k]]
     if this is not None and not data["verified"]:
-        marks.append("UNVERIFIED: " + str(verdict.release.problem if verdict else ""))
+        marks.append("UNVERIFIED: " + shown(verdict.release.problem if verdict else ""))
     say(
         f"{model} {manifest.version} (serial {manifest.serial})" + "".join(f" [{m}]" for m in marks)
     )
@@ -272,10 +274,14 @@ def show(
         say(f"  live on the local target: {data['live']['version']}")
     if manifest.rollback:
         rb = manifest.rollback
-        say(f"  reverted from {rb.from_} at {rb.at.isoformat()} by {rb.by}: {rb.reason}")
-    say(f"  bento: {manifest.bundle.bento}  digest: {manifest.bundle.digest or '-'}")
+        say(
+            f"  reverted from {shown(rb.from_)} at {rb.at.isoformat()} by {shown(rb.by)}: "
+            f"{shown(rb.reason)}"
+        )
+    bento, digest = shown(manifest.bundle.bento), shown(manifest.bundle.digest or "-")
+    say(f"  bento: {bento}  digest: {digest}")
     if manifest.bundle.image is not None:
-        say(f"  image: {manifest.bundle.image}")
+        say(f"  image: {shown(manifest.bundle.image)}")
     if data["unsigned_sources"]:
         say("  released over unsigned source commits: " + " ".join(data["unsigned_sources"]))
 
@@ -331,7 +337,7 @@ def verify(
     doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}
     if not json:
         for c in checks:
-            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {c['name']}: {c['detail']}")
+            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {shown(c['name'])}: {shown(c['detail'])}")
         say(f"{model} {wanted}: " + ("verified" if ok else "does NOT verify"))
     if not ok:
         failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["ok"])
@@ -339,5 +345,39 @@ def verify(
     ci_summary(
         f"✅ {release.tag.name}: " + "; ".join(f"{c['name']}: {c['detail']}" for c in checks)
     )
+    if json:
+        emit(doc)
+
+
+@app.command()
+@funnel()
+def doctor(ctx: typer.Context, json: JsonOption = False) -> None:
+    """Every registry ref on the remote that does not verify, and why, with the
+    command an admin runs to remove it (exit 3 when there is one); and warnings
+    about how the registry is set up."""
+    from releasectl.registry.doctor import doctor as run_doctor
+    from releasectl.view import trust_root
+
+    git = repo(ctx)
+    report = run_doctor(git, lambda tip: trust_root(git, tip))
+    doc = report.to_json()
+    for line in report.warnings:
+        warn(f"warning: {line}")
+    if not json:
+        for f in report.findings:
+            say(f"{shown(f.ref)}: {shown(f.problem)}")
+            say(f"  fix: {shown(f.fix)}")
+        say(
+            f"{report.remote}/{report.branch}: {report.checked} registry tag(s) checked, "
+            f"{len(report.findings)} ref(s) that do not verify"
+        )
+    if report.findings:
+        first = report.findings[0]
+        more = f" (and {len(report.findings) - 1} more)" if len(report.findings) > 1 else ""
+        raise Refused(
+            f"{first.ref} on {report.remote} does not verify: {first.problem}{more}",
+            f"an admin removes it: `{first.fix}`",
+            report=doc,
+        )
     if json:
         emit(doc)

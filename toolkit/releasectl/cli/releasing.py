@@ -19,6 +19,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
     warn,
 )
 from releasectl.cli.serving import print_deploy
@@ -162,13 +163,15 @@ def sync(
     if pull:
         say(f"{verb}fetch {len(report.pulled)} tag(s) from {report.remote}")
         for name in report.pulled:
-            say(f"  {name}")
+            say(f"  {shown(name)}")
     if push:
         say(f"{verb}push {len(report.pushed)} tag(s) to {report.remote}")
         for name in report.pushed:
-            say(f"  {name}")
+            say(f"  {shown(name)}")
         for name, why in report.skipped:
-            say(f"  not pushed: {name}: {why}")
+            say(f"  not pushed: {shown(name)}: {shown(why)}")
+    for note in report.notes:
+        warn(note)
 
 
 @app.command("mark-stable")

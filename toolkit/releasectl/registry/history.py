@@ -96,12 +96,14 @@ class History:
         return next((r for r in self.releases if r.version == version), None)
 
 
-def _parsed_refs(pending: g.Pending) -> list[tuple[TagName, TagRef]]:
+def _parsed_refs(pending: g.Pending, under: str = "") -> list[tuple[TagName, TagRef]]:
     """The registry tags (ours by name) among a started for-each-ref over
-    _REF_FIELDS, each parsed once."""
+    _REF_FIELDS, each parsed once; `under`: a private namespace the refs were
+    fetched into, taken off their names."""
     refs: list[tuple[TagName, TagRef]] = []
     for row in g.rows(pending):
         refname, objtype, obj, peeled, inner, tagger, date = row
+        refname = refname.removeprefix(under)
         parsed = parse_tag(refname)
         if parsed is None:
             continue
@@ -119,9 +121,11 @@ def _parsed_refs(pending: g.Pending) -> list[tuple[TagName, TagRef]]:
     return refs
 
 
-def registry_tags(git: g.Git, patterns: list[str]) -> list[TagRef]:
-    """Every registry tag under `patterns` (e.g. tag_prefixes(model))."""
-    return [ref for _, ref in _parsed_refs(g.for_each_ref(git, patterns, _REF_FIELDS))]
+def registry_tags(git: g.Git, patterns: list[str], under: str = "") -> list[TagRef]:
+    """Every registry tag under `patterns` (e.g. tag_prefixes(model)); with
+    `under`, the tags fetched below that namespace, by their own names."""
+    pending = g.for_each_ref(git, patterns, _REF_FIELDS)
+    return [ref for _, ref in _parsed_refs(pending, under)]
 
 
 def read_tags(

@@ -10,17 +10,14 @@ change is planned again on the new tip (never forced).
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field, replace
 
 from releasectl import git as g
-from releasectl.errors import OperationFailed, ReleasectlError
-from releasectl.names import model_tag_refspecs
+from releasectl.errors import OperationFailed, Refused, ReleasectlError
 from releasectl.registry import history as registry
+from releasectl.registry import journal as jr
 from releasectl.registry import sharing
 from releasectl.signing import TrustRoot, check_commits, check_signing_key, check_tag
 
@@ -158,14 +155,17 @@ def wait_for_index(git: g.Git, timeout: float = INDEX_LOCK_WAIT_S) -> None:
         time.sleep(0.05)
 
 
-def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
+def land_local(
+    git: g.Git, trust: TrustRoot, branch: str, change: Change, *, incident: bool = False
+) -> Landed:
     check_signing_key(git)
+    change, notes = _clear(git, change, None, None, incident)
     if change.sync_paths:
         wait_for_index(git)
     commit = _make_commit(git, trust, change)
     _begin(git, Journal(branch, change.base, commit, _targets(change, commit), change.sync_paths))
     tags = _tags_or_end(git, trust, change, commit)
-    note = None
+    note: str | None = None
     if commit is not None:
         if not g.update_ref(git, f"refs/heads/{branch}", commit, change.base, "releasectl"):
             for name in tags:
@@ -174,7 +174,8 @@ def land_local(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Lan
             raise OperationFailed(f"{branch} moved while the change was made; nothing was written")
         note = _sync(git, commit, change.sync_paths)
     _end(git)
-    return Landed(commit, tuple(tags), note=note)
+    notes += [note] if note else []
+    return Landed(commit, tuple(tags), note="; ".join(notes) or None)
 
 
 def _tags_or_end(git: g.Git, trust: TrustRoot, change: Change, commit: str | None) -> list[str]:
@@ -201,7 +202,7 @@ def _sync(git: g.Git, commit: str, paths: tuple[str, ...]) -> str | None:
     return None
 
 
-# --- the landing journal ----------------------------------------------------------
+# --- the landing journal (registry/journal.py) ---------------------------------------
 #
 # A write is a few steps (commit object, tags, branch, push, working tree), and
 # a process can be killed between any two. Before the first visible step the
@@ -212,59 +213,22 @@ def _sync(git: g.Git, commit: str, paths: tuple[str, ...]) -> str | None:
 # can have seen. Either way it says what it did (docs/ARCHITECTURE.md,
 # "Landing a change").
 
-
-@dataclass(frozen=True)
-class Journal:
-    branch: str
-    base: str
-    commit: str | None  # the new commit (None: tags only)
-    tags: dict[str, str]  # tag name -> the commit it is made on
-    sync_paths: tuple[str, ...] = ()
-    remote: str | None = None  # set for a push
-    remote_branch: str | None = None
+Journal = jr.Journal
+_begin, _end, pending_recovery = jr.begin, jr.end, jr.pending
 
 
 def _targets(change: Change, commit: str | None) -> dict[str, str]:
     return {tag.name: tag.target or commit or "" for tag in change.tags}
 
 
-def _journal_path(git: g.Git) -> Path:
-    return g.git_dir(git) / "releasectl" / "landing.json"
-
-
-def _begin(git: g.Git, journal: Journal) -> None:
-    path = _journal_path(git)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".landing.{os.getpid()}")
-    with tmp.open("w") as handle:
-        json.dump(asdict(journal), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
-
-
-def _end(git: g.Git) -> None:
-    _journal_path(git).unlink(missing_ok=True)
-
-
-def pending_recovery(git: g.Git) -> bool:
-    return _journal_path(git).exists()
-
-
 def recover(git: g.Git) -> list[str]:
     """Finish or undo what a killed write left (see the landing journal);
-    returns what was done, for the command to say."""
-    path = _journal_path(git)
-    try:
-        raw = json.loads(path.read_text())
-        journal = Journal(**{**raw, "sync_paths": tuple(raw.get("sync_paths") or ())})
-    except FileNotFoundError:
-        return []
-    except (OSError, ValueError, TypeError):
-        path.unlink(missing_ok=True)
-        return ["removed an unreadable landing journal left by an interrupted run"]
-    landed = _landed_remotely(git, journal) if journal.remote else _landed_locally(git, journal)
-    notes: list[str] = []
+    returns what was done, for the command to say. A journal that is not
+    valid is set aside and nothing in it is run."""
+    journal, notes = jr.read(git)
+    if journal is None:
+        return notes
+    landed = jr.landed_remotely(git, journal) if journal.remote else jr.landed_locally(git, journal)
     if landed:
         on_branch = journal.commit is not None and g.current_branch(git) == journal.branch
         if on_branch and journal.remote:
@@ -277,48 +241,15 @@ def recover(git: g.Git) -> list[str]:
             + (f" ({', '.join(journal.tags)})" if journal.tags else "")
         )
     else:
-        removed = [name for name, target in journal.tags.items() if _ours(git, name, target)]
+        removed = [name for name, target in journal.tags.items() if jr.ours(git, name, target)]
         for name in removed:
             g.delete_tag(git, name)
         notes.append(
             "undid a change an interrupted run had not landed"
             + (f": removed {', '.join(removed)}, never published" if removed else "")
         )
-    path.unlink(missing_ok=True)
+    _end(git)
     return notes
-
-
-def _ours(git: g.Git, name: str, target: str) -> bool:
-    """The tag a dead run made: it exists and points at the journal's target."""
-    peeled = g.rev_parse(git, f"refs/tags/{name}^{{commit}}")
-    return peeled is not None and peeled == target
-
-
-def _landed_locally(git: g.Git, journal: Journal) -> bool:
-    if journal.commit is None:  # tags only: each is one ref write, so all or some
-        return all(_ours(git, name, target) for name, target in journal.tags.items())
-    tip = g.rev_parse(git, f"refs/heads/{journal.branch}")
-    return tip is not None and (tip == journal.commit or g.is_ancestor(git, journal.commit, tip))
-
-
-def _landed_remotely(git: g.Git, journal: Journal) -> bool:
-    """An atomic push: the remote has all of it or none."""
-    assert journal.remote is not None and journal.remote_branch is not None
-    refs = g.remote_refs(
-        git,
-        journal.remote,
-        [f"refs/heads/{journal.remote_branch}", *(f"refs/tags/{n}" for n in journal.tags)],
-    )
-    if journal.commit is None:
-        return bool(journal.tags) and all(f"refs/tags/{n}" in refs for n in journal.tags)
-    tip = refs.get(f"refs/heads/{journal.remote_branch}")
-    if tip is None:
-        return False
-    if tip != journal.commit:
-        tracking = f"refs/remotes/{journal.remote}/{journal.remote_branch}"
-        g.fetch(git, journal.remote, [f"+refs/heads/{journal.remote_branch}:{tracking}"])
-        return g.is_ancestor(git, journal.commit, tip)
-    return True
 
 
 def land_on_new_branch(git: g.Git, trust: TrustRoot, branch: str, change: Change) -> Landed:
@@ -341,6 +272,7 @@ def land_pushed(
     *,
     carry_local: bool = False,
     leave_local: bool = False,
+    incident: bool = False,
 ) -> Landed | None:
     """Plan on the remote's tip, push atomically, re-plan when the remote moved.
     Returns None when, on the remote's current state, there is nothing to do
@@ -355,22 +287,35 @@ def land_pushed(
     fast-forwarded only when it can be (the unattended watcher: its record must
     reach the remote without anyone's unpushed work, docs/ARCHITECTURE.md,
     "Revert"); otherwise unpushed commits are refused, so that an incident's
-    revert never publishes unrelated work."""
+    revert never publishes unrelated work.
+
+    With `incident` (a revert), nobody without a trusted key can stop the
+    change: a tag that differs on the remote, or a new tag whose name is
+    taken or blocked there, is named in the landing's note with the command
+    that removes it, and the commit lands without that tag (it records the
+    rejection in its trailers). Otherwise they refuse (docs/ARCHITECTURE.md,
+    "Trust")."""
     check_signing_key(git)
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
     for _ in range(MAX_PUSH_ATTEMPTS):
-        remote_tags = g.remote_refs(git, remote, sharing.patterns(model))
-        sharing.refuse_conflicts(remote, sharing.local_tags(git, model), remote_tags)
-        g.fetch(
-            git, remote, [f"+refs/heads/{remote_branch}:{tracking}", *model_tag_refspecs(model)]
-        )
+        there = sharing.remote_registry(git, remote, model)
+        remote_tags = there.tags
+        local = sharing.local_tags(git, model)
+        notes = _conflicts(remote, local, remote_tags, incident)
+        g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
+        known = {f"refs/tags/{tag.name}" for tag in local}
+        # By exact name, never by wildcard (docs/ARCHITECTURE.md, "One registry on every clone").
+        sharing.fetch_names(git, remote, sorted(ref for ref in remote_tags if ref not in known))
         registry.discard_prefetched()  # plan from what this fetch brought
         tip = g.rev_parse(git, tracking)
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
         base = _push_base(git, branch, remote, remote_branch, tip, carry_local, leave_local)
         change = plan(base)
+        if change is not None:
+            change, blocked = _clear(git, change, there, remote, incident)
+            notes += blocked
         trust = trust_at(base)
         commit = _make_commit(git, trust, change) if change is not None else None
         if change is not None:
@@ -382,35 +327,40 @@ def land_pushed(
         refspecs = [f"refs/tags/{name}:refs/tags/{name}" for name in tags]
         if new_tip != tip:
             refspecs.insert(0, f"{new_tip}:refs/heads/{remote_branch}")
-        carried = sharing.publishable(
-            git,
-            trust,
-            sharing.local_tags(git, model),
-            remote_tags,
-            new_tip,
-            exclude=frozenset(tags),
-        ).tags
+        carried = [
+            tag
+            for tag in sharing.publishable(
+                git,
+                trust,
+                sharing.local_tags(git, model),
+                remote_tags,
+                new_tip,
+                exclude=frozenset(tags),
+            ).tags
+            if there.in_the_way(tag.name) is None
+        ]
         if not refspecs and not carried:
             return None
         result = g.push(git, remote, refspecs + sharing.refspecs(carried))
         if result.returncode == 0:
             _end(git)
-            note = None
             if commit is not None and g.current_branch(git) == branch:
-                local = g.rev_parse(git, branch)
+                local_tip = g.rev_parse(git, branch)
                 merged = (
                     git.run("merge", "--ff-only", "--quiet", commit, check=False)
-                    if local is None or g.is_ancestor(git, local, commit)
+                    if local_tip is None or g.is_ancestor(git, local_tip, commit)
                     else None
                 )
                 if merged is None or merged.returncode != 0:
-                    note = f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
+                    notes.append(
+                        f"pushed, but {branch} could not be fast-forwarded: run `git pull`"
+                    )
             already = _all_up_to_date(result.stdout)
             return Landed(
                 commit,
                 tuple(tags),
                 pushed_to=remote,
-                note=note,
+                note="; ".join(notes) or None,
                 already_there=already,
                 carried=tuple(tag.name for tag in carried),
             )
@@ -450,11 +400,52 @@ def _push_base(
     return local
 
 
+def _conflicts(
+    remote: str, local: list[registry.TagRef], remote_tags: dict[str, str], incident: bool
+) -> list[str]:
+    """Tags that differ between this clone and the remote: refused, or for an
+    incident named and left alone."""
+    if not incident:
+        sharing.refuse_conflicts(remote, local, remote_tags)
+        return []
+    return [
+        f"{name} differs on {remote} and is left alone (see `releasectl doctor`)"
+        for name in sharing.differing(local, remote_tags)
+    ]
+
+
+def _clear(
+    git: g.Git,
+    change: Change,
+    there: sharing.RemoteRegistry | None,
+    remote: str | None,
+    incident: bool,
+) -> tuple[Change, list[str]]:
+    """The change without the tags whose names are taken or blocked (incident),
+    or a one-line refusal naming the ref in the way and the fix."""
+    blocked = sharing.in_the_way(git, [tag.name for tag in change.tags], there, remote)
+    if not blocked:
+        return change, []
+    if not incident or change.message is None:
+        first = blocked[0]
+        raise Refused(
+            f"{first.tag} cannot be made: {first.line()}; nothing was written",
+            f"an admin removes it: `{first.fix()}`",
+        )
+    names = {b.tag for b in blocked}
+    notes = [
+        f"{b.tag} was not made: {b.line()}; the revert commit records the rejection "
+        f"(an admin removes it: `{b.fix()}`)"
+        for b in blocked
+    ]
+    return replace(change, tags=tuple(t for t in change.tags if t.name not in names)), notes
+
+
 # --- dry runs: the same refusals, nothing written ---------------------------------
 
 
 def dry_run_base(
-    git: g.Git, branch: str, model: str, *, push: bool, carry_local: bool
+    git: g.Git, branch: str, model: str, *, push: bool, carry_local: bool, incident: bool = False
 ) -> tuple[str, str | None]:
     """The base a landing would plan its change on, with the refusals a push
     makes before planning, in its order; nothing is fetched or written (the
@@ -465,8 +456,8 @@ def dry_run_base(
         return head(git), None
     check_signing_key(git)
     remote, remote_branch = g.upstream(git, branch)
-    remote_tags = g.remote_refs(git, remote, sharing.patterns(model))
-    sharing.refuse_conflicts(remote, sharing.local_tags(git, model), remote_tags)
+    remote_tags = sharing.remote_registry(git, remote, model).tags
+    _conflicts(remote, sharing.local_tags(git, model), remote_tags, incident)
     found = g.remote_refs(git, remote, [f"refs/heads/{remote_branch}"])
     tip = found.get(f"refs/heads/{remote_branch}")
     if tip is None:

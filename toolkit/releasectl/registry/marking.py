@@ -42,11 +42,14 @@ def plan_mark_stable(
         if verdict.stable.ok:
             return target, None
         assert target.stable is not None
+        ref = f"refs/tags/{target.stable.name}"
+        branch = g.current_branch(git)
+        remote = g.upstream(git, branch)[0] if branch else "origin"
         raise Refused(
-            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): it is "
-            "ignored, and a genuine mark cannot be made under a name that is taken",
-            "have an administrator delete that tag on the remote and in this clone, "
-            "then mark again",
+            f"{target.stable.name} exists but does not verify ({verdict.stable.problem}): "
+            "the name is taken, and a genuine mark cannot be made under it",
+            f"an admin removes it: `git push {remote} :{ref}`, then `git tag -d "
+            f"{target.stable.name}` here; see `releasectl doctor`",
         )
     require_allowed_signer(git, trust)
     tag = NewTag(

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from releasectl import git as g
+from releasectl import view
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
@@ -37,7 +38,11 @@ from releasectl.registry.landing import (
     require_clean,
 )
 from releasectl.registry.succession import next_serial
-from releasectl.registry.verified import ignored_marks, last_stable, verify_history
+from releasectl.registry.verified import (
+    ignored_marks,
+    last_stable,
+    verify_history,
+)
 from releasectl.serving.kubernetes import desired
 from releasectl.signing import TrustRoot, require_allowed_signer
 from releasectl.view import trust_root
@@ -81,9 +86,9 @@ def plan(
     check_reason(reason)
     if to is not None:
         to = ModelVersion.parse(to)
-    manifest, _ = reg.current(git, model, base)
     history = reg.history(git, model, base)
     trust = trust or trust_root(git, base)
+    manifest = _trusted_state(git, history, base)
     target = _target(git, trust, history, to)
     if manifest.version == target.version:
         more = "" if to else "; use --to VERSION to go further back"
@@ -117,9 +122,11 @@ def plan(
     leaving = history.get(manifest.version)
     message = _message(model, manifest.version, target, leaving, reason, serial)
     tags: tuple[NewTag, ...] = ()
-    # A tag under that name already (even one that does not verify, which a
-    # name cannot be taken back from): the revert commit records the rejection.
-    if leaving is not None and leaving.rejected is None:
+    # A genuine rejected mark already: nothing to add. A name taken by a tag
+    # that does not verify, or blocked, is diagnosed when the change lands and
+    # never stops it: the revert commit records the rejection itself
+    # (docs/ARCHITECTURE.md, "Trust").
+    if leaving is not None and not _genuinely_rejected(git, trust, history, leaving):
         tags = (
             NewTag(
                 tag_name("rejected", model, manifest.version),
@@ -147,6 +154,34 @@ def plan(
     return RevertPlan(
         model, manifest.version, target.version, base, serial, change, message, rendered=rendered
     )
+
+
+def _trusted_state(git: g.Git, history: reg.History, base: str) -> mf.Manifest:
+    """The manifest the revert moves away from: the one at the newest
+    first-parent commit that changed the model's folder with a release
+    signer's signature, as the verified view judges it (a forge's clean merge
+    of signed commits counts: it is how a pull request's release lands). A
+    keyless branch pusher's unsigned commit (a broken manifest, a version set
+    back, the folder removed) can then neither stop the incident's revert nor
+    make it a no-op (docs/ARCHITECTURE.md, "Trust")."""
+    unsigned = {u.commit for u in view.unsigned(git, base, [model_dir(history.model)])}
+    for commit in history.branch_commits:  # newest first
+        if commit in unsigned:
+            continue
+        try:
+            return reg.current(git, history.model, commit)[0]
+        except BadInput:
+            continue
+    return reg.current(git, history.model, base)[0]
+
+
+def _genuinely_rejected(
+    git: g.Git, trust: TrustRoot, history: reg.History, release: reg.Release
+) -> bool:
+    if release.rejected is None:
+        return False
+    verdict = verify_history(git, trust, history, [release])[release.version].rejected
+    return verdict is not None and verdict.ok
 
 
 def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
@@ -180,20 +215,6 @@ def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) 
         )
     if not verdict.release.ok:
         raise Refused(f"{target.tag.name} does not verify: {verdict.release.problem}")
-    if target.position is None:
-        raise Refused(f"{target.tag.name} is not on this branch's history")
-    return target
-    target = history.get(to)
-    if target is None:
-        raise BadInput(
-            f"{history.model} has no release {to}", f"see `releasectl history {history.model}`"
-        )
-    if target.rejected is not None:
-        raise Refused(f"{target.tag.name} was rejected; it is never a rollback target again")
-    if target.stable is None:
-        raise Refused(
-            f"{target.tag.name} is not marked stable; only stable releases are rollback targets"
-        )
     if target.position is None:
         raise Refused(f"{target.tag.name} is not on this branch's history")
     return target
@@ -272,7 +293,7 @@ def preview(
     who = g.config_get(git, "user.email") or "unknown"
     model = ModelName.parse(model)
     require_clean(git, model_dir(model))
-    base, note = dry_run_base(git, branch, model, push=push, carry_local=False)
+    base, note = dry_run_base(git, branch, model, push=push, carry_local=False, incident=True)
     p = plan(git, model, base, to=to, reason=reason, who=who)
     if p.change is not None:
         dry_run_landing(git, push=push, sync=bool(p.change.sync_paths))
@@ -306,7 +327,7 @@ def revert(
         p = plan(git, model, base, to=to, reason=reason, who=who, trust=trust)
         if p.change is None:
             return RevertResult(p, None)
-        return RevertResult(p, land_local(git, trust, branch, p.change))
+        return RevertResult(p, land_local(git, trust, branch, p.change, incident=True))
 
     plans: list[RevertPlan] = []
     trusts: dict[str, TrustRoot] = {}
@@ -320,5 +341,7 @@ def revert(
         plans.append(plan(git, model, tip, to=to, reason=reason, who=who, trust=trust_at(tip)))
         return plans[-1].change
 
-    landed = land_pushed(git, trust_at, branch, planner, model, leave_local=leave_local)
+    landed = land_pushed(
+        git, trust_at, branch, planner, model, leave_local=leave_local, incident=True
+    )
     return RevertResult(plans[-1], landed)

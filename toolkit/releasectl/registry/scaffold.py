@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import errno
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from importlib import metadata, resources
@@ -19,6 +20,7 @@ from releasectl.names import MANIFEST, MODEL_RE, REGISTRY_DIR, ModelName, model_
 from releasectl.pipeline.lock import LOCK_FILE, Source, compile_lock
 from releasectl.pipeline.workflows import templates
 from releasectl.registry.landing import Change, Landed, land_local, require_branch
+from releasectl.registry.sharing import rulesets
 from releasectl.registry.spellings import Spellings, rename
 from releasectl.signing import (
     OPENPGP_FILE,
@@ -46,6 +48,7 @@ def init_files(git: g.Git, source: Source | None = None) -> dict[str, str]:
         )
     }
     files.update(templates())
+    files.update(rulesets())  # the tag rulesets a GitHub admin imports (README, "Trust")
     if source is not None and source.named:
         files[LOCK_FILE] = compile_lock(source)
     if kind == "ssh":
@@ -236,18 +239,36 @@ def _source_folder(root: Path, source: str, cwd: Path) -> Path:
     """A model of this registry by name, else a folder."""
     if MODEL_RE.fullmatch(source) and (root / model_dir(source)).is_dir():
         return root / model_dir(source)
-    folder = (cwd / source).resolve()
+    given = cwd / source
+    if given.is_symlink():
+        _plain(given, source)
+    folder = given.resolve()
     if not folder.is_dir():
         raise BadInput(
             f"--from {source}: no model {source!r} in {REGISTRY_DIR}/ and no such folder",
             f"name a model (`releasectl list`) or a folder holding a {MANIFEST}",
         )
+    if (folder / MANIFEST).is_symlink():
+        _plain(folder / MANIFEST, source)
     if not (folder / MANIFEST).is_file():
         raise BadInput(
             f"--from {source}: {folder} has no {MANIFEST}: not a model folder",
             f"name a model (`releasectl list`) or a folder holding a {MANIFEST}",
         )
     return folder
+
+
+def _plain(path: Path, source: str) -> None:
+    """Only plain files and folders are copied: a symlink (which could name
+    the operator's signing key) or a special file is refused, never followed
+    (docs/ARCHITECTURE.md, "Crafted input")."""
+    mode = path.lstat().st_mode
+    if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+        what = "a symlink" if stat.S_ISLNK(mode) else "not a plain file or folder"
+        raise BadInput(
+            f"--from {source}: {path} is {what}; nothing was written",
+            "copy the file itself into the source folder, or remove it",
+        )
 
 
 def _from_folder(root: Path, model: str, port: int, folder: Path) -> NewModel:
@@ -263,7 +284,10 @@ def _from_folder(root: Path, model: str, port: int, folder: Path) -> NewModel:
     executable = set()
     for path in sorted(folder.rglob("*")):
         rel = path.relative_to(folder)
-        if not path.is_file() or SKIPPED & set(rel.parts) or rel.as_posix() == MANIFEST:
+        if SKIPPED & set(rel.parts):
+            continue
+        _plain(path, shown)
+        if path.is_dir() or rel.as_posix() == MANIFEST:
             continue
         name, _ = rename(rel.as_posix(), old, model)
         data = path.read_bytes()

@@ -7,6 +7,11 @@ directory, one file per trust root and model:
 trust root changes the key, so nothing judged under the old one is reused;
 `git gc` leaves object ids, and so the cache, as they are. A second `history`
 therefore costs one small file read instead of a signature check per tag.
+
+A verdict is about a name bound to an object, never the object alone: the
+same signed tag object under another ref name is another question (the name
+inside the object must equal the ref), so every key holds both
+(docs/ARCHITECTURE.md, "Trust").
 """
 
 from __future__ import annotations
@@ -29,7 +34,9 @@ if TYPE_CHECKING:
     from semver import Version
 
 _PARALLEL = 8  # signature checks in flight at once (each is an ssh-keygen run)
-_FORMAT = 1
+# 2: keys bind the ref name to its object; format 1 keyed by the object alone,
+# so a genuine tag object copied under another name was "verified" from it.
+_FORMAT = 2
 # Failures that can come from the machine rather than the object: never remembered.
 _TRANSIENT = ("bad signature", "unverifiable", "not found", "not judged")
 
@@ -171,6 +178,12 @@ def _judge_one(
     return Judged(True, None)
 
 
+def _key(kind: str, tag: reg.TagRef, commit: str = "") -> str:
+    """A cache key: the ref name bound to its object (and, for a mark, the
+    commit of the release it marks)."""
+    return " ".join(part for part in (kind, tag.name, tag.object, commit) if part)
+
+
 def verify_history(
     git: g.Git,
     trust: TrustRoot,
@@ -182,31 +195,31 @@ def verify_history(
     under this trust root are checked."""
     wanted = history.releases if releases is None else releases
     cache = _open(git, trust, history.model)
-    todo = [r for r in wanted if cache.get(f"r {r.tag.object}") is None]
+    todo = [r for r in wanted if cache.get(_key("r", r.tag)) is None]
     if todo:
         judged_releases = _judge_releases(git, trust, history, todo)
         for release in todo:
-            cache.put(f"r {release.tag.object}", judged_releases[release.tag.name])
+            cache.put(_key("r", release.tag), judged_releases[release.tag.name])
     marks = [
         (release, mark)
         for release in wanted
         for mark in (release.stable, release.rejected)
-        if mark is not None and cache.get(f"m {mark.object} {release.commit}") is None
+        if mark is not None and cache.get(_key("m", mark, release.commit)) is None
     ]
     judged_marks = _judge_tags(git, trust, [mark for _, mark in marks]) if marks else {}
     for release, mark in marks:
         judged = judged_marks[mark.name]
         if judged.ok and mark.commit != release.commit:
             judged = Judged(False, "points at another commit than the release tag")
-        cache.put(f"m {mark.object} {release.commit}", judged)
+        cache.put(_key("m", mark, release.commit), judged)
     cache.save()
 
     def mark_verdict(release: reg.Release, mark: reg.TagRef | None) -> Judged | None:
-        return None if mark is None else cache.get(f"m {mark.object} {release.commit}")
+        return None if mark is None else cache.get(_key("m", mark, release.commit))
 
     return {
         r.version: ReleaseVerdict(
-            release=cache.get(f"r {r.tag.object}") or Judged(False, "not judged"),
+            release=cache.get(_key("r", r.tag)) or Judged(False, "not judged"),
             stable=mark_verdict(r, r.stable),
             rejected=mark_verdict(r, r.rejected),
         )
