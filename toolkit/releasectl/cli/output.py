@@ -168,7 +168,7 @@ def say(text: str = "") -> None:
 
 def warn(text: str) -> None:
     """A line on stderr that is not the command's failure."""
-    sys.stderr.write(f"releasectl: {shown(text)}\n")
+    sys.stderr.write(f"releasectl: {_lines_shown(text)}\n")
 
 
 def ci_summary(markdown: str) -> None:
@@ -216,13 +216,14 @@ def fail(exc: ReleasectlError, options: SharedOptions) -> NoReturn:
         # The runner reads workflow commands from both streams, so no line we
         # write may start one; every input is escaped (docs/ARCHITECTURE.md,
         # "Crafted input").
-        sys.stderr.write(f"releasectl: {_inert(shown(exc.line()))}\n")
+        sys.stderr.write(f"releasectl: {_inert(_lines_shown(exc.line()))}\n")
         command = " ".join(["releasectl", *sys.argv[1:]])
         sys.stdout.write(ci.error_annotation(exc.line(), title=command, level=exc.severity) + "\n")
         mark = "⚠️" if exc.severity == "warning" else "❌"
         ci.summary(f"{mark} {ci.code_span(command)} (exit {exc.code}): {summary_line(exc.line())}")
     else:
-        sys.stderr.write(f"releasectl: {shown(exc.line())}\n")
+        # The line, then any lines the error carries (a server's last log lines).
+        sys.stderr.write(f"releasectl: {_lines_shown(exc.line())}\n")
     raise typer.Exit(exc.code)
 
 

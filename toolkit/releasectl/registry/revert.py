@@ -164,14 +164,17 @@ def _trusted_state(git: g.Git, history: reg.History, base: str) -> mf.Manifest:
     keyless branch pusher's unsigned commit (a broken manifest, a version set
     back, the folder removed) can then neither stop the incident's revert nor
     make it a no-op (docs/ARCHITECTURE.md, "Trust")."""
+    commits = history.branch_commits  # newest first
     unsigned = {u.commit for u in view.unsigned(git, base, [model_dir(history.model)])}
-    for commit in history.branch_commits:  # newest first
-        if commit in unsigned:
-            continue
-        try:
-            return reg.current(git, history.model, commit)[0]
-        except BadInput:
-            continue
+    if not commits or commits[0] not in unsigned:
+        # Signed state, even a broken one: the branch's, refused as it is.
+        return reg.current(git, history.model, base)[0]
+    for commit in commits[1:]:
+        if commit not in unsigned:
+            try:
+                return reg.current(git, history.model, commit)[0]
+            except BadInput:
+                continue
     return reg.current(git, history.model, base)[0]
 
 
