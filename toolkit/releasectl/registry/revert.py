@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from releasectl import git as g
-from releasectl import view
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
@@ -41,6 +40,7 @@ from releasectl.registry.succession import next_serial
 from releasectl.registry.verified import (
     ignored_marks,
     last_stable,
+    verify_commits,
     verify_history,
 )
 from releasectl.serving.kubernetes import desired
@@ -88,7 +88,7 @@ def plan(
         to = ModelVersion.parse(to)
     history = reg.history(git, model, base)
     trust = trust or trust_root(git, base)
-    manifest = _trusted_state(git, history, base)
+    manifest = _trusted_state(git, trust, history, base)
     target = _target(git, trust, history, to)
     if manifest.version == target.version:
         more = "" if to else "; use --to VERSION to go further back"
@@ -156,21 +156,29 @@ def plan(
     )
 
 
-def _trusted_state(git: g.Git, history: reg.History, base: str) -> mf.Manifest:
+def _trusted_state(git: g.Git, trust: TrustRoot, history: reg.History, base: str) -> mf.Manifest:
     """The manifest the revert moves away from: the one at the newest
-    first-parent commit that changed the model's folder with a release
-    signer's signature, as the verified view judges it (a forge's clean merge
-    of signed commits counts: it is how a pull request's release lands). A
-    keyless branch pusher's unsigned commit (a broken manifest, a version set
-    back, the folder removed) can then neither stop the incident's revert nor
-    make it a no-op (docs/ARCHITECTURE.md, "Trust")."""
+    first-parent commit that changed the model's folder whose change is
+    signed by a release signer, judged as a release commit is (through a
+    forge's clean merge, the pull request's commit behind it). A keyless
+    branch pusher's unsigned commit (a broken manifest, a version set back,
+    the folder removed) can then neither stop the incident's revert nor make
+    it a no-op; a signed broken manifest is refused as it is. One signature
+    check in the usual case: the incident path stays fast
+    (docs/ARCHITECTURE.md, "Trust")."""
     commits = history.branch_commits  # newest first
-    unsigned = {u.commit for u in view.unsigned(git, base, [model_dir(history.model)])}
-    if not commits or commits[0] not in unsigned:
-        # Signed state, even a broken one: the branch's, refused as it is.
+
+    def signed(commit: str) -> bool:
+        try:
+            source = reg.release_commit(git, history.model, commit)
+        except OperationFailed:  # the folder removed there
+            return False
+        return verify_commits(git, trust, history.model, [source])[source].ok
+
+    if not commits or signed(commits[0]):
         return reg.current(git, history.model, base)[0]
     for commit in commits[1:]:
-        if commit not in unsigned:
+        if signed(commit):
             try:
                 return reg.current(git, history.model, commit)[0]
             except BadInput:
