@@ -246,24 +246,35 @@ def check_signing_key(git: g.Git) -> None:
 def public_identity(git: g.Git) -> tuple[str, str]:
     """("ssh", "<type> <base64>") or ("openpgp", "<FINGERPRINT>") for the
     configured signing key, to write into the trust root."""
+    check_signing_key(git)
+    kind, key = _identity(git, ask=True)
+    return kind, key.split()[0] if kind == "openpgp" else key
+
+
+def _identity(git: g.Git, *, ask: bool) -> tuple[str, str]:
+    """The configured key's public identity: an SSH public key, or every
+    fingerprint of the OpenPGP key, space-separated (a subkey may be the one
+    that signs). `ask`: ssh-keygen may prompt for a passphrase; otherwise it
+    must not, and a key that needs one is an OperationFailed."""
     import subprocess
 
-    check_signing_key(git)
     key = g.config_get(git, "user.signingkey") or ""
     if signing_format(git) == "ssh":
-        if key.startswith("key::"):
+        if key.startswith(("key::", "ssh-")):
             return "ssh", key.removeprefix("key::").strip()
-        if key.startswith("ssh-"):
-            return "ssh", key.strip()
         path = Path(os.path.expanduser(key))
-        if not path.is_absolute():
-            path = git.cwd / path
+        path = path if path.is_absolute() else git.cwd / path
         public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
         if public.exists():
             text = public.read_text()
         else:
+            quiet = [] if ask else ["-P", ""]
             proc = subprocess.run(
-                ["ssh-keygen", "-y", "-f", str(path)], capture_output=True, text=True, check=False
+                ["ssh-keygen", "-y", *quiet, "-f", str(path)],
+                capture_output=True,
+                text=True,
+                check=False,
+                stdin=None if ask else subprocess.DEVNULL,
             )
             if proc.returncode != 0:
                 raise OperationFailed(
@@ -271,6 +282,8 @@ def public_identity(git: g.Git) -> tuple[str, str]:
                 )
             text = proc.stdout
         parts = text.split()
+        if len(parts) < 2:
+            raise OperationFailed(f"no public key in {public}")
         return "ssh", " ".join(parts[:2])
     who = key or g.config_get(git, "user.email") or ""
     proc = subprocess.run(
@@ -278,11 +291,12 @@ def public_identity(git: g.Git) -> tuple[str, str]:
         capture_output=True,
         text=True,
         check=False,
+        stdin=subprocess.DEVNULL,
     )
     fprs = [line.split(":")[9] for line in proc.stdout.splitlines() if line.startswith("fpr:")]
     if proc.returncode != 0 or not fprs:
         raise OperationFailed(f"no OpenPGP key found for {who!r}", "check user.signingkey")
-    return "openpgp", fprs[0]
+    return "openpgp", " ".join(fprs)
 
 
 def require_allowed_signer(git: g.Git, trust: TrustRoot) -> None:
@@ -338,44 +352,14 @@ def _ssh_allowed(allowed: str, email: str, key: str) -> bool:
 
 
 def _public_identity_quietly(git: g.Git) -> tuple[str, str] | None:
-    """public_identity, or None when it cannot be known without asking
-    (an encrypted key without its .pub, no gpg); all OpenPGP fingerprints
-    of the key, space-separated (a subkey may be the one that signs)."""
-    import subprocess
-
-    key = g.config_get(git, "user.signingkey") or ""
-    if signing_format(git) == "ssh":
-        if not key or key.startswith(("key::", "ssh-")):
-            return ("ssh", key.removeprefix("key::").strip()) if key else None
-        path = Path(os.path.expanduser(key))
-        path = path if path.is_absolute() else git.cwd / path
-        public = path if path.suffix == ".pub" else path.with_name(path.name + ".pub")
-        argv = ["ssh-keygen", "-y", "-P", "", "-f", str(path)]
-        try:
-            text = (
-                public.read_text()
-                if public.exists()
-                else subprocess.run(
-                    argv, capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL
-                ).stdout
-            )
-        except (OSError, subprocess.CalledProcessError):
-            return None
-        parts = text.split()
-        return ("ssh", " ".join(parts[:2])) if len(parts) >= 2 else None
-    who = key or g.config_get(git, "user.email") or ""
-    try:
-        proc = subprocess.run(
-            ["gpg", "--batch", "--with-colons", "--fingerprint", "--", who],
-            capture_output=True,
-            text=True,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
-    except OSError:
+    """`_identity` without asking, or None when it cannot be known that way
+    (an encrypted key without its .pub, no gpg): only a certain no refuses."""
+    if not (g.config_get(git, "user.signingkey") or signing_format(git) != "ssh"):
         return None
-    fprs = [line.split(":")[9] for line in proc.stdout.splitlines() if line.startswith("fpr:")]
-    return ("openpgp", " ".join(fprs)) if proc.returncode == 0 and fprs else None
+    try:
+        return _identity(git, ask=False)
+    except (OperationFailed, OSError):
+        return None
 
 
 def signers_copy(git: g.Git) -> Path:
