@@ -217,17 +217,18 @@ def _who(role: str) -> str:
     return "an admin" if role == ADMIN else "a release signer"
 
 
-def read(git: g.Git, rev: str, path: str) -> str | None:
-    """`path`'s text at `rev` when every change of it since its anchor is signed
+def read(git: g.Git, rev: str, path: str, *, since: str | None = None) -> str | None:
+    """`path`'s text at `rev` when every change of it since its anchor (or since
+    `since`, a commit the caller has verified as vouching for the path) is signed
     by its owning role; else Refused, naming the commit and the path. None
     when the file does not exist (and no unsigned commit removed it)."""
-    require(git, rev, [path])
+    require(git, rev, [path], since=since)
     return g.read_blob(git, rev, path)
 
 
-def require(git: g.Git, rev: str, paths: Sequence[str]) -> None:
+def require(git: g.Git, rev: str, paths: Sequence[str], *, since: str | None = None) -> None:
     """Refused (exit 3) when a change of any of `paths` is not vouched for."""
-    bad = unsigned(git, rev, paths)
+    bad = unsigned(git, rev, paths, since=since)
     if bad:
         first = bad[0]
         raise Refused(
@@ -326,6 +327,7 @@ def _judge(
         "--name-only",
         "-z",
         "--format=%x01%H %P",
+        "--end-of-options",
         *span,
         "--",
         *paths,
@@ -409,6 +411,7 @@ def _anchors(
         "--first-parent",
         f"--grep=^{ADOPT}:",
         f"--format=%H%x00%(trailers:key={ADOPT},valueonly,separator=%x02)%x00",
+        "--end-of-options",
         rev,
     )
     candidates: list[tuple[str, list[str]]] = []
@@ -420,7 +423,7 @@ def _anchors(
             candidates.append((commit, covered))
     if not candidates:
         return {}
-    line = git.out("rev-list", "--first-parent", rev).split()
+    line = git.out("rev-list", "--first-parent", "--end-of-options", rev).split()
     position.clear()
     position.update({c: len(line) - i for i, c in enumerate(line)})
     anchors: dict[str, int] = {}

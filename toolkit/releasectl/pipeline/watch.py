@@ -43,7 +43,7 @@ from releasectl.registry.revert import RevertResult, revert
 from releasectl.serving import notify
 from releasectl.serving import outcomes as out
 from releasectl.serving import recovery as rec
-from releasectl.serving.deploy import deploy
+from releasectl.serving.deploy import deploy, trusted
 from releasectl.signing import check_signing_key
 
 if TYPE_CHECKING:
@@ -164,7 +164,9 @@ def _live_and_declared(
             f"the branch declares {model} {manifest.version}, but {live.version} is live",
             "watch the version the branch declares: deploy it first",
         )
-    return live, manifest
+    # The thresholds and the metric source are obeyed only as the verified view
+    # vouches for them (docs/ARCHITECTURE.md, "Trust").
+    return live, trusted(git, model).manifest
 
 
 def _plan_recovery(git: g.Git, model: str, version: str, say: Say) -> rec.Recovery:
@@ -325,7 +327,7 @@ def _in_cluster(git: g.Git, model: str) -> mf.Manifest | None:
         manifest, _ = reg.current(git, model)
     except BadInput:
         return None
-    return manifest if manifest.deploy.target == "kubernetes" else None
+    return trusted(git, model).manifest if manifest.deploy.target == "kubernetes" else None
 
 
 def _cluster_refusals(manifest: mf.Manifest, version: str | None) -> None:

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
-from releasectl import loopback
+from releasectl import loopback, view
 from releasectl.bundles.build import fetch_bundle, store_for, stranded
 from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
@@ -152,7 +152,26 @@ def check_trust(git: g.Git, trust: TrustRoot, state: DeployState) -> reg.Release
     if release is None:
         raise Refused(f"{state.model} {state.manifest.version} has no release tag")
     reg.require_verified(git, trust, release)
+    vouch(git, state, release)
     return release
+
+
+def vouch(git: g.Git, state: DeployState, release: reg.Release) -> None:
+    """The manifest decides what is served and how it is judged, so it is obeyed
+    only through the verified view (docs/ARCHITECTURE.md, "Trust"): every change
+    of it after the verified release's commit is signed by a release signer. A
+    verified revert holds the stable release's own content and needs no walk."""
+    if state.verified_revert or state.commit == release.commit:
+        return
+    view.require(git, state.commit, [manifest_path(state.model)], since=release.commit)
+
+
+def trusted(git: g.Git, model: str) -> DeployState:
+    """The state the branch declares for `model`, once its commit, its release
+    and every change of its manifest since that release verify."""
+    state = resolve(git, model, None)
+    check_trust(git, trust_root(git), state)
+    return state
 
 
 def check_policy(git: g.Git, trust: TrustRoot, state: DeployState, release: reg.Release) -> None:
