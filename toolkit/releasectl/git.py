@@ -30,6 +30,7 @@ _ENV = {
 # a test can count them first.
 _CRASH_AFTER = int(os.environ.get("RELEASECTL_TEST_CRASH_AFTER_GIT") or 0)
 _TRACE = os.environ.get("RELEASECTL_TEST_GIT_TRACE")
+_END = "--end-of-options"  # a value from a ref, a journal or a file is never an option
 _calls = 0
 
 
@@ -176,7 +177,7 @@ def git_dir(git: Git) -> Path:
 
 
 def rev_parse(git: Git, rev: str) -> str | None:
-    result = git.run("rev-parse", "-q", "--verify", f"{rev}^{{commit}}", check=False)
+    result = git.run("rev-parse", "-q", "--verify", _END, f"{rev}^{{commit}}", check=False)
     return result.stdout.strip() or None
 
 
@@ -208,7 +209,7 @@ def _decode(data: bytes, rev: str, path: str) -> str:
 def read_blob(git: Git, rev: str, path: str) -> str | None:
     """A file's text at `rev`; BadInput if it is not UTF-8."""
     proc = subprocess.run(
-        ["git", *_config_args(git), "cat-file", "blob", f"{rev}:{path}"],
+        ["git", *_config_args(git), "cat-file", "blob", _END, f"{rev}:{path}"],
         cwd=git.cwd,
         capture_output=True,
         env={**os.environ, **_ENV},
@@ -253,13 +254,13 @@ def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
 
 
 def tree_id(git: Git, rev: str, path: str) -> str | None:
-    result = git.run("rev-parse", "-q", "--verify", f"{rev}:{path}", check=False)
+    result = git.run("rev-parse", "-q", "--verify", _END, f"{rev}:{path}", check=False)
     return result.stdout.strip() or None
 
 
 def tree_entries(git: Git, rev: str, path: str) -> list[str]:
     """`<mode> <type> <object>\t<path>` of every file below `path` at `rev`."""
-    out = git.run("ls-tree", "-r", "-z", "--full-tree", rev, "--", path).stdout
+    out = git.run("ls-tree", "-r", "-z", "--full-tree", _END, rev, "--", path).stdout
     return [entry for entry in out.split("\0") if entry]
 
 
@@ -294,13 +295,13 @@ _REVERT_TRAILERS = (
 def start_first_parent_log(git: Git, rev: str, path: str) -> Pending:
     """Like start_first_parent_commits, a line per commit: `<id>\0<from>\0<to>`,
     the revert trailers empty for a commit that is not a revert."""
-    return git.start("log", "--first-parent", f"--format={_REVERT_TRAILERS}", rev, "--", path)
+    return git.start("log", "--first-parent", f"--format={_REVERT_TRAILERS}", _END, rev, "--", path)
 
 
 def first_parent_changes(git: Git, rev: str, paths: Sequence[str]) -> list[str]:
     """Commits on `rev`'s first-parent line that changed any of `paths`,
     oldest first; a merge counts as a change against its first parent."""
-    return git.out("rev-list", "--reverse", "--first-parent", rev, "--", *paths).split()
+    return git.out("rev-list", "--reverse", "--first-parent", _END, rev, "--", *paths).split()
 
 
 def parent_counts(git: Git, commits: Sequence[str]) -> dict[str, int]:
@@ -316,20 +317,20 @@ def parent_counts(git: Git, commits: Sequence[str]) -> dict[str, int]:
 def last_change(git: Git, rev: str, path: str) -> str | None:
     """The commit that last changed `path` as seen from `rev` (following the
     side of a merge the content came from, as `git log` simplifies history)."""
-    return git.out("log", "-1", "--format=%H", rev, "--", path) or None
+    return git.out("log", "-1", "--format=%H", _END, rev, "--", path) or None
 
 
 def last_change_on_branch(git: Git, rev: str, path: str) -> str | None:
     """The commit on `rev`'s first-parent line that last changed `path` (for a
     merged pull request, the merge commit itself, which descends from the
     branch's earlier states)."""
-    return git.out("log", "--first-parent", "-1", "--format=%H", rev, "--", path) or None
+    return git.out("log", "--first-parent", "-1", "--format=%H", _END, rev, "--", path) or None
 
 
 def trailers(git: Git, commit: str) -> dict[str, list[str]]:
     """The trailers of a commit's message as git parses them: only its final
     paragraph, and only when that paragraph is a trailer block."""
-    out = git.out("log", "-1", "--format=%(trailers:only,unfold)", commit, "--")
+    out = git.out("log", "-1", "--format=%(trailers:only,unfold)", _END, commit, "--")
     found: dict[str, list[str]] = {}
     for line in out.splitlines():
         key, sep, value = line.partition(":")
@@ -356,7 +357,7 @@ def dirty_paths(git: Git, path: str) -> list[str]:
 
 
 def is_ancestor(git: Git, ancestor: str, descendant: str) -> bool:
-    result = git.run("merge-base", "--is-ancestor", ancestor, descendant, check=False)
+    result = git.run("merge-base", "--is-ancestor", _END, ancestor, descendant, check=False)
     return result.returncode == 0
 
 
@@ -422,7 +423,7 @@ def delete_tag(git: Git, name: str) -> None:
 
 def git_object(git: Git, ref: str) -> str | None:
     """The object a ref names (a tag object for an annotated tag), unpeeled."""
-    result = git.run("rev-parse", "-q", "--verify", "--end-of-options", ref, check=False)
+    result = git.run("rev-parse", "-q", "--verify", _END, ref, check=False)
     return result.stdout.strip() or None
 
 
@@ -482,7 +483,7 @@ def check_symlinks(git: Git, rev: str, path: str) -> None:
 
     links = [
         entry.split("\t", 1)
-        for entry in git.run("ls-tree", "-r", "-z", rev, "--", path).stdout.split("\0")
+        for entry in git.run("ls-tree", "-r", "-z", _END, rev, "--", path).stdout.split("\0")
         if entry.startswith("120000 ")
     ]
     for meta, name in links:
