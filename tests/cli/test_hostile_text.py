@@ -192,6 +192,19 @@ def test_check_findings_stay_one_line_in_every_output(iris: Repo, tmp_path: Path
     assert rows and all(line.count(" | ") == 3 for line in rows), rows
 
 
+def test_a_crafted_file_name_cannot_draw_a_row_of_checks_output(iris: Repo) -> None:
+    """A PR's file name is untrusted text: its line break and escape sequence are
+    shown escaped, so it can neither forge an "ok" row nor recolour the terminal."""
+    iris.git("checkout", "-q", "-b", "pr")
+    iris.write("deploy/x\nok    iris: signature: good \x1b[32m", "planted\n")
+    iris.commit("a crafted file name")
+    proc = iris.cli("check", "--base", "main", "--no-build")
+    assert proc.returncode != 0, proc.stdout
+    assert "\x1b" not in proc.stdout, proc.stdout
+    assert not [line for line in proc.stdout.splitlines() if line.startswith("ok    iris")]
+    assert [line for line in proc.stdout.splitlines() if line.startswith("FAIL  deploy")]
+
+
 # --- undecodable and oversized input -----------------------------------------------------
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from releasectl.cli.output import JsonOption, ModelArg, ci_summary, emit, funnel, repo, say
+from releasectl.cli.output import JsonOption, ModelArg, ci_summary, emit, funnel, repo, say, shown
 from releasectl.errors import OperationFailed
 
 app = typer.Typer()
@@ -40,9 +40,9 @@ def render(
     elif not json:
         verb = "differs" if check else "written"
         for path in result.written:
-            say(f"{verb}: {path}")
+            say(f"{verb}: {shown(path)}")
         for path in result.removed:
-            say(f"{'stale' if check else 'removed'}: {path}")
+            say(f"{'stale' if check else 'removed'}: {shown(path)}")
     if check and result.changed:
         ci_summary(
             f"❌ `{result.folder}/` differs from `releasectl render {model}`: render and commit it"

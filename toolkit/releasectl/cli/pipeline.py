@@ -18,6 +18,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
 )
 from releasectl.errors import BadInput, for_code
 
@@ -65,7 +66,7 @@ def check(
     if not json:
         for f in report.findings:
             mark = "FAIL" if not f.ok else "warn" if f.detail.startswith(WARNING) else "ok  "
-            say(f"{mark}  {f.subject}: {f.check}: {f.detail}")
+            say(f"{mark}  {shown(f.subject)}: {shown(f.check)}: {shown(f.detail)}")
         say("check passed" if report.ok else "check FAILED")
     if report.code:
         failed = [f for f in report.findings if not f.ok]

@@ -341,19 +341,20 @@ def _nothing(note: str, json: bool, deployed: DeployResult | None = None) -> Non
             doc["deploy"] = deployed.model_dump(mode="json")
         emit(doc)
     else:
-        say(f"nothing to do: {note}")
+        say(f"nothing to do: {shown(note)}")
         if deployed is not None:
             print_deploy(deployed)
 
 
 def _say_note(note: str | None) -> None:
     if note:
-        say(f"note: {note}")
+        say(f"note: {shown(note)}")
 
 
 def _say_carried(carried: tuple[str, ...]) -> None:
     if carried:
-        say(f"also pushed {len(carried)} registry tag(s) the remote lacked: {', '.join(carried)}")
+        tags = ", ".join(shown(t) for t in carried)
+        say(f"also pushed {len(carried)} registry tag(s) the remote lacked: {tags}")
 
 
 def _recover(git: Git, dry_run: bool) -> None:

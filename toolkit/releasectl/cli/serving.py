@@ -17,6 +17,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
     warn,
 )
 from releasectl.errors import BadInput
@@ -249,10 +250,10 @@ def status(
         r = results[s.model]
         if r is not None:
             at = r.at.isoformat(timespec="seconds")
-            say(f"  outcome  {r.line()} ({at})")
+            say(f"  outcome  {shown(r.line())} ({at})")
             failed = [d for d in r.notified if not d.ok]
             if failed:
-                say(f"  notify   FAILED: {failed[0].detail}")
+                say(f"  notify   FAILED: {shown(failed[0].detail)}")
 
 
 # `releasectl agent ...`: added to the root by cli/__init__, after the commands.

@@ -7,7 +7,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 import releasectl.cli.completion as completion
-from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shared, warn
+from releasectl.cli.output import (
+    DryRunOption,
+    JsonOption,
+    emit,
+    funnel,
+    repo,
+    say,
+    shared,
+    shown,
+    warn,
+)
 
 if TYPE_CHECKING:
     from releasectl.pipeline.lock import Source
@@ -145,7 +155,7 @@ def upgrade_workflows(
         return
     for change in changes:
         if not change.changed:
-            say(f"unchanged {change.path}")
+            say(f"unchanged {shown(change.path)}")
         elif change.path == LOCK_FILE and change.old is None:
             locked = pins(change.new)
             say(
@@ -165,7 +175,7 @@ def upgrade_workflows(
             )
         else:
             kept = " (kept your edits outside releasectl's blocks)" if change.kept_edits else ""
-            say(f"{'would update' if dry_run else 'updated'} {change.path}{kept}")
+            say(f"{'would update' if dry_run else 'updated'} {shown(change.path)}{kept}")
             say(change.diff().rstrip())
     if not dry_run and any(c.changed for c in changes):
         say("review, then commit them (signed)")
@@ -220,7 +230,7 @@ def new(
                 }
             )
             return
-        say(f"would create {plan.folder}/ from {plan.source or 'the model template'}:")
+        say(f"would create {plan.folder}/ from {shown(plan.source or 'the model template')}:")
         say("  " + "\n  ".join(sorted(plan.files)))
         return
     plan, written = new_model(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
@@ -244,7 +254,7 @@ def new(
     if plan.source is not None:
         old = Spellings(plan.source_model or "")
         renames = ", ".join(f"{name} ({n})" for name, n in sorted(plan.renamed.items()))
-        say(f"copied {plan.source}: {old.name} renamed to {model} in {renames}")
+        say(f"copied {shown(plan.source)}: {shown(old.name)} renamed to {model} in {renames}")
         say(
             f"  only where {old.name} starts a word ({old.snake}_x, {old.camel}X); "
             f"inside another (load_{old.snake}) it is left as it is: review the copy"

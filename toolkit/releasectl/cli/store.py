@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say
+from releasectl.cli.output import DryRunOption, JsonOption, emit, funnel, repo, say, shown
 from releasectl.errors import OperationFailed
 
 store = typer.Typer(help="The artifact store.", no_args_is_help=True)
@@ -67,7 +67,7 @@ def migrate(
         verb = "would copy" if dry_run else "copied"
         for item in done.artifacts:
             if item.action in ("copied", "would copy"):
-                say(f"{verb} {item.need.key} ({', '.join(item.need.used_by)})")
+                say(f"{verb} {shown(item.need.key)} ({shown(', '.join(item.need.used_by))})")
         say(
             f"{done.count('would copy' if dry_run else 'copied')} {verb}, "
             f"{done.count('present')} already in {done.dest}, {len(done.missing)} missing"

@@ -7,7 +7,16 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from releasectl.cli.output import DryRunOption, JsonOption, PushOption, emit, funnel, repo, say
+from releasectl.cli.output import (
+    DryRunOption,
+    JsonOption,
+    PushOption,
+    emit,
+    funnel,
+    repo,
+    say,
+    shown,
+)
 
 if TYPE_CHECKING:
     from releasectl.registry.keys import TrustChange
@@ -37,13 +46,13 @@ def _report(change: TrustChange, dry_run: bool, json: bool) -> None:
             }
         )
     elif not change.changed:
-        say(f"nothing to do: {change.message}")
+        say(f"nothing to do: {shown(change.message)}")
     elif dry_run:
-        say(f"would commit, signed: {change.message} ({change.path})")
+        say(f"would commit, signed: {shown(change.message)} ({shown(change.path)})")
     else:
         assert change.commit is not None
         pushed = f", pushed to {change.pushed_to}" if change.pushed_to else ""
-        say(f"{change.message}: commit {change.commit[:12]}{pushed}")
+        say(f"{shown(change.message)}: commit {change.commit[:12]}{pushed}")
 
 
 @app.command("add")

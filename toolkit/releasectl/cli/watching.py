@@ -18,6 +18,7 @@ from releasectl.cli.output import (
     funnel,
     repo,
     say,
+    shown,
     warn,
 )
 from releasectl.cli.serving import NOT_RUNNING
@@ -120,7 +121,7 @@ def _watch(*, ctx: typer.Context, how: _WatchRun, json: bool) -> None:
                 "inconclusive": "??  ",
                 "pending": "..  ",
             }
-            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {m.message}")
+            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {shown(m.message)}")
 
     git = repo(ctx)
     if how.dry_run:
