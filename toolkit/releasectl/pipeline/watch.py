@@ -327,7 +327,7 @@ def _in_cluster(git: g.Git, model: str) -> mf.Manifest | None:
         manifest, _ = reg.current(git, model)
     except BadInput:
         return None
-    return trusted(git, model).manifest if manifest.deploy.target == "kubernetes" else None
+    return manifest if manifest.deploy.target == "kubernetes" else None
 
 
 def _cluster_refusals(manifest: mf.Manifest, version: str | None) -> None:
@@ -367,8 +367,11 @@ def _watch_in_cluster(
     from releasectl.manifest.analysis import PrometheusSourceSpec
     from releasectl.serving.kubernetes.analysis_template import VERSION_LABEL
 
-    model, declared, spec = manifest.model, manifest.version, manifest.analysis
     _cluster_refusals(manifest, version)
+    # Bad input first (exit 2); then the thresholds and the Prometheus URL are
+    # obeyed only as the verified view vouches for them (docs/ARCHITECTURE.md, "Trust").
+    manifest = trusted(git, manifest.model).manifest
+    model, declared, spec = manifest.model, manifest.version, manifest.analysis
     assert isinstance(spec.source, PrometheusSourceSpec)  # refused above otherwise
     try:
         with PrometheusSource(
@@ -449,6 +452,7 @@ def check_watch(
     cluster = _in_cluster(git, model)
     if cluster is not None:
         _cluster_refusals(cluster, version)
+        cluster = trusted(git, model).manifest
         # No local agent is involved: `running` only tells the CLI not to mention one.
         watched, manifest, running = cluster.version, cluster, True
     else:
