@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from releasectl import trailers
 from testing.histories import MANIFEST, iris_stable, release
 from testing.repos import Repo, make_key
 
@@ -25,11 +26,8 @@ def iris(registry: Repo) -> Repo:
 
 
 def _message(frm: str, to: str, serial: int, reason: str = "it is bad") -> str:
-    return (
-        f'Revert "iris {frm}": back to stable {to}\n\nReason: {reason}\n\n'
-        f"Releasectl-Model: iris\nReleasectl-Revert-From: {frm}\n"
-        f"Releasectl-Revert-To: {to}\nReleasectl-Serial: {serial}\n"
-    )
+    head = f'Revert "iris {frm}": back to stable {to}\n\nReason: {reason}\n\n'
+    return head + trailers.block(trailers.revert("iris", frm, to, serial))
 
 
 def _fake_revert(
@@ -138,7 +136,7 @@ def test_a_trusted_signer_hand_writes_a_revert_that_is_not_one(iris: Repo, tmp_p
 
     from releasectl.git import open_repo
     from releasectl.manifest.schema import load
-    from releasectl.serving.deploy import revert_problem
+    from releasectl.registry.revert import revert_problem
     from releasectl.view import trust_root
 
     git = open_repo(iris.path)

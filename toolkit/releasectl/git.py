@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releasectl.errors import BadInput, OperationFailed
+from releasectl.trailers import REVERT_FROM, REVERT_TO
 
 # No prompts, no editors, no pagers, stable messages to parse.
 _ENV = {
@@ -281,14 +282,12 @@ def first_parent_commits(git: Git, rev: str, path: str) -> list[str]:
 
 
 def start_first_parent_commits(git: Git, rev: str, path: str) -> Pending:
-    return git.start("rev-list", "--first-parent", rev, "--", path)
+    return git.start("rev-list", "--first-parent", _END, rev, "--", path)
 
 
 # One walk gives both the branch order and which commits are reverts.
-_REVERT_TRAILERS = (
-    "%H%x00"
-    "%(trailers:key=Releasectl-Revert-From,valueonly,separator=%x2C)%x00"
-    "%(trailers:key=Releasectl-Revert-To,valueonly,separator=%x2C)"
+_REVERT_TRAILERS = "%H%x00" + "%x00".join(
+    f"%(trailers:key={key},valueonly,separator=%x2C)" for key in (REVERT_FROM, REVERT_TO)
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from releasectl import git as g
 from releasectl.errors import OperationFailed, Refused
+from releasectl.files import write_atomic
 
 SSH_FILE = ".releasectl/allowed_signers"
 OPENPGP_FILE = ".releasectl/allowed_openpgp"
@@ -44,10 +45,7 @@ class TrustRoot:
         git_dir = _git_dir(git)
         path = git_dir / "releasectl" / f"allowed_signers-{digest}"
         if not path.exists():
-            path.parent.mkdir(exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(self.ssh)
-            tmp.replace(path)
+            write_atomic(path, self.ssh, durable=False)  # content-addressed: rebuilt if lost
         return path
 
     def verifier(self, git: g.Git) -> g.Git:
@@ -374,10 +372,7 @@ def signers_copy(git: g.Git) -> Path:
 def write_signers_copy(git: g.Git, trust: TrustRoot) -> Path:
     path = signers_copy(git)
     if not path.exists() or path.read_text() != trust.ssh:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(trust.ssh)
-        tmp.replace(path)
+        write_atomic(path, trust.ssh, durable=False)  # a copy, refreshed from the walk
     return path
 
 

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from releasectl import git as g
+from releasectl import trailers
 from releasectl.errors import OperationFailed, Refused
+from releasectl.files import write_atomic
 from releasectl.signing import (
     ENV_OPENPGP,
     ENV_SSH,
@@ -46,7 +48,7 @@ ADMINS_FILE = ".releasectl/admins"
 ENV_ADMINS = "RELEASECTL_ADMINS"
 TRUST_FILES = (SSH_FILE, OPENPGP_FILE, ADMINS_FILE)
 ADMIN_PATHS = (".releasectl/", ".github/workflows/", "deploy/argocd/")
-ADOPT = "Releasectl-Adopt"
+ADOPT = trailers.ADOPT
 RELEASE, ADMIN = "release", "admin"
 _FORMAT = 1
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}")
@@ -129,10 +131,7 @@ def walk(git: g.Git, rev: str = "HEAD") -> Walk:
             pass
     texts, result = _walk(git, rev)
     if commit is not None and result.reached:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"format": _FORMAT, "steps": texts}))
-        tmp.replace(cache)
+        write_atomic(cache, json.dumps({"format": _FORMAT, "steps": texts}), durable=False)
     return result
 
 
@@ -308,10 +307,8 @@ class _ViewCache:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"format": _FORMAT, "paths": self.entries}))
-        tmp.replace(self.path)
+        doc = {"format": _FORMAT, "paths": self.entries}
+        write_atomic(self.path, json.dumps(doc), durable=False)  # a cache: judged again if lost
 
 
 def _judge(

@@ -28,6 +28,7 @@ from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
 from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, check_version
+from releasectl.text import one_line
 
 API_VERSION = "releasectl/v1"
 MAX_BYTES = 256 * 1024
@@ -236,10 +237,10 @@ def parse_document(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{source}: malformed YAML{where}: {_one_line(problem)}") from None
+        raise BadInput(f"{source}: malformed YAML{where}: {one_line(problem, 300)}") from None
     except ValueError as exc:
         # e.g. an integer beyond Python's int-str limit (a 5,000-digit serial).
-        raise BadInput(f"{source}: a value cannot be read: {_one_line(str(exc))}") from None
+        raise BadInput(f"{source}: a value cannot be read: {one_line(str(exc), 300)}") from None
     except RecursionError:
         raise BadInput(f"{source}: YAML nested too deeply") from None
     if not isinstance(document, dict):
@@ -247,15 +248,11 @@ def parse_document(text: str, source: str) -> Any:
     return document
 
 
-def _one_line(text: str) -> str:
-    return " ".join(text.split())[:300]
-
-
 def validate(document: Any, source: str, *, model: str | None = None) -> Manifest:
     try:
         manifest = Manifest.model_validate(_plain(document))
     except ValidationError as exc:
-        raise BadInput(f"{source}: {_one_line(_describe(exc))}") from None
+        raise BadInput(f"{source}: {one_line(_describe(exc), 300)}") from None
     except RecursionError:
         raise BadInput(f"{source}: nested too deeply") from None
     if model is not None and manifest.model != model:

@@ -24,6 +24,7 @@ from releasectl.registry import history as reg
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import check_commits
+from releasectl.text import one_line
 from releasectl.view import trust_root
 
 if TYPE_CHECKING:
@@ -92,11 +93,6 @@ class Report:
         for model, digest in self.digests.items():
             lines.append(f"\nBundle `{model}`: `{digest}`")
         return "\n".join(lines) + "\n"
-
-
-def one_line(text: str) -> str:
-    """Line breaks and control characters as spaces."""
-    return "".join(c if c.isprintable() else " " for c in text)
 
 
 def summary_line(text: str) -> str:

@@ -17,11 +17,12 @@ from releasectl import view
 from releasectl.errors import BadInput, Refused
 from releasectl.git import ZERO
 from releasectl.names import check_model, model_dir, parse_tag, tag_name
-from releasectl.pipeline.check import changed_models, one_line
+from releasectl.pipeline.check import changed_models
 from releasectl.pipeline.check import summary_line as summary_line  # part of this module's API
 from releasectl.pipeline.lock import LOCK_FILE, check_installed, read_source
 from releasectl.registry import history as reg
 from releasectl.signing import SSH_FILE
+from releasectl.text import one_line
 from releasectl.view import trust_root
 
 TRUST_REPOSITORY = "RELEASECTL_TRUST_REPOSITORY"
@@ -116,7 +117,7 @@ def plan(git: g.Git) -> list[Item]:
 
 
 def _classify(git: g.Git, model: str, sha: str) -> Item:
-    from releasectl.serving.deploy import revert_problem
+    from releasectl.registry.revert import revert_problem
 
     manifest, _ = reg.current(git, model, sha)
     # Only a verified revert is fast-tracked; a rollback record and trailers

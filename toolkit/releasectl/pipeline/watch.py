@@ -45,6 +45,7 @@ from releasectl.serving import outcomes as out
 from releasectl.serving import recovery as rec
 from releasectl.serving.deploy import deploy, trusted
 from releasectl.signing import check_signing_key
+from releasectl.text import one_line
 
 if TYPE_CHECKING:
     from releasectl.serving.local import ModelStatus, SlotInfo
@@ -81,8 +82,7 @@ class Watched:
 def revert_reason(verdict: AnalysisVerdict) -> str:
     """The reason a failed verdict's revert records: one line, within the
     limit `revert --reason` accepts, whatever the metric names hold."""
-    text = "".join(c if c.isprintable() else " " for c in f"analysis failed: {verdict.message}")
-    return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
+    return one_line(f"analysis failed: {verdict.message}", MAX_REASON)
 
 
 Say = Callable[[str], None]

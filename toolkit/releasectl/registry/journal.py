@@ -20,6 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from releasectl import git as g
+from releasectl.files import write_atomic
 from releasectl.names import registry_ref
 
 _HEX = re.compile(r"^[0-9a-f]{40}$")
@@ -48,14 +49,7 @@ def _path(git: g.Git) -> Path:
 
 
 def begin(git: g.Git, journal: Journal) -> None:
-    path = _path(git)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".landing.{os.getpid()}")
-    with tmp.open("w") as handle:
-        json.dump(asdict(journal), handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
+    write_atomic(_path(git), json.dumps(asdict(journal)))
 
 
 def end(git: g.Git) -> None:

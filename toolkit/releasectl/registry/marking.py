@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 from releasectl import git as g
+from releasectl import trailers
 from releasectl.errors import BadInput, Refused
 from releasectl.names import ModelName, parse_version, tag_name
 from releasectl.registry import history as reg
@@ -54,7 +55,7 @@ def plan_mark_stable(
     require_allowed_signer(git, trust)
     tag = NewTag(
         tag_name("stable", model, version),
-        f"{model} {version} is stable\n\nReleasectl-Model: {model}\n",
+        f"{model} {version} is stable\n\n{trailers.MODEL}: {model}\n",
         target=target.commit,
     )
     return target, Change(base=base, tags=(tag,))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releasectl import git as g
+from releasectl import trailers
 from releasectl.bundles.archive import export
 from releasectl.bundles.build import build_sources, needs_training, store_bundle, store_for, train
 from releasectl.bundles.store import ArtifactStore
@@ -109,7 +110,7 @@ def plan_release(
     # a failed release's revert back to Git (docs/ARCHITECTURE.md, "Analysis in the cluster").
     require_prometheus(manifest)
     tag_message = (
-        f"{model} {version}\n\nReleasectl-Model: {model}\nReleasectl-Serial: {{serial}}\n"
+        f"{model} {version}\n\n{trailers.MODEL}: {model}\n{trailers.SERIAL}: {{serial}}\n"
         + recorded
     )
 
@@ -174,9 +175,10 @@ def plan_release(
     trees: tuple[tuple[str, str | None], ...] = ((rendered.folder, None),) if rendered else ()
     message = (
         f"Release {model} {version}\n\n"
-        f"Releasectl-Model: {model}\n"
-        f"Releasectl-Version: {version}\n"
-        f"Releasectl-Serial: {serial}\n" + recorded
+        + trailers.block(
+            {trailers.MODEL: model, trailers.VERSION: version, trailers.SERIAL: str(serial)}
+        )
+        + recorded
     )
     change = Change(
         base=base,

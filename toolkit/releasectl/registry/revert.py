@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from releasectl import git as g
+from releasectl import trailers
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
@@ -44,7 +45,7 @@ from releasectl.registry.verified import (
     verify_history,
 )
 from releasectl.serving.kubernetes import desired
-from releasectl.signing import TrustRoot, require_allowed_signer
+from releasectl.signing import TrustRoot, check_commits, require_allowed_signer
 from releasectl.view import trust_root
 
 
@@ -131,7 +132,7 @@ def plan(
             NewTag(
                 tag_name("rejected", model, manifest.version),
                 f"{model} {manifest.version} rejected: {reason}\n\n"
-                f"Rolled back to {target.version}.\n\nReleasectl-Model: {model}\n",
+                f"Rolled back to {target.version}.\n\n{trailers.MODEL}: {model}\n",
                 target=leaving.commit,
             ),
         )
@@ -249,10 +250,7 @@ def _message(
         f"(commit {target.commit[:12]}), undoing {model} {from_version}{undone}.\n"
         f"Only serial ({serial}) and the rollback record differ from {target.version}.\n\n"
         f"Reason: {reason}\n\n"
-        f"Releasectl-Model: {model}\n"
-        f"Releasectl-Revert-From: {from_version}\n"
-        f"Releasectl-Revert-To: {target.version}\n"
-        f"Releasectl-Serial: {serial}\n"
+        + trailers.block(trailers.revert(model, from_version, target.version, serial))
     )
 
 
@@ -356,3 +354,47 @@ def revert(
         git, trust_at, branch, planner, model, leave_local=leave_local, incident=True
     )
     return RevertResult(plans[-1], landed)
+
+
+def revert_problem(
+    git: g.Git, trust: TrustRoot, model: str, commit: str, manifest: mf.Manifest
+) -> str | None:
+    """None if the model's state at `commit` is a verified revert; else why not.
+
+    A verified revert (docs/ARCHITECTURE.md, "Revert"): the commit that made the
+    state is signed by an allowed signer and carries the revert's trailers,
+    agreeing with the rollback record, and the folder is a verified stable
+    release's, byte for byte, but for `serial` and `rollback` in release.yaml."""
+    record = manifest.rollback
+    if record is None:
+        return "no rollback record"
+    source = reg.release_commit(git, model, commit)
+    verdict = check_commits(git, trust, [source])[source]
+    if not verdict.ok:
+        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
+    found = g.trailers(git, source)
+    wanted = trailers.revert(model, record.from_, record.to, manifest.serial)
+    for key, value in wanted.items():
+        if found.get(key) != [value]:
+            return f"the revert commit {source[:12]} has no trailer {key}: {value}"
+    target = reg.history(git, model, commit).get(manifest.version)
+    if target is None or target.position is None:
+        return f"{model} {manifest.version} is not a release on this branch"
+    if target.stable is None or target.rejected is not None:
+        return f"{target.tag.name} is not a stable release"
+    failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
+    if failed:
+        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
+    path = manifest_path(model)
+    ours, theirs = (
+        {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
+        for rev in (commit, target.commit)
+    )
+    if ours != theirs:
+        differ = sorted(e.split("\t", 1)[1] for e in ours ^ theirs)
+        return f"the folder differs from {target.tag.name}: {', '.join(differ[:5])}"
+    stable, _ = reg.current(git, model, target.commit)
+    aside = {"serial", "rollback"}
+    if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
+        return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
+    return None

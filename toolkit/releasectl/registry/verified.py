@@ -17,15 +17,15 @@ inside the object must equal the ref), so every key holds both
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
-from releasectl import view
+from releasectl import trailers, view
 from releasectl.errors import Refused
+from releasectl.files import write_atomic
 from releasectl.names import manifest_path, model_dir, parse_version
 from releasectl.registry import history as reg
 from releasectl.signing import SignatureVerdict, TrustRoot, check_commits
@@ -85,10 +85,8 @@ class _Cache:
     def save(self) -> None:
         if not self.dirty:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}")
-        tmp.write_text(json.dumps({"format": _FORMAT, "verdicts": self.entries}))
-        tmp.replace(self.path)  # readers see the old file or the new one, never half
+        doc = {"format": _FORMAT, "verdicts": self.entries}
+        write_atomic(self.path, json.dumps(doc), durable=False)  # a cache: judged again if lost
 
 
 def _open(git: g.Git, trust: TrustRoot, model: str) -> _Cache:
@@ -355,7 +353,7 @@ def _ignored_tags(release: reg.Release, verdict: ReleaseVerdict) -> list[tuple[s
     return out
 
 
-UNSIGNED_TRAILER = "Releasectl-Unsigned-Sources"
+UNSIGNED_TRAILER = trailers.UNSIGNED_SOURCES
 
 
 def unsigned_sources(

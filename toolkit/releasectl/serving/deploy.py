@@ -36,8 +36,9 @@ from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
+from releasectl.registry.revert import revert_problem
 from releasectl.serving.release_ref import ReleaseRef
-from releasectl.signing import TrustRoot, check_commits
+from releasectl.signing import TrustRoot
 from releasectl.view import trust_root
 
 if TYPE_CHECKING:
@@ -92,54 +93,6 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
         and revert_problem(git, trust_root(git), model, commit, manifest) is None
     )
     return DeployState(model, commit, manifest, verified)
-
-
-REVERT_TRAILERS = ("Releasectl-Model", "Releasectl-Revert-From", "Releasectl-Revert-To")
-
-
-def revert_problem(
-    git: g.Git, trust: TrustRoot, model: str, commit: str, manifest: mf.Manifest
-) -> str | None:
-    """None if the model's state at `commit` is a verified revert; else why not.
-
-    A verified revert (docs/ARCHITECTURE.md, "Revert"): the commit that made the
-    state is signed by an allowed signer and carries the revert's trailers,
-    agreeing with the rollback record, and the folder is a verified stable
-    release's, byte for byte, but for `serial` and `rollback` in release.yaml."""
-    record = manifest.rollback
-    if record is None:
-        return "no rollback record"
-    source = reg.release_commit(git, model, commit)
-    verdict = check_commits(git, trust, [source])[source]
-    if not verdict.ok:
-        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
-    found = g.trailers(git, source)
-    wanted = dict(zip(REVERT_TRAILERS, (model, record.from_, record.to), strict=True))
-    wanted["Releasectl-Serial"] = str(manifest.serial)
-    for key, value in wanted.items():
-        if found.get(key) != [value]:
-            return f"the revert commit {source[:12]} has no trailer {key}: {value}"
-    target = reg.history(git, model, commit).get(manifest.version)
-    if target is None or target.position is None:
-        return f"{model} {manifest.version} is not a release on this branch"
-    if target.stable is None or target.rejected is not None:
-        return f"{target.tag.name} is not a stable release"
-    failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
-    if failed:
-        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
-    path = manifest_path(model)
-    ours, theirs = (
-        {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
-        for rev in (commit, target.commit)
-    )
-    if ours != theirs:
-        differ = sorted(e.split("\t", 1)[1] for e in ours ^ theirs)
-        return f"the folder differs from {target.tag.name}: {', '.join(differ[:5])}"
-    stable, _ = reg.current(git, model, target.commit)
-    aside = {"serial", "rollback"}
-    if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
-        return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
-    return None
 
 
 def check_trust(git: g.Git, trust: TrustRoot, state: DeployState) -> reg.Release:

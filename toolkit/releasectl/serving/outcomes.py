@@ -16,7 +16,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from releasectl.config import home
-from releasectl.serving.local.state import write_atomic
+from releasectl.files import write_atomic
 
 Kind = Literal[
     "passed",  # marked stable

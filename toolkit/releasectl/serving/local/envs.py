@@ -78,7 +78,7 @@ def _interpreter(python: str) -> str:
     return sys.executable if python == ours else python
 
 
-def one_line(output: str, limit: int = 400) -> str:
+def uv_error_line(output: str, limit: int = 400) -> str:
     """uv's error (`error: …` then `cause: …` lines, or a boxed diagnostic) as one line."""
     parts = []
     for raw in output.splitlines():
@@ -106,7 +106,7 @@ def _uv(argv: list[str], cwd: Path, what: str) -> None:
     if proc.returncode != 0:
         raise OperationFailed(
             f"cannot create the Python environment of {what}: "
-            + one_line(proc.stderr + proc.stdout),
+            + uv_error_line(proc.stderr + proc.stdout),
             _SOURCE_HINT,
         )
 
