@@ -12,7 +12,6 @@ import os
 import shlex
 import shutil
 import subprocess
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -164,11 +163,7 @@ def test_completion_offers_models_and_versions(registry: Repo) -> None:
     # --to: the rollback targets only: stable, never rejected.
     assert _completions(registry, "revert", "iris", "--to", "") == ["1.2.0", "1.0.0"]
     assert _completions(registry, "verify", "fraud", "") == []
-
-    # It runs on every TAB: within a read command's budget.
-    started = time.monotonic()
-    _completions(registry, "revert", "iris", "--to", "")
-    assert time.monotonic() - started < 0.5
+    # It runs on every TAB, so its time matters; a benchmark measures it, a test never does.
 
 
 # --- 2. shared options after the subcommand ----------------------------------------------
