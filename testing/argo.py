@@ -45,6 +45,10 @@ _COMPARE: dict[str, Callable[[float, float], bool]] = {
 Node = Callable[[dict[str, Any]], Any]
 
 
+def _indexed(inner: Node, i: int) -> Node:
+    return lambda env: inner(env)[i]
+
+
 def _tokens(text: str) -> list[str]:
     out, pos = [], 0
     while pos < len(text):
@@ -156,7 +160,7 @@ class _Parser:
             self.take("[")
             index = int(self.take())
             self.take("]")
-            node = (lambda inner, i: lambda env: inner(env)[i])(node, index)
+            node = _indexed(node, index)
         return node
 
 

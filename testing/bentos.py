@@ -159,7 +159,9 @@ def set_faults(repo: Repo, text: str | None, message: str) -> None:
     repo.commit(message)
 
 
-def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis settings") -> None:
+def set_analysis(
+    repo: Repo, analysis: dict[str, Any], message: str = "iris: analysis settings"
+) -> None:
     from releasectl.manifest.edits import edit
 
     path = repo.path / "model-releases/iris/release.yaml"
@@ -170,7 +172,7 @@ def set_analysis(repo: Repo, analysis: dict, message: str = "iris: analysis sett
 
 # Watch settings that judge within seconds: a 2 s interval, a 6 s bake, one failed
 # interval fails the release.
-FAST_ANALYSIS = {
+FAST_ANALYSIS: dict[str, Any] = {
     "interval": "2s",
     "bake": "6s",
     "min_requests": 5,

@@ -355,8 +355,8 @@ def trust_path_reads(root: Path, package: str) -> list[str]:
             if called not in _READERS:
                 continue
             for part in ast.walk(node):
-                literal = isinstance(part, ast.Constant) and isinstance(part.value, str)
-                if (literal and ".releasectl/" in part.value) or (
+                literal = part.value if isinstance(part, ast.Constant) else None
+                if (isinstance(literal, str) and ".releasectl/" in literal) or (
                     (isinstance(part, ast.Name) and part.id in _TRUST_PATH_NAMES)
                     or (isinstance(part, ast.Attribute) and part.attr in _TRUST_PATH_NAMES)
                 ):

@@ -9,7 +9,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from testing.gha.errors import ExpressionError
 
@@ -167,7 +167,7 @@ def to_str(v: Any) -> str:
     if k == "num":
         return str(int(v)) if float(v).is_integer() else repr(float(v))
     if k == "str":
-        return v
+        return cast(str, v)
     return "Array" if isinstance(v, list) else "Object"
 
 
@@ -194,7 +194,7 @@ def _compare(op: str, a: Any, b: Any) -> bool:
         x, y = to_number(a), to_number(b)
         if math.isnan(x) or math.isnan(y):
             return False
-    return {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op]
+    return cast(bool, {"<": x < y, "<=": x <= y, ">": x > y, ">=": x >= y}[op])
 
 
 def prop(obj: Any, key: Any) -> Any:

@@ -9,7 +9,7 @@ import shutil
 import tarfile
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, cast
 
 import httpx
 import pytest
@@ -47,7 +47,7 @@ class Built(NamedTuple):
 
 
 def _load_yaml(path: Path) -> dict[str, Any]:
-    return YAML(typ="safe").load(path)
+    return cast(dict[str, Any], YAML(typ="safe").load(path))
 
 
 def _model_archive(model_dir: Path, dest: Path) -> Path:

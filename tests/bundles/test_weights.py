@@ -13,6 +13,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from ruamel.yaml import YAML
@@ -55,8 +56,8 @@ def ok(repo: Repo, *args: str, env: dict[str, str] | None = None) -> str:
     return proc.stdout
 
 
-def manifest_at(repo: Repo, rev: str) -> dict:
-    return YAML(typ="safe").load(repo.git("show", f"{rev}:{MANIFEST}"))
+def manifest_at(repo: Repo, rev: str) -> dict[str, Any]:
+    return cast(dict[str, Any], YAML(typ="safe").load(repo.git("show", f"{rev}:{MANIFEST}")))
 
 
 def teammate(tmp_path: Path, bare: Path, a: Repo) -> tuple[Repo, dict[str, str]]:
@@ -99,9 +100,9 @@ def test_training_runs_once_per_source_tree_and_on_request(tmp_path: Path) -> No
     a, _, _ = team_registry(tmp_path)
 
     def weights(version: str) -> str:
-        return manifest_at(a, f"release/iris/v{version}")["bundle"]["trained"]["models"][0][
-            "sha256"
-        ]
+        return str(
+            manifest_at(a, f"release/iris/v{version}")["bundle"]["trained"]["models"][0]["sha256"]
+        )
 
     ok(a, "release", "iris", "1.0.0")
     ok(a, "release", "iris", "1.1.0")

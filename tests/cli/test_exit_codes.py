@@ -14,6 +14,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -50,7 +51,7 @@ class Failure:
         )
 
 
-def _through_the_funnel(failure: Failure, code: int, words: str, tmp_path: Path) -> dict:
+def _through_the_funnel(failure: Failure, code: int, words: str, tmp_path: Path) -> dict[str, Any]:
     """The failure read three ways; returns the --json document (its last line
     for a command that prints JSON lines)."""
     plain = failure.run()
@@ -77,7 +78,7 @@ def _through_the_funnel(failure: Failure, code: int, words: str, tmp_path: Path)
     ]
     assert len(annotations) == 1 and words in annotations[0], actions.stdout
     assert f"(exit {code}): " in summary.read_text() and words in summary.read_text()
-    return doc
+    return cast(dict[str, Any], doc)
 
 
 # --- 1: the operation failed -------------------------------------------------------------

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -59,7 +60,7 @@ def test_a_reason_is_one_short_printable_line(iris: Repo, reason: str, words: st
     assert iris.snapshot() == before
 
 
-def _plan(repo: Repo, tmp_path: Path, before: str) -> list[dict]:
+def _plan(repo: Repo, tmp_path: Path, before: str) -> list[dict[str, Any]]:
     event = tmp_path / "event.json"
     event.write_text(json.dumps({"before": before}))
     env = {
@@ -70,7 +71,7 @@ def _plan(repo: Repo, tmp_path: Path, before: str) -> list[dict]:
     }
     proc = repo.cli("ci", "plan", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return cast(list[dict[str, Any]], json.loads(proc.stdout))
 
 
 @pytest.mark.parametrize(

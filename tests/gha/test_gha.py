@@ -260,7 +260,7 @@ def test_workflow_dispatch_refuses_bad_inputs(
 
 def test_on_key_is_not_read_as_yaml_11_boolean(tmp_path: Path) -> None:
     path = workflow(tmp_path, "on: [push]\njobs: {a: {runs-on: x, steps: []}}\nenv: {A: yes}\n")
-    doc = gha.load_workflow(path)
+    doc: dict[Any, Any] = gha.load_workflow(path)
     assert doc["on"] == ["push"] and True not in doc
     assert doc["env"]["A"] == "yes"  # YAML 1.2: `yes` is a string, as on GitHub
 

@@ -15,11 +15,13 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import cast
 
 import pytest
 
 from releasectl import __version__
-from testing.wheels import ROOT, clean_env, wheelhouse
+from testing.paths import ROOT
+from testing.wheels import clean_env, wheelhouse
 
 pytestmark = pytest.mark.slow
 
@@ -31,7 +33,7 @@ def _block() -> str:
     start = readme.index("## Install\n")
     section = readme[start : readme.index("\n## ", start + 1)]
     [block] = re.findall(r"```sh\n(.*?)```", section, re.S)
-    return block
+    return cast(str, block)
 
 
 def test_the_install_section_is_what_the_next_test_runs() -> None:

@@ -19,8 +19,9 @@ import pytest
 
 from releasectl import __version__
 from testing.gha import Event, RunResult, StepContext, run_workflow
+from testing.paths import ROOT
 from testing.repos import git, make_key
-from testing.wheels import PIP_ENV, ROOT, new_venv
+from testing.wheels import PIP_ENV, new_venv
 
 pytestmark = pytest.mark.slow
 

@@ -19,8 +19,9 @@ import pytest
 
 from releasectl import __version__
 from releasectl.pipeline.lock import LOCK_FILE, pins
+from testing.paths import ROOT
 from testing.repos import git, make_key
-from testing.wheels import ROOT, clean_env, new_venv, wheelhouse
+from testing.wheels import clean_env, new_venv, wheelhouse
 
 pytestmark = pytest.mark.slow
 

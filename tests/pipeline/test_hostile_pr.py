@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -65,7 +66,7 @@ def _check(repo: Repo) -> tuple[int, dict[str, str]]:
     return proc.returncode, failed
 
 
-def _plan_after_merge(repo: Repo, tmp_path: Path) -> list[dict]:
+def _plan_after_merge(repo: Repo, tmp_path: Path) -> list[dict[str, Any]]:
     """The PR lands on main (a fast-forward: what a merge without review
     would do); `ci plan` reads the push."""
     before = repo.git("rev-parse", "main")
@@ -85,7 +86,7 @@ def _plan_after_merge(repo: Repo, tmp_path: Path) -> list[dict]:
         },
     )
     assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+    return cast(list[dict[str, Any]], json.loads(proc.stdout))
 
 
 def test_an_untrusted_contributor_forges_a_revert_to_the_older_release(

@@ -9,6 +9,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -22,7 +23,7 @@ pytestmark = pytest.mark.slow
 
 # The iris service has one worker that runs one predict at a time: with 1 s of added
 # latency at most ~2 requests finish in a 2 s interval, well below min_requests 5.
-LOW_TRAFFIC = {
+LOW_TRAFFIC: dict[str, Any] = {
     "interval": "2s",
     "bake": "40s",  # long: only a verdict reached early ends these watches in time
     "min_requests": 5,
@@ -39,7 +40,7 @@ class Registry:
         self.url = f"http://127.0.0.1:{port}"
         self.next_major = 2
 
-    def release_and_deploy(self, faults: str | None, analysis: dict) -> str:
+    def release_and_deploy(self, faults: str | None, analysis: dict[str, Any]) -> str:
         version = f"{self.next_major}.0.0"
         self.next_major += 1
         set_faults(self.repo, faults, f"iris: faults for {version}")
@@ -48,7 +49,7 @@ class Registry:
         self.repo.ok("deploy", "iris", "--no-watch")
         return version
 
-    def watch(self) -> tuple[int, list[dict], str]:
+    def watch(self) -> tuple[int, list[dict[str, Any]], str]:
         proc = subprocess.run(
             [RELEASECTL, "watch", "iris", "--json"],
             cwd=self.repo.path,
@@ -76,7 +77,7 @@ def registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
         yield Registry(repo, port)
 
 
-def _measurements(lines: list[dict], metric: str) -> list[dict]:
+def _measurements(lines: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("metric") == metric]
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +27,7 @@ def _pr(repo: Repo, edit, *, sign: bool = True) -> None:  # type: ignore[no-unty
     repo.commit("the PR", sign=sign)
 
 
-def _check(repo: Repo) -> tuple[int, dict]:
+def _check(repo: Repo) -> tuple[int, dict[str, Any]]:
     proc = repo.cli("check", "--base", "main", "--no-build", "--json")
     return proc.returncode, json.loads(proc.stdout)
 
@@ -165,7 +166,9 @@ def test_pre_commit_hook_holds_the_succession_policy(
     assert said in proc.stdout
 
 
-def _plan(repo: Repo, tmp_path: Path, name: str, ref: str, payload: dict) -> tuple[list, str]:
+def _plan(
+    repo: Repo, tmp_path: Path, name: str, ref: str, payload: dict[str, Any]
+) -> tuple[list[Any], str]:
     event = tmp_path / "event.json"
     event.write_text(json.dumps(payload))
     out, summary = tmp_path / "out", tmp_path / "summary"

@@ -4,6 +4,7 @@ commits are in the proposal; `--base` names only the pull request's target."""
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from testing.histories import MANIFEST, iris_stable
 from testing.repos import Repo, git
@@ -11,7 +12,7 @@ from testing.repos import Repo, git
 SERVICE = "model-releases/iris/service.py"
 
 
-def _check(repo: Repo, base: str) -> tuple[int, dict]:
+def _check(repo: Repo, base: str) -> tuple[int, dict[str, Any]]:
     proc = repo.cli("check", "--base", base, "--no-build", "--json")
     return proc.returncode, json.loads(proc.stdout)
 

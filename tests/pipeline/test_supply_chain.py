@@ -19,8 +19,9 @@ from releasectl import __version__
 from releasectl.pipeline.lock import LOCK_FILE, RUNNER_PYTHON, pins, read_source
 from releasectl.pipeline.workflows import merge, split, templates
 from testing.gha import Event, RunResult, load_workflow, run_workflow
+from testing.paths import ROOT
 from testing.repos import RELEASECTL, Repo, git, make_key
-from testing.wheels import PIP_ENV, ROOT, tool_dir, wheelhouse
+from testing.wheels import PIP_ENV, tool_dir, wheelhouse
 
 SHIPPED = ("deploy.yml", "pr-check.yml", "release.yml", "rollback.yml")
 INSTALL = "Install releasectl from the lock"

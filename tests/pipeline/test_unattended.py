@@ -13,6 +13,7 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -26,7 +27,7 @@ from testing.traffic import Load
 pytestmark = pytest.mark.slow
 
 INTERVAL_S = 3.0
-FAST = {
+FAST: dict[str, Any] = {
     "interval": f"{INTERVAL_S:g}s",
     "bake": "12s",
     "min_requests": 5,
@@ -57,7 +58,7 @@ class Webhook:
     """A real HTTP endpoint on 127.0.0.1 that keeps every body it is sent."""
 
     def __init__(self) -> None:
-        bodies: list[dict] = []
+        bodies: list[dict[str, Any]] = []
         self.bodies = bodies
 
         class Handler(BaseHTTPRequestHandler):

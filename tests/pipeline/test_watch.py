@@ -9,6 +9,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -29,7 +30,7 @@ class World:
         self.url = f"http://127.0.0.1:{port}"
         self.next_major = 2
 
-    def release_and_deploy(self, faults: str | None, analysis: dict | None = None) -> str:
+    def release_and_deploy(self, faults: str | None, analysis: dict[str, Any] | None = None) -> str:
         """A new release with these faults (None: healthy), deployed; its version."""
         r = self.repo
         version = f"{self.next_major}.0.0"
@@ -43,7 +44,7 @@ class World:
         r.ok("deploy", "iris", "--no-watch")
         return version
 
-    def watch(self, *args: str) -> tuple[int, list[dict], str]:
+    def watch(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
         proc = subprocess.run(
             [RELEASECTL, "watch", "iris", "--json", *args],
             cwd=self.repo.path,
@@ -56,7 +57,7 @@ class World:
 
     def live(self) -> str:
         out = json.loads(self.repo.ok("status", "iris", "--json"))
-        return out[0]["live"]["version"]
+        return cast(str, out[0]["live"]["version"])
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +77,11 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
         yield World(repo, home, port, bare)
 
 
-def _verdict(lines: list[dict]) -> dict:
-    return lines[-1]["verdict"]
+def _verdict(lines: list[dict[str, Any]]) -> dict[str, Any]:
+    return cast(dict[str, Any], lines[-1]["verdict"])
 
 
-def _measurements(lines: list[dict]) -> list[dict]:
+def _measurements(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [line for line in lines if "metric" in line]
 
 
@@ -208,7 +209,7 @@ def prometheus(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             proc.wait()
 
 
-def _via(prometheus: str, metrics: dict | None = None) -> dict:
+def _via(prometheus: str, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
     # This Prometheus scrapes every second: ranges of four scrapes (4s).
     source = {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"}
     spec = {**FAST, "source": source}
@@ -249,8 +250,8 @@ def test_the_same_verdicts_through_a_prometheus_server(
     world: World,
     prometheus: str,
     faults: str | None,
-    metrics: dict | None,
-    load: dict | None,
+    metrics: dict[str, Any] | None,
+    load: dict[str, Any] | None,
     code: int,
     outcome: str,
     metric: str | None,

@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -93,11 +94,11 @@ class GitHub:
     def remote_sha(self, ref: str) -> str:
         return git(self.remote, "rev-parse", ref)
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         env = {"RELEASECTL_HOME": str(self.runner_home)}
         proc = self.dev.cli("status", "iris", "--json", env=env)
         assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout)[0]
+        return cast(dict[str, Any], json.loads(proc.stdout)[0])
 
 
 def _summary(result: RunResult) -> str:
@@ -185,7 +186,7 @@ def _pr_event(gh: GitHub, branch: str) -> Event:
     )
 
 
-def _branch(gh: GitHub, name: str, edit, *, sign: bool = True) -> None:  # type: ignore[no-untyped-def]
+def _branch(gh: GitHub, name: str, edit: Callable[[str], str], *, sign: bool = True) -> None:
     d = gh.dev
     d.git("checkout", "-q", "-b", name, "main")
     path = d.path / "model-releases/iris/release.yaml"
@@ -220,9 +221,9 @@ def test_pr_check_passes_a_good_pull_request(gh: GitHub) -> None:
 def test_pr_check_fails_a_bad_pull_request(
     gh: GitHub,
     branch: str,
-    edit,
+    edit: Callable[[str], str],
     sign: bool,
-    words: str,  # type: ignore[no-untyped-def]
+    words: str,
 ) -> None:
     _branch(gh, branch, edit, sign=sign)
     result = gh.run("pr-check.yml", _pr_event(gh, branch))

@@ -11,6 +11,7 @@ import json
 import shutil
 import signal
 from pathlib import Path
+from typing import Any, cast
 
 from testing.histories import release
 from testing.repos import Repo, git
@@ -49,10 +50,13 @@ def assert_tags_on(repo: Path, branch_ref: str) -> None:
             assert proc, f"{name} points at a commit no branch contains"
 
 
-def manifest(repo: Path, rev: str) -> dict:
+def manifest(repo: Path, rev: str) -> dict[str, Any]:
     from ruamel.yaml import YAML
 
-    return YAML(typ="safe").load(git(repo, "show", f"{rev}:model-releases/iris/release.yaml"))
+    return cast(
+        dict[str, Any],
+        YAML(typ="safe").load(git(repo, "show", f"{rev}:model-releases/iris/release.yaml")),
+    )
 
 
 def _killed(repo: Repo, k: int, *args: str) -> None:

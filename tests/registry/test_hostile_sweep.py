@@ -108,7 +108,7 @@ def _merge(a: Repo) -> None:
 
 def _branch_writes() -> list[Write]:
     attacker_signer = 'attacker@example.test namespaces="git" ssh-ed25519 AAAA\n'
-    commits = {
+    commits: dict[str, dict[str, str | None]] = {
         "unrelated-file": {"docs/notes.md": "# notes\n"},
         "model-source": {"model-releases/iris/service.py": "# backdoor\n"},
         "model-extra-file": {"model-releases/iris/extra.py": "import os\n"},

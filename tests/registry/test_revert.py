@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from ruamel.yaml import YAML
@@ -18,8 +19,8 @@ def tree(repo: Repo, rev: str, path: str = "") -> dict[str, str]:
     return {line.split("\t")[1]: line.split()[2] for line in out.splitlines()}
 
 
-def yaml_at(repo: Repo, rev: str, path: str) -> dict:
-    return YAML(typ="safe").load(repo.git("show", f"{rev}:{path}"))
+def yaml_at(repo: Repo, rev: str, path: str) -> dict[str, Any]:
+    return cast(dict[str, Any], YAML(typ="safe").load(repo.git("show", f"{rev}:{path}")))
 
 
 def trailers(repo: Repo, rev: str) -> dict[str, str]:

@@ -13,6 +13,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 from ruamel.yaml import YAML
@@ -31,8 +32,8 @@ from testing.traffic import Load
 WINE = "model-releases/wine"
 
 
-def _yaml(path: Path) -> dict:
-    return YAML(typ="safe").load(path.read_text())
+def _yaml(path: Path) -> dict[str, Any]:
+    return cast(dict[str, Any], YAML(typ="safe").load(path.read_text()))
 
 
 def _everything(folder: Path) -> dict[str, bytes]:
@@ -312,7 +313,7 @@ class FiveMinutes:
     registry: Repo
     port: int
     outputs: list[str]
-    predicted: dict
+    predicted: dict[str, Any]
 
 
 def _sh(script: str, cwd: Path) -> str:

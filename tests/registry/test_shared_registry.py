@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -128,9 +129,9 @@ def test_sync_pull_fetches_what_another_clone_published(
     assert json.loads(b.ok("show", "iris", "--json"))["last_stable"] == "1.0.0"
 
 
-def _bundle(repo: Repo, rev: str) -> dict:
+def _bundle(repo: Repo, rev: str) -> dict[str, Any]:
     text = repo.git("show", f"{rev}:model-releases/iris/release.yaml")
-    return YAML(typ="safe").load(text)["bundle"]
+    return cast(dict[str, Any], YAML(typ="safe").load(text)["bundle"])
 
 
 @pytest.mark.slow

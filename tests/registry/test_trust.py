@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -80,7 +81,7 @@ def test_the_environment_overrides_the_trust_root(registry: Repo, tmp_path: Path
 
 
 @pytest.fixture
-def gnupg_home() -> Path:
+def gnupg_home() -> Iterator[Path]:
     # GnuPG's agent socket breaks with a long GNUPGHOME: keep it short.
     home = Path(tempfile.mkdtemp(prefix="g", dir="/tmp"))
     home.chmod(0o700)

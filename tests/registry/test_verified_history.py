@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,7 +29,7 @@ def broken_ssh_keygen(tmp_path: Path) -> dict[str, str]:
     return {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
 
 
-def history(repo: Repo, env: dict[str, str] | None = None) -> list[dict]:
+def history(repo: Repo, env: dict[str, str] | None = None) -> list[dict[str, Any]]:
     proc = repo.cli("history", "iris", "--json", env=env)
     assert proc.returncode == 0, proc.stderr
     return [row for row in json.loads(proc.stdout) if row["kind"] == "release"]

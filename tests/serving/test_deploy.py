@@ -11,6 +11,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any, cast
 
 import psutil
 import pytest
@@ -34,10 +35,10 @@ class World:
         digest = self.pinned(version).removeprefix("sha256:")
         return self.home / "artifacts" / "bundles" / f"{digest}.bento"
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         out = json.loads(self.repo.ok("status", "iris", "--json"))
         assert len(out) == 1
-        return out[0]
+        return cast(dict[str, Any], out[0])
 
     def pinned(self, version: str) -> str:
         text = self.repo.git("show", f"release/iris/v{version}:model-releases/iris/release.yaml")

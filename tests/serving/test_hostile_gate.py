@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
@@ -18,10 +19,10 @@ from testing.repos import Repo
 pytestmark = pytest.mark.slow
 
 
-def _status(repo: Repo) -> dict:
+def _status(repo: Repo) -> dict[str, Any]:
     out = json.loads(repo.ok("status", "iris", "--json"))
     assert len(out) == 1
-    return out[0]
+    return cast(dict[str, Any], out[0])
 
 
 def _refused(repo: Repo, home: Path, *args: str, words: str) -> None:
@@ -38,9 +39,9 @@ def _refused(repo: Repo, home: Path, *args: str, words: str) -> None:
     assert sorted(p.pid for p in bentoml_processes(home)) == servers
 
 
-def _high_water(home: Path) -> dict:
+def _high_water(home: Path) -> dict[str, Any]:
     doc = json.loads((home / "local" / "state.json").read_text())
-    return doc["models"]["iris"]["high_water"]
+    return cast(dict[str, Any], doc["models"]["iris"]["high_water"])
 
 
 def test_the_gate_remembers_across_agent_stop_and_refuses_rejected_and_off_branch(

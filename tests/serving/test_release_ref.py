@@ -6,6 +6,7 @@ models, while the JSON they read and write keeps its flat shape: `status
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -74,7 +75,7 @@ def test_an_earlier_state_file_loads_and_is_written_back_unchanged() -> None:
 
 
 def test_status_shows_a_slot_with_the_release_fields_at_the_top() -> None:
-    slot = Slot.model_validate(EARLIER_STATE["models"]["iris"]["live"])  # type: ignore[index]
+    slot = Slot.model_validate(EARLIER_STATE["models"]["iris"]["live"])
     shown = slot.info().model_dump(mode="json")
     assert list(shown) == [
         "slot", "version", "digest", "commit", "serial", "fast_track", "pid", "port", "since"
@@ -126,7 +127,7 @@ def test_a_copy_with_a_new_version_serves_that_version() -> None:
     request = DeployRequest(
         model="echo",
         release=ReleaseRef(version="4.0.0", digest="sha256:crash", commit=COMMIT, serial=4),
-        bento_dir="/srv/bundles/crash",
+        bento_dir=Path("/srv/bundles/crash"),
         port=3000,
     )
     copy = request.model_copy(update={"version": "5.0.0", "digest": "sha256:badpin"})

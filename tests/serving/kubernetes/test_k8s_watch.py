@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -37,7 +38,7 @@ MANIFEST = manifest_path("iris")
 STABLE, HEALTHY, FAULTY = "1.0.0", "2.0.0", "3.0.0"
 
 
-def analysis(prometheus: str) -> dict:
+def analysis(prometheus: str) -> dict[str, Any]:
     return {
         "interval": "2s",
         "bake": "6s",
@@ -75,7 +76,7 @@ class Cluster:
     root: Path
     prometheus_port: int
 
-    def watch(self, *args: str) -> tuple[int, list[dict], str]:
+    def watch(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
         proc = subprocess.run(
             [RELEASECTL, "watch", "iris", "--json", *args],
             cwd=self.repo.path,

@@ -51,7 +51,7 @@ def objects(rendered: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize("strategy", ["bluegreen", "deployment"])
-def test_builtin_kinds_validate_strictly(rendered: dict, strategy: str) -> None:
+def test_builtin_kinds_validate_strictly(rendered: dict[str, Any], strategy: str) -> None:
     builtins = [o for o in objects(rendered[strategy]) if o["kind"] not in ARGO]
     kinds = sorted(o["kind"] for o in builtins)
     assert kinds == (
@@ -63,14 +63,14 @@ def test_builtin_kinds_validate_strictly(rendered: dict, strategy: str) -> None:
         assert validate_builtin(obj) is None, obj["kind"]
 
 
-def test_argo_kinds_validate_against_the_closed_package_schemas(rendered: dict) -> None:
+def test_argo_kinds_validate_against_the_closed_package_schemas(rendered: dict[str, Any]) -> None:
     argo = [o for o in objects(rendered["bluegreen"]) if o["kind"] in ARGO]
     # The traffic template, the smoke template (web provider) and the Rollout.
     assert sorted(o["kind"] for o in argo) == ["AnalysisTemplate", "AnalysisTemplate", "Rollout"]
     assert validate_argo(argo) == [[], [], []]
 
 
-def test_a_misspelled_field_fails_each_validator(rendered: dict) -> None:
+def test_a_misspelled_field_fails_each_validator(rendered: dict[str, Any]) -> None:
     """Closing the schemas is what catches these: the packages' own validate()
     accepts unknown fields (its message is not among the problems)."""
     by_kind = {o["kind"]: o for o in objects(rendered["bluegreen"])}
@@ -102,7 +102,7 @@ def test_a_misspelled_field_fails_each_validator(rendered: dict) -> None:
 
 @pytest.mark.parametrize("strategy", ["bluegreen", "deployment"])
 def test_kubectl_kustomize_builds_the_folder_with_the_image_pinned_by_digest(
-    rendered: dict, strategy: str
+    rendered: dict[str, Any], strategy: str
 ) -> None:
     root = Path(rendered[strategy]["path"]["root"])
     for folder in (root / FOLDER, root / "deploy" / "production"):

@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import httpx
 import psutil
@@ -124,9 +125,10 @@ def servers(home: Path) -> set[int]:
     }
 
 
-def gone(pid: int) -> bool:
+def gone(pid: int | None) -> bool:
+    assert pid is not None
     try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        return cast(bool, psutil.Process(pid).status() == psutil.STATUS_ZOMBIE)
     except psutil.NoSuchProcess:
         return True
 
@@ -301,7 +303,8 @@ def test_a_bento_is_served_from_its_own_pins_and_the_environment_is_reused(
 
     def pinned(n: int) -> DeployRequest:
         bento = more_bentos[f"pinned-{n}"]
-        return DeployRequest(
+        # Flat release fields, which CarriesRelease nests before validation.
+        return DeployRequest(  # type: ignore[call-arg]
             model="pinned",
             version=f"{n}.0.0",
             digest=f"sha256:pinned-{n}",
