@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-RELEASECTL = str(Path(sys.executable).with_name("releasectl"))
+from testing.cli import RELEASECTL as RELEASECTL
+from testing.cli import run
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -48,16 +48,11 @@ class Repo:
         return git(self.path, *args, **kwargs)  # type: ignore[arg-type]
 
     def cli(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, process: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RELEASECTL, *args],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
+        """`releasectl *args` here: in this process unless the run needs its own
+        (`testing.cli`), or `process=True` because the boundary is the point."""
+        return run(args, cwd=self.path, env=env, process=process)
 
     def ok(self, *args: str) -> str:
         proc = self.cli(*args)
