@@ -83,7 +83,9 @@ def _count(kind: str) -> None:
             sink.write(f"{kind}\n")
 
 
-def _in_process(args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def _in_process(
+    args: list[str], cwd: Path, env: dict[str, str]
+) -> subprocess.CompletedProcess[str]:
     from releasectl import cli
 
     with _captured() as (out, err), _process_state(args, cwd, env):
@@ -103,7 +105,7 @@ def _exit_code(main: object) -> int:
             return exc.code
         sys.stderr.write(f"{exc.code}\n")
         return 1
-    except BaseException:  # noqa: BLE001 - what the interpreter does at the top level
+    except BaseException:  # what the interpreter does at the top level
         traceback.print_exc()
         return 1
     return 0
