@@ -55,7 +55,7 @@ def run(
     args = [str(a) for a in args]
     where = Path(cwd) if cwd is not None else Path.cwd()
     full_env = {**os.environ, **(env or {})}
-    if process or needs_process(args, full_env):
+    if process or needs_process(args, env or {}, full_env):
         _count("process")
         return subprocess.run(
             [RELEASECTL, *args],
@@ -69,10 +69,14 @@ def run(
     return _in_process(args, where, full_env)
 
 
-def needs_process(args: Sequence[str], env: Mapping[str, str]) -> bool:
+def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[str, str]) -> bool:
+    """Whether `releasectl *args`, with `given` added to the environment (making
+    `env`), must be a process of its own."""
     if env.get("RELEASECTL_TEST_CLI") == "process":
         return True
     if any(env.get(name) for name in READ_AT_IMPORT):
+        return True
+    if any(name.startswith("PYTHON") for name in given):  # read as the interpreter starts
         return True
     return any(a in PROCESS_WORDS for a in args)
 
