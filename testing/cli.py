@@ -90,9 +90,11 @@ def _count(kind: str) -> None:
 def _in_process(
     args: list[str], cwd: Path, env: dict[str, str]
 ) -> subprocess.CompletedProcess[str]:
-    from releasectl import cli
-
     with _captured() as (out, err), _process_state(args, cwd, env):
+        # Imported here, the first time under the run's environment (what a module
+        # sets in it on import is undone with the rest).
+        from releasectl import cli
+
         code = _exit_code(cli.main)
     return subprocess.CompletedProcess([RELEASECTL, *args], code, out.read(), err.read())
 
