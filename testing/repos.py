@@ -105,6 +105,28 @@ def new_repo(root: Path, name: str = "repo", email: str = "operator@example.test
     return repo
 
 
+def copy_registry(template: Repo, root: Path) -> Repo:
+    """`new_repo(root)` without running `init` again: a copy of a registry made by
+    `new_repo` (its key beside it, at the same relative paths), with the two
+    settings that name absolute paths pointed into the copy. One `init` a session
+    instead of one a test (docs/ARCHITECTURE.md, "Performance budgets")."""
+    source = template.path.parent
+    key = root / template.key.relative_to(source)
+    shutil.copytree(template.key.parent, key.parent, symlinks=True, dirs_exist_ok=True)
+    path = root / template.path.relative_to(source)
+    shutil.copytree(template.path, path, symlinks=True)
+    git(path, "config", "user.signingkey", str(key))
+    signers = git(path, "config", "gpg.ssh.allowedSignersFile")
+    git_dir = template.path / ".git"
+    git(
+        path,
+        "config",
+        "gpg.ssh.allowedSignersFile",
+        str(path / ".git" / Path(signers).relative_to(git_dir)),
+    )
+    return Repo(path, key, template.email)
+
+
 def clone(bare: Path, dest: Path, key: Path, email: str) -> Repo:
     git(bare.parent, "clone", "-q", str(bare), str(dest))
     for key_, value in (
