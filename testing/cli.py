@@ -172,13 +172,15 @@ def _stream(fd: int, errors: str) -> io.TextIOWrapper:
 @contextlib.contextmanager
 def _process_state(args: list[str], cwd: Path, env: dict[str, str]) -> Iterator[None]:
     """argv, environment and working directory as a process would have them, all
-    restored afterwards; the caches that live as long as a process are emptied."""
+    restored afterwards; the caches that live as long as a process are emptied
+    before and after."""
     saved_env, saved_cwd, saved_argv = dict(os.environ), os.getcwd(), sys.argv
     os.environ.clear()
     os.environ.update(env)
     os.chdir(cwd)
     sys.argv = ["releasectl", *args]
     try:
+        _forget_process_caches()  # what the test's own library calls remembered
         yield
     finally:
         sys.argv = saved_argv
