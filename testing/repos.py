@@ -6,11 +6,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-RELEASECTL = str(Path(sys.executable).with_name("releasectl"))
+from testing.cli import RELEASECTL as RELEASECTL
+from testing.cli import run
 
 
 def git(cwd: Path, *args: str, env: dict[str, str] | None = None, check: bool = True) -> str:
@@ -48,16 +48,11 @@ class Repo:
         return git(self.path, *args, **kwargs)  # type: ignore[arg-type]
 
     def cli(
-        self, *args: str, env: dict[str, str] | None = None
+        self, *args: str, env: dict[str, str] | None = None, process: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RELEASECTL, *args],
-            cwd=self.path,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **(env or {})},
-            check=False,
-        )
+        """`releasectl *args` here: in this process unless the run needs its own
+        (`testing.cli`), or `process=True` because the boundary is the point."""
+        return run(args, cwd=self.path, env=env, process=process)
 
     def ok(self, *args: str) -> str:
         proc = self.cli(*args)
@@ -108,6 +103,28 @@ def new_repo(root: Path, name: str = "repo", email: str = "operator@example.test
     repo = Repo(path, key, email)
     repo.ok("init")
     return repo
+
+
+def copy_registry(template: Repo, root: Path) -> Repo:
+    """`new_repo(root)` without running `init` again: a copy of a registry made by
+    `new_repo` (its key beside it, at the same relative paths), with the two
+    settings that name absolute paths pointed into the copy. One `init` a session
+    instead of one a test (docs/ARCHITECTURE.md, "Performance budgets")."""
+    source = template.path.parent
+    key = root / template.key.relative_to(source)
+    shutil.copytree(template.key.parent, key.parent, symlinks=True, dirs_exist_ok=True)
+    path = root / template.path.relative_to(source)
+    shutil.copytree(template.path, path, symlinks=True)
+    git(path, "config", "user.signingkey", str(key))
+    signers = git(path, "config", "gpg.ssh.allowedSignersFile")
+    git_dir = template.path / ".git"
+    git(
+        path,
+        "config",
+        "gpg.ssh.allowedSignersFile",
+        str(path / ".git" / Path(signers).relative_to(git_dir)),
+    )
+    return Repo(path, key, template.email)
 
 
 def clone(bare: Path, dest: Path, key: Path, email: str) -> Repo:

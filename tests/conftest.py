@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.repos import Repo, git, new_repo
+from testing.repos import Repo, copy_registry, git, new_repo
 from testing.schedule import pytest_collection_modifyitems as pytest_collection_modifyitems
 from testing.wheels import WHEELHOUSE
 
@@ -60,10 +60,16 @@ def home() -> Path:
 # --- scratch registries (testing/repos.py) ----------------------------------------
 
 
+@pytest.fixture(scope="session")
+def _registry_template(tmp_path_factory: pytest.TempPathFactory) -> Repo:
+    """One `releasectl init` per worker; each test gets a copy (`registry`)."""
+    return new_repo(tmp_path_factory.mktemp("registry-template"))
+
+
 @pytest.fixture
-def registry(tmp_path: Path) -> Repo:
+def registry(tmp_path: Path, _registry_template: Repo) -> Repo:
     """A registry (after `releasectl init`) with one signing key."""
-    return new_repo(tmp_path)
+    return copy_registry(_registry_template, tmp_path)
 
 
 @pytest.fixture

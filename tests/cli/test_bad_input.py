@@ -85,10 +85,8 @@ def test_debug_shows_the_traceback(iris: Repo) -> None:
 
 
 def test_outside_a_git_repository(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import subprocess
+    from testing.cli import run
 
-    from testing.repos import RELEASECTL
-
-    proc = subprocess.run([RELEASECTL, "list"], cwd=tmp_path, capture_output=True, text=True)
+    proc = run(["list"], cwd=tmp_path)
     assert proc.returncode == 1
     assert "not inside a git repository" in proc.stderr

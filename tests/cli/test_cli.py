@@ -20,6 +20,7 @@ import psutil
 import pytest
 
 from releasectl.loopback import free_port
+from testing.cli import run as run_cli
 from testing.histories import release
 from testing.repos import RELEASECTL, Repo, clone, git, make_key
 
@@ -81,10 +82,7 @@ def test_version_is_the_installed_distributions(tmp_path: Path) -> None:
     "argv", [[], ["list"], ["deploy"], ["agent"], ["agent", "stop"], ["ci", "plan"]]
 )
 def test_h_is_help_everywhere(tmp_path: Path, argv: list[str]) -> None:
-    short, long = (
-        subprocess.run([RELEASECTL, *argv, flag], capture_output=True, text=True, cwd=tmp_path)
-        for flag in ("-h", "--help")
-    )
+    short, long = (run_cli([*argv, flag], cwd=tmp_path) for flag in ("-h", "--help"))
     assert short.returncode == long.returncode == 0, short.stderr
     assert short.stdout == long.stdout and short.stdout.startswith("Usage: releasectl")
 
@@ -183,13 +181,7 @@ def test_shared_options_after_the_subcommand(iris: Repo, tmp_path: Path) -> None
     repo = str(iris.path)
 
     def cli(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RELEASECTL, *args],
-            cwd=elsewhere,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **_in(home)},
-        )
+        return run_cli(args, cwd=elsewhere, env=_in(home))
 
     for command in (["status"], ["list"], ["show", "iris"], ["history", "iris"]):
         before, after = cli("-C", repo, *command, "--json"), cli(*command, "-C", repo, "--json")
@@ -211,9 +203,7 @@ def test_shared_options_after_the_subcommand(iris: Repo, tmp_path: Path) -> None
 
 
 def test_a_missing_repo_directory_is_bad_input(tmp_path: Path) -> None:
-    proc = subprocess.run(
-        [RELEASECTL, "list", "-C", str(tmp_path / "nope")], capture_output=True, text=True
-    )
+    proc = run_cli(["list", "-C", str(tmp_path / "nope")])
     assert proc.returncode == 2 and "no such directory" in _one_line(proc)
 
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import ast
 import json
-import os
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,9 +19,10 @@ import pytest
 
 from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis
+from testing.cli import run as run_cli
 from testing.histories import release
 from testing.processes import state_home
-from testing.repos import RELEASECTL, Repo, make_key
+from testing.repos import Repo, make_key
 
 CLI_PACKAGE = Path(__file__).resolve().parents[2] / "toolkit" / "releasectl" / "cli"
 SIGNERS = ".releasectl/allowed_signers"
@@ -40,15 +40,7 @@ class Failure:
     def run(
         self, *extra: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [RELEASECTL, *self.argv, *extra],
-            cwd=self.cwd,
-            capture_output=True,
-            text=True,
-            env={**os.environ, **self.env, **(env or {})},
-            check=False,
-            timeout=300,
-        )
+        return run_cli([*self.argv, *extra], cwd=self.cwd, env={**self.env, **(env or {})})
 
 
 def _through_the_funnel(failure: Failure, code: int, words: str, tmp_path: Path) -> dict[str, Any]:

@@ -8,7 +8,8 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from testing.repos import RELEASECTL, Repo, git, make_key
+from testing.cli import run as run_cli
+from testing.repos import Repo, git, make_key
 
 
 def _one_line(proc: subprocess.CompletedProcess[str]) -> str:
@@ -68,9 +69,7 @@ def test_new_before_init_is_refused_naming_init(tmp_path: Path) -> None:
     git(repo, "init", "-q", "-b", "main")
     git(repo, "commit", "-q", "--allow-empty", "--no-gpg-sign", "-m", "a repository")
     for args in (["new", "iris"], ["new", "iris", "--dry-run"]):
-        proc = subprocess.run(
-            [RELEASECTL, *args], cwd=repo, capture_output=True, text=True, check=False
-        )
+        proc = run_cli(args, cwd=repo)
         assert proc.returncode == 2, proc.stderr
         line = _one_line(proc)
         assert "not a registry yet" in line and "`releasectl init`" in line
@@ -78,9 +77,7 @@ def test_new_before_init_is_refused_naming_init(tmp_path: Path) -> None:
 
 
 def _refused_in(where: Path, *args: str) -> str:
-    proc = subprocess.run(
-        [RELEASECTL, *args], cwd=where, capture_output=True, text=True, check=False
-    )
+    proc = run_cli(args, cwd=where)
     assert proc.returncode in (1, 2), (args, proc.stderr)
     line = _one_line(proc)
     assert "exit code 128" not in line and "bad revision" not in line, line

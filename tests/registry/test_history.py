@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from testing.histories import iris_and_fraud, release
 from testing.repos import Repo
 
@@ -101,6 +103,7 @@ def test_schema_is_a_json_schema_that_refuses_unknown_keys(registry: Repo) -> No
     assert "rollback" in schema["properties"]
 
 
+@pytest.mark.slow  # its release trains and builds the scaffolded bundle (bentoml build)
 def test_new_scaffolds_a_model_that_releases(registry: Repo) -> None:
     out = registry.ok("new", "churn")
     assert "model-releases/churn/release.yaml" in out
