@@ -20,6 +20,8 @@ from releasectl.names import (
     version_arg,
 )
 from releasectl.registry.journal import BadJournal, Journal, parse
+from releasectl.registry.landing import Landed
+from releasectl.registry.revert import RevertPlan, RevertResult
 from releasectl.registry.succession import Succession
 
 A, B = "a" * 40, "b" * 40
@@ -158,3 +160,47 @@ def test_names_and_versions_are_parsed_once_at_the_edge() -> None:
     for bad in ("v1.0.0", "1.0", "1.0.0+b", ""):
         with pytest.raises(BadInput):
             ModelVersion.parse(bad)
+
+
+# --- a revert's outcome ------------------------------------------------------------------
+
+NOTHING = RevertPlan("iris", "1.0.0", "1.0.0", A, 3, None, "", "iris is already at 1.0.0")
+PLANNED = RevertPlan("iris", "1.1.0", "1.0.0", A, 4, None, "Revert ...")
+
+
+@pytest.mark.parametrize(
+    ("result", "kind", "note", "redeploys"),
+    [
+        (RevertResult(NOTHING, None), "nothing-to-do", "iris is already at 1.0.0", True),
+        (
+            RevertResult(NOTHING, None, pushed=True),
+            "nothing-to-do",
+            "iris is already at 1.0.0; already reverted on the remote: run `git pull`",
+            False,  # this clone has not pulled the remote's revert: nothing new to serve
+        ),
+        (  # only tags the remote lacked were published
+            RevertResult(NOTHING, Landed(None, (), "origin", carried=("stable/iris/v1.0.0",))),
+            "nothing-to-do",
+            "iris is already at 1.0.0",
+            True,
+        ),
+        (
+            RevertResult(PLANNED, Landed(B, (), "origin", already_there=True), pushed=True),
+            "already-on-the-remote",
+            "iris is already reverted on origin: the same revert (1.1.0 -> 1.0.0) landed first",
+            True,
+        ),
+        (RevertResult(PLANNED, Landed(B, ("rejected/iris/v1.1.0",))), "reverted", None, True),
+    ],
+)
+def test_a_revert_says_what_it_did_once(
+    result: RevertResult, kind: str, note: str | None, redeploys: bool
+) -> None:
+    assert (result.kind, result.note, result.redeploys) == (kind, note, redeploys)
+    doc = result.to_json()
+    if kind == "reverted":
+        assert doc["commit"] == B and doc["tags"] == ["rejected/iris/v1.1.0"]
+        assert (doc["from"], doc["to"], doc["serial"]) == ("1.1.0", "1.0.0", 4)
+        assert "message" not in doc
+    else:
+        assert doc == {"changed": False, "note": note}

@@ -281,38 +281,20 @@ def revert(
             _say_note(note)
         return
     outcome = rv.revert(git, model, to=to, reason=reason, push=push)
-    p, landed = outcome.plan, outcome.landed
-    if landed is not None and landed.commit is None:
-        _say_carried(landed.carried)  # nothing to revert; tags were published
-        landed = None
-    if landed is None or landed.already_there:
-        note = p.note
-        if landed is not None:
-            note = (
-                f"{model} is already reverted on {landed.pushed_to}: the same revert "
-                f"({p.from_version} -> {p.to_version}) landed first"
-            )
-        elif push:
-            note += "; already reverted on the remote: run `git pull`"
-        deployed = _deploy(git, model) if deploy and not (push and landed is None) else None
-        _nothing(note, json, deployed)
-        return
-    deployed = _deploy(git, model) if deploy else None
-    result = {
-        **p.summary(),
-        "commit": landed.commit,
-        "tags": list(landed.tags),
-        "pushed_to": landed.pushed_to,
-        "carried": list(landed.carried),
-        "note": landed.note,
-    }
-    del result["message"]
+    if outcome.kind == "nothing-to-do" and not json:
+        _say_carried(outcome.carried)  # nothing to revert; tags were published
+    deployed = _deploy(git, model) if deploy and outcome.redeploys else None
+    doc = outcome.to_json()
     if deployed is not None:
-        result["deploy"] = deployed.model_dump(mode="json")
+        doc["deploy"] = deployed.model_dump(mode="json")
+    p, landed = outcome.plan, outcome.landed
     if json:
-        emit(result)
+        emit(doc)
+    elif outcome.kind != "reverted" or landed is None or landed.commit is None:
+        say(f"nothing to do: {shown(outcome.note)}")
+        if deployed is not None:
+            print_deploy(deployed)
     else:
-        assert landed.commit is not None
         say(
             f"reverted {model} {p.from_version} -> {p.to_version}: "
             f"commit {landed.commit[:12]} (serial {p.serial})"

@@ -10,6 +10,7 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from releasectl import git as g
 from releasectl import trailers
@@ -281,10 +282,59 @@ def diff(git: g.Git, p: RevertPlan) -> str:
     return (others + "\n" if others else "") + manifest_diff
 
 
+RevertKind = Literal["reverted", "nothing-to-do", "already-on-the-remote"]
+
+
 @dataclass(frozen=True)
 class RevertResult:
+    """What a revert did, said once: its kind, its note, and the one document
+    that `--json` prints and the text printer reads."""
+
     plan: RevertPlan
     landed: Landed | None  # None: nothing was written
+    pushed: bool = False  # asked to push
+
+    @property
+    def kind(self) -> RevertKind:
+        if self.landed is None or self.landed.commit is None:  # at most tags were published
+            return "nothing-to-do"
+        return "already-on-the-remote" if self.landed.already_there else "reverted"
+
+    @property
+    def carried(self) -> tuple[str, ...]:
+        """Registry tags the remote lacked, published with this run."""
+        return self.landed.carried if self.landed else ()
+
+    @property
+    def note(self) -> str | None:
+        p, landed = self.plan, self.landed
+        if self.kind == "already-on-the-remote" and landed is not None:
+            return (
+                f"{p.model} is already reverted on {landed.pushed_to}: the same revert "
+                f"({p.from_version} -> {p.to_version}) landed first"
+            )
+        if self.kind == "nothing-to-do" and self.pushed:
+            return f"{p.note}; already reverted on the remote: run `git pull`"
+        return p.note if self.kind == "nothing-to-do" else (landed.note if landed else None)
+
+    @property
+    def redeploys(self) -> bool:
+        """Whether a deploy after it has something to serve here: not when a push
+        found the remote already reverted and this clone has not pulled it."""
+        return not (self.pushed and self.kind == "nothing-to-do")
+
+    def to_json(self) -> dict[str, object]:
+        if self.kind != "reverted" or self.landed is None:
+            return {"changed": False, "note": self.note}
+        summary = {k: v for k, v in self.plan.summary().items() if k != "message"}
+        return {
+            **summary,
+            "commit": self.landed.commit,
+            "tags": list(self.landed.tags),
+            "pushed_to": self.landed.pushed_to,
+            "carried": list(self.landed.carried),
+            "note": self.landed.note,
+        }
 
 
 def preview(
@@ -353,7 +403,7 @@ def revert(
     landed = land_pushed(
         git, trust_at, branch, planner, model, leave_local=leave_local, incident=True
     )
-    return RevertResult(plans[-1], landed)
+    return RevertResult(plans[-1], landed, pushed=True)
 
 
 def revert_problem(
