@@ -2,9 +2,9 @@
 landing journal's schema (a crash's plan, read back from a file anyone with
 `.git` write can edit), the succession policy, the tag grammar's spellings and
 what blocks a tag's name (docs/ARCHITECTURE.md, "Landing a change", "The
-registry", "The tag grammar"). The scenario tests drive the same functions
-through real git; these name each decision once, so a change to one fails here
-first and says which."""
+registry", "The tag grammar"), and what a revert says it did. The scenario
+tests drive the same functions through real git; these name each decision once,
+so a change to one fails here first and says which."""
 
 from __future__ import annotations
 
