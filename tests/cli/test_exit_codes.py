@@ -206,3 +206,46 @@ def test_command_modules_never_import_the_cli_package_itself() -> None:
             if isinstance(node, ast.Import) and any(a.name == "releasectl.cli" for a in node.names):
                 offenders.append(f"{module}: import releasectl.cli")
     assert offenders == []
+
+
+def _shape(command: object) -> object:
+    """What a run can meet of a command: its parameters (with the copied
+    shared options) and, for a group, its subcommands' shapes."""
+    params = [
+        (p.name, tuple(p.opts), tuple(p.secondary_opts), p.required, p.nargs, repr(p.default))
+        for p in command.params  # type: ignore[attr-defined]
+    ]
+    subcommands = getattr(command, "commands", {})
+    return params, {name: _shape(sub) for name, sub in subcommands.items()}
+
+
+def test_a_run_builds_only_its_own_command_and_the_same_one() -> None:
+    """`main` builds only the command its arguments name (docs/ARCHITECTURE.md,
+    "The command line"), with the same parameters and help as in the whole
+    app, wherever the root's options stand; the whole app when no command is
+    plainly named (root help, version, a typo, `-C` eating the name)."""
+    from typer.main import get_command
+    from typer.testing import CliRunner
+
+    from releasectl.cli import _command_app, app
+
+    whole = get_command(app)
+    runner = CliRunner()
+    for name, command in whole.commands.items():
+        for argv in ([name, "m"], ["-C", name, "--debug", name], ["--json", name, "--json"]):
+            built = get_command(_command_app(argv))
+            assert list(built.commands) == [name], argv
+            assert _shape(built.commands[name]) == _shape(command), argv
+            assert _shape(built)[0] == _shape(whole)[0]
+        pruned = runner.invoke(_command_app([name, "--help"]), [name, "--help"])
+        full = runner.invoke(app, [name, "--help"])
+        assert (pruned.exit_code, pruned.output) == (full.exit_code, full.output), name
+    for argv in (
+        [],
+        ["--help"],
+        ["-h", "show"],
+        ["--version", "show"],
+        ["histroy"],
+        ["-C", "show"],
+    ):
+        assert _command_app(argv) is app, argv

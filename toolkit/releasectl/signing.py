@@ -209,10 +209,39 @@ def signing_format(git: g.Git) -> str:
     return (g.config_get(git, "gpg.format") or "openpgp").lower()
 
 
-def check_signing_key(git: g.Git) -> None:
+@dataclass(frozen=True)
+class _Setup:
+    """The settings signing reads (`gpg.format`, `user.signingkey`,
+    `user.email`), read together: one git process, not one per setting."""
+
+    fmt: str
+    key: str | None
+    email: str | None
+
+
+_SETUP_KEYS = ("gpg.format", "user.signingkey", "user.email")
+
+
+def _setup(git: g.Git) -> _Setup:
+    # `--get-regexp` names keys in lower case; the last value wins, as with `--get`.
+    pattern = "^(" + "|".join(k.replace(".", "\\.") for k in _SETUP_KEYS) + ")$"
+    result = git.run("config", "--null", "--get-regexp", pattern, check=False)
+    found: dict[str, str] = {}
+    for entry in result.stdout.split("\0"):
+        name, _, value = entry.partition("\n")
+        if name:
+            found[name] = value.strip()
+    return _Setup(
+        (found.get("gpg.format") or "openpgp").lower(),
+        found.get("user.signingkey") or None,
+        found.get("user.email") or None,
+    )
+
+
+def check_signing_key(git: g.Git, setup: _Setup | None = None) -> None:
     """Fail early, before anything is written, when no usable key is configured."""
-    fmt = signing_format(git)
-    key = g.config_get(git, "user.signingkey")
+    setup = setup or _setup(git)
+    fmt, key = setup.fmt, setup.key
     if fmt == "ssh":
         if not key:
             raise OperationFailed(
@@ -237,27 +266,28 @@ def check_signing_key(git: g.Git) -> None:
                 f"signing key {private} is readable by others; ssh-keygen will refuse it",
                 f"chmod 600 {private}",
             )
-    elif fmt == "openpgp" and not key and not g.config_get(git, "user.email"):
+    elif fmt == "openpgp" and not key and not setup.email:
         raise OperationFailed("no signing key: set user.signingkey or user.email")
 
 
 def public_identity(git: g.Git) -> tuple[str, str]:
     """("ssh", "<type> <base64>") or ("openpgp", "<FINGERPRINT>") for the
     configured signing key, to write into the trust root."""
-    check_signing_key(git)
-    kind, key = _identity(git, ask=True)
+    setup = _setup(git)
+    check_signing_key(git, setup)
+    kind, key = _identity(git, setup, ask=True)
     return kind, key.split()[0] if kind == "openpgp" else key
 
 
-def _identity(git: g.Git, *, ask: bool) -> tuple[str, str]:
+def _identity(git: g.Git, setup: _Setup, *, ask: bool) -> tuple[str, str]:
     """The configured key's public identity: an SSH public key, or every
     fingerprint of the OpenPGP key, space-separated (a subkey may be the one
     that signs). `ask`: ssh-keygen may prompt for a passphrase; otherwise it
     must not, and a key that needs one is an OperationFailed."""
     import subprocess
 
-    key = g.config_get(git, "user.signingkey") or ""
-    if signing_format(git) == "ssh":
+    key = setup.key or ""
+    if setup.fmt == "ssh":
         if key.startswith(("key::", "ssh-")):
             return "ssh", key.removeprefix("key::").strip()
         path = Path(os.path.expanduser(key))
@@ -283,7 +313,7 @@ def _identity(git: g.Git, *, ask: bool) -> tuple[str, str]:
         if len(parts) < 2:
             raise OperationFailed(f"no public key in {public}")
         return "ssh", " ".join(parts[:2])
-    who = key or g.config_get(git, "user.email") or ""
+    who = key or setup.email or ""
     proc = subprocess.run(
         ["gpg", "--batch", "--with-colons", "--fingerprint", "--", who],
         capture_output=True,
@@ -304,10 +334,11 @@ def require_allowed_signer(git: g.Git, trust: TrustRoot) -> None:
     (docs/ARCHITECTURE.md, "Trust"). Only a certain answer refuses; a key
     whose public half cannot be read without a passphrase is left to that
     check."""
-    email = os.environ.get("GIT_COMMITTER_EMAIL") or g.config_get(git, "user.email")
+    setup = _setup(git)
+    email = os.environ.get("GIT_COMMITTER_EMAIL") or setup.email
     if not email:
         return
-    identity = _public_identity_quietly(git)
+    identity = _public_identity_quietly(git, setup)
     if identity is None:
         return
     kind, key = identity
@@ -349,13 +380,13 @@ def _ssh_allowed(allowed: str, email: str, key: str) -> bool:
     return False
 
 
-def _public_identity_quietly(git: g.Git) -> tuple[str, str] | None:
+def _public_identity_quietly(git: g.Git, setup: _Setup) -> tuple[str, str] | None:
     """`_identity` without asking, or None when it cannot be known that way
     (an encrypted key without its .pub, no gpg): only a certain no refuses."""
-    if not (g.config_get(git, "user.signingkey") or signing_format(git) != "ssh"):
+    if not (setup.key or setup.fmt != "ssh"):
         return None
     try:
-        return _identity(git, ask=False)
+        return _identity(git, setup, ask=False)
     except (OperationFailed, OSError):
         return None
 

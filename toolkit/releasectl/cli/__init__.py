@@ -7,12 +7,15 @@ and the error funnel. Heavy modules are imported inside commands so that
 from __future__ import annotations
 
 import copy
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from typer.core import TyperCommand, TyperGroup
+from typer.main import get_command_name
+from typer.models import CommandInfo, TyperInfo
 
 from releasectl.cli import (
     kubernetes,
@@ -134,6 +137,52 @@ def _main(
     # The options' callbacks have stored them in the context's SharedOptions.
 
 
+# The root's own options that take a value: the token after them is not a command.
+_ROOT_VALUED = ("-C", "--repo")
+# Root options that describe the whole app: with them, the whole app is built.
+_ROOT_WHOLE = ("-h", "--help", "--version", "--install-completion", "--show-completion")
+
+
+def _command_app(argv: list[str]) -> typer.Typer:
+    """The app with only the command that `argv` runs (docs/ARCHITECTURE.md,
+    "The command line"): Typer turns every command's signature into Click
+    parameters before it parses, a cost paid on every run for every command,
+    so a run builds only its own. The whole app whenever the command is not
+    plainly one of ours (none, a typo: Click's message lists them all), for
+    the root's help and version, and for shell completion."""
+    if "_RELEASECTL_COMPLETE" in os.environ:
+        return app
+    name, args = None, iter(argv)
+    for arg in args:
+        if arg in _ROOT_WHOLE:
+            return app
+        if arg in _ROOT_VALUED:
+            next(args, None)
+        elif not arg.startswith("-"):
+            name = arg
+            break
+    for group in app.registered_groups:
+        if group.name == name:  # a group of subcommands (`trust`, `ci`, ...): all of it
+            return _with(commands=[], groups=[group])
+        instance = group.typer_instance  # an unnamed group: its commands join the root's
+        if isinstance(group.name, str) or instance is None:
+            continue
+        for command in instance.registered_commands:
+            callback = command.callback
+            given = command.name or (callback and get_command_name(callback.__name__))
+            if given == name:
+                only, holder = copy.copy(instance), copy.copy(group)
+                only.registered_commands, holder.typer_instance = [command], only
+                return _with(commands=[], groups=[holder])
+    return app
+
+
+def _with(commands: list[CommandInfo], groups: list[TyperInfo]) -> typer.Typer:
+    subset = copy.copy(app)
+    subset.registered_commands, subset.registered_groups = commands, groups
+    return subset
+
+
 def main() -> None:
     # One name in help, errors and completion scripts, however it was started.
-    app(prog_name="releasectl", obj=output.SharedOptions())
+    _command_app(sys.argv[1:])(prog_name="releasectl", obj=output.SharedOptions())
