@@ -208,15 +208,23 @@ def test_command_modules_never_import_the_cli_package_itself() -> None:
     assert offenders == []
 
 
-def _shape(command: object) -> object:
+Shape = tuple[list[tuple[Any, ...]], dict[str, Any]]
+
+
+def _shape(command: object) -> Shape:
     """What a run can meet of a command: its parameters (with the copied
     shared options) and, for a group, its subcommands' shapes."""
-    params = [
+    params: list[tuple[Any, ...]] = [
         (p.name, tuple(p.opts), tuple(p.secondary_opts), p.required, p.nargs, repr(p.default))
         for p in command.params  # type: ignore[attr-defined]
     ]
     subcommands = getattr(command, "commands", {})
     return params, {name: _shape(sub) for name, sub in subcommands.items()}
+
+
+def _commands(command: object) -> dict[str, Any]:
+    found: dict[str, Any] = getattr(command, "commands", {})
+    return found
 
 
 def test_a_run_builds_only_its_own_command_and_the_same_one() -> None:
@@ -231,11 +239,11 @@ def test_a_run_builds_only_its_own_command_and_the_same_one() -> None:
 
     whole = get_command(app)
     runner = CliRunner()
-    for name, command in whole.commands.items():
+    for name, command in _commands(whole).items():
         for argv in ([name, "m"], ["-C", name, "--debug", name], ["--json", name, "--json"]):
             built = get_command(_command_app(argv))
-            assert list(built.commands) == [name], argv
-            assert _shape(built.commands[name]) == _shape(command), argv
+            assert list(_commands(built)) == [name], argv
+            assert _shape(_commands(built)[name]) == _shape(command), argv
             assert _shape(built)[0] == _shape(whole)[0]
         pruned = runner.invoke(_command_app([name, "--help"]), [name, "--help"])
         full = runner.invoke(app, [name, "--help"])
