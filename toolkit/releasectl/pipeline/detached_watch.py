@@ -136,10 +136,13 @@ def exit_code(result: Watched) -> int:
 
 
 def main(argv: list[str]) -> int:
+    """Run the one `WatchRequest` (JSON) in `argv`; exit 2, writing nothing, when
+    it is not one or names no valid model (its name becomes a file name)."""
     try:
         [document] = argv
         request = WatchRequest.model_validate_json(document)
-    except (ValueError, ValidationError) as exc:
+        check_model(request.model)
+    except (ValueError, ValidationError, ReleasectlError) as exc:
         sys.stderr.write(f"{ENTRY}: expected one WatchRequest as JSON: {exc}\n")
         return BAD_INPUT
     return run(request)
