@@ -1,7 +1,9 @@
-"""Building a release's bundle: from a clean copy of the sources at the tag
+"""Building a release's bundle: from a clean copy of the sources at a revision
 (never the working tree), with the bento version set to the release version
 and provenance labels, pinned by content digest and kept in the artifact
-store. A stored build is verified and re-used, never silently rebuilt.
+store; a stored archive is fetched and checked against its pin. Which release
+to build, and re-using its stored build, is the registry's
+(`releasectl.registry.builds`).
 
 Weights are inputs, not build products: `bundle.train` runs once when a
 release is made (`train()`), its models are stored by the sha256 of their
