@@ -3,7 +3,7 @@ AnalysisTemplate releasectl renders: an evaluator for the condition grammar the
 template emits (a subset of expr, the language Argo evaluates conditions in) and
 the AnalysisRun rules that turn measurements into a phase.
 
-Grammar (what serving/kubernetes/analysis_template.py writes):
+Grammar (what render/analysis_template.py writes):
     expr    := and ("||" and)*
     and     := unary ("&&" unary)*
     unary   := "!" unary | compare

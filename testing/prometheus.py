@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 
 from releasectl.analysis.promql import MODEL_LABEL
-from releasectl.serving.kubernetes.analysis_template import VERSION_LABEL
+from releasectl.render.analysis_template import VERSION_LABEL
 
 DATA_DEADLINE_S = 90.0
 

@@ -19,7 +19,7 @@ from releasectl.analysis.engine import Judgement, Reading, Status, run_analysis
 from releasectl.analysis.sources import ScrapeSource
 from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
-from releasectl.serving.kubernetes.analysis_template import analysis_template
+from releasectl.render.analysis_template import analysis_template
 
 VERSION = "1.1.0"
 ACCURACY = {"name": "accuracy", "metric": "model_accuracy", "min": 0.8}

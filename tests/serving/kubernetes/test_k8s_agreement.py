@@ -41,12 +41,12 @@ from releasectl.bundles.archive import export, extract
 from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import parse_duration
-from releasectl.serving.kubernetes.analysis_template import (
+from releasectl.render.analysis_template import (
     VERSION_LABEL,
     analysis_template,
     queries,
 )
-from releasectl.serving.kubernetes.smoke import smoke_template
+from releasectl.render.smoke import smoke_template
 from testing.argo import run_metric, run_web_metric
 from testing.bentos import build_iris, copy_iris_sources, serving
 from testing.prometheus import prometheus_scraping, prometheus_values

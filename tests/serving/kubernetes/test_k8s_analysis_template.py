@@ -14,7 +14,7 @@ from releasectl.analysis.engine import Status, checks_for, judge
 from releasectl.analysis.sources import PrometheusSource, _reduce
 from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
-from releasectl.serving.kubernetes.analysis_template import (
+from releasectl.render.analysis_template import (
     DEFAULT_PROMETHEUS,
     analysis_template,
     measurement_count,

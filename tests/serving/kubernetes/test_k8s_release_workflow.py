@@ -28,7 +28,7 @@ from releasectl.loopback import free_port
 from releasectl.manifest.edits import edit
 from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
-from releasectl.serving.kubernetes.analysis_template import queries
+from releasectl.render.analysis_template import queries
 from testing.bentos import iris_registry, serving, set_analysis, set_faults
 from testing.gha import Event, RunResult, run_workflow
 from testing.images import docker_registry, push_labelled

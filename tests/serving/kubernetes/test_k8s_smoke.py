@@ -15,8 +15,8 @@ import pytest
 
 from releasectl.manifest import schema as mf
 from releasectl.manifest.edits import render_new
-from releasectl.serving.kubernetes.render import objects
-from releasectl.serving.kubernetes.smoke import json_path
+from releasectl.render.kubernetes import objects
+from releasectl.render.smoke import json_path
 from testing.argo import evaluate, json_path_value
 
 IMAGE = "registry.example/ml/iris@sha256:" + "ab" * 32

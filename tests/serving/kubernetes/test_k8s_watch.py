@@ -24,7 +24,7 @@ from releasectl.loopback import free_port
 from releasectl.manifest.edits import edit
 from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
-from releasectl.serving.kubernetes.analysis_template import queries
+from releasectl.render.analysis_template import queries
 from testing.bentos import iris_registry, serving, set_analysis, set_faults
 from testing.processes import bentoml_processes, state_home
 from testing.prometheus import prometheus_scraping

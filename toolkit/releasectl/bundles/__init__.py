@@ -1,1 +1,1 @@
-"""Bundles: the BentoML runner, archives and digests, the artifact store, building a release."""
+"""Bundles: the BentoML runner, archives and digests, the artifact store, building a bundle."""

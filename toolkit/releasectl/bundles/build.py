@@ -1,7 +1,9 @@
-"""Building a release's bundle: from a clean copy of the sources at the tag
+"""Building a release's bundle: from a clean copy of the sources at a revision
 (never the working tree), with the bento version set to the release version
 and provenance labels, pinned by content digest and kept in the artifact
-store. A stored build is verified and re-used, never silently rebuilt.
+store; a stored archive is fetched and checked against its pin. Which release
+to build, and re-using its stored build, is the registry's
+(`releasectl.registry.builds`).
 
 Weights are inputs, not build products: `bundle.train` runs once when a
 release is made (`train()`), its models are stored by the sha256 of their
@@ -14,38 +16,20 @@ import lzma
 import shutil
 import tarfile
 import tempfile
-import time
 import zlib
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from releasectl import git as g
 from releasectl.bundles import bento as bundle
-from releasectl.bundles.archive import export, extract
+from releasectl.bundles.archive import extract
 from releasectl.bundles.digest import PROVENANCE, content_digest, content_files, digest_of
 from releasectl.bundles.store import ArtifactStore
-from releasectl.config import settings, store_url
+from releasectl.config import store_url
 from releasectl.errors import BadInput, OperationFailed, Refused
 from releasectl.manifest import schema as mf
-from releasectl.names import MANIFEST, manifest_path, model_dir, tag_name
-from releasectl.progress import Progress, step
-from releasectl.registry import history as reg
-from releasectl.signing import TrustRoot
-
-
-@dataclass(frozen=True)
-class Built:
-    model: str
-    version: str
-    bento: str
-    digest: str
-    archive: str  # the stored archive's key, relative to the store
-    reused: bool
-    seconds: float
-
-    def to_json(self) -> dict[str, object]:
-        return asdict(self)
+from releasectl.names import MANIFEST, model_dir, tag_name
 
 
 @dataclass(frozen=True)
@@ -127,31 +111,16 @@ def needs_training(git: g.Git, manifest: mf.Manifest, rev: str) -> bool:
     return trained is None or trained.sources != sources_id(git, rev, manifest.model)
 
 
-def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
-    """Where the artifacts of `model` `version` were stored when it was released, and
-    how to bring them to `store`: a release made before `store:` was committed lives
-    in the releasing clone's own store (docs/ARCHITECTURE.md, "The artifact store")."""
-    release = reg.history(git, model).get(version)
-    if release is None:
-        where = "the artifact store of the clone that made it"
-    else:
-        committed = settings(git, release.commit).get("store")
-        by = f" ({release.tag.tagger})" if release.tag.tagger else ""
-        where = (
-            committed
-            if isinstance(committed, str) and committed
-            else f"the local artifact store of the clone that released it{by}, "
-            "$RELEASECTL_HOME/artifacts: `store:` was not committed then"
-        )
-    if where == store.url:
-        return f"the store it was released to has lost it: `releasectl build {model} {version}`"
-    return (
-        f"{model} {version} was stored in {where}; run `releasectl store migrate --to "
-        f"{store.url}` there, or point RELEASECTL_STORE or `store:` at the store that holds it"
-    )
+# Where the artifacts of MODEL VERSION were stored when it was released, and how to
+# bring them to the store: the registry's answer (`releasectl.registry.builds.stranded`),
+# given by the caller, since a bundle is built below the registry
+# (docs/ARCHITECTURE.md, "Layers").
+Stranded = Callable[[g.Git, str, str, ArtifactStore], str]
 
 
-def _import_trained(git: g.Git, manifest: mf.Manifest, store: ArtifactStore, home: Path) -> None:
+def _import_trained(
+    git: g.Git, manifest: mf.Manifest, store: ArtifactStore, home: Path, stranded: Stranded
+) -> None:
     trained = manifest.bundle.trained
     if trained is None:
         if manifest.bundle.train:
@@ -179,9 +148,12 @@ def build_sources(
     rev: str,
     work: Path,
     store: ArtifactStore | None = None,
+    *,
+    stranded: Stranded,
 ) -> BuiltBundle:
     """Build the model's folder as it is at `rev` inside `work`: pinned
-    weights imported (verified by sha256), then `prepare`, then `bentoml build`."""
+    weights imported (verified by sha256), then `prepare`, then `bentoml build`;
+    `stranded` says where missing weights went."""
     model, version = manifest.model, manifest.version
     src = _clean_copy(git, rev, model, work / "src")
     if not (src / "bentofile.yaml").is_file():
@@ -189,7 +161,7 @@ def build_sources(
     sources = frozenset(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     home = work / "bentoml"
     home.mkdir(parents=True, exist_ok=True)
-    _import_trained(git, manifest, store or store_for(git), home)
+    _import_trained(git, manifest, store or store_for(git), home, stranded)
     if manifest.bundle.artifact is not None:
         bundle.import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
     if manifest.bundle.prepare:
@@ -244,55 +216,6 @@ def explain_mismatch(built: BuiltBundle, recorded: Mapping[str, str] | None) -> 
 
 def store_for(git: g.Git) -> ArtifactStore:
     return ArtifactStore(store_url(git))
-
-
-def build_release(
-    git: g.Git,
-    trust: TrustRoot,
-    model: str,
-    version: str,
-    *,
-    store: ArtifactStore | None = None,
-    rebuild: bool = False,
-    progress: Progress | None = None,
-) -> Built:
-    """Build (or verify and re-use) the bundle of release/MODEL/vVERSION.
-    `rebuild` builds from the tag even when the store has it (CI proves the
-    pin that way); the stored archive must then carry the same digest.
-    `progress` hears of the long steps."""
-    started = time.monotonic()
-    history = reg.history(git, model)
-    release = history.get(version)
-    if release is None:
-        raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
-    reg.require_verified(git, trust, release)
-    text = g.read_blob(git, release.commit, manifest_path(model))
-    assert text is not None  # verified above
-    manifest = mf.load(text, manifest_path(model), model=model)
-    store = store or store_for(git)
-    pinned = manifest.bundle.digest
-    if pinned is not None and not rebuild:
-        key = store.bundle_key(pinned)
-        if store.exists(key):
-            with step(progress, f"fetching and checking the stored bundle of {model} {version}"):
-                digest = verify_stored(store, key, pinned)
-            seconds = time.monotonic() - started
-            return Built(model, version, manifest.bundle.bento, digest, key, True, seconds)
-    with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
-        with step(progress, f"building the bundle of {model} {version} from its tag"):
-            built = build_sources(git, manifest, release.commit, Path(tmp), store)
-        digest = built.digest
-        if pinned is not None and digest != pinned:
-            raise Refused(
-                f"the rebuilt bundle of {model} {version} has digest {digest}, "
-                f"but the release pins {pinned}"
-                + explain_mismatch(built, recorded_files(store, pinned))
-            )
-        with step(progress, f"exporting and storing the bundle of {model} {version}"):
-            archive = export(built.bento, Path(tmp) / "out", built.home)
-            key = store_bundle(store, archive, built, model, version)
-    seconds = time.monotonic() - started
-    return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
 
 
 def store_bundle(

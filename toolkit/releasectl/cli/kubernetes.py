@@ -29,7 +29,7 @@ def render(
     deploy/<environment>/<model>/): kustomization.yaml pinning the image by
     digest, the Services, the Rollout or Deployment, the AnalysisTemplate.
     A re-render of the same state changes nothing."""
-    from releasectl.serving.kubernetes.desired import render_worktree
+    from releasectl.render.desired import render_worktree
 
     result = render_worktree(repo(ctx), model, check=check)
     report = {**result.summary(), "check": check}

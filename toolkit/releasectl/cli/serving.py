@@ -74,8 +74,8 @@ def build(
     json: JsonOption = False,
 ) -> None:
     """Build (or verify and re-use) a release's bundle from its tag; store it."""
-    from releasectl.bundles.build import build_release
     from releasectl.registry import history as reg
+    from releasectl.registry.builds import build_release
     from releasectl.view import trust_root
 
     git = repo(ctx)
@@ -128,9 +128,9 @@ def deploy(
     json: JsonOption = False,
 ) -> None:
     """Deploy what the branch's manifest pins, through the deploy gate."""
+    from releasectl.pipeline.detached_watch import start_detached
     from releasectl.serving.deploy import deploy as do_deploy
     from releasectl.serving.deploy import resolve
-    from releasectl.serving.watcher import start_detached
 
     if target != "local":
         raise BadInput(f"unknown target {target!r}", "this release drives 'local'")

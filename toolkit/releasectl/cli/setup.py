@@ -71,9 +71,9 @@ def init(
 ) -> None:
     """Set up this git repository as a registry (one signed commit). With a
     source (--index-url / --find-links), also the lock the workflows install."""
+    from releasectl.pipeline.init import init as do_init
+    from releasectl.pipeline.init import point_git_at_trust_root
     from releasectl.pipeline.lock import LOCK_FILE
-    from releasectl.registry.scaffold import init as do_init
-    from releasectl.registry.scaffold import point_git_at_trust_root
     from releasectl.signing import SSH_FILE
 
     source = _source(index_url, find_links, no_index)
@@ -283,6 +283,6 @@ def demo(
     """Run the end-to-end demo in a throwaway registry."""
     from pathlib import Path
 
-    from releasectl.pipeline.demo import run_demo
+    from releasectl.cli.demo import run_demo
 
     run_demo(say, Path(keep).resolve() if keep else None)

@@ -35,10 +35,10 @@ def migrate(
     store, each checked against its pin; what is there already is left alone."""
     import os
 
-    from releasectl.bundles.migrate import migrate as run
     from releasectl.bundles.store import ArtifactStore
     from releasectl.cli.progress import terminal_progress
     from releasectl.config import home
+    from releasectl.registry.migrate import migrate as run
     from releasectl.view import trust_root
 
     git = repo(ctx)

@@ -22,7 +22,7 @@ from releasectl.cli.output import (
     warn,
 )
 from releasectl.cli.serving import NOT_RUNNING
-from releasectl.errors import INTERNAL, AnalysisFailed, BadInput, OperationFailed
+from releasectl.errors import AnalysisFailed, BadInput, OperationFailed
 
 if TYPE_CHECKING:
     from releasectl.analysis.engine import Measurement
@@ -71,27 +71,10 @@ def watch_(
             help="Seconds to keep retrying a refused push of the revert (with backoff).",
         ),
     ] = 600.0,
-    detached: Annotated[bool, typer.Option("--detached", hidden=True)] = False,
 ) -> None:
     """Analyse the live version; mark it stable, or switch back and revert."""
     how = _WatchRun(model, version, push, judge_only, dry_run, record_timeout)
-    if not detached:
-        _watch(ctx=ctx, how=how, json=json)
-        return
-    # The detached watcher's exit is reported by `status`, whatever it is.
-    import os
-
-    from releasectl.serving.outcomes import record_exit
-
-    code = INTERNAL  # unless the funnel says otherwise
-    try:
-        _watch(ctx=ctx, how=how, json=json)
-        code = 0
-    except typer.Exit as exc:
-        code = exc.exit_code
-        raise
-    finally:
-        record_exit(model, os.getpid(), code)
+    _watch(ctx=ctx, how=how, json=json)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlEr
 from releasectl.manifest import schema as mf
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
 from releasectl.registry import history as reg
+from releasectl.registry.builds import stranded
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import check_commits
@@ -174,7 +175,7 @@ def _check_indexed_folders(
     target, no model) is gone at the head, with its index entry
     (docs/ARCHITECTURE.md, "Kubernetes"). Returns, per index, the entries
     that may therefore be removed."""
-    from releasectl.serving.kubernetes import render as r
+    from releasectl.render import kubernetes as r
 
     owned = {folder for m in deploy.head.values() if (folder := r.folder_of(m)) is not None}
     listed = {rev: _index_folders(git, rev) for rev in (report.base, report.head)}
@@ -200,7 +201,7 @@ def _check_indexed_folders(
 
 def _index_folders(git: g.Git, rev: str) -> set[tuple[str, str, str]]:
     """(index, entry, folder) for every folder an environment index lists at `rev`."""
-    from releasectl.serving.kubernetes import render as r
+    from releasectl.render import kubernetes as r
 
     files = [e.partition("\t")[2] for e in g.tree_entries(git, rev, "deploy")]
     indexes = [f for f in files if f.count("/") == 2 and f.endswith("/" + r.KUSTOMIZATION)]
@@ -258,7 +259,7 @@ def _check_deploy_folder(
 def _check_namespaces(report: Report, deploy: DeployChanges) -> None:
     """Two models that would render one Namespace into one index break the sync of
     every model there (docs/ARCHITECTURE.md, "Kubernetes")."""
-    from releasectl.serving.kubernetes.rules import shared_namespaces
+    from releasectl.render.rules import shared_namespaces
 
     for models, problem in shared_namespaces(deploy.head):
         if set(models) & set(report.models):
@@ -368,8 +369,8 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
 def _check_rendered(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
     """A kubernetes model's rendered folder is what its manifest renders to
     (docs/ARCHITECTURE.md, "Kubernetes")."""
-    from releasectl.serving.kubernetes.desired import committed_differences
-    from releasectl.serving.kubernetes.rules import require_prometheus, warnings
+    from releasectl.render.desired import committed_differences
+    from releasectl.render.rules import require_prometheus, warnings
 
     if manifest.deploy.kubernetes is None:
         return
@@ -434,7 +435,7 @@ def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) 
     store = store_for(git)
     with tempfile.TemporaryDirectory(prefix="releasectl-check-") as tmp:
         try:
-            built = build_sources(git, manifest, report.head, Path(tmp), store)
+            built = build_sources(git, manifest, report.head, Path(tmp), store, stranded=stranded)
         except ReleasectlError as exc:
             report.add(model, "bundle", False, f"does not build: {exc.message}", exc.code)
             return

@@ -246,7 +246,7 @@ def _private_file(path: Path, text: str) -> Path:
 
 def _kubernetes(git: g.Git, model: str) -> str | None:
     """The rendered folder of a kubernetes-target model at HEAD, else None."""
-    from releasectl.serving.kubernetes.render import folder_of
+    from releasectl.render.kubernetes import folder_of
 
     return folder_of(reg.current(git, model, "HEAD")[0])
 

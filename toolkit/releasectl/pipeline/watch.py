@@ -8,8 +8,8 @@ retrying a refused push with backoff for a bounded time; the caller exits 4.
 Inconclusive: nothing changes; a human decides (exit 4). Every outcome but a
 pass is also sent to the registry's notification hook, and every outcome is
 kept for `status`. A watcher can run detached after a deploy, so a bad version
-is rolled back with nobody at a terminal (`releasectl.serving.watcher` starts
-and stops it).
+is rolled back with nobody at a terminal (`releasectl.pipeline.detached_watch`
+starts it, `releasectl.serving.watcher` stops it).
 
 With `act=False` it only judges: no signing key is needed and nothing is
 marked, reverted or redeployed. That is the CI job that runs the model's code
@@ -365,7 +365,7 @@ def _watch_in_cluster(
     (docs/ARCHITECTURE.md, "Analysis in the cluster"). Nothing runs on this machine."""
     from releasectl.analysis.sources import PrometheusSource
     from releasectl.manifest.analysis import PrometheusSourceSpec
-    from releasectl.serving.kubernetes.analysis_template import VERSION_LABEL
+    from releasectl.render.analysis_template import VERSION_LABEL
 
     _cluster_refusals(manifest, version)
     # Bad input first (exit 2); then the thresholds and the Prometheus URL are

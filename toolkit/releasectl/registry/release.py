@@ -19,6 +19,7 @@ from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, manifest_path, model_dir, parse_version, tag_name
 from releasectl.progress import Progress
 from releasectl.registry import history as reg
+from releasectl.registry.builds import stranded
 from releasectl.registry.landing import (
     Change,
     Landed,
@@ -38,8 +39,8 @@ from releasectl.registry.verified import (
     allowed_unsigned_sources,
     highest_verified,
 )
-from releasectl.serving.kubernetes import desired
-from releasectl.serving.kubernetes.rules import require_prometheus
+from releasectl.render import desired
+from releasectl.render.rules import require_prometheus
 from releasectl.signing import TrustRoot, require_allowed_signer
 from releasectl.view import trust_root
 
@@ -153,7 +154,8 @@ def plan_release(
     changes: dict[str, object] = {"version": str(version), "serial": serial, "rollback": None}
     # Before the build (a refusal costs milliseconds), when no build can make the image;
     # after it, when this build made none (no bundle built, e.g. --no-build).
-    desired.require_clean_folder(git, manifest)
+    for folder in desired.folders(manifest):  # no local edit a commit would replace
+        require_clean(git, folder)
     _require_image(git, manifest, may_build=will_build)
     if preflight:
         _preflight(git, trust, manifest, version, will_build)
@@ -383,7 +385,7 @@ class Prebuild:
                 self.stored += [(store, key) for key in new_keys]
                 pinned = manifest.bundle.model_copy(update={"trained": trained})
                 manifest = manifest.model_copy(update={"bundle": pinned})
-            built = build_sources(self.git, manifest, base, work, store)
+            built = build_sources(self.git, manifest, base, work, store, stranded=stranded)
             archive = export(built.bento, work / "out", built.home)
             key = store.bundle_key(built.digest)
             existed = store.exists(key)
@@ -475,7 +477,7 @@ def preview(
             ):
                 raise _Known(None)
             store = store_for(git)
-            built = build_sources(git, manifest, base, Path(tmp), store)
+            built = build_sources(git, manifest, base, Path(tmp), store, stranded=stranded)
             pin = Pin(built.digest, store.bundle_key(built.digest))
             k8s = manifest.deploy.kubernetes
             if may_train and k8s is not None and k8s.base_image is not None:

@@ -45,7 +45,7 @@ from releasectl.registry.verified import (
     verify_commits,
     verify_history,
 )
-from releasectl.serving.kubernetes import desired
+from releasectl.render import desired
 from releasectl.signing import TrustRoot, check_commits, require_allowed_signer
 from releasectl.view import trust_root
 

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING
 
 from releasectl import git as g
 from releasectl import loopback, view
-from releasectl.bundles.build import fetch_bundle, store_for, stranded
+from releasectl.bundles.build import fetch_bundle, store_for
 from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
 from releasectl.errors import OperationFailed, Refused
@@ -36,6 +36,7 @@ from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
 from releasectl.registry import history as reg
+from releasectl.registry.builds import stranded
 from releasectl.registry.revert import revert_problem
 from releasectl.serving.release_ref import ReleaseRef
 from releasectl.signing import TrustRoot

@@ -1,68 +1,22 @@
-"""The detached watcher: `releasectl watch` started in its own session after a
-deploy (so a bad version is rolled back with nobody at a terminal), found again
-and stopped through its pid file, `watch/<model>.json` under the state home.
-"""
+"""The detached watcher's process control: found again and stopped through its
+pid file, `watch/<model>.json` under the state home. It is started by
+`releasectl.pipeline.detached_watch`, in its own session after a deploy, so a
+bad version is rolled back with nobody at a terminal."""
 
 from __future__ import annotations
 
 import json
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
-from releasectl import git as g
 from releasectl.config import home
-from releasectl.serving import notify
 from releasectl.serving import outcomes as out
-from releasectl.signing import check_signing_key
 
 
-def _watch_file(model: str) -> Path:
+def watch_file(model: str) -> Path:
     return home() / "watch" / f"{model}.json"
-
-
-def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
-    """Start `releasectl watch` in its own session, logging to the state home;
-    it pushes when the branch has an upstream. A newer watcher replaces an
-    older one for the same model."""
-    check_signing_key(git)  # say now, at the terminal, that it could not act
-    notify.load(git)  # and that its hook is malformed
-    stop_detached(model)
-    out.exit_path(model).unlink(missing_ok=True)
-    branch = g.current_branch(git)
-    push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
-    path = _watch_file(model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    log = path.with_suffix(".log")
-    argv = [
-        sys.executable,
-        "-m",
-        "releasectl",
-        "-C",
-        str(git.cwd),
-        "watch",
-        model,
-        "--version",
-        version,
-        "--json",
-        "--detached",
-        *(["--push"] if push else []),
-    ]
-    with log.open("ab") as sink:
-        proc = subprocess.Popen(
-            argv,
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,
-            cwd=git.cwd,
-        )
-    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
-    path.write_text(json.dumps(info))
-    return info
 
 
 def stop_detached(model: str | None = None) -> list[dict[str, Any]]:
@@ -102,7 +56,7 @@ def detached(model: str) -> dict[str, Any] | None:
     with its exit code, or gone without one (killed); None if there never was one."""
     import psutil
 
-    path = _watch_file(model)
+    path = watch_file(model)
     if not path.exists():
         return None
     info: dict[str, Any] = json.loads(path.read_text())
@@ -122,5 +76,5 @@ def forget_ended(model: str) -> None:
     alone: it may be the one deploying the revert it wrote."""
     info = detached(model)
     if info is not None and not info["alive"]:
-        _watch_file(model).unlink(missing_ok=True)
+        watch_file(model).unlink(missing_ok=True)
         out.exit_path(model).unlink(missing_ok=True)

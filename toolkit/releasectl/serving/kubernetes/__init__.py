@@ -1,2 +1,2 @@
-"""The Kubernetes target: the desired state rendered into Git for Argo CD to
-sync and Argo Rollouts to analyse (docs/ARCHITECTURE.md, "Kubernetes")."""
+"""The Kubernetes target: which pull requests change a model's rendered state
+(docs/ARCHITECTURE.md, "Kubernetes"); the render itself is `releasectl.render`."""

@@ -16,7 +16,7 @@ from releasectl.errors import ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import manifest_path
 from releasectl.registry.history import list_models
-from releasectl.serving.kubernetes import render as r
+from releasectl.render import kubernetes as r
 
 DEPLOY_ROOT = "deploy/"
 # `init --kubernetes` writes the Argo CD Applications here; they are applied by

@@ -19,8 +19,8 @@ from releasectl.errors import BadInput
 from releasectl.manifest.kubernetes import KubernetesDeploy, split_pinned
 from releasectl.manifest.schema import Manifest
 from releasectl.names import manifest_path
-from releasectl.serving.kubernetes.analysis_template import analysis_template
-from releasectl.serving.kubernetes.smoke import smoke_template, template_name
+from releasectl.render.analysis_template import analysis_template
+from releasectl.render.smoke import smoke_template, template_name
 
 KUSTOMIZATION = "kustomization.yaml"
 NAME_LABEL = "app.kubernetes.io/name"

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from releasectl.serving.kubernetes.render import dump
+from releasectl.render.kubernetes import dump
 
 ENVIRONMENT = "production"
 NAMESPACE = "models"  # the scaffold's namespace (README, "Kubernetes with Argo CD")

@@ -10,7 +10,7 @@ from releasectl.manifest import schema as mf
 from releasectl.manifest.analysis import PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
 from releasectl.names import manifest_path
-from releasectl.serving.kubernetes import render as r
+from releasectl.render import kubernetes as r
 
 # What a revert's push and Argo CD's sync take after the bake's verdict, at most
 # (a webhook syncs at once; the poll, 3 minutes, is not counted on).

@@ -10,7 +10,7 @@ from releasectl import git as g
 from releasectl.errors import BadInput, OperationFailed
 from releasectl.manifest import schema as mf
 from releasectl.names import check_model, manifest_path, tag_name
-from releasectl.serving.kubernetes import render as r
+from releasectl.render import kubernetes as r
 
 
 def release_serial(git: g.Git, manifest: mf.Manifest) -> int:
@@ -98,15 +98,6 @@ def for_release(git: g.Git, manifest: mf.Manifest, base: str) -> CommitFiles | N
 def folders(manifest: mf.Manifest) -> tuple[str, ...]:
     folder = r.folder_of(manifest)
     return (folder,) if folder else ()
-
-
-def require_clean_folder(git: g.Git, manifest: mf.Manifest) -> None:
-    """The rendered folder has no local edits a commit would silently replace."""
-    folder = r.folder_of(manifest)
-    if folder is not None:
-        from releasectl.registry.landing import require_clean
-
-        require_clean(git, folder)
 
 
 def sync_paths(rendered: CommitFiles | None) -> tuple[str, ...]:
