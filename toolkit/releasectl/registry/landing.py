@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from releasectl import git as g
-from releasectl.errors import OperationFailed, Refused, ReleasectlError
+from releasectl.errors import OperationFailed, PushRefused, Refused, ReleasectlError
 from releasectl.registry import history as registry
 from releasectl.registry import journal as jr
 from releasectl.registry import sharing
@@ -341,7 +341,10 @@ def land_pushed(
         ]
         if not refspecs and not carried:
             return None
-        result = g.push(git, remote, refspecs + sharing.refspecs(carried))
+        try:  # a push that hangs is one refused (docs/ARCHITECTURE.md, "Errors by kind")
+            result = g.push(git, remote, refspecs + sharing.refspecs(carried))
+        except g.GitTimeout as exc:
+            result = g.Result(exc.returncode, "", exc.message)
         if result.returncode == 0:
             _end(git)
             if commit is not None and g.current_branch(git) == branch:
@@ -369,8 +372,8 @@ def land_pushed(
         _end(git)
         if not _rejected(result.stdout + result.stderr):
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise OperationFailed(f"push to {remote} failed: {' '.join(last)}")
-    raise OperationFailed(
+            raise PushRefused(f"push to {remote} failed: {' '.join(last)}")
+    raise PushRefused(
         f"{remote} kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; nothing was pushed"
     )
 
