@@ -112,6 +112,17 @@ def test_a_declined_push_is_retried_until_the_remote_takes_it(world: World) -> N
     assert "Releasectl-Revert-From: 1.1.0" in git(world.bare, "log", "-1", "--format=%B", head)
 
 
+def test_a_remote_that_cannot_be_read_is_retried_like_a_refused_push(world: World) -> None:
+    """A network blip while the push is planned (the fetch of the remote's tip
+    fails) is the remote not taking the push: worth waiting out."""
+    world.bare.rename(world.bare.with_name("away.git"))
+
+    done, error, said = _record(world, timeout=0.5)
+
+    assert not done and error is not None and "origin could not be read" in error, error
+    assert said and "tried" in error, (said, error)
+
+
 def _bad_signing_key(world: World) -> None:
     world.operator.git("config", "user.signingkey", str(world.operator.path / "no-such-key"))
 

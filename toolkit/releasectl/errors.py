@@ -51,10 +51,10 @@ class OperationFailed(ReleasectlError):
 
 
 class PushRefused(OperationFailed):
-    """The remote did not take a push: refused it, or did not answer in time.
-    The one failure a watcher tries again: planning again on the remote's tip
-    may cure it; nothing else that fails would change by waiting
-    (docs/ARCHITECTURE.md, "Errors by kind")."""
+    """The remote did not take a push: refused it, did not answer in time, or
+    could not be read while the push was planned. The one failure a watcher
+    tries again: planning again on the remote's tip may cure it; nothing else
+    that fails would change by waiting (docs/ARCHITECTURE.md, "Errors by kind")."""
 
 
 class BadInput(ReleasectlError):
