@@ -46,7 +46,7 @@ def test_a_config_it_cannot_hold_is_bad_input_naming_the_file_and_the_key(
     text, words = BAD[case]
     _committed(registry, text)
     with pytest.raises(BadInput) as raised:
-        config.settings(g.Git(registry.path))
+        config.registry_config(g.Git(registry.path))
     line = raised.value.line()
     assert line.startswith(f"{CONFIG}: ") and words in line, line
     assert "\n" not in line and raised.value.hint, line  # and how to fix it
@@ -65,7 +65,7 @@ def test_a_config_it_can_hold_is_read(
     registry: Repo, text: str, store: str | None, notify: str | None
 ) -> None:
     _committed(registry, text)
-    read = config.settings(g.Git(registry.path))
+    read = config.registry_config(g.Git(registry.path))
     assert read.store == store
     assert (read.notify or {}).get("command", [None])[0] == notify
 

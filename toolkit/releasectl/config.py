@@ -36,7 +36,7 @@ class RegistryConfig(BaseModel):
     notify: dict[str, Any] | None = None
 
 
-def settings(git: g.Git, rev: str = "HEAD") -> RegistryConfig:
+def registry_config(git: g.Git, rev: str = "HEAD") -> RegistryConfig:
     """`.releasectl/config.yaml` as committed at `rev` (reviewed like code; an
     uncommitted edit does not count), or the defaults. Read through the verified view:
     a version that an admin did not sign is refused, never obeyed
@@ -57,11 +57,16 @@ def settings(git: g.Git, rev: str = "HEAD") -> RegistryConfig:
         raise BadInput(f"{CONFIG}: {describe(exc)}", fix) from None
 
 
+def settings(git: g.Git, rev: str = "HEAD") -> dict[str, Any]:
+    """`registry_config` as plain values: the keys the file sets."""
+    return registry_config(git, rev).model_dump(exclude_unset=True)
+
+
 def store_url(git: g.Git) -> str:
     env = os.environ.get("RELEASECTL_STORE")
     if env:
         return env
-    url = settings(git).store
+    url = registry_config(git).store
     if url:
         return os.path.expanduser(url)
     return str(home() / "artifacts")

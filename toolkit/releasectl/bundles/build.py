@@ -135,7 +135,7 @@ def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
     if release is None:
         where = "the artifact store of the clone that made it"
     else:
-        committed = settings(git, release.commit).store
+        committed = settings(git, release.commit).get("store")
         by = f" ({release.tag.tagger})" if release.tag.tagger else ""
         where = (
             committed

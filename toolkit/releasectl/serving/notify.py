@@ -53,7 +53,7 @@ class NotifySpec(BaseModel):
 def load(git: g.Git) -> NotifySpec | None:
     """The registry's hook, or None. A malformed block is bad input, said at the
     start of a watch, not discovered when a release fails."""
-    block = settings(git).notify
+    block = settings(git).get("notify")
     if block is None:
         return None
     try:
