@@ -50,6 +50,13 @@ class OperationFailed(ReleasectlError):
     code = FAILED
 
 
+class PushRefused(OperationFailed):
+    """The remote did not take a push: refused it, did not answer in time, or
+    could not be read while the push was planned. The one failure a watcher
+    tries again: planning again on the remote's tip may cure it; nothing else
+    that fails would change by waiting (docs/ARCHITECTURE.md, "Errors by kind")."""
+
+
 class BadInput(ReleasectlError):
     code = BAD_INPUT
 

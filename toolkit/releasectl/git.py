@@ -3,6 +3,7 @@ wrapper; every failure names the command, its exit code and its output."""
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
@@ -47,14 +48,24 @@ def _after_call() -> None:
 
 ZERO = "0" * 40  # "no commit": the parent of a first commit, the old value of a new ref
 
+# A fetch, push or ls-remote is bounded (docs/ARCHITECTURE.md, "Errors by kind").
+NETWORK_TIMEOUT_S = 120.0  # RELEASECTL_GIT_TIMEOUT (seconds) overrides
+
 
 class GitError(OperationFailed):
     def __init__(self, args: Sequence[str], returncode: int, output: str) -> None:
         last = " / ".join(line for line in output.strip().splitlines()[-3:] if line)
         super().__init__(f"`git {' '.join(args)}` failed with exit code {returncode}: {last}")
-        self.args_ = list(args)
-        self.returncode = returncode
-        self.output = output
+        self.args_, self.returncode, self.output = list(args), returncode, output
+
+
+class GitTimeout(GitError):
+    """A network call that did not finish in time; it was stopped, with its children."""
+
+    def __init__(self, args: Sequence[str], seconds: float) -> None:
+        super().__init__(args, -signal.SIGKILL, "")
+        self.message = f"`git {args[0]}` got no answer within {seconds:g} s and was stopped"
+        self.hint = "check the remote; RELEASECTL_GIT_TIMEOUT sets the seconds"
 
 
 @dataclass(frozen=True)
@@ -70,8 +81,7 @@ class Pending:
     proc: subprocess.Popen[bytes]
 
     def out(self) -> str:
-        raw_out, raw_err = self.proc.communicate()
-        stdout, stderr = _text(raw_out), _text(raw_err)
+        stdout, stderr = self.texts()
         if self.proc.returncode != 0:
             raise GitError(self.args, self.proc.returncode, stderr + stdout)
         return stdout.strip()
@@ -102,8 +112,9 @@ class Git:
         input: str | None = None,
         env: Mapping[str, str] | None = None,
         check: bool = True,
+        timeout: float | None = None,
     ) -> Result:
-        proc = self._call(args, None if input is None else input.encode(), env)
+        proc = self._call(args, None if input is None else input.encode(), env, timeout)
         # Output holds what contributors wrote (messages, names, paths): never
         # a decode crash (_text). Blobs are read strictly by read_blob.
         stdout, stderr = _text(proc.stdout), _text(proc.stderr)
@@ -111,41 +122,37 @@ class Git:
             raise GitError(args, proc.returncode, stderr + stdout)
         return Result(proc.returncode, stdout, stderr)
 
-    def raw(self, *args: str) -> bytes:
+    def raw(self, *args: str, input: bytes | None = None) -> bytes:
         """A command's output as bytes (an archive, a blob), or GitError."""
-        proc = self._call(args, None, None)
+        proc = self._call(args, input, None)
         if proc.returncode != 0:
             raise GitError(args, proc.returncode, _text(proc.stderr))
         return proc.stdout
 
     def _call(
-        self, args: Sequence[str], data: bytes | None, env: Mapping[str, str] | None
+        self,
+        args: Sequence[str],
+        data: bytes | None,
+        env: Mapping[str, str] | None,
+        timeout: float | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
-        argv = ["git", *(f for setting in self.config for f in ("-c", setting)), *args]
-        proc = subprocess.run(
-            argv,
-            cwd=self.cwd,
-            input=data,
-            capture_output=True,
-            env={**os.environ, **_ENV, **(env or {})},
-            check=False,
-        )
-        _after_call()
-        return proc
+        argv, full_env = ["git", *_config_args(self), *args], _env(env)
+        try:
+            if timeout is not None:
+                return _bounded(argv, self.cwd, full_env, timeout)
+            return subprocess.run(
+                argv, cwd=self.cwd, input=data, capture_output=True, env=full_env, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise GitTimeout(args, timeout or 0) from None
+        finally:
+            _after_call()
 
     def start(self, *args: str) -> Pending:
         """Start a read-only git command now; collect it with `.out()` later, so
         that independent calls overlap (each costs a process start)."""
-        argv = ["git"]
-        for setting in self.config:
-            argv += ["-c", setting]
-        proc = subprocess.Popen(
-            [*argv, *args],
-            cwd=self.cwd,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env={**os.environ, **_ENV},
-        )
+        pipe, argv = subprocess.PIPE, ["git", *_config_args(self), *args]
+        proc = subprocess.Popen(argv, cwd=self.cwd, stdout=pipe, stderr=pipe, env=_env())
         _after_call()
         return Pending(args, proc)
 
@@ -159,17 +166,14 @@ class Git:
 def open_repo(path: Path | str = ".") -> Git:
     """The working tree containing `path`."""
     path = Path(path).resolve()
-    proc = subprocess.run(
-        ["git", "rev-parse", "--show-toplevel"],
-        cwd=path,
-        capture_output=True,
-        text=True,
-        env={**os.environ, **_ENV},
-        check=False,
-    )
-    if proc.returncode != 0:
+    top = Git(path).run("rev-parse", "--show-toplevel", check=False)
+    if top.returncode != 0:
         raise OperationFailed(f"{path} is not inside a git repository", "run `git init` first")
-    return Git(Path(proc.stdout.strip()))
+    return Git(Path(top.stdout.strip()))
+
+
+def _env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, **_ENV, **(extra or {})}
 
 
 @functools.cache
@@ -178,18 +182,15 @@ def git_dir(git: Git) -> Path:
 
 
 def rev_parse(git: Git, rev: str) -> str | None:
-    result = git.run("rev-parse", "-q", "--verify", _END, f"{rev}^{{commit}}", check=False)
-    return result.stdout.strip() or None
+    return git.out("rev-parse", "-q", "--verify", _END, f"{rev}^{{commit}}", check=False) or None
 
 
 def current_branch(git: Git) -> str | None:
-    result = git.run("symbolic-ref", "-q", "--short", "HEAD", check=False)
-    return result.stdout.strip() or None
+    return git.out("symbolic-ref", "-q", "--short", "HEAD", check=False) or None
 
 
 def config_get(git: Git, key: str) -> str | None:
-    result = git.run("config", "--get", key, check=False)
-    return result.stdout.strip() or None
+    return git.out("config", "--get", key, check=False) or None
 
 
 def config_set(git: Git, key: str, value: str) -> None:
@@ -202,20 +203,13 @@ def _decode(data: bytes, rev: str, path: str) -> str:
         return data.decode()
     except UnicodeDecodeError as exc:
         raise BadInput(
-            f"{path} at {rev[:12]} is not valid UTF-8 (byte {exc.start})",
-            "save it as UTF-8",
+            f"{path} at {rev[:12]} is not valid UTF-8 (byte {exc.start})", "save it as UTF-8"
         ) from None
 
 
 def read_blob(git: Git, rev: str, path: str) -> str | None:
     """A file's text at `rev`; BadInput if it is not UTF-8."""
-    proc = subprocess.run(
-        ["git", *_config_args(git), "cat-file", "blob", _END, f"{rev}:{path}"],
-        cwd=git.cwd,
-        capture_output=True,
-        env={**os.environ, **_ENV},
-        check=False,
-    )
+    proc = git._call(["cat-file", "blob", _END, f"{rev}:{path}"], None, None)
     return _decode(proc.stdout, rev, path) if proc.returncode == 0 else None
 
 
@@ -227,15 +221,7 @@ def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
     """Many `rev:path` blobs in one `git cat-file --batch` call."""
     if not specs:
         return []
-    proc = subprocess.run(
-        ["git", "cat-file", "--batch"],
-        cwd=git.cwd,
-        input=("\n".join(specs) + "\n").encode(),
-        capture_output=True,
-        env={**os.environ, **_ENV},
-        check=True,
-    )
-    data, pos = proc.stdout, 0
+    data, pos = git.raw("cat-file", "--batch", input=("\n".join(specs) + "\n").encode()), 0
     out: list[str | None] = []
     for spec in specs:
         end = data.index(b"\n", pos)
@@ -246,17 +232,14 @@ def read_blobs(git: Git, specs: Sequence[str]) -> list[str | None]:
             rev, _, path = spec.partition(":")
             out.append(_decode(data[pos : pos + size], rev, path))
             pos += size + 1
-        elif len(header) == 3:
-            pos += int(header[2]) + 1
-            out.append(None)
-        else:  # "<spec> missing"
+        else:  # another type, or "<spec> missing"
+            pos += int(header[2]) + 1 if len(header) == 3 else 0
             out.append(None)
     return out
 
 
 def tree_id(git: Git, rev: str, path: str) -> str | None:
-    result = git.run("rev-parse", "-q", "--verify", _END, f"{rev}:{path}", check=False)
-    return result.stdout.strip() or None
+    return git.out("rev-parse", "-q", "--verify", _END, f"{rev}:{path}", check=False) or None
 
 
 def tree_entries(git: Git, rev: str, path: str) -> list[str]:
@@ -308,9 +291,7 @@ def parent_counts(git: Git, commits: Sequence[str]) -> dict[str, int]:
     if not commits:
         return {}
     out = git.run("rev-list", "--no-walk", "--parents", "--stdin", input="\n".join(commits) + "\n")
-    return {
-        ids[0]: len(ids) - 1 for ids in (line.split() for line in out.stdout.splitlines()) if ids
-    }
+    return {ids[0]: len(ids) - 1 for ids in map(str.split, out.stdout.splitlines()) if ids}
 
 
 def last_change(git: Git, rev: str, path: str) -> str | None:
@@ -345,19 +326,16 @@ def dirty_paths(git: Git, path: str) -> list[str]:
     entries = iter(out.split("\0"))
     paths: list[str] = []
     for entry in entries:
-        if not entry:
-            continue
-        status, name = entry[:2], entry[3:]
-        paths.append(name)
-        if "R" in status or "C" in status:
+        paths.append(entry[3:])
+        if "R" in entry[:2] or "C" in entry[:2]:
             # -z: a rename or copy is followed by its source, in an entry of its own.
             paths.append(next(entries, ""))
     return [p for p in paths if p]
 
 
 def is_ancestor(git: Git, ancestor: str, descendant: str) -> bool:
-    result = git.run("merge-base", "--is-ancestor", _END, ancestor, descendant, check=False)
-    return result.returncode == 0
+    args = ("merge-base", "--is-ancestor", _END, ancestor, descendant)
+    return git.run(*args, check=False).returncode == 0
 
 
 def write_tree_with(
@@ -391,19 +369,13 @@ def write_tree_with(
 
 
 def commit_tree(git: Git, tree: str, parents: Sequence[str], message: str, sign: bool) -> str:
-    args = ["commit-tree", tree]
-    for parent in parents:
-        if parent != ZERO:
-            args += ["-p", parent]
-    if sign:
-        args.append("-S")
-    return git.out(*args, "-F", "-", input=message)
+    flags = [a for p in parents if p != ZERO for a in ("-p", p)] + (["-S"] if sign else [])
+    return git.out("commit-tree", tree, *flags, "-F", "-", input=message)
 
 
 def update_ref(git: Git, ref: str, new: str, old: str, reason: str) -> bool:
     """Compare-and-swap `ref` from `old` to `new`; False if it had moved."""
-    result = git.run("update-ref", "-m", reason, ref, new, old, check=False)
-    return result.returncode == 0
+    return git.run("update-ref", "-m", reason, ref, new, old, check=False).returncode == 0
 
 
 def delete_refs(git: Git, refs: Sequence[str]) -> None:
@@ -422,8 +394,7 @@ def delete_tag(git: Git, name: str) -> None:
 
 def git_object(git: Git, ref: str) -> str | None:
     """The object a ref names (a tag object for an annotated tag), unpeeled."""
-    result = git.run("rev-parse", "-q", "--verify", _END, ref, check=False)
-    return result.stdout.strip() or None
+    return git.out("rev-parse", "-q", "--verify", _END, ref, check=False) or None
 
 
 def tag_exists(git: Git, name: str) -> bool:
@@ -446,17 +417,47 @@ def remote_refs(git: Git, remote: str, patterns: Sequence[str]) -> dict[str, str
     """refname -> object id of the remote's refs matching `patterns` (one round
     trip). The remote's name may come from a file (the landing journal): after
     `--` it can never be read as an option (docs/ARCHITECTURE.md, "Trust")."""
-    out = git.out("ls-remote", "--refs", "--", remote, *patterns)
+    out = _network(git, "ls-remote", "--refs", "--", remote, *patterns).stdout
     return {ref: oid for oid, _, ref in (line.partition("\t") for line in out.splitlines()) if ref}
 
 
 def fetch(git: Git, remote: str, refspecs: Sequence[str]) -> None:
-    git.run("fetch", "--quiet", "--no-tags", "--", remote, *refspecs)
+    _network(git, "fetch", "--quiet", "--no-tags", "--", remote, *refspecs)
 
 
 def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
-    """An atomic push: every ref or none. Never forced."""
-    return git.run("push", "--atomic", "--porcelain", "--", remote, *refspecs, check=False)
+    """An atomic push: every ref or none. Never forced. GitTimeout if it hangs."""
+    return _network(git, "push", "--atomic", "--porcelain", "--", remote, *refspecs, check=False)
+
+
+def _network(git: Git, *args: str, check: bool = True) -> Result:
+    """A call that reaches a remote: bounded, and its ssh (the user's, options added;
+    a GIT_SSH program is run as it is) in batch mode with a connect timeout."""
+    timeout = float(os.environ.get("RELEASECTL_GIT_TIMEOUT") or NETWORK_TIMEOUT_S)
+    ssh = os.environ.get("GIT_SSH_COMMAND") or (
+        "" if "GIT_SSH" in os.environ else config_get(git, "core.sshCommand") or "ssh"
+    )
+    options = f" -o BatchMode=yes -o ConnectTimeout={max(1, min(30, round(timeout)))}"
+    env = {"GIT_SSH_COMMAND": ssh + options} if ssh else {}
+    return git.run(*args, env=env, check=check, timeout=timeout)
+
+
+def _bounded(
+    argv: list[str], cwd: Path, env: Mapping[str, str], timeout: float
+) -> subprocess.CompletedProcess[bytes]:
+    """`argv` in a process group of its own, all of it killed at `timeout` or on an
+    interruption: receive-pack, its hooks and ssh would outlive git alone."""
+    pipe = subprocess.PIPE
+    with subprocess.Popen(
+        argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=pipe, stderr=pipe, process_group=0
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except BaseException:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            raise
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
 def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
@@ -501,13 +502,12 @@ def unborn_head(git: Git) -> OperationFailed | None:
     if rev_parse(git, "HEAD") is not None:
         return None
     branch = current_branch(git) or "HEAD"
-    listed = git.run(
-        "for-each-ref", "--format=%(refname:short)", "refs/heads", "refs/remotes", check=False
-    ).stdout.split()
+    short = "--format=%(refname:short)"
+    listed = git.out("for-each-ref", short, "refs/heads", "refs/remotes", check=False).split()
     others = [ref for ref in listed if not ref.endswith("/HEAD") and ref != "origin"]
     if others:
-        local = git.run("for-each-ref", "--format=%(refname:short)", "refs/heads", check=False)
-        name = others[0] if others[0] in local.stdout.split() else others[0].split("/", 1)[-1]
+        local = git.out("for-each-ref", short, "refs/heads", check=False).split()
+        name = others[0] if others[0] in local else others[0].split("/", 1)[-1]
         return OperationFailed(
             f"{branch} has no commits yet (HEAD is unborn; this repository has {others[0]})",
             f"check out a branch that has commits: git checkout {name}",

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import shlex
-import subprocess
 from pathlib import Path
 
 import typer
@@ -52,23 +51,16 @@ def _tagged(ctx: typer.Context, incomplete: str, kinds: tuple[str, ...]) -> list
     if root is None or model is None or "/" in model:
         return []
     wanted = ("release", "stable", "rejected") if "stable" in kinds else kinds
-    try:
-        out = subprocess.run(
-            [
-                "git",
-                "for-each-ref",
-                "--format=%(refname)",
-                "--",
-                *(f"refs/tags/{kind}/{model}/" for kind in wanted),
-            ],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=5,
-            check=False,
-        ).stdout
-    except (OSError, subprocess.TimeoutExpired):
+    from releasectl.git import Git, GitError
+
+    prefixes = (f"refs/tags/{kind}/{model}/" for kind in wanted)
+    try:  # git's one wrapper (docs/ARCHITECTURE.md, "Layers"); a hung git costs 5 s at most
+        listing = Git(root).run(
+            "for-each-ref", "--format=%(refname)", "--", *prefixes, check=False, timeout=5
+        )
+    except (OSError, GitError):
         return []
+    out = listing.stdout
     found: dict[str, set[str]] = {}
     for ref in out.split():
         _, _, kind, _, version = ref.split("/", 4)

@@ -20,7 +20,7 @@ from releasectl.cli.output import (
     say,
     shown,
 )
-from releasectl.errors import BadInput, for_code
+from releasectl.errors import BadInput
 
 app = typer.Typer()
 
@@ -68,10 +68,10 @@ def check(
             mark = "FAIL" if not f.ok else "warn" if f.detail.startswith(WARNING) else "ok  "
             say(f"{mark}  {shown(f.subject)}: {shown(f.check)}: {shown(f.detail)}")
         say("check passed" if report.ok else "check FAILED")
-    if report.code:
+    if report.error is not None:
         failed = [f for f in report.findings if not f.ok]
         worst = next(f for f in failed if f.code == report.code)  # the one the exit code names
-        raise for_code(report.code)(
+        raise report.error(
             f"check failed: {len(failed)} finding(s), e.g. "
             f"{worst.subject}: {worst.check}: {worst.detail}",
             report=doc,

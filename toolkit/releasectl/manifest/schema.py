@@ -9,7 +9,6 @@ are refused outright: a manifest never needs them and they are the door to the
 
 from __future__ import annotations
 
-import io
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -29,10 +28,12 @@ from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
 from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, check_version
 from releasectl.text import one_line
+from releasectl.yamldoc import MAX_BYTES as MAX_BYTES
+from releasectl.yamldoc import describe, plain
+from releasectl.yamldoc import parse_document as parse_document
+from releasectl.yamldoc import round_trip_yaml as round_trip_yaml
 
 API_VERSION = "releasectl/v1"
-MAX_BYTES = 256 * 1024
-MAX_DEPTH = 32  # far more than a manifest needs, far less than the parsers' recursion
 
 Str = Annotated[str, StringConstraints(strict=True, min_length=1)]
 Digest = Annotated[str, StringConstraints(strict=True, pattern=DIGEST_PATTERN)]
@@ -185,74 +186,11 @@ class Manifest(Strict):
         return self
 
 
-def round_trip_yaml() -> Any:
-    """ruamel's round-trip loader/dumper: comments, quoting and key order survive an edit."""
-    from ruamel.yaml import YAML
-
-    yaml = YAML(typ="rt")
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    return yaml
-
-
-def _describe(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        text = f"unknown key {where!r}"
-    elif first["type"] == "missing":
-        text = f"missing key {where!r}"
-    else:
-        got = first.get("input")
-        shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
-        text = f"{where}: {first['msg']}{shown}"
-    more = len(exc.errors()) - 1
-    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
-
-
-def parse_document(text: str, source: str) -> Any:
-    """The round-trip document (CommentedMap) of a manifest's text."""
-    from ruamel.yaml.error import YAMLError
-    from ruamel.yaml.events import AliasEvent, CollectionEndEvent, CollectionStartEvent
-
-    if len(text.encode()) > MAX_BYTES:
-        raise BadInput(f"{source}: file is larger than {MAX_BYTES // 1024} KiB")
-    yaml = round_trip_yaml()
-    try:
-        depth = 0
-        for event in yaml.parse(io.StringIO(text)):
-            if isinstance(event, AliasEvent):
-                raise BadInput(f"{source}: YAML aliases are not allowed", "write the values out")
-            if isinstance(event, CollectionStartEvent):
-                depth += 1
-                if depth > MAX_DEPTH:
-                    raise BadInput(
-                        f"{source}: YAML nested deeper than {MAX_DEPTH} levels",
-                        "a manifest is a few levels deep",
-                    )
-            elif isinstance(event, CollectionEndEvent):
-                depth -= 1
-        document = yaml.load(text)
-    except YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise BadInput(f"{source}: malformed YAML{where}: {one_line(problem, 300)}") from None
-    except ValueError as exc:
-        # e.g. an integer beyond Python's int-str limit (a 5,000-digit serial).
-        raise BadInput(f"{source}: a value cannot be read: {one_line(str(exc), 300)}") from None
-    except RecursionError:
-        raise BadInput(f"{source}: YAML nested too deeply") from None
-    if not isinstance(document, dict):
-        raise BadInput(f"{source}: expected a mapping of keys at the top level")
-    return document
-
-
 def validate(document: Any, source: str, *, model: str | None = None) -> Manifest:
     try:
-        manifest = Manifest.model_validate(_plain(document))
+        manifest = Manifest.model_validate(plain(document))
     except ValidationError as exc:
-        raise BadInput(f"{source}: {one_line(_describe(exc), 300)}") from None
+        raise BadInput(f"{source}: {one_line(describe(exc), 300)}") from None
     except RecursionError:
         raise BadInput(f"{source}: nested too deeply") from None
     if model is not None and manifest.model != model:
@@ -265,22 +203,3 @@ def validate(document: Any, source: str, *, model: str | None = None) -> Manifes
 
 def load(text: str, source: str, *, model: str | None = None) -> Manifest:
     return validate(parse_document(text, source), source, model=model)
-
-
-def _plain(node: Any) -> Any:
-    """ruamel's containers and scalar subclasses as plain Python values."""
-    if isinstance(node, dict):
-        return {str(k): _plain(v) for k, v in node.items()}
-    if isinstance(node, list):
-        return [_plain(v) for v in node]
-    if isinstance(node, bool) or node is None:
-        return node
-    if isinstance(node, int):
-        return int(node)
-    if isinstance(node, float):
-        return float(node)
-    if isinstance(node, str):
-        return str(node)
-    if isinstance(node, datetime):
-        return node
-    return node

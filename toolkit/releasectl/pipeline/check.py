@@ -10,14 +10,14 @@ of the BASE, so that a pull request cannot vouch for itself."""
 from __future__ import annotations
 
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
 from releasectl import view
 from releasectl.bundles.build import build_sources, explain_mismatch, recorded_files, store_for
-from releasectl.errors import BAD_INPUT, FAILED, REFUSED, BadInput, ReleasectlError
+from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
 from releasectl.registry import history as reg
@@ -41,10 +41,17 @@ class Finding:
     check: str
     ok: bool
     detail: str
-    code: int = 0  # the exit code this failure maps to
+    # The kind of failure, None for a pass: the exit code is the class's
+    # (docs/ARCHITECTURE.md, "Errors by kind").
+    error: type[ReleasectlError] | None = None
+
+    @property
+    def code(self) -> int:
+        return self.error.code if self.error is not None else 0
 
     def to_json(self) -> dict[str, object]:
-        return asdict(self)
+        fields = {"subject": self.subject, "check": self.check, "ok": self.ok}
+        return {**fields, "detail": self.detail, "code": self.code}
 
 
 @dataclass
@@ -60,18 +67,30 @@ class Report:
         return all(f.ok for f in self.findings)
 
     @property
-    def code(self) -> int:
-        failed = [f.code for f in self.findings if not f.ok]
-        # Trust and policy first: they are the ones a reviewer must not wave through.
-        for code in (REFUSED, BAD_INPUT, FAILED):
-            if code in failed:
-                return code
-        return 0
+    def error(self) -> type[ReleasectlError] | None:
+        """The kind of failure the check ends with: trust and policy first, the
+        ones a reviewer must not wave through."""
+        failed = [f.error for f in self.findings if f.error is not None]
+        for kind in (Refused, BadInput, OperationFailed):
+            if any(issubclass(error, kind) for error in failed):
+                return kind
+        return None
 
-    def add(self, subject: str, check: str, ok: bool, detail: str, code: int = FAILED) -> None:
+    @property
+    def code(self) -> int:
+        return self.error.code if self.error is not None else 0
+
+    def add(
+        self,
+        subject: str,
+        check: str,
+        ok: bool,
+        detail: str,
+        error: type[ReleasectlError] = OperationFailed,
+    ) -> None:
         # Details quote what a pull request wrote; printed, annotated and put
         # in the job summary, each stays one line.
-        self.findings.append(Finding(subject, check, ok, one_line(detail), 0 if ok else code))
+        self.findings.append(Finding(subject, check, ok, one_line(detail), None if ok else error))
 
     def warn(self, subject: str, check: str, detail: str) -> None:
         """A finding that passes but says what to change: `warning: ...`."""
@@ -163,7 +182,7 @@ def _check_admin_paths(git: g.Git, report: Report, paths: list[str]) -> None:
         f"{shown} changed by commits not signed by an admin: {', '.join(bad)}"
         if bad
         else f"{shown} changed by admins only",
-        REFUSED,
+        Refused,
     )
 
 
@@ -194,7 +213,7 @@ def _check_indexed_folders(
                 "owner moved",
                 False,
                 f"{problem}: remove the folder and its index entry in the same pull request",
-                REFUSED,
+                Refused,
             )
     return orphans
 
@@ -225,7 +244,7 @@ def _check_deploy_folder(
 
     strays, indexes = deploy.strays, deploy.indexes
     if deploy.overlaps:
-        report.add("deploy", "folders", False, "; ".join(deploy.overlaps), REFUSED)
+        report.add("deploy", "folders", False, "; ".join(deploy.overlaps), Refused)
     if strays:
         report.add(
             "deploy",
@@ -233,7 +252,7 @@ def _check_deploy_folder(
             False,
             f"{', '.join(strays[:3])} {'is' if len(strays) == 1 else 'are'} in no model's "
             "rendered folder: only `releasectl release`, `revert` and `render` write deploy/",
-            REFUSED,
+            Refused,
         )
     for path in indexes:
         try:
@@ -252,7 +271,7 @@ def _check_deploy_folder(
             "index",
             problem is None,
             problem or f"{path} lists the environment's kubernetes models",
-            REFUSED,
+            Refused,
         )
 
 
@@ -263,7 +282,7 @@ def _check_namespaces(report: Report, deploy: DeployChanges) -> None:
 
     for models, problem in shared_namespaces(deploy.head):
         if set(models) & set(report.models):
-            report.add("deploy", "namespace", False, problem, BAD_INPUT)
+            report.add("deploy", "namespace", False, problem, BadInput)
 
 
 def _check_render_only(git: g.Git, report: Report, model: str) -> None:
@@ -273,7 +292,7 @@ def _check_render_only(git: g.Git, report: Report, model: str) -> None:
     try:
         manifest = mf.load(g.read_blob(git, report.head, path) or "", path, model=model)
     except ReleasectlError as exc:
-        report.add(model, "manifest", False, exc.message, BAD_INPUT)
+        report.add(model, "manifest", False, exc.message, BadInput)
         return
     detail = f"unchanged at {manifest.version}; its rendered folder changed"
     report.add(model, "manifest", True, detail)
@@ -294,7 +313,7 @@ def _check_commits(git: g.Git, report: Report) -> None:
             "signed",
             False,
             "not signed by an allowed signer: " + ", ".join(bad),
-            REFUSED,
+            Refused,
         )
     else:
         report.add("commits", "signed", True, f"{len(commits)} commit(s) signed by allowed signers")
@@ -306,7 +325,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
         text = g.read_blob(git, report.head, path)
         base_text = g.read_blob(git, report.base, path)
     except ReleasectlError as exc:  # not UTF-8: reported, like any bad manifest
-        report.add(model, "manifest", False, exc.message, exc.code)
+        report.add(model, "manifest", False, exc.message, type(exc))
         return
     if text is None:
         gone = base_text is not None
@@ -315,14 +334,14 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
             "manifest",
             not gone,
             "the model was removed" if gone else "no release.yaml",
-            REFUSED if gone else BAD_INPUT,
+            Refused if gone else BadInput,
         )
         return
     try:
         document = mf.parse_document(text, path)
         manifest = mf.validate(document, path, model=model)
     except ReleasectlError as exc:
-        report.add(model, "manifest", False, exc.message, BAD_INPUT)
+        report.add(model, "manifest", False, exc.message, BadInput)
         return
     report.add(model, "manifest", True, f"valid; model {model}, version {manifest.version}")
     analysis = document.get("analysis") if isinstance(document, dict) else None
@@ -333,7 +352,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
         "thresholds present"
         if analysis
         else "no analysis block: write the thresholds the release is watched with",
-        BAD_INPUT,
+        BadInput,
     )
     _check_history(git, report, model, manifest)
     if base_text is None:
@@ -351,7 +370,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
                 step.version_rises,
                 f"{before.version} -> {manifest.version}"
                 + ("" if step.version_rises else ": the version must rise"),
-                REFUSED,
+                Refused,
             )
             report.add(
                 model,
@@ -359,7 +378,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
                 step.serial_follows,
                 f"{before.serial} -> {manifest.serial}"
                 + ("" if step.serial_follows else f": must be {step.expected_serial}"),
-                REFUSED,
+                Refused,
             )
     _check_rendered(git, report, model, manifest)
     if build:
@@ -378,13 +397,13 @@ def _check_rendered(git: g.Git, report: Report, model: str, manifest: mf.Manifes
         require_prometheus(manifest)
         report.add(model, "analysis source", True, "prometheus: the bake judges the cluster")
     except ReleasectlError as exc:
-        report.add(model, "analysis source", False, exc.line(), exc.code)
+        report.add(model, "analysis source", False, exc.line(), type(exc))
     for what, warning in warnings(manifest):
         report.warn(model, what, warning)
     try:
         wrong = committed_differences(git, manifest, report.head)
     except ReleasectlError as exc:
-        report.add(model, "rendered", False, exc.line(), exc.code)
+        report.add(model, "rendered", False, exc.line(), type(exc))
         return
     detail = (
         f"differs from the manifest: {', '.join(wrong[:3])}; run `releasectl render {model}` "
@@ -392,7 +411,7 @@ def _check_rendered(git: g.Git, report: Report, model: str, manifest: mf.Manifes
         if wrong
         else "the folder is what the manifest renders to"
     )
-    report.add(model, "rendered", not wrong, detail, BAD_INPUT)
+    report.add(model, "rendered", not wrong, detail, BadInput)
 
 
 def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest) -> None:
@@ -406,7 +425,7 @@ def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest
             False,
             f"declares a rollback record ({manifest.rollback.from_} -> {manifest.rollback.to}): "
             "a pull request never writes one; `releasectl revert` does",
-            REFUSED,
+            Refused,
         )
     history = reg.history(git, model, report.base)
     taken = history.get(manifest.version)  # a name taken, even by a tag that does not verify
@@ -419,7 +438,7 @@ def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest
             "version",
             False,
             f"{manifest.version} is already {state} ({taken.tag.name}): a version is released once",
-            REFUSED,
+            Refused,
         )
     elif newest is not None and parse_version(manifest.version) < newest:
         report.add(
@@ -427,7 +446,7 @@ def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest
             "version",
             False,
             f"{manifest.version} is lower than the newest release {newest}: versions only rise",
-            REFUSED,
+            Refused,
         )
 
 
@@ -437,7 +456,7 @@ def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) 
         try:
             built = build_sources(git, manifest, report.head, Path(tmp), store, stranded=stranded)
         except ReleasectlError as exc:
-            report.add(model, "bundle", False, f"does not build: {exc.message}", exc.code)
+            report.add(model, "bundle", False, f"does not build: {exc.message}", type(exc))
             return
     digest = built.digest
     report.digests[model] = digest
@@ -452,7 +471,7 @@ def _check_build(git: g.Git, report: Report, model: str, manifest: mf.Manifest) 
             f"builds to {digest}, but pins {pinned}{why}; run `releasectl propose {model} "
             f"{version}` or `releasectl release {model} {version} --dry-run` to print the "
             "digest this change builds to",
-            REFUSED,
+            Refused,
         )
     else:
         report.add(model, "bundle", True, f"builds: {digest}")

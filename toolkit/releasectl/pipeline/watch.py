@@ -33,7 +33,7 @@ from releasectl import loopback
 from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
 from releasectl.analysis.sources import open_source
 from releasectl.config import home
-from releasectl.errors import BadInput, OperationFailed, ReleasectlError
+from releasectl.errors import BadInput, OperationFailed, PushRefused, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import MAX_REASON, check_model
 from releasectl.registry import history as reg
@@ -277,20 +277,22 @@ def _recorded(outcome: out.WatchOutcome, landed: Landed | None) -> None:
 def _record_revert(
     git: g.Git, model: str, reason: str, push: bool, timeout: float, say: Say
 ) -> tuple[RevertResult | None, str | None]:
-    """The revert, landed; a push the remote refuses is tried again with backoff
-    until `timeout`. Never raises: the caller reports what could not be done."""
+    """The revert, landed; a push the remote refuses (or that timed out) is tried
+    again with backoff until `timeout`, and nothing else is: no other failure
+    changes by waiting (docs/ARCHITECTURE.md, "Errors by kind"). Never raises:
+    the caller reports what could not be done, with the attempts it took."""
     deadline = time.monotonic() + timeout
-    delay = RETRY_FIRST_S
+    delay, attempts = RETRY_FIRST_S, 1
     while True:
         try:
             return revert(git, model, reason=reason, push=push, leave_local=push), None
         except ReleasectlError as exc:
-            retry = push and exc.code == OperationFailed.code
-            if not retry or time.monotonic() + delay > deadline:
-                return None, exc.line()
+            if not isinstance(exc, PushRefused) or time.monotonic() + delay > deadline:
+                tried = f" (tried {attempts} times)" if attempts > 1 else ""
+                return None, exc.line() + tried
             say(f"recording the revert failed: {exc.line()}; retrying in {delay:g} s")
             time.sleep(delay)
-            delay = min(delay * 2, RETRY_MAX_S)
+            delay, attempts = min(delay * 2, RETRY_MAX_S), attempts + 1
 
 
 def _on_branch(git: g.Git, commit: str) -> bool:

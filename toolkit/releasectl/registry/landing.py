@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from releasectl import git as g
-from releasectl.errors import OperationFailed, Refused, ReleasectlError
+from releasectl.errors import OperationFailed, PushRefused, Refused, ReleasectlError
 from releasectl.registry import history as registry
 from releasectl.registry import journal as jr
 from releasectl.registry import sharing
@@ -299,14 +299,20 @@ def land_pushed(
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
     for _ in range(MAX_PUSH_ATTEMPTS):
-        there = sharing.remote_registry(git, remote, model)
-        remote_tags = there.tags
-        local = sharing.local_tags(git, model)
-        notes = _conflicts(remote, local, remote_tags, incident)
-        g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
-        known = {f"refs/tags/{tag.name}" for tag in local}
-        # By exact name, never by wildcard (docs/ARCHITECTURE.md, "One registry on every clone").
-        sharing.fetch_names(git, remote, sorted(ref for ref in remote_tags if ref not in known))
+        # A remote that fails or hangs here did not take the push: PushRefused,
+        # which the watcher retries (docs/ARCHITECTURE.md, "Errors by kind").
+        try:
+            there = sharing.remote_registry(git, remote, model)
+            remote_tags = there.tags
+            local = sharing.local_tags(git, model)
+            notes = _conflicts(remote, local, remote_tags, incident)
+            g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
+            known = {f"refs/tags/{tag.name}" for tag in local}
+            # By exact name, never by wildcard
+            # (docs/ARCHITECTURE.md, "One registry on every clone").
+            sharing.fetch_names(git, remote, sorted(r for r in remote_tags if r not in known))
+        except g.GitError as exc:
+            raise PushRefused(f"{remote} could not be read: {exc.line()}") from None
         registry.discard_prefetched()  # plan from what this fetch brought
         tip = g.rev_parse(git, tracking)
         if tip is None:
@@ -341,7 +347,10 @@ def land_pushed(
         ]
         if not refspecs and not carried:
             return None
-        result = g.push(git, remote, refspecs + sharing.refspecs(carried))
+        try:  # a push that hangs is one refused (docs/ARCHITECTURE.md, "Errors by kind")
+            result = g.push(git, remote, refspecs + sharing.refspecs(carried))
+        except g.GitTimeout as exc:
+            result = g.Result(exc.returncode, "", exc.line())
         if result.returncode == 0:
             _end(git)
             if commit is not None and g.current_branch(git) == branch:
@@ -369,8 +378,8 @@ def land_pushed(
         _end(git)
         if not _rejected(result.stdout + result.stderr):
             last = (result.stderr or result.stdout).strip().splitlines()[-1:]
-            raise OperationFailed(f"push to {remote} failed: {' '.join(last)}")
-    raise OperationFailed(
+            raise PushRefused(f"push to {remote} failed: {' '.join(last)}")
+    raise PushRefused(
         f"{remote} kept moving: gave up after {MAX_PUSH_ATTEMPTS} attempts; nothing was pushed"
     )
 
