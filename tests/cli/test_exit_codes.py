@@ -248,12 +248,12 @@ def test_a_run_builds_only_its_own_command_and_the_same_one() -> None:
         pruned = runner.invoke(_command_app([name, "--help"]), [name, "--help"])
         full = runner.invoke(app, [name, "--help"])
         assert (pruned.exit_code, pruned.output) == (full.exit_code, full.output), name
-    for argv in (
-        [],
-        ["--help"],
-        ["-h", "show"],
-        ["--version", "show"],
-        ["histroy"],
-        ["-C", "show"],
-    ):
+    for argv in (["histroy"], ["-C", "show"], ["--show-completion"]):
         assert _command_app(argv) is app, argv
+    # The root's help and version come from a listing: the same words, no signatures.
+    for argv in ([], ["--help"], ["-h", "show"], ["--version", "show"], ["-C", ".", "--help"]):
+        listing = _command_app(argv)
+        assert listing is not app, argv
+        listed, full = runner.invoke(listing, argv), runner.invoke(app, argv)
+        assert (listed.exit_code, listed.output) == (full.exit_code, full.output), argv
+        assert "Commands" in full.output or "releasectl" in full.output, argv

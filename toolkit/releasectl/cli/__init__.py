@@ -139,21 +139,27 @@ def _main(
 
 # The root's own options that take a value: the token after them is not a command.
 _ROOT_VALUED = ("-C", "--repo")
-# Root options that describe the whole app: with them, the whole app is built.
-_ROOT_WHOLE = ("-h", "--help", "--version", "--install-completion", "--show-completion")
+# Root options that describe the app: its help and version need only a listing of it.
+_ROOT_LISTING = ("-h", "--help", "--version")
+# Shell completion's own options: the whole app.
+_ROOT_WHOLE = ("--install-completion", "--show-completion")
 
 
 def _command_app(argv: list[str]) -> typer.Typer:
     """The app with only the command that `argv` runs (docs/ARCHITECTURE.md,
     "The command line"): Typer turns every command's signature into Click
     parameters before it parses, a cost paid on every run for every command,
-    so a run builds only its own. The whole app whenever the command is not
-    plainly one of ours (none, a typo: Click's message lists them all), for
-    the root's help and version, and for shell completion."""
+    so a run builds only its own; the root's help and version, a listing
+    (`_listing`). The whole app whenever the command is not plainly one of
+    ours (a typo: Click's message lists them all), and for shell completion."""
     if "_RELEASECTL_COMPLETE" in os.environ:
         return app
+    if not argv:
+        return _listing()  # no arguments: the root's help
     name, args = None, iter(argv)
     for arg in args:
+        if arg in _ROOT_LISTING:
+            return _listing()
         if arg in _ROOT_WHOLE:
             return app
         if arg in _ROOT_VALUED:
@@ -175,6 +181,38 @@ def _command_app(argv: list[str]) -> typer.Typer:
                 only.registered_commands, holder.typer_instance = [command], only
                 return _with(commands=[], groups=[holder])
     return app
+
+
+def _listing() -> typer.Typer:
+    """The app as its root help lists it: every command's name and help, with
+    stubs in place of the commands, so that no signature is converted; a
+    group of subcommands is listed by its own help, without its commands."""
+    groups = []
+    for group in app.registered_groups:
+        instance, holder = group.typer_instance, copy.copy(group)
+        if instance is not None:
+            listed = copy.copy(instance)
+            if isinstance(group.name, str):
+                listed.registered_commands, listed.registered_groups = [], []
+            else:  # an unnamed group: its commands are the root's
+                listed.registered_commands = [_stub(c) for c in instance.registered_commands]
+            holder.typer_instance = listed
+        groups.append(holder)
+    return _with(commands=[_stub(c) for c in app.registered_commands], groups=groups)
+
+
+def _stub(command: CommandInfo) -> CommandInfo:
+    """A command as a listing shows it: its name and help, no parameters."""
+    callback = command.callback
+
+    def listed() -> None:  # never run: a listing only prints
+        raise AssertionError("a stub of a listed command ran")
+
+    listed.__doc__ = callback.__doc__ if callback else None
+    stub = copy.copy(command)
+    stub.callback = listed
+    stub.name = command.name or (callback and get_command_name(callback.__name__))
+    return stub
 
 
 def _with(commands: list[CommandInfo], groups: list[TyperInfo]) -> typer.Typer:
