@@ -80,13 +80,6 @@ class ModelVersion(str):
         return cls(text)
 
 
-def check_version(text: str) -> str:
-    """The version as given (a plain `str`: the manifest's schema keeps it, and
-    its YAML writer knows no str subclasses), once it parses."""
-    parse_version(text)
-    return text
-
-
 def version_arg(text: str) -> str:
     """A version as an operator types it on the command line: `v1.4.0` means
     `1.4.0`, as in the tag `release/<m>/v1.4.0`. The 'v' comes off here, at the

@@ -218,11 +218,11 @@ def show(
     git = repo(ctx)
     reg.prefetch(git, model)
 
-    from releasectl.names import check_version, tag_name
+    from releasectl.names import ModelVersion, tag_name
 
     rev = "HEAD"
     if version is not None:
-        check_version(version)
+        ModelVersion.parse(version)
         rev = f"refs/tags/{tag_name('release', model, version)}"
         if g.rev_parse(git, rev) is None:
             raise BadInput(f"{model} has no release {version}")

@@ -26,7 +26,7 @@ from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
-from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, check_version
+from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, ModelVersion
 from releasectl.text import one_line
 from releasectl.yamldoc import MAX_BYTES as MAX_BYTES
 from releasectl.yamldoc import describe, plain
@@ -159,7 +159,7 @@ class Manifest(Strict):
     @classmethod
     def _semver(cls, value: str) -> str:
         try:
-            return check_version(value)
+            return str(ModelVersion.parse(value))  # plain: ruamel writes no str subclass
         except BadInput as exc:
             raise ValueError(exc.line()) from None
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from releasectl import git as g
 from releasectl import trailers
 from releasectl.errors import BadInput, Refused
-from releasectl.names import ModelName, parse_version, tag_name
+from releasectl.names import ModelName, ModelVersion, tag_name
 from releasectl.registry import history as reg
 from releasectl.registry.landing import (
     Change,
@@ -29,7 +29,7 @@ def plan_mark_stable(
     git: g.Git, trust: TrustRoot, model: str, version: str, base: str
 ) -> tuple[reg.Release, Change | None]:
     model = ModelName.parse(model)
-    parse_version(version)
+    version = ModelVersion.parse(version)
     history = reg.history(git, model, base)
     target = history.get(version)
     if target is None:

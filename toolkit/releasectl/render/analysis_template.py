@@ -21,7 +21,7 @@ from releasectl.analysis.exposition import Scope
 from releasectl.analysis.promql import build_queries, query_range, samples_query
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
-from releasectl.names import check_version
+from releasectl.names import ModelVersion
 
 API_VERSION = "argoproj.io/v1alpha1"
 # The label Prometheus's Kubernetes service discovery relabels from the pod label
@@ -84,7 +84,7 @@ def analysis_template(
 def queries(spec: AnalysisSpec, model: str, version: str) -> dict[str, str]:
     """Each metric's PromQL as an AnalysisRun for `version` runs it: the template's
     query with `{{args.version}}` replaced, as Argo does, by the text of the argument."""
-    check_version(version)  # a SemVer string needs no escaping inside a PromQL string
+    ModelVersion.parse(version)  # a SemVer string needs no escaping inside a PromQL string
     return {
         name: query.replace(VERSION_ARG, version) for name, query in _templated(spec, model).items()
     }
