@@ -96,7 +96,7 @@ def parse_openpgp(text: str) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def check_commits(
+def commit_verdicts(
     git: g.Git, trust: TrustRoot, commits: Sequence[str]
 ) -> dict[str, SignatureVerdict]:
     """Verify commits' signatures in one `git log` call: good, and by an allowed
@@ -151,7 +151,7 @@ def _judge(
     return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
 
 
-def check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
+def tag_verdict(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
     """A tag's signature: good, and by an allowed principal equal to its tagger.
     Given a tag object's id (immutable), the verdict is remembered."""
     memo = (trust.key, ref, tagger_email) if _OBJECT_ID.fullmatch(ref) else None
@@ -167,7 +167,7 @@ _running: dict[tuple[str, ...], g.Pending] = {}
 
 
 def start_tag_checks(git: g.Git, trust: TrustRoot, tags: Sequence[tuple[str, str]]) -> None:
-    """Start `git verify-tag` for several tag objects at once; `check_tag`
+    """Start `git verify-tag` for several tag objects at once; `tag_verdict`
     collects them (two cores: the ssh-keygen runs overlap)."""
     for obj, tagger in tags:
         memo = (trust.key, obj, tagger)

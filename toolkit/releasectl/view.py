@@ -39,7 +39,7 @@ from releasectl.signing import (
     SSH_FILE,
     SignatureVerdict,
     TrustRoot,
-    check_commits,
+    commit_verdicts,
     parse_openpgp,
     refresh_signers_copy,
 )
@@ -154,7 +154,7 @@ def _walk(git: g.Git, rev: str) -> tuple[list[list[str | None]], Walk]:
     reached = True
     for commit in changes[1:]:
         # A change counts only if an admin trusted before it signed it.
-        verdict = check_commits(git, roles.admin, [commit])[commit]
+        verdict = commit_verdicts(git, roles.admin, [commit])[commit]
         if verdict.ok:
             texts.append(at(commit))
             roles = _roles(*texts[-1][1:])
@@ -356,7 +356,7 @@ def _judge(
             )
     for step, group in by_roles.items():
         trust = the_walk.steps[step][1].of(role)
-        verdicts = check_commits(git, trust, [c for c, _, _ in group])
+        verdicts = commit_verdicts(git, trust, [c for c, _, _ in group])
         for commit, parents, mine in group:
             verdict = verdicts[commit]
             if verdict.ok:
@@ -429,7 +429,7 @@ def _anchors(
         if not covered:
             continue
         trust = the_walk.steps[_step_before(the_walk, commit, position)][1].of(role)
-        if check_commits(git, trust, [commit])[commit].ok:
+        if commit_verdicts(git, trust, [commit])[commit].ok:
             for path in covered:
                 anchors[path] = position.get(commit, 0)
     return anchors
@@ -445,5 +445,5 @@ def _clean_merge(
     if git.run("diff", "--quiet", side, commit, "--", *paths, check=False).returncode:
         return False
     brought = git.out("rev-list", f"{first}..{side}", "--", *paths).split()
-    verdicts: dict[str, SignatureVerdict] = check_commits(git, trust, brought)
+    verdicts: dict[str, SignatureVerdict] = commit_verdicts(git, trust, brought)
     return all(v.ok for v in verdicts.values())

@@ -138,9 +138,9 @@ def propose(
 @funnel()
 def check_manifests(ctx: typer.Context, files: Annotated[list[str], typer.Argument()]) -> None:
     """The pre-commit hook: validate staged release manifests."""
-    from releasectl.pipeline.propose import check_manifest_files
+    from releasectl.pipeline.propose import manifest_file_problems
 
-    problems = check_manifest_files(repo(ctx), files)
+    problems = manifest_file_problems(repo(ctx), files)
     for line in problems:
         say(line)
     if problems:

@@ -163,9 +163,9 @@ def _dry_watch(
     """`watch --dry-run`: what `watch` checks before its bake, refused alike;
     then what each verdict would lead to."""
     from releasectl.manifest.durations import format_duration
-    from releasectl.pipeline.watch import check_watch
+    from releasectl.pipeline.watch import plan_watch
 
-    p = check_watch(git, model, version=version, push=push, act=act)
+    p = plan_watch(git, model, version=version, push=push, act=act)
     if json:
         emit_line(p.to_json())
         return

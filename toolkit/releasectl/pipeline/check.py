@@ -24,7 +24,7 @@ from releasectl.registry import history as reg
 from releasectl.registry.builds import stranded
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
-from releasectl.signing import check_commits
+from releasectl.signing import commit_verdicts
 from releasectl.text import one_line
 from releasectl.view import trust_root
 
@@ -172,7 +172,7 @@ def _check_admin_paths(git: g.Git, report: Report, paths: list[str]) -> None:
         "rev-list", "--full-history", f"{report.base}..{report.head}", "--", *paths
     ).split()
     admins = view.roles(git, report.base).admin
-    verdicts = check_commits(git, admins, commits)
+    verdicts = commit_verdicts(git, admins, commits)
     bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
     shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     report.add(
@@ -305,7 +305,7 @@ def _check_commits(git: g.Git, report: Report) -> None:
         report.add("commits", "signed", True, "no new commits")
         return
     trust = trust_root(git, report.base)  # the base's signers, not the PR's
-    verdicts = check_commits(git, trust, commits)
+    verdicts = commit_verdicts(git, trust, commits)
     bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
     if bad:
         report.add(

@@ -137,7 +137,7 @@ def _target(git: g.Git, base: str) -> str:
     raise BadInput(f"unknown base branch {base!r}", "name the branch the pull request targets")
 
 
-def check_manifest_files(git: g.Git, files: list[str]) -> list[str]:
+def manifest_file_problems(git: g.Git, files: list[str]) -> list[str]:
     """Problems with staged manifests (pre-commit passes the changed files):
     schema, model = folder, and a rising version with serial + 1 against HEAD."""
     problems = []

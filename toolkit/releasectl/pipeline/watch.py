@@ -432,7 +432,7 @@ class WatchPlan:
         return {**self.__dict__, "dry_run": True}
 
 
-def check_watch(
+def plan_watch(
     git: g.Git, model: str, *, version: str | None = None, push: bool = False, act: bool = True
 ) -> WatchPlan:
     """`watch --dry-run`: the refusals `watch` makes before its bake, in its

@@ -27,9 +27,9 @@ from releasectl.names import (
 from releasectl.signing import (
     SignatureVerdict,
     TrustRoot,
-    check_commits,
-    check_tag,
+    commit_verdicts,
     start_tag_checks,
+    tag_verdict,
 )
 
 if TYPE_CHECKING:
@@ -293,7 +293,7 @@ def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> ReleaseCheck:
         return ReleaseCheck(
             tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
         )
-    verdict = check_tag(git, trust, tag.object, tag.tagger)
+    verdict = tag_verdict(git, trust, tag.object, tag.tagger)
     return ReleaseCheck(tag.name, verdict.ok, verdict.reason)
 
 
@@ -308,7 +308,7 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
 
 def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> ReleaseCheck:
     source = release_commit(git, model, commit)
-    verdict: SignatureVerdict = check_commits(git, trust, [source])[source]
+    verdict: SignatureVerdict = commit_verdicts(git, trust, [source])[source]
     behind = "" if source == commit else f" (the change behind {commit[:12]})"
     return ReleaseCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
 

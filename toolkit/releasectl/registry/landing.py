@@ -19,7 +19,7 @@ from releasectl.errors import OperationFailed, PushRefused, Refused, ReleasectlE
 from releasectl.registry import history as registry
 from releasectl.registry import journal as jr
 from releasectl.registry import sharing
-from releasectl.signing import TrustRoot, check_commits, check_signing_key, check_tag
+from releasectl.signing import TrustRoot, check_signing_key, commit_verdicts, tag_verdict
 
 MAX_PUSH_ATTEMPTS = 5
 INDEX_LOCK_WAIT_S = 5.0
@@ -100,7 +100,7 @@ def _make_commit(git: g.Git, trust: TrustRoot, change: Change) -> str | None:
             f"signing the commit failed: {_last_line(exc.output)}; nothing was written",
             "check user.signingkey",
         ) from None
-    verdict = check_commits(git, trust, [commit])[commit]
+    verdict = commit_verdicts(git, trust, [commit])[commit]
     if not verdict.ok:
         raise OperationFailed(
             f"the new commit's signature does not verify ({verdict.reason}); nothing was written",
@@ -126,7 +126,7 @@ def _make_tags(git: g.Git, trust: TrustRoot, change: Change, commit: str | None)
                 ) from None
             made.append(tag.name)
             # git can exit 0 and leave an unsigned tag when ssh-keygen fails.
-            verdict = check_tag(git, trust, f"refs/tags/{tag.name}", email)
+            verdict = tag_verdict(git, trust, f"refs/tags/{tag.name}", email)
             if not verdict.ok:
                 raise OperationFailed(
                     f"the new tag {tag.name} does not verify ({verdict.reason}); "

@@ -46,7 +46,7 @@ from releasectl.registry.verified import (
     verify_history,
 )
 from releasectl.render import desired
-from releasectl.signing import TrustRoot, check_commits, require_allowed_signer
+from releasectl.signing import TrustRoot, commit_verdicts, require_allowed_signer
 from releasectl.view import trust_root
 
 
@@ -419,7 +419,7 @@ def revert_problem(
     if record is None:
         return "no rollback record"
     source = reg.release_commit(git, model, commit)
-    verdict = check_commits(git, trust, [source])[source]
+    verdict = commit_verdicts(git, trust, [source])[source]
     if not verdict.ok:
         return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
     found = g.trailers(git, source)

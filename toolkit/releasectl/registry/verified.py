@@ -28,7 +28,7 @@ from releasectl.errors import Refused
 from releasectl.files import write_atomic
 from releasectl.names import manifest_path, model_dir, parse_version
 from releasectl.registry import history as reg
-from releasectl.signing import SignatureVerdict, TrustRoot, check_commits
+from releasectl.signing import SignatureVerdict, TrustRoot, commit_verdicts
 
 if TYPE_CHECKING:
     from semver import Version
@@ -139,12 +139,12 @@ def _judge_releases(
     side by side, commit signatures in one git call, manifests in another."""
     tags = _judge_tags(git, trust, [r.tag for r in releases])
     sources = _release_commits(git, history, [r.commit for r in releases if tags[r.tag.name].ok])
-    commit_verdicts = check_commits(git, trust, sorted(set(sources.values())))
+    by_commit = commit_verdicts(git, trust, sorted(set(sources.values())))
     path = manifest_path(history.model)
     texts = g.read_blobs(git, [f"{r.commit}:{path}" for r in releases])
     out: dict[str, Judged] = {}
     for release, text in zip(releases, texts, strict=True):
-        out[release.tag.name] = _judge_one(release, tags, sources, commit_verdicts, text)
+        out[release.tag.name] = _judge_one(release, tags, sources, by_commit, text)
     return out
 
 
@@ -152,14 +152,14 @@ def _judge_one(
     release: reg.Release,
     tags: dict[str, Judged],
     sources: dict[str, str],
-    commit_verdicts: dict[str, SignatureVerdict],
+    by_commit: dict[str, SignatureVerdict],
     text: str | None,
 ) -> Judged:
     tag = tags[release.tag.name]
     if not tag.ok:
         return tag
     source = sources[release.commit]
-    verdict = commit_verdicts[source]
+    verdict = by_commit[source]
     if not verdict.ok:
         return Judged(False, f"commit {source[:12]}: {verdict.reason}")
     if text is None:
@@ -268,7 +268,7 @@ def verify_commits(
         return {}  # no cache file to read at all
     cache = _open(git, trust, model)
     todo = [c for c in commits if cache.get(f"c {c}") is None]
-    for commit, verdict in check_commits(git, trust, todo).items() if todo else ():
+    for commit, verdict in commit_verdicts(git, trust, todo).items() if todo else ():
         cache.put(f"c {commit}", Judged(verdict.ok, None if verdict.ok else verdict.reason))
     cache.save()
     return {c: cache.get(f"c {c}") or Judged(False, "not judged") for c in commits}
