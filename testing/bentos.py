@@ -17,7 +17,8 @@ from typing import Any
 import httpx
 from ruamel.yaml import YAML
 
-from releasectl.bundles import bento as bundle
+from releasectl.bundles.bento import Bento, run_step
+from releasectl.bundles.bento import build as bentoml_build
 from releasectl.loopback import free_port
 from releasectl.serving.local.procs import spawn_server
 from testing.paths import FIXTURES, ROOT
@@ -44,9 +45,9 @@ def copy_iris_sources(dest: Path, faults: Mapping[str, Any] | None = None) -> Pa
 
 def build_iris(
     src: Path, home: Path, version: str, labels: Mapping[str, str] | None = None
-) -> bundle.Bento:
-    bundle.run_step(src, ["python", "train.py"], home)
-    return bundle.build(
+) -> Bento:
+    run_step(src, ["python", "train.py"], home)
+    return bentoml_build(
         src,
         name="iris",
         version=version,

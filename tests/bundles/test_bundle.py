@@ -15,8 +15,9 @@ import httpx
 import pytest
 from ruamel.yaml import YAML
 
-from releasectl.bundles import bento as bundle
 from releasectl.bundles.archive import export, extract
+from releasectl.bundles.bento import BundleError, import_artifact, run_step
+from releasectl.bundles.bento import build as build_bento
 from releasectl.bundles.build import fetch_bundle
 from releasectl.bundles.digest import content_digest
 from releasectl.bundles.store import ArtifactStore
@@ -177,8 +178,8 @@ def test_imported_weights_build_the_same_bundle(built: Built, tmp_path: Path) ->
     model_archive = built.archive.parent.parent / "iris_clf.bentomodel"
     sha = hashlib.sha256(model_archive.read_bytes()).hexdigest()
     home = tmp_path / "bentoml-home"
-    assert bundle.import_artifact(model_archive.as_uri(), sha, home) == "iris_clf:v1"
-    bento = bundle.build(built.src, name="iris", version=VERSION, labels=LABELS, bentoml_home=home)
+    assert import_artifact(model_archive.as_uri(), sha, home) == "iris_clf:v1"
+    bento = build_bento(built.src, name="iris", version=VERSION, labels=LABELS, bentoml_home=home)
     assert content_digest(bento.path) == built.digest
 
 
@@ -186,7 +187,7 @@ def test_import_refuses_a_model_archive_with_another_digest(built: Built, tmp_pa
     model_archive = built.archive.parent.parent / "iris_clf.bentomodel"
     home = tmp_path / "bentoml-home"
     with pytest.raises(Refused, match="expected"):
-        bundle.import_artifact(str(model_archive), "sha256:" + "0" * 64, home)
+        import_artifact(str(model_archive), "sha256:" + "0" * 64, home)
     assert not (home / "models").exists()
 
 
@@ -201,20 +202,20 @@ def test_bentofile_pins_the_installed_packages() -> None:
 
 def test_a_failing_preparation_shows_its_output(tmp_path: Path) -> None:
     argv = ["python", "-c", "import sys; print('no training data'); sys.exit(3)"]
-    with pytest.raises(bundle.BundleError, match="no training data") as caught:
-        bundle.run_step(tmp_path, argv, tmp_path / "home")
+    with pytest.raises(BundleError, match="no training data") as caught:
+        run_step(tmp_path, argv, tmp_path / "home")
     assert caught.value.code == 1
 
 
 @pytest.mark.parametrize("version", ["1.2.0+build.5", "V1", "-1", "1.2.0-"])
 def test_build_refuses_versions_bentoml_cannot_tag(tmp_path: Path, version: str) -> None:
     with pytest.raises(BadInput):
-        bundle.build(tmp_path, name="iris", version=version, labels={}, bentoml_home=tmp_path)
+        build_bento(tmp_path, name="iris", version=version, labels={}, bentoml_home=tmp_path)
 
 
 def test_build_refuses_a_home_inside_the_build_context(built: Built) -> None:
     with pytest.raises(BadInput, match="inside the build context"):
-        bundle.build(
+        build_bento(
             built.src, name="iris", version=VERSION, labels={}, bentoml_home=built.src / "h"
         )
 

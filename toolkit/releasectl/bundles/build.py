@@ -22,8 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from releasectl import git as g
-from releasectl.bundles import bento as bundle
 from releasectl.bundles.archive import extract
+from releasectl.bundles.bento import Bento, export_model, import_artifact, run_step, saved_models
+from releasectl.bundles.bento import build as build_bento
 from releasectl.bundles.digest import PROVENANCE, content_digest, content_files, digest_of
 from releasectl.bundles.store import ArtifactStore
 from releasectl.config import store_url
@@ -36,7 +37,7 @@ from releasectl.names import MANIFEST, model_dir, tag_name
 class BuiltBundle:
     """A bento built from a release's sources, in the BentoML home beside it."""
 
-    bento: bundle.Bento
+    bento: Bento
     home: Path
     files: dict[str, str]  # content_files(): what the digest is made of
     sources: frozenset[str]  # the model folder's files at the revision, relative to it
@@ -83,8 +84,8 @@ def train(
     assert manifest.bundle.train  # the caller asks only when there is a train step
     src = _clean_copy(git, rev, model, work / "train-src")
     home = work / "train-home"
-    bundle.run_step(src, list(manifest.bundle.train), home)
-    tags = bundle.saved_models(home)
+    run_step(src, list(manifest.bundle.train), home)
+    tags = saved_models(home)
     if not tags:
         raise BadInput(
             f"bundle.train of {model} saved no model into BENTOML_HOME",
@@ -93,9 +94,7 @@ def train(
     models: list[mf.TrainedModel] = []
     new_keys: list[str] = []
     for tag in tags:
-        archive = bundle.export_model(
-            tag, work / "weights" / f"{tag.replace(':', '-')}.bentomodel", home
-        )
+        archive = export_model(tag, work / "weights" / f"{tag.replace(':', '-')}.bentomodel", home)
         stored = store.put_weights(archive, {"model": model, "tag": tag})
         if stored.new:
             new_keys.append(stored.key)
@@ -137,7 +136,7 @@ def _import_trained(
                 f"artifact store {store.url}",
                 stranded(git, manifest.model, manifest.version, store),
             )
-        tag = bundle.import_artifact(store.uri(pinned.key), pinned.sha256, home)
+        tag = import_artifact(store.uri(pinned.key), pinned.sha256, home)
         if tag != pinned.tag:
             raise Refused(f"the weights stored as {pinned.key} are {tag}, not {pinned.tag}")
 
@@ -163,11 +162,11 @@ def build_sources(
     home.mkdir(parents=True, exist_ok=True)
     _import_trained(git, manifest, store or store_for(git), home, stranded)
     if manifest.bundle.artifact is not None:
-        bundle.import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
+        import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
     if manifest.bundle.prepare:
-        bundle.run_step(src, list(manifest.bundle.prepare), home)
+        run_step(src, list(manifest.bundle.prepare), home)
     commit = g.rev_parse(git, rev) or rev
-    bento = bundle.build(
+    bento = build_bento(
         src,
         name=manifest.bundle.bento,
         version=version,

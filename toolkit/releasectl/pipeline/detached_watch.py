@@ -33,8 +33,7 @@ from releasectl.errors import (
 )
 from releasectl.names import check_model
 from releasectl.pipeline.watch import RECORD_TIMEOUT_S, Watched, watch
-from releasectl.serving import notify, watcher
-from releasectl.serving import outcomes as out
+from releasectl.serving import notify, outcomes, watcher
 from releasectl.signing import check_signing_key
 
 ENTRY = "releasectl.pipeline.detached_watch"  # this module, as `python -m` names it
@@ -60,7 +59,7 @@ def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
     check_signing_key(git)  # say now, at the terminal, that it could not act
     notify.load(git)  # and that its hook is malformed
     watcher.stop_detached(model)
-    out.exit_path(model).unlink(missing_ok=True)
+    outcomes.exit_path(model).unlink(missing_ok=True)
     branch = g.current_branch(git)
     push = branch is not None and g.config_get(git, f"branch.{branch}.remote") is not None
     path = watcher.watch_file(model)
@@ -90,7 +89,7 @@ def run(request: WatchRequest) -> int:
         with request.log.open("a", encoding="utf-8") as log:
             code = _watch(request, log)
     finally:
-        out.record_exit(request.model, os.getpid(), code)
+        outcomes.record_exit(request.model, os.getpid(), code)
     return code
 
 

@@ -40,8 +40,7 @@ from releasectl.registry import history as reg
 from releasectl.registry.landing import Landed
 from releasectl.registry.marking import mark_stable
 from releasectl.registry.revert import RevertResult, revert
-from releasectl.serving import notify
-from releasectl.serving import outcomes as out
+from releasectl.serving import notify, outcomes
 from releasectl.serving import recovery as rec
 from releasectl.serving.deploy import deploy, trusted
 from releasectl.signing import check_signing_key
@@ -63,7 +62,7 @@ class Watched:
     action: str  # "marked-stable", "reverted", "none", "judged" (act=False)
     revert: RevertResult | None = None
     deployed_version: str | None = None
-    outcome: out.WatchOutcome | None = None
+    outcome: outcomes.WatchOutcome | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -207,7 +206,7 @@ def _act(
             outcome.message += f"; switching back to {recovery.stable} failed: {exc.line()}"
     else:
         outcome.message += f"; {recovery.problem}"
-    out.save(outcome)  # what was done so far survives a kill from here on
+    outcomes.save(outcome)  # what was done so far survives a kill from here on
 
     # Record second: the signed revert and rejected tag, pushed when there is a remote.
     reverted: RevertResult | None = None
@@ -242,17 +241,17 @@ def _unless_failed(
     verdict: AnalysisVerdict,
     hook: notify.NotifySpec | None,
     push: bool,
-) -> tuple[out.WatchOutcome, Watched | None]:
+) -> tuple[outcomes.WatchOutcome, Watched | None]:
     """The outcome of a verdict, and what was done about it unless it failed: a pass
     is marked stable, an inconclusive verdict changes nothing."""
-    kind: out.Kind = (
+    kind: outcomes.Kind = (
         "passed"
         if verdict.passed
         else "failed-unrecovered"
         if verdict.outcome is Judgement.FAILED
         else "needs-human"
     )
-    outcome = out.WatchOutcome(
+    outcome = outcomes.WatchOutcome(
         model=model, version=version, outcome=kind, message=verdict.message, serving=version
     )
     if kind == "passed":
@@ -268,7 +267,7 @@ def _unless_failed(
     return outcome, None
 
 
-def _recorded(outcome: out.WatchOutcome, landed: Landed | None) -> None:
+def _recorded(outcome: outcomes.WatchOutcome, landed: Landed | None) -> None:
     outcome.record = "done"
     outcome.pushed_to = landed.pushed_to if landed else None
     outcome.note = landed.note if landed else None
@@ -300,23 +299,23 @@ def _on_branch(git: g.Git, commit: str) -> bool:
     return head is not None and g.is_ancestor(git, commit, head)
 
 
-def _crashed(model: str, version: str, exc: BaseException) -> out.WatchOutcome:
+def _crashed(model: str, version: str, exc: BaseException) -> outcomes.WatchOutcome:
     message = exc.line() if isinstance(exc, ReleasectlError) else f"{type(exc).__name__}: {exc}"
-    saved = out.load(model)
+    saved = outcomes.load(model)
     if saved is not None and saved.version == version and saved.outcome == "failed-recovered":
         # The switch back happened before the crash: say so, and that the record did not.
         saved.record, saved.record_error = "failed", f"the watcher crashed: {message}"
         return saved
-    return out.WatchOutcome(
+    return outcomes.WatchOutcome(
         model=model, version=version, outcome="crashed", message=message, serving=version
     )
 
 
-def _conclude(hook: notify.NotifySpec | None, outcome: out.WatchOutcome) -> None:
+def _conclude(hook: notify.NotifySpec | None, outcome: outcomes.WatchOutcome) -> None:
     """Keep the outcome for `status`; tell the hook about anything but a clean pass."""
     if outcome.outcome != "passed" or outcome.record == "failed":
         outcome.notified = notify.send(hook, outcome.model_dump(mode="json"))
-    out.save(outcome)
+    outcomes.save(outcome)
 
 
 # --- a kubernetes-target model: judged in the cluster ----------------------------------
@@ -391,7 +390,7 @@ def _watch_in_cluster(
         if settled is not None:
             return settled
         outcome.record = "pending"
-        out.save(outcome)
+        outcomes.save(outcome)
         say(f"{declared} failed: reverting; the cluster follows the revert once it is pushed")
         reverted, error = _record_revert(
             git, model, revert_reason(verdict), push, record_timeout, say

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from releasectl.config import home
-from releasectl.serving import outcomes as out
+from releasectl.serving import outcomes
 
 
 def watch_file(model: str) -> Path:
@@ -65,7 +65,7 @@ def detached(model: str) -> dict[str, Any] | None:
     except psutil.Error:
         alive = False
     info["alive"] = alive
-    ended = out.load_exit(model)
+    ended = outcomes.load_exit(model)
     info["exit_code"] = ended["code"] if ended and ended.get("pid") == info["pid"] else None
     return info
 
@@ -77,4 +77,4 @@ def forget_ended(model: str) -> None:
     info = detached(model)
     if info is not None and not info["alive"]:
         watch_file(model).unlink(missing_ok=True)
-        out.exit_path(model).unlink(missing_ok=True)
+        outcomes.exit_path(model).unlink(missing_ok=True)
