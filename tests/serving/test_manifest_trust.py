@@ -82,3 +82,28 @@ def test_watch_judges_by_no_threshold_a_keyless_commit_wrote(registry: Repo) -> 
     unsigned = _loosen_unsigned_then_sign_on_top(registry)
     for args in (["--dry-run"], []):
         assert_refused(registry, "watch", "iris", *args, code=3, words=unsigned[:12])
+
+
+def test_the_deploy_job_takes_the_target_kind_only_from_a_vouched_manifest(
+    registry: Repo,
+) -> None:
+    """deploy.yml skips a kubernetes model (Argo CD pulls): a keyless commit that
+    declares the kubernetes target must not turn a revert's deploy into a skip."""
+    from releasectl.pipeline import ci
+
+    iris_stable(registry)
+    path = registry.path / MANIFEST
+    cluster = {
+        "deploy": {
+            "target": "kubernetes",
+            "kubernetes": {"image": "registry.example/ml/iris", "namespace": "ml"},
+        },
+        "bundle": {"image": "registry.example/ml/iris@sha256:" + "ab" * 32},
+    }
+    path.write_text(edit(path.read_text(), "release.yaml", cluster))
+    unsigned = registry.commit("iris: to the cluster", sign=False)
+    registry.write("model-releases/iris/NOTES.md", "notes\n")
+    registry.commit("iris: notes")
+    with pytest.raises(Refused) as refused:
+        ci.execute(open_repo(registry.path), [ci.Item("iris", "deploy", "1.0.0")])
+    assert unsigned[:12] in refused.value.message

@@ -245,10 +245,13 @@ def _private_file(path: Path, text: str) -> Path:
 
 
 def _kubernetes(git: g.Git, model: str) -> str | None:
-    """The rendered folder of a kubernetes-target model at HEAD, else None."""
+    """The rendered folder of a kubernetes-target model at HEAD, else None: the
+    target kind decides whether anything is deployed here, so it is read only
+    as the verified view vouches for it (docs/ARCHITECTURE.md, "Trust")."""
     from releasectl.render.kubernetes import folder_of
+    from releasectl.serving.deploy import trusted
 
-    return folder_of(reg.current(git, model, "HEAD")[0])
+    return folder_of(trusted(git, model).manifest)
 
 
 def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
