@@ -347,6 +347,24 @@ def bad_citations(text: str, sections: set[str]) -> list[str]:
     return unknown + FOREIGN_CITATION.findall(text)
 
 
+def uncited_modules(root: Path, package: str, sections: set[str]) -> dict[str, str]:
+    """Modules whose docstring cites no section of the architecture that exists,
+    with what is wrong; a citation in a comment does not count, since the
+    docstring is what says what a module does and why."""
+    found: dict[str, str] = {}
+    for name, path in find_modules(root, package).items():
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        doc = ast.get_docstring(tree)
+        cited = CITATION.findall(doc or "")
+        if doc is None:
+            found[name] = "no docstring"
+        elif not cited:
+            found[name] = "its docstring cites no section"
+        elif not set(cited) & sections:
+            found[name] = "its docstring cites only missing sections: " + ", ".join(cited)
+    return found
+
+
 def source_files(repo: Path) -> list[Path]:
     """The repository's files (committed or new) that hold code or its settings;
     not the change log, a history that may name old issues, nor this file, whose
@@ -576,6 +594,16 @@ def test_code_cites_only_sections_the_architecture_has() -> None:
     assert not found, f"citations of what docs/ARCHITECTURE.md does not hold: {found}"
 
 
+def test_every_module_says_in_its_docstring_which_section_it_follows() -> None:
+    sections = architecture_sections(
+        (TOOLKIT.parent / "docs" / "ARCHITECTURE.md").read_text("utf-8")
+    )
+    found = uncited_modules(TOOLKIT, PACKAGE, sections)
+    assert not found, "modules whose docstring cites no docs/ARCHITECTURE.md section:\n" + (
+        "\n".join(f"  {name}: {why}" for name, why in sorted(found.items()))
+    )
+
+
 # --- each checker finds what it is for ---------------------------------------
 
 
@@ -709,3 +737,25 @@ def test_a_citation_of_a_missing_section_or_another_document_is_found() -> None:
         '"""a rule (docs/ARCHITECTURE.md, "Reverts"), DESIGN §3, issue 14, issues 9"""\n'
     )
     assert bad_citations(text, sections) == ['"Reverts"', "DESIGN §", "issue 14", "issues 9"]
+
+
+def test_a_module_whose_docstring_cites_no_section_is_found(tmp_path: Path) -> None:
+    cites = '"""Does a thing (docs/ARCHITECTURE.md, "Revert")."""\n'
+    root = _package(
+        tmp_path,
+        {
+            "__init__.py": '"""The package (docs/ARCHITECTURE.md,\n"Layers")."""\n',
+            "registry/__init__.py": cites,
+            "registry/revert.py": cites,
+            "registry/bare.py": "x = 1\n",
+            "registry/vague.py": '"""Does a thing, as the architecture says."""\n',
+            "registry/comment.py": '"""Does a thing."""\n# (docs/ARCHITECTURE.md, "Revert")\n',
+            "registry/gone.py": '"""Does a thing (docs/ARCHITECTURE.md, "Reverts")."""\n',
+        },
+    )
+    assert uncited_modules(root, "pkg", {"Layers", "Revert"}) == {
+        "pkg.registry.bare": "no docstring",
+        "pkg.registry.vague": "its docstring cites no section",
+        "pkg.registry.comment": "its docstring cites no section",
+        "pkg.registry.gone": "its docstring cites only missing sections: Reverts",
+    }

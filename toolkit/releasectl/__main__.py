@@ -1,3 +1,5 @@
+"""`python -m releasectl`: runs the command line (docs/ARCHITECTURE.md, "Layers")."""
+
 from releasectl.cli import main
 
 main()

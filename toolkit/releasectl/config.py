@@ -1,4 +1,5 @@
-"""Where things live outside the repository, and the registry's settings.
+"""Says where things live outside the repository and reads the registry's settings
+(docs/ARCHITECTURE.md, "The artifact store").
 
 `$RELEASECTL_HOME` (default `~/.local/state/releasectl`) holds the local
 target's state, extracted bundles and, unless configured otherwise, the

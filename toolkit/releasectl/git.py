@@ -1,5 +1,5 @@
-"""The one module that runs git. Small typed functions over one subprocess
-wrapper; every failure names the command, its exit code and its output."""
+"""The one module that runs git (docs/ARCHITECTURE.md, "Layers"): small typed functions over
+one subprocess wrapper; every failure names the command, its exit code and its output."""
 
 from __future__ import annotations
 

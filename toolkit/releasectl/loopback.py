@@ -1,6 +1,8 @@
 """The loopback address the local target listens on (its agent's control API,
 each model's stable endpoint, each slot's `bentoml serve`): one home for the
-host, the URL built from a port, and a free port."""
+host, the URL built from a port, and a free port (docs/ARCHITECTURE.md,
+"Deploy targets").
+"""
 
 from __future__ import annotations
 

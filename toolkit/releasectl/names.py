@@ -1,4 +1,6 @@
-"""The grammar of model names, versions and tags: one place, one parser."""
+"""The grammar of model names, versions and tags: one place, one parser
+(docs/ARCHITECTURE.md, "The tag grammar").
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
 """Progress of the long steps (fetching a bundle, creating an environment,
-waiting for a server), as the library reports it. The library only says when a
-step begins and ends; the command line decides how that looks (cli layer:
-cli/progress.py), and a caller that passes nothing sees nothing."""
+waiting for a server), as the library reports it (docs/ARCHITECTURE.md,
+"Layers"). The library only says when a step begins and ends; the command
+line decides how that looks (cli layer: cli/progress.py), and a caller that
+passes nothing sees nothing.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Signatures and the trust root.
+"""Signatures and the trust root: makes and checks signatures (docs/ARCHITECTURE.md,
+"Trust").
 
 Signing goes through git's own configuration (`gpg.format`, `user.signingkey`);
 every signature releasectl makes is verified right after it is made.

@@ -1,1 +1,1 @@
-"""The analysis engine and the metric sources it reads."""
+"""The analysis layer: the engine and its metric sources (docs/ARCHITECTURE.md, "Layers")."""

@@ -1,5 +1,6 @@
-"""PromQL for the Prometheus source: the queries built from a manifest's analysis
-block, and the user's own queries with `$version` substituted safely.
+"""PromQL for the Prometheus source: builds the queries of a manifest's analysis
+block, and substitutes `$version` into the user's own queries safely
+(docs/ARCHITECTURE.md, "Analysis").
 
 Every built query selects the version under watch (`service_version`, and
 `service_name` when given) and leaves out the endpoints that are not the model's

@@ -1,1 +1,1 @@
-"""Bundles: the BentoML runner, archives and digests, the artifact store, building a bundle."""
+"""The bundles layer: BentoML, archives, digests, store, build (docs/ARCHITECTURE.md, "Layers")."""

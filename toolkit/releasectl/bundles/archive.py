@@ -1,5 +1,6 @@
-"""Bento archives: `bentoml export` of a built bento to one `.bento` file (what the
-artifact store keeps) and its safe extraction to a folder `bentoml serve` can serve.
+"""Bento archives: exports a built bento to one `.bento` file (what the artifact
+store keeps) and extracts one safely to a folder `bentoml serve` can serve
+(docs/ARCHITECTURE.md, "The artifact store").
 """
 
 from __future__ import annotations

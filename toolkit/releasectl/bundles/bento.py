@@ -1,4 +1,4 @@
-"""The one module that talks to BentoML.
+"""The one module that talks to BentoML (docs/ARCHITECTURE.md, "Layers").
 
 Every call is a subprocess (`python -m bentoml ...`) with an explicit
 `BENTOML_HOME`: bentoml reads its home once per process, so a subprocess per

@@ -1,13 +1,14 @@
-"""Building a release's bundle: from a clean copy of the sources at a revision
+"""Builds a release's bundle: from a clean copy of the sources at a revision
 (never the working tree), with the bento version set to the release version
 and provenance labels, pinned by content digest and kept in the artifact
-store; a stored archive is fetched and checked against its pin. Which release
-to build, and re-using its stored build, is the registry's
-(`releasectl.registry.builds`).
+store (docs/ARCHITECTURE.md, "Bundles"); a stored archive is fetched and
+checked against its pin. Which release to build, and re-using its stored
+build, is the registry's (`releasectl.registry.builds`).
 
-Weights are inputs, not build products: `bundle.train` runs once when a
-release is made (`train()`), its models are stored by the sha256 of their
-bytes and pinned in the manifest, and every build imports exactly those."""
+Weights are inputs, not build products (docs/ARCHITECTURE.md, "Weights are pinned inputs"):
+`bundle.train` runs once when a release is made (`train()`), its models are
+stored by the sha256 of their bytes and pinned in the manifest, and every
+build imports exactly those."""
 
 from __future__ import annotations
 

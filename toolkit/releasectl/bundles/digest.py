@@ -1,4 +1,4 @@
-"""The content digest: what pins a release's bento.
+"""The content digest: what pins a release's bento (docs/ARCHITECTURE.md, "Bundles").
 
 The pin of a release is `content_digest()`, not the archive's bytes: bentoml
 writes the current time into bento.yaml and model.yaml, and an `.bento`

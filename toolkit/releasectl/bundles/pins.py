@@ -1,7 +1,9 @@
-"""The pins a bento is served with: its own requirements file (bentoml's version
-among them), its Python version and its local wheels, and a key over all of them.
-The local target makes an environment from them (serving/local/envs.py) and an
-image installs exactly them (bundles/image.py): one reading of a bento's pins."""
+"""The pins a bento is served with: reads its own requirements file (bentoml's
+version among them), its Python version and its local wheels, and makes a key
+over all of them (docs/ARCHITECTURE.md, "Deploy targets"). The local target
+makes an environment from them (serving/local/envs.py) and an image installs
+exactly them (bundles/image.py): one reading of a bento's pins.
+"""
 
 from __future__ import annotations
 

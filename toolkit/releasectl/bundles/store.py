@@ -1,4 +1,5 @@
-"""The artifact store: built `.bento` archives under stable keys, over fsspec.
+"""The artifact store: keeps built `.bento` archives under stable keys, over fsspec
+(docs/ARCHITECTURE.md, "The artifact store").
 
 A plain folder path is the default; any fsspec URL works (`file://`,
 `memory://`, `s3://` with the `s3` extra). Next to each archive sits a JSON

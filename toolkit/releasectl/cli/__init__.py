@@ -1,8 +1,9 @@
 """The command line: the Typer app, composed from one module per command
 group (each owns its `typer.Typer()`), which fetch a result from the library
-and print it as text or one JSON document; `cli.output` holds what they share
-and the error funnel. Heavy modules are imported inside commands so that
-`releasectl --help` stays fast."""
+and print it as text or one JSON document (docs/ARCHITECTURE.md, "The command line");
+`cli.output` holds what they share and the error funnel. Heavy modules are
+imported inside commands so that `releasectl --help` stays fast.
+"""
 
 from __future__ import annotations
 

@@ -2,7 +2,9 @@
 command line, in a throwaway registry (temporary repository, SSH key, bare
 remote, state home): release, deploy and watch 1.0.0 until it is stable;
 release a faulty 1.1.0 and deploy it with a watcher; the watcher catches the
-errors, reverts in git, pushes and switches back; then the timeline."""
+errors, reverts in git, pushes and switches back; then the timeline. It runs
+the command line as a user would, so it is part of `cli/` (docs/ARCHITECTURE.md,
+"Layers")."""
 
 from __future__ import annotations
 

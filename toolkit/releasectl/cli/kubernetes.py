@@ -1,4 +1,6 @@
-"""render: the kubernetes target's desired state, written into Git's working tree."""
+"""`releasectl render`: writes the kubernetes target's desired state into Git's
+working tree (docs/ARCHITECTURE.md, "Kubernetes").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""check, propose, ci: the pull-request flow and what the workflows run."""
+"""check, propose, ci: the commands of the pull-request flow and the ones the
+workflows run (docs/ARCHITECTURE.md, "The command line").
+"""
 
 from __future__ import annotations
 

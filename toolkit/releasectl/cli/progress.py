@@ -1,7 +1,9 @@
-"""How the library's long steps look (releasectl.progress): on a terminal a
-spinner with the elapsed time, then one line per finished step; otherwise (CI
-logs, pipes) a plain line when a step starts and one when it ends. Always on
-stderr: stdout carries the result, one JSON document with --json."""
+"""Shows the long steps that releasectl.progress reports (docs/ARCHITECTURE.md,
+"Layers"): on a terminal a spinner with the elapsed time, then one line per
+finished step; otherwise (CI logs, pipes) a plain line when a step starts and
+one when it ends. Always on stderr: stdout carries the result, one JSON
+document with --json.
+"""
 
 from __future__ import annotations
 

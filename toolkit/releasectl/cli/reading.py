@@ -1,4 +1,6 @@
-"""list, history, show, verify: the commands that only read."""
+"""list, history, show, verify: the commands that only read
+(docs/ARCHITECTURE.md, "The command line").
+"""
 
 from __future__ import annotations
 

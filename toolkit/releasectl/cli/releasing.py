@@ -1,4 +1,6 @@
-"""release, mark-stable, revert: the commands that write release state."""
+"""release, mark-stable, revert: the commands that write release state
+(docs/ARCHITECTURE.md, "The command line").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""build, deploy, status, agent: bundles and the local target."""
+"""build, deploy, status, agent: the commands for bundles and the local target
+(docs/ARCHITECTURE.md, "The command line").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""init, new, schema."""
+"""init, upgrade-workflows, new, schema, demo: the commands that set up a
+registry, its workflows and a model's first files (docs/ARCHITECTURE.md,
+"The command line").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""`releasectl store migrate`: the artifact store's own commands."""
+"""`releasectl store migrate`: the artifact store's own commands
+(docs/ARCHITECTURE.md, "The artifact store").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""watch: analyse the live version, then mark it stable or switch back and revert."""
+"""watch: analyses the live version, then marks it stable or switches back and
+reverts (docs/ARCHITECTURE.md, "Unattended rollback").
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""The release manifest, `model-releases/<model>/release.yaml`: schema and edits."""
+"""The manifest layer: `release.yaml`, its schema and edits (docs/ARCHITECTURE.md, "Layers")."""

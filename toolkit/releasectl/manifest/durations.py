@@ -1,4 +1,5 @@
-"""Durations as a manifest writes them: `10s`, `500ms`, `1m30s`, `1h`.
+"""Parses and writes durations as a manifest writes them: `10s`, `500ms`, `1m30s`,
+`1h` (docs/ARCHITECTURE.md, "The registry").
 
 `Duration` is the pydantic type of every duration field (the analysis block's
 interval and bake, deploy.standby), parsed from text and written back as text.

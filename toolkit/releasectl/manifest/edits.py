@@ -1,6 +1,6 @@
-"""Writing manifests: a command's edit of `release.yaml` that keeps everything else as
-the user wrote it, the minimal manifest of a new model, and the JSON Schema that
-`releasectl schema` prints.
+"""Writing manifests: a command's edit of `release.yaml` that keeps everything
+else as the user wrote it, the minimal manifest of a new model, and the JSON
+Schema that `releasectl schema` prints (docs/ARCHITECTURE.md, "The registry").
 """
 
 from __future__ import annotations

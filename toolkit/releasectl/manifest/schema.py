@@ -1,4 +1,5 @@
-"""The release manifest, `model-releases/<model>/release.yaml`.
+"""The release manifest, `model-releases/<model>/release.yaml`: its schema and
+its reading (docs/ARCHITECTURE.md, "The registry").
 
 Validated by pydantic (unknown keys refused); read with ruamel's round-trip
 loader so that a command's edit (`releasectl.manifest.edits`) keeps the user's

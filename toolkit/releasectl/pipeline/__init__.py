@@ -1,1 +1,1 @@
-"""The pipeline: the pull-request check, proposals, the watch, the workflows' glue."""
+"""The pipeline layer: check, proposals, watch, workflows (docs/ARCHITECTURE.md, "Layers")."""

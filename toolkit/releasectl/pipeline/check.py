@@ -1,4 +1,5 @@
-"""`releasectl check`: the pull-request check.
+"""`releasectl check`: the pull-request check (docs/ARCHITECTURE.md,
+"Roles and the one verified view").
 
 For every model folder the change touches: the manifest validates, its model
 is its folder, the version rises above the base's, the serial is the base's

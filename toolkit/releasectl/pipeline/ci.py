@@ -1,6 +1,8 @@
 """GitHub Actions glue: what an event means for the registry, and the files
-Actions reads back (step outputs, job summary, annotations). The workflows
-stay thin: every decision is made here, in code with tests."""
+Actions reads back (step outputs, job summary, annotations), escaped
+(docs/ARCHITECTURE.md, "Crafted input"). The workflows stay thin: every
+decision is made here, in code with tests.
+"""
 
 from __future__ import annotations
 

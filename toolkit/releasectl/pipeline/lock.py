@@ -7,7 +7,7 @@ The source is never guessed: the lock records the index or wheel folder it was
 compiled from, as pip options, because a name looked up on a public index that
 this project does not control is how dependency confusion happens. With
 serving/local/envs.py (the environments bentos are served from), this is one of
-the two modules that run uv."""
+the two modules that run uv (docs/ARCHITECTURE.md, "Supply chain")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,9 @@
-"""`releasectl propose`: a release as a pull request. A new branch, made from
-the current HEAD, holds one signed commit with the manifest change (version,
-serial, bundle pin); the working tree and the current branch stay as they
-are. Also the pre-commit hook's manifest checks."""
+"""`releasectl propose`: a release as a pull request (docs/ARCHITECTURE.md,
+"The registry"). A new branch, made from the current HEAD, holds one signed
+commit with the manifest change (version, serial, bundle pin); the working
+tree and the current branch stay as they are. Also the pre-commit hook's
+manifest checks.
+"""
 
 from __future__ import annotations
 

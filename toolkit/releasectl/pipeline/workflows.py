@@ -1,5 +1,6 @@
 """The GitHub Actions workflows releasectl ships (templates/workflows), and
-upgrading a registry's copies to this version's.
+upgrading a registry's copies to this version's (docs/ARCHITECTURE.md,
+"Supply chain").
 
 A workflow is the user's file: only the blocks between
 `# >>> releasectl:<id>` and `# <<< releasectl:<id>` are releasectl's. An upgrade

@@ -1,1 +1,1 @@
-"""The registry in Git: history, verified releases, signed landings, release, revert, new models."""
+"""The registry layer: the registry in Git and its writes (docs/ARCHITECTURE.md, "Layers")."""

@@ -1,5 +1,5 @@
 """The registry: what releases a model has, which are stable or rejected, and
-what a branch currently declares.
+what a branch currently declares (docs/ARCHITECTURE.md, "The registry").
 
 Every answer costs one `git for-each-ref` over the model's three tag prefixes
 plus one first-parent `git rev-list` limited to the model's folder; order

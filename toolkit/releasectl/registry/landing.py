@@ -1,4 +1,5 @@
-"""Landing a change: one signed commit (optional) plus signed tags.
+"""Landing a change: one signed commit (optional) plus signed tags
+(docs/ARCHITECTURE.md, "Landing a change").
 
 Nothing becomes visible until every signature has been verified: the commit
 is built in a private index, signed and verified as a dangling object; tags

@@ -1,5 +1,5 @@
-"""`releasectl release`: a model's release state moves forward (its mark,
-`mark-stable`, is in `registry/marking`)."""
+"""`releasectl release`: moves a model's release state forward (docs/ARCHITECTURE.md,
+"The registry"); its mark, `mark-stable`, is in `registry/marking`."""
 
 from __future__ import annotations
 

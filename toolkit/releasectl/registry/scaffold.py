@@ -1,5 +1,6 @@
-"""`releasectl new`: a model's first files (`init`, the registry's layout, is
-`releasectl.pipeline.init`)."""
+"""`releasectl new`: writes a model's first files (docs/ARCHITECTURE.md,
+"New models"); `init`, the registry's layout, is `releasectl.pipeline.init`.
+"""
 
 from __future__ import annotations
 

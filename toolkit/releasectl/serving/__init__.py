@@ -1,1 +1,1 @@
-"""Serving: the deploy gate, the way back to stable, and the deploy targets (`local/`)."""
+"""The serving layer: the deploy gate, recovery, targets (docs/ARCHITECTURE.md, "Layers")."""

@@ -1,5 +1,6 @@
-"""`ReleaseRef`: which release a target serves, defined once. A deploy request
-carries one, a slot keeps it, `status` and `deploy` report it.
+"""`ReleaseRef`: which release a target serves, defined once
+(docs/ARCHITECTURE.md, "Deploy targets"). A deploy request carries one, a slot
+keeps it, `status` and `deploy` report it.
 
 The JSON these models read and write keeps the release's fields at the top
 level (`status --json` and `deploy --json` are public, and the local target's

@@ -1,7 +1,8 @@
-"""The detached watcher's process control: found again and stopped through its
-pid file, `watch/<model>.json` under the state home. It is started by
-`releasectl.pipeline.detached_watch`, in its own session after a deploy, so a
-bad version is rolled back with nobody at a terminal."""
+"""The detached watcher's process control: finds it again and stops it through
+its pid file, `watch/<model>.json` under the state home (docs/ARCHITECTURE.md,
+"Unattended rollback"). It is started by `releasectl.pipeline.detached_watch`,
+in its own session after a deploy, so a bad version is rolled back with nobody
+at a terminal."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The long-running local agent: `python -m releasectl.serving.local.agent --home DIR`.
+"""The long-running local agent: `python -m releasectl.serving.local.agent --home DIR`
+(docs/ARCHITECTURE.md, "Deploy targets").
 
 It serves a small JSON control API on 127.0.0.1 (port and token in `local/agent.json`) and, in
 the same event loop, one forwarding endpoint per model. It never imports bentoml: servers are

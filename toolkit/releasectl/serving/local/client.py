@@ -1,4 +1,6 @@
-"""What the CLI calls: `LocalTarget` starts the agent on demand and talks to it over HTTP."""
+"""What the CLI calls: `LocalTarget` starts the agent on demand and talks to it
+over HTTP (docs/ARCHITECTURE.md, "Deploy targets").
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""The shapes the client and the agent exchange (and the CLI prints as JSON). No I/O here."""
+"""The shapes the client and the agent exchange (and the CLI prints as JSON)
+(docs/ARCHITECTURE.md, "Deploy targets"). No I/O here.
+"""
 
 from __future__ import annotations
 

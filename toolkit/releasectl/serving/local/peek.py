@@ -1,5 +1,7 @@
-"""What the local target last knew, read straight from its state file: for
-read commands, which must neither start the agent nor pay for pydantic."""
+"""Reads what the local target last knew straight from its state file: for
+read commands, which must neither start the agent nor pay for pydantic
+(docs/ARCHITECTURE.md, "The command line").
+"""
 
 from __future__ import annotations
 

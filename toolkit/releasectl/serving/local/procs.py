@@ -1,4 +1,5 @@
-"""Processes: start a slot server, recognise it later (pid + identity), stop it by PID.
+"""Processes: starts a slot server, recognises it later (pid + identity), stops it by PID
+(docs/ARCHITECTURE.md, "Deploy targets").
 
 Everything here is synchronous; the agent calls the slow parts through `asyncio.to_thread`.
 """

@@ -1,4 +1,5 @@
-"""On-disk state of the local target, under `$RELEASECTL_HOME/local/` (outside any repository).
+"""On-disk state of the local target, under `$RELEASECTL_HOME/local/` (outside any repository)
+(docs/ARCHITECTURE.md, "Deploy targets").
 
 The agent is the only writer of `state.json`; every write is atomic (temp file + fsync + rename
 + fsync of the folder), so a `kill -9` or a crash at any moment leaves either the old or the new

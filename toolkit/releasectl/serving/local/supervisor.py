@@ -1,4 +1,6 @@
-"""The agent's core: slots, deploys, standby expiry, and reconciling state with reality."""
+"""The agent's core: slots, deploys, standby expiry, and reconciling state with
+reality (docs/ARCHITECTURE.md, "Deploy targets").
+"""
 
 from __future__ import annotations
 
