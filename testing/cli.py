@@ -78,6 +78,10 @@ def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[st
         return True
     if any(name.startswith("PYTHON") for name in given):  # read as the interpreter starts
         return True
+    # fsspec reads its FSSPEC_* settings when imported and caches each store's
+    # client with the credentials it found: a store's settings need a new process.
+    if any(name.startswith(("FSSPEC_", "AWS_")) for name in env):
+        return True
     return any(a in PROCESS_WORDS for a in args)
 
 

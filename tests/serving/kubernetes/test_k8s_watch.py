@@ -10,6 +10,7 @@ relabelling would (testing/prometheus.py)."""
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
@@ -20,7 +21,7 @@ from typing import Any
 import pytest
 
 from releasectl.bundles.archive import extract
-from releasectl.loopback import free_port
+from releasectl.loopback import HOST, free_port
 from releasectl.manifest.edits import edit
 from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
@@ -68,13 +69,43 @@ def to_kubernetes(repo: Repo, model: str) -> None:
     repo.commit(f"{model}: served by the cluster")
 
 
+class Reserved:
+    """A loopback port held bound (never listening) between the Prometheus runs
+    that use it: the manifest names it at release time, and a port only chosen
+    then is anyone's until Prometheus binds it (a bentoml server of another
+    test took it once)."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self.sock = self._bind()
+        self.port = int(self.sock.getsockname()[1])
+
+    def _bind(self) -> socket.socket:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((HOST, self.port))
+        return sock
+
+    @contextmanager
+    def released(self) -> Iterator[int]:
+        self.sock.close()
+        try:
+            yield self.port
+        finally:
+            self.sock = self._bind()
+
+
 @dataclass
 class Cluster:
     repo: Repo
     bare: Path
     home: Path
     root: Path
-    prometheus_port: int
+    prometheus: Reserved
+
+    @property
+    def prometheus_port(self) -> int:
+        return self.prometheus.port
 
     def watch(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
         proc = subprocess.run(
@@ -103,9 +134,8 @@ class Cluster:
             stack.enter_context(Load(url))
             spec = manifest.analysis
             ready = list(queries(spec, "iris", version).values())
-            stack.enter_context(
-                prometheus_scraping(folder / "prom", self.prometheus_port, {version: url}, ready)
-            )
+            port = stack.enter_context(self.prometheus.released())
+            stack.enter_context(prometheus_scraping(folder / "prom", port, {version: url}, ready))
             yield
 
 
@@ -113,7 +143,8 @@ class Cluster:
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """iris on the kubernetes target, 1.0.0 released and marked stable, pushed."""
     root = tmp_path_factory.mktemp("k8s-watch")
-    prometheus_port = free_port()
+    prometheus = Reserved()
+    prometheus_port = prometheus.port
     with state_home(root / "state") as home:
         repo = iris_registry(root, free_port())
         bare = root / "remote.git"
@@ -124,7 +155,8 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         set_analysis(repo, analysis(f"http://127.0.0.1:{prometheus_port}"))
         repo.ok("release", "iris", STABLE, "--push")
         repo.ok("mark-stable", "iris", STABLE, "--push")
-        yield Cluster(repo, bare, home, root, prometheus_port)
+        yield Cluster(repo, bare, home, root, prometheus)
+    prometheus.sock.close()
 
 
 def test_a_version_other_than_the_declared_one_is_refused(cluster: Cluster) -> None:
