@@ -311,7 +311,9 @@ def land_pushed(
             known = {f"refs/tags/{tag.name}" for tag in local}
             # By exact name, never by wildcard
             # (docs/ARCHITECTURE.md, "One registry on every clone").
-            sharing.fetch_names(git, remote, sorted(r for r in remote_tags if r not in known))
+            sharing.fetch_names(
+                git, remote, {r: o for r, o in remote_tags.items() if r not in known}
+            )
         except g.GitError as exc:
             raise PushRefused(f"{remote} could not be read: {exc.line()}") from None
         registry.discard_prefetched()  # plan from what this fetch brought

@@ -64,23 +64,44 @@ def _model_of(ref: str) -> str | None:
     return None if parsed is None else parsed.model
 
 
-def fetch_names(git: g.Git, remote: str, refs: list[str]) -> list[str]:
-    """Fetch these registry tags by their exact names, never by wildcard; a
-    name this clone cannot take (a local ref in its way) is skipped and said.
-    Returns what could not be fetched, one line each."""
+FETCH_CHUNK = 300  # names per fetch, when fetched by name
+
+
+def fetch_names(git: g.Git, remote: str, refs: dict[str, str]) -> list[str]:
+    """Fetch these registry tags (name -> the object the remote listed) by their
+    exact names, never by wildcard; a name this clone cannot take (a local ref
+    in its way) is skipped and said. Returns what could not be fetched, one
+    line each.
+
+    First the objects by id in one fetch, then every name in one ref
+    transaction, each bound to the object the remote listed; a server that
+    refuses a want by id, or a name in the way, falls back to fetching by
+    name in chunks: git matches each explicit refspec against every name
+    the remote lists, so one fetch of 2,700 names took 5.4 s, chunks 1.2 s,
+    the ids 0.03 s."""
     if not refs:
         return []
     try:
-        g.fetch(git, remote, [f"{ref}:{ref}" for ref in refs])
-        return []
+        g.fetch(git, remote, sorted(set(refs.values())))
+        lines = "".join(f"create {ref} {oid}\n" for ref, oid in sorted(refs.items()))
+        if git.run("update-ref", "--stdin", input=lines, check=False).returncode == 0:
+            return []
     except g.GitError:
         pass
     notes = []
-    for ref in refs:  # one by one: a ref in the way of one name stops no other
+    names = sorted(refs)
+    for start in range(0, len(names), FETCH_CHUNK):
+        chunk = names[start : start + FETCH_CHUNK]
         try:
-            g.fetch(git, remote, [f"{ref}:{ref}"])
-        except g.GitError as exc:
-            notes.append(f"{ref} was not fetched: {exc.output.strip().splitlines()[-1:]}")
+            g.fetch(git, remote, [f"{ref}:{ref}" for ref in chunk])
+            continue
+        except g.GitError:
+            pass
+        for ref in chunk:  # one by one: a ref in the way of one name stops no other
+            try:
+                g.fetch(git, remote, [f"{ref}:{ref}"])
+            except g.GitError as exc:
+                notes.append(f"{ref} was not fetched: {exc.output.strip().splitlines()[-1:]}")
     return notes
 
 
@@ -282,7 +303,7 @@ def sync(
     missing = sorted(ref for ref in remote_tags if ref not in known)
     notes = stray_notes(remote, there.strays)
     if pull and missing and not dry_run:
-        notes += fetch_names(git, remote, missing)
+        notes += fetch_names(git, remote, {ref: remote_tags[ref] for ref in missing})
     pulled = [ref.removeprefix("refs/tags/") for ref in missing]
     pushed: list[str] = []
     skipped: list[tuple[str, str]] = []
