@@ -15,6 +15,15 @@ from releasectl.serving.deploy import trusted
 from testing.histories import MANIFEST, iris_stable
 from testing.repos import Repo, assert_refused
 
+# The kubernetes target with an image pinned by hand: nothing is built or pulled.
+CLUSTER = {
+    "deploy": {
+        "target": "kubernetes",
+        "kubernetes": {"image": "registry.example/ml/iris", "namespace": "ml"},
+    },
+    "bundle": {"image": "registry.example/ml/iris@sha256:" + "ab" * 32},
+}
+
 
 def _loosen_unsigned_then_sign_on_top(repo: Repo) -> str:
     """A keyless author raises the error-rate limit; a signer's later commit
@@ -68,15 +77,8 @@ def test_watch_judges_by_no_threshold_a_keyless_commit_wrote(registry: Repo) -> 
     Prometheus URL): refused before any query, in the dry run too."""
     registry.add_model("iris")
     path = registry.path / MANIFEST
-    cluster = {
-        "deploy": {
-            "target": "kubernetes",
-            "kubernetes": {"image": "registry.example/ml/iris", "namespace": "ml"},
-        },
-        "bundle": {"image": "registry.example/ml/iris@sha256:" + "ab" * 32},
-        "analysis": {"source": {"kind": "prometheus", "url": "http://127.0.0.1:9"}},
-    }
-    path.write_text(edit(path.read_text(), "release.yaml", cluster))
+    prometheus = {"analysis": {"source": {"kind": "prometheus", "url": "http://127.0.0.1:9"}}}
+    path.write_text(edit(path.read_text(), "release.yaml", {**CLUSTER, **prometheus}))
     registry.commit("iris: served by the cluster")
     registry.ok("release", "iris", "1.0.0")
     unsigned = _loosen_unsigned_then_sign_on_top(registry)
@@ -93,14 +95,7 @@ def test_the_deploy_job_takes_the_target_kind_only_from_a_vouched_manifest(
 
     iris_stable(registry)
     path = registry.path / MANIFEST
-    cluster = {
-        "deploy": {
-            "target": "kubernetes",
-            "kubernetes": {"image": "registry.example/ml/iris", "namespace": "ml"},
-        },
-        "bundle": {"image": "registry.example/ml/iris@sha256:" + "ab" * 32},
-    }
-    path.write_text(edit(path.read_text(), "release.yaml", cluster))
+    path.write_text(edit(path.read_text(), "release.yaml", CLUSTER))
     unsigned = registry.commit("iris: to the cluster", sign=False)
     registry.write("model-releases/iris/NOTES.md", "notes\n")
     registry.commit("iris: notes")
