@@ -11,6 +11,7 @@ import pytest
 
 from releasectl import git as g
 from releasectl.git import GitError, open_repo
+from testing.repos import Repo
 from testing.repos import git as run_git
 
 READERS: dict[str, Callable[[g.Git, str], object]] = {
@@ -48,3 +49,17 @@ def test_a_revision_shaped_like_an_option_writes_nothing(
         found = None  # refused as no such revision: as good as nothing found
     assert not planted.exists()
     assert not found
+
+
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "1e9x"])
+def test_a_network_timeout_that_is_not_seconds_is_bad_input(
+    with_remote: tuple[Repo, Path], value: str
+) -> None:
+    """`RELEASECTL_GIT_TIMEOUT` is read where a fetch or push starts: a value that
+    is not a positive number of seconds is exit 2 in one line, not a crash."""
+    registry, _ = with_remote
+    before = registry.snapshot()
+    proc = registry.cli("sync", env={"RELEASECTL_GIT_TIMEOUT": value})
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and "RELEASECTL_GIT_TIMEOUT" in proc.stderr
+    assert registry.snapshot() == before

@@ -301,9 +301,8 @@ def last_change(git: Git, rev: str, path: str) -> str | None:
 
 
 def last_change_on_branch(git: Git, rev: str, path: str) -> str | None:
-    """The commit on `rev`'s first-parent line that last changed `path` (for a
-    merged pull request, the merge commit itself, which descends from the
-    branch's earlier states)."""
+    """The commit on `rev`'s first-parent line that last changed `path` (for a merged
+    pull request, the merge commit itself, which descends from the earlier states)."""
     return git.out("log", "--first-parent", "-1", "--format=%H", _END, rev, "--", path) or None
 
 
@@ -433,7 +432,10 @@ def push(git: Git, remote: str, refspecs: Sequence[str]) -> Result:
 def _network(git: Git, *args: str, check: bool = True) -> Result:
     """A call that reaches a remote: bounded, and its ssh (the user's, options added;
     a GIT_SSH program is run as it is) in batch mode with a connect timeout."""
-    timeout = float(os.environ.get("RELEASECTL_GIT_TIMEOUT") or NETWORK_TIMEOUT_S)
+    raw = os.environ.get("RELEASECTL_GIT_TIMEOUT") or str(NETWORK_TIMEOUT_S)
+    timeout = float(raw) if raw.replace(".", "", 1).isdigit() and float(raw) > 0 else 0.0
+    if not timeout:
+        raise BadInput(f"RELEASECTL_GIT_TIMEOUT={raw!r} is not a number of seconds", "e.g. 120")
     ssh = os.environ.get("GIT_SSH_COMMAND") or (
         "" if "GIT_SSH" in os.environ else config_get(git, "core.sshCommand") or "ssh"
     )
@@ -461,8 +463,7 @@ def _bounded(
 
 
 def export_tree(git: Git, rev: str, path: str, dest: Path) -> Path:
-    """Write `path` as it is at `rev` into `dest` (a clean copy: never the
-    working tree); returns `dest/path`."""
+    """`path` as it is at `rev`, written into `dest` (never the working tree): `dest/path`."""
     import io
     import tarfile
 

@@ -274,11 +274,11 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
                 "signs and pushes runs no model code; `releasectl ci deploy` (no --push) "
                 "in a job without the key deploys it"
             )
-        elif item.kind in ("revert", "deploy") and _kubernetes(git, item.model):
+        elif item.kind in ("revert", "deploy") and (folder := _kubernetes(git, item.model)):
             # Argo CD pulls (docs/ARCHITECTURE.md, "Kubernetes").
             lines.append(
                 f"{item.model} {item.version}: kubernetes target, nothing to apply here: "
-                f"Argo CD syncs {_kubernetes(git, item.model)}/ from this commit"
+                f"Argo CD syncs {folder}/ from this commit"
             )
         elif item.kind in ("revert", "deploy"):
             result = deploy(git, item.model)

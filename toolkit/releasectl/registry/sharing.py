@@ -65,6 +65,7 @@ def _model_of(ref: str) -> str | None:
 
 
 FETCH_CHUNK = 300  # names per fetch, when fetched by name
+FETCH_IDS = 5000  # object ids per fetch: 205 KB of argv
 
 
 def fetch_names(git: g.Git, remote: str, refs: dict[str, str]) -> list[str]:
@@ -81,8 +82,10 @@ def fetch_names(git: g.Git, remote: str, refs: dict[str, str]) -> list[str]:
     the ids 0.03 s."""
     if not refs:
         return []
+    ids = sorted(set(refs.values()))
     try:
-        g.fetch(git, remote, sorted(set(refs.values())))
+        for start in range(0, len(ids), FETCH_IDS):  # an argv holds a few thousand ids
+            g.fetch(git, remote, ids[start : start + FETCH_IDS])
         lines = "".join(f"create {ref} {oid}\n" for ref, oid in sorted(refs.items()))
         if git.run("update-ref", "--stdin", input=lines, check=False).returncode == 0:
             return []
