@@ -20,6 +20,7 @@ import pytest
 
 from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.calls import count_calls
 from testing.processes import state_home
 from testing.repos import Repo, git
 from testing.traffic import Load
@@ -206,11 +207,29 @@ def _after_bad(load: Load) -> list[tuple[float, int, str | None]]:
     return [] if first is None else results[first:]
 
 
-def test_a_watcher_killed_mid_bake_is_reported_not_silent(team: tuple[Repo, Path, int]) -> None:
+def test_a_watcher_killed_mid_bake_is_reported_not_silent(
+    team: tuple[Repo, Path, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The deploy that starts the watcher runs in this process, through the
+    library's `deploy_and_watch`, which resolves the deploy state, the trust
+    root and the notification hook once each (and checks the key once)."""
+    from releasectl import git as g
+    from releasectl import signing, view
+    from releasectl.pipeline import deploying
+    from releasectl.serving import deploy, notify
+
     repo = team[0]
     set_faults(repo, "error_ratio: 0.5\n", "iris: half the requests fail")
     repo.ok("release", "iris", "2.0.0", "--push")
-    deployed = json.loads(repo.ok("deploy", "iris", "--watch", "--json"))
+    counted = {
+        "the deploy state": count_calls(monkeypatch, deploy.resolve),
+        "the trust root": count_calls(monkeypatch, view.trust_root),
+        "the notification hook": count_calls(monkeypatch, notify.load),
+        "the signing key": count_calls(monkeypatch, signing.check_signing_key),
+    }
+    deployed = deploying.deploy_and_watch(g.open_repo(repo.path), "iris", watch=True).to_json()
+    assert {what: len(calls) for what, calls in counted.items()} == dict.fromkeys(counted, 1)
+    assert deployed["version"] == "2.0.0" and deployed["watcher"]["version"] == "2.0.0"
     pid = deployed["watcher"]["pid"]
     wait_until("the watcher to run", lambda: psutil.pid_exists(pid))
     psutil.Process(pid).kill()

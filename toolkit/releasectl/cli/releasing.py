@@ -312,7 +312,7 @@ def revert(
 
 
 def _deploy(git: Git, model: str) -> DeployResult:
-    from releasectl.serving.deploy import deploy
+    from releasectl.serving.targets import deploy
 
     result: DeployResult = deploy(git, model)
     return result

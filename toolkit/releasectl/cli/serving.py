@@ -22,10 +22,9 @@ from releasectl.cli.output import (
     shown,
     warn,
 )
-from releasectl.errors import BadInput
 
 if TYPE_CHECKING:
-    from releasectl.git import Git
+    from releasectl.pipeline.deploying import DeployPlan
     from releasectl.serving.local import DeployResult
     from releasectl.serving.local.models import DeployOutcome
     from releasectl.serving.local.state import AgentInfo
@@ -115,7 +114,9 @@ def deploy(
             autocompletion=completion.versions,
         ),
     ] = None,
-    target: Annotated[str, typer.Option(help="Deploy target.")] = "local",
+    target: Annotated[
+        str | None, typer.Option(help="The target it must deploy to (default: the manifest's).")
+    ] = None,
     ready_timeout: Annotated[
         float, typer.Option(help="Seconds to wait for the new server's /readyz.")
     ] = 120.0,
@@ -130,45 +131,31 @@ def deploy(
     json: JsonOption = False,
 ) -> None:
     """Deploy what the branch's manifest pins, through the deploy gate."""
-    from releasectl.pipeline.detached_watch import start_detached
-    from releasectl.serving.deploy import deploy as do_deploy
-    from releasectl.serving.deploy import resolve
+    from releasectl.pipeline.deploying import deploy_and_watch, plan_deploy
 
-    if target != "local":
-        raise BadInput(f"unknown target {target!r}", "this release drives 'local'")
     git = repo(ctx)
-    state = resolve(git, model, version)
-    auto = state.manifest.analysis.auto if watch is None else watch
-    # A revert is fast-tracked: its bundle is known good, there is no bake.
-    auto = auto and not state.fast_track
-    if auto:
-        from releasectl.serving.notify import load as load_hook
-        from releasectl.signing import check_signing_key
-
-        check_signing_key(git)  # before deploying, not after the bake
-        load_hook(git)  # and a malformed notification hook
     if dry_run:
-        _say_preview(git, model, version, auto, json, asked=watch is not None)
+        _say_preview(plan_deploy(git, model, version=version, watch=watch, target=target), json)
         return
     from releasectl.cli.progress import terminal_progress
 
-    result = do_deploy(
+    done = deploy_and_watch(
         git,
         model,
         version=version,
+        watch=watch,
+        target=target,
         ready_timeout=ready_timeout,
         progress=terminal_progress(),
     )
-    watcher = start_detached(git, model, result.version) if auto else None
     if json:
-        emit({**result.model_dump(mode="json"), "watcher": watcher})
+        emit(done.to_json())
         return
-    print_deploy(result)
-    if watcher:
-        say(
-            f"  watching {result.version} (pid {watcher['pid']}, "
-            f"{'pushes' if watcher['push'] else 'local only'}): {watcher['log']}"
-        )
+    print_deploy(done.result)
+    if done.watcher:
+        w = done.watcher
+        how = "pushes" if w.push else "local only"
+        say(f"  watching {w.version} (pid {w.pid}, {how}): {w.log}")
 
 
 def _warn_roles(ctx: typer.Context) -> None:
@@ -364,24 +351,19 @@ def _agent_json(info: AgentInfo) -> dict[str, Any]:
     return {"pid": info.pid, "url": info.url, "started": info.started.isoformat()}
 
 
-def _say_preview(
-    git: Git, model: str, version: str | None, auto: bool, json: bool, *, asked: bool = False
-) -> None:
-    """`deploy --dry-run`: what the deploy would do, once every check passed.
-    `asked`: --watch or --no-watch was given (else analysis.auto decides)."""
-    from releasectl.serving.deploy import preview
-
-    p = preview(git, model, version=version)
+def _say_preview(plan: DeployPlan, json: bool) -> None:
+    """`deploy --dry-run`: what the deploy would do, once every check passed."""
     if json:
-        emit({**p.to_json(), "watch": auto})
+        emit(plan.to_json())
         return
+    p = plan.preview
     how = {
         "cold": "start a new server",
         "warm": "switch to the warm standby",
         "none": "nothing to switch: it is live",
     }
     say(
-        f"would deploy {model} {p.version} (commit {p.commit[:12]}, serial {p.serial}) "
+        f"would deploy {p.model} {p.version} (commit {p.commit[:12]}, serial {p.serial}) "
         f"at {p.endpoint}: {how[p.switch]}"
         + (" [fast track: a verified revert]" if p.fast_track else "")
     )
@@ -397,8 +379,8 @@ def _say_preview(
         say(f"  live now: {p.live}; it would become {after}")
     if not p.agent_running:
         say(f"  {NOT_RUNNING}: the deploy would start it")
-    if auto:
-        why = "--watch" if asked else "analysis.auto"
+    if plan.watch:
+        why = "--watch" if plan.asked else "analysis.auto"
         say(f"  then watch {p.version} detached and act on the verdict ({why})")
 
 

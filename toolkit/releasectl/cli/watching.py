@@ -24,7 +24,7 @@ from releasectl.cli.output import (
     warn,
 )
 from releasectl.cli.serving import NOT_RUNNING
-from releasectl.errors import AnalysisFailed, BadInput, OperationFailed
+from releasectl.errors import AnalysisFailed, BadInput
 
 if TYPE_CHECKING:
     from releasectl.analysis.engine import Measurement
@@ -143,15 +143,12 @@ def _act(
         on_event=event,
         record_timeout=record_timeout,
     )
-    verdict, outcome = result.verdict, result.outcome
-    line = f"{model}: {outcome.line()}" if outcome else verdict.message
-    if result.action != "marked-stable":
-        raise AnalysisFailed(line, report=result.to_json())
-    if outcome is not None and outcome.record == "failed":
-        # Marked stable here, but the mark was not recorded: a warning, exit 1.
-        raise OperationFailed(line, report=result.to_json(), severity="warning")
+    problem = result.problem()
+    if problem is not None:
+        raise problem
     ci_summary(
-        f"✅ analysis of {model} {result.version}: {verdict.outcome}: {line} → {result.action}"
+        f"✅ analysis of {model} {result.version}: {result.verdict.outcome}: {result.line()}"
+        f" → {result.action}"
     )
     if json:
         emit_line(result.to_json())

@@ -246,14 +246,19 @@ def _private_file(path: Path, text: str) -> Path:
     return path
 
 
-def _kubernetes(git: g.Git, model: str) -> str | None:
-    """The rendered folder of a kubernetes-target model at HEAD, else None: the
-    target kind decides whether anything is deployed here, so it is read only
-    as the verified view vouches for it (docs/ARCHITECTURE.md, "Trust")."""
-    from releasectl.render.kubernetes import folder_of
+def _synced(git: g.Git, model: str) -> str | None:
+    """What to say when a model's target syncs itself from a folder at HEAD (Argo
+    CD), else None: it decides whether anything is deployed here, so the target is
+    taken only from the manifest the verified view vouches for
+    (docs/ARCHITECTURE.md, "Trust")."""
+    from releasectl.serving import targets
     from releasectl.serving.deploy import trusted
 
-    return folder_of(trusted(git, model).manifest)
+    target = targets.of(trusted(git, model).manifest)
+    folder = target.renders()
+    return (
+        f"{target.kind} target, nothing to apply here: Argo CD syncs {folder}/" if folder else None
+    )
 
 
 def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
@@ -264,7 +269,7 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
     holds the key and runs no model code) it only tags merged releases and
     deploys nothing (docs/ARCHITECTURE.md, "Trust")."""
     from releasectl.registry.release import release
-    from releasectl.serving.deploy import deploy
+    from releasectl.serving.targets import deploy
 
     lines = []
     for item in items:
@@ -274,12 +279,9 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
                 "signs and pushes runs no model code; `releasectl ci deploy` (no --push) "
                 "in a job without the key deploys it"
             )
-        elif item.kind in ("revert", "deploy") and (folder := _kubernetes(git, item.model)):
+        elif item.kind in ("revert", "deploy") and (synced := _synced(git, item.model)):
             # Argo CD pulls (docs/ARCHITECTURE.md, "Kubernetes").
-            lines.append(
-                f"{item.model} {item.version}: kubernetes target, nothing to apply here: "
-                f"Argo CD syncs {folder}/ from this commit"
-            )
+            lines.append(f"{item.model} {item.version}: {synced} from this commit")
         elif item.kind in ("revert", "deploy"):
             result = deploy(git, item.model)
             track = " on the fast track (a revert: no bake)" if result.fast_track else ""

@@ -12,11 +12,13 @@ code (the one `releasectl watch` would exit with) for `status`.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
 import sys
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
@@ -24,15 +26,12 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from releasectl import git as g
 from releasectl.errors import (
-    ANALYSIS_FAILED,
     BAD_INPUT,
-    FAILED,
     INTERNAL,
-    OK,
     ReleasectlError,
 )
 from releasectl.names import check_model
-from releasectl.pipeline.watch import RECORD_TIMEOUT_S, Watched, watch
+from releasectl.pipeline.watch import RECORD_TIMEOUT_S, watch
 from releasectl.serving import notify, outcomes, watcher
 from releasectl.signing import check_signing_key
 
@@ -52,12 +51,28 @@ class WatchRequest(BaseModel):
     record_timeout: float = RECORD_TIMEOUT_S
 
 
-def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Watcher:
+    """A detached watcher, as started."""
+
+    pid: int
+    model: str
+    version: str
+    push: bool  # it pushes what it records
+    log: str  # its JSON lines
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def start_detached(git: g.Git, model: str, version: str, *, checked: bool = False) -> Watcher:
     """Start the watch in its own session, logging to the state home; it pushes
     when the branch has an upstream. A newer watcher replaces an older one for
-    the same model."""
-    check_signing_key(git)  # say now, at the terminal, that it could not act
-    notify.load(git)  # and that its hook is malformed
+    the same model. `checked`: the caller found the signing key and the
+    notification hook usable already."""
+    if not checked:
+        check_signing_key(git)  # say now, at the terminal, that it could not act
+        notify.load(git)  # and that its hook is malformed
     watcher.stop_detached(model)
     outcomes.exit_path(model).unlink(missing_ok=True)
     branch = g.current_branch(git)
@@ -76,9 +91,9 @@ def start_detached(git: g.Git, model: str, version: str) -> dict[str, Any]:
             start_new_session=True,
             cwd=git.cwd,
         )
-    info = {"pid": proc.pid, "model": model, "version": version, "push": push, "log": str(log)}
-    path.write_text(json.dumps(info))
-    return info
+    started = Watcher(proc.pid, model, version, push, str(log))
+    path.write_text(json.dumps(started.to_json()))
+    return started
 
 
 def run(request: WatchRequest) -> int:
@@ -121,17 +136,7 @@ def _watch(request: WatchRequest, log: IO[str]) -> int:
         log.write(traceback.format_exc())
         return INTERNAL
     line(result.to_json())
-    return exit_code(result)
-
-
-def exit_code(result: Watched) -> int:
-    """`releasectl watch`'s exit for a watch that acted: 0 marked stable, 4 any
-    other verdict's action, 1 marked stable but the mark not recorded."""
-    if result.action != "marked-stable":
-        return ANALYSIS_FAILED
-    if result.outcome is not None and result.outcome.record == "failed":
-        return FAILED
-    return OK
+    return result.exit_code
 
 
 def main(argv: list[str]) -> int:

@@ -22,32 +22,32 @@ on through Git alone: the pushed revert is the way back, since Argo CD syncs it
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from releasectl import git as g
-from releasectl import loopback
 from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
-from releasectl.analysis.sources import open_source
-from releasectl.config import home
-from releasectl.errors import BadInput, OperationFailed, PushRefused, ReleasectlError
-from releasectl.manifest import schema as mf
+from releasectl.errors import (
+    ANALYSIS_FAILED,
+    FAILED,
+    OK,
+    PushRefused,
+    ReleasectlError,
+    Severity,
+    for_code,
+)
 from releasectl.names import MAX_REASON, check_model
-from releasectl.registry import history as reg
 from releasectl.registry.landing import Landed
 from releasectl.registry.marking import mark_stable
 from releasectl.registry.revert import RevertResult, revert
-from releasectl.serving import notify, outcomes
+from releasectl.serving import notify, outcomes, targets
 from releasectl.serving import recovery as rec
-from releasectl.serving.deploy import deploy, trusted
 from releasectl.signing import check_signing_key
 from releasectl.text import one_line
-
-if TYPE_CHECKING:
-    from releasectl.serving.local import ModelStatus, SlotInfo
 
 RECORD_TIMEOUT_S = 600.0  # how long a refused push of the record is retried
 RETRY_FIRST_S = 1.0
@@ -77,6 +77,31 @@ class Watched:
             "outcome": self.outcome.model_dump(mode="json") if self.outcome else None,
         }
 
+    @property
+    def exit_code(self) -> int:
+        """`releasectl watch`'s exit: 0 marked stable (or, judged only, passed);
+        4 any other verdict; 1 marked stable but the mark not recorded."""
+        if self.action == "judged":
+            return OK if self.verdict.passed else ANALYSIS_FAILED
+        if self.action != "marked-stable":
+            return ANALYSIS_FAILED
+        if self.outcome is not None and self.outcome.record == "failed":
+            return FAILED
+        return OK
+
+    def line(self) -> str:
+        """One line for the terminal and the failing exit."""
+        return f"{self.model}: {self.outcome.line()}" if self.outcome else self.verdict.message
+
+    def problem(self) -> ReleasectlError | None:
+        """The error a watch that acted exits with; None when it passed and was
+        recorded. A pass whose mark was not recorded is a warning (exit 1)."""
+        code = self.exit_code
+        if code == OK:
+            return None
+        severity: Severity = "warning" if self.action == "marked-stable" else "error"
+        return for_code(code)(self.line(), report=self.to_json(), severity=severity)
+
 
 def revert_reason(verdict: AnalysisVerdict) -> str:
     """The reason a failed verdict's revert records: one line, within the
@@ -98,42 +123,41 @@ def watch(
     on_event: Say | None = None,
     record_timeout: float = RECORD_TIMEOUT_S,
 ) -> Watched:
-    from releasectl.serving.local import LocalTarget
-
     say: Say = on_event or (lambda _text: None)
     hook = _before_bake(git, model, act)
-    cluster = _in_cluster(git, model)
-    if cluster is not None:
-        return _watch_in_cluster(
-            git, cluster, version, push, act, hook, on_measurement, record_timeout, say
-        )
-    live, manifest = _live_and_declared(git, model, version, LocalTarget(home()).status())
+    target = targets.declared(git, model)
+    live = target.live(git, model, version)
     # The way back is prepared while the bake runs (verifying the stable release
     # and fetching its bundle takes seconds): the first measurement waits on
     # nothing, and the switch on a failed verdict waits on nothing either.
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recovery") if act else None
-    planned = pool.submit(_plan_recovery, git, model, live.version, say) if pool else None
+    planned = pool.submit(_plan_recovery, target, git, live, say) if pool else None
     if pool is not None:
         pool.shutdown(wait=False)
-    spec = manifest.analysis
-    try:
-        # The live slot's own server runs this version only, from zero counters:
-        # its first scrape already measures everything since it went live.
-        source = open_source(spec, live.version, base_url=loopback.url(live.port), fresh=True)
-        with source:
-            verdict = run_analysis(spec, source, live.version, on_measurement=on_measurement)
-    except BaseException as exc:
-        if act and not isinstance(exc, KeyboardInterrupt | SystemExit):
-            _conclude(hook, _crashed(model, live.version, exc))
-        raise
-    if planned is None:
-        return Watched(model, live.version, verdict, "judged", None, live.version)
-    try:
+    with _crash_concluded(act, hook, model, live.version):
+        with target.metric_source(live) as source:
+            verdict = run_analysis(
+                live.manifest.analysis, source, live.version, on_measurement=on_measurement
+            )
+        if planned is None:
+            return Watched(model, live.version, verdict, "judged", None, live.version)
         recovery = planned.result()
-        return _act(git, model, live.version, verdict, recovery, hook, push, record_timeout, say)
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt | SystemExit):
-            _conclude(hook, _crashed(model, live.version, exc))
+        return _act(
+            git, target, model, live.version, verdict, recovery, hook, push, record_timeout, say
+        )
+
+
+@contextlib.contextmanager
+def _crash_concluded(
+    act: bool, hook: notify.NotifySpec | None, model: str, version: str
+) -> Iterator[None]:
+    """A watch that acts concludes even when it crashes: the outcome says so and
+    the hook hears of it (KeyboardInterrupt and SystemExit are not crashes)."""
+    try:
+        yield
+    except Exception as exc:
+        if act:
+            _conclude(hook, _crashed(model, version, exc))
         raise
 
 
@@ -147,43 +171,26 @@ def _before_bake(git: g.Git, model: str, act: bool) -> notify.NotifySpec | None:
     return notify.load(git)
 
 
-def _live_and_declared(
-    git: g.Git, model: str, version: str | None, statuses: list[ModelStatus]
-) -> tuple[SlotInfo, mf.Manifest]:
-    """The live version (the one asked for, if any), which the branch declares."""
-    status = next((s for s in statuses if s.model == model), None)
-    if status is None or status.live is None:
-        raise OperationFailed(f"{model} is not live on the local target", "deploy it first")
-    live = status.live
-    if version is not None and version != live.version:
-        raise BadInput(f"{model} {version} is not live (live: {live.version})")
-    manifest, _ = reg.current(git, model)
-    if manifest.version != live.version:
-        raise OperationFailed(
-            f"the branch declares {model} {manifest.version}, but {live.version} is live",
-            "watch the version the branch declares: deploy it first",
+def _plan_recovery(
+    target: targets.Target, git: g.Git, live: targets.Live, say: Say
+) -> rec.Recovery | None:
+    recovery = target.plan_recovery(git, live.model, live.version)
+    if recovery is not None:
+        say(
+            f"if {live.version} fails, {recovery.stable} serves again"
+            if recovery.problem is None
+            else f"if {live.version} fails, it cannot be switched back: {recovery.problem}"
         )
-    # The thresholds and the metric source are obeyed only as the verified view
-    # vouches for them (docs/ARCHITECTURE.md, "Trust").
-    return live, trusted(git, model).manifest
-
-
-def _plan_recovery(git: g.Git, model: str, version: str, say: Say) -> rec.Recovery:
-    recovery = rec.plan(git, model, version)
-    say(
-        f"if {version} fails, {recovery.stable} serves again"
-        if recovery.problem is None
-        else f"if {version} fails, it cannot be switched back: {recovery.problem}"
-    )
     return recovery
 
 
 def _act(
     git: g.Git,
+    target: targets.Target,
     model: str,
     version: str,
     verdict: AnalysisVerdict,
-    recovery: rec.Recovery,
+    recovery: rec.Recovery | None,
     hook: notify.NotifySpec | None,
     push: bool,
     record_timeout: float,
@@ -196,11 +203,13 @@ def _act(
     # Recovery first: the stable release serves before any git write.
     outcome.record = "pending"
     started = time.monotonic()
-    if recovery.problem is None:
+    if recovery is None:
+        say(f"{version} failed: reverting; the cluster follows the revert once it is pushed")
+    elif recovery.problem is None:
         say(f"{version} failed: switching back to {recovery.stable}")
         try:
             outcome.recovered = rec.switch_back(recovery)
-            outcome.outcome, outcome.serving = "failed-recovered", recovery.stable
+            outcome.kind, outcome.serving = "failed-recovered", recovery.stable
             outcome.recovery_seconds = round(time.monotonic() - started, 3)
         except ReleasectlError as exc:
             outcome.message += f"; switching back to {recovery.stable} failed: {exc.line()}"
@@ -210,7 +219,7 @@ def _act(
 
     # Record second: the signed revert and rejected tag, pushed when there is a remote.
     reverted: RevertResult | None = None
-    if recovery.stable is not None:
+    if recovery is None or recovery.stable is not None:
         reverted, error = _record_revert(
             git, model, revert_reason(verdict), push, record_timeout, say
         )
@@ -220,14 +229,7 @@ def _act(
         else:
             _recorded(outcome, landed)
             outcome.revert_commit = landed.commit if landed else None
-        if landed is not None and landed.commit and _on_branch(git, landed.commit):
-            # The target now takes the revert's own state (same bundle: no restart).
-            try:
-                outcome.serving = deploy(git, model).version
-                outcome.outcome = "failed-recovered"
-            except ReleasectlError as exc:
-                note = f"deploying the revert failed: {exc.line()}"
-                outcome.note = f"{outcome.note}; {note}" if outcome.note else note
+        target.follow_revert(git, reverted, outcome)
     else:
         outcome.record = "none"
     _conclude(hook, outcome)
@@ -252,7 +254,7 @@ def _unless_failed(
         else "needs-human"
     )
     outcome = outcomes.WatchOutcome(
-        model=model, version=version, outcome=kind, message=verdict.message, serving=version
+        model=model, version=version, kind=kind, message=verdict.message, serving=version
     )
     if kind == "passed":
         try:
@@ -294,124 +296,23 @@ def _record_revert(
             delay, attempts = min(delay * 2, RETRY_MAX_S), attempts + 1
 
 
-def _on_branch(git: g.Git, commit: str) -> bool:
-    head = g.rev_parse(git, "HEAD")
-    return head is not None and g.is_ancestor(git, commit, head)
-
-
 def _crashed(model: str, version: str, exc: BaseException) -> outcomes.WatchOutcome:
     message = exc.line() if isinstance(exc, ReleasectlError) else f"{type(exc).__name__}: {exc}"
     saved = outcomes.load(model)
-    if saved is not None and saved.version == version and saved.outcome == "failed-recovered":
+    if saved is not None and saved.version == version and saved.kind == "failed-recovered":
         # The switch back happened before the crash: say so, and that the record did not.
         saved.record, saved.record_error = "failed", f"the watcher crashed: {message}"
         return saved
     return outcomes.WatchOutcome(
-        model=model, version=version, outcome="crashed", message=message, serving=version
+        model=model, version=version, kind="crashed", message=message, serving=version
     )
 
 
 def _conclude(hook: notify.NotifySpec | None, outcome: outcomes.WatchOutcome) -> None:
     """Keep the outcome for `status`; tell the hook about anything but a clean pass."""
-    if outcome.outcome != "passed" or outcome.record == "failed":
+    if outcome.kind != "passed" or outcome.record == "failed":
         outcome.notified = notify.send(hook, outcome.model_dump(mode="json"))
     outcomes.save(outcome)
-
-
-# --- a kubernetes-target model: judged in the cluster ----------------------------------
-
-
-def _in_cluster(git: g.Git, model: str) -> mf.Manifest | None:
-    """The manifest the branch declares when its target is kubernetes, else None (a
-    model that cannot be read is left to the local path, which refuses it as before)."""
-    try:
-        manifest, _ = reg.current(git, model)
-    except BadInput:
-        return None
-    return manifest if manifest.deploy.target == "kubernetes" else None
-
-
-def _cluster_refusals(manifest: mf.Manifest, version: str | None) -> None:
-    from releasectl.manifest.analysis import PrometheusSourceSpec
-
-    model, declared = manifest.model, manifest.version
-    if version is not None and version != declared:
-        raise BadInput(
-            f"{model} runs on kubernetes, where the branch's version {declared} is "
-            f"deployed, not {version}",
-            "drop --version or pass the declared one",
-        )
-    if not isinstance(manifest.analysis.source, PrometheusSourceSpec):
-        raise BadInput(
-            f"{model} runs on kubernetes: watch reads its metrics from Prometheus, "
-            "not by scraping a local server",
-            "set analysis.source to {kind: prometheus, url: http://...}",
-        )
-
-
-def _watch_in_cluster(
-    git: g.Git,
-    manifest: mf.Manifest,
-    version: str | None,
-    push: bool,
-    act: bool,
-    hook: notify.NotifySpec | None,
-    on_measurement: Callable[[Measurement], None] | None,
-    record_timeout: float,
-    say: Say,
-) -> Watched:
-    """The version the branch declares is the one Argo CD syncs to the cluster; it is
-    judged through Prometheus by the `version` label its pods carry, and a failure is
-    recovered by the revert itself: pushed, Argo CD syncs the stable state back
-    (docs/ARCHITECTURE.md, "Analysis in the cluster"). Nothing runs on this machine."""
-    from releasectl.analysis.sources import PrometheusSource
-    from releasectl.manifest.analysis import PrometheusSourceSpec
-    from releasectl.render.analysis_template import VERSION_LABEL
-
-    _cluster_refusals(manifest, version)
-    # Bad input first (exit 2); then the thresholds and the Prometheus URL are
-    # obeyed only as the verified view vouches for them (docs/ARCHITECTURE.md, "Trust").
-    manifest = trusted(git, manifest.model).manifest
-    model, declared, spec = manifest.model, manifest.version, manifest.analysis
-    assert isinstance(spec.source, PrometheusSourceSpec)  # refused above otherwise
-    try:
-        with PrometheusSource(
-            spec.source.url, spec, declared, version_label=VERSION_LABEL, model=model
-        ) as src:
-            verdict = run_analysis(spec, src, declared, on_measurement=on_measurement)
-    except BaseException as exc:
-        if act and not isinstance(exc, KeyboardInterrupt | SystemExit):
-            _conclude(hook, _crashed(model, declared, exc))
-        raise
-    if not act:
-        return Watched(model, declared, verdict, "judged", None, declared)
-    try:
-        outcome, settled = _unless_failed(git, model, declared, verdict, hook, push)
-        if settled is not None:
-            return settled
-        outcome.record = "pending"
-        outcomes.save(outcome)
-        say(f"{declared} failed: reverting; the cluster follows the revert once it is pushed")
-        reverted, error = _record_revert(
-            git, model, revert_reason(verdict), push, record_timeout, say
-        )
-        landed = reverted.landed if reverted else None
-        if error is not None:
-            outcome.record, outcome.record_error = "failed", error
-        else:
-            _recorded(outcome, landed)
-            outcome.revert_commit = landed.commit if landed else None
-        if reverted is not None and landed is not None and landed.pushed_to:
-            # Argo CD syncs what the remote holds: the stable state is on its way back.
-            outcome.outcome, outcome.serving = "failed-recovered", reverted.plan.to_version
-        elif error is None:
-            outcome.note = "not pushed: the cluster follows the remote, push the revert"
-        _conclude(hook, outcome)
-        return Watched(model, declared, verdict, "reverted", reverted, outcome.serving, outcome)
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt | SystemExit):
-            _conclude(hook, _crashed(model, declared, exc))
-        raise
 
 
 # --- what `watch` would do (`watch --dry-run`, `agent stop`) ------------------------------
@@ -446,21 +347,12 @@ def plan_watch(
     from releasectl.registry.landing import head
     from releasectl.registry.marking import plan_mark_stable
     from releasectl.registry.revert import plan as plan_revert
-    from releasectl.serving.local import LocalTarget
     from releasectl.view import trust_root
 
     _before_bake(git, model, act)
-    cluster = _in_cluster(git, model)
-    if cluster is not None:
-        _cluster_refusals(cluster, version)
-        cluster = trusted(git, model).manifest
-        # No local agent is involved: `running` only tells the CLI not to mention one.
-        watched, manifest, running = cluster.version, cluster, True
-    else:
-        target = LocalTarget(home())
-        running = target.running()
-        live, manifest = _live_and_declared(git, model, version, target.status(start=False))
-        watched = live.version
+    target = targets.declared(git, model)
+    live = target.live(git, model, version, start=False)
+    watched, manifest, running = live.version, live.manifest, target.running()
     bake = format_duration(manifest.analysis.bake)
     inconclusive = "nothing changes; exit 4: a human decides"
     if not act:
@@ -489,11 +381,7 @@ def plan_watch(
     who = g.config_get(git, "user.email") or "unknown"
     try:
         p = plan_revert(git, model, base, reason="analysis failed", who=who, trust=trust)
-        back = (
-            ": Argo CD syncs the cluster back once it is pushed"
-            if cluster is not None
-            else f", switch the local target back to {p.to_version}"
-        )
+        back = target.way_back(p.to_version)
         on_fail = (
             f"revert {model} {p.from_version} -> {p.to_version}{where}{back}; exit 4"
             if p.change is not None

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
-from releasectl import loopback, view
+from releasectl import view
 from releasectl.bundles.build import fetch_bundle, store_for
 from releasectl.bundles.digest import content_digest
 from releasectl.config import bundles_dir, home
@@ -73,7 +73,9 @@ class DeployState:
         )
 
 
-def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
+def resolve(
+    git: g.Git, model: str, version: str | None = None, *, trust: TrustRoot | None = None
+) -> DeployState:
     model = ModelName.parse(model)
     if version is not None:
         version = ModelVersion.parse(version)  # bad input (exit 2), not "no such release"
@@ -91,7 +93,7 @@ def resolve(git: g.Git, model: str, version: str | None = None) -> DeployState:
     manifest, _ = reg.current(git, model, commit)
     verified = (
         manifest.rollback is not None
-        and revert_problem(git, trust_root(git), model, commit, manifest) is None
+        and revert_problem(git, trust or trust_root(git), model, commit, manifest) is None
     )
     return DeployState(model, commit, manifest, verified)
 
@@ -181,7 +183,7 @@ def gate(
         )
 
 
-def _cached(state: DeployState) -> Path:
+def cached(state: DeployState) -> Path:
     """Where the state's bundle is (or will be) extracted, by content digest."""
     digest = state.manifest.bundle.digest or ""
     return bundles_dir() / state.model / digest.removeprefix("sha256:")[:32]
@@ -197,8 +199,9 @@ def _pinned(state: DeployState) -> str:
     return pinned
 
 
-def _stored(git: g.Git, state: DeployState, pinned: str) -> tuple[ArtifactStore, str]:
+def stored(git: g.Git, state: DeployState) -> tuple[ArtifactStore, str]:
     """The store and key of the state's bundle, refused when it is not there."""
+    pinned = _pinned(state)
     store = store_for(git)
     # Content-addressed: the pin names the key, whatever `bundle.archive` says.
     key = store.bundle_key(pinned)
@@ -214,7 +217,7 @@ def _stored(git: g.Git, state: DeployState, pinned: str) -> tuple[ArtifactStore,
 def bundle_dir(git: g.Git, state: DeployState, progress: Progress | None = None) -> Path:
     """The state's bundle, extracted and digest-checked, ready to serve."""
     pinned = _pinned(state)
-    target = _cached(state)
+    target = cached(state)
     if target.exists():
         try:
             if content_digest(target) == pinned:
@@ -222,7 +225,7 @@ def bundle_dir(git: g.Git, state: DeployState, progress: Progress | None = None)
         except OperationFailed:
             pass  # a model or bento.yaml gone: as tampered
         shutil.rmtree(target)  # tampered or half-written: fetch it again
-    store, key = _stored(git, state, pinned)
+    store, key = stored(git, state)
     target.parent.mkdir(parents=True, exist_ok=True)
     what = f"fetching and extracting the bundle of {state.model} {state.manifest.version}"
     with (
@@ -268,22 +271,7 @@ def model_lock(model: str, state: DeployState) -> Iterator[None]:
         # closing the lock file releases the lock, after the journal line
 
 
-def _prepare(
-    git: g.Git, model: str, version: str | None
-) -> tuple[DeployState, TrustRoot, reg.Release]:
-    """What `deploy` checks before it looks at the target: the state, its
-    target kind, and that its commit and release verify."""
-    state = resolve(git, model, version)
-    if state.manifest.deploy.target != "local":
-        raise OperationFailed(
-            f"{model} deploys to the {state.manifest.deploy.target} target, "
-            "which this command does not drive"
-        )
-    trust = trust_root(git)
-    return state, trust, check_trust(git, trust, state)
-
-
-def _admit(
+def admit(
     git: g.Git,
     trust: TrustRoot,
     state: DeployState,
@@ -306,48 +294,12 @@ def _admit(
     return deployed
 
 
-def _warm(state: DeployState, deployed: ModelStatus | None) -> bool:
+def warm(state: DeployState, deployed: ModelStatus | None) -> bool:
     """A warm server holds exactly this content, checked when it was deployed:
     a switch does not read the folder again."""
-    warm = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
+    servers = [s for s in (deployed.live, deployed.standby) if s] if deployed else []
     digest = state.manifest.bundle.digest
-    return any(s.digest == digest for s in warm) and _cached(state).is_dir()
-
-
-def deploy(  # type: ignore[no-untyped-def]
-    git: g.Git,
-    model: str,
-    *,
-    version: str | None = None,
-    ready_timeout: float = 120.0,
-    progress: Progress | None = None,
-):
-    """Deploy MODEL's state on the current branch (or release VERSION) to the
-    local target; returns the target's DeployResult. `progress` hears of the
-    long steps (the bundle, the environment, the wait for the server)."""
-    from releasectl.serving.local import DeployRequest, LocalTarget
-
-    state, trust, release = _prepare(git, model, version)
-    target = LocalTarget(home())
-    with model_lock(model, state):
-        deployed = _admit(git, trust, state, release, target)
-        folder = _cached(state) if _warm(state, deployed) else bundle_dir(git, state, progress)
-        request = DeployRequest(
-            model=model,
-            release=state.release_ref(),
-            bento_dir=folder,
-            port=state.manifest.deploy.port,
-            standby_seconds=state.manifest.deploy.standby,
-            ready_timeout=ready_timeout,
-        )
-        result = target.deploy(request, progress)
-    if result.switch != "none":
-        from releasectl.serving import outcomes, watcher
-
-        # A new state is live: the last watcher's outcome and line are history now.
-        outcomes.clear(model)
-        watcher.forget_ended(model)
-    return result
+    return any(s.digest == digest for s in servers) and cached(state).is_dir()
 
 
 @dataclass(frozen=True)
@@ -368,49 +320,3 @@ class DeployPreview:
 
     def to_json(self) -> dict[str, object]:
         return {**dataclasses.asdict(self), "dry_run": True}
-
-
-def preview(git: g.Git, model: str, *, version: str | None = None) -> DeployPreview:
-    """`deploy --dry-run`: every refusal of `deploy`, in its order (the state,
-    its trust, the gate, the policy, the pinned bundle in the cache or the
-    store), and what it would serve; nothing is started, fetched or written.
-    A stopped agent stays stopped: what the target serves and has served is
-    read from its state file. The stored archive's own digest is checked by
-    the deploy that fetches it, before anything serves it."""
-    from releasectl.serving.local import LocalTarget
-
-    state, trust, release = _prepare(git, model, version)
-    target = LocalTarget(home())
-    running = target.running()
-    deployed = _admit(git, trust, state, release, target, start=False)
-    wanted = (state.manifest.version, state.manifest.bundle.digest)
-    live = deployed.live if deployed else None
-    standby = deployed.standby if deployed else None
-    switch = "cold"
-    if live is not None and (live.version, live.digest) == wanted:
-        switch = "none"
-    elif standby is not None and (standby.version, standby.digest) == wanted:
-        switch = "warm"
-    if _warm(state, deployed):
-        source = "a warm server (checked when it was deployed)"
-    else:
-        pinned = _pinned(state)
-        cached = _cached(state)
-        if cached.exists() and content_digest(cached) == pinned:
-            source = f"the local cache {cached}"
-        else:
-            store, key = _stored(git, state, pinned)
-            source = f"{store.url} ({key})"
-    return DeployPreview(
-        model=model,
-        version=state.manifest.version,
-        commit=state.commit,
-        serial=state.manifest.serial,
-        fast_track=state.fast_track,
-        endpoint=loopback.url(state.manifest.deploy.port),
-        live=live.version if live else None,
-        standby_s=state.manifest.deploy.standby,
-        switch=switch,
-        bundle=source,
-        agent_running=running,
-    )

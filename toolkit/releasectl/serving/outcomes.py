@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from releasectl.config import home
 from releasectl.files import write_atomic
@@ -36,9 +36,12 @@ class Delivery(BaseModel):
 
 
 class WatchOutcome(BaseModel):
+    # Its kind is "outcome" in every document (the outcome file, --json, the hook).
+    model_config = ConfigDict(validate_by_name=True, serialize_by_alias=True)
+
     model: str
     version: str  # the version judged
-    outcome: Kind
+    kind: Kind = Field(alias="outcome")
     message: str  # the verdict's message, or what went wrong
     serving: str | None = None  # what the target serves after acting
     recovered: str | None = None  # "warm" / "cold": how the stable release came back
@@ -63,7 +66,7 @@ class WatchOutcome(BaseModel):
             "it was NOT rolled back",
             "needs-human": f"{self.version} needs a human: {self.message}; nothing changed",
             "crashed": f"the watcher of {self.version} crashed: {self.message}",
-        }[self.outcome]
+        }[self.kind]
         pushed = f", pushed to {self.pushed_to}" if self.pushed_to else ""
         record = {
             "done": f"; revert commit {self.revert_commit[:12]}{pushed}"
