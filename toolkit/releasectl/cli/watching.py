@@ -24,7 +24,7 @@ from releasectl.cli.output import (
     warn,
 )
 from releasectl.cli.serving import NOT_RUNNING
-from releasectl.errors import AnalysisFailed, BadInput
+from releasectl.errors import BadInput
 
 if TYPE_CHECKING:
     from releasectl.analysis.engine import Measurement
@@ -184,30 +184,22 @@ def _judge(
     marks or reverts (docs/ARCHITECTURE.md, "Trust"): `verdict` is one of
     passed, failed, inconclusive; `reason` is one line that `revert --reason`
     accepts."""
-    from releasectl.analysis.engine import Judgement
     from releasectl.pipeline import ci
-    from releasectl.pipeline.watch import revert_reason, watch
+    from releasectl.pipeline.watch import watch
 
     result = watch(git, model, version=version, act=False, on_measurement=show)
     verdict = result.verdict
-    reason = revert_reason(verdict)
     ci.set_output("verdict", verdict.outcome.value)
     ci.set_output("version", result.version)
-    ci.set_output("reason", reason)
-    report = {**result.to_json(), "reason": reason}
-    if not verdict.passed:
-        raise AnalysisFailed(
-            f"{model} {result.version} failed analysis: {verdict.message}; "
-            "judged only: not reverted"
-            if verdict.outcome is Judgement.FAILED
-            else f"{model} {result.version} needs a human: {verdict.message}; nothing changed",
-            report=report,
-        )
+    ci.set_output("reason", result.reason)
+    problem = result.problem()
+    if problem is not None:
+        raise problem
     ci_summary(
         f"✅ analysis of {model} {result.version}: {verdict.outcome}: {verdict.message}"
         " → judged only"
     )
     if json:
-        emit_line(report)
+        emit_line(result.to_json())
     else:
         say(f"{model} {result.version} passed (judged only: not marked stable here)")

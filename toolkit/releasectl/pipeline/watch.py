@@ -75,7 +75,13 @@ class Watched:
             ),
             "serving": self.deployed_version,
             "outcome": self.outcome.model_dump(mode="json") if self.outcome else None,
+            # Judged only: the line a later job's `revert --reason` records.
+            **({"reason": self.reason} if self.action == "judged" else {}),
         }
+
+    @property
+    def reason(self) -> str:
+        return revert_reason(self.verdict)
 
     @property
     def exit_code(self) -> int:
@@ -91,11 +97,17 @@ class Watched:
 
     def line(self) -> str:
         """One line for the terminal and the failing exit."""
+        if self.action == "judged" and not self.verdict.passed:
+            what = f"{self.model} {self.version}"
+            if self.verdict.outcome is Judgement.FAILED:
+                return f"{what} failed analysis: {self.verdict.message}; judged only: not reverted"
+            return f"{what} needs a human: {self.verdict.message}; nothing changed"
         return f"{self.model}: {self.outcome.line()}" if self.outcome else self.verdict.message
 
     def problem(self) -> ReleasectlError | None:
-        """The error a watch that acted exits with; None when it passed and was
-        recorded. A pass whose mark was not recorded is a warning (exit 1)."""
+        """The error the watch exits with; None when it passed (and, acting,
+        its mark was recorded). A pass whose mark was not recorded is a warning
+        (exit 1)."""
         code = self.exit_code
         if code == OK:
             return None
