@@ -27,7 +27,6 @@ if TYPE_CHECKING:
     from releasectl.pipeline.deploying import DeployPlan
     from releasectl.serving.local import DeployResult
     from releasectl.serving.local.models import DeployOutcome
-    from releasectl.serving.local.state import AgentInfo
 
 app = typer.Typer()
 
@@ -181,45 +180,27 @@ def status(
     json: JsonOption = False,
 ) -> None:
     """What the local target is serving: live, standby, health, last deploy."""
-    from releasectl.config import home
     from releasectl.names import check_model
-    from releasectl.serving.local import LocalTarget
+    from releasectl.serving.status import status as report_status
 
     if model is not None:
         check_model(model)
-    from releasectl.serving.outcomes import load as load_outcome
-    from releasectl.serving.watcher import detached
-
     _warn_roles(ctx)
     # A read command starts nothing: a stopped agent is reported, from its record.
-    target = LocalTarget(home())
-    running = target.running()
-    statuses = target.status(model, start=False)
-    watchers = {s.model: detached(s.model) for s in statuses}
-    results = {s.model: load_outcome(s.model) for s in statuses}
-    if not running:
+    report = report_status(model)
+    if not report.running:
         note = f"{NOT_RUNNING}: nothing is served (`releasectl agent start` starts it)"
         if json:
             warn(note)
         else:
-            say(note + ("; as last recorded:" if statuses else ""))
+            say(note + ("; as last recorded:" if report.models else ""))
     if json:
-        emit(
-            [
-                {
-                    **s.model_dump(mode="json"),
-                    "watcher": watchers[s.model],
-                    "watch_outcome": (
-                        r.model_dump(mode="json") if (r := results[s.model]) else None
-                    ),
-                }
-                for s in statuses
-            ]
-        )
+        emit(report.to_json())
         return
-    if not statuses:
+    if not report.models:
         say("nothing deployed on the local target")
-    for s in statuses:
+    for m in report.models:
+        s = m.status
         live = s.live
         say(f"{s.model}: {s.endpoint} health={s.health}")
         if live:
@@ -233,10 +214,9 @@ def status(
             say(f"  standby  {s.standby.version} warm until {until}")
         if s.last_deploy:
             say(last_deploy_line(s.last_deploy))
-        w = watchers[s.model]
-        if w is not None:
-            say(f"  watcher  {_watcher_line(w)}")
-        r = results[s.model]
+        if m.watcher is not None:
+            say(f"  watcher  {_watcher_line(m.watcher)}")
+        r = m.outcome
         if r is not None:
             at = r.at.isoformat(timespec="seconds")
             say(f"  outcome  {shown(r.line())} ({at})")
@@ -253,58 +233,40 @@ agent = typer.Typer(help="The local target's agent.", no_args_is_help=True)
 @funnel()
 def agent_status(ctx: typer.Context, json: JsonOption = False) -> None:
     """Whether the agent runs: its pid and address, and what it serves."""
-    from releasectl.config import home
-    from releasectl.serving.local import LocalTarget
+    from releasectl.serving.status import agent_status as report_agent
 
-    target = LocalTarget(home())
-    info = target.agent()
-    if info is None:
-        stale = target.unreachable()
-        if stale is not None:
-            # It runs, but its record does not lead to it: it can only be stopped.
-            if json:
-                emit({"running": True, "pid": stale, "reachable": False})
-            else:
-                say(
-                    f"an agent is running (pid {stale}) but cannot be reached (its record is"
-                    " stale, or it does not answer); `releasectl agent stop` stops it"
-                )
-            return
-        if json:
-            emit({"running": False})
-        else:
-            say(NOT_RUNNING)
-        return
-    serving = [
-        {
-            "model": s.model,
-            "health": s.health,
-            "live": s.live.version if s.live else None,
-            "standby": s.standby.version if s.standby else None,
-        }
-        for s in target.status(start=False)
-    ]
+    report = report_agent()
     if json:
-        emit({"running": True, **_agent_json(info), "reachable": True, "models": serving})
-        return
-    since = info.started.isoformat(timespec="seconds")
-    say(f"the agent is running: pid {info.pid} at {info.url} since {since}")
-    for m in serving:
-        standby = f", standby {m['standby']}" if m["standby"] else ""
-        say(f"  {m['model']}: live {m['live'] or '-'} ({m['health']}){standby}")
+        emit(report.to_json())
+    elif not report.running:
+        say(NOT_RUNNING)
+    elif report.info is None:
+        # It runs, but its record does not lead to it: it can only be stopped.
+        say(
+            f"an agent is running (pid {report.pid}) but cannot be reached (its record is"
+            " stale, or it does not answer); `releasectl agent stop` stops it"
+        )
+    else:
+        info = report.info
+        since = info.started.isoformat(timespec="seconds")
+        say(f"the agent is running: pid {info.pid} at {info.url} since {since}")
+        for s in report.models:
+            live = s.live.version if s.live else "-"
+            standby = f", standby {s.standby.version}" if s.standby else ""
+            say(f"  {s.model}: live {live} ({s.health}){standby}")
 
 
 @agent.command("start")
 @funnel()
 def agent_start(ctx: typer.Context, json: JsonOption = False) -> None:
     """Start the agent (a deploy starts it too); it adopts the servers still running."""
-    from releasectl.config import home
-    from releasectl.serving.local import LocalTarget
+    from releasectl.serving.status import agent_start as start
 
-    info, started = LocalTarget(home()).start()
+    started = start()
+    info = started.info
     if json:
-        emit({**_agent_json(info), "started_now": started})
-    elif started:
+        emit(started.to_json())
+    elif started.started_now:
         say(f"started the agent: pid {info.pid} at {info.url}")
     else:
         say(f"the agent is already running: pid {info.pid} at {info.url}")
@@ -314,29 +276,17 @@ def agent_start(ctx: typer.Context, json: JsonOption = False) -> None:
 @funnel()
 def agent_stop(ctx: typer.Context, json: JsonOption = False) -> None:
     """Stop the agent, every server it started and the detached watchers; say which."""
-    from releasectl.config import home
-    from releasectl.serving.local import LocalTarget
-    from releasectl.serving.watcher import stop_detached
+    from releasectl.serving.status import stop_everything
 
-    watchers = stop_detached()
-    stopped = LocalTarget(home()).stop()
+    done = stop_everything()
     if json:
-        emit(
-            {
-                "agent": stopped.agent,
-                "servers": [
-                    {"model": m, "role": role, "version": v, "pid": pid}
-                    for m, role, v, pid in stopped.servers
-                ],
-                "watchers": watchers,
-                "strays": stopped.strays,
-            }
-        )
+        emit(done.to_json())
         return
-    if stopped.nothing and not watchers:
+    if done.nothing:
         say("nothing was running: no agent, no servers, no watchers")
         return
-    for w in watchers:
+    stopped = done.stopped
+    for w in done.watchers:
         say(f"stopped the watcher of {w['model']} {w['version']} (pid {w['pid']})")
     for m, role, v, pid in stopped.servers:
         say(f"stopped {m} {v}, the {role} server (pid {pid})")
@@ -345,10 +295,6 @@ def agent_stop(ctx: typer.Context, json: JsonOption = False) -> None:
         say(f"stopped {len(stopped.strays)} server process(es) no record named: {pids}")
     if stopped.agent is not None:
         say(f"stopped the agent (pid {stopped.agent})")
-
-
-def _agent_json(info: AgentInfo) -> dict[str, Any]:
-    return {"pid": info.pid, "url": info.url, "started": info.started.isoformat()}
 
 
 def _say_preview(plan: DeployPlan, json: bool) -> None:
