@@ -325,15 +325,15 @@ def verify(
     if release is None:
         raise BadInput(f"{model} has no release {wanted}")
     checks = [
-        {"name": c.name, "ok": c.ok, "detail": c.detail}
+        {"name": c.subject, "ok": c.ok, "detail": c.detail}
         for c in reg.verify_release(git, trust_root(git), release)
     ]
     if image and all(c["ok"] for c in checks):
         from releasectl.bundles.image import verify_release_image
 
         checks += [
-            {"name": "image", "ok": ok, "detail": detail}
-            for ok, detail in verify_release_image(git, model, release.commit)
+            {"name": c.subject, "ok": c.ok, "detail": c.detail}
+            for c in verify_release_image(git, model, release.commit)
         ]
     ok = all(c["ok"] for c in checks)
     doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}

@@ -421,7 +421,7 @@ def revert_problem(
     source = reg.release_commit(git, model, commit)
     verdict = commit_verdicts(git, trust, [source])[source]
     if not verdict.ok:
-        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
+        return f"the revert commit {source[:12]} does not verify: {verdict.detail}"
     found = g.trailers(git, source)
     wanted = trailers.revert(model, record.from_, record.to, manifest.serial)
     for key, value in wanted.items():
@@ -434,7 +434,7 @@ def revert_problem(
         return f"{target.tag.name} is not a stable release"
     failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
     if failed:
-        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
+        return f"{target.tag.name} does not verify: {failed[0].subject}: {failed[0].detail}"
     path = manifest_path(model)
     ours, theirs = (
         {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
