@@ -97,6 +97,17 @@ class Report:
         """A finding that passes but says what to change: `warning: ...`."""
         self.add(subject, check, True, f"{WARNING}{detail}")
 
+    def to_json(self) -> dict[str, object]:
+        """The `check --json` document (with the error added when it fails)."""
+        return {
+            "ok": self.ok,
+            "base": self.base,
+            "head": self.head,
+            "models": self.models,
+            "digests": self.digests,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
     def markdown(self) -> str:
         lines = [
             f"### releasectl check: {'passed' if self.ok else 'FAILED'}",

@@ -448,3 +448,29 @@ def revert_problem(
     if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
         return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
     return None
+
+
+@dataclass(frozen=True)
+class RevertDryRun:
+    """`revert --dry-run`: the plan (its change None: nothing to do, and its
+    note says why), the diff it would make, and a note on the base it was
+    judged on; `to_json` is its `--json` document."""
+
+    plan: RevertPlan
+    diff: str  # empty when there is nothing to do
+    note: str | None
+
+    @property
+    def changes(self) -> bool:
+        return self.plan.change is not None
+
+    def to_json(self) -> dict[str, object]:
+        if not self.changes:
+            return {"changed": False, "note": self.plan.note}
+        return {**self.plan.summary(), "dry_run": True, "diff": self.diff, "note": self.note}
+
+
+def dry_run(git: g.Git, model: str, *, to: str | None, reason: str, push: bool) -> RevertDryRun:
+    """`preview`, with the diff the revert would make."""
+    p, note = preview(git, model, to=to, reason=reason, push=push)
+    return RevertDryRun(p, diff(git, p) if p.change is not None else "", note)
