@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -25,6 +25,8 @@ from releasectl.errors import Refused, for_code
 
 if TYPE_CHECKING:
     from releasectl.registry.listing import Listing, ModelRow
+    from releasectl.registry.verified import ReleaseRow, RevertRow
+    from releasectl.verdict import Verdict
 
 app = typer.Typer()
 
@@ -51,26 +53,29 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 _HISTORY_HEADER = ["version", "mark", "commit", "date", "signer", "verified", "note"]
 
 
-def _history_cells(row: dict[str, Any]) -> list[str]:
-    verified = "yes" if row["verified"] else _cut(f"NO: {row['problem']}")
-    if row["kind"] == "revert":
+def _verified_cell(verdict: Verdict) -> str:
+    return "yes" if verdict.ok else _cut(f"NO: {verdict.problem}")
+
+
+def _history_cells(row: ReleaseRow | RevertRow) -> list[str]:
+    from releasectl.registry.verified import RevertRow
+
+    if isinstance(row, RevertRow):
         # The restored version in VERSION, the reason (free text) in NOTE, cut to fit.
-        mark = f"revert from {row['from']}"
-        if row.get("live"):
-            mark += " live"
-        cells = [str(row["to"]), mark, str(row["commit"])[:12], str(row["at"]), str(row["by"])]
-        return [*cells, verified, _cut(str(row["reason"]))]
-    mark = "rejected" if row["rejected"] else ("stable" if row["stable"] else "")
-    if row["live"]:
+        r = row.revert
+        cells = [r.to_version, f"revert from {r.from_version}", r.commit[:12], r.at, r.by]
+        return [*cells, _verified_cell(row.verdict), _cut(r.reason)]
+    release = row.release
+    mark = "rejected" if row.rejected else ("stable" if row.stable else "")
+    if row.live:
         mark = f"{mark} live".strip()
-    signer = str(row["signer"] or "")
     return [
-        str(row["version"]),
+        release.version,
         mark,
-        str(row["commit"])[:12],
-        str(row["date"] or ""),
-        signer,
-        verified,
+        release.commit[:12],
+        release.tag.date or "",
+        release.tag.tagger or "",
+        _verified_cell(row.verdict.release),
         "",
     ]
 
@@ -148,7 +153,7 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
 
     report = history_report(git, trust_root(git), h, live(home(), model))
     if json:
-        emit(report.rows)
+        emit(report.to_json())
     elif not report.rows:
         say(f"{model} has no releases yet")
     else:

@@ -272,11 +272,67 @@ def verify_commits(
 
 
 @dataclass(frozen=True)
+class ReleaseRow:
+    """A release in `history`: what verifies of it and its marks."""
+
+    release: reg.Release
+    verdict: ReleaseVerdict
+    ignored: list[str]  # "tag: why" for each of its marks that exists but does not verify
+    live: bool  # the local target serves it
+
+    @property
+    def stable(self) -> bool:
+        return self.verdict.stable is not None and self.verdict.stable.ok
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict.rejected is not None and self.verdict.rejected.ok
+
+    def to_json(self) -> dict[str, object]:
+        row = self.release.summary()
+        row.update(
+            kind="release",
+            verified=self.verdict.release.ok,
+            problem=self.verdict.release.problem,
+            stable=self.stable,
+            rejected=self.rejected,
+            ignored=self.ignored,
+            live=self.live,
+        )
+        return row
+
+
+@dataclass(frozen=True)
+class RevertRow:
+    """A revert commit in `history`, as its message tells it, and its signature's verdict."""
+
+    revert: reg.RevertRecord
+    verdict: Verdict
+
+    def to_json(self) -> dict[str, object]:
+        r = self.revert
+        return {
+            "kind": "revert",
+            "commit": r.commit,
+            "from": r.from_version,
+            "to": r.to_version,
+            "at": r.at,
+            "by": r.by,
+            "reason": r.reason,
+            "verified": self.verdict.ok,
+            "problem": self.verdict.problem,
+        }
+
+
+@dataclass(frozen=True)
 class HistoryReport:
     model: str
-    rows: list[dict[str, object]]  # newest first: releases and reverts, in branch order
+    rows: list[ReleaseRow | RevertRow]  # newest first: releases and reverts, in branch order
     ignored: list[str]  # "tag: why" for every mark that exists but does not verify
     live: dict[str, object] | None  # what the local target serves, when it knows
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [row.to_json() for row in self.rows]
 
 
 def history_report(
@@ -288,42 +344,18 @@ def history_report(
     reverts = reg.reverts(git, history)
     revert_verdicts = verify_commits(git, trust, history.model, [r.commit for r in reverts])
     order = {commit: i for i, commit in enumerate(history.branch_commits)}
-    keyed: list[tuple[tuple[int, int], dict[str, object]]] = []
+    keyed: list[tuple[tuple[int, int], ReleaseRow | RevertRow]] = []
     ignored: list[str] = []
     for index, release in enumerate(history.releases):
         verdict = verdicts[release.version]
         passed_over = [f"{tag}: {why}" for tag, why in _ignored_tags(release, verdict)]
-        row = release.summary()
-        row.update(
-            kind="release",
-            verified=verdict.release.ok,
-            problem=verdict.release.problem,
-            stable=verdict.stable is not None and verdict.stable.ok,
-            rejected=verdict.rejected is not None and verdict.rejected.ok,
-            ignored=passed_over,
-            live=_serves(live, release),
-        )
         ignored += passed_over
         position = release.position if release.position is not None else len(order) + index
+        row = ReleaseRow(release, verdict, passed_over, _serves(live, release))
         keyed.append(((position, 1), row))
     for revert in reverts:
-        judged = revert_verdicts[revert.commit]
-        keyed.append(
-            (
-                (order.get(revert.commit, len(order)), 0),
-                {
-                    "kind": "revert",
-                    "commit": revert.commit,
-                    "from": revert.from_version,
-                    "to": revert.to_version,
-                    "at": revert.at,
-                    "by": revert.by,
-                    "reason": revert.reason,
-                    "verified": judged.ok,
-                    "problem": judged.problem,
-                },
-            )
-        )
+        place = (order.get(revert.commit, len(order)), 0)
+        keyed.append((place, RevertRow(revert, revert_verdicts[revert.commit])))
     keyed.sort(key=lambda item: item[0])
     return HistoryReport(history.model, [row for _, row in keyed], ignored, live)
 
