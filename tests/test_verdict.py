@@ -1,5 +1,5 @@
-"""The one verdict shape, in-process (docs/ARCHITECTURE.md, "What verifies,
-remembered"): what a verdict says, and which verdicts the on-disk memory keeps."""
+"""The one verdict shape, in-process: what a verdict says, and which verdicts
+the on-disk memory keeps (docs/ARCHITECTURE.md, "What verifies, remembered")."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """What `release` did, or with `--dry-run` would do, as typed results, each
-with one serialisation (`to_json`, the command's `--json` document) that the
-text the command line prints sits beside (docs/ARCHITECTURE.md, "The command
-line")."""
+with one serialisation (`to_json`, the command's `--json` document); the text
+the command line prints reads the same fields
+(docs/ARCHITECTURE.md, "The command line")."""
 
 from __future__ import annotations
 
