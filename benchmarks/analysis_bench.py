@@ -93,10 +93,11 @@ def watch_lines(w: World) -> tuple[int, list[tuple[float, dict[str, Any]]], str,
     )
     lines: list[tuple[float, dict[str, Any]]] = []
     err: list[str] = []
-    reader = threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None
+    reader = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
     reader.start()
-    assert proc.stdout is not None
-    for line in proc.stdout:
+    for line in stdout:
         if line.strip():
             lines.append((time.monotonic(), json.loads(line)))
     code = proc.wait(timeout=300)

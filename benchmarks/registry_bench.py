@@ -42,6 +42,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 GENERATOR_VERSION = 2  # bump whenever the generated repository changes
 HERE = Path(__file__).resolve().parent
@@ -271,10 +272,10 @@ def generate(spec: Spec, dest: Path) -> dict[str, object]:
     messages: list[str] = []
     progress = Progress("manifests", len(rels))
     for i, r in enumerate(rels):
-        path = manifest_path(r.model)
+        manifest = manifest_path(r.model)
         texts[r.model] = edits.edit(
             texts[r.model],
-            path,
+            manifest,
             {"version": r.version, "serial": r.n, "rollback": None},
             model=r.model,
         )
@@ -292,7 +293,7 @@ def generate(spec: Spec, dest: Path) -> dict[str, object]:
             + f"committer {who}\ndata {len(msg)}\n".encode()
             + msg
             + (f"from {base}\n".encode() if i == 0 else b"")
-            + f"M 100644 inline {path}\ndata {len(data)}\n".encode()
+            + f"M 100644 inline {manifest}\ndata {len(data)}\n".encode()
             + data
             + b"\n"
         )
@@ -767,11 +768,13 @@ def p50(result: dict[str, object] | None, key: str) -> float | None:
     return float(result["commands"][key]["p50_s"])  # type: ignore[index]
 
 
-def report(small: dict[str, object], large: dict[str, object] | None) -> tuple[str, list[dict]]:
+def report(
+    small: dict[str, object], large: dict[str, object] | None
+) -> tuple[str, list[dict[str, object]]]:
     sizes = [small] + ([large] if large else [])
     labels = [f"{s['meta']['release_commits']:,}" for s in sizes]  # type: ignore[index]
     top = labels[-1]
-    verdicts: list[dict] = []
+    verdicts: list[dict[str, object]] = []
     lines = [
         f"| command | p50 @ {labels[0]} | p50 @ {labels[1] if large else '10,000'} "
         f"| ratio | goal | result |",
@@ -834,12 +837,12 @@ GOAL_WARM_RATIO = 1.2
 GOAL_SAME = 1.1  # reads that verify marks only where a decision needs it
 
 
-def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
+def report_verified(large: dict[str, object]) -> tuple[str, list[dict[str, object]]]:
     """The shared-registry figures at the largest size, against their goals."""
-    commands = large["commands"]  # type: ignore[index]
+    commands = cast("dict[str, dict[str, float]]", large["commands"])
 
     def at(key: str) -> float | None:
-        entry = commands.get(key)  # type: ignore[union-attr]
+        entry = commands.get(key)
         return None if entry is None else float(entry["p50_s"])
 
     base, cold = at("baseline history --json"), at("history cold")
@@ -869,7 +872,7 @@ def report_verified(large: dict[str, object]) -> tuple[str, list[dict]]:
         ("show after sync --pull", at("show after sync --pull"), "reported", True),
     ]
     lines = ["| shared registry @ largest size | p50 | goal | result |", "|---|---:|---|---|"]
-    verdicts = []
+    verdicts: list[dict[str, object]] = []
     for shown, value, goal, ok in rows:
         lines.append(f"| {shown} | {ms(value)} | {goal} | {'pass' if ok else 'FAIL'} |")
         verdicts.append({"command": shown, "p50_s": value, "goal": goal, "pass": ok})

@@ -37,4 +37,4 @@ def test_a_signature_verdict(
 ) -> None:
     verdict = _judge(TRUST, status, signer, ME, [fpr, ""])
     assert (verdict.ok, verdict.reached) == (ok, reached)
-    assert why in verdict.reason
+    assert why in verdict.detail

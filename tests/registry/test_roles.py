@@ -253,7 +253,7 @@ def test_a_view_verdict_made_without_ssh_keygen_is_not_remembered(
     registry.commit("config")
     monkeypatch.setenv("PATH", _without_ssh_keygen(tmp_path))
     blind = view.unsigned(_git(registry), "HEAD", [CONFIG])
-    assert blind and not blind[0].reached
+    assert blind and not blind[0].verdict.reached
     monkeypatch.undo()
     assert view.unsigned(_git(registry), "HEAD", [CONFIG]) == []
 

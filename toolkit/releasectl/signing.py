@@ -23,6 +23,7 @@ from pathlib import Path
 from releasectl import git as g
 from releasectl.errors import OperationFailed, Refused
 from releasectl.files import write_atomic
+from releasectl.verdict import Verdict
 
 SSH_FILE = ".releasectl/allowed_signers"
 OPENPGP_FILE = ".releasectl/allowed_openpgp"
@@ -69,17 +70,7 @@ class TrustRoot:
 _OBJECT_ID = re.compile(r"[0-9a-f]{40}")
 # Verdicts on immutable objects (commit and tag ids) under one trust root, for
 # the life of the process: `revert --deploy` checks the same release twice.
-_verified: dict[tuple[str, ...], SignatureVerdict] = {}
-
-
-@dataclass(frozen=True)
-class SignatureVerdict:
-    ok: bool
-    signer: str | None  # the principal the signature proves, when it proves one
-    reason: str  # why not, or how
-    # False when the machine could not check it (ssh-keygen missing or failing:
-    # git reports "B" or "E"): such a verdict is never remembered.
-    reached: bool = True
+_verified: dict[tuple[str, ...], Verdict] = {}
 
 
 def _git_dir(git: g.Git) -> Path:
@@ -97,9 +88,7 @@ def parse_openpgp(text: str) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in out.items()}
 
 
-def commit_verdicts(
-    git: g.Git, trust: TrustRoot, commits: Sequence[str]
-) -> dict[str, SignatureVerdict]:
+def commit_verdicts(git: g.Git, trust: TrustRoot, commits: Sequence[str]) -> dict[str, Verdict]:
     """Verify commits' signatures in one `git log` call: good, and by an allowed
     principal equal to the committer's e-mail."""
     if not commits:
@@ -111,7 +100,7 @@ def commit_verdicts(
     out = trust.verifier(git).out(
         "log", "--no-walk=unsorted", "--format=%H%x00%ce%x00%G?%x00%GS%x00%GF%x00%GP%x00", *commits
     )
-    verdicts: dict[str, SignatureVerdict] = {}
+    verdicts: dict[str, Verdict] = {}
     for record in out.split("\0\n"):
         fields = record.strip("\n").split("\0")
         if len(fields) < 6:
@@ -119,40 +108,34 @@ def commit_verdicts(
         sha, email, status, signer, fpr, primary = fields[:6]
         verdicts[sha] = _judge(trust, status, signer, email, [fpr, primary])
     for commit in commits:
-        verdicts.setdefault(commit, SignatureVerdict(False, None, "commit not found", False))
+        verdicts.setdefault(commit, Verdict.bad("commit not found", reached=False))
         if verdicts[commit].reached:
             _verified[(trust.key, commit)] = verdicts[commit]
     return {**known, **verdicts}
 
 
-def _judge(
-    trust: TrustRoot, status: str, signer: str, email: str, fprs: list[str]
-) -> SignatureVerdict:
+def _judge(trust: TrustRoot, status: str, signer: str, email: str, fprs: list[str]) -> Verdict:
     if status == "N":
-        return SignatureVerdict(False, None, "not signed")
+        return Verdict.bad("not signed")
     if status not in ("G", "U"):
         reached = status not in ("B", "E")
-        return SignatureVerdict(
-            False, None, f"bad or unverifiable signature (git status {status})", reached
-        )
+        return Verdict.bad(f"bad or unverifiable signature (git status {status})", reached=reached)
     # git reports an SSH key's fingerprint as "SHA256:…": only then is the
     # signer a principal of the allowed-signers file. For OpenPGP, %GS is the
     # key's user id, which anyone can choose; only a listed fingerprint counts.
     ssh = fprs[0].startswith("SHA256:")
     if ssh and status == "G" and signer == email:
-        return SignatureVerdict(True, signer, "good SSH signature by an allowed signer")
+        return Verdict.good("good SSH signature by an allowed signer", signer=signer)
     if not ssh and trust.allows_openpgp(email, fprs):
-        return SignatureVerdict(True, email, "good OpenPGP signature by an allowed key")
+        return Verdict.good("good OpenPGP signature by an allowed key", signer=email)
     if not ssh:
-        return SignatureVerdict(
-            False, None, "signed by an OpenPGP key not allowed for its committer"
-        )
+        return Verdict.bad("signed by an OpenPGP key not allowed for its committer")
     if status == "G" and signer and signer != email:
-        return SignatureVerdict(False, signer, f"signed by {signer}, not by its committer {email}")
-    return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
+        return Verdict.bad(f"signed by {signer}, not by its committer {email}", signer=signer)
+    return Verdict.bad("signed by a key that is not in the allowed signers")
 
 
-def tag_verdict(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
+def tag_verdict(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
     """A tag's signature: good, and by an allowed principal equal to its tagger.
     Given a tag object's id (immutable), the verdict is remembered."""
     memo = (trust.key, ref, tagger_email) if _OBJECT_ID.fullmatch(ref) else None
@@ -176,7 +159,7 @@ def start_tag_checks(git: g.Git, trust: TrustRoot, tags: Sequence[tuple[str, str
             _running[memo] = trust.verifier(git).start("verify-tag", "--raw", obj)
 
 
-def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> SignatureVerdict:
+def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Verdict:
     pending = _running.pop((trust.key, ref, tagger_email), None)
     if pending is not None:
         stdout, stderr = pending.texts()
@@ -185,25 +168,23 @@ def _check_tag(git: g.Git, trust: TrustRoot, ref: str, tagger_email: str) -> Sig
         result = trust.verifier(git).run("verify-tag", "--raw", ref, check=False)
         text = result.stderr + result.stdout
     if "no signature found" in text:
-        return SignatureVerdict(False, None, "not signed")
+        return Verdict.bad("not signed")
     ssh = _SSH_GOOD.search(text)
     if ssh:
         principal = ssh.group(1)
         if principal != tagger_email:
-            return SignatureVerdict(
-                False, principal, f"signed by {principal}, not by its tagger {tagger_email}"
+            return Verdict.bad(
+                f"signed by {principal}, not by its tagger {tagger_email}", signer=principal
             )
-        return SignatureVerdict(True, principal, "good SSH signature by an allowed signer")
+        return Verdict.good("good SSH signature by an allowed signer", signer=principal)
     gpg = _GPG_VALID.search(text) or _GPG_VALID_SHORT.search(text)
     if gpg and "[GNUPG:] GOODSIG" in text:
         if trust.allows_openpgp(tagger_email, list(gpg.groups())):
-            return SignatureVerdict(True, tagger_email, "good OpenPGP signature by an allowed key")
-        return SignatureVerdict(
-            False, None, "signed by an OpenPGP key that is not allowed for its tagger"
-        )
+            return Verdict.good("good OpenPGP signature by an allowed key", signer=tagger_email)
+        return Verdict.bad("signed by an OpenPGP key that is not allowed for its tagger")
     if 'Good "git" signature with' in text:
-        return SignatureVerdict(False, None, "signed by a key that is not in the allowed signers")
-    return SignatureVerdict(False, None, "bad signature", reached=False)
+        return Verdict.bad("signed by a key that is not in the allowed signers")
+    return Verdict.bad("bad signature", reached=False)
 
 
 def signing_format(git: g.Git) -> str:

@@ -37,12 +37,12 @@ from releasectl.signing import (
     ENV_SSH,
     OPENPGP_FILE,
     SSH_FILE,
-    SignatureVerdict,
     TrustRoot,
     commit_verdicts,
     parse_openpgp,
     refresh_signers_copy,
 )
+from releasectl.verdict import Verdict
 
 ADMINS_FILE = ".releasectl/admins"
 ENV_ADMINS = "RELEASECTL_ADMINS"
@@ -197,18 +197,18 @@ def roles_warning(git: g.Git, rev: str = "HEAD") -> str | None:
 
 @dataclass(frozen=True)
 class Unsigned:
-    """A commit that changed a path without the signature of the role owning it."""
+    """A commit that changed a path without the signature of the role owning it:
+    the commit, and the verdict on its signature under that role."""
 
     commit: str
     path: str  # the path (or the first of the paths) it changed
     role: str
-    reason: str
-    reached: bool = True
+    verdict: Verdict  # not ok: why the signature does not count
 
     def line(self) -> str:
         return (
             f"{self.path} was changed by commit {self.commit[:12]}, which is not signed by "
-            f"{_who(self.role)} ({self.reason})"
+            f"{_who(self.role)} ({self.verdict.detail})"
         )
 
 
@@ -284,8 +284,8 @@ class _ViewCache:
     def put(self, paths: list[str], found: list[Unsigned], reached: bool) -> None:
         for path in paths:
             mine = [u for u in found if u.path == path]
-            if reached and all(u.reached for u in mine):
-                self.entries[path] = [[u.commit, u.role, u.reason] for u in mine]
+            if reached and all(u.verdict.reached for u in mine):
+                self.entries[path] = [[u.commit, u.role, u.verdict.detail] for u in mine]
                 self.dirty = True
             else:  # the machine could not judge: decided again next time
                 self.session[path] = mine
@@ -299,7 +299,7 @@ class _ViewCache:
                 out += self.session[path]
             else:
                 out += [
-                    Unsigned(str(c), path, str(role), str(why))
+                    Unsigned(str(c), path, str(role), Verdict.bad(str(why)))
                     for c, role, why in self.entries.get(path, [])
                 ]
         return out
@@ -367,7 +367,7 @@ def _judge(
                 and _clean_merge(git, trust, commit, parents, mine)
             ):
                 continue
-            found += [Unsigned(commit, p, role, verdict.reason, verdict.reached) for p in mine]
+            found += [Unsigned(commit, p, role, verdict) for p in mine]
     return found
 
 
@@ -445,5 +445,5 @@ def _clean_merge(
     if git.run("diff", "--quiet", side, commit, "--", *paths, check=False).returncode:
         return False
     brought = git.out("rev-list", f"{first}..{side}", "--", *paths).split()
-    verdicts: dict[str, SignatureVerdict] = commit_verdicts(git, trust, brought)
+    verdicts: dict[str, Verdict] = commit_verdicts(git, trust, brought)
     return all(v.ok for v in verdicts.values())

@@ -42,6 +42,7 @@ from releasectl.manifest.kubernetes import PINNED_IMAGE_RE, REPOSITORY_RE
 from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
 from releasectl.progress import Progress, step
+from releasectl.verdict import Verdict
 
 BUNDLE_LABEL = "releasectl.bundle.digest"
 BENTO_PATH = "/home/bentoml/bento"
@@ -419,7 +420,7 @@ def verify_pushed(image_ref: str, bundle_digest: str, *, registry_tls_verify: bo
         )
 
 
-def verify_release_image(git: Git, model: str, commit: str) -> list[tuple[bool, str]]:
+def verify_release_image(git: Git, model: str, commit: str) -> list[Verdict]:
     """The registry's word on the image a release commit pins (none for a model
     without one): it exists by that digest and carries the release's bundle digest.
     A registry that cannot be asked is an operational failure (exit 1), not a verdict."""
@@ -431,5 +432,5 @@ def verify_release_image(git: Git, model: str, commit: str) -> list[tuple[bool, 
     try:
         verify_pushed(ref, digest, registry_tls_verify=not is_loopback(ref))
     except Refused as exc:
-        return [(False, exc.message)]
-    return [(True, f"{ref} carries bundle {digest}")]
+        return [Verdict.bad(exc.message, subject="image")]
+    return [Verdict.good(f"{ref} carries bundle {digest}", subject="image")]

@@ -57,14 +57,7 @@ def check(
             elif f.detail.startswith(WARNING):
                 line = f"{f.subject}: {f.check}: {f.detail.removeprefix(WARNING)}"
                 say(ci.error_annotation(line, level="warning"))
-    doc = {
-        "ok": report.ok,
-        "base": report.base,
-        "head": report.head,
-        "models": report.models,
-        "digests": report.digests,
-        "findings": [f.to_json() for f in report.findings],
-    }
+    doc = report.to_json()
     if not json:
         for f in report.findings:
             mark = "FAIL" if not f.ok else "warn" if f.detail.startswith(WARNING) else "ok  "
@@ -117,9 +110,9 @@ def propose(
         dry_run=dry_run,
     )
     if json:
-        emit({**p.__dict__, "commit": p.commit or None, "dry_run": dry_run})
+        emit(p.to_json())
         return
-    if dry_run:
+    if p.dry_run:
         say(
             f"would make branch {p.branch} from {base}: one signed commit "
             f"({model} {version}, serial {p.serial}); no bundle is built in a dry run"
@@ -127,7 +120,8 @@ def propose(
         if p.remote:
             say(f"  and push it to {p.remote}")
         return
-    say(f"branch {p.branch}: commit {p.commit[:12]} ({model} {version}, serial {p.serial})")
+    made = f"commit {p.commit[:12]}" if p.commit else "no commit"
+    say(f"branch {p.branch}: {made} ({model} {version}, serial {p.serial})")
     if p.digest:
         say(f"  bundle {p.digest}")
     if p.pushed:

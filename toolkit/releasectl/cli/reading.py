@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,7 +21,12 @@ from releasectl.cli.output import (
     shown,
     warn,
 )
-from releasectl.errors import BadInput, Refused, ReleasectlError, for_code
+from releasectl.errors import Refused, for_code
+
+if TYPE_CHECKING:
+    from releasectl.registry.listing import Listing, ModelRow
+    from releasectl.registry.verified import ReleaseRow, RevertRow
+    from releasectl.verdict import Verdict
 
 app = typer.Typer()
 
@@ -48,26 +53,29 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 _HISTORY_HEADER = ["version", "mark", "commit", "date", "signer", "verified", "note"]
 
 
-def _history_cells(row: dict[str, Any]) -> list[str]:
-    verified = "yes" if row["verified"] else _cut(f"NO: {row['problem']}")
-    if row["kind"] == "revert":
+def _verified_cell(verdict: Verdict) -> str:
+    return "yes" if verdict.ok else _cut(f"NO: {verdict.problem}")
+
+
+def _history_cells(row: ReleaseRow | RevertRow) -> list[str]:
+    from releasectl.registry.verified import RevertRow
+
+    if isinstance(row, RevertRow):
         # The restored version in VERSION, the reason (free text) in NOTE, cut to fit.
-        mark = f"revert from {row['from']}"
-        if row.get("live"):
-            mark += " live"
-        cells = [str(row["to"]), mark, str(row["commit"])[:12], str(row["at"]), str(row["by"])]
-        return [*cells, verified, _cut(str(row["reason"]))]
-    mark = "rejected" if row["rejected"] else ("stable" if row["stable"] else "")
-    if row["live"]:
+        r = row.revert
+        cells = [r.to_version, f"revert from {r.from_version}", r.commit[:12], r.at, r.by]
+        return [*cells, _verified_cell(row.verdict), _cut(r.reason)]
+    release = row.release
+    mark = "rejected" if row.rejected else ("stable" if row.stable else "")
+    if row.live:
         mark = f"{mark} live".strip()
-    signer = str(row["signer"] or "")
     return [
-        str(row["version"]),
+        release.version,
         mark,
-        str(row["commit"])[:12],
-        str(row["date"] or ""),
-        signer,
-        verified,
+        release.commit[:12],
+        release.tag.date or "",
+        release.tag.tagger or "",
+        _verified_cell(row.verdict.release),
         "",
     ]
 
@@ -78,30 +86,30 @@ def _warn_ignored(ignored: list[str]) -> None:
         warn(f"ignored {len(ignored)} mark(s) that do not verify: " + "; ".join(ignored))
 
 
-def _broken_row(model: str, exc: ReleasectlError) -> dict[str, Any]:
-    """A model `list` cannot read: its row carries the error, not the whole listing."""
-    return {
-        "model": model,
-        "version": None,
-        "serial": None,
-        "last_stable": None,
-        "reverted": None,
-        "error": exc.to_json(),
-    }
-
-
-def _unreadable(broken: list[tuple[str, ReleasectlError]], rows: list[dict[str, Any]]) -> None:
+def _unreadable(listing: Listing) -> None:
     """After the listing, the models it could not read: one stderr line each;
     the worst (the highest exit code) is the command's failure."""
-    if not broken:
+    worst = listing.worst
+    if worst is None or worst.error is None:
         return
-    worst = max(broken, key=lambda found: found[1].code)
-    for model, exc in broken:
-        if (model, exc) != worst:
-            warn(f"{model}: {exc.line()}")
-    model, exc = worst
+    for row in listing.broken:
+        if row is not worst and row.error is not None:
+            warn(f"{row.model}: {row.error.line()}")
+    exc = worst.error
     # With --json, the rows (each carries its error) are the document.
-    raise for_code(exc.code)(f"{model}: {exc.message}", exc.hint, report=rows)
+    raise for_code(exc.code)(f"{worst.model}: {exc.message}", exc.hint, report=listing.to_json())
+
+
+def _listing_cells(row: ModelRow) -> list[str]:
+    if row.error is not None:
+        return [row.model, "-", "-", "-", f"ERROR: {row.error.message}"]
+    return [
+        row.model,
+        row.version or "-",
+        str(row.serial if row.serial is not None else "-"),
+        row.last_stable or "-",
+        "reverted" if row.reverted else "",
+    ]
 
 
 @app.command("list")
@@ -110,56 +118,23 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
     """The models in the registry, with their current and last stable version.
     A model that cannot be read (a broken release.yaml) is a row with its error;
     every model is listed, then the exit code is that error's (2 for bad input)."""
-    from releasectl.registry import history as reg
-    from releasectl.registry.verified import last_stable
-    from releasectl.view import trust_root
+    from releasectl.registry.listing import listing as read_listing
 
-    git = repo(ctx)
-    trust = trust_root(git)
-    rows: list[dict[str, Any]] = []
-    broken: list[tuple[str, ReleasectlError]] = []
-    for model in reg.list_models(git):
-        try:
-            manifest, _ = reg.current(git, model)
-            stable, _ = last_stable(git, trust, reg.history(git, model))
-        except ReleasectlError as exc:
-            rows.append(_broken_row(model, exc))
-            broken.append((model, exc))
-            continue
-        rows.append(
-            {
-                "model": model,
-                "version": manifest.version,
-                "serial": manifest.serial,
-                "last_stable": stable.version if stable else None,
-                "reverted": manifest.rollback is not None,
-            }
-        )
+    found = read_listing(repo(ctx))
     if json:
-        _unreadable(broken, rows)
-        emit(rows)
+        _unreadable(found)
+        emit(found.to_json())
         return
-    if not rows:
+    if not found.rows:
         say("no models yet: releasectl new MODEL")
         return
     say(
         _table(
-            [
-                [
-                    str(r["model"]),
-                    str(r["version"] or "-"),
-                    str(r["serial"] if r["serial"] is not None else "-"),
-                    str(r["last_stable"] or "-"),
-                    "reverted" if r["reverted"] else "",
-                ]
-                if "error" not in r
-                else [str(r["model"]), "-", "-", "-", f"ERROR: {r['error']['message']}"]
-                for r in rows
-            ],
+            [_listing_cells(row) for row in found.rows],
             ["model", "version", "serial", "last stable", "note"],
         )
     )
-    _unreadable(broken, rows)
+    _unreadable(found)
 
 
 @app.command()
@@ -178,23 +153,12 @@ def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> No
 
     report = history_report(git, trust_root(git), h, live(home(), model))
     if json:
-        emit(report.rows)
+        emit(report.to_json())
     elif not report.rows:
         say(f"{model} has no releases yet")
     else:
         say(_table([_history_cells(row) for row in report.rows], _HISTORY_HEADER))
     _warn_ignored(report.ignored)
-
-
-def _unsigned_sources(git: Any, commit: str | None) -> list[str]:
-    """The source commits a release was allowed over (its commit's trailer)."""
-    from releasectl import git as g
-    from releasectl.registry.verified import UNSIGNED_TRAILER
-
-    if commit is None:
-        return []
-    values = g.trailers(git, commit).get(UNSIGNED_TRAILER, [])
-    return [c for value in values for c in value.split()]
 
 
 @app.command()
@@ -214,78 +178,34 @@ def show(
     json: JsonOption = False,
 ) -> None:
     """The model's current release state on this branch (or one release's)."""
-    from releasectl import git as g
-    from releasectl.registry import history as reg
-
-    git = repo(ctx)
-    reg.prefetch(git, model)
-
-    from releasectl.names import ModelVersion, tag_name
-
-    rev = "HEAD"
-    if version is not None:
-        ModelVersion.parse(version)
-        rev = f"refs/tags/{tag_name('release', model, version)}"
-        if g.rev_parse(git, rev) is None:
-            raise BadInput(f"{model} has no release {version}")
-    manifest, _ = reg.current(git, model, rev)
-    h = reg.history(git, model)
-
     from releasectl.config import home
-    from releasectl.registry.verified import ignored_marks, last_stable, verify_history
+    from releasectl.registry.listing import show as read_show
     from releasectl.serving.local.peek import live
-    from releasectl.view import trust_root
 
-    trust = trust_root(git)
-    stable, passed_over = last_stable(git, trust, h)
-    this = h.get(manifest.version)
-    verdict = verify_history(git, trust, h, [this])[this.version] if this else None
-    judged = [*passed_over, *([(this, verdict)] if this and verdict else [])]
-    ignored = ignored_marks(judged)
-    data: dict[str, Any] = {
-        "model": model,
-        "version": manifest.version,
-        "serial": manifest.serial,
-        "commit": g.rev_parse(git, rev),
-        "released": this is not None,
-        "verified": bool(verdict and verdict.release.ok),
-        "stable": bool(verdict and verdict.stable and verdict.stable.ok),
-        "rejected": bool(verdict and verdict.rejected and verdict.rejected.ok),
-        "last_stable": stable.version if stable else None,
-        "live": live(home(), model),
-        "ignored": ignored,
-        "unsigned_sources": _unsigned_sources(git, this.commit if this else None),
-        "rollback": (
-            manifest.rollback.model_dump(mode="json", by_alias=True) if manifest.rollback else None
-        ),
-        "bundle": manifest.bundle.model_dump(mode="json"),
-        "deploy": manifest.deploy.model_dump(mode="json"),
-    }
-    _warn_ignored(ignored)
+    report = read_show(repo(ctx), model, version, live(home(), model))
+    _warn_ignored(report.ignored)
     if json:
-        emit(data)
+        emit(report.to_json())
         return
-    marks = [k for k in ("stable", "rejected") if data[k]]
-    if this is not None and not data["verified"]:
-        marks.append("UNVERIFIED: " + shown(verdict.release.problem if verdict else ""))
-    say(
-        f"{model} {manifest.version} (serial {manifest.serial})" + "".join(f" [{m}]" for m in marks)
-    )
-    say(f"  last stable: {data['last_stable'] or '-'}")
-    if data["live"]:
-        say(f"  live on the local target: {data['live']['version']}")
-    if manifest.rollback:
-        rb = manifest.rollback
+    marks = [k for k, on in (("stable", report.stable), ("rejected", report.rejected)) if on]
+    if report.released and not report.verified:
+        marks.append("UNVERIFIED: " + shown(report.problem or ""))
+    say(f"{model} {report.version} (serial {report.serial})" + "".join(f" [{m}]" for m in marks))
+    say(f"  last stable: {report.last_stable or '-'}")
+    if report.live:
+        say(f"  live on the local target: {report.live['version']}")
+    if report.rollback:
+        rb = report.rollback
         say(
             f"  reverted from {shown(rb.from_)} at {rb.at.isoformat()} by {shown(rb.by)}: "
             f"{shown(rb.reason)}"
         )
-    bento, digest = shown(manifest.bundle.bento), shown(manifest.bundle.digest or "-")
+    bento, digest = shown(report.bundle.bento), shown(report.bundle.digest or "-")
     say(f"  bento: {bento}  digest: {digest}")
-    if manifest.bundle.image is not None:
-        say(f"  image: {shown(manifest.bundle.image)}")
-    if data["unsigned_sources"]:
-        say("  released over unsigned source commits: " + " ".join(data["unsigned_sources"]))
+    if report.bundle.image is not None:
+        say(f"  image: {shown(report.bundle.image)}")
+    if report.unsigned_sources:
+        say("  released over unsigned source commits: " + " ".join(report.unsigned_sources))
 
 
 @app.command()
@@ -312,41 +232,18 @@ def verify(
     json: JsonOption = False,
 ) -> None:
     """Strictly verify a release: tag, signer, commit, manifest, marks."""
-    from releasectl.registry import history as reg
+    from releasectl.registry.listing import verify as run_verify
 
-    git = repo(ctx)
-    reg.prefetch(git, model)
-
-    from releasectl.view import trust_root
-
-    wanted = version or reg.current(git, model)[0].version
-    h = reg.history(git, model)
-    release = h.get(wanted)
-    if release is None:
-        raise BadInput(f"{model} has no release {wanted}")
-    checks = [
-        {"name": c.name, "ok": c.ok, "detail": c.detail}
-        for c in reg.verify_release(git, trust_root(git), release)
-    ]
-    if image and all(c["ok"] for c in checks):
-        from releasectl.bundles.image import verify_release_image
-
-        checks += [
-            {"name": "image", "ok": ok, "detail": detail}
-            for ok, detail in verify_release_image(git, model, release.commit)
-        ]
-    ok = all(c["ok"] for c in checks)
-    doc = {"model": model, "version": wanted, "ok": ok, "checks": checks}
+    report = run_verify(repo(ctx), model, version, image=image)
+    doc = report.to_json()
     if not json:
-        for c in checks:
-            say(f"{'ok  ' if c['ok'] else 'FAIL'}  {shown(c['name'])}: {shown(c['detail'])}")
-        say(f"{model} {wanted}: " + ("verified" if ok else "does NOT verify"))
-    if not ok:
-        failed = "; ".join(f"{c['name']}: {c['detail']}" for c in checks if not c["ok"])
-        raise Refused(f"{release.tag.name} does not verify: {failed}", report=doc)
-    ci_summary(
-        f"✅ {release.tag.name}: " + "; ".join(f"{c['name']}: {c['detail']}" for c in checks)
-    )
+        for c in report.checks:
+            say(f"{'ok  ' if c.ok else 'FAIL'}  {shown(c.subject)}: {shown(c.detail)}")
+        say(f"{model} {report.version}: " + ("verified" if report.ok else "does NOT verify"))
+    if not report.ok:
+        failed = "; ".join(f"{c.subject}: {c.detail}" for c in report.failed)
+        raise Refused(f"{report.tag} does not verify: {failed}", report=doc)
+    ci_summary(f"✅ {report.tag}: " + "; ".join(f"{c.subject}: {c.detail}" for c in report.checks))
     if json:
         emit(doc)
 

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -59,43 +59,34 @@ def release(
     json: JsonOption = False,
 ) -> None:
     """Signed commit (version, serial, bundle digest) + signed tag release/MODEL/vVERSION."""
-    from releasectl.registry import release as rel
+    from releasectl.registry import release_outcome as outcome
 
     git = repo(ctx)
     _recover(git, dry_run)
     if dry_run:
-        # The real command's refusals first, then the digest it would pin.
-        allow = allow_unsigned_sources
-        p, note = rel.preview_release(
-            git, model, version, push=push, build=build, allow_unsigned_sources=allow
+        seen = outcome.dry_run(
+            git,
+            model,
+            version,
+            push=push,
+            build=build,
+            retrain=retrain,
+            allow_unsigned_sources=allow_unsigned_sources,
         )
-        seen = rel.preview(
-            git, model, version, build=build, retrain=retrain, allow_unsigned_sources=allow
-        )
-        digest = seen.pin.digest if seen.pin else None
-        what = "tag the merged commit" if p.tagged_existing else "commit + tag"
         if json:
-            doc = {
-                "model": model,
-                "version": version,
-                "serial": p.serial,
-                "digest": digest,
-                "trains": seen.trains,
-                "unsigned_sources": list(p.unsigned_sources),
-                "dry_run": True,
-            }
-            emit({**doc, "note": note} if note else doc)
-        else:
-            say(f"would release {model} {version} (serial {p.serial}): {what}")
-            if digest:
-                say(f"  bundle {digest}")
-            elif seen.trains:
-                say("  bundle: bundle.train runs first; the digest is known after it")
-            _say_note(note)
+            emit(seen.to_json())
+            return
+        what = "tag the merged commit" if seen.plan.tagged_existing else "commit + tag"
+        say(f"would release {model} {version} (serial {seen.plan.serial}): {what}")
+        if seen.digest:
+            say(f"  bundle {seen.digest}")
+        elif seen.seen.trains:
+            say("  bundle: bundle.train runs first; the digest is known after it")
+        _say_note(seen.note)
         return
     from releasectl.cli.progress import terminal_progress
 
-    p, landed = rel.release(
+    made = outcome.release(
         git,
         model,
         version,
@@ -105,35 +96,23 @@ def release(
         progress=terminal_progress(),
         allow_unsigned_sources=allow_unsigned_sources,
     )
-    result = {
-        "model": model,
-        "version": version,
-        "serial": p.serial,
-        "commit": landed.commit,
-        "tags": list(landed.tags),
-        "pushed_to": landed.pushed_to,
-        "carried": list(landed.carried),
-        "digest": p.pin.digest if p.pin else None,
-        "image": p.image,
-        "trained": (p.pin.trained.model_dump(mode="json") if p.pin and p.pin.trained else None),
-        "unsigned_sources": list(p.unsigned_sources),
-    }
     if json:
-        emit(result)
-    else:
-        made = f"commit {landed.commit[:12]} and " if landed.commit else ""
-        say(f"released {model} {version} (serial {p.serial}): {made}{landed.tags[0]}")
-        if landed.note:
-            say(landed.note)
-        if p.pin is not None:
-            for trained in p.pin.trained.models if p.pin.trained else []:
-                say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
-            say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
-        if p.image is not None:
-            say(f"  image {p.image}")
-        if landed.pushed_to:
-            say(f"pushed to {landed.pushed_to}")
-        _say_carried(landed.carried)
+        emit(made.to_json())
+        return
+    p, landed = made.plan, made.landed
+    commit = f"commit {landed.commit[:12]} and " if landed.commit else ""
+    say(f"released {model} {version} (serial {p.serial}): {commit}{landed.tags[0]}")
+    if landed.note:
+        say(landed.note)
+    if p.pin is not None:
+        for trained in p.pin.trained.models if p.pin.trained else []:
+            say(f"  trained {trained.tag}: weights sha256:{trained.sha256} pinned")
+        say(f"  bundle {p.pin.digest} stored as {p.pin.archive}")
+    if p.image is not None:
+        say(f"  image {p.image}")
+    if landed.pushed_to:
+        say(f"pushed to {landed.pushed_to}")
+    _say_carried(landed.carried)
 
 
 @app.command()
@@ -187,54 +166,30 @@ def mark_stable(
     json: JsonOption = False,
 ) -> None:
     """Signed tag stable/MODEL/vVERSION: the release passed its bake."""
-    from releasectl.registry import marking
+    from releasectl.registry.marking import mark_stable_outcome
 
     git = repo(ctx)
     _recover(git, dry_run)
-    if dry_run:
-        target, change, note = marking.preview_mark_stable(git, model, version, push=push)
-        if json:
-            emit(
-                {
-                    "model": model,
-                    "version": version,
-                    "tag": f"stable/{model}/v{version}",
-                    "created": change is not None,
-                    "push": push,
-                    "note": note,
-                    "dry_run": True,
-                }
-            )
-            return
-        say(
-            f"{target.tag.name} is already stable"
-            if change is None
-            else f"would tag stable/{model}/v{version} at {target.commit[:12]}"
-        )
-        _say_note(note)
-        return
-    target, landed = marking.mark_stable(git, model, version, push=push)
+    marked = mark_stable_outcome(git, model, version, push=push, dry_run=dry_run)
     if json:
-        emit(
-            {
-                "model": model,
-                "version": version,
-                "tag": f"stable/{model}/v{version}",
-                "created": bool(landed and landed.tags),
-                "pushed_to": landed.pushed_to if landed else None,
-                "carried": list(landed.carried) if landed else [],
-            }
+        emit(marked.to_json())
+    elif marked.dry_run:
+        say(
+            f"would tag {marked.tag} at {marked.release.commit[:12]}"
+            if marked.created
+            else f"{marked.release.tag.name} is already stable"
         )
-    elif landed is None:
+        _say_note(marked.note)
+    elif marked.landed is None:
         say(f"{model} {version} is already stable; nothing to do")
     else:
-        if landed.tags:
-            say(f"marked {model} {version} stable: {landed.tags[0]}")
+        if marked.created:
+            say(f"marked {model} {version} stable: {marked.landed.tags[0]}")
         else:
             say(f"{model} {version} is already stable")
-        if landed.pushed_to:
-            say(f"pushed to {landed.pushed_to}")
-        _say_carried(landed.carried)
+        if marked.landed.pushed_to:
+            say(f"pushed to {marked.landed.pushed_to}")
+        _say_carried(marked.landed.carried)
 
 
 @app.command()
@@ -269,18 +224,16 @@ def revert(
     from releasectl.registry import revert as rv
 
     if dry_run:
-        p, note = rv.preview(git, model, to=to, reason=reason, push=push)
-        if p.change is None:
-            _nothing(p.note, json)
-            return
-        diff = rv.diff(git, p)
+        seen = rv.dry_run(git, model, to=to, reason=reason, push=push)
         if json:
-            emit({**p.summary(), "dry_run": True, "diff": diff, "note": note})
+            emit(seen.to_json())
+        elif not seen.changes:
+            say(f"nothing to do: {shown(seen.plan.note)}")
         else:
-            say(p.message.rstrip())
+            say(seen.plan.message.rstrip())
             say()
-            say(diff.rstrip())
-            _say_note(note)
+            say(seen.diff.rstrip())
+            _say_note(seen.note)
         return
     outcome = rv.revert(git, model, to=to, reason=reason, push=push)
     if outcome.kind == "nothing-to-do" and not json:
@@ -316,18 +269,6 @@ def _deploy(git: Git, model: str) -> DeployResult:
 
     result: DeployResult = deploy(git, model)
     return result
-
-
-def _nothing(note: str, json: bool, deployed: DeployResult | None = None) -> None:
-    if json:
-        doc: dict[str, Any] = {"changed": False, "note": note}
-        if deployed is not None:
-            doc["deploy"] = deployed.model_dump(mode="json")
-        emit(doc)
-    else:
-        say(f"nothing to do: {shown(note)}")
-        if deployed is not None:
-            print_deploy(deployed)
 
 
 def _say_note(note: str | None) -> None:

@@ -74,47 +74,35 @@ def init(
 ) -> None:
     """Set up this git repository as a registry (one signed commit). With a
     source (--index-url / --find-links), also the lock the workflows install."""
-    from releasectl.pipeline.init import init as do_init
-    from releasectl.pipeline.init import point_git_at_trust_root
+    from releasectl.pipeline.init import set_up
     from releasectl.pipeline.lock import LOCK_FILE
-    from releasectl.signing import SSH_FILE
 
     source = _source(index_url, find_links, no_index)
-    git = repo(ctx)
-    files, landed = do_init(git, source=source, dry_run=dry_run, kubernetes=kubernetes)
-    signers, pointed = (None, False) if dry_run else point_git_at_trust_root(git)
+    made = set_up(repo(ctx), source=source, dry_run=dry_run, kubernetes=kubernetes)
     if json:
-        emit(
-            {
-                "created": sorted(files),
-                "commit": landed.commit if landed else None,
-                "allowed_signers_file": str(signers) if signers else None,
-                "dry_run": dry_run,
-            }
-        )
+        emit(made.to_json())
         return
-    if not files:
+    commit = (made.commit or "")[:12]
+    if not made.files:
         say("already a registry: .releasectl/allowed_signers exists; nothing to do")
-    elif dry_run:
-        say("would create, in one signed commit:\n  " + "\n  ".join(sorted(files)))
-    elif SSH_FILE not in files:  # an existing registry: only the Argo CD example
-        assert landed is not None and landed.commit
-        say(f"added at {landed.commit[:12]}: " + ", ".join(sorted(files)))
+    elif made.dry_run:
+        say("would create, in one signed commit:\n  " + "\n  ".join(made.created))
+    elif not made.new_registry:  # an existing registry: only the Argo CD example
+        say(f"added at {commit}: " + ", ".join(made.created))
     else:
-        assert landed is not None and landed.commit
-        say(f"registry ready at {landed.commit[:12]}: " + ", ".join(sorted(files)))
-        if LOCK_FILE not in files:
+        say(f"registry ready at {commit}: " + ", ".join(made.created))
+        if not made.locked:
             say(
                 f"no {LOCK_FILE} yet: the workflows refuse to run without it; name the "
                 "source releasectl is installed from: releasectl upgrade-workflows "
                 "--index-url URL (or --find-links DIR), then commit"
             )
-    if pointed:
+    if made.pointed:
         say(
-            f"set gpg.ssh.allowedSignersFile to {signers}, the trust root releasectl "
+            f"set gpg.ssh.allowedSignersFile to {made.signers}, the trust root releasectl "
             "verified (kept up to date), so that `git log --show-signature` checks it"
         )
-    if landed is not None and SSH_FILE in files:
+    if made.landed is not None and made.new_registry:
         say("next: releasectl new MODEL")
 
 
@@ -138,24 +126,11 @@ def upgrade_workflows(
     from releasectl.pipeline.workflows import upgrade
 
     root = repo(ctx).cwd
-    changes = upgrade(root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run)
+    done = upgrade(root, _source(index_url, find_links, no_index), force=force, dry_run=dry_run)
     if json:
-        emit(
-            {
-                "dry_run": dry_run,
-                "files": [
-                    {
-                        "path": c.path,
-                        "changed": c.changed,
-                        "created": c.old is None,
-                        "kept_edits": c.kept_edits,
-                        "diff": c.diff() if c.changed else "",
-                    }
-                    for c in changes
-                ],
-            }
-        )
+        emit(done.to_json())
         return
+    changes = done.changes
     for change in changes:
         if not change.changed:
             say(f"unchanged {shown(change.path)}")
@@ -213,47 +188,32 @@ def new(
 ) -> None:
     """Scaffold model-releases/MODEL/ (manifest, train.py, service, bentofile)."""
     from releasectl.names import check_model
-    from releasectl.registry.scaffold import new_model, plan_new, require_registry
+    from releasectl.registry.scaffold import new_model, require_registry
     from releasectl.registry.spellings import Spellings
 
     check_model(model)  # a bad name is bad input, even outside a repository
     git = repo(ctx)
     require_registry(git)
-    if dry_run:
-        plan = plan_new(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
+    made = new_model(
+        git.cwd, model, port=port, source=source, cwd=shared(ctx).repo, dry_run=dry_run
+    )
+    plan = made.plan
+    if made.dry_run:
         if json:
-            emit(
-                {
-                    "folder": plan.folder,
-                    "source": plan.source,
-                    "port": plan.port,
-                    "created": [],
-                    "would_create": sorted(f"{plan.folder}/{f}" for f in plan.files),
-                    "dry_run": True,
-                }
-            )
+            emit(made.to_json())
             return
         say(f"would create {plan.folder}/ from {shown(plan.source or 'the model template')}:")
         say("  " + "\n  ".join(sorted(plan.files)))
         return
-    plan, written = new_model(git.cwd, model, port=port, source=source, cwd=shared(ctx).repo)
     for name in plan.unpinned:
         warn(
             f"{name} is not installed here: bentofile.yaml lists it unpinned; install it and pin it"
         )
     if json:
-        emit(
-            {
-                "folder": plan.folder,
-                "source": plan.source,
-                "port": plan.port,
-                "created": [str(path.relative_to(git.cwd)) for path in written],
-                "dry_run": False,
-            }
-        )
+        emit(made.to_json())
         return
-    for path in written:
-        say(f"created {path.relative_to(git.cwd)}")
+    for path in made.created:
+        say(f"created {path}")
     if plan.source is not None:
         old = Spellings(plan.source_model or "")
         renames = ", ".join(f"{name} ({n})" for name, n in sorted(plan.renamed.items()))

@@ -97,6 +97,17 @@ class Report:
         """A finding that passes but says what to change: `warning: ...`."""
         self.add(subject, check, True, f"{WARNING}{detail}")
 
+    def to_json(self) -> dict[str, object]:
+        """The `check --json` document (with the error added when it fails)."""
+        return {
+            "ok": self.ok,
+            "base": self.base,
+            "head": self.head,
+            "models": self.models,
+            "digests": self.digests,
+            "findings": [f.to_json() for f in self.findings],
+        }
+
     def markdown(self) -> str:
         lines = [
             f"### releasectl check: {'passed' if self.ok else 'FAILED'}",
@@ -174,7 +185,7 @@ def _check_admin_paths(git: g.Git, report: Report, paths: list[str]) -> None:
     ).split()
     admins = view.roles(git, report.base).admin
     verdicts = commit_verdicts(git, admins, commits)
-    bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
+    bad = [f"{c[:12]} ({verdicts[c].detail})" for c in commits if not verdicts[c].ok]
     shown = ", ".join(paths[:3]) + (f" and {len(paths) - 3} more" if len(paths) > 3 else "")
     report.add(
         "admin",
@@ -307,7 +318,7 @@ def _check_commits(git: g.Git, report: Report) -> None:
         return
     trust = trust_root(git, report.base)  # the base's signers, not the PR's
     verdicts = commit_verdicts(git, trust, commits)
-    bad = [f"{c[:12]} ({verdicts[c].reason})" for c in commits if not verdicts[c].ok]
+    bad = [f"{c[:12]} ({verdicts[c].detail})" for c in commits if not verdicts[c].ok]
     if bad:
         report.add(
             "commits",

@@ -5,7 +5,9 @@ Application. Pipeline work, so it sits above the registry it writes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from releasectl import git as g
 from releasectl.errors import OperationFailed
@@ -113,3 +115,48 @@ def _argocd_files(git: g.Git, branch: str) -> dict[str, str]:
     remote = origin is not None and ("://" in origin or origin.startswith("git@"))
     url = origin if remote else None  # a local path means nothing to Argo CD
     return {application.path(): application.text(url, branch)}
+
+
+@dataclass(frozen=True)
+class InitOutcome:
+    """What `init` made, or with `dry_run` would make; `to_json` is its `--json`
+    document."""
+
+    files: dict[str, str]  # path -> text added (empty: already a registry, nothing to add)
+    landed: Landed | None  # the commit made; None in a dry run or when nothing was added
+    signers: Path | None  # the verified trust root's copy git reads (not in a dry run)
+    pointed: bool  # git's gpg.ssh.allowedSignersFile was set to it by this run
+    dry_run: bool
+
+    @property
+    def created(self) -> list[str]:
+        return sorted(self.files)
+
+    @property
+    def commit(self) -> str | None:
+        return self.landed.commit if self.landed else None
+
+    @property
+    def new_registry(self) -> bool:
+        """A registry was set up (not only the Argo CD example added to one)."""
+        return SSH_FILE in self.files
+
+    @property
+    def locked(self) -> bool:
+        """The workflows' lock is among the files (a source was named)."""
+        return LOCK_FILE in self.files
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "created": self.created,
+            "commit": self.commit,
+            "allowed_signers_file": str(self.signers) if self.signers else None,
+            "dry_run": self.dry_run,
+        }
+
+
+def set_up(git: g.Git, *, source: Source | None, dry_run: bool, kubernetes: bool) -> InitOutcome:
+    """`init`, then (unless a dry run) git pointed at the verified trust root."""
+    files, landed = init(git, source=source, dry_run=dry_run, kubernetes=kubernetes)
+    signers, pointed = (None, False) if dry_run else point_git_at_trust_root(git)
+    return InitOutcome(files, landed, signers, pointed, dry_run)

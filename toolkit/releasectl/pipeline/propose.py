@@ -26,13 +26,20 @@ from releasectl.view import trust_root
 
 @dataclass(frozen=True)
 class Proposal:
+    """What `propose` made, or with `dry_run` would make; `to_json` is its
+    `--json` document."""
+
     branch: str
-    commit: str
+    commit: str | None  # None: a dry run makes no commit
     serial: int
     digest: str | None
     pushed: bool
     remote: str | None
     gh_command: str
+    dry_run: bool = False
+
+    def to_json(self) -> dict[str, object]:
+        return dataclasses.asdict(self)
 
 
 def branch_name(model: str, version: str) -> str:
@@ -126,7 +133,7 @@ def _preview(
     check_signing_key(git)
     remote = (g.config_get(git, f"branch.{base}.remote") or "origin") if push else None
     gh = _gh_command(model, version, base, p.serial, None)
-    return Proposal(branch_name(model, version), "", p.serial, None, False, remote, gh)
+    return Proposal(branch_name(model, version), None, p.serial, None, False, remote, gh, True)
 
 
 def _target(git: g.Git, base: str) -> str:

@@ -65,6 +65,15 @@ class FileChange:
     def changed(self) -> bool:
         return self.old != self.new
 
+    def to_json(self) -> dict[str, object]:
+        return {
+            "path": self.path,
+            "changed": self.changed,
+            "created": self.old is None,
+            "kept_edits": self.kept_edits,
+            "diff": self.diff() if self.changed else "",
+        }
+
     def diff(self) -> str:
         return "".join(
             difflib.unified_diff(
@@ -122,9 +131,21 @@ def write(root: Path, changes: list[FileChange]) -> None:
             target.write_text(change.new)
 
 
+@dataclass(frozen=True)
+class WorkflowUpgrade:
+    """What `upgrade-workflows` changed, or with `dry_run` would change; `to_json`
+    is its `--json` document."""
+
+    changes: list[FileChange]
+    dry_run: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"dry_run": self.dry_run, "files": [c.to_json() for c in self.changes]}
+
+
 def upgrade(
     root: Path, source: Source | None = None, *, force: bool = False, dry_run: bool = False
-) -> list[FileChange]:
+) -> WorkflowUpgrade:
     """Rewrite the workflows and the lock for this version of releasectl. The
     lock's source is the one named, else the one the current lock records."""
     current = root / LOCK_FILE
@@ -133,4 +154,4 @@ def upgrade(
     changes = plan_upgrade(root, compile_lock(source), force=force)
     if not dry_run:
         write(root, changes)
-    return changes
+    return WorkflowUpgrade(changes, dry_run)

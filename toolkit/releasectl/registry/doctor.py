@@ -139,7 +139,7 @@ def _problem(
         release = reg.Release(parsed.model, parsed.version, tag)
         for step in reg.verify_release(git, trust, release, marks=False)[1:]:
             if not step.ok:
-                return f"{step.name}: {step.detail}"
+                return f"{step.subject}: {step.detail}"
     else:
         release_tag = by_name.get(tag_name("release", parsed.model, parsed.version))
         if release_tag is None:

@@ -8,7 +8,7 @@ comes from the branch's history, never from tag timestamps.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from releasectl import git as g
@@ -24,13 +24,8 @@ from releasectl.names import (
     parse_version,
     tag_prefixes,
 )
-from releasectl.signing import (
-    SignatureVerdict,
-    TrustRoot,
-    commit_verdicts,
-    start_tag_checks,
-    tag_verdict,
-)
+from releasectl.signing import TrustRoot, commit_verdicts, start_tag_checks, tag_verdict
+from releasectl.verdict import Verdict
 
 if TYPE_CHECKING:
     from releasectl.manifest.schema import Manifest
@@ -271,30 +266,20 @@ def list_models(git: g.Git, rev: str = "HEAD") -> list[str]:
     return sorted(name for name in result.stdout.splitlines() if name)
 
 
-@dataclass(frozen=True)
-class ReleaseCheck:
-    """One check of a release: its tag, its commit, its manifest or a mark."""
-
-    name: str
-    ok: bool
-    detail: str
-
-
 def prefetch_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> None:
     start_tag_checks(git, trust, [(t.object, t.tagger) for t in tags if t.annotated])
 
 
-def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> ReleaseCheck:
+def verify_tag(git: g.Git, trust: TrustRoot, tag: TagRef) -> Verdict:
     """Strict: annotated, the name inside equals the ref, good signature by an
-    allowed principal that is the tagger."""
+    allowed principal that is the tagger. The verdict is about the tag's name."""
     if not tag.annotated:
-        return ReleaseCheck(tag.name, False, "lightweight tag (not annotated, not signed)")
+        return Verdict.bad("lightweight tag (not annotated, not signed)", subject=tag.name)
     if tag.inner_name != tag.name:
-        return ReleaseCheck(
-            tag.name, False, f"the tag object is named {tag.inner_name!r}, not {tag.name!r}"
+        return Verdict.bad(
+            f"the tag object is named {tag.inner_name!r}, not {tag.name!r}", subject=tag.name
         )
-    verdict = tag_verdict(git, trust, tag.object, tag.tagger)
-    return ReleaseCheck(tag.name, verdict.ok, verdict.reason)
+    return tag_verdict(git, trust, tag.object, tag.tagger).about(tag.name)
 
 
 def release_commit(git: g.Git, model: str, commit: str) -> str:
@@ -306,51 +291,47 @@ def release_commit(git: g.Git, model: str, commit: str) -> str:
     return last
 
 
-def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> ReleaseCheck:
+def verify_commit(git: g.Git, trust: TrustRoot, model: str, commit: str) -> Verdict:
+    """The signature of the commit that vouches for the folder at `commit`."""
     source = release_commit(git, model, commit)
-    verdict: SignatureVerdict = commit_verdicts(git, trust, [source])[source]
+    verdict = commit_verdicts(git, trust, [source])[source]
     behind = "" if source == commit else f" (the change behind {commit[:12]})"
-    return ReleaseCheck(f"commit {source[:12]}", verdict.ok, verdict.reason + behind)
+    return replace(verdict, detail=verdict.detail + behind, subject=f"commit {source[:12]}")
+
+
+def _manifest_verdict(release: Release, text: str | None) -> Verdict:
+    if text is None:
+        return Verdict.bad("no release.yaml at the tagged commit", subject="manifest")
+    from releasectl.manifest import schema as mf
+
+    try:
+        declared = mf.load(text, manifest_path(release.model), model=release.model)
+    except BadInput as exc:
+        return Verdict.bad(exc.message, subject="manifest")
+    said = f"declares version {declared.version}"
+    if declared.version != release.version:
+        return Verdict.bad(f"{said}, but the tag says {release.version}", subject="manifest")
+    return Verdict.good(said, subject="manifest")
 
 
 def verify_release(
     git: g.Git, trust: TrustRoot, release: Release, *, marks: bool = True
-) -> list[ReleaseCheck]:
-    """Every check of one release: its tag, its commit, the manifest at the tag,
-    and (when `marks`) its stable and rejected tags."""
+) -> list[Verdict]:
+    """Every check of one release, each a verdict about what it checked: its
+    tag, its commit, the manifest at the tag, and (when `marks`) its stable and
+    rejected tags."""
     mark_tags = [m for m in (release.stable, release.rejected) if m is not None] if marks else []
     # Each signature costs an ssh-keygen run: start the tags' together.
     prefetch_tags(git, trust, [release.tag, *mark_tags])
     checks = [verify_tag(git, trust, release.tag)]
     checks.append(verify_commit(git, trust, release.model, release.commit))
     text = g.read_blob(git, release.commit, manifest_path(release.model))
-    if text is None:
-        checks.append(ReleaseCheck("manifest", False, "no release.yaml at the tagged commit"))
-    else:
-        try:
-            from releasectl.manifest import schema as mf
-
-            declared = mf.load(text, manifest_path(release.model), model=release.model)
-        except BadInput as exc:
-            checks.append(ReleaseCheck("manifest", False, exc.message))
-        else:
-            same = declared.version == release.version
-            checks.append(
-                ReleaseCheck(
-                    "manifest",
-                    same,
-                    f"declares version {declared.version}"
-                    + ("" if same else f", but the tag says {release.version}"),
-                )
-            )
+    checks.append(_manifest_verdict(release, text))
     for mark in mark_tags:
-        if mark is not None:
-            check = verify_tag(git, trust, mark)
-            if check.ok and mark.commit != release.commit:
-                check = ReleaseCheck(
-                    mark.name, False, "points at another commit than the release tag"
-                )
-            checks.append(check)
+        check = verify_tag(git, trust, mark)
+        if check.ok and mark.commit != release.commit:
+            check = Verdict.bad("points at another commit than the release tag", subject=mark.name)
+        checks.append(check)
     return checks
 
 
@@ -360,4 +341,4 @@ def require_verified(git: g.Git, trust: TrustRoot, release: Release) -> None:
     verify is ignored, never a reason to refuse."""
     for check in verify_release(git, trust, release, marks=False):
         if not check.ok:
-            raise Refused(f"{release.tag.name} does not verify: {check.name}: {check.detail}")
+            raise Refused(f"{release.tag.name} does not verify: {check.subject}: {check.detail}")

@@ -104,7 +104,7 @@ def _make_commit(git: g.Git, trust: TrustRoot, change: Change) -> str | None:
     verdict = commit_verdicts(git, trust, [commit])[commit]
     if not verdict.ok:
         raise OperationFailed(
-            f"the new commit's signature does not verify ({verdict.reason}); nothing was written",
+            f"the new commit's signature does not verify ({verdict.detail}); nothing was written",
             "check user.signingkey and that its key is in the allowed signers",
         )
     return commit
@@ -130,7 +130,7 @@ def _make_tags(git: g.Git, trust: TrustRoot, change: Change, commit: str | None)
             verdict = tag_verdict(git, trust, f"refs/tags/{tag.name}", email)
             if not verdict.ok:
                 raise OperationFailed(
-                    f"the new tag {tag.name} does not verify ({verdict.reason}); "
+                    f"the new tag {tag.name} does not verify ({verdict.detail}); "
                     "nothing was written",
                     "check user.signingkey, user.email and the allowed signers",
                 )

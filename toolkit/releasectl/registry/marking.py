@@ -4,6 +4,9 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 from releasectl import git as g
 from releasectl import trailers
 from releasectl.errors import BadInput, Refused
@@ -101,3 +104,51 @@ def preview_mark_stable(
         require_branch(git)
         dry_run_landing(git, push=False, sync=False)
     return release_, change, note
+
+
+@dataclass(frozen=True)
+class MarkStableOutcome:
+    """What `mark-stable` did, or with `dry_run` would do; `to_json` is its
+    `--json` document."""
+
+    model: str
+    version: str
+    release: reg.Release
+    created: bool  # the mark was (or would be) made; False: it was already there
+    landed: Landed | None = None  # None: nothing landed at all (or a dry run)
+    push: bool = False
+    note: str | None = None  # a dry run's note on the base it judged
+    dry_run: bool = False
+
+    @property
+    def tag(self) -> str:
+        return tag_name("stable", self.model, self.version)
+
+    def to_json(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {
+            "model": self.model,
+            "version": self.version,
+            "tag": self.tag,
+            "created": self.created,
+        }
+        if self.dry_run:
+            return {**doc, "push": self.push, "note": self.note, "dry_run": True}
+        landed = self.landed
+        return {
+            **doc,
+            "pushed_to": landed.pushed_to if landed else None,
+            "carried": list(landed.carried) if landed else [],
+        }
+
+
+def mark_stable_outcome(
+    git: g.Git, model: str, version: str, *, push: bool, dry_run: bool
+) -> MarkStableOutcome:
+    """`mark-stable` (or its dry run), said as its outcome."""
+    if dry_run:
+        release_, change, note = preview_mark_stable(git, model, version, push=push)
+        return MarkStableOutcome(
+            model, version, release_, change is not None, None, push, note, dry_run=True
+        )
+    release_, landed = mark_stable(git, model, version, push=push)
+    return MarkStableOutcome(model, version, release_, bool(landed and landed.tags), landed, push)

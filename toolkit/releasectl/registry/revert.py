@@ -421,7 +421,7 @@ def revert_problem(
     source = reg.release_commit(git, model, commit)
     verdict = commit_verdicts(git, trust, [source])[source]
     if not verdict.ok:
-        return f"the revert commit {source[:12]} does not verify: {verdict.reason}"
+        return f"the revert commit {source[:12]} does not verify: {verdict.detail}"
     found = g.trailers(git, source)
     wanted = trailers.revert(model, record.from_, record.to, manifest.serial)
     for key, value in wanted.items():
@@ -434,7 +434,7 @@ def revert_problem(
         return f"{target.tag.name} is not a stable release"
     failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
     if failed:
-        return f"{target.tag.name} does not verify: {failed[0].name}: {failed[0].detail}"
+        return f"{target.tag.name} does not verify: {failed[0].subject}: {failed[0].detail}"
     path = manifest_path(model)
     ours, theirs = (
         {e for e in g.tree_entries(git, rev, model_dir(model)) if not e.endswith(f"\t{path}")}
@@ -448,3 +448,29 @@ def revert_problem(
     if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
         return f"release.yaml differs from {target.tag.name} beyond serial and rollback"
     return None
+
+
+@dataclass(frozen=True)
+class RevertDryRun:
+    """`revert --dry-run`: the plan (its change None: nothing to do, and its
+    note says why), the diff it would make, and a note on the base it was
+    judged on; `to_json` is its `--json` document."""
+
+    plan: RevertPlan
+    diff: str  # empty when there is nothing to do
+    note: str | None
+
+    @property
+    def changes(self) -> bool:
+        return self.plan.change is not None
+
+    def to_json(self) -> dict[str, object]:
+        if not self.changes:
+            return {"changed": False, "note": self.plan.note}
+        return {**self.plan.summary(), "dry_run": True, "diff": self.diff, "note": self.note}
+
+
+def dry_run(git: g.Git, model: str, *, to: str | None, reason: str, push: bool) -> RevertDryRun:
+    """`preview`, with the diff the revert would make."""
+    p, note = preview(git, model, to=to, reason=reason, push=push)
+    return RevertDryRun(p, diff(git, p) if p.change is not None else "", note)

@@ -271,6 +271,37 @@ def new_model(
     port: int | None = None,
     source: str | None = None,
     cwd: Path | None = None,
-) -> tuple[NewModel, list[Path]]:
+    dry_run: bool = False,
+) -> NewModelOutcome:
+    """Plan the model's folder and, unless `dry_run`, write it."""
     plan = plan_new(root, model, port=port, source=source, cwd=cwd)
-    return plan, write_new(root, plan)
+    if dry_run:
+        return NewModelOutcome(plan, [], dry_run=True)
+    written = write_new(root, plan)
+    return NewModelOutcome(plan, [str(path.relative_to(root)) for path in written])
+
+
+@dataclass(frozen=True)
+class NewModelOutcome:
+    """What `new` wrote, or with `dry_run` would write; `to_json` is its `--json`
+    document."""
+
+    plan: NewModel
+    created: list[str]  # the files written, relative to the registry (none in a dry run)
+    dry_run: bool = False
+
+    @property
+    def would_create(self) -> list[str]:
+        return sorted(f"{self.plan.folder}/{name}" for name in self.plan.files)
+
+    def to_json(self) -> dict[str, object]:
+        plan = self.plan
+        doc: dict[str, object] = {
+            "folder": plan.folder,
+            "source": plan.source,
+            "port": plan.port,
+            "created": self.created,
+        }
+        if self.dry_run:
+            return {**doc, "would_create": self.would_create, "dry_run": True}
+        return {**doc, "dry_run": False}

@@ -28,7 +28,8 @@ from releasectl.errors import Refused
 from releasectl.files import write_atomic
 from releasectl.names import manifest_path, model_dir, parse_version
 from releasectl.registry import history as reg
-from releasectl.signing import SignatureVerdict, TrustRoot, commit_verdicts
+from releasectl.signing import TrustRoot, commit_verdicts
+from releasectl.verdict import Verdict
 
 if TYPE_CHECKING:
     from semver import Version
@@ -42,18 +43,12 @@ _TRANSIENT = ("bad signature", "unverifiable", "not found", "not judged")
 
 
 @dataclass(frozen=True)
-class Judged:
-    ok: bool
-    problem: str | None  # why not, when not
-
-
-@dataclass(frozen=True)
 class ReleaseVerdict:
-    """A release and its marks under one trust root."""
+    """A release and its marks under one trust root: a verdict on each."""
 
-    release: Judged
-    stable: Judged | None = None  # None: no stable tag at all
-    rejected: Judged | None = None
+    release: Verdict
+    stable: Verdict | None = None  # None: no stable tag at all
+    rejected: Verdict | None = None
 
 
 @dataclass
@@ -61,22 +56,25 @@ class _Cache:
     path: Path
     entries: dict[str, list[object]] = field(default_factory=dict)
     dirty: bool = False
-    session: dict[str, Judged] = field(default_factory=dict)  # not kept on disk
+    session: dict[str, Verdict] = field(default_factory=dict)  # not kept on disk
 
-    def get(self, key: str) -> Judged | None:
+    def get(self, key: str) -> Verdict | None:
         if key in self.session:
             return self.session[key]
         entry = self.entries.get(key)
         if entry is None:
             return None
         ok, problem = entry
-        return Judged(bool(ok), problem if isinstance(problem, str) else None)
+        if ok:
+            return Verdict.good()
+        return Verdict.bad(problem if isinstance(problem, str) else "does not verify")
 
-    def put(self, key: str, judged: Judged) -> None:
+    def put(self, key: str, judged: Verdict) -> None:
         """Remember a verdict, unless it may say more about this machine than
         about the object (a signature that could not be checked, e.g. a failing
         ssh-keygen): such a failure is judged again next time."""
-        if not judged.ok and any(word in (judged.problem or "") for word in _TRANSIENT):
+        transient = any(word in (judged.problem or "") for word in _TRANSIENT)
+        if not judged.reached or transient:
             self.session[key] = judged
             return
         self.entries[key] = [judged.ok, judged.problem]
@@ -106,14 +104,13 @@ def _chunks(items: list[reg.TagRef], size: int) -> Iterable[list[reg.TagRef]]:
         yield items[start : start + size]
 
 
-def _judge_tags(git: g.Git, trust: TrustRoot, tags: list[reg.TagRef]) -> dict[str, Judged]:
+def _judge_tags(git: g.Git, trust: TrustRoot, tags: list[reg.TagRef]) -> dict[str, Verdict]:
     """Strict tag checks, a few side by side (two cores; an ssh-keygen run each)."""
-    out: dict[str, Judged] = {}
+    out: dict[str, Verdict] = {}
     for chunk in _chunks(tags, _PARALLEL):
         reg.prefetch_tags(git, trust, chunk)
         for tag in chunk:
-            check = reg.verify_tag(git, trust, tag)
-            out[tag.name] = Judged(check.ok, None if check.ok else check.detail)
+            out[tag.name] = reg.verify_tag(git, trust, tag)
     return out
 
 
@@ -134,7 +131,7 @@ def _release_commits(git: g.Git, history: reg.History, commits: list[str]) -> di
 
 def _judge_releases(
     git: g.Git, trust: TrustRoot, history: reg.History, releases: list[reg.Release]
-) -> dict[str, Judged]:
+) -> dict[str, Verdict]:
     """Every check of verify_release for many releases, batched: tag signatures
     side by side, commit signatures in one git call, manifests in another."""
     tags = _judge_tags(git, trust, [r.tag for r in releases])
@@ -142,7 +139,7 @@ def _judge_releases(
     by_commit = commit_verdicts(git, trust, sorted(set(sources.values())))
     path = manifest_path(history.model)
     texts = g.read_blobs(git, [f"{r.commit}:{path}" for r in releases])
-    out: dict[str, Judged] = {}
+    out: dict[str, Verdict] = {}
     for release, text in zip(releases, texts, strict=True):
         out[release.tag.name] = _judge_one(release, tags, sources, by_commit, text)
     return out
@@ -150,30 +147,30 @@ def _judge_releases(
 
 def _judge_one(
     release: reg.Release,
-    tags: dict[str, Judged],
+    tags: dict[str, Verdict],
     sources: dict[str, str],
-    by_commit: dict[str, SignatureVerdict],
+    by_commit: dict[str, Verdict],
     text: str | None,
-) -> Judged:
+) -> Verdict:
     tag = tags[release.tag.name]
     if not tag.ok:
         return tag
     source = sources[release.commit]
     verdict = by_commit[source]
     if not verdict.ok:
-        return Judged(False, f"commit {source[:12]}: {verdict.reason}")
+        return Verdict.bad(f"commit {source[:12]}: {verdict.detail}", reached=verdict.reached)
     if text is None:
-        return Judged(False, "no release.yaml at the tagged commit")
+        return Verdict.bad("no release.yaml at the tagged commit")
     from releasectl.errors import BadInput
     from releasectl.manifest import schema as mf
 
     try:
         declared = mf.load(text, manifest_path(release.model), model=release.model)
     except BadInput as exc:
-        return Judged(False, exc.message)
+        return Verdict.bad(exc.message)
     if declared.version != release.version:
-        return Judged(False, f"the manifest declares {declared.version}")
-    return Judged(True, None)
+        return Verdict.bad(f"the manifest declares {declared.version}")
+    return Verdict.good()
 
 
 def _key(kind: str, tag: reg.TagRef, commit: str = "") -> str:
@@ -208,16 +205,16 @@ def verify_history(
     for release, mark in marks:
         judged = judged_marks[mark.name]
         if judged.ok and mark.commit != release.commit:
-            judged = Judged(False, "points at another commit than the release tag")
+            judged = Verdict.bad("points at another commit than the release tag")
         cache.put(_key("m", mark, release.commit), judged)
     cache.save()
 
-    def mark_verdict(release: reg.Release, mark: reg.TagRef | None) -> Judged | None:
+    def mark_verdict(release: reg.Release, mark: reg.TagRef | None) -> Verdict | None:
         return None if mark is None else cache.get(_key("m", mark, release.commit))
 
     return {
         r.version: ReleaseVerdict(
-            release=cache.get(_key("r", r.tag)) or Judged(False, "not judged"),
+            release=cache.get(_key("r", r.tag)) or Verdict.bad("not judged", reached=False),
             stable=mark_verdict(r, r.stable),
             rejected=mark_verdict(r, r.rejected),
         )
@@ -262,24 +259,80 @@ def last_stable(
 
 def verify_commits(
     git: g.Git, trust: TrustRoot, model: str, commits: list[str]
-) -> dict[str, Judged]:
+) -> dict[str, Verdict]:
     """Signature verdicts on commits (e.g. reverts), remembered like the rest."""
     if not commits:
         return {}  # no cache file to read at all
     cache = _open(git, trust, model)
     todo = [c for c in commits if cache.get(f"c {c}") is None]
     for commit, verdict in commit_verdicts(git, trust, todo).items() if todo else ():
-        cache.put(f"c {commit}", Judged(verdict.ok, None if verdict.ok else verdict.reason))
+        cache.put(f"c {commit}", verdict)
     cache.save()
-    return {c: cache.get(f"c {c}") or Judged(False, "not judged") for c in commits}
+    return {c: cache.get(f"c {c}") or Verdict.bad("not judged", reached=False) for c in commits}
+
+
+@dataclass(frozen=True)
+class ReleaseRow:
+    """A release in `history`: what verifies of it and its marks."""
+
+    release: reg.Release
+    verdict: ReleaseVerdict
+    ignored: list[str]  # "tag: why" for each of its marks that exists but does not verify
+    live: bool  # the local target serves it
+
+    @property
+    def stable(self) -> bool:
+        return self.verdict.stable is not None and self.verdict.stable.ok
+
+    @property
+    def rejected(self) -> bool:
+        return self.verdict.rejected is not None and self.verdict.rejected.ok
+
+    def to_json(self) -> dict[str, object]:
+        row = self.release.summary()
+        row.update(
+            kind="release",
+            verified=self.verdict.release.ok,
+            problem=self.verdict.release.problem,
+            stable=self.stable,
+            rejected=self.rejected,
+            ignored=self.ignored,
+            live=self.live,
+        )
+        return row
+
+
+@dataclass(frozen=True)
+class RevertRow:
+    """A revert commit in `history`, as its message tells it, and its signature's verdict."""
+
+    revert: reg.RevertRecord
+    verdict: Verdict
+
+    def to_json(self) -> dict[str, object]:
+        r = self.revert
+        return {
+            "kind": "revert",
+            "commit": r.commit,
+            "from": r.from_version,
+            "to": r.to_version,
+            "at": r.at,
+            "by": r.by,
+            "reason": r.reason,
+            "verified": self.verdict.ok,
+            "problem": self.verdict.problem,
+        }
 
 
 @dataclass(frozen=True)
 class HistoryReport:
     model: str
-    rows: list[dict[str, object]]  # newest first: releases and reverts, in branch order
+    rows: list[ReleaseRow | RevertRow]  # newest first: releases and reverts, in branch order
     ignored: list[str]  # "tag: why" for every mark that exists but does not verify
     live: dict[str, object] | None  # what the local target serves, when it knows
+
+    def to_json(self) -> list[dict[str, object]]:
+        return [row.to_json() for row in self.rows]
 
 
 def history_report(
@@ -291,42 +344,18 @@ def history_report(
     reverts = reg.reverts(git, history)
     revert_verdicts = verify_commits(git, trust, history.model, [r.commit for r in reverts])
     order = {commit: i for i, commit in enumerate(history.branch_commits)}
-    keyed: list[tuple[tuple[int, int], dict[str, object]]] = []
+    keyed: list[tuple[tuple[int, int], ReleaseRow | RevertRow]] = []
     ignored: list[str] = []
     for index, release in enumerate(history.releases):
         verdict = verdicts[release.version]
         passed_over = [f"{tag}: {why}" for tag, why in _ignored_tags(release, verdict)]
-        row = release.summary()
-        row.update(
-            kind="release",
-            verified=verdict.release.ok,
-            problem=verdict.release.problem,
-            stable=verdict.stable is not None and verdict.stable.ok,
-            rejected=verdict.rejected is not None and verdict.rejected.ok,
-            ignored=passed_over,
-            live=_serves(live, release),
-        )
         ignored += passed_over
         position = release.position if release.position is not None else len(order) + index
+        row = ReleaseRow(release, verdict, passed_over, _serves(live, release))
         keyed.append(((position, 1), row))
     for revert in reverts:
-        judged = revert_verdicts[revert.commit]
-        keyed.append(
-            (
-                (order.get(revert.commit, len(order)), 0),
-                {
-                    "kind": "revert",
-                    "commit": revert.commit,
-                    "from": revert.from_version,
-                    "to": revert.to_version,
-                    "at": revert.at,
-                    "by": revert.by,
-                    "reason": revert.reason,
-                    "verified": judged.ok,
-                    "problem": judged.problem,
-                },
-            )
-        )
+        place = (order.get(revert.commit, len(order)), 0)
+        keyed.append((place, RevertRow(revert, revert_verdicts[revert.commit])))
     keyed.sort(key=lambda item: item[0])
     return HistoryReport(history.model, [row for _, row in keyed], ignored, live)
 
@@ -380,7 +409,7 @@ def allowed_unsigned_sources(
     commit's trailer (docs/ARCHITECTURE.md, "Trust")."""
     unsigned = unsigned_sources(git, trust, history, base)
     if unsigned and not allow:
-        shown = ", ".join(f"{u.commit[:12]} ({u.reason})" for u in unsigned[:5])
+        shown = ", ".join(f"{u.commit[:12]} ({u.verdict.detail})" for u in unsigned[:5])
         raise Refused(
             f"{model_dir(history.model)} was changed by commits not signed by a release signer "
             f"since the last verified release: {shown}",
