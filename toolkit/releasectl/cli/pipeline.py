@@ -158,7 +158,7 @@ def ci_plan(ctx: typer.Context, json: JsonOption = False) -> None:
     items = c.plan(repo(ctx))
     c.publish_plan(items)
     if json:
-        emit([i.__dict__ for i in items])
+        emit([i.to_json() for i in items])
     else:
         for i in items:
             say(f"{i.model}: {i.kind} {i.version}")

@@ -28,7 +28,6 @@ from releasectl.cli.serving import print_deploy
 
 if TYPE_CHECKING:
     from releasectl.git import Git
-    from releasectl.serving.local import DeployResult
 
 app = typer.Typer()
 
@@ -235,20 +234,18 @@ def revert(
             say(seen.diff.rstrip())
             _say_note(seen.note)
         return
-    outcome = rv.revert(git, model, to=to, reason=reason, push=push)
-    if outcome.kind == "nothing-to-do" and not json:
-        _say_carried(outcome.carried)  # nothing to revert; tags were published
-    deployed = _deploy(git, model) if deploy and outcome.redeploys else None
-    doc = outcome.to_json()
-    if deployed is not None:
-        doc["deploy"] = deployed.model_dump(mode="json")
+    from releasectl.pipeline.deploying import revert_and_deploy
+
+    done = revert_and_deploy(git, model, to=to, reason=reason, push=push, deploy=deploy)
+    outcome, deployed = done.revert, done.deployed
     p, landed = outcome.plan, outcome.landed
     if json:
-        emit(doc)
-    elif outcome.kind != "reverted" or landed is None or landed.commit is None:
+        emit(done.to_json())
+        return
+    if outcome.kind != "reverted" or landed is None or landed.commit is None:
+        if outcome.kind == "nothing-to-do":
+            _say_carried(outcome.carried)  # nothing to revert; tags were published
         say(f"nothing to do: {shown(outcome.note)}")
-        if deployed is not None:
-            print_deploy(deployed)
     else:
         say(
             f"reverted {model} {p.from_version} -> {p.to_version}: "
@@ -260,15 +257,8 @@ def revert(
         _say_carried(landed.carried)
         if landed.note:
             say(landed.note)
-        if deployed is not None:
-            print_deploy(deployed)
-
-
-def _deploy(git: Git, model: str) -> DeployResult:
-    from releasectl.serving.targets import deploy
-
-    result: DeployResult = deploy(git, model)
-    return result
+    if deployed is not None:
+        print_deploy(deployed)
 
 
 def _say_note(note: str | None) -> None:

@@ -84,6 +84,9 @@ class Item:
     kind: str  # release (a release tag), revert, untagged (a merged PR), deploy (manual)
     version: str
 
+    def to_json(self) -> dict[str, str]:
+        return {"model": self.model, "kind": self.kind, "version": self.version}
+
 
 def event_payload() -> dict[str, Any]:
     path = os.environ.get("GITHUB_EVENT_PATH")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from releasectl import git as g
 from releasectl.pipeline.detached_watch import Watcher, start_detached
 from releasectl.progress import Progress
+from releasectl.registry.revert import RevertResult, revert
 from releasectl.serving import notify, targets
 from releasectl.serving.deploy import DeployPreview, DeployState, resolve
 from releasectl.signing import TrustRoot, check_signing_key
@@ -106,3 +107,28 @@ def plan_deploy(
     state, trust, auto = _policy(git, model, version, watch, target)
     preview = targets.preview(git, model, trust=trust, state=state, asked=target)
     return DeployPlan(preview, auto, asked=watch is not None)
+
+
+@dataclass(frozen=True)
+class RevertedAndDeployed:
+    """What `revert --deploy` did: the revert, and the deploy of its state when
+    it wrote one to redeploy."""
+
+    revert: RevertResult
+    deployed: DeployResult | None
+
+    def to_json(self) -> dict[str, Any]:
+        doc = self.revert.to_json()
+        if self.deployed is not None:
+            doc["deploy"] = self.deployed.model_dump(mode="json")
+        return doc
+
+
+def revert_and_deploy(
+    git: g.Git, model: str, *, to: str | None, reason: str, push: bool, deploy: bool
+) -> RevertedAndDeployed:
+    """`revert`, then with `deploy` the state it wrote goes to the model's target
+    (a verified revert is fast-tracked: no bake, no watcher)."""
+    reverted = revert(git, model, to=to, reason=reason, push=push)
+    deployed = targets.deploy(git, model) if deploy and reverted.redeploys else None
+    return RevertedAndDeployed(reverted, deployed)
