@@ -51,12 +51,15 @@ async def drop(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> No
     writer.close()
 
 
-async def call(proxy: Proxy, method: str = "POST", body: bytes = b"{}") -> int:
+async def call(
+    proxy: Proxy, method: str = "POST", body: bytes = b"{}", path: str = "/predict"
+) -> int:
     """One request through the proxy's ASGI app; the status the caller got."""
     scope = {
         "type": "http",
         "method": method,
-        "raw_path": b"/predict",
+        "path": path,
+        "raw_path": path.encode(),
         "query_string": b"",
         "headers": [(b"content-length", str(len(body)).encode())],
     }
@@ -121,6 +124,9 @@ def test_every_request_is_counted_for_the_version_that_took_it() -> None:
         assert [await call(proxy) for _ in range(2)] == [500] * 2
         proxy.target = Backend(urls["ok"], meter.tally("iris", "2.0.0", LIVE))
         assert await call(proxy, "GET", b"") == 200
+        # Probes, metrics and docs pass through, uncounted, as in the server's own counts.
+        for probe in ("/readyz", "/metrics", "/livez", "/static_content/x.js"):
+            assert await call(proxy, "GET", b"", probe) == 200
 
     meter = run({"ok": answer(200), "bad": answer(500)}, script)
     assert counted(meter, "1.0.0") == {"2xx": 3}

@@ -7,7 +7,8 @@ and the scrape source reads them (`releasectl.analysis.exposition.parse_endpoint
 No imports, no I/O: the agent imports this module and must stay small.
 
 - `releasectl_endpoint_requests_total{model, version, role, outcome}`: one per
-  request the endpoint sent to a version. `outcome` is the answer's status class
+  request the endpoint sent to a version's API (`is_api_endpoint`: not its probes,
+  `/metrics` or docs). `outcome` is the answer's status class
   (`1xx` .. `5xx`) or, for a request the version never answered, why: `connect_error`
   (refused, not listening), `reset` (the connection dropped: a worker that died, a
   reset) or `timeout`. Errors of the version are `5xx` and every unanswered outcome.
@@ -57,6 +58,18 @@ BUCKETS = (
     30.0,
     60.0,
 )
+
+
+# A server's probes, its metrics and its docs are not calls to the model: neither the
+# endpoint's counts nor a BentoML server's (as the scrape source reads them) count them.
+EXCLUDED_ENDPOINTS = frozenset(
+    {"/metrics", "/readyz", "/livez", "/healthz", "/docs.json", "/schema.json", "/"}
+)
+EXCLUDED_PREFIXES = ("/static_content/", "/assets/")
+
+
+def is_api_endpoint(path: str) -> bool:
+    return path not in EXCLUDED_ENDPOINTS and not path.startswith(EXCLUDED_PREFIXES)
 
 
 def status_class(status: int) -> str:

@@ -31,23 +31,17 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from releasectl.analysis import endpoint
+from releasectl.analysis.endpoint import is_api_endpoint
 from releasectl.analysis.engine import MetricCheck, MetricsError, Reading
 from releasectl.manifest.analysis import CustomMetricSpec
 
 NAMESPACE = "bentoml_service"
-EXCLUDED_ENDPOINTS = frozenset(
-    {"/metrics", "/readyz", "/livez", "/healthz", "/docs.json", "/schema.json", "/"}
-)
-EXCLUDED_PREFIXES = ("/static_content/", "/assets/")
-# The same set as a PromQL regex (fully anchored by Prometheus).
+# `endpoint.EXCLUDED_ENDPOINTS` and `EXCLUDED_PREFIXES` as a PromQL regex
+# (fully anchored by Prometheus).
 EXCLUDED_ENDPOINTS_RE = (
     r"/metrics|/readyz|/livez|/healthz|/docs\.json|/schema\.json|/|/static_content/.*|/assets/.*"
 )
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
-
-
-def is_api_endpoint(endpoint: str) -> bool:
-    return endpoint not in EXCLUDED_ENDPOINTS and not endpoint.startswith(EXCLUDED_PREFIXES)
 
 
 def is_error(labels: Mapping[str, str]) -> bool:

@@ -5,7 +5,8 @@ Switching is one assignment (`proxy.target = Backend(url, tally)`): each request
 target once when it arrives, so requests in flight finish on the slot that took them, and are
 counted for the version that answered them.
 
-Every request sent to a version is counted in that version's `Counts` (`meter.py`): its status
+Every call of a version's API (not its probes, `/metrics` or docs) is counted in that version's
+`Counts` (`meter.py`): its status
 class, or why the version never answered it (refused, dropped, timed out), and its latency
 (docs/ARCHITECTURE.md, "Measured by the endpoint"). A request replayed after a dropped
 connection is two requests to the version: the dropped one is its error.
@@ -32,7 +33,13 @@ import uvicorn
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
-from releasectl.analysis.endpoint import CONNECT_ERROR, RESET, TIMEOUT, status_class
+from releasectl.analysis.endpoint import (
+    CONNECT_ERROR,
+    RESET,
+    TIMEOUT,
+    is_api_endpoint,
+    status_class,
+)
 from releasectl.serving.local.meter import Counts
 
 HOP_BY_HOP = frozenset(
@@ -135,8 +142,10 @@ class Proxy:
             await _plain(send, 503, b"no live version\n")
             return
         self.inflight[target.url] += 1
+        # A call to the model's API, not a probe of its server: counted.
+        tally = target.tally if is_api_endpoint(scope["path"]) else None
         try:
-            await self._forward(target, scope, receive, send)
+            await self._forward(target.url, tally, scope, receive, send)
         finally:
             self.inflight[target.url] -= 1
 
@@ -147,8 +156,10 @@ class Proxy:
         while self.inflight[target] > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
-    async def _forward(self, target: Backend, scope: Scope, receive: Receive, send: Send) -> None:
-        raw = target.url + scope["raw_path"].decode("latin-1")
+    async def _forward(
+        self, target: str, tally: Counts | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        raw = target + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             raw += "?" + scope["query_string"].decode("latin-1")
         url = URL(raw, encoded=True)
@@ -163,7 +174,6 @@ class Proxy:
         content, replayable = body
         session = self.client.session
         response: aiohttp.ClientResponse | None = None
-        tally = target.tally
         for attempt in range(2):
             started = perf_counter()
             try:
@@ -172,7 +182,8 @@ class Proxy:
                 )
                 break
             except aiohttp.ClientError as exc:
-                tally.record(unanswered(exc), perf_counter() - started)
+                if tally is not None:
+                    tally.record(unanswered(exc), perf_counter() - started)
                 retry = isinstance(exc, RETRYABLE) and not isinstance(exc, NOT_RETRYABLE)
                 if attempt or not replayable or not retry:
                     await _plain(send, 502, f"upstream failed: {exc!r}\n".encode())
@@ -203,7 +214,8 @@ class Proxy:
             raise
         finally:
             response.release()
-            tally.record(outcome, perf_counter() - started)
+            if tally is not None:
+                tally.record(outcome, perf_counter() - started)
 
 
 async def _body(scope: Scope, receive: Receive) -> tuple[bytes | AsyncIterator[bytes], bool] | None:
