@@ -166,8 +166,9 @@ def test_a_worker_that_dies_fails_on_the_endpoint_not_by_its_own_counters(world:
         code, lines, err = world.watch()
     assert by_itself.outcome in (Judgement.PASSED, Judgement.INCONCLUSIVE), by_itself.message
     assert "failed" not in [m.status for m in own]
+    # What it read, if anything (its /metrics may time out the whole bake), says whose word.
     read = [m for m in own if m.status != "error"]
-    assert read and all(m.self_reported and "(self-reported)" in m.message for m in read)
+    assert all(m.self_reported and "(self-reported)" in m.message for m in read)
     assert code == 4, err
     verdict = _verdict(lines)
     assert verdict["outcome"] == "failed" and verdict["metric"] == "error_rate", verdict
