@@ -11,13 +11,16 @@ Endpoints:
 Faults for rollout drills travel with the bundle: an optional `faults.yaml`
 next to this file (absent = healthy) with `error_ratio` (that fraction of
 predict calls answers HTTP 500, every Nth call, deterministic),
-`added_latency_ms`, and `degrade` (that fraction of predictions is made wrong
-on purpose; `true` = all).
+`added_latency_ms`, `degrade` (that fraction of predictions is made wrong
+on purpose; `true` = all), and `crash_ratio` (on that fraction of predict calls,
+every Nth, the worker process dies at once, `os._exit`: bentoml's own counters
+never see those requests, only the endpoint does).
 """
 
 from __future__ import annotations
 
 import math
+import os
 import threading
 import time
 import uuid
@@ -39,6 +42,8 @@ HERE = Path(__file__).resolve().parent
 FAULTS_FILE = HERE / "faults.yaml"
 ACCURACY_WINDOW = 100
 REMEMBERED_PREDICTIONS = 10_000
+# The exit status of a worker killed by `crash_ratio` (70: EX_SOFTWARE, a crash).
+CRASH_EXIT_CODE = 70
 
 rolling_accuracy = bentoml.metrics.Gauge(
     name="iris_rolling_accuracy",
@@ -61,6 +66,7 @@ class Faults(NamedTuple):
     error_ratio: Fraction = Fraction(0)
     added_latency_ms: float = 0.0
     degrade: Fraction = Fraction(0)
+    crash_ratio: Fraction = Fraction(0)
 
 
 def _ratio(value: Any, key: str) -> Fraction:
@@ -81,6 +87,7 @@ def load_faults(path: Path = FAULTS_FILE) -> Faults:
         error_ratio=_ratio(doc.get("error_ratio", 0), "error_ratio"),
         added_latency_ms=float(doc.get("added_latency_ms", 0)),
         degrade=_ratio(doc.get("degrade", 0), "degrade"),
+        crash_ratio=_ratio(doc.get("crash_ratio", 0), "crash_ratio"),
     )
 
 
@@ -126,6 +133,7 @@ class Iris:
         self.faults = load_faults()
         self.fail_next = EveryNth(self.faults.error_ratio)
         self.degrade_next = EveryNth(self.faults.degrade)
+        self.crash_next = EveryNth(self.faults.crash_ratio)
         self.lock = threading.Lock()
         self.predictions: OrderedDict[str, int] = OrderedDict()
         self.outcomes: deque[bool] = deque(maxlen=ACCURACY_WINDOW)
@@ -144,7 +152,9 @@ class Iris:
         if self.faults.added_latency_ms:
             time.sleep(self.faults.added_latency_ms / 1000)
         with self.lock:
-            failing = self.fail_next()
+            failing, crashing = self.fail_next(), self.crash_next()
+        if crashing:
+            os._exit(CRASH_EXIT_CODE)  # no answer, no count: as a segfault in native code
         if failing:
             raise InternalServerError("injected fault (faults.yaml error_ratio)")
         predicted = self._classify(features)

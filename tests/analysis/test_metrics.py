@@ -22,6 +22,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 from releasectl.analysis.engine import (
     Cause,
     Judgement,
+    Measurement,
     MetricsError,
     Status,
     Window,
@@ -39,8 +40,9 @@ from releasectl.analysis.exposition import (
     window_values,
 )
 from releasectl.analysis.promql import build_queries, promql_duration, render_query
-from releasectl.analysis.sources import PrometheusSource, ScrapeSource, open_source
+from releasectl.analysis.sources import EndpointMetrics, PrometheusSource, ScrapeSource, open_source
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
+from releasectl.serving.local.meter import Meter
 from testing import paths
 
 FIXTURES = paths.FIXTURES / "metrics"
@@ -384,6 +386,70 @@ def test_open_source_picks_the_spec_source() -> None:
     prom = spec(source={"kind": "prometheus", "url": "http://127.0.0.1:1"})
     with open_source(prom, "1.0.0") as source:
         assert isinstance(source, PrometheusSource)
+
+
+# --- measured by the endpoint (docs/ARCHITECTURE.md, "Measured by the endpoint") ---------
+
+
+def test_the_endpoint_measures_error_rate_and_the_bento_reports_only_its_gauges() -> None:
+    """The bento's own counters see every request it finished answer 200; the endpoint
+    saw a fifth of them dropped. Error rate is the endpoint's; the gauge, self-reported."""
+    bento, meter = FakeBento(), Meter()
+    bento.accuracy.labels("2.0.0").set(0.97)
+    meter.tally("iris", "1.0.0", "live").record("5xx", 0.01)  # the old version: not counted
+    agents = itertools.count()
+    reads: list[str] = []
+
+    def traffic() -> None:
+        bento.serve("2.0.0", ok=8)
+        tally = meter.tally("iris", "2.0.0", "live")
+        for outcome in ["2xx"] * 8 + ["reset", "timeout"]:
+            tally.record(outcome, 0.02)
+
+    def route(request: httpx.Request) -> httpx.Response:
+        reads.append(request.url.host)
+        if request.url.host == "agent":
+            return httpx.Response(200, text=meter.exposition().decode())
+        return httpx.Response(200, text=bento.exposition()[1])
+
+    def agent_url() -> str:
+        return f"http://agent/metrics?n={next(agents)}"  # asked at every scrape
+
+    analysis = spec(
+        metrics={"custom": [{"name": "accuracy", "metric": "model_accuracy", "min": 0.9}]}
+    )
+    clock, events = FakeClock(traffic), list[Measurement]()
+    endpoint = EndpointMetrics(agent_url, "iris")
+    transport = httpx.MockTransport(route)
+    with ScrapeSource(
+        "http://bento", analysis, "2.0.0", fresh=True, endpoint=endpoint, transport=transport
+    ) as source:
+        verdict = run_analysis(
+            analysis, source, "2.0.0", clock=clock, sleep=clock.sleep, on_measurement=events.append
+        )
+    assert verdict.outcome is Judgement.FAILED and verdict.metric == "error_rate"
+    assert verdict.value == pytest.approx(0.2) and next(agents) == len(reads) // 2
+    by_metric = {e.metric: e for e in events}
+    assert not by_metric["error_rate"].self_reported
+    assert by_metric["accuracy"].self_reported and by_metric["accuracy"].status == "successful"
+    assert by_metric["accuracy"].message.endswith("(self-reported)")
+    # Without custom metrics, the bento is not asked at all.
+    with ScrapeSource(
+        "http://bento", spec(), "2.0.0", endpoint=endpoint, transport=transport
+    ) as source:
+        reads.clear()
+        source.read()
+    assert reads == ["agent"]
+
+
+def test_a_bento_judged_by_its_own_metrics_alone_is_self_reported(serve: Any) -> None:
+    bento = FakeBento()
+    server = serve(bento.exposition)
+    verdict, events, _ = scrape_watch(
+        spec(), server.url, "2.0.0", lambda: bento.serve("2.0.0", ok=20)
+    )
+    assert verdict.outcome is Judgement.PASSED
+    assert all(e.self_reported and e.message.endswith("(self-reported)") for e in events)
 
 
 # --- accumulated windows (docs/ARCHITECTURE.md, "Analysis") ------------------------------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import importlib.util
 import io
 import shutil
 import tarfile
@@ -172,6 +173,24 @@ def test_faults_travel_with_the_bundle(tmp_path: Path) -> None:
     assert codes.count(500) == 5 and codes.count(200) == 5
     served = [answer.json() for answer in answers if answer.status_code == 200]
     assert {(p["version"], p["class"]) for p in served} == {("2.0.0", 1)}  # degraded: not setosa
+
+
+def test_crash_ratio_is_validated_like_the_other_faults(tmp_path: Path) -> None:
+    """The fault that kills the worker (docs/ARCHITECTURE.md, "Measured by the endpoint"):
+    a ratio between 0 and 1, every Nth predict call; anything else refuses to load."""
+    spec = importlib.util.spec_from_file_location("iris_service", IRIS_SRC / "service.py")
+    assert spec is not None and spec.loader is not None
+    service = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(service)
+    faults = tmp_path / "faults.yaml"
+    faults.write_text("crash_ratio: 0.2\n")
+    ratio = service.load_faults(faults).crash_ratio
+    pick = service.EveryNth(ratio)
+    assert [pick() for _ in range(10)] == [False] * 4 + [True] + [False] * 4 + [True]
+    for bad in ("crash_ratio: 1.5\n", "crash_ratio: -0.1\n", "crash_ration: 0.2\n"):
+        faults.write_text(bad)
+        with pytest.raises(ValueError, match=r"crash_ratio|unknown keys"):
+            service.load_faults(faults)
 
 
 def test_imported_weights_build_the_same_bundle(built: Built, tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from typing import Any, cast
 import httpx
 import pytest
 
+from releasectl.analysis.engine import Judgement, Measurement, run_analysis
+from releasectl.analysis.sources import ScrapeSource
 from releasectl.loopback import free_port
+from releasectl.manifest.analysis import AnalysisSpec
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
 from testing.processes import state_home
@@ -134,6 +137,43 @@ def test_degraded_predictions_fail_on_accuracy(world: World) -> None:
     assert code == 4, err
     verdict = _verdict(lines)
     assert verdict["metric"] == "accuracy" and verdict["value"] < 0.9
+    assert world.live() == "1.0.0"
+
+
+def test_a_worker_that_dies_fails_on_the_endpoint_not_by_its_own_counters(world: World) -> None:
+    """The version's worker process dies on a fifth of its inputs: the requests it took
+    down never reach its own counters, only the endpoint's (docs/ARCHITECTURE.md,
+    "Measured by the endpoint"). Each death stalls the one worker for seconds (a new
+    process loads the model), so one window over enough requests decides
+    (failure_limit 0), and scrapes of the version's own /metrics that time out while
+    it restarts may not end its judgement before the bake does."""
+    analysis = {
+        **FAST,
+        "failure_limit": 0,
+        "consecutive_error_limit": 4,
+        "metrics": {"error_rate": {"max": 0.05}},
+    }
+    bad = world.release_and_deploy("crash_ratio: 0.2\n", analysis)
+    port = json.loads(world.repo.ok("status", "iris", "--json"))[0]["live"]["port"]
+    spec = AnalysisSpec.model_validate(analysis)
+    own: list[Measurement] = []
+    with Load(world.url) as load:
+        load.wait_for(5, deadline=60)
+        # Judged by its own /metrics alone, as the local target judged it before.
+        with ScrapeSource(f"http://127.0.0.1:{port}", spec, bad, fresh=True) as source:
+            by_itself = run_analysis(spec, source, bad, on_measurement=own.append)
+        # Judged by what the endpoint measured: `watch`, as a user runs it.
+        code, lines, err = world.watch()
+    assert by_itself.outcome in (Judgement.PASSED, Judgement.INCONCLUSIVE), by_itself.message
+    assert "failed" not in [m.status for m in own]
+    # What it read, if anything (its /metrics may time out the whole bake), says whose word.
+    read = [m for m in own if m.status != "error"]
+    assert all(m.self_reported and "(self-reported)" in m.message for m in read)
+    assert code == 4, err
+    verdict = _verdict(lines)
+    assert verdict["outcome"] == "failed" and verdict["metric"] == "error_rate", verdict
+    assert verdict["value"] >= 0.15
+    assert not any(m.get("self_reported") for m in _measurements(lines))
     assert world.live() == "1.0.0"
 
 

@@ -114,6 +114,8 @@ class Reading:
     baseline: bool = False
     # Per sampled gauge (by check name): its samples counter's total now, baseline too.
     samples: dict[str, float] = field(default_factory=dict)
+    # The metrics read from the version's own counters, not measured by the endpoint.
+    self_reported: frozenset[str] = frozenset()
 
 
 class MetricSource(Protocol):
@@ -163,6 +165,9 @@ class Measurement(BaseModel):
     window_intervals: int = 1
     # A gauge with `samples`: how many its window holds (absent for the others).
     samples: float | None = Field(default=None, exclude_if=lambda v: v is None)
+    # Read from the version's own /metrics, which it could misreport (docs/ARCHITECTURE.md,
+    # "Measured by the endpoint"); absent when measured by the endpoint or unknown.
+    self_reported: bool = Field(default=False, exclude_if=lambda v: not v)
 
 
 class Judgement(StrEnum):
@@ -316,6 +321,7 @@ def measure(
             )
         if value is not None and math.isnan(value):
             value = None
+        mine = not isinstance(reading, Exception) and check.name in reading.self_reported
         events.append(
             Measurement(
                 version=version,
@@ -326,9 +332,10 @@ def measure(
                 requests=requests,
                 interval=interval,
                 elapsed_s=round(elapsed_s, 3),
-                message=message,
+                message=f"{message} (self-reported)" if mine else message,
                 window_intervals=window if check.per_request else span,
                 samples=grown,
+                self_reported=mine,
             )
         )
     return events

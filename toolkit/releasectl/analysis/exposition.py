@@ -27,25 +27,29 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from typing import NamedTuple
 
+from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
+from releasectl.analysis import endpoint
+from releasectl.analysis.endpoint import is_api_endpoint
 from releasectl.analysis.engine import MetricCheck, MetricsError, Reading
 from releasectl.manifest.analysis import CustomMetricSpec
 
 NAMESPACE = "bentoml_service"
-EXCLUDED_ENDPOINTS = frozenset(
-    {"/metrics", "/readyz", "/livez", "/healthz", "/docs.json", "/schema.json", "/"}
-)
-EXCLUDED_PREFIXES = ("/static_content/", "/assets/")
-# The same set as a PromQL regex (fully anchored by Prometheus).
+# `endpoint.EXCLUDED_ENDPOINTS` and `EXCLUDED_PREFIXES` as a PromQL regex
+# (fully anchored by Prometheus).
 EXCLUDED_ENDPOINTS_RE = (
     r"/metrics|/readyz|/livez|/healthz|/docs\.json|/schema\.json|/|/static_content/.*|/assets/.*"
 )
 QUANTILES = {"p50": 0.5, "p90": 0.9, "p95": 0.95, "p99": 0.99}
 
 
-def is_api_endpoint(endpoint: str) -> bool:
-    return endpoint not in EXCLUDED_ENDPOINTS and not endpoint.startswith(EXCLUDED_PREFIXES)
+def is_error(labels: Mapping[str, str]) -> bool:
+    """A request the version failed: a 5xx answer by its own count (`http_response_code`),
+    or by the endpoint's (`outcome`: 5xx, or never answered)."""
+    if "outcome" in labels:
+        return labels["outcome"] in endpoint.ERROR_OUTCOMES
+    return labels.get("http_response_code", "").startswith("5")
 
 
 # --- histogram_quantile, as PromQL computes it over classic buckets ------------------
@@ -178,6 +182,13 @@ class Scope(NamedTuple):
         return True
 
 
+def _families(text: str) -> list[Metric]:
+    try:
+        return list(text_string_to_metric_families(text))
+    except Exception as error:
+        raise MetricsError(f"not Prometheus text exposition: {first_line(error)}") from error
+
+
 def parse_exposition(
     text: str, scope: Scope, *, gauges: Iterable[str] = (), namespace: str = NAMESPACE
 ) -> Snapshot:
@@ -186,11 +197,7 @@ def parse_exposition(
     total_name = f"{namespace}_request_total"
     bucket_name = f"{namespace}_request_duration_seconds_bucket"
     snapshot = Snapshot({}, {}, defaultdict(list))
-    try:
-        families = list(text_string_to_metric_families(text))
-    except Exception as error:
-        raise MetricsError(f"not Prometheus text exposition: {first_line(error)}") from error
-    for family in families:
+    for family in _families(text):
         for sample in family.samples:
             labels = dict(sample.labels)
             if sample.name in (total_name, bucket_name):
@@ -201,6 +208,30 @@ def parse_exposition(
             elif sample.name in wanted_gauges and scope.admits(labels, required=False):
                 snapshot.gauges[sample.name].append((labels, float(sample.value)))
     return Snapshot(snapshot.requests, snapshot.buckets, dict(snapshot.gauges))
+
+
+def parse_endpoint(
+    text: str, model: str, version: str, roles: frozenset[str] | None = None
+) -> Snapshot:
+    """The endpoint's counts of one model's version (`releasectl.analysis.endpoint`) out
+    of the agent's exposition: every request it sent to that version, in any of `roles`
+    (None: every role it played). Every path counts: the endpoint forwards the callers'
+    requests, not a server's own probes."""
+    wanted = {"model": model, "version": version}
+    snapshot = Snapshot({}, {}, {})
+    names = {
+        f"{endpoint.REQUESTS}_total": snapshot.requests,
+        f"{endpoint.DURATION}_bucket": snapshot.buckets,
+    }
+    for family in _families(text):
+        for sample in family.samples:
+            target = names.get(sample.name)
+            labels = dict(sample.labels)
+            if target is None or any(labels.get(k) != v for k, v in wanted.items()):
+                continue
+            if roles is None or labels.get("role") in roles:
+                target[tuple(sorted(labels.items()))] = float(sample.value)
+    return snapshot
 
 
 def first_line(error: BaseException) -> str:
@@ -249,11 +280,7 @@ def window_values(
     """Error rate, latency quantiles and the request count over `increase`; custom
     gauges as of the `current` snapshot."""
     total = sum(increase.requests.values())
-    errors = sum(
-        v
-        for k, v in increase.requests.items()
-        if dict(k).get("http_response_code", "").startswith("5")
-    )
+    errors = sum(v for k, v in increase.requests.items() if is_error(dict(k)))
     by_le: dict[float, float] = defaultdict(float)
     for key, value in increase.buckets.items():
         by_le[float(dict(key)["le"])] += value

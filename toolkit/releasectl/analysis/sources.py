@@ -2,9 +2,13 @@
 
 Two sources implement `releasectl.analysis.engine.MetricSource`:
 
-- `ScrapeSource` scrapes a BentoML server's own `/metrics` each interval and computes
-  the interval's values from counter deltas (no Prometheus needed; the parsing and
-  the maths are `releasectl.analysis.exposition`);
+- `ScrapeSource` scrapes `/metrics` each interval and computes the interval's values
+  from counter deltas (no Prometheus needed; the parsing and the maths are
+  `releasectl.analysis.exposition`): with `EndpointMetrics`, error rate and latency
+  from the endpoint's own counts (the local agent's `/metrics`) and custom metrics from
+  the server's, which are self-reported; without, everything from a BentoML server's
+  own `/metrics`, all of it self-reported
+  (docs/ARCHITECTURE.md, "Measured by the endpoint");
 - `PrometheusSource` asks a Prometheus server's `/api/v1/query` with PromQL built from
   the spec (`releasectl.analysis.promql`).
 
@@ -20,7 +24,8 @@ from __future__ import annotations
 import math
 import os
 import ssl
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import httpx
@@ -34,6 +39,7 @@ from releasectl.analysis.exposition import (
     accumulate,
     first_line,
     interval_increase,
+    parse_endpoint,
     parse_exposition,
     sample_totals,
     window_values,
@@ -44,6 +50,17 @@ from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 
 # --- the scrape source -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndpointMetrics:
+    """Where a scrape source reads the endpoint's counts of a model's version: `url()`
+    gives the `/metrics` URL, asked at every scrape (the local agent's port changes
+    when it restarts); `roles`: the roles counted, None for every role."""
+
+    url: Callable[[], str]
+    model: str
+    roles: frozenset[str] | None = None
 
 
 class ScrapeSource:
@@ -63,8 +80,10 @@ class ScrapeSource:
         namespace: str = NAMESPACE,
         transport: httpx.BaseTransport | None = None,
         fresh: bool = False,
+        endpoint: EndpointMetrics | None = None,
     ) -> None:
         self.url = base_url.rstrip("/") + "/metrics"
+        self._endpoint = endpoint
         # A server started for this version counts from zero: the first scrape
         # then already measures everything since the deploy, which saves a
         # whole interval of detection time.
@@ -72,6 +91,10 @@ class ScrapeSource:
         self._scope = Scope(version, service_name)
         self._checks = checks_for(spec)
         self._customs = spec.metrics.custom
+        self._gauges = [n for c in self._customs for n in (c.metric, c.samples) if n]
+        self._self_reported = frozenset(
+            c.name for c in self._checks if endpoint is None or not c.per_request
+        )
         self._namespace = namespace
         self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
         self._previous: Snapshot | None = None
@@ -79,12 +102,7 @@ class ScrapeSource:
 
     def read(self, window: Window | None = None) -> Reading:
         """The values of `window` (None: of the interval since the last scrape alone)."""
-        current = parse_exposition(
-            self._fetch(),
-            self._scope,
-            gauges=[n for c in self._customs for n in (c.metric, c.samples) if n],
-            namespace=self._namespace,
-        )
+        current = self._snapshot()
         previous, self._previous = self._previous, current
         if previous is None and self._fresh:
             previous = Snapshot({}, {}, {})
@@ -96,15 +114,29 @@ class ScrapeSource:
             increase = accumulate(self._window[1], increase)
         self._window = (window.start, increase) if window is not None else None
         found = window_values(increase, current, self._checks, self._customs)
-        return replace(found, samples=sample_totals(current, self._customs))
+        samples = sample_totals(current, self._customs)
+        return replace(found, samples=samples, self_reported=self._self_reported)
 
-    def _fetch(self) -> str:
+    def _snapshot(self) -> Snapshot:
+        """The counters now: the endpoint's requests, when it measures, with the server's
+        gauges (read only when there are some); else everything from the server."""
+        if self._endpoint is None:
+            text, gauges = self._fetch(self.url), self._gauges
+            return parse_exposition(text, self._scope, gauges=gauges, namespace=self._namespace)
+        at = self._endpoint
+        counted = parse_endpoint(self._fetch(at.url()), at.model, self._scope.version, at.roles)
+        if not self._gauges:
+            return counted
+        own = parse_exposition(self._fetch(self.url), self._scope, gauges=self._gauges)
+        return Snapshot(counted.requests, counted.buckets, own.gauges)
+
+    def _fetch(self, url: str) -> str:
         try:
-            response = self._client.get(self.url)
+            response = self._client.get(url)
         except httpx.HTTPError as error:
-            raise MetricsError(f"cannot scrape {self.url}: {first_line(error)}") from error
+            raise MetricsError(f"cannot scrape {url}: {first_line(error)}") from error
         if response.status_code != 200:
-            raise MetricsError(f"cannot scrape {self.url}: HTTP {response.status_code}")
+            raise MetricsError(f"cannot scrape {url}: HTTP {response.status_code}")
         return response.text
 
     def close(self) -> None:
@@ -283,14 +315,18 @@ def open_source(
     service_name: str | None = None,
     fresh: bool = False,
     version_label: str = "service_version",
+    endpoint: EndpointMetrics | None = None,
 ) -> ScrapeSource | PrometheusSource:
     """The source the spec asks for. `base_url` is the deployed server (scrape
-    source); `fresh`: that server was started for this version; `version_label`:
-    the label the Prometheus source's queries match the version on."""
+    source); `fresh`: that server and the endpoint's counts of it started for this
+    version; `version_label`: the label the Prometheus source's queries match the
+    version on; `endpoint`: where the scrape source reads error rate and latency."""
     if isinstance(spec.source, PrometheusSourceSpec):
         return PrometheusSource(
             spec.source.url, spec, version, service_name=service_name, version_label=version_label
         )
     if base_url is None:
         raise MetricsError("the scrape source needs the deployed server's base URL")
-    return ScrapeSource(base_url, spec, version, service_name=service_name, fresh=fresh)
+    return ScrapeSource(
+        base_url, spec, version, service_name=service_name, fresh=fresh, endpoint=endpoint
+    )

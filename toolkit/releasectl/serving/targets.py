@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, ClassVar, Protocol
 
 from releasectl import git as g
 from releasectl import loopback
-from releasectl.analysis.sources import PrometheusSource, ScrapeSource, open_source
+from releasectl.analysis.sources import (
+    EndpointMetrics,
+    PrometheusSource,
+    ScrapeSource,
+    open_source,
+)
 from releasectl.bundles.digest import content_digest
 from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
@@ -213,10 +218,16 @@ class Local:
         return Live(model, live.version, trusted(git, model).manifest, live.port)
 
     def metric_source(self, live: Live) -> ScrapeSource | PrometheusSource:
-        # The live slot's own server runs this version only, from zero counters:
-        # its first scrape already measures everything since it went live.
+        # Error rate and latency as the endpoint measured them, not as the version
+        # reports them; custom metrics from the live server's own /metrics,
+        # self-reported (docs/ARCHITECTURE.md, "Measured by the endpoint"). Both count
+        # from zero for a version that went live on a new server: the first scrape
+        # already measures everything since.
         base = loopback.url(live.port) if live.port is not None else None
-        return open_source(live.manifest.analysis, live.version, base_url=base, fresh=True)
+        endpoint = EndpointMetrics(self._agent().metrics_url, live.model)
+        return open_source(
+            live.manifest.analysis, live.version, base_url=base, fresh=True, endpoint=endpoint
+        )
 
     def plan_recovery(self, git: g.Git, model: str, version: str) -> rec.Recovery | None:
         return rec.plan(git, model, version)

@@ -1,8 +1,10 @@
 """The long-running local agent: `python -m releasectl.serving.local.agent --home DIR`
 (docs/ARCHITECTURE.md, "Deploy targets").
 
-It serves a small JSON control API on 127.0.0.1 (port and token in `local/agent.json`) and, in
-the same event loop, one forwarding endpoint per model. It never imports bentoml: servers are
+It serves a small JSON control API on 127.0.0.1 (port and token in `local/agent.json`), the
+endpoints' counts on `/metrics` (Prometheus text, read without the token:
+docs/ARCHITECTURE.md, "Measured by the endpoint") and, in the same event loop, one
+forwarding endpoint per model. It never imports bentoml: servers are
 child processes. SIGTERM/SIGINT stop the agent only (servers keep running and are adopted by the
 next agent); `POST /v1/stop` stops the servers too.
 """
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -63,6 +66,7 @@ class Agent:
             Route("/v1/deploy", self.deploy, methods=["POST"]),
             Route("/v1/status", self.status, methods=["GET"]),
             Route("/v1/stop", self.stop, methods=["POST"]),
+            Route("/metrics", self.metrics, methods=["GET"]),
         ]
         return Starlette(routes=routes, exception_handlers={ReleasectlError: self._error})
 
@@ -82,6 +86,10 @@ class Agent:
         # Checked by the tests: the agent must stay small, so it never loads bentoml.
         body["bentoml_loaded"] = "bentoml" in sys.modules
         return JSONResponse(body)
+
+    async def metrics(self, request: Request) -> Response:
+        # No token: counts of requests, read-only, on 127.0.0.1, like a bento's own /metrics.
+        return Response(self.supervisor.meter.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     async def deploy(self, request: Request) -> Response:
         self._check(request)

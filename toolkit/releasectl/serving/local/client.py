@@ -92,6 +92,15 @@ class LocalTarget:
         """The running agent, or None; never starts one."""
         return self._live_agent()
 
+    def metrics_url(self) -> str:
+        """The running agent's `/metrics` (what its endpoints measured), from its record:
+        no call, so that a scrape can ask at every read (docs/ARCHITECTURE.md,
+        "Measured by the endpoint")."""
+        info = load_agent_info(self.paths)
+        if info is None:
+            raise OperationFailed("the local agent is not running: no endpoint counts to read")
+        return info.url + "/metrics"
+
     def start(self) -> tuple[AgentInfo, bool]:
         """The agent, started unless it runs; and whether this call started it."""
         before = self._live_agent()

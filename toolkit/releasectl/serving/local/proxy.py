@@ -1,8 +1,15 @@
 """The stable per-model endpoint: an ASGI app (served by uvicorn) that forwards every path and
 method to the live slot through one pooled `aiohttp.ClientSession`.
 
-Switching is one assignment (`proxy.target = url`): each request reads the target once when it
-arrives, so requests in flight finish on the slot that took them.
+Switching is one assignment (`proxy.target = Backend(url, tally)`): each request reads the
+target once when it arrives, so requests in flight finish on the slot that took them, and are
+counted for the version that answered them.
+
+Every call of a version's API (not its probes, `/metrics` or docs) is counted in that version's
+`Counts` (`meter.py`): its status
+class, or why the version never answered it (refused, dropped, timed out), and its latency
+(docs/ARCHITECTURE.md, "Measured by the endpoint"). A request replayed after a dropped
+connection is two requests to the version: the dropped one is its error.
 
 Per request the proxy works on the ASGI scope directly (no starlette Request) and uses aiohttp's
 client rather than httpx: with httptools and uvloop (`uvicorn[standard]`) that took the agent's
@@ -17,12 +24,23 @@ import contextlib
 import socket
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from time import perf_counter
 from typing import Any
 
 import aiohttp
 import uvicorn
 from starlette.types import Receive, Scope, Send
 from yarl import URL
+
+from releasectl.analysis.endpoint import (
+    CONNECT_ERROR,
+    RESET,
+    TIMEOUT,
+    is_api_endpoint,
+    status_class,
+)
+from releasectl.serving.local.meter import Counts
 
 HOP_BY_HOP = frozenset(
     {
@@ -92,10 +110,28 @@ def upstream_client() -> Upstream:
     return Upstream()
 
 
+@dataclass(frozen=True)
+class Backend:
+    """Where requests go (a slot's base URL) and the tally they are counted in: the
+    version's, in the role it plays (docs/ARCHITECTURE.md, "Measured by the endpoint")."""
+
+    url: str
+    tally: Counts
+
+
+def unanswered(exc: BaseException) -> str:
+    """Why a version never answered a request: the endpoint's outcome for it."""
+    if isinstance(exc, TimeoutError | aiohttp.ServerTimeoutError):
+        return TIMEOUT
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return CONNECT_ERROR
+    return RESET
+
+
 class Proxy:
     def __init__(self, client: Upstream) -> None:
         self.client = client
-        self.target: str | None = None
+        self.target: Backend | None = None
         self.inflight: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -105,11 +141,13 @@ class Proxy:
         if target is None:
             await _plain(send, 503, b"no live version\n")
             return
-        self.inflight[target] += 1
+        self.inflight[target.url] += 1
+        # A call to the model's API, not a probe of its server: counted.
+        tally = target.tally if is_api_endpoint(scope["path"]) else None
         try:
-            await self._forward(target, scope, receive, send)
+            await self._forward(target.url, tally, scope, receive, send)
         finally:
-            self.inflight[target] -= 1
+            self.inflight[target.url] -= 1
 
     async def drained(self, target: str, timeout: float) -> None:
         """Wait until no request is in flight to `target` (or the timeout passes)."""
@@ -118,7 +156,9 @@ class Proxy:
         while self.inflight[target] > 0 and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
-    async def _forward(self, target: str, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _forward(
+        self, target: str, tally: Counts | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         raw = target + scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             raw += "?" + scope["query_string"].decode("latin-1")
@@ -135,22 +175,21 @@ class Proxy:
         session = self.client.session
         response: aiohttp.ClientResponse | None = None
         for attempt in range(2):
+            started = perf_counter()
             try:
                 response = await session.request(
                     scope["method"], url, headers=headers, data=content, allow_redirects=False
                 )
                 break
-            except NOT_RETRYABLE as exc:
-                await _plain(send, 502, f"upstream failed: {exc!r}\n".encode())
-                return
-            except RETRYABLE as exc:
-                if attempt or not replayable:
+            except aiohttp.ClientError as exc:
+                if tally is not None:
+                    tally.record(unanswered(exc), perf_counter() - started)
+                retry = isinstance(exc, RETRYABLE) and not isinstance(exc, NOT_RETRYABLE)
+                if attempt or not replayable or not retry:
                     await _plain(send, 502, f"upstream failed: {exc!r}\n".encode())
                     return
-            except aiohttp.ClientError as exc:
-                await _plain(send, 502, f"upstream failed: {exc!r}\n".encode())
-                return
         assert response is not None
+        outcome = status_class(response.status)
         try:
             start = {
                 "type": "http.response.start",
@@ -170,8 +209,13 @@ class Proxy:
             async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+        except aiohttp.ClientError as exc:
+            outcome = unanswered(exc)  # the version dropped its answer half-way
+            raise
         finally:
             response.release()
+            if tally is not None:
+                tally.record(outcome, perf_counter() - started)
 
 
 async def _body(scope: Scope, receive: Receive) -> tuple[bytes | AsyncIterator[bytes], bool] | None:

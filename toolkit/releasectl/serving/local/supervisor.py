@@ -20,8 +20,10 @@ import httpx
 import psutil
 
 from releasectl import loopback
+from releasectl.analysis.endpoint import LIVE
 from releasectl.errors import BadInput, OperationFailed
 from releasectl.serving.local import procs
+from releasectl.serving.local.meter import Meter
 from releasectl.serving.local.models import (
     DeployOutcome,
     DeployRequest,
@@ -29,7 +31,7 @@ from releasectl.serving.local.models import (
     Health,
     ModelStatus,
 )
-from releasectl.serving.local.proxy import Endpoint, upstream_client
+from releasectl.serving.local.proxy import Backend, Endpoint, upstream_client
 from releasectl.serving.local.state import (
     ModelState,
     Paths,
@@ -76,6 +78,9 @@ class Supervisor:
         self.paths = paths
         self.state = load_state(paths)
         self.upstream = upstream_client()
+        # What the endpoints measure, served on the agent's /metrics
+        # (docs/ARCHITECTURE.md, "Measured by the endpoint").
+        self.meter = Meter()
         self.probe = httpx.AsyncClient(trust_env=False, timeout=2.0)
         self.endpoints: dict[str, Endpoint] = {}
         self.locks: dict[str, asyncio.Lock] = {}
@@ -91,7 +96,7 @@ class Supervisor:
             if ms.live is not None:
                 try:
                     ep = await self.endpoint(ms.model, ms.port)
-                    ep.proxy.target = slot_url(ms.live)
+                    ep.proxy.target = self.backend(ms.live)
                 except OperationFailed as exc:
                     ms.message = exc.message
         self.save()
@@ -120,6 +125,10 @@ class Supervisor:
         await self.upstream.aclose()
         await self.probe.aclose()
         return stopped
+
+    def backend(self, slot: Slot) -> Backend:
+        """Where the endpoint sends a live slot's requests, and where it counts them."""
+        return Backend(slot_url(slot), self.meter.tally(slot.model, slot.version, LIVE))
 
     def lock(self, model: str) -> asyncio.Lock:
         return self.locks.setdefault(model, asyncio.Lock())
@@ -210,7 +219,7 @@ class Supervisor:
                 assert ms.live is not None
                 ms.live.release = req.release  # the same content, maybe a newer state
                 ms.raise_high_water(ms.live)
-                ep.proxy.target = slot_url(ms.live)
+                ep.proxy.target = self.backend(ms.live)
                 self._outcome(ms, req, True, f"{req.version} was already live")
                 self.save()
                 return self._result(ms, req, "none", previous, started)
@@ -327,7 +336,7 @@ class Supervisor:
         ms.message = None
         # State first: an agent killed right here restarts into the new truth.
         self.save()
-        ep.proxy.target = slot_url(new)
+        ep.proxy.target = self.backend(new)
         for slot in retire:
             self._later(self._retire(ms.model, slot))
 
@@ -336,6 +345,9 @@ class Supervisor:
         if ep is not None:
             await ep.proxy.drained(slot_url(slot), DRAIN_TIMEOUT)
         await asyncio.to_thread(self._stop_now, [slot])
+        ms = self.state.models.get(model)
+        if ms is None or slot.version not in {s.version for s in ms.slots()}:
+            self.meter.forget(model, slot.version)
 
     def _stop_now(self, slots: list[Slot], grace: float = procs.STOP_GRACE) -> None:
         by_dir = procs.slot_processes(self.paths.root)
