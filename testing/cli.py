@@ -43,6 +43,16 @@ READ_AT_IMPORT = ("RELEASECTL_TEST_CRASH_AFTER_GIT", "RELEASECTL_TEST_GIT_TRACE"
 _COUNT_FILE = os.environ.get("RELEASECTL_TEST_CLI_COUNT")
 
 
+def _store_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings fsspec and the S3 client read (FSSPEC_*, AWS_*)."""
+    return {k: v for k, v in env.items() if k.startswith(("FSSPEC_", "AWS_"))}
+
+
+# The store settings of the machine this process started on (a CA bundle, say),
+# before any test set its own: runs that keep them stay in this process.
+_STORE_SETTINGS = _store_settings(os.environ)
+
+
 def run(
     args: Sequence[str],
     cwd: Path | str | None = None,
@@ -79,8 +89,9 @@ def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[st
     if any(name.startswith("PYTHON") for name in given):  # read as the interpreter starts
         return True
     # fsspec reads its FSSPEC_* settings when imported and caches each store's
-    # client with the credentials it found: a store's settings need a new process.
-    if any(name.startswith(("FSSPEC_", "AWS_")) for name in env):
+    # client with the credentials it found: a store's settings other than the
+    # ones this process started with need a new process.
+    if _store_settings(env) != _STORE_SETTINGS:
         return True
     return any(a in PROCESS_WORDS for a in args)
 
