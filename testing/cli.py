@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 RELEASECTL = str(Path(sys.executable).with_name("releasectl"))
 
@@ -77,6 +79,23 @@ def run(
         )
     _count("in-process")
     return _in_process(args, where, full_env)
+
+
+def watch(cwd: Path, model: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    """`releasectl watch MODEL --json *args` in `cwd`, as a process of its own (a
+    watch switches the target's servers back, whose locks hold its PID), given
+    at most 3 minutes: its exit code, the JSON lines it printed, its stderr."""
+    _count("process")
+    proc = subprocess.run(
+        [RELEASECTL, "watch", model, "--json", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, lines, proc.stderr
 
 
 def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[str, str]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from releasectl import trailers
 from testing.repos import Repo
 
 
@@ -11,6 +12,13 @@ def release(repo: Repo, model: str, version: str, *, stable: bool = False) -> No
     repo.ok("release", model, version)
     if stable:
         repo.ok("mark-stable", model, version)
+
+
+def revert_message(model: str, frm: str, to: str, serial: int, reason: str = "it is bad") -> str:
+    """A revert commit's message as one written by hand would be: the subject and
+    reason `releasectl revert` writes, then its trailers (`releasectl.trailers`)."""
+    head = f'Revert "{model} {frm}": back to stable {to}\n\nReason: {reason}\n\n'
+    return head + trailers.block(trailers.revert(model, frm, to, serial))
 
 
 def iris_and_fraud(repo: Repo) -> dict[str, str]:
