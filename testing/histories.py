@@ -1,11 +1,82 @@
-"""The registry histories the tests need, built with the real commands on a scratch Repo."""
+"""The registry histories the tests need, built with the real commands on a scratch Repo.
+
+A history made of several releases costs seconds of git and signing, and many
+tests start from the same one on the same fresh registry. So each builder below
+marked `@replayed` runs once per process for a given starting state (refs,
+HEAD, configuration, signing key, a clean working tree, no remote): the
+repository it left is kept, and a later call on an equal start gets a copy of
+it (the paths in its git configuration pointed at the caller's repository and
+key), the state the same commands would have left there."""
 
 from __future__ import annotations
 
+import copy
+import functools
+import hashlib
+import os
+import shutil
+from collections.abc import Callable
 from pathlib import Path
+from typing import ParamSpec, TypeVar, cast
 
 from releasectl import trailers
 from testing.repos import Repo
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+# (builder, arguments, starting state) -> the repository it left, and what it returned
+_BUILT: dict[tuple[str, str, str], tuple[Repo, object]] = {}
+
+
+def _start(repo: Repo) -> str | None:
+    """The starting state a history depends on, paths made relative; None when
+    it cannot be replayed (a remote, or a working tree that is not clean)."""
+    refs, status, head = repo.snapshot()
+    if status or repo.git("remote"):
+        return None
+    config = repo.git("config", "--local", "--list")
+    config = config.replace(str(repo.path), "<repo>").replace(str(repo.key), "<key>")
+    public = Path(f"{repo.key}.pub").read_text()
+    state = "\0".join((refs, head, config, repo.email, public))
+    return hashlib.sha256(state.encode()).hexdigest()
+
+
+def _copy(src: Repo, path: Path, key: Path) -> Repo:
+    """`src`'s repository at `path`, signing with `key` (the same key's copy)."""
+    shutil.copytree(src.path, path, symlinks=True)
+    config = path / ".git" / "config"
+    text = config.read_text().replace(str(src.path), str(path)).replace(str(src.key), str(key))
+    config.write_text(text)
+    return Repo(path, key, src.email)
+
+
+def replayed(build: Callable[P, R]) -> Callable[P, R]:
+    """`build(repo, ...)` once per process and starting state; then a copy of
+    the repository it left (see the module's docstring)."""
+
+    @functools.wraps(build)
+    def replay(*args: P.args, **kwargs: P.kwargs) -> R:
+        repo = args[0]
+        assert isinstance(repo, Repo)
+        start = _start(repo) if "PYTEST_CURRENT_TEST" in os.environ else None
+        if start is None:
+            return build(*args, **kwargs)
+        key = (build.__name__, repr((args[1:], sorted(kwargs.items()))), start)
+        if key not in _BUILT:
+            root = Path(os.environ["HOME"]) / "histories" / f"{len(_BUILT)}"
+            (root / "keys").mkdir(parents=True)
+            signing = root / "keys" / "key"
+            shutil.copy2(repo.key, signing)
+            shutil.copy2(f"{repo.key}.pub", f"{signing}.pub")
+            scratch = _copy(repo, root / "repo", signing)
+            _BUILT[key] = (scratch, build(scratch, *args[1:], **kwargs))  # type: ignore[arg-type]
+        built, returned = _BUILT[key]
+        shutil.rmtree(repo.path)
+        _copy(built, repo.path, repo.key)
+        return cast(R, repo if returned is built else copy.deepcopy(returned))
+
+    return replay
 
 
 def release(repo: Repo, model: str, version: str, *, stable: bool = False) -> None:
@@ -21,6 +92,7 @@ def revert_message(model: str, frm: str, to: str, serial: int, reason: str = "it
     return head + trailers.block(trailers.revert(model, frm, to, serial))
 
 
+@replayed
 def iris_and_fraud(repo: Repo) -> dict[str, str]:
     """The acceptance history: iris 1.0.0 and 1.1.0 stable, then unrelated
     commits (code, docs, a fraud release), then iris 1.2.0 with changed and
@@ -48,6 +120,7 @@ MANIFEST = "model-releases/iris/release.yaml"
 ANALYSIS = "analysis:\n  interval: 10s\n  bake: 1m\n  metrics:\n    error_rate: {max: 0.05}\n"
 
 
+@replayed
 def iris_stable(repo: Repo, then: str | None = None) -> Repo:
     """iris with an analysis block, 1.0.0 released and stable; with `then`, a
     changed service released as that version on top."""
@@ -60,6 +133,17 @@ def iris_stable(repo: Repo, then: str | None = None) -> Repo:
         repo.commit(f"iris: {then}")
         release(repo, "iris", then)
     return repo
+
+
+@replayed
+def three_releases(repo: Repo) -> None:
+    """iris 1.0.0 (stable), 1.1.0 and 1.2.0 (current, not marked)."""
+    repo.add_model("iris")
+    release(repo, "iris", "1.0.0", stable=True)
+    for version in ("1.1.0", "1.2.0"):
+        repo.write("model-releases/iris/service.py", f"# iris {version}\n")
+        repo.commit(f"iris {version}")
+        release(repo, "iris", version)
 
 
 def stable_pair(
