@@ -15,6 +15,7 @@ import functools
 import hashlib
 import os
 import shutil
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import ParamSpec, TypeVar, cast
@@ -51,6 +52,13 @@ def _copy(src: Repo, path: Path, key: Path) -> Repo:
     return Repo(path, key, src.email)
 
 
+def _scratch_root() -> Path:
+    """Where built histories are kept: under the session's own HOME (conftest)."""
+    root = Path(os.environ["HOME"]) / "histories"
+    root.mkdir(exist_ok=True)
+    return root
+
+
 def replayed(build: Callable[P, R]) -> Callable[P, R]:
     """`build(repo, ...)` once per process and starting state; then a copy of
     the repository it left (see the module's docstring)."""
@@ -64,8 +72,8 @@ def replayed(build: Callable[P, R]) -> Callable[P, R]:
             return build(*args, **kwargs)
         key = (build.__name__, repr((args[1:], sorted(kwargs.items()))), start)
         if key not in _BUILT:
-            root = Path(os.environ["HOME"]) / "histories" / f"{len(_BUILT)}"
-            (root / "keys").mkdir(parents=True)
+            root = Path(tempfile.mkdtemp(dir=_scratch_root()))
+            (root / "keys").mkdir()
             signing = root / "keys" / "key"
             shutil.copy2(repo.key, signing)
             shutil.copy2(f"{repo.key}.pub", f"{signing}.pub")
@@ -114,6 +122,28 @@ def iris_and_fraud(repo: Repo) -> dict[str, str]:
     repo.commit("iris: new features")
     release(repo, "iris", "1.2.0")
     return {"head": repo.head()}
+
+
+@replayed
+def iris_and_bad_fraud(repo: Repo) -> None:
+    """The acceptance history (`iris_and_fraud`), plus fraud 2.0.0 stable and a
+    changed fraud released as 2.1.0."""
+    iris_and_fraud(repo)
+    repo.ok("mark-stable", "fraud", "2.0.0")
+    repo.write("model-releases/fraud/service.py", "# fraud v2.1\n")
+    repo.commit("fraud: new rules")
+    release(repo, "fraud", "2.1.0")
+
+
+@replayed
+def iris_released(repo: Repo, stable: str, *more: str) -> Repo:
+    """iris added, released as `stable` and marked so, then released again as
+    each of `more` (the same content)."""
+    repo.add_model("iris")
+    release(repo, "iris", stable, stable=True)
+    for version in more:
+        release(repo, "iris", version)
+    return repo
 
 
 MANIFEST = "model-releases/iris/release.yaml"
