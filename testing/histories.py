@@ -33,13 +33,13 @@ _BUILT: dict[tuple[str, str, str], tuple[Repo, object]] = {}
 def _start(repo: Repo) -> str | None:
     """The starting state a history depends on, paths made relative; None when
     it cannot be replayed (a remote, or a working tree that is not clean)."""
+    public_key = Path(f"{repo.key}.pub")
     refs, status, head = repo.snapshot()
-    if status or repo.git("remote"):
+    if status or repo.git("remote") or not public_key.is_file():
         return None
     config = repo.git("config", "--local", "--list")
     config = config.replace(str(repo.path), "<repo>").replace(str(repo.key), "<key>")
-    public = Path(f"{repo.key}.pub").read_text()
-    state = "\0".join((refs, head, config, repo.email, public))
+    state = "\0".join((refs, head, config, repo.email, public_key.read_text()))
     return hashlib.sha256(state.encode()).hexdigest()
 
 
