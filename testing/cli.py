@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import os
 import subprocess
 import sys
@@ -28,6 +29,7 @@ import tempfile
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 RELEASECTL = str(Path(sys.executable).with_name("releasectl"))
 
@@ -41,6 +43,16 @@ READ_AT_IMPORT = ("RELEASECTL_TEST_CRASH_AFTER_GIT", "RELEASECTL_TEST_GIT_TRACE"
 # How many runs of each kind this process made (read by the count in the report
 # of a run: `RELEASECTL_TEST_CLI_COUNT=<file>` appends one line per run).
 _COUNT_FILE = os.environ.get("RELEASECTL_TEST_CLI_COUNT")
+
+
+def _store_settings(env: Mapping[str, str]) -> dict[str, str]:
+    """The settings fsspec and the S3 client read (FSSPEC_*, AWS_*)."""
+    return {k: v for k, v in env.items() if k.startswith(("FSSPEC_", "AWS_"))}
+
+
+# The store settings of the machine this process started on (a CA bundle, say),
+# before any test set its own: runs that keep them stay in this process.
+_STORE_SETTINGS = _store_settings(os.environ)
 
 
 def run(
@@ -69,6 +81,23 @@ def run(
     return _in_process(args, where, full_env)
 
 
+def watch(cwd: Path, model: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
+    """`releasectl watch MODEL --json *args` in `cwd`, as a process of its own (a
+    watch switches the target's servers back, whose locks hold its PID), given
+    at most 3 minutes: its exit code, the JSON lines it printed, its stderr."""
+    _count("process")
+    proc = subprocess.run(
+        [RELEASECTL, "watch", model, "--json", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
+    return proc.returncode, lines, proc.stderr
+
+
 def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[str, str]) -> bool:
     """Whether `releasectl *args`, with `given` added to the environment (making
     `env`), must be a process of its own."""
@@ -79,8 +108,9 @@ def needs_process(args: Sequence[str], given: Mapping[str, str], env: Mapping[st
     if any(name.startswith("PYTHON") for name in given):  # read as the interpreter starts
         return True
     # fsspec reads its FSSPEC_* settings when imported and caches each store's
-    # client with the credentials it found: a store's settings need a new process.
-    if any(name.startswith(("FSSPEC_", "AWS_")) for name in env):
+    # client with the credentials it found: a store's settings other than the
+    # ones this process started with need a new process.
+    if _store_settings(env) != _STORE_SETTINGS:
         return True
     return any(a in PROCESS_WORDS for a in args)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from testing.histories import release
+from testing.histories import iris_released
 from testing.repos import Repo, assert_refused
 
 MANIFEST = "model-releases/iris/release.yaml"
@@ -14,10 +14,7 @@ MANIFEST = "model-releases/iris/release.yaml"
 
 @pytest.fixture
 def iris(registry: Repo) -> Repo:
-    registry.add_model("iris")
-    release(registry, "iris", "1.0.0", stable=True)
-    release(registry, "iris", "1.1.0")
-    return registry
+    return iris_released(registry, "1.0.0", "1.1.0")
 
 
 def _break_manifest(repo: Repo, text: str) -> None:

@@ -21,7 +21,7 @@ import pytest
 
 from releasectl.loopback import free_port
 from testing.cli import run as run_cli
-from testing.histories import release
+from testing.histories import iris_released, release
 from testing.repos import RELEASECTL, Repo, clone, git, make_key
 
 MANIFEST = "model-releases/iris/release.yaml"
@@ -169,9 +169,7 @@ def test_completion_offers_models_and_versions(registry: Repo) -> None:
 
 @pytest.fixture
 def iris(registry: Repo) -> Repo:
-    registry.add_model("iris")
-    release(registry, "iris", "1.0.0", stable=True)
-    return registry
+    return iris_released(registry, "1.0.0")
 
 
 def test_shared_options_after_the_subcommand(iris: Repo, tmp_path: Path) -> None:

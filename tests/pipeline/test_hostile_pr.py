@@ -13,8 +13,7 @@ from typing import Any, cast
 
 import pytest
 
-from releasectl import trailers
-from testing.histories import MANIFEST, iris_stable, release
+from testing.histories import MANIFEST, iris_stable, release, revert_message
 from testing.repos import Repo, make_key
 
 MALLORY = "mallory@example.test"
@@ -24,11 +23,6 @@ MALLORY = "mallory@example.test"
 def iris(registry: Repo) -> Repo:
     """iris 1.0.0 stable, then 2.0.0 (a changed service) live on main."""
     return iris_stable(registry, then="2.0.0")
-
-
-def _message(frm: str, to: str, serial: int, reason: str = "it is bad") -> str:
-    head = f'Revert "iris {frm}": back to stable {to}\n\nReason: {reason}\n\n'
-    return head + trailers.block(trailers.revert("iris", frm, to, serial))
 
 
 def _fake_revert(
@@ -51,7 +45,7 @@ def _fake_revert(
     key, email = signer
     repo.git(
         "-c", f"user.signingkey={key}", "-c", f"user.email={email}",
-        "commit", "-q", "-S", "-m", _message(frm, to, serial),
+        "commit", "-q", "-S", "-m", revert_message("iris", frm, to, serial),
     )  # fmt: skip
     return repo.head()
 

@@ -6,7 +6,6 @@ a trickle is failed and reverted, not left live as "needs a human"."""
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,8 +14,9 @@ import pytest
 
 from releasectl.loopback import free_port
 from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.cli import watch
 from testing.processes import state_home
-from testing.repos import RELEASECTL, Repo
+from testing.repos import Repo
 from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
@@ -49,17 +49,6 @@ class Registry:
         self.repo.ok("deploy", "iris", "--no-watch")
         return version
 
-    def watch(self) -> tuple[int, list[dict[str, Any]], str]:
-        proc = subprocess.run(
-            [RELEASECTL, "watch", "iris", "--json"],
-            cwd=self.repo.path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        return proc.returncode, lines, proc.stderr
-
     def live(self) -> str:
         return str(json.loads(self.repo.ok("status", "iris", "--json"))[0]["live"]["version"])
 
@@ -86,7 +75,7 @@ def test_a_latency_fault_that_collapses_throughput_fails_and_is_reverted(
 ) -> None:
     bad = registry.release_and_deploy("added_latency_ms: 1000\n", LOW_TRAFFIC)
     with Load(registry.url, rate=20, clients=6):
-        code, lines, err = registry.watch()
+        code, lines, err = watch(registry.repo.path, "iris")
 
     assert code == 4, err
     verdict = lines[-1]["verdict"]
@@ -108,7 +97,7 @@ def test_a_latency_fault_that_collapses_throughput_fails_and_is_reverted(
 def test_no_traffic_is_still_inconclusive_after_inconclusive_limit(registry: Registry) -> None:
     version = registry.release_and_deploy(None, LOW_TRAFFIC)
     refs = registry.repo.snapshot()
-    code, lines, err = registry.watch()
+    code, lines, err = watch(registry.repo.path, "iris")
 
     assert code == 4, err
     assert lines[-1]["verdict"]["outcome"] == "inconclusive"
@@ -125,7 +114,7 @@ def test_a_healthy_trickle_accumulates_good_requests_and_passes(registry: Regist
     trickle = {**LOW_TRAFFIC, "bake": "12s", "inconclusive_limit": 3}
     good = registry.release_and_deploy(None, trickle)
     with Load(registry.url, rate=1.5, clients=1):
-        code, lines, err = registry.watch()
+        code, lines, err = watch(registry.repo.path, "iris")
 
     assert code == 0, err
     assert lines[-1]["verdict"]["outcome"] == "passed"

@@ -20,8 +20,9 @@ from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
+from testing.cli import watch
 from testing.processes import state_home
-from testing.repos import RELEASECTL, Repo, git
+from testing.repos import Repo, git
 from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
@@ -46,17 +47,6 @@ class World:
         r.ok("release", "iris", version)
         r.ok("deploy", "iris", "--no-watch")
         return version
-
-    def watch(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-        proc = subprocess.run(
-            [RELEASECTL, "watch", "iris", "--json", *args],
-            cwd=self.repo.path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        return proc.returncode, lines, proc.stderr
 
     def live(self) -> str:
         out = json.loads(self.repo.ok("status", "iris", "--json"))
@@ -91,7 +81,7 @@ def _measurements(lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def test_errors_fail_fast_and_are_reverted(world: World) -> None:
     bad = world.release_and_deploy("error_ratio: 0.2\n")
     with Load(world.url) as load:
-        code, lines, err = world.watch()
+        code, lines, err = watch(world.repo.path, "iris")
         switched = load.mark()
         load.wait_for(20)
     assert code == 4, err
@@ -114,7 +104,7 @@ def test_errors_fail_fast_and_are_reverted(world: World) -> None:
 def test_latency_fails_naming_metric_value_and_threshold(world: World) -> None:
     world.release_and_deploy("added_latency_ms: 300\n")
     with Load(world.url, rate=20, clients=10):
-        code, lines, err = world.watch()
+        code, lines, err = watch(world.repo.path, "iris")
     assert code == 4
     verdict = _verdict(lines)
     assert verdict["metric"] == "latency_ms.p95"
@@ -133,7 +123,7 @@ def test_degraded_predictions_fail_on_accuracy(world: World) -> None:
     }
     world.release_and_deploy("degrade: true\n", accuracy)
     with Load(world.url, feedback=True):
-        code, lines, err = world.watch()
+        code, lines, err = watch(world.repo.path, "iris")
     assert code == 4, err
     verdict = _verdict(lines)
     assert verdict["metric"] == "accuracy" and verdict["value"] < 0.9
@@ -180,7 +170,7 @@ def test_a_worker_that_dies_fails_on_the_endpoint_not_by_its_own_counters(world:
 def test_a_healthy_version_passes_and_is_marked_stable(world: World) -> None:
     good = world.release_and_deploy(None, FAST)
     with Load(world.url):
-        code, lines, err = world.watch("--push")
+        code, lines, err = watch(world.repo.path, "iris", "--push")
     assert code == 0, err
     assert lines[-1]["action"] == "marked-stable"
     assert _verdict(lines)["outcome"] == "passed"
@@ -192,7 +182,7 @@ def test_a_healthy_version_passes_and_is_marked_stable(world: World) -> None:
 def test_no_traffic_is_inconclusive_and_changes_nothing(world: World) -> None:
     version = world.release_and_deploy(None)
     refs = world.repo.snapshot()
-    code, lines, err = world.watch()
+    code, lines, err = watch(world.repo.path, "iris")
     assert code == 4
     verdict = _verdict(lines)
     assert verdict["outcome"] == "inconclusive"
@@ -299,10 +289,10 @@ def test_the_same_verdicts_through_a_prometheus_server(
     version = world.release_and_deploy(faults, _via(prometheus, metrics))
     refs = world.repo.snapshot()
     if load is None:
-        got, lines, err = world.watch()
+        got, lines, err = watch(world.repo.path, "iris")
     else:
         with Load(world.url, **load):
-            got, lines, err = world.watch()
+            got, lines, err = watch(world.repo.path, "iris")
     assert got == code, err
     verdict = _verdict(lines)
     assert verdict["outcome"] == outcome

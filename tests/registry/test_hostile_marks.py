@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.histories import release
+from testing.histories import three_releases
 from testing.repos import Repo, clone, git, make_key
 
 Forge = Callable[[Repo, str, str], None]
@@ -41,16 +41,6 @@ def copied(repo: Repo, name: str, target: str) -> None:
 
 
 FORGERIES = [lightweight, stranger_signed, copied]
-
-
-def three_releases(repo: Repo) -> None:
-    """iris 1.0.0 (stable), 1.1.0 and 1.2.0 (current, not marked)."""
-    repo.add_model("iris")
-    release(repo, "iris", "1.0.0", stable=True)
-    for version in ("1.1.0", "1.2.0"):
-        repo.write("model-releases/iris/service.py", f"# iris {version}\n")
-        repo.commit(f"iris {version}")
-        release(repo, "iris", version)
 
 
 def commit_of(repo: Repo, version: str) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from testing.histories import iris_and_fraud, release
+from testing.histories import iris_and_bad_fraud
 from testing.repos import RELEASECTL, Repo, clone, git
 
 ROUNDS = 10
@@ -16,11 +16,7 @@ ROUNDS = 10
 @pytest.fixture
 def template(tmp_path_factory: pytest.TempPathFactory, registry: Repo) -> Repo:
     """iris as in the acceptance history, plus fraud with a stable 2.0.0 and a bad 2.1.0."""
-    iris_and_fraud(registry)
-    registry.ok("mark-stable", "fraud", "2.0.0")
-    registry.write("model-releases/fraud/service.py", "# fraud v2.1\n")
-    registry.commit("fraud: new rules")
-    release(registry, "fraud", "2.1.0")
+    iris_and_bad_fraud(registry)
     return registry
 
 

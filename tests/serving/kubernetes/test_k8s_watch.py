@@ -9,9 +9,7 @@ relabelling would (testing/prometheus.py)."""
 
 from __future__ import annotations
 
-import json
 import socket
-import subprocess
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -27,9 +25,10 @@ from releasectl.manifest.schema import load
 from releasectl.names import manifest_path
 from releasectl.render.analysis_template import queries
 from testing.bentos import iris_registry, serving, set_analysis, set_faults
+from testing.cli import watch
 from testing.processes import bentoml_processes, state_home
 from testing.prometheus import prometheus_scraping
-from testing.repos import RELEASECTL, Repo, git, new_repo
+from testing.repos import Repo, git, new_repo
 from testing.traffic import Load
 
 pytestmark = pytest.mark.slow
@@ -107,17 +106,6 @@ class Cluster:
     def prometheus_port(self) -> int:
         return self.prometheus.port
 
-    def watch(self, *args: str) -> tuple[int, list[dict[str, Any]], str]:
-        proc = subprocess.run(
-            [RELEASECTL, "watch", "iris", "--json", *args],
-            cwd=self.repo.path,
-            capture_output=True,
-            text=True,
-            timeout=180,
-        )
-        lines = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-        return proc.returncode, lines, proc.stderr
-
     def remote_tags(self, prefix: str) -> str:
         return git(self.bare, "tag", "--list", f"{prefix}/iris/*")
 
@@ -161,7 +149,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 def test_a_version_other_than_the_declared_one_is_refused(cluster: Cluster) -> None:
     before = cluster.repo.snapshot()
-    code, lines, err = cluster.watch("--version", "9.0.0")
+    code, lines, err = watch(cluster.repo.path, "iris", "--version", "9.0.0")
     message = f"iris runs on kubernetes, where the branch's version {STABLE} is deployed, not 9.0.0"
     hint = "drop --version or pass the declared one"
     # --json: the error document is the only line; stderr has the one line.
@@ -174,7 +162,7 @@ def test_a_version_other_than_the_declared_one_is_refused(cluster: Cluster) -> N
 def test_a_healthy_version_is_marked_stable_on_the_remote(cluster: Cluster) -> None:
     cluster.repo.ok("release", "iris", HEALTHY, "--push")
     with cluster.serving(HEALTHY):
-        code, lines, err = cluster.watch("--push")
+        code, lines, err = watch(cluster.repo.path, "iris", "--push")
     assert code == 0, err
     assert lines[-1]["action"] == "marked-stable"
     assert lines[-1]["verdict"]["outcome"] == "passed"
@@ -186,7 +174,7 @@ def test_a_failing_version_is_reverted_and_pushed_and_nothing_runs_here(
 ) -> None:
     set_faults(cluster.repo, "error_ratio: 0.2\n", f"iris: faults for {FAULTY}")
     cluster.repo.ok("release", "iris", FAULTY, "--push")
-    code, lines, err = cluster.watch("--dry-run", "--push")
+    code, lines, err = watch(cluster.repo.path, "iris", "--dry-run", "--push")
     assert code == 0, err
     assert lines[0]["version"] == FAULTY
     assert lines[0]["on_fail"] == (
@@ -194,7 +182,7 @@ def test_a_failing_version_is_reverted_and_pushed_and_nothing_runs_here(
         "once it is pushed; exit 4"
     )
     with cluster.serving(FAULTY):
-        code, lines, err = cluster.watch("--push")
+        code, lines, err = watch(cluster.repo.path, "iris", "--push")
     assert code == 4, err
     result = lines[-1]
     assert result["verdict"]["outcome"] == "failed"
