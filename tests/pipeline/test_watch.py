@@ -153,7 +153,7 @@ def test_a_worker_that_dies_fails_on_the_endpoint_not_by_its_own_counters(world:
         with ScrapeSource(f"http://127.0.0.1:{port}", spec, bad, fresh=True) as source:
             by_itself = run_analysis(spec, source, bad, on_measurement=own.append)
         # Judged by what the endpoint measured: `watch`, as a user runs it.
-        code, lines, err = world.watch()
+        code, lines, err = watch(world.repo.path, "iris")
     assert by_itself.outcome in (Judgement.PASSED, Judgement.INCONCLUSIVE), by_itself.message
     assert "failed" not in [m.status for m in own]
     # What it read, if anything (its /metrics may time out the whole bake), says whose word.
