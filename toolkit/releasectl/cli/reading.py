@@ -141,10 +141,10 @@ def list_(ctx: typer.Context, json: JsonOption = False) -> None:
 @funnel()
 def history(ctx: typer.Context, model: ModelArg, json: JsonOption = False) -> None:
     """A model's releases and reverts, newest first (branch order), with what verifies."""
-    from releasectl.registry import history as reg
+    from releasectl.registry.history import history_of
 
     git = repo(ctx)
-    h = reg.history(git, model)
+    h = history_of(git, model)
 
     from releasectl.config import home
     from releasectl.registry.verified import history_report

@@ -214,11 +214,11 @@ def revert(
     json: JsonOption = False,
 ) -> None:
     """One signed commit back to the last stable release (+ rejected/ tag)."""
-    from releasectl.registry import history as reg
+    from releasectl.registry.history import prefetch
 
     git = repo(ctx)
     _recover(git, dry_run)
-    reg.prefetch(git, model)
+    prefetch(git, model)
 
     from releasectl.registry import revert as rv
 

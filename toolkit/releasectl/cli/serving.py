@@ -74,12 +74,12 @@ def build(
     json: JsonOption = False,
 ) -> None:
     """Build (or verify and re-use) a release's bundle from its tag; store it."""
-    from releasectl.registry import history as reg
     from releasectl.registry.builds import build_release
+    from releasectl.registry.history import current
     from releasectl.view import trust_root
 
     git = repo(ctx)
-    wanted = version or reg.current(git, model)[0].version
+    wanted = version or current(git, model)[0].version
     if not json:
         say(f"building {model} {wanted} from release/{model}/v{wanted} ...")
     from releasectl.cli.progress import terminal_progress

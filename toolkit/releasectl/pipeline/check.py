@@ -21,8 +21,8 @@ from releasectl.bundles.build import build_sources, explain_mismatch, recorded_f
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
-from releasectl.registry import history as reg
 from releasectl.registry.builds import stranded
+from releasectl.registry.history import history_of
 from releasectl.registry.succession import Succession
 from releasectl.registry.verified import highest_verified
 from releasectl.signing import commit_verdicts
@@ -439,7 +439,7 @@ def _check_history(git: g.Git, report: Report, model: str, manifest: mf.Manifest
             "a pull request never writes one; `releasectl revert` does",
             Refused,
         )
-    history = reg.history(git, model, report.base)
+    history = history_of(git, model, report.base)
     taken = history.get(manifest.version)  # a name taken, even by a tag that does not verify
     # Only releases that verify raise the bar: a hand-made tag blocks no pull request.
     newest = highest_verified(git, trust_root(git, report.base), history)

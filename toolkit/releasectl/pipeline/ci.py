@@ -22,7 +22,7 @@ from releasectl.names import check_model, model_dir, parse_tag, tag_name
 from releasectl.pipeline.check import changed_models
 from releasectl.pipeline.check import summary_line as summary_line  # part of this module's API
 from releasectl.pipeline.lock import LOCK_FILE, check_installed, read_source
-from releasectl.registry import history as reg
+from releasectl.registry.history import current
 from releasectl.signing import SSH_FILE
 from releasectl.text import one_line
 from releasectl.view import trust_root
@@ -116,7 +116,7 @@ def plan(git: g.Git) -> list[Item]:
         ]
     if name == "workflow_dispatch":
         model = check_model(str((payload.get("inputs") or {}).get("model", "")))
-        manifest, _ = reg.current(git, model, sha)
+        manifest, _ = current(git, model, sha)
         return [Item(model, "deploy", manifest.version)]
     raise BadInput(f"releasectl ci plan does not handle the event {name!r}")
 
@@ -124,7 +124,7 @@ def plan(git: g.Git) -> list[Item]:
 def _classify(git: g.Git, model: str, sha: str) -> Item:
     from releasectl.registry.revert import revert_problem
 
-    manifest, _ = reg.current(git, model, sha)
+    manifest, _ = current(git, model, sha)
     # Only a verified revert is fast-tracked; a rollback record and trailers
     # that anyone can write are not one (docs/ARCHITECTURE.md, "Revert").
     if (

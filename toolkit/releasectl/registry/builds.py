@@ -26,7 +26,7 @@ from releasectl.errors import BadInput, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import manifest_path
 from releasectl.progress import Progress, step
-from releasectl.registry import history as reg
+from releasectl.registry.history import history_of, require_verified
 from releasectl.signing import TrustRoot
 
 
@@ -59,11 +59,11 @@ def build_release(
     pin that way); the stored archive must then carry the same digest.
     `progress` hears of the long steps."""
     started = time.monotonic()
-    history = reg.history(git, model)
+    history = history_of(git, model)
     release = history.get(version)
     if release is None:
         raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
-    reg.require_verified(git, trust, release)
+    require_verified(git, trust, release)
     text = g.read_blob(git, release.commit, manifest_path(model))
     assert text is not None  # verified above
     manifest = mf.load(text, manifest_path(model), model=model)
@@ -99,7 +99,7 @@ def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
     """Where the artifacts of `model` `version` were stored when it was released, and
     how to bring them to `store`: a release made before `store:` was committed lives
     in the releasing clone's own store (docs/ARCHITECTURE.md, "The artifact store")."""
-    release = reg.history(git, model).get(version)
+    release = history_of(git, model).get(version)
     if release is None:
         where = "the artifact store of the clone that made it"
     else:

@@ -18,7 +18,14 @@ from releasectl import git as g
 from releasectl import view
 from releasectl.errors import OperationFailed
 from releasectl.names import parse_tag, tag_name
-from releasectl.registry import history as reg
+from releasectl.registry.history import (
+    Release,
+    TagRef,
+    prefetch_tags,
+    registry_tags,
+    verify_release,
+    verify_tag,
+)
 from releasectl.registry.sharing import remote_registry
 from releasectl.signing import TrustRoot
 
@@ -93,7 +100,7 @@ def _fix(remote: str, ref: str) -> str:
     return f"git push {remote} :{ref}"
 
 
-def _fetch_private(git: g.Git, remote: str, refs: list[str]) -> list[reg.TagRef]:
+def _fetch_private(git: g.Git, remote: str, refs: list[str]) -> list[TagRef]:
     """The remote's registry tags as this clone sees their objects, fetched by
     exact name below a private namespace that is removed afterwards."""
     if not refs:
@@ -102,16 +109,16 @@ def _fetch_private(git: g.Git, remote: str, refs: list[str]) -> list[reg.TagRef]
     g.delete_refs(git, stale)
     try:
         g.fetch(git, remote, [f"+{ref}:{_NAMESPACE}{ref}" for ref in refs])
-        return reg.registry_tags(git, [_NAMESPACE], under=_NAMESPACE)
+        return registry_tags(git, [_NAMESPACE], under=_NAMESPACE)
     finally:
         g.delete_refs(git, [f"{_NAMESPACE}{ref}" for ref in refs])
 
 
 def _judge(
-    git: g.Git, trust: TrustRoot, tip: str, tags: list[reg.TagRef], remote: str
+    git: g.Git, trust: TrustRoot, tip: str, tags: list[TagRef], remote: str
 ) -> list[RefFinding]:
     by_name = {tag.name: tag for tag in tags}
-    reg.prefetch_tags(git, trust, tags)
+    prefetch_tags(git, trust, tags)
     findings = []
     for tag in tags:
         problem = _problem(git, trust, tip, tag, by_name, remote)
@@ -125,19 +132,19 @@ def _problem(
     git: g.Git,
     trust: TrustRoot,
     tip: str,
-    tag: reg.TagRef,
-    by_name: dict[str, reg.TagRef],
+    tag: TagRef,
+    by_name: dict[str, TagRef],
     remote: str,
 ) -> str | None:
     """Why the remote's tag does not verify strictly (None: it does)."""
     parsed = parse_tag(tag.name)
     assert parsed is not None  # remote_registry kept only grammar names
-    check = reg.verify_tag(git, trust, tag)
+    check = verify_tag(git, trust, tag)
     if not check.ok:
         return check.detail
     if parsed.kind == "release":
-        release = reg.Release(parsed.model, parsed.version, tag)
-        for step in reg.verify_release(git, trust, release, marks=False)[1:]:
+        release = Release(parsed.model, parsed.version, tag)
+        for step in verify_release(git, trust, release, marks=False)[1:]:
             if not step.ok:
                 return f"{step.subject}: {step.detail}"
     else:

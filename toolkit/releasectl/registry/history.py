@@ -168,7 +168,7 @@ def _commit_id(git: g.Git, rev: str) -> str:
     return g.rev_parse(git, rev) or rev
 
 
-def history(git: g.Git, model: str, rev: str = "HEAD") -> History:
+def history_of(git: g.Git, model: str, rev: str = "HEAD") -> History:
     model = ModelName.parse(model)
     rev = _commit_id(git, rev)
     prefetch(git, model, rev)  # the two reads are independent: side by side
@@ -210,7 +210,7 @@ class RevertRecord:
     reason: str
 
 
-def reverts(git: g.Git, history: History) -> list[RevertRecord]:
+def revert_records(git: g.Git, history: History) -> list[RevertRecord]:
     """The model's revert commits on the branch, newest first, from the walk
     `history` already made; one more git call reads their dates, committers and
     reasons, and none at all when there is no revert."""

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 
 from releasectl import git as g
 from releasectl.errors import OperationFailed, PushRefused, Refused, ReleasectlError
-from releasectl.registry import history as registry
 from releasectl.registry import journal as jr
 from releasectl.registry import sharing
+from releasectl.registry.history import TagRef, discard_prefetched
 from releasectl.signing import TrustRoot, check_signing_key, commit_verdicts, tag_verdict
 
 MAX_PUSH_ATTEMPTS = 5
@@ -316,7 +316,7 @@ def land_pushed(
             )
         except g.GitError as exc:
             raise PushRefused(f"{remote} could not be read: {exc.line()}") from None
-        registry.discard_prefetched()  # plan from what this fetch brought
+        discard_prefetched()  # plan from what this fetch brought
         tip = g.rev_parse(git, tracking)
         if tip is None:
             raise OperationFailed(f"{remote} has no branch {remote_branch}")
@@ -413,7 +413,7 @@ def _push_base(
 
 
 def _conflicts(
-    remote: str, local: list[registry.TagRef], remote_tags: dict[str, str], incident: bool
+    remote: str, local: list[TagRef], remote_tags: dict[str, str], incident: bool
 ) -> list[str]:
     """Tags that differ between this clone and the remote: refused, or for an
     incident named and left alone."""

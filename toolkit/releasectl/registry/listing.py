@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from releasectl import git as g
 from releasectl.errors import BadInput, ReleasectlError
 from releasectl.names import ModelVersion, tag_name
-from releasectl.registry import history as reg
+from releasectl.registry.history import current, history_of, list_models, prefetch, verify_release
 from releasectl.registry.verified import (
     UNSIGNED_TRAILER,
     ignored_marks,
@@ -78,10 +78,10 @@ def listing(git: g.Git) -> Listing:
     read is a row carrying its error, and the others are still listed."""
     trust = trust_root(git)
     rows: list[ModelRow] = []
-    for model in reg.list_models(git):
+    for model in list_models(git):
         try:
-            manifest, _ = reg.current(git, model)
-            stable, _ = last_stable(git, trust, reg.history(git, model))
+            manifest, _ = current(git, model)
+            stable, _ = last_stable(git, trust, history_of(git, model))
         except ReleasectlError as exc:
             rows.append(ModelRow(model, error=exc))
             continue
@@ -143,15 +143,15 @@ class ShowReport:
 def show(git: g.Git, model: str, version: str | None, live: dict[str, object] | None) -> ShowReport:
     """The model's state at HEAD, or at the release `version`'s tag; `live` is
     what the local target serves (the caller's: the target is a layer above)."""
-    reg.prefetch(git, model)
+    prefetch(git, model)
     rev = "HEAD"
     if version is not None:
         ModelVersion.parse(version)
         rev = f"refs/tags/{tag_name('release', model, version)}"
         if g.rev_parse(git, rev) is None:
             raise BadInput(f"{model} has no release {version}")
-    manifest, _ = reg.current(git, model, rev)
-    h = reg.history(git, model)
+    manifest, _ = current(git, model, rev)
+    h = history_of(git, model)
     trust = trust_root(git)
     stable, passed_over = last_stable(git, trust, h)
     this = h.get(manifest.version)
@@ -218,12 +218,12 @@ def verify(git: g.Git, model: str, version: str | None, *, image: bool) -> Verif
     """Strictly verify the release `version` (default: the current one): its
     tag, signer, commit, manifest and marks; with `image`, once all of them
     hold, the registry's word on the image it pins."""
-    reg.prefetch(git, model)
-    wanted = version or reg.current(git, model)[0].version
-    release = reg.history(git, model).get(wanted)
+    prefetch(git, model)
+    wanted = version or current(git, model)[0].version
+    release = history_of(git, model).get(wanted)
     if release is None:
         raise BadInput(f"{model} has no release {wanted}")
-    checks = reg.verify_release(git, trust_root(git), release)
+    checks = verify_release(git, trust_root(git), release)
     if image and all(check.ok for check in checks):
         from releasectl.bundles.image import verify_release_image
 

@@ -11,7 +11,7 @@ from releasectl import git as g
 from releasectl import trailers
 from releasectl.errors import BadInput, Refused
 from releasectl.names import ModelName, ModelVersion, tag_name
-from releasectl.registry import history as reg
+from releasectl.registry.history import Release, history_of, require_verified
 from releasectl.registry.landing import (
     Change,
     Landed,
@@ -30,10 +30,10 @@ from releasectl.view import trust_root
 
 def plan_mark_stable(
     git: g.Git, trust: TrustRoot, model: str, version: str, base: str
-) -> tuple[reg.Release, Change | None]:
+) -> tuple[Release, Change | None]:
     model = ModelName.parse(model)
     version = ModelVersion.parse(version)
-    history = reg.history(git, model, base)
+    history = history_of(git, model, base)
     target = history.get(version)
     if target is None:
         raise BadInput(f"{model} has no release {version}", f"see `releasectl history {model}`")
@@ -41,7 +41,7 @@ def plan_mark_stable(
     verdict = verify_history(git, trust, history, [target])[version]
     if verdict.rejected is not None and verdict.rejected.ok:
         raise Refused(f"{target.tag.name} was rejected; it cannot be marked stable")
-    reg.require_verified(git, trust, target)
+    require_verified(git, trust, target)
     if verdict.stable is not None:
         if verdict.stable.ok:
             return target, None
@@ -66,12 +66,12 @@ def plan_mark_stable(
 
 def mark_stable(
     git: g.Git, model: str, version: str, *, push: bool = False, leave_local: bool = False
-) -> tuple[reg.Release, Landed | None]:
+) -> tuple[Release, Landed | None]:
     """Returns the release and what was landed (None when it already was stable).
     With `leave_local` (and `push`) the mark is planned on the remote's tip and
     no unpushed local commit goes with it (the unattended watcher)."""
     if push:
-        found: list[reg.Release] = []
+        found: list[Release] = []
 
         def planner(tip: str) -> Change | None:
             release, change = plan_mark_stable(git, trust_root(git, tip), model, version, tip)
@@ -91,7 +91,7 @@ def mark_stable(
 
 def preview_mark_stable(
     git: g.Git, model: str, version: str, *, push: bool = False
-) -> tuple[reg.Release, Change | None, str | None]:
+) -> tuple[Release, Change | None, str | None]:
     """`mark-stable --dry-run`: the refusals of `mark_stable`, in its order;
     returns the release, the change (None: already stable) and a note."""
     note = None
@@ -113,7 +113,7 @@ class MarkStableOutcome:
 
     model: str
     version: str
-    release: reg.Release
+    release: Release
     created: bool  # the mark was (or would be) made; False: it was already there
     landed: Landed | None = None  # None: nothing landed at all (or a dry run)
     push: bool = False

@@ -22,8 +22,8 @@ from releasectl.errors import BadInput, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import manifest_path
 from releasectl.progress import Progress, step
-from releasectl.registry import history as reg
 from releasectl.registry import verified
+from releasectl.registry.history import current, history_of, list_models
 from releasectl.signing import TrustRoot
 
 Kind = Literal["bundle", "weights"]
@@ -99,8 +99,8 @@ def needed(git: g.Git, trust: TrustRoot) -> list[Needed]:
             if user not in need.used_by:
                 need.used_by.append(user)
 
-    for model in reg.list_models(git):
-        history = reg.history(git, model)
+    for model in list_models(git):
+        history = history_of(git, model)
         verdicts = verified.verify_history(git, trust, history)
         for release in history.releases:
             if not verdicts[release.version].release.ok:
@@ -109,7 +109,7 @@ def needed(git: g.Git, trust: TrustRoot) -> list[Needed]:
             if text is not None:
                 add(mf.load(text, manifest_path(model), model=model), f"{model} {release.version}")
         try:
-            manifest, _ = reg.current(git, model)
+            manifest, _ = current(git, model)
         except BadInput:
             continue  # a broken manifest pins nothing; `check` reports it
         add(manifest, f"{model} {manifest.version} (the branch)")

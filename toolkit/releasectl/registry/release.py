@@ -18,8 +18,8 @@ from releasectl.manifest import edits
 from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, manifest_path, model_dir, parse_version, tag_name
 from releasectl.progress import Progress
-from releasectl.registry import history as reg
 from releasectl.registry.builds import stranded
+from releasectl.registry.history import current, history_of, verify_commit
 from releasectl.registry.landing import (
     Change,
     Landed,
@@ -93,8 +93,8 @@ def plan_release(
     will_build = build is not None if will_build is None else will_build
     model = ModelName.parse(model)
     wanted = parse_version(version)
-    manifest, text = reg.current(git, model, base)
-    history = reg.history(git, model, base)
+    manifest, text = current(git, model, base)
+    history = history_of(git, model, base)
     name = tag_name("release", model, version)
     if history.get(version) is not None or g.tag_exists(git, name):
         raise Refused(f"{name} already exists; tags are never moved", "release a higher version")
@@ -119,7 +119,7 @@ def plan_release(
         # A merged pull request already declares the version: tag the branch
         # commit that brought it, once its author's signature checks out.
         brought = g.first_parent_commits(git, base, model_dir(model))[0]
-        check = reg.verify_commit(git, trust, model, brought)
+        check = verify_commit(git, trust, model, brought)
         if not check.ok:
             raise Refused(f"cannot release {model} {version}: {check.detail}")
         if preflight:
@@ -373,7 +373,7 @@ class Prebuild:
             return None
         tree = g.tree_id(self.git, base, model_dir(self.model)) or base
         if (tree, may_train) not in self.pins:
-            manifest, _ = reg.current(self.git, self.model, base)
+            manifest, _ = current(self.git, self.model, base)
             manifest = manifest.model_copy(update={"version": self.version})
             work = self.work / f"{tree[:12]}-{int(may_train)}"
             store = store_for(self.git)
@@ -470,7 +470,7 @@ def preview(
         def build_only(may_train: bool) -> Pin | None:
             if not builds(git, model, base, build):
                 return None
-            manifest, _ = reg.current(git, model, base)
+            manifest, _ = current(git, model, base)
             manifest = manifest.model_copy(update={"version": version})
             if may_train and (
                 (retrain and manifest.bundle.train) or needs_training(git, manifest, base)

@@ -25,7 +25,15 @@ from releasectl.names import (
     model_dir,
     tag_name,
 )
-from releasectl.registry import history as reg
+from releasectl.registry.history import (
+    History,
+    Release,
+    current,
+    history_of,
+    release_commit,
+    require_verified,
+    verify_release,
+)
 from releasectl.registry.landing import (
     Change,
     Landed,
@@ -88,7 +96,7 @@ def plan(
     check_reason(reason)
     if to is not None:
         to = ModelVersion.parse(to)
-    history = reg.history(git, model, base)
+    history = history_of(git, model, base)
     trust = trust or trust_root(git, base)
     manifest = _trusted_state(git, trust, history, base)
     target = _target(git, trust, history, to)
@@ -104,7 +112,7 @@ def plan(
             model, manifest.version, target.version, base, manifest.serial, None, "", note
         )
 
-    reg.require_verified(git, trust, target)
+    require_verified(git, trust, target)
     require_allowed_signer(git, trust)  # as the new commit's check would, before it
 
     stable_text = g.read_blob(git, target.commit, manifest_path(model))
@@ -158,7 +166,7 @@ def plan(
     )
 
 
-def _trusted_state(git: g.Git, trust: TrustRoot, history: reg.History, base: str) -> mf.Manifest:
+def _trusted_state(git: g.Git, trust: TrustRoot, history: History, base: str) -> mf.Manifest:
     """The manifest the revert moves away from: the one at the newest
     first-parent commit that changed the model's folder whose change is
     signed by a release signer, judged as a release commit is (through a
@@ -172,32 +180,30 @@ def _trusted_state(git: g.Git, trust: TrustRoot, history: reg.History, base: str
 
     def signed(commit: str) -> bool:
         try:
-            source = reg.release_commit(git, history.model, commit)
+            source = release_commit(git, history.model, commit)
         except OperationFailed:  # the folder removed there
             return False
         return verify_commits(git, trust, history.model, [source])[source].ok
 
     if not commits or signed(commits[0]):
-        return reg.current(git, history.model, base)[0]
+        return current(git, history.model, base)[0]
     for commit in commits[1:]:
         if signed(commit):
             try:
-                return reg.current(git, history.model, commit)[0]
+                return current(git, history.model, commit)[0]
             except BadInput:
                 continue
-    return reg.current(git, history.model, base)[0]
+    return current(git, history.model, base)[0]
 
 
-def _genuinely_rejected(
-    git: g.Git, trust: TrustRoot, history: reg.History, release: reg.Release
-) -> bool:
+def _genuinely_rejected(git: g.Git, trust: TrustRoot, history: History, release: Release) -> bool:
     if release.rejected is None:
         return False
     verdict = verify_history(git, trust, history, [release])[release.version].rejected
     return verdict is not None and verdict.ok
 
 
-def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) -> reg.Release:
+def _target(git: g.Git, trust: TrustRoot, history: History, to: str | None) -> Release:
     """The rollback target, decided by marks that verify alone (docs/ARCHITECTURE.md,
     "What verifies, remembered"): a forged or stray mark is never obeyed."""
     if to is None:
@@ -236,8 +242,8 @@ def _target(git: g.Git, trust: TrustRoot, history: reg.History, to: str | None) 
 def _message(
     model: str,
     from_version: str,
-    target: reg.Release,
-    leaving: reg.Release | None,
+    target: Release,
+    leaving: Release | None,
     reason: str,
     serial: int,
 ) -> str:
@@ -418,7 +424,7 @@ def revert_problem(
     record = manifest.rollback
     if record is None:
         return "no rollback record"
-    source = reg.release_commit(git, model, commit)
+    source = release_commit(git, model, commit)
     verdict = commit_verdicts(git, trust, [source])[source]
     if not verdict.ok:
         return f"the revert commit {source[:12]} does not verify: {verdict.detail}"
@@ -427,12 +433,12 @@ def revert_problem(
     for key, value in wanted.items():
         if found.get(key) != [value]:
             return f"the revert commit {source[:12]} has no trailer {key}: {value}"
-    target = reg.history(git, model, commit).get(manifest.version)
+    target = history_of(git, model, commit).get(manifest.version)
     if target is None or target.position is None:
         return f"{model} {manifest.version} is not a release on this branch"
     if target.stable is None or target.rejected is not None:
         return f"{target.tag.name} is not a stable release"
-    failed = [c for c in reg.verify_release(git, trust, target) if not c.ok]
+    failed = [c for c in verify_release(git, trust, target) if not c.ok]
     if failed:
         return f"{target.tag.name} does not verify: {failed[0].subject}: {failed[0].detail}"
     path = manifest_path(model)
@@ -443,7 +449,7 @@ def revert_problem(
     if ours != theirs:
         differ = sorted(e.split("\t", 1)[1] for e in ours ^ theirs)
         return f"the folder differs from {target.tag.name}: {', '.join(differ[:5])}"
-    stable, _ = reg.current(git, model, target.commit)
+    stable, _ = current(git, model, target.commit)
     aside = {"serial", "rollback"}
     if manifest.model_dump(exclude=aside) != stable.model_dump(exclude=aside):
         return f"release.yaml differs from {target.tag.name} beyond serial and rollback"

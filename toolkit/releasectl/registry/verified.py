@@ -27,7 +27,16 @@ from releasectl import trailers, view
 from releasectl.errors import Refused
 from releasectl.files import write_atomic
 from releasectl.names import manifest_path, model_dir, parse_version
-from releasectl.registry import history as reg
+from releasectl.registry.history import (
+    History,
+    Release,
+    RevertRecord,
+    TagRef,
+    prefetch_tags,
+    release_commit,
+    revert_records,
+    verify_tag,
+)
 from releasectl.signing import TrustRoot, commit_verdicts
 from releasectl.verdict import Verdict
 
@@ -99,22 +108,22 @@ def _open(git: g.Git, trust: TrustRoot, model: str) -> _Cache:
     return _Cache(path, entries)
 
 
-def _chunks(items: list[reg.TagRef], size: int) -> Iterable[list[reg.TagRef]]:
+def _chunks(items: list[TagRef], size: int) -> Iterable[list[TagRef]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
 
 
-def _judge_tags(git: g.Git, trust: TrustRoot, tags: list[reg.TagRef]) -> dict[str, Verdict]:
+def _judge_tags(git: g.Git, trust: TrustRoot, tags: list[TagRef]) -> dict[str, Verdict]:
     """Strict tag checks, a few side by side (two cores; an ssh-keygen run each)."""
     out: dict[str, Verdict] = {}
     for chunk in _chunks(tags, _PARALLEL):
-        reg.prefetch_tags(git, trust, chunk)
+        prefetch_tags(git, trust, chunk)
         for tag in chunk:
-            out[tag.name] = reg.verify_tag(git, trust, tag)
+            out[tag.name] = verify_tag(git, trust, tag)
     return out
 
 
-def _release_commits(git: g.Git, history: reg.History, commits: list[str]) -> dict[str, str]:
+def _release_commits(git: g.Git, history: History, commits: list[str]) -> dict[str, str]:
     """The commit that vouches for the folder at each release commit (see
     registry.release_commit), with one git call for the common case: a
     non-merge release commit that itself changed the folder vouches for itself."""
@@ -125,12 +134,12 @@ def _release_commits(git: g.Git, history: reg.History, commits: list[str]) -> di
         if parents.get(commit) == 1 and commit in changed:
             out[commit] = commit
         else:
-            out[commit] = reg.release_commit(git, history.model, commit)
+            out[commit] = release_commit(git, history.model, commit)
     return out
 
 
 def _judge_releases(
-    git: g.Git, trust: TrustRoot, history: reg.History, releases: list[reg.Release]
+    git: g.Git, trust: TrustRoot, history: History, releases: list[Release]
 ) -> dict[str, Verdict]:
     """Every check of verify_release for many releases, batched: tag signatures
     side by side, commit signatures in one git call, manifests in another."""
@@ -146,7 +155,7 @@ def _judge_releases(
 
 
 def _judge_one(
-    release: reg.Release,
+    release: Release,
     tags: dict[str, Verdict],
     sources: dict[str, str],
     by_commit: dict[str, Verdict],
@@ -173,7 +182,7 @@ def _judge_one(
     return Verdict.good()
 
 
-def _key(kind: str, tag: reg.TagRef, commit: str = "") -> str:
+def _key(kind: str, tag: TagRef, commit: str = "") -> str:
     """A cache key: the ref name bound to its object (and, for a mark, the
     commit of the release it marks)."""
     return " ".join(part for part in (kind, tag.name, tag.object, commit) if part)
@@ -182,8 +191,8 @@ def _key(kind: str, tag: reg.TagRef, commit: str = "") -> str:
 def verify_history(
     git: g.Git,
     trust: TrustRoot,
-    history: reg.History,
-    releases: list[reg.Release] | None = None,
+    history: History,
+    releases: list[Release] | None = None,
 ) -> dict[str, ReleaseVerdict]:
     """version -> what verifies of each release (all of `history`'s, or just
     `releases`) and its marks. Remembered on disk: only objects never judged
@@ -209,7 +218,7 @@ def verify_history(
         cache.put(_key("m", mark, release.commit), judged)
     cache.save()
 
-    def mark_verdict(release: reg.Release, mark: reg.TagRef | None) -> Verdict | None:
+    def mark_verdict(release: Release, mark: TagRef | None) -> Verdict | None:
         return None if mark is None else cache.get(_key("m", mark, release.commit))
 
     return {
@@ -222,7 +231,7 @@ def verify_history(
     }
 
 
-def highest_verified(git: g.Git, trust: TrustRoot, history: reg.History) -> Version | None:
+def highest_verified(git: g.Git, trust: TrustRoot, history: History) -> Version | None:
     """The highest version among releases that verify, checked highest first
     and stopping at the first that holds: a hand-made tag raises no bar."""
     for candidate in sorted(history.releases, key=lambda r: parse_version(r.version), reverse=True):
@@ -240,12 +249,12 @@ def counts_as_stable(verdict: ReleaseVerdict) -> bool:
 
 
 def last_stable(
-    git: g.Git, trust: TrustRoot, history: reg.History
-) -> tuple[reg.Release | None, list[tuple[reg.Release, ReleaseVerdict]]]:
+    git: g.Git, trust: TrustRoot, history: History
+) -> tuple[Release | None, list[tuple[Release, ReleaseVerdict]]]:
     """The newest release on the branch that counts as stable, verifying newest
     first and stopping at the first that holds; also the candidates passed over
     because their marks or release do not verify (to report, never to obey)."""
-    passed_over: list[tuple[reg.Release, ReleaseVerdict]] = []
+    passed_over: list[tuple[Release, ReleaseVerdict]] = []
     for release in history.releases:
         if release.position is None or release.stable is None:
             continue
@@ -275,7 +284,7 @@ def verify_commits(
 class ReleaseRow:
     """A release in `history`: what verifies of it and its marks."""
 
-    release: reg.Release
+    release: Release
     verdict: ReleaseVerdict
     ignored: list[str]  # "tag: why" for each of its marks that exists but does not verify
     live: bool  # the local target serves it
@@ -306,7 +315,7 @@ class ReleaseRow:
 class RevertRow:
     """A revert commit in `history`, as its message tells it, and its signature's verdict."""
 
-    revert: reg.RevertRecord
+    revert: RevertRecord
     verdict: Verdict
 
     def to_json(self) -> dict[str, object]:
@@ -336,12 +345,12 @@ class HistoryReport:
 
 
 def history_report(
-    git: g.Git, trust: TrustRoot, history: reg.History, live: dict[str, object] | None
+    git: g.Git, trust: TrustRoot, history: History, live: dict[str, object] | None
 ) -> HistoryReport:
     """`releasectl history`: every release with what verifies of it, and the
     reverts on the branch, newest first."""
     verdicts = verify_history(git, trust, history)
-    reverts = reg.reverts(git, history)
+    reverts = revert_records(git, history)
     revert_verdicts = verify_commits(git, trust, history.model, [r.commit for r in reverts])
     order = {commit: i for i, commit in enumerate(history.branch_commits)}
     keyed: list[tuple[tuple[int, int], ReleaseRow | RevertRow]] = []
@@ -360,7 +369,7 @@ def history_report(
     return HistoryReport(history.model, [row for _, row in keyed], ignored, live)
 
 
-def _serves(live: dict[str, object] | None, release: reg.Release) -> bool:
+def _serves(live: dict[str, object] | None, release: Release) -> bool:
     """Whether the target serves this release: its own state, or a later state that
     declares its version, such as a revert that restored it (the deploy gate makes a
     state that declares a released version pin that release's bundle)."""
@@ -369,12 +378,12 @@ def _serves(live: dict[str, object] | None, release: reg.Release) -> bool:
     return live.get("commit") == release.commit or live.get("version") == release.version
 
 
-def ignored_marks(judged: list[tuple[reg.Release, ReleaseVerdict]]) -> list[str]:
+def ignored_marks(judged: list[tuple[Release, ReleaseVerdict]]) -> list[str]:
     """ "tag: why" for every mark among `judged` that exists but does not verify."""
     return sorted({f"{tag}: {why}" for r, v in judged for tag, why in _ignored_tags(r, v)})
 
 
-def _ignored_tags(release: reg.Release, verdict: ReleaseVerdict) -> list[tuple[str, str]]:
+def _ignored_tags(release: Release, verdict: ReleaseVerdict) -> list[tuple[str, str]]:
     out = []
     for mark, judged in ((release.stable, verdict.stable), (release.rejected, verdict.rejected)):
         if mark is not None and judged is not None and not judged.ok:
@@ -386,7 +395,7 @@ UNSIGNED_TRAILER = trailers.UNSIGNED_SOURCES
 
 
 def unsigned_sources(
-    git: g.Git, trust: TrustRoot, history: reg.History, base: str
+    git: g.Git, trust: TrustRoot, history: History, base: str
 ) -> list[view.Unsigned]:
     """The commits on `base`'s first-parent line that changed the model's
     folder since its newest verified release (or ever) and that no release
@@ -402,7 +411,7 @@ def unsigned_sources(
 
 
 def allowed_unsigned_sources(
-    git: g.Git, trust: TrustRoot, history: reg.History, base: str, allow: bool
+    git: g.Git, trust: TrustRoot, history: History, base: str, allow: bool
 ) -> tuple[str, ...]:
     """The unsigned source commits a release goes over: refused (exit 3) and
     named unless the operator allows them, and then recorded in the release

@@ -35,8 +35,15 @@ from releasectl.errors import OperationFailed, Refused
 from releasectl.manifest import schema as mf
 from releasectl.names import ModelName, ModelVersion, manifest_path, model_dir, tag_name
 from releasectl.progress import Progress, step
-from releasectl.registry import history as reg
 from releasectl.registry.builds import stranded
+from releasectl.registry.history import (
+    Release,
+    current,
+    history_of,
+    require_verified,
+    verify_commit,
+    verify_tag,
+)
 from releasectl.registry.revert import revert_problem
 from releasectl.serving.release_ref import ReleaseRef
 from releasectl.signing import TrustRoot
@@ -90,7 +97,7 @@ def resolve(
     # (rebased later, so never on any branch again) must not become the deploy
     # gate's memory (docs/ARCHITECTURE.md, "The deploy gate").
     commit = g.last_change_on_branch(git, commit, model_dir(model)) or commit
-    manifest, _ = reg.current(git, model, commit)
+    manifest, _ = current(git, model, commit)
     verified = (
         manifest.rollback is not None
         and revert_problem(git, trust or trust_root(git), model, commit, manifest) is None
@@ -98,21 +105,21 @@ def resolve(
     return DeployState(model, commit, manifest, verified)
 
 
-def check_trust(git: g.Git, trust: TrustRoot, state: DeployState) -> reg.Release:
+def check_trust(git: g.Git, trust: TrustRoot, state: DeployState) -> Release:
     """The state's commit is vouched for by an allowed signer, and the release
     it declares verifies strictly; returns that release."""
-    check = reg.verify_commit(git, trust, state.model, state.commit)
+    check = verify_commit(git, trust, state.model, state.commit)
     if not check.ok:
         raise Refused(f"{state.model} at {state.commit[:12]} does not verify: {check.detail}")
-    release = reg.history(git, state.model).get(state.manifest.version)
+    release = history_of(git, state.model).get(state.manifest.version)
     if release is None:
         raise Refused(f"{state.model} {state.manifest.version} has no release tag")
-    reg.require_verified(git, trust, release)
+    require_verified(git, trust, release)
     vouch(git, state, release)
     return release
 
 
-def vouch(git: g.Git, state: DeployState, release: reg.Release) -> None:
+def vouch(git: g.Git, state: DeployState, release: Release) -> None:
     """The manifest decides what is served and how it is judged, so it is obeyed
     only through the verified view (docs/ARCHITECTURE.md, "Trust"): every change
     of it after the verified release's commit is signed by a release signer. A
@@ -130,12 +137,12 @@ def trusted(git: g.Git, model: str) -> DeployState:
     return state
 
 
-def check_policy(git: g.Git, trust: TrustRoot, state: DeployState, release: reg.Release) -> None:
+def check_policy(git: g.Git, trust: TrustRoot, state: DeployState, release: Release) -> None:
     """A verified `rejected/` release is never deployed, and neither is a state
     or release off the current branch, however good its tag (docs/ARCHITECTURE.md,
     "The deploy gate"): the branch is the desired state."""
     mark = release.rejected
-    if mark is not None and mark.commit == release.commit and reg.verify_tag(git, trust, mark).ok:
+    if mark is not None and mark.commit == release.commit and verify_tag(git, trust, mark).ok:
         raise Refused(
             f"{release.tag.name} was rejected ({mark.name}): it is never deployed again",
             f"deploy the branch's state (git pull: a revert follows a rejection), "
@@ -144,7 +151,7 @@ def check_policy(git: g.Git, trust: TrustRoot, state: DeployState, release: reg.
     if state.commit != release.commit:
         # A state that declares a release serves that release's bundle, not
         # whatever digest a later commit wrote next to its version.
-        released, _ = reg.current(git, state.model, release.commit)
+        released, _ = current(git, state.model, release.commit)
         if released.bundle.digest != state.manifest.bundle.digest:
             raise Refused(
                 f"{state.model} at {state.commit[:12]} declares {state.manifest.version} but "
@@ -275,7 +282,7 @@ def admit(
     git: g.Git,
     trust: TrustRoot,
     state: DeployState,
-    release: reg.Release,
+    release: Release,
     target: LocalTarget,
     *,
     start: bool = True,

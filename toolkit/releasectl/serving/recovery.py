@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from releasectl import git as g
 from releasectl.config import home
 from releasectl.errors import ReleasectlError
-from releasectl.registry import history as reg
+from releasectl.registry.history import current, history_of
 from releasectl.registry.verified import last_stable
 from releasectl.serving.deploy import DeployState, bundle_dir, model_lock
 from releasectl.view import trust_root
@@ -43,7 +43,7 @@ def plan(git: g.Git, model: str, live_version: str) -> Recovery:
 
     try:
         trust = trust_root(git)
-        history = reg.history(git, model)
+        history = history_of(git, model)
         release, _ = last_stable(git, trust, history)
         if release is None:
             return Recovery(model, None, f"{model} has no verified stable release to go back to")
@@ -51,7 +51,7 @@ def plan(git: g.Git, model: str, live_version: str) -> Recovery:
             return Recovery(
                 model, release.version, f"{model} {live_version} is itself the last stable release"
             )
-        manifest, _ = reg.current(git, model, release.commit)
+        manifest, _ = current(git, model, release.commit)
         state = DeployState(model, release.commit, manifest)
         folder = bundle_dir(git, state)  # fetched and digest-checked before the bake
         request = DeployRequest(

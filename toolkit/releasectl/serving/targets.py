@@ -30,7 +30,7 @@ from releasectl.manifest import schema as mf
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.names import manifest_path
 from releasectl.progress import Progress
-from releasectl.registry import history as reg
+from releasectl.registry.history import current
 from releasectl.registry.revert import RevertResult
 from releasectl.render.analysis_template import VERSION_LABEL
 from releasectl.render.kubernetes import folder_of
@@ -207,7 +207,7 @@ class Local:
         live = status.live
         if version is not None and version != live.version:
             raise BadInput(f"{model} {version} is not live (live: {live.version})")
-        manifest, _ = reg.current(git, model)
+        manifest, _ = current(git, model)
         if manifest.version != live.version:
             raise OperationFailed(
                 f"the branch declares {model} {manifest.version}, but {live.version} is live",
@@ -361,7 +361,7 @@ def declared(git: g.Git, model: str) -> Target:
     """The target the branch declares for `model`. A manifest that cannot be read
     is left to the local target, which refuses it in its own order."""
     try:
-        manifest, _ = reg.current(git, model)
+        manifest, _ = current(git, model)
     except BadInput:
         return Local()
     return of(manifest)
