@@ -448,6 +448,26 @@ def test_the_deploy_workflow_applies_nothing_for_a_kubernetes_model(registry: Re
     ]
 
 
+def test_deploy_of_a_kubernetes_model_is_refused_and_target_is_the_manifests(
+    registry: Repo,
+) -> None:
+    """`deploy` applies nothing to a cluster (Argo CD pulls) and says where it syncs
+    from; `--target` must name a target there is, and the manifest's."""
+    kubernetes_iris(registry)
+    registry.ok("release", "iris", "1.0.0")
+    before = registry.snapshot()
+    refused = registry.cli("deploy", "iris", "--dry-run")
+    assert refused.returncode == 1, refused.stderr
+    assert "does not drive" in refused.stderr and f"Argo CD syncs {FOLDER}/" in refused.stderr
+    other = registry.cli("deploy", "iris", "--target", "local", "--dry-run")
+    assert other.returncode == 2
+    assert "iris deploys to the kubernetes target, not local" in other.stderr
+    unknown = registry.cli("deploy", "iris", "--target", "cloud")
+    assert unknown.returncode == 2
+    assert "unknown target 'cloud'" in unknown.stderr and "local, kubernetes" in unknown.stderr
+    assert registry.snapshot() == before
+
+
 def test_a_kubernetes_model_must_be_judged_through_prometheus(registry: Repo) -> None:
     """The bake judges the cluster through Prometheus, and that judge writes the revert
     back to Git: a kubernetes model with the scrape source is bad input at `release` and

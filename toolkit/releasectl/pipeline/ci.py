@@ -249,19 +249,26 @@ def _private_file(path: Path, text: str) -> Path:
     return path
 
 
-def _synced(git: g.Git, model: str) -> str | None:
-    """What to say when a model's target syncs itself from a folder at HEAD (Argo
-    CD), else None: it decides whether anything is deployed here, so the target is
-    taken only from the manifest the verified view vouches for
-    (docs/ARCHITECTURE.md, "Trust")."""
+def _deploy_here(git: g.Git, model: str, version: str) -> str:
+    """deploy.yml's line for a revert or a manual deploy of `model`. The target
+    decides whether anything is applied here, so it is taken only from the state
+    the verified view vouches for (docs/ARCHITECTURE.md, "Trust"), and that state
+    is what is deployed (resolved once)."""
     from releasectl.serving import targets
     from releasectl.serving.deploy import trusted
 
-    target = targets.of(trusted(git, model).manifest)
+    state = trusted(git, model)
+    target = targets.of(state.manifest)
     folder = target.renders()
-    return (
-        f"{target.kind} target, nothing to apply here: Argo CD syncs {folder}/" if folder else None
-    )
+    if folder is not None:
+        # Argo CD pulls (docs/ARCHITECTURE.md, "Kubernetes").
+        return (
+            f"{model} {version}: {target.kind} target, nothing to apply "
+            f"here: Argo CD syncs {folder}/ from this commit"
+        )
+    result = targets.deploy(git, model, state=state)
+    track = " on the fast track (a revert: no bake)" if result.fast_track else ""
+    return f"{model} {result.version} deployed{track}, {result.switch} switch"
 
 
 def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
@@ -272,7 +279,6 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
     holds the key and runs no model code) it only tags merged releases and
     deploys nothing (docs/ARCHITECTURE.md, "Trust")."""
     from releasectl.registry.release import release
-    from releasectl.serving.targets import deploy
 
     lines = []
     for item in items:
@@ -282,13 +288,8 @@ def execute(git: g.Git, items: list[Item], *, push: bool = False) -> list[str]:
                 "signs and pushes runs no model code; `releasectl ci deploy` (no --push) "
                 "in a job without the key deploys it"
             )
-        elif item.kind in ("revert", "deploy") and (synced := _synced(git, item.model)):
-            # Argo CD pulls (docs/ARCHITECTURE.md, "Kubernetes").
-            lines.append(f"{item.model} {item.version}: {synced} from this commit")
         elif item.kind in ("revert", "deploy"):
-            result = deploy(git, item.model)
-            track = " on the fast track (a revert: no bake)" if result.fast_track else ""
-            lines.append(f"{item.model} {result.version} deployed{track}, {result.switch} switch")
+            lines.append(_deploy_here(git, item.model, item.version))
         elif item.kind == "untagged" and not push:
             lines.append(
                 f"{item.model} {item.version}: a merged release without a tag; "

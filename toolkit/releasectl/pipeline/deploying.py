@@ -90,7 +90,7 @@ def deploy_and_watch(
         state=state,
         asked=target,
     )
-    watcher = start_detached(git, model, result.version, checked=True) if auto else None
+    watcher = start_detached(git, model, result.version) if auto else None
     return Deployed(result, watcher)
 
 

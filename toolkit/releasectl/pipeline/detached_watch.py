@@ -32,8 +32,7 @@ from releasectl.errors import (
 )
 from releasectl.names import check_model
 from releasectl.pipeline.watch import RECORD_TIMEOUT_S, watch
-from releasectl.serving import notify, outcomes, watcher
-from releasectl.signing import check_signing_key
+from releasectl.serving import outcomes, watcher
 
 ENTRY = "releasectl.pipeline.detached_watch"  # this module, as `python -m` names it
 
@@ -65,14 +64,11 @@ class Watcher:
         return dataclasses.asdict(self)
 
 
-def start_detached(git: g.Git, model: str, version: str, *, checked: bool = False) -> Watcher:
+def start_detached(git: g.Git, model: str, version: str) -> Watcher:
     """Start the watch in its own session, logging to the state home; it pushes
     when the branch has an upstream. A newer watcher replaces an older one for
-    the same model. `checked`: the caller found the signing key and the
-    notification hook usable already."""
-    if not checked:
-        check_signing_key(git)  # say now, at the terminal, that it could not act
-        notify.load(git)  # and that its hook is malformed
+    the same model. The caller has found the signing key and the notification
+    hook usable (`pipeline.deploying`), at the terminal, before the deploy."""
     watcher.stop_detached(model)
     outcomes.exit_path(model).unlink(missing_ok=True)
     branch = g.current_branch(git)

@@ -73,10 +73,6 @@ class AgentReport:
     info: AgentInfo | None = None
     models: list[ModelStatus] = field(default_factory=list)
 
-    @property
-    def reachable(self) -> bool:
-        return self.info is not None
-
     def to_json(self) -> dict[str, Any]:
         if not self.running:
             return {"running": False}
