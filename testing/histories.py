@@ -30,6 +30,10 @@ R = TypeVar("R")
 _BUILT: dict[tuple[str, str, str], tuple[Repo, object]] = {}
 
 
+# The environment releasectl and git read (a store, a home, git's own settings).
+_READ_SETTINGS = ("RELEASECTL_", "GIT_", "AWS_", "FSSPEC_", "BENTOML_")
+
+
 def _start(repo: Repo) -> str | None:
     """The starting state a history depends on, paths made relative; None when
     it cannot be replayed (a remote, or a working tree that is not clean)."""
@@ -39,7 +43,9 @@ def _start(repo: Repo) -> str | None:
         return None
     config = repo.git("config", "--local", "--list")
     config = config.replace(str(repo.path), "<repo>").replace(str(repo.key), "<key>")
-    state = "\0".join((refs, head, config, repo.email, public_key.read_text()))
+    # What the builders' commands read from the environment is part of the start too.
+    settings = sorted(f"{k}={v}" for k, v in os.environ.items() if k.startswith(_READ_SETTINGS))
+    state = "\0".join((refs, head, config, repo.email, public_key.read_text(), *settings))
     return hashlib.sha256(state.encode()).hexdigest()
 
 

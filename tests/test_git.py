@@ -51,7 +51,7 @@ def test_a_revision_shaped_like_an_option_writes_nothing(
     assert not found
 
 
-@pytest.mark.parametrize("value", ["abc", "-5", "0", "1e9x"])
+@pytest.mark.parametrize("value", ["abc", "-5", "0", "1e9x", "²", "inf", "nan", "9" * 400])
 def test_a_network_timeout_that_is_not_seconds_is_bad_input(
     with_remote: tuple[Repo, Path], value: str
 ) -> None:

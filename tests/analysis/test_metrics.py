@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import shutil
 import socket
 import subprocess
@@ -442,6 +443,32 @@ def test_the_endpoint_measures_error_rate_and_the_bento_reports_only_its_gauges(
     assert reads == ["agent"]
 
 
+def test_an_agent_restarted_between_scrapes_counts_from_zero_even_past_its_old_totals() -> None:
+    """A restart moves the agent's port and starts its counts at zero; counts that
+    climbed past the old totals before the next scrape still measure only the new."""
+    before, after = Meter(), Meter()
+    for outcome in ["2xx"] * 8 + ["5xx"] * 2:
+        before.tally("iris", "2.0.0", "live").record(outcome, 0.02)
+    for outcome in ["2xx"] * 20 + ["5xx"] * 3:  # every series past its old total
+        after.tally("iris", "2.0.0", "live").record(outcome, 0.02)
+    agents = {"agent-a:1": before, "agent-b:2": after}
+    current = ["agent-a:1"]
+
+    def route(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, text=agents[request.url.netloc.decode()].exposition().decode())
+
+    endpoint = EndpointMetrics(lambda: f"http://{current[0]}/metrics", "iris")
+    transport = httpx.MockTransport(route)
+    with ScrapeSource(
+        "http://bento", spec(), "2.0.0", fresh=True, endpoint=endpoint, transport=transport
+    ) as source:
+        first = source.read()
+        current[0] = "agent-b:2"
+        second = source.read()
+    assert first.values["error_rate"] == pytest.approx(0.2) and first.requests == 10
+    assert second.requests == 23 and second.values["error_rate"] == pytest.approx(3 / 23)
+
+
 def test_a_bento_judged_by_its_own_metrics_alone_is_self_reported(serve: Any) -> None:
     bento = FakeBento()
     server = serve(bento.exposition)
@@ -848,3 +875,20 @@ def test_prometheus_trickle_fails_over_a_widened_range(prometheus: tuple[str, Fa
     assert len(judged) == 2
     assert all(e.window_intervals >= 2 and (e.requests or 0) >= 5 for e in judged)
     assert p95[0].status is not Status.FAILED  # one 3s range alone is too little
+
+
+def test_the_promql_exclusions_are_the_scrape_sources() -> None:
+    """The rendered PromQL excludes exactly the paths the scrape source and the endpoint
+    leave out (one list, `analysis.endpoint`): the regex, anchored as Prometheus anchors
+    it, matches the probes and docs and no API path."""
+    from releasectl.analysis.endpoint import EXCLUDED_ENDPOINTS, EXCLUDED_PREFIXES
+    from releasectl.analysis.exposition import EXCLUDED_ENDPOINTS_RE
+
+    alternatives = set(EXCLUDED_ENDPOINTS_RE.split("|"))
+    assert alternatives == {re.escape(p) for p in EXCLUDED_ENDPOINTS} | {
+        f"{re.escape(p)}.*" for p in EXCLUDED_PREFIXES
+    }
+    for path in [*EXCLUDED_ENDPOINTS, *(f"{p}app.js" for p in EXCLUDED_PREFIXES)]:
+        assert re.fullmatch(EXCLUDED_ENDPOINTS_RE, path), path
+    for path in ("/predict", "/feedback", "/metricsx", "/docs"):
+        assert not re.fullmatch(EXCLUDED_ENDPOINTS_RE, path), path

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Iterable, Mapping, Sequence
@@ -138,7 +139,7 @@ class Git:
     ) -> subprocess.CompletedProcess[bytes]:
         argv, full_env = ["git", *_config_args(self), *args], _env(env)
         try:
-            if timeout is not None:
+            if timeout is not None:  # a network call: it takes no input
                 return _bounded(argv, self.cwd, full_env, timeout)
             return subprocess.run(
                 argv, cwd=self.cwd, input=data, capture_output=True, env=full_env, check=False
@@ -149,8 +150,7 @@ class Git:
             _after_call()
 
     def start(self, *args: str) -> Pending:
-        """Start a read-only git command now; collect it with `.out()` later, so
-        that independent calls overlap (each costs a process start)."""
+        """A read-only git command started now, collected with `.out()` later."""
         pipe, argv = subprocess.PIPE, ["git", *_config_args(self), *args]
         proc = subprocess.Popen(argv, cwd=self.cwd, stdout=pipe, stderr=pipe, env=_env())
         _after_call()
@@ -433,8 +433,8 @@ def _network(git: Git, *args: str, check: bool = True) -> Result:
     """A call that reaches a remote: bounded, and its ssh (the user's, options added;
     a GIT_SSH program is run as it is) in batch mode with a connect timeout."""
     raw = os.environ.get("RELEASECTL_GIT_TIMEOUT") or str(NETWORK_TIMEOUT_S)
-    timeout = float(raw) if raw.replace(".", "", 1).isdigit() and float(raw) > 0 else 0.0
-    if not timeout:
+    timeout = float(raw) if re.fullmatch(r"[0-9]+(\.[0-9]*)?", raw) else 0.0
+    if not 0 < timeout < 1e9:
         raise BadInput(f"RELEASECTL_GIT_TIMEOUT={raw!r} is not a number of seconds", "e.g. 120")
     ssh = os.environ.get("GIT_SSH_COMMAND") or (
         "" if "GIT_SSH" in os.environ else config_get(git, "core.sshCommand") or "ssh"

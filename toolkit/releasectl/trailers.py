@@ -12,6 +12,7 @@ REVERT_FROM = "Releasectl-Revert-From"
 REVERT_TO = "Releasectl-Revert-To"
 UNSIGNED_SOURCES = "Releasectl-Unsigned-Sources"
 ADOPT = "Releasectl-Adopt"
+TRUST_ROOT = "Releasectl-Trust-Root"  # the commit that sets the registry up
 
 
 def revert(model: str, from_version: str, to_version: str, serial: int) -> dict[str, str]:

@@ -7,7 +7,6 @@ and they are the door to the "billion laughs"; a key given twice is refused."""
 from __future__ import annotations
 
 import io
-from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -42,7 +41,8 @@ def describe(exc: ValidationError) -> str:
         shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""
         text = f"{where}: {first['msg']}{shown}"
     more = len(exc.errors()) - 1
-    return text + (f" (and {more} more problem{'s' if more > 1 else ''})" if more else "")
+    tail = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    return one_line(text + tail, 300)  # a value of any size, said in one short line
 
 
 def parse_document(text: str, source: str, *, empty_ok: bool = False) -> Any:
@@ -101,6 +101,4 @@ def plain(node: Any) -> Any:
         return float(node)
     if isinstance(node, str):
         return str(node)
-    if isinstance(node, datetime):
-        return node
     return node

@@ -98,6 +98,7 @@ class ScrapeSource:
         self._namespace = namespace
         self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
         self._previous: Snapshot | None = None
+        self._agent: bytes | None = None  # the agent's host and port at the last scrape
         self._window: tuple[int, Increase] | None = None  # the open window: start, increase
 
     def read(self, window: Window | None = None) -> Reading:
@@ -124,7 +125,13 @@ class ScrapeSource:
             text, gauges = self._fetch(self.url), self._gauges
             return parse_exposition(text, self._scope, gauges=gauges, namespace=self._namespace)
         at = self._endpoint
-        counted = parse_endpoint(self._fetch(at.url()), at.model, self._scope.version, at.roles)
+        url = at.url()
+        agent = httpx.URL(url).netloc
+        if agent != self._agent and self._previous is not None:
+            # Another agent answers (a restart moves its port): its counts began at zero.
+            self._previous = Snapshot({}, {}, {})
+        self._agent = agent
+        counted = parse_endpoint(self._fetch(url), at.model, self._scope.version, at.roles)
         if not self._gauges:
             return counted
         own = parse_exposition(self._fetch(self.url), self._scope, gauges=self._gauges)

@@ -28,7 +28,6 @@ from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
 from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, ModelVersion
-from releasectl.text import one_line
 from releasectl.yamldoc import MAX_BYTES as MAX_BYTES
 from releasectl.yamldoc import describe, plain
 from releasectl.yamldoc import parse_document as parse_document
@@ -191,7 +190,7 @@ def validate(document: Any, source: str, *, model: str | None = None) -> Manifes
     try:
         manifest = Manifest.model_validate(plain(document))
     except ValidationError as exc:
-        raise BadInput(f"{source}: {one_line(describe(exc), 300)}") from None
+        raise BadInput(f"{source}: {describe(exc)}") from None
     except RecursionError:
         raise BadInput(f"{source}: nested too deeply") from None
     if model is not None and manifest.model != model:

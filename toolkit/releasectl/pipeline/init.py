@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from releasectl import git as g
+from releasectl import trailers
 from releasectl.errors import OperationFailed
 from releasectl.git import ZERO
 from releasectl.names import REGISTRY_DIR
@@ -87,7 +88,8 @@ def init(
     # The first commit that adds the trust root is trusted by its own content.
     change = Change(
         base=base or ZERO,
-        message="Set up the releasectl registry\n\nReleasectl-Trust-Root: " + SSH_FILE + "\n",
+        message="Set up the releasectl registry\n\n"
+        + trailers.block({trailers.TRUST_ROOT: SSH_FILE}),
         files=files,
         sync_paths=tuple(files),
     )

@@ -21,8 +21,8 @@ from releasectl.bundles.build import (
     verify_stored,
 )
 from releasectl.bundles.store import ArtifactStore
-from releasectl.config import settings
-from releasectl.errors import BadInput, Refused
+from releasectl.config import registry_config
+from releasectl.errors import BadInput, Refused, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.names import manifest_path
 from releasectl.progress import Progress, step
@@ -103,11 +103,14 @@ def stranded(git: g.Git, model: str, version: str, store: ArtifactStore) -> str:
     if release is None:
         where = "the artifact store of the clone that made it"
     else:
-        committed = settings(git, release.commit).get("store")
+        try:
+            committed = registry_config(git, release.commit).store
+        except ReleasectlError:  # a hint never hides the error it explains
+            committed = None
         by = f" ({release.tag.tagger})" if release.tag.tagger else ""
         where = (
             committed
-            if isinstance(committed, str) and committed
+            if committed
             else f"the local artifact store of the clone that released it{by}, "
             "$RELEASECTL_HOME/artifacts: `store:` was not committed then"
         )

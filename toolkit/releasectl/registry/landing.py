@@ -300,12 +300,12 @@ def land_pushed(
     remote, remote_branch = g.upstream(git, branch)
     tracking = f"refs/remotes/{remote}/{remote_branch}"
     for _ in range(MAX_PUSH_ATTEMPTS):
+        local = sharing.local_tags(git, model)  # a local failure is not the remote's
         # A remote that fails or hangs here did not take the push: PushRefused,
         # which the watcher retries (docs/ARCHITECTURE.md, "Errors by kind").
         try:
             there = sharing.remote_registry(git, remote, model)
             remote_tags = there.tags
-            local = sharing.local_tags(git, model)
             notes = _conflicts(remote, local, remote_tags, incident)
             g.fetch(git, remote, [f"+refs/heads/{remote_branch}:{tracking}"])
             known = {f"refs/tags/{tag.name}" for tag in local}

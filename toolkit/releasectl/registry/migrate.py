@@ -102,12 +102,14 @@ def needed(git: g.Git, trust: TrustRoot) -> list[Needed]:
     for model in list_models(git):
         history = history_of(git, model)
         verdicts = verified.verify_history(git, trust, history)
-        for release in history.releases:
-            if not verdicts[release.version].release.ok:
-                continue
-            text = g.read_blob(git, release.commit, manifest_path(model))
+        path = manifest_path(model)
+        ok = [r for r in history.releases if verdicts[r.version].release.ok]
+        # Every verified manifest in one `cat-file --batch`, not one git call each.
+        for release, text in zip(
+            ok, g.read_blobs(git, [f"{r.commit}:{path}" for r in ok]), strict=True
+        ):
             if text is not None:
-                add(mf.load(text, manifest_path(model), model=model), f"{model} {release.version}")
+                add(mf.load(text, path, model=model), f"{model} {release.version}")
         try:
             manifest, _ = current(git, model)
         except BadInput:

@@ -89,6 +89,8 @@ def fetch_names(git: g.Git, remote: str, refs: dict[str, str]) -> list[str]:
         lines = "".join(f"create {ref} {oid}\n" for ref, oid in sorted(refs.items()))
         if git.run("update-ref", "--stdin", input=lines, check=False).returncode == 0:
             return []
+    except g.GitTimeout:
+        raise  # a hung remote is not waited out again per chunk and per name
     except g.GitError:
         pass
     notes = []
@@ -98,11 +100,15 @@ def fetch_names(git: g.Git, remote: str, refs: dict[str, str]) -> list[str]:
         try:
             g.fetch(git, remote, [f"{ref}:{ref}" for ref in chunk])
             continue
+        except g.GitTimeout:
+            raise
         except g.GitError:
             pass
         for ref in chunk:  # one by one: a ref in the way of one name stops no other
             try:
                 g.fetch(git, remote, [f"{ref}:{ref}"])
+            except g.GitTimeout:
+                raise
             except g.GitError as exc:
                 notes.append(f"{ref} was not fetched: {exc.output.strip().splitlines()[-1:]}")
     return notes

@@ -336,6 +336,9 @@ class Supervisor:
         ms.message = None
         # State first: an agent killed right here restarts into the new truth.
         self.save()
+        # A version going live counts from zero, as a new server's own counters do: a
+        # warm standby's earlier live period is not this one (a `fresh` watch reads it).
+        self.meter.forget(ms.model, new.version)
         ep.proxy.target = self.backend(new)
         for slot in retire:
             self._later(self._retire(ms.model, slot))
