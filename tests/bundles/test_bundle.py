@@ -17,7 +17,7 @@ import pytest
 from ruamel.yaml import YAML
 
 from releasectl.bundles.archive import export, extract
-from releasectl.bundles.bento import BundleError, import_artifact, run_step
+from releasectl.bundles.bento import BundleError, import_artifact, run_bentoml, run_step
 from releasectl.bundles.bento import build as build_bento
 from releasectl.bundles.build import fetch_bundle
 from releasectl.bundles.digest import content_digest
@@ -200,6 +200,21 @@ def test_imported_weights_build_the_same_bundle(built: Built, tmp_path: Path) ->
     assert import_artifact(model_archive.as_uri(), sha, home) == "iris_clf:v1"
     bento = build_bento(built.src, name="iris", version=VERSION, labels=LABELS, bentoml_home=home)
     assert content_digest(bento.path) == built.digest
+
+
+def test_the_batched_build_makes_the_bundle_bentoml_build_makes(
+    built: Built, tmp_path: Path
+) -> None:
+    """Releases pinned when each step was its own `bentoml` command (before the build
+    ran in one process) rebuild to their pins: the same weights and sources give the
+    same digest through the `bentoml build` command line."""
+    model_archive = built.archive.parent.parent / "iris_clf.bentomodel"
+    home = tmp_path / "bentoml-home"
+    run_bentoml(["models", "import", str(model_archive)], bentoml_home=home)
+    labels = [arg for key, value in LABELS.items() for arg in ("--label", f"{key}={value}")]
+    argv = ["build", "--name", "iris", "--version", VERSION, *labels, str(built.src)]
+    run_bentoml(argv, bentoml_home=home, cwd=built.src)
+    assert content_digest(home / "bentos" / "iris" / VERSION) == built.digest
 
 
 def test_import_refuses_a_model_archive_with_another_digest(built: Built, tmp_path: Path) -> None:

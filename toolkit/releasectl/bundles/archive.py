@@ -13,7 +13,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path, PurePosixPath
 
-from releasectl.bundles.bento import Bento, BundleError, member_path, run_bentoml
+from releasectl.bundles.bento import Bento, BundleError, archive_path, member_path, run_bentoml
 from releasectl.errors import BadInput, Refused
 
 
@@ -23,8 +23,7 @@ def export(bento: Bento, dest: Path, bentoml_home: Path) -> Path:
     dest is a folder (the archive is named `<name>-<version>.bento` inside it)
     or a file path ending in `.bento`.
     """
-    dest = dest.absolute()
-    target = dest if dest.suffix == ".bento" else dest / f"{bento.name}-{bento.version}.bento"
+    target = archive_path(bento.name, bento.version, dest)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.unlink(missing_ok=True)
     # Absolute path: bentoml 1.4 resolves relative export paths against `/`.

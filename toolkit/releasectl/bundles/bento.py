@@ -2,8 +2,10 @@
 
 Every call is a subprocess (`python -m bentoml ...`) with an explicit
 `BENTOML_HOME`: bentoml reads its home once per process, so a subprocess per
-call is the only way to keep several homes (build cache, deploy slots) apart,
-and importing bentoml costs ~1.5 s that `releasectl --help` should not pay.
+home is the only way to keep several homes (build cache, deploy slots) apart,
+and importing bentoml costs ~1.5 s that `releasectl --help` should not pay. A
+build's steps in one home (weights imported, bento built, archive exported) run
+in one such process (`releasectl.bundles.bentoml_batch`), bentoml imported once.
 
 What a bento is made of and its pin are `releasectl.bundles.digest`; its `.bento`
 archive, `releasectl.bundles.archive`. `bentoml serve` is started by the local
@@ -15,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import importlib.metadata
 import io
+import json
 import os
 import re
 import shutil
@@ -109,6 +112,12 @@ def run_bentoml(args: Sequence[str], *, bentoml_home: Path, cwd: Path | None = N
     return _run([sys.executable, "-m", "bentoml", *args], bentoml_home=bentoml_home, cwd=cwd)
 
 
+def _run_batch(ops: list[list[Any]], *, bentoml_home: Path) -> str:
+    """bentoml operations in order, in one process (`releasectl.bundles.bentoml_batch`)."""
+    argv = [sys.executable, "-m", "releasectl.bundles.bentoml_batch", json.dumps(ops)]
+    return _run(argv, bentoml_home=bentoml_home)
+
+
 # --- getting weights into a home ---------------------------------------------
 
 
@@ -184,31 +193,60 @@ def _archive_model_tag(archive: Path) -> str:
         raise BundleError(f"{archive.name} is not a bentoml model archive: {exc!r}") from exc
 
 
-def import_artifact(uri: str, sha256: str, bentoml_home: Path) -> str:
-    """Put pre-built weights (a `bentoml models export` archive) into bentoml_home.
+@dataclass(frozen=True)
+class ModelArchive:
+    """A `bentoml models export` archive whose bytes were checked against their pin."""
 
-    The bytes are checked against sha256 BEFORE bentoml sees them. An existing
-    model of the same tag in that home is replaced, since bentoml refuses to
-    import over it and the verified archive is what the build must use.
-    Returns the model tag.
-    """
+    path: Path
+    tag: str
+
+
+def fetch_artifact(uri: str, sha256: str, dest: Path) -> ModelArchive:
+    """Copy pre-built weights (a `bentoml models export` archive) to the file dest,
+    checking the bytes against sha256 BEFORE bentoml ever sees them."""
     expected = _expected_hex(sha256)
-    bentoml_home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="releasectl-model-") as tmp:
-        local = Path(tmp).absolute() / "model.bentomodel"
-        actual = _fetch(uri, local)
-        if actual != expected:
-            raise DigestMismatch(
-                f"model archive {uri} has sha256 {actual}, expected {expected}",
-                hint="the artifact changed after it was pinned",
-            )
-        tag = _archive_model_tag(local)
-        name, version = tag.split(":")
-        if (bentoml_home / "models" / name / version).exists():
-            run_bentoml(["models", "delete", "-y", tag], bentoml_home=bentoml_home)
+    dest = dest.absolute()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    actual = _fetch(uri, dest)
+    if actual != expected:
+        dest.unlink(missing_ok=True)
+        raise DigestMismatch(
+            f"model archive {uri} has sha256 {actual}, expected {expected}",
+            hint="the artifact changed after it was pinned",
+        )
+    return ModelArchive(dest, _archive_model_tag(dest))
+
+
+def _import_ops(archives: Sequence[ModelArchive], bentoml_home: Path) -> list[list[Any]]:
+    """Operations importing each archive; a model of the same tag already in the home
+    (or imported before it) is deleted first: bentoml refuses to import over it, and
+    the verified archive is what the build must use."""
+    ops: list[list[Any]] = []
+    present: set[str] = set()
+    for archive in archives:
+        name, version = archive.tag.split(":")
+        if archive.tag in present or (bentoml_home / "models" / name / version).exists():
+            ops.append(["delete_model", archive.tag])
         # Absolute path: bentoml 1.4 resolves relative import/export paths against `/`.
-        run_bentoml(["models", "import", str(local)], bentoml_home=bentoml_home)
-    return tag
+        ops.append(["import_model", str(archive.path.absolute())])
+        present.add(archive.tag)
+    return ops
+
+
+def import_models(archives: Sequence[ModelArchive], bentoml_home: Path) -> None:
+    """Put checked model archives into bentoml_home (one bentoml process)."""
+    if archives:
+        bentoml_home.mkdir(parents=True, exist_ok=True)
+        _run_batch(_import_ops(archives, bentoml_home), bentoml_home=bentoml_home)
+
+
+def import_artifact(uri: str, sha256: str, bentoml_home: Path) -> str:
+    """Put pre-built weights (a `bentoml models export` archive) into bentoml_home,
+    the bytes checked against sha256 first (`fetch_artifact`); returns the model tag."""
+    with tempfile.TemporaryDirectory(prefix="releasectl-model-") as tmp:
+        archive = fetch_artifact(uri, sha256, Path(tmp) / "model.bentomodel")
+        import_models([archive], bentoml_home)
+    return archive.tag
 
 
 # --- building -----------------------------------------------------------------
@@ -224,13 +262,10 @@ def _tag(name: str, version: str) -> str:
     return f"{name}:{version}"
 
 
-def _label_args(labels: Mapping[str, str]) -> list[str]:
-    args: list[str] = []
+def _check_labels(labels: Mapping[str, str]) -> None:
     for key, value in sorted(labels.items()):
         if not _LABEL_KEY.match(key) or "\n" in value:
             raise BadInput(f"bad bento label {key}={value!r}")
-        args += ["--label", f"{key}={value}"]
-    return args
 
 
 def _require_uv() -> None:
@@ -249,6 +284,13 @@ def _is_within(path: Path, folder: Path) -> bool:
     return path.resolve().is_relative_to(folder.resolve())
 
 
+def archive_path(name: str, version: str, dest: Path) -> Path:
+    """Where an export of bento name:version to dest goes: dest itself when it ends in
+    `.bento`, else `<name>-<version>.bento` inside the folder dest."""
+    dest = dest.absolute()
+    return dest if dest.suffix == ".bento" else dest / f"{name}-{version}.bento"
+
+
 def build(
     src_dir: Path,
     *,
@@ -256,17 +298,22 @@ def build(
     version: str,
     labels: dict[str, str],
     bentoml_home: Path,
+    imports: Sequence[ModelArchive] = (),
+    archive_to: Path | None = None,
 ) -> Bento:
-    """`bentoml build` src_dir as name:version, with labels, into bentoml_home.
+    """`bentoml build` src_dir as name:version, with labels, into bentoml_home: after
+    importing the checked model archives `imports`, and followed by an export of the
+    bento to `archive_path(name, version, archive_to)` when that is given; all in one
+    bentoml process.
 
-    Labels go through `--label` (bentoml merges them over bentofile labels and
+    Labels are passed to the build (bentoml merges them over bentofile labels and
     records them in bento.yaml and src/bentofile.yaml), so src_dir is never
     written to. A bento of the same tag already in this home is deleted first:
     bentoml refuses to build over it, and a stale bento must never stand in for
     a fresh build (the caller compares digests, not tags).
     """
     tag = _tag(name, version)
-    label_args = _label_args(labels)
+    _check_labels(labels)
     src_dir = src_dir.absolute()
     bentoml_home = bentoml_home.absolute()
     if not (src_dir / "bentofile.yaml").is_file():
@@ -275,26 +322,23 @@ def build(
         # It would be swept into the build context by any broad include pattern.
         raise BadInput(f"BENTOML_HOME {bentoml_home} is inside the build context {src_dir}")
     _require_uv()
+    bentoml_home.mkdir(parents=True, exist_ok=True)
+    ops = _import_ops(imports, bentoml_home)
     path = bentoml_home / "bentos" / name / version
     if path.exists():
-        run_bentoml(["delete", "-y", tag], bentoml_home=bentoml_home)
-    run_bentoml(
-        [
-            "build",
-            "-f",
-            "bentofile.yaml",
-            "--name",
-            name,
-            "--version",
-            version,
-            *label_args,
-            str(src_dir),
-        ],
-        bentoml_home=bentoml_home,
-        cwd=src_dir,
-    )
+        ops.append(["delete_bento", tag])
+    ops.append(["build", str(src_dir), name, version, dict(sorted(labels.items()))])
+    archive = None
+    if archive_to is not None:
+        archive = archive_path(name, version, archive_to)
+        archive.parent.mkdir(parents=True, exist_ok=True)
+        archive.unlink(missing_ok=True)
+        ops.append(["export_bento", tag, str(archive)])
+    _run_batch(ops, bentoml_home=bentoml_home)
     if not (path / "bento.yaml").is_file():
         raise BundleError(f"bentoml build reported success but {path} has no bento.yaml")
+    if archive is not None and not archive.is_file():
+        raise BundleError(f"bentoml export did not write {archive}")
     return Bento(name=name, version=version, path=path)
 
 

@@ -24,7 +24,16 @@ from pathlib import Path
 
 from releasectl import git as g
 from releasectl.bundles.archive import extract
-from releasectl.bundles.bento import Bento, export_model, import_artifact, run_step, saved_models
+from releasectl.bundles.bento import (
+    Bento,
+    ModelArchive,
+    archive_path,
+    export_model,
+    fetch_artifact,
+    import_models,
+    run_step,
+    saved_models,
+)
 from releasectl.bundles.bento import build as build_bento
 from releasectl.bundles.digest import PROVENANCE, content_digest, content_files, digest_of
 from releasectl.bundles.store import ArtifactStore
@@ -42,6 +51,7 @@ class BuiltBundle:
     home: Path
     files: dict[str, str]  # content_files(): what the digest is made of
     sources: frozenset[str]  # the model folder's files at the revision, relative to it
+    archive: Path | None = None  # its `.bento` export, when the build was asked for one
 
     @property
     def digest(self) -> str:
@@ -118,9 +128,14 @@ def needs_training(git: g.Git, manifest: mf.Manifest, rev: str) -> bool:
 Stranded = Callable[[g.Git, str, str, ArtifactStore], str]
 
 
-def _import_trained(
-    git: g.Git, manifest: mf.Manifest, store: ArtifactStore, home: Path, stranded: Stranded
-) -> None:
+def _fetch_trained(
+    git: g.Git,
+    manifest: mf.Manifest,
+    store: ArtifactStore,
+    dest: Path,
+    stranded: Stranded,
+) -> list[ModelArchive]:
+    """The pinned weights, fetched into dest and checked against their pins."""
     trained = manifest.bundle.trained
     if trained is None:
         if manifest.bundle.train:
@@ -129,17 +144,22 @@ def _import_trained(
                 "trained weights (bundle.trained)",
                 "`releasectl release` or `releasectl propose` trains once and pins them",
             )
-        return
-    for pinned in trained.models:
+        return []
+    archives = []
+    for number, pinned in enumerate(trained.models):
         if not store.exists(pinned.key):
             raise OperationFailed(
                 f"the pinned weights of {pinned.tag} ({pinned.key}) are not in the "
                 f"artifact store {store.url}",
                 stranded(git, manifest.model, manifest.version, store),
             )
-        tag = import_artifact(store.uri(pinned.key), pinned.sha256, home)
-        if tag != pinned.tag:
-            raise Refused(f"the weights stored as {pinned.key} are {tag}, not {pinned.tag}")
+        archive = fetch_artifact(
+            store.uri(pinned.key), pinned.sha256, dest / f"trained-{number}.bentomodel"
+        )
+        if archive.tag != pinned.tag:
+            raise Refused(f"the weights stored as {pinned.key} are {archive.tag}, not {pinned.tag}")
+        archives.append(archive)
+    return archives
 
 
 def build_sources(
@@ -150,10 +170,12 @@ def build_sources(
     store: ArtifactStore | None = None,
     *,
     stranded: Stranded,
+    archive_to: Path | None = None,
 ) -> BuiltBundle:
     """Build the model's folder as it is at `rev` inside `work`: pinned
-    weights imported (verified by sha256), then `prepare`, then `bentoml build`;
-    `stranded` says where missing weights went."""
+    weights imported (verified by sha256), then `prepare`, then `bentoml build`,
+    and its `.bento` export in `archive_to` when that is given; `stranded` says
+    where missing weights went."""
     model, version = manifest.model, manifest.version
     src = _clean_copy(git, rev, model, work / "src")
     if not (src / "bentofile.yaml").is_file():
@@ -161,20 +183,31 @@ def build_sources(
     sources = frozenset(p.relative_to(src).as_posix() for p in src.rglob("*") if p.is_file())
     home = work / "bentoml"
     home.mkdir(parents=True, exist_ok=True)
-    _import_trained(git, manifest, store or store_for(git), home, stranded)
+    weights = work / "weights-in"
+    archives = _fetch_trained(git, manifest, store or store_for(git), weights, stranded)
     if manifest.bundle.artifact is not None:
-        import_artifact(manifest.bundle.artifact.uri, manifest.bundle.artifact.sha256, home)
+        artifact = manifest.bundle.artifact
+        archives.append(
+            fetch_artifact(artifact.uri, artifact.sha256, weights / "artifact.bentomodel")
+        )
     if manifest.bundle.prepare:
+        # The step may read the imported models: they go in before it runs.
+        import_models(archives, home)
+        archives = []
         run_step(src, list(manifest.bundle.prepare), home)
     commit = g.rev_parse(git, rev) or rev
+    name = manifest.bundle.bento
     bento = build_bento(
         src,
-        name=manifest.bundle.bento,
+        name=name,
         version=version,
         labels=_labels(model, version, commit),
         bentoml_home=home,
+        imports=archives,
+        archive_to=archive_to,
     )
-    return BuiltBundle(bento, home, content_files(bento.path), sources)
+    archive = archive_path(name, version, archive_to) if archive_to is not None else None
+    return BuiltBundle(bento, home, content_files(bento.path), sources, archive)
 
 
 def explain_mismatch(built: BuiltBundle, recorded: Mapping[str, str] | None) -> str:

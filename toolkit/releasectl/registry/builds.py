@@ -11,7 +11,6 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from releasectl import git as g
-from releasectl.bundles.archive import export
 from releasectl.bundles.build import (
     build_sources,
     explain_mismatch,
@@ -78,8 +77,9 @@ def build_release(
             return Built(model, version, manifest.bundle.bento, digest, key, True, seconds)
     with tempfile.TemporaryDirectory(prefix="releasectl-build-") as tmp:
         with step(progress, f"building the bundle of {model} {version} from its tag"):
+            out = Path(tmp) / "out"
             built = build_sources(
-                git, manifest, release.commit, Path(tmp), store, stranded=stranded
+                git, manifest, release.commit, Path(tmp), store, stranded=stranded, archive_to=out
             )
         digest = built.digest
         if pinned is not None and digest != pinned:
@@ -88,9 +88,9 @@ def build_release(
                 f"but the release pins {pinned}"
                 + explain_mismatch(built, recorded_files(store, pinned))
             )
-        with step(progress, f"exporting and storing the bundle of {model} {version}"):
-            archive = export(built.bento, Path(tmp) / "out", built.home)
-            key = store_bundle(store, archive, built, model, version)
+        assert built.archive is not None  # asked for
+        with step(progress, f"storing the bundle of {model} {version}"):
+            key = store_bundle(store, built.archive, built, model, version)
     seconds = time.monotonic() - started
     return Built(model, version, manifest.bundle.bento, digest, key, False, seconds)
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 from releasectl import git as g
 from releasectl import trailers
-from releasectl.bundles.archive import export
 from releasectl.bundles.build import build_sources, needs_training, store_bundle, store_for, train
 from releasectl.bundles.store import ArtifactStore
 from releasectl.errors import BadInput, Refused
@@ -385,8 +384,11 @@ class Prebuild:
                 self.stored += [(store, key) for key in new_keys]
                 pinned = manifest.bundle.model_copy(update={"trained": trained})
                 manifest = manifest.model_copy(update={"bundle": pinned})
-            built = build_sources(self.git, manifest, base, work, store, stranded=stranded)
-            archive = export(built.bento, work / "out", built.home)
+            built = build_sources(
+                self.git, manifest, base, work, store, stranded=stranded, archive_to=work / "out"
+            )
+            assert built.archive is not None  # asked for
+            archive = built.archive
             key = store.bundle_key(built.digest)
             existed = store.exists(key)
             store_bundle(store, archive, built, self.model, self.version)
