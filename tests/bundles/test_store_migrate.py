@@ -8,6 +8,7 @@ included. Two clones share a bare remote; every process is stopped by PID."""
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -97,3 +98,44 @@ def test_migrate_then_commit_store_and_another_clone_deploys_every_release(
         assert built["reused"] is True and built["digest"] == second["digest"]
         rebuilt = json.loads(b.ok("build", "iris", "1.0.0", "--rebuild", "--json"))
         assert rebuilt["digest"] == first["digest"]  # the pinned weights were migrated too
+
+
+def test_migrate_refuses_one_store_for_both_tampered_weights_and_reports_what_is_missing(
+    tmp_path: Path,
+) -> None:
+    """Local folders as stores: the same store on both sides is bad input (exit 2);
+    weights whose bytes are not their pin are refused (exit 3) and never reach the
+    team's store; an artifact in neither store is reported in the `--json` document
+    of a failed run (exit 1), after the rest was copied."""
+    a: Repo = iris_registry(tmp_path / "a", free_port())
+    source = tmp_path / "laptop-store"
+    with state_home(tmp_path / "home"):
+        released = a.cli("release", "iris", "1.0.0", env={"RELEASECTL_STORE": str(source)})
+        assert released.returncode == 0, released.stderr
+    [weights] = list((source / "weights").glob("*.bentomodel"))
+    [bundle] = list((source / "bundles").glob("*.bento"))
+
+    same = a.cli("store", "migrate", "--from", str(source), "--to", str(source))
+    assert same.returncode == 2, same.stderr
+    assert "is both the source and the destination" in same.stderr.strip().splitlines()[0]
+
+    team = tmp_path / "team-store"
+    tampered = tmp_path / "tampered-store"
+    shutil.copytree(source, tampered)
+    target = tampered / "weights" / weights.name
+    target.write_bytes(target.read_bytes() + b"\0")
+    refused = a.cli("store", "migrate", "--from", str(tampered), "--to", str(team))
+    assert refused.returncode == 3, refused.stderr
+    [line] = refused.stderr.strip().splitlines()[-1:]
+    assert weights.stem in line and "but iris 1.0.0" in line and "pins" in line
+    assert not (team / "weights" / weights.name).exists()
+
+    bundle.unlink()
+    (source / "bundles" / f"{bundle.stem}.json").unlink(missing_ok=True)
+    other = tmp_path / "other-team-store"
+    missing = a.cli("store", "migrate", "--from", str(source), "--to", str(other), "--json")
+    assert missing.returncode == 1, missing.stderr
+    report = json.loads(missing.stdout)
+    assert (report["missing"], report["copied"]) == (1, 1)
+    assert "in neither store" in missing.stderr and bundle.name in missing.stderr
+    assert (other / "weights" / weights.name).is_file()  # the rest was copied
