@@ -92,6 +92,11 @@ STEPS = "{kind: canary, mirror_routes: [/predict], steps: [%s]}"
         ),
         (strategy(STEPS % "{weight: 10}"), "", "x: missing key 'deploy.strategy.steps.0.for'"),
         (
+            strategy(STEPS % "{weight: 10, for_: 1m}"),
+            "",
+            "x: missing key 'deploy.strategy.steps.0.for' (and 1 more problem)",
+        ),
+        (
             strategy(STEPS % "{weight: 10, for: 1m, pause: 1}"),
             "",
             "x: unknown key 'deploy.strategy.steps.0.pause'",
@@ -247,6 +252,7 @@ STEPS = "{kind: canary, mirror_routes: [/predict], steps: [%s]}"
         "mirror-and-weight",
         "neither",
         "no-for",
+        "for-spelt-for_",
         "unknown-step-key",
         "weight-0",
         "mirror-101",

@@ -1,16 +1,18 @@
 """The `deploy.strategy` block of a release manifest: how a new version takes
 traffic, on either target (docs/ARCHITECTURE.md, "Deployment strategies").
 
-Data only, and target-neutral: blue-green (the default), canary steps
-(mirror, then weights) and a plain Deployment (kubernetes only). The rules
-that need the rest of the manifest (a kind per target, steps that fit in the
-bake, `analysis.compare` that needs a mirror step) are `check_strategy`.
+Target-neutral: blue-green (the default), canary steps (mirror, then
+weights) and a plain Deployment (kubernetes only). The rules that need the
+rest of the manifest (a kind per target, steps that fit in the bake,
+`analysis.compare` that needs a mirror step) are `check_strategy`; `moved`
+refuses the old `deploy.kubernetes.strategy`, and `not_yet` a canary where
+no target serves one yet.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
@@ -19,7 +21,7 @@ from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration, format_duration
 
 Kind = Literal["bluegreen", "canary", "deployment"]
-KINDS: tuple[str, ...] = ("bluegreen", "canary", "deployment")
+KINDS: tuple[str, ...] = get_args(Kind)
 
 # A route the endpoint serves, written as a smoke request's path is.
 ROUTE_RE = re.compile(r"/[A-Za-z0-9._~/-]{0,199}")
@@ -33,7 +35,8 @@ FEEDBACK = "/feedback"
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    # No populate_by_name: `for` is the only spelling a manifest may use.
+    model_config = ConfigDict(extra="forbid")
 
 
 class StrategyStep(_Strict):
