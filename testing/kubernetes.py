@@ -55,7 +55,7 @@ def kubernetes_iris(
     one smoke request (SMOKE) for the pre-promotion analysis."""
     repo.add_model("iris")
     text = (repo.path / MANIFEST).read_text()
-    block = KUBERNETES_BLOCK + (f"    strategy: {strategy}\n" if strategy else "")
+    block = (f"  strategy: {{kind: {strategy}}}\n" if strategy else "") + KUBERNETES_BLOCK
     text = text.replace("  target: local\n", "  target: kubernetes\n").replace(
         "  standby: 10m\n", "  standby: 10m\n" + block
     )

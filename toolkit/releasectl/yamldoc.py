@@ -36,6 +36,9 @@ def describe(exc: ValidationError) -> str:
         text = f"unknown key {where!r}"
     elif first["type"] == "missing":
         text = f"missing key {where!r}"
+    elif not first["loc"]:
+        # A rule over several keys (a model's own validator) names its keys itself.
+        text = first["msg"].removeprefix("Value error, ")
     else:
         got = first.get("input")
         shown = f" (got {got!r})" if isinstance(got, str | int | float | bool) else ""

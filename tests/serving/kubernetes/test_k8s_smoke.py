@@ -52,7 +52,8 @@ def manifest(strategy: str, metrics: dict[str, Any], smoke: list[Any]) -> mf.Man
     document["bundle"]["image"] = IMAGE
     document["deploy"] |= {
         "target": "kubernetes",
-        "kubernetes": {"image": IMAGE.split("@")[0], "namespace": "ml", "strategy": strategy},
+        "strategy": {"kind": strategy},
+        "kubernetes": {"image": IMAGE.split("@")[0], "namespace": "ml"},
     }
     document["analysis"] = {"source": PROM, "metrics": metrics, "smoke": smoke}
     return mf.validate(document, "release.yaml", model="iris")

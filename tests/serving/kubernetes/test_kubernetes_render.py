@@ -165,9 +165,7 @@ def test_revert_restores_the_rendered_folder_byte_for_byte(registry: Repo) -> No
     text = (registry.path / MANIFEST).read_text()
     registry.write(
         MANIFEST,
-        text.replace(
-            "    namespace: models\n", "    namespace: models\n    strategy: deployment\n"
-        ),
+        text.replace("  kubernetes:\n", "  strategy: {kind: deployment}\n  kubernetes:\n"),
     )
     registry.commit("iris: plain deployment")
     registry.ok("release", "iris", "1.1.0")

@@ -140,10 +140,14 @@ class PrometheusSourceSpec(_Strict):
     )
 
 
+# A JSON field of an answer, a dotted path into nested objects: `label`, `result.label`.
+JSON_FIELD = r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$"
+
+
 class SmokeExpect(_Strict):
     """The answer's JSON field (a dotted path) and the value it must equal."""
 
-    field: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+    field: str = Field(pattern=JSON_FIELD)
     equals: str | int | float | bool
 
 
@@ -157,6 +161,30 @@ class SmokeSpec(_Strict):
     expect: SmokeExpect
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class CompareSpec(_Strict):
+    """The candidate against the stable version on the same mirrored requests: the
+    share whose `field` differs, and the candidate's latency over stable's. Needs a
+    mirror step, and the local target (docs/ARCHITECTURE.md, "Deployment strategies")."""
+
+    field: str = Field(
+        pattern=JSON_FIELD,
+        description="The answer's JSON field compared (a dotted path): ids and versions "
+        "always differ, so the whole answer is never compared",
+    )
+    max_disagreement: float | None = Field(
+        default=None, ge=0, le=1, description="The largest share of pairs whose field differs"
+    )
+    max_latency_ratio: float | None = Field(
+        default=None, gt=0, description="The largest candidate/stable latency ratio"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> CompareSpec:
+        if self.max_disagreement is None and self.max_latency_ratio is None:
+            raise ValueError("compare needs max_disagreement, max_latency_ratio or both")
+        return self
 
 
 def _source_shorthand(value: Any) -> Any:
@@ -197,6 +225,11 @@ class AnalysisSpec(_Strict):
     auto: bool = Field(
         default=False,
         description="Watch after every deploy without a terminal, and act on the verdict",
+    )
+    compare: CompareSpec | None = Field(
+        default=None,
+        description="The candidate's answers against stable's on mirrored requests "
+        "(needs a mirror step in deploy.strategy.steps; local target only)",
     )
 
     @model_validator(mode="after")

@@ -5,7 +5,7 @@ a kubernetes-target release pins as `bundle.image` (docs/ARCHITECTURE.md,
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -52,11 +52,6 @@ class KubernetesDeploy(_Strict):
     environment: Annotated[str, StringConstraints(strict=True, pattern=DNS_LABEL)] = "production"
     replicas: int = Field(default=1, ge=0, le=1000, strict=True)
     resources: Resources | None = None
-    strategy: Literal["bluegreen", "deployment"] = Field(
-        default="bluegreen",
-        description="bluegreen: an Argo Rollout with pre- and post-promotion analysis; "
-        "deployment: a plain Deployment",
-    )
     path: str | None = Field(
         default=None,
         description="Where the rendered state is written, relative to the repository "

@@ -27,6 +27,7 @@ from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
 from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
+from releasectl.manifest.strategy import StrategySpec, check_strategy, moved
 from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, ModelVersion
 from releasectl.yamldoc import MAX_BYTES as MAX_BYTES
 from releasectl.yamldoc import describe, plain
@@ -119,6 +120,7 @@ class Deploy(Strict):
     target: Literal["local", "kubernetes"] = "local"
     port: int = Field(default=3000, ge=1024, le=65535, strict=True)
     standby: Duration = Field(default=600.0, description="How long the previous version stays warm")
+    strategy: StrategySpec = Field(default_factory=StrategySpec)
     kubernetes: KubernetesDeploy | None = None
 
     @model_validator(mode="after")
@@ -178,6 +180,11 @@ class Manifest(Strict):
         return self
 
     @model_validator(mode="after")
+    def _strategy_fits(self) -> Manifest:
+        check_strategy(self.deploy.strategy, self.deploy.target, self.analysis)
+        return self
+
+    @model_validator(mode="after")
     def _rollback_matches(self) -> Manifest:
         if self.rollback is not None and self.rollback.to != self.version:
             raise ValueError(
@@ -188,7 +195,9 @@ class Manifest(Strict):
 
 def validate(document: Any, source: str, *, model: str | None = None) -> Manifest:
     try:
-        manifest = Manifest.model_validate(plain(document))
+        data = plain(document)
+        moved(data, source)  # the old deploy.kubernetes.strategy, with what to write instead
+        manifest = Manifest.model_validate(data)
     except ValidationError as exc:
         raise BadInput(f"{source}: {describe(exc)}") from None
     except RecursionError:

@@ -18,6 +18,7 @@ from typing import Any
 from releasectl.errors import BadInput
 from releasectl.manifest.kubernetes import KubernetesDeploy, split_pinned
 from releasectl.manifest.schema import Manifest
+from releasectl.manifest.strategy import not_yet
 from releasectl.names import manifest_path
 from releasectl.render.analysis_template import analysis_template
 from releasectl.render.smoke import smoke_template, template_name
@@ -172,10 +173,12 @@ def _deployment(manifest: Manifest, serial: int) -> dict[str, Any]:
 def objects(manifest: Manifest, serial: int) -> dict[str, dict[str, Any]]:
     """File name -> the object it holds (kustomization.yaml included)."""
     k8s = _k8s(manifest)
+    strategy = manifest.deploy.strategy
+    not_yet(manifest.model, strategy, "kubernetes")
     repository, digest = _pinned_image(manifest)
     model = manifest.model
     found: dict[str, dict[str, Any]] = {"service.yaml": _service(manifest, model)}
-    if k8s.strategy == "bluegreen":
+    if strategy.kind == "bluegreen":
         found["service-preview.yaml"] = _service(manifest, preview_service(model))
         found["rollout.yaml"] = _rollout(manifest, serial)
         template = analysis_template(manifest.analysis, model, name=model)

@@ -28,6 +28,7 @@ from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
+from releasectl.manifest.strategy import not_yet
 from releasectl.names import manifest_path
 from releasectl.progress import Progress
 from releasectl.registry.history import current
@@ -140,6 +141,7 @@ class Local:
     ) -> DeployResult:
         from releasectl.serving.local import DeployRequest
 
+        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         release = check_trust(git, trust, state)
         agent = self._agent()
         with model_lock(state.model, state):
@@ -163,6 +165,7 @@ class Local:
         return result
 
     def preview(self, git: g.Git, state: DeployState, trust: TrustRoot) -> DeployPreview:
+        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         release = check_trust(git, trust, state)
         agent = self._agent()
         running = agent.running()
@@ -283,9 +286,11 @@ class Kubernetes:
         ready_timeout: float = 120.0,
         progress: Progress | None = None,
     ) -> DeployResult:
+        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         raise self._not_here()
 
     def preview(self, git: g.Git, state: DeployState, trust: TrustRoot) -> DeployPreview:
+        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         raise self._not_here()
 
     def live(self, git: g.Git, model: str, version: str | None, *, start: bool = True) -> Live:
