@@ -307,36 +307,46 @@ def test_steps_just_inside_the_bake_pass() -> None:
     assert fits.deploy.strategy.seconds == 299.0
 
 
-@pytest.mark.parametrize(
-    ("old", "line"),
-    [
-        ("deployment", "deploy.kubernetes.strategy moved: write deploy.strategy.kind: deployment"),
-        ("bluegreen", "deploy.kubernetes.strategy moved: write deploy.strategy.kind: bluegreen"),
-        (
-            "rolling",
-            "deploy.kubernetes.strategy moved: write deploy.strategy.kind: one of bluegreen, "
-            "canary, deployment",
-        ),
-    ],
-)
-def test_the_old_kubernetes_strategy_is_refused_with_what_to_write(old: str, line: str) -> None:
+@pytest.mark.parametrize("old", ["deployment", "bluegreen"])
+def test_the_old_kubernetes_strategy_reads_as_the_new_and_says_what_to_write(old: str) -> None:
+    """A release made before the move still reads (a revert may bring it back), as
+    the current form; what new content must write instead rides along with it."""
+    manifest = load(K8S.replace("models}", f"models, strategy: {old}}}").join(["deploy:\n", ""]))
+    assert manifest.deploy.strategy.kind == old
     with pytest.raises(BadInput) as refused:
-        load(K8S.replace("models}", f"models, strategy: {old}}}").join(["deploy:\n", ""]))
-    assert refused.value.line() == f"x: {line}"
+        mf.refuse_old_spelling(manifest)
+    line = f"x: deploy.kubernetes.strategy moved: write deploy.strategy.kind: {old}"
+    assert refused.value.line() == line
+    mf.refuse_old_spelling(load(strategy(f"{{kind: {old}}}") + K8S.removeprefix("deploy:\n")))
 
 
-def test_check_release_render_and_deploy_refuse_the_old_form_writing_nothing(
+def test_a_form_no_release_could_have_had_is_refused() -> None:
+    both = "deploy:\n  strategy: {kind: deployment}\n" + K8S.replace(
+        "models}", "models, strategy: bluegreen}"
+    )
+    cases = {
+        K8S.replace("models}", "models, strategy: rolling}").join(["deploy:\n", ""]): (
+            "write deploy.strategy.kind: one of bluegreen, canary, deployment"
+        ),
+        both: "remove it, deploy.strategy.kind says the strategy now",
+    }
+    for text, instead in cases.items():
+        with pytest.raises(BadInput) as refused:
+            load(text)
+        assert refused.value.line() == f"x: deploy.kubernetes.strategy moved: {instead}"
+
+
+def test_check_and_release_refuse_the_old_form_and_render_reads_it_as_the_new(
     registry: Repo,
 ) -> None:
     kubernetes_iris(registry)
     base = registry.head()
     text = (registry.path / MANIFEST).read_text()
-    old = text.replace(
+    new = text.replace("version: 0.0.0", "version: 1.0.0").replace("serial: 0", "serial: 1")
+    old = new.replace(
         "    namespace: models\n", "    namespace: models\n    strategy: deployment\n"
     )
-    registry.write(
-        MANIFEST, old.replace("version: 0.0.0", "version: 1.0.0").replace("serial: 0", "serial: 1")
-    )
+    registry.write(MANIFEST, old)
     registry.commit("iris: the old form")
     line = (
         "model-releases/iris/release.yaml: deploy.kubernetes.strategy moved: "
@@ -347,12 +357,21 @@ def test_check_release_render_and_deploy_refuse_the_old_form_writing_nothing(
     assert checked.returncode == 2, checked.stderr
     findings = {(f["subject"], f["check"]): f for f in json.loads(checked.stdout)["findings"]}
     assert findings[("iris", "manifest")]["detail"] == line
-    for command in (["render", "iris"], ["release", "iris", "1.0.0"], ["deploy", "iris"]):
-        proc = registry.cli(*command)
-        assert proc.returncode == 2, proc.stderr
-        assert proc.stderr.splitlines() == [f"releasectl: {line}"]
+    released = registry.cli("release", "iris", "1.0.0")
+    assert released.returncode == 2, released.stderr
+    assert released.stderr.splitlines() == [f"releasectl: {line}"]
     assert registry.snapshot() == snapshot
-    assert not (registry.path / "deploy").exists()
+    # Rendered as the current form renders: a Deployment, the same files.
+    registry.ok("render", "iris")
+    folder = registry.path / "deploy"
+    from_old = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert any(b"kind: Deployment" in body for body in from_old.values())
+    strategy_line = "  strategy: {kind: deployment}\n  kubernetes:\n"
+    registry.write(MANIFEST, new.replace("  kubernetes:\n", strategy_line))
+    registry.commit("iris: the current form")
+    registry.ok("render", "iris")
+    from_new = {p.relative_to(folder): p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    assert from_new == from_old
 
 
 def test_check_refuses_canary_steps_that_do_not_fit_in_the_bake(registry: Repo) -> None:

@@ -17,6 +17,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     StringConstraints,
     ValidationError,
     field_validator,
@@ -149,6 +150,8 @@ class Manifest(Strict):
     analysis: AnalysisSpec = Field(default_factory=AnalysisSpec)
     deploy: Deploy = Field(default_factory=Deploy)
     rollback: Rollback | None = None
+    # What to write instead of an old spelling this manifest was read with (`moved`).
+    _old_spelling: str | None = PrivateAttr(default=None)
 
     @field_validator("model")
     @classmethod
@@ -196,8 +199,9 @@ class Manifest(Strict):
 def validate(document: Any, source: str, *, model: str | None = None) -> Manifest:
     try:
         data = plain(document)
-        moved(data, source)  # the old deploy.kubernetes.strategy, with what to write instead
+        old_spelling = moved(data, source)  # the old deploy.kubernetes.strategy, read
         manifest = Manifest.model_validate(data)
+        manifest._old_spelling = old_spelling
     except ValidationError as exc:
         raise BadInput(f"{source}: {describe(exc)}") from None
     except RecursionError:
@@ -208,6 +212,13 @@ def validate(document: Any, source: str, *, model: str | None = None) -> Manifes
             "the model key must equal its folder's name",
         )
     return manifest
+
+
+def refuse_old_spelling(manifest: Manifest) -> None:
+    """New content is written in the current form: a release or a pull request with an
+    old spelling is refused with what to write instead; old releases still read."""
+    if manifest._old_spelling is not None:
+        raise BadInput(manifest._old_spelling)
 
 
 def load(text: str, source: str, *, model: str | None = None) -> Manifest:

@@ -191,20 +191,25 @@ def check_strategy(strategy: StrategySpec, target: str, analysis: AnalysisSpec) 
         )
 
 
-def moved(document: Any, source: str) -> None:
-    """The old `deploy.kubernetes.strategy` is refused with the line that says what
-    to write instead (docs/ARCHITECTURE.md, "Deployment strategies")."""
+def moved(document: Any, source: str) -> str | None:
+    """The old `deploy.kubernetes.strategy`: rewritten in place to `deploy.strategy.kind`
+    when that is all it says, and the line that says what to write instead returned,
+    for the commands that write a manifest's new content to refuse (`release`,
+    `check`; `refuse_old_spelling`). Releases made before the move, and the reverts
+    that bring them back, must still read, deploy and render (docs/ARCHITECTURE.md,
+    "Deployment strategies"). A form no release could have had is refused here."""
     deploy = document.get("deploy") if isinstance(document, dict) else None
     if not isinstance(deploy, dict):
-        return
+        return None
     k8s = deploy.get("kubernetes")
     if not isinstance(k8s, dict) or "strategy" not in k8s:
-        return
+        return None
     old = k8s["strategy"]
     if "strategy" in deploy:
         instead = "remove it, deploy.strategy.kind says the strategy now"
-    elif isinstance(old, str) and old in KINDS:
-        instead = f"write deploy.strategy.kind: {old}"
+    elif old in ("bluegreen", "deployment"):  # what the old schema allowed
+        deploy["strategy"] = {"kind": k8s.pop("strategy")}
+        return f"{source}: deploy.kubernetes.strategy moved: write deploy.strategy.kind: {old}"
     else:
         instead = f"write deploy.strategy.kind: one of {', '.join(KINDS)}"
     raise BadInput(f"{source}: deploy.kubernetes.strategy moved: {instead}")

@@ -352,6 +352,7 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
     try:
         document = mf.parse_document(text, path)
         manifest = mf.validate(document, path, model=model)
+        mf.refuse_old_spelling(manifest)  # a pull request writes the current form
     except ReleasectlError as exc:
         report.add(model, "manifest", False, exc.message, BadInput)
         return

@@ -203,10 +203,10 @@ def plan_release(
 def _preflight(
     git: g.Git, trust: TrustRoot, manifest: mf.Manifest, version: str, will_build: bool
 ) -> None:
-    """What would refuse the release after its build, checked before it, in
-    milliseconds (docs/ARCHITECTURE.md, "The command line"): the signing key is
-    in the trust root, the store can be listed, and a kubernetes image's builder
-    and registry are there."""
+    """What would refuse the release after its build, checked before it: the manifest's
+    current form, the signing key in the trust root, the store listable, a kubernetes
+    image's builder and registry there (docs/ARCHITECTURE.md, "The command line")."""
+    mf.refuse_old_spelling(manifest)
     require_allowed_signer(git, trust)
     if not will_build:
         return
