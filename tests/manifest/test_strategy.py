@@ -393,12 +393,16 @@ def test_check_refuses_canary_steps_that_do_not_fit_in_the_bake(registry: Repo) 
         "than analysis.bake 1m: the steps must fit in the bake; shorten them or lengthen "
         "the bake"
     )
-    # Inside the bake, the same check passes the manifest.
+    # Inside the bake, the steps pass; what is left is that no target serves a canary
+    # yet, said before the merge rather than by the deploy job after it.
     registry.write(MANIFEST, (registry.path / MANIFEST).read_text().replace("40s", "20s"))
     registry.commit("iris: steps inside the bake")
     proc = registry.cli("check", "--base", base, "--no-build", "--json")
+    assert proc.returncode == 2, proc.stderr
     findings = {(f["subject"], f["check"]): f for f in json.loads(proc.stdout)["findings"]}
-    assert findings[("iris", "manifest")]["ok"] is True, findings
+    assert findings[("iris", "manifest")]["detail"] == (
+        "iris: deploy.strategy.kind canary is not supported yet by the local target; use bluegreen"
+    )
 
 
 def test_deploy_refuses_a_canary_until_a_target_serves_it(registry: Repo) -> None:
