@@ -143,12 +143,16 @@ def test_cold_switch_then_warm_rollback(
 
     with Traffic(url(port)) as traffic:
         traffic.wait_for(5)
+        warm = time.monotonic()
+        traffic.wait_for(10)
         start = time.monotonic()
         second = target.deploy(request(bentos, "2.0.0", port))
         switched = time.monotonic()
         traffic.wait_for(10)
     assert traffic.failures == []
-    assert traffic.rate(start, switched) >= 20
+    # The new server's cold start does not hold the live one's traffic: it keeps flowing
+    # at a good part of the rate it had before (a rate measured on this machine, now).
+    assert traffic.rate(start, switched) >= traffic.rate(warm, start) / 4
     assert traffic.versions_sent_after(switched) == {"2.0.0"}
     assert (second.switch, second.previous_version) == ("cold", "1.0.0")
 
