@@ -203,6 +203,7 @@ class Mirror:
             # A copy must never end the task that sends them.
             with contextlib.suppress(Exception):
                 await self._send(copy)
+            self.queue.task_done()
 
     async def _send(self, copy: Copy) -> None:
         url = URL(self.backend.url + copy.target, encoded=True)
