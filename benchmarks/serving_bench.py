@@ -310,7 +310,8 @@ def main() -> int:
             back, _ = rollback(w, args.runs, 2)
             memory_after = agent_memory(w)
             doc.update(proxy=cost, rollback=back, agent_memory=[memory, memory_after])
-    return finish("serving", doc, started, report)
+    # The mirror scenario alone keeps the full run's results file as it is.
+    return finish("serving_mirror" if args.mirror_only else "serving", doc, started, report)
 
 
 def mirror_rows(m: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
