@@ -68,7 +68,9 @@ def hanging(entered: list[int], release: asyncio.Event) -> App:
 STABLE = model("1.0.0", lambda n: LABELS[n % 3], lambda n: 200)
 
 
-async def call(proxy: Proxy, n: int, path: str = "/predict") -> tuple[int, dict[str, Any]]:
+async def call(
+    proxy: Proxy, n: int, path: str = "/predict", chunks: list[bytes] | None = None
+) -> tuple[int, dict[str, Any]]:
     """One user request through the proxy's ASGI app: the status and JSON the user got."""
     body = json.dumps({"n": n}).encode()
     scope = {
@@ -89,6 +91,8 @@ async def call(proxy: Proxy, n: int, path: str = "/predict") -> tuple[int, dict[
         sent.append(message)
 
     await proxy(scope, receive, send)
+    if chunks is not None:
+        chunks.extend(m.get("body", b"") for m in sent[1:])
     answer = b"".join(m.get("body", b"") for m in sent[1:])
     return int(sent[0]["status"]), json.loads(answer)
 
@@ -96,21 +100,23 @@ async def call(proxy: Proxy, n: int, path: str = "/predict") -> tuple[int, dict[
 Script = Callable[[Proxy, Meter, str, str], Awaitable[None]]
 
 
-def run(candidate: App, script: Script, *, stop: asyncio.Event | None = None) -> Meter:
+def run(
+    candidate: App, script: Script, *, stop: asyncio.Event | None = None, stable: App = STABLE
+) -> Meter:
     """Serve the stable app and `candidate` on 127.0.0.1, point a proxy at the stable one,
     run `script(proxy, meter, stable_url, candidate_url)`, then stop everything."""
     meter = Meter()
 
     async def main() -> None:
-        servers = [Served(app, listen(0)) for app in (STABLE, candidate)]
+        servers = [Served(app, listen(0)) for app in (stable, candidate)]
         client = Upstream()
         proxy = Proxy(client)
         try:
             for server in servers:
                 await server.started()
-            stable, cand = (f"http://127.0.0.1:{s.port}" for s in servers)
-            proxy.target = Backend(stable, meter.tally("iris", "1.0.0", LIVE))
-            await script(proxy, meter, stable, cand)
+            here, there = (f"http://127.0.0.1:{s.port}" for s in servers)
+            proxy.target = Backend(here, meter.tally("iris", "1.0.0", LIVE))
+            await script(proxy, meter, here, there)
         finally:
             if stop is not None:
                 stop.set()
@@ -175,6 +181,31 @@ def test_a_hanging_candidate_never_holds_a_user_and_a_full_queue_drops() -> None
     meter = run(hanging(entered, release), script, stop=release)
     dropped = meter.mirror_pairs("iris", "2.0.0").dropped
     assert parse_pairs(meter.exposition().decode(), "iris", "2.0.0").dropped == dropped
+
+
+def test_a_streamed_stable_answer_reaches_the_user_unchanged_and_is_compared() -> None:
+    pieces = [b'{"id": "s", ', b'"label": "setosa", ', b'"version": "1.0.0"}']
+
+    async def streamed(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        while (await receive()).get("more_body"):
+            pass
+        headers = [(b"content-type", b"application/json")]  # no length: chunked
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for piece in pieces:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def script(proxy: Proxy, meter: Meter, stable: str, cand: str) -> None:
+        mirror = mirror_to(proxy, meter, cand)
+        chunks: list[bytes] = []
+        assert (await call(proxy, 0, chunks=chunks))[0] == 200
+        # No length: the proxy streams the answer (the path that collects a copy of it).
+        assert b"".join(chunks) == b"".join(pieces) and chunks[-1] == b""
+        await mirror.queue.join()
+
+    meter = run(model("2.0.0", lambda n: "setosa", lambda n: 200), script, stable=streamed)
+    pairs = meter.mirror_pairs("iris", "2.0.0")
+    assert (pairs.same, pairs.different) == (1, 0)
 
 
 def test_a_copy_the_candidate_never_answers_times_out_as_its_error() -> None:

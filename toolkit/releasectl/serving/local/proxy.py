@@ -347,6 +347,7 @@ class Proxy:
             await send({"type": "http.response.body", "body": b"", "more_body": False})
             if keep and copy is not None:
                 copy.answer = b"".join(copy.parts)
+                copy.parts.clear()
         except aiohttp.ClientError as exc:
             outcome = unanswered(exc)  # the version dropped its answer half-way
             raise
