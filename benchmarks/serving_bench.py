@@ -9,9 +9,12 @@ target is a ratio or a difference against a baseline measured in the same run:
 2. the endpoint's cost: the same load through the endpoint and straight at the live slot's port
    (alternating, --rounds each), latency at a fixed rate and throughput with closed-loop
    connections;
-3. the agent's memory (RSS and USS of the agent process; bento servers are other processes).
+3. the agent's memory (RSS and USS of the agent process; bento servers are other processes);
+4. mirroring's cost: the endpoint in a process of its own (benchmarks/mirror_endpoint.py) with
+   and without a mirror to a candidate that sleeps 2 s per request, alternating, --rounds each:
+   p50 at a fixed rate and closed-loop throughput with the mirror against without it.
 
-    python benchmarks/serving_bench.py [--runs 5] [--rounds 3] [--seconds 5]
+    python benchmarks/serving_bench.py [--runs 5] [--rounds 3] [--seconds 5] [--mirror-only]
 """
 
 from __future__ import annotations
@@ -19,9 +22,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -41,6 +46,7 @@ from servinglib import (
 )
 
 SETOSA = {"features": [5.1, 3.5, 1.4, 0.2]}
+MIRROR_ENDPOINT = str(Path(__file__).with_name("mirror_endpoint.py"))
 
 
 # -- 1. rollback time -------------------------------------------------------------------------
@@ -195,6 +201,68 @@ def proxy_cost(w: World, rounds: int, seconds: float, rate: float, conns: int) -
     return out
 
 
+def mirror_cost(
+    w: World, rounds: int, seconds: float, rate: float, conns: int, sleep: float
+) -> dict[str, Any]:
+    """The same load at two endpoint processes in front of the live slot, one mirroring
+    /predict to a candidate that sleeps `sleep` s per request (alternating, `rounds` each)."""
+    from releasectl.loopback import free_port
+
+    live = f"http://127.0.0.1:{w.status()['live']['port']}"
+    ports = {"candidate": free_port(), "plain": free_port(), "mirror": free_port()}
+    urls = {k: f"http://127.0.0.1:{p}" for k, p in ports.items()}
+    py = [sys.executable, MIRROR_ENDPOINT]
+    candidate = [*py, "candidate", "--port", str(ports["candidate"]), "--sleep", str(sleep)]
+    procs = {"candidate": w.spawn(candidate)}
+    for name in ("plain", "mirror"):
+        cmd = [*py, "endpoint", "--port", str(ports[name]), "--target", live]
+        if name == "mirror":
+            cmd += ["--mirror", urls["candidate"]]
+        procs[name] = w.spawn(cmd, stdout=subprocess.PIPE, text=True)
+
+    def up(url: str) -> bool:
+        try:
+            return httpx.get(url + "/readyz", timeout=1.0, trust_env=False).status_code < 500
+        except httpx.HTTPError:
+            return False
+
+    for name in ports:
+        wait_until(lambda u=urls[name]: up(u), 30, f"the {name} process", 0.1)
+    runs: dict[str, dict[str, list[dict[str, Any]]]] = {
+        mode: {"plain": [], "mirror": []} for mode in ("fixed_rate", "closed_loop")
+    }
+    for i in range(rounds):
+        for mode in runs:
+            # Turn about, so that a machine getting busier weighs on both alike.
+            for name in ("plain", "mirror")[:: 1 if i % 2 == 0 else -1]:
+                proc = loadgen(
+                    w,
+                    urls[name],
+                    connections=conns if mode == "closed_loop" else 4,
+                    duration=seconds,
+                    rate=rate if mode == "fixed_rate" else None,
+                )
+                runs[mode][name].append(finish_loadgen(proc))
+    counts = {}
+    for name in ("plain", "mirror"):
+        procs[name].send_signal(signal.SIGTERM)
+        out, _ = procs[name].communicate(timeout=60)
+        counts[name] = json.loads(out.strip().splitlines()[-1])
+    stop(procs["candidate"])
+    out: dict[str, Any] = {"sleep_s": sleep, "rate": rate, "connections": conns, "runs": runs}
+    for mode, by in runs.items():
+        for name, rs in by.items():
+            for key in ("p50_ms", "p95_ms", "throughput"):
+                out[f"{mode}_{name}_{key}"] = round(median([r[key] for r in rs]), 3)
+        out[f"{mode}_errors"] = sum(r["errors"] for rs in by.values() for r in rs)
+    out["added_p50_ms"] = round(out["fixed_rate_mirror_p50_ms"] - out["fixed_rate_plain_p50_ms"], 3)
+    out["throughput_ratio"] = round(
+        out["closed_loop_mirror_throughput"] / out["closed_loop_plain_throughput"], 3
+    )
+    out["counts"] = counts
+    return out
+
+
 def agent_memory(w: World) -> dict[str, Any]:
     proc = psutil.Process(w.agent_pid())
     info = proc.memory_full_info()
@@ -217,6 +285,10 @@ def main() -> int:
     parser.add_argument("--rate", type=float, default=200.0, help="fixed-rate load, req/s")
     parser.add_argument("--connections", type=int, default=8, help="closed-loop connections")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument(
+        "--mirror-only", action="store_true", help="only the mirror scenario (no rollbacks)"
+    )
+    parser.add_argument("--mirror-sleep", type=float, default=2.0, help="the candidate's delay")
     args = parser.parse_args()
     doc: dict[str, Any] = {"benchmark": "serving", "machine": machine(), "args": vars(args)}
     started = time.monotonic()
@@ -227,17 +299,61 @@ def main() -> int:
         w.repo.ok("deploy", "iris", "--no-watch")
         # A few thousand requests first: both sides warm (bentoml's first calls are slower).
         finish_loadgen(loadgen(w, w.url, connections=8, duration=3))
-        print("  endpoint cost ...", file=sys.stderr)
-        cost = proxy_cost(w, args.rounds, args.seconds, args.rate, args.connections)
-        memory = agent_memory(w)
-        print("  rollbacks ...", file=sys.stderr)
-        back, _ = rollback(w, args.runs, 2)
-        memory_after = agent_memory(w)
-    doc.update(proxy=cost, rollback=back, agent_memory=[memory, memory_after])
-    return finish("serving", doc, started, report)
+        print("  mirror cost ...", file=sys.stderr)
+        doc["mirror"] = mirror_cost(
+            w, args.rounds, args.seconds, args.rate, args.connections, args.mirror_sleep
+        )
+        if not args.mirror_only:
+            print("  endpoint cost ...", file=sys.stderr)
+            cost = proxy_cost(w, args.rounds, args.seconds, args.rate, args.connections)
+            memory = agent_memory(w)
+            print("  rollbacks ...", file=sys.stderr)
+            back, _ = rollback(w, args.runs, 2)
+            memory_after = agent_memory(w)
+            doc.update(proxy=cost, rollback=back, agent_memory=[memory, memory_after])
+    # The mirror scenario alone keeps the full run's results file as it is.
+    return finish("serving_mirror" if args.mirror_only else "serving", doc, started, report)
+
+
+def mirror_rows(m: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
+    mirrored = sum(m["counts"]["mirror"]["mirrored"].values())
+    return [
+        (
+            f"mirror to a {m['sleep_s']:g} s candidate: added p50, fixed {m['rate']:g} req/s "
+            f"({m['fixed_rate_plain_p50_ms']:.2f} → {m['fixed_rate_mirror_p50_ms']:.2f} ms)",
+            f"{m['added_p50_ms']:+.3f} ms",
+            "≤ 1 ms",
+            m["added_p50_ms"] <= 1.0,
+        ),
+        (
+            f"mirror: throughput, {m['connections']} connections closed loop "
+            f"({m['closed_loop_plain_throughput']:.0f} → "
+            f"{m['closed_loop_mirror_throughput']:.0f} req/s)",
+            f"{m['throughput_ratio']:.1%} of no mirror",
+            "≥ 90%",
+            m["throughput_ratio"] >= 0.9,
+        ),
+        (
+            "  copies the candidate answered / dropped (queue full)",
+            f"{mirrored} / {m['counts']['mirror']['dropped']}",
+            "",
+            None,
+        ),
+        (
+            "failed user requests with and without the mirror",
+            str(m["fixed_rate_errors"] + m["closed_loop_errors"]),
+            "0",
+            m["fixed_rate_errors"] + m["closed_loop_errors"] == 0,
+        ),
+    ]
 
 
 def report(doc: dict[str, Any]) -> str:
+    if "proxy" not in doc:
+        rows = mirror_rows(doc["mirror"])
+        passed = sum(1 for r in rows if r[3] is True)
+        total = sum(1 for r in rows if r[3] is not None)
+        return f"## Serving (mirror only)\n\n{table(rows)}\n\n{passed}/{total} targets met."
     p, b = doc["proxy"], doc["rollback"]
     mem = max(m["rss_mib"] for m in doc["agent_memory"])
     uss = max(m["uss_mib"] for m in doc["agent_memory"])
@@ -302,6 +418,7 @@ def report(doc: dict[str, Any]) -> str:
             p["fixed_rate_errors"] + p["closed_loop_errors"] == 0,
         ),
         ("agent memory (max RSS / USS)", f"{mem:.1f} / {uss:.1f} MiB", "≤ 80 MiB", mem <= 80),
+        *mirror_rows(doc["mirror"]),
     ]
     passed = sum(1 for r in rows if r[3] is True)
     total = sum(1 for r in rows if r[3] is not None)

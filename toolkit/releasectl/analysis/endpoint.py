@@ -18,6 +18,21 @@ No imports, no I/O: the agent imports this module and must stay small.
   that answers every user request). Traffic steps add `stable` and `candidate` (both
   answer users, by weight) and `mirror` (a copy; the user never sees its answer). A
   version is judged on all its roles; a role selects per-role figures.
+
+Mirroring (docs/ARCHITECTURE.md, "Mirroring") adds, per candidate (model, version):
+
+- `releasectl_endpoint_mirror_pairs_total{model, version, agreement}`: mirrored requests
+  whose stable answer was a 2xx JSON object holding the compared field, by whether the
+  candidate's answer had the same value there (`same`) or not (`different`: another
+  value, no such field, not JSON, not 2xx, or no answer at all);
+- `releasectl_endpoint_mirror_latency_seconds{model, version, role}`: a summary (`_sum`,
+  `_count`) of the same pairs' latencies, `role` `stable` or `candidate`, so that a window's
+  candidate-over-stable latency ratio is the ratio of the two `_sum` increases;
+- `releasectl_endpoint_mirror_dropped_total{model, version}`: copies not sent because the
+  mirror's queue was full (the user's request was answered as always).
+
+The mirrored calls themselves are counted in the requests and duration series above,
+with role `mirror`.
 """
 
 from __future__ import annotations
@@ -28,6 +43,16 @@ LABELS = ("model", "version", "role")
 
 LIVE = "live"
 ROLES = (LIVE,)  # `stable`, `candidate` and `mirror` come with traffic steps
+
+MIRROR = "mirror"  # a copy of a user's request; no user sees its answer
+MIRROR_PAIRS = "releasectl_endpoint_mirror_pairs"  # a counter: `_total` on the wire
+MIRROR_DROPPED = "releasectl_endpoint_mirror_dropped"  # a counter: `_total` on the wire
+MIRROR_LATENCY = "releasectl_endpoint_mirror_latency_seconds"  # a summary: `_sum`, `_count`
+MIRROR_LABELS = ("model", "version")  # the candidate's
+SAME, DIFFERENT = "same", "different"  # `agreement`
+PAIR_STABLE, PAIR_CANDIDATE = "stable", "candidate"  # `role` of the pair latencies
+# Routes never copied: a candidate must not learn from (or double-count) users' labels.
+NEVER_MIRRORED = ("/feedback",)
 
 STATUS_CLASSES = ("1xx", "2xx", "3xx", "4xx", "5xx")
 CONNECT_ERROR, RESET, TIMEOUT = "connect_error", "reset", "timeout"

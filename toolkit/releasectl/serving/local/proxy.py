@@ -15,6 +15,12 @@ Per request the proxy works on the ASGI scope directly (no starlette Request) an
 client rather than httpx: with httptools and uvloop (`uvicorn[standard]`) that took the agent's
 cost from ~1.2 ms of CPU per request to a fraction of it (the endpoint's budget: added
 p50 <= 1 ms; docs/ARCHITECTURE.md, "Performance budgets").
+
+An optional `Mirror` (`proxy.mirror = Mirror(...)`) copies the requests on its routes to a
+candidate version: the user's request goes to the target exactly as without it, and only
+once that exchange is over is a copy put on the mirror's bounded queue (dropped and counted
+when full), from which a fixed number of tasks send copies to the candidate
+(docs/ARCHITECTURE.md, "Mirroring").
 """
 
 from __future__ import annotations
@@ -23,8 +29,8 @@ import asyncio
 import contextlib
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Iterator
+from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
 
@@ -35,12 +41,13 @@ from yarl import URL
 
 from releasectl.analysis.endpoint import (
     CONNECT_ERROR,
+    NEVER_MIRRORED,
     RESET,
     TIMEOUT,
     is_api_endpoint,
     status_class,
 )
-from releasectl.serving.local.meter import Counts
+from releasectl.serving.local.meter import Counts, Pairs
 
 HOP_BY_HOP = frozenset(
     {
@@ -64,6 +71,8 @@ RETRYABLE = (aiohttp.ClientConnectionError,)
 NOT_RETRYABLE = (aiohttp.ServerTimeoutError, aiohttp.ConnectionTimeoutError)
 # aiohttp adds these when the caller did not send them; a proxy must forward what it got.
 NO_AUTO_HEADERS = ("User-Agent", "Accept", "Accept-Encoding", "Content-Type")
+# The largest answer kept to compare a mirrored request's stable and candidate answers.
+COMPARE_LIMIT = 1 << 18
 
 
 class Upstream:
@@ -128,10 +137,108 @@ def unanswered(exc: BaseException) -> str:
     return RESET
 
 
+@dataclass(slots=True)
+class Copy:
+    """A mirrored request, and the stable version's answer to it (when compared)."""
+
+    method: str
+    target: str  # the raw path and query
+    headers: list[tuple[str, str]]
+    body: bytes | None = None  # None: not copied (streamed, or the caller went away)
+    keep: bool = False  # keep the stable answer, to compare
+    answer: bytes | None = None  # the stable version's 2xx JSON body, when kept
+    seconds: float = 0.0
+    parts: list[bytes] = field(default_factory=list)
+
+
+class Mirror:
+    """Copies of the requests on `routes`, sent to `backend` (the candidate, its tally in
+    role `mirror`) by `concurrency` tasks from a queue of `queue_size`; each copy times out
+    after `timeout` seconds. With `compare_field`, the answers are compared in `pairs`
+    (docs/ARCHITECTURE.md, "Mirroring")."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        routes: Iterable[str],
+        pairs: Pairs,
+        client: Upstream,
+        *,
+        queue_size: int = 100,
+        concurrency: int = 4,
+        compare_field: str | None = None,
+        timeout: float = 10.0,
+    ) -> None:
+        self.routes = frozenset(routes)
+        for route in self.routes:
+            if route in NEVER_MIRRORED or not route.startswith("/") or not is_api_endpoint(route):
+                raise ValueError(f"{route!r} cannot be mirrored: name an API route like /predict")
+        if queue_size < 1 or concurrency < 1 or timeout <= 0:
+            raise ValueError("a mirror needs a queue, at least one task and a timeout")
+        self.backend, self.pairs, self.client = backend, pairs, client
+        self.field, self.timeout = compare_field, aiohttp.ClientTimeout(total=timeout)
+        self.concurrency = concurrency
+        self.queue: asyncio.Queue[Copy] = asyncio.Queue(queue_size)
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def offer(self, copy: Copy) -> None:
+        """Queue a copy without waiting: a full queue drops it (counted)."""
+        if not self.tasks:
+            self.tasks = [asyncio.create_task(self._work()) for _ in range(self.concurrency)]
+        try:
+            self.queue.put_nowait(copy)
+        except asyncio.QueueFull:
+            self.pairs.dropped += 1
+
+    async def aclose(self) -> None:
+        """Stop sending: the tasks end, copies still queued are let go."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        self.tasks = []
+
+    async def _work(self) -> None:
+        while True:
+            copy = await self.queue.get()
+            # A copy must never end the task that sends them.
+            with contextlib.suppress(Exception):
+                await self._send(copy)
+            self.queue.task_done()
+
+    async def _send(self, copy: Copy) -> None:
+        url = URL(self.backend.url + copy.target, encoded=True)
+        answer: bytes | None = None
+        started = perf_counter()
+        try:
+            async with self.client.session.request(
+                copy.method,
+                url,
+                headers=copy.headers,
+                data=copy.body,
+                allow_redirects=False,
+                timeout=self.timeout,
+            ) as response:
+                parts, size = [], 0
+                async for chunk in response.content.iter_any():
+                    size += len(chunk)
+                    if size <= COMPARE_LIMIT:
+                        parts.append(chunk)
+                outcome = status_class(response.status)
+                if 200 <= response.status < 300 and size <= COMPARE_LIMIT:
+                    answer = b"".join(parts)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            outcome = unanswered(exc)
+        seconds = perf_counter() - started
+        self.backend.tally.record(outcome, seconds)
+        if self.field is not None and copy.answer is not None:
+            self.pairs.pair(self.field, copy.answer, answer, copy.seconds, seconds)
+
+
 class Proxy:
     def __init__(self, client: Upstream) -> None:
         self.client = client
         self.target: Backend | None = None
+        self.mirror: Mirror | None = None
         self.inflight: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -144,10 +251,18 @@ class Proxy:
         self.inflight[target.url] += 1
         # A call to the model's API, not a probe of its server: counted.
         tally = target.tally if is_api_endpoint(scope["path"]) else None
+        mirror = self.mirror
+        copy = None
+        if mirror is not None and scope["path"] in mirror.routes:
+            copy = Copy(scope["method"], "", [], keep=mirror.field is not None)
         try:
-            await self._forward(target.url, tally, scope, receive, send)
+            await self._forward(target.url, tally, scope, receive, send, copy)
         finally:
             self.inflight[target.url] -= 1
+        if copy is not None and copy.body is not None:
+            # After the user's exchange, never before or during it.
+            assert mirror is not None
+            mirror.offer(copy)
 
     async def drained(self, target: str, timeout: float) -> None:
         """Wait until no request is in flight to `target` (or the timeout passes)."""
@@ -157,12 +272,18 @@ class Proxy:
             await asyncio.sleep(0.05)
 
     async def _forward(
-        self, target: str, tally: Counts | None, scope: Scope, receive: Receive, send: Send
+        self,
+        target: str,
+        tally: Counts | None,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        copy: Copy | None = None,
     ) -> None:
-        raw = target + scope["raw_path"].decode("latin-1")
+        raw = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             raw += "?" + scope["query_string"].decode("latin-1")
-        url = URL(raw, encoded=True)
+        url = URL(target + raw, encoded=True)
         headers = [
             (k.decode("latin-1"), v.decode("latin-1"))
             for k, v in scope["headers"]
@@ -172,6 +293,8 @@ class Proxy:
         if body is None:
             return  # the caller went away before it finished sending its request
         content, replayable = body
+        if copy is not None and isinstance(content, bytes):
+            copy.target, copy.headers, copy.body = raw, headers, content
         session = self.client.session
         response: aiohttp.ClientResponse | None = None
         for attempt in range(2):
@@ -190,6 +313,9 @@ class Proxy:
                     return
         assert response is not None
         outcome = status_class(response.status)
+        keep = copy is not None and copy.keep and copy.body is not None
+        if keep and not (200 <= response.status < 300 and "json" in response.content_type):
+            keep = False
         try:
             start = {
                 "type": "http.response.start",
@@ -204,18 +330,34 @@ class Proxy:
                 data = await response.read()
                 await send(start)
                 await send({"type": "http.response.body", "body": data, "more_body": False})
+                if keep and copy is not None and len(data) <= COMPARE_LIMIT:
+                    copy.answer = data
                 return
             await send(start)
+            size = 0
             async for chunk in response.content.iter_any():
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                if keep and copy is not None:
+                    size += len(chunk)
+                    keep = size <= COMPARE_LIMIT
+                    if keep:
+                        copy.parts.append(chunk)
+                    else:
+                        copy.parts.clear()
             await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if keep and copy is not None:
+                copy.answer = b"".join(copy.parts)
+                copy.parts.clear()
         except aiohttp.ClientError as exc:
             outcome = unanswered(exc)  # the version dropped its answer half-way
             raise
         finally:
             response.release()
+            seconds = perf_counter() - started
             if tally is not None:
-                tally.record(outcome, perf_counter() - started)
+                tally.record(outcome, seconds)
+            if copy is not None:
+                copy.seconds = seconds
 
 
 async def _body(scope: Scope, receive: Receive) -> tuple[bytes | AsyncIterator[bytes], bool] | None:
