@@ -88,14 +88,14 @@ class GatewayApiTraffic(_Strict):
     )
 
 
-class Traffic(_Strict):
+class TrafficSpec(_Strict):
     """`deploy.kubernetes.traffic`: the router that splits a canary's traffic. Exactly one."""
 
     istio: IstioTraffic | None = None
     gateway_api: GatewayApiTraffic | None = None
 
     @model_validator(mode="after")
-    def _one(self) -> Traffic:
+    def _one(self) -> TrafficSpec:
         if (self.istio is None) == (self.gateway_api is None):
             raise ValueError("traffic names exactly one router: istio or gateway_api")
         return self
@@ -128,7 +128,7 @@ class KubernetesDeploy(_Strict):
         description="The image the release's image is built FROM, in a registry the "
         "builders can reach (a tag or a digest)",
     )
-    traffic: Traffic | None = Field(
+    traffic: TrafficSpec | None = Field(
         default=None,
         description="The traffic router a canary's weights and mirror are set in "
         "(istio or gateway_api); required by deploy.strategy.kind canary",

@@ -24,7 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 from releasectl.manifest.durations import format_duration
-from releasectl.manifest.kubernetes import KubernetesDeploy, Traffic
+from releasectl.manifest.kubernetes import KubernetesDeploy, TrafficSpec
 from releasectl.manifest.schema import Manifest
 from releasectl.render.mesh import Mesh
 from releasectl.render.smoke import template_name
@@ -91,7 +91,7 @@ def canary_steps(manifest: Manifest) -> list[dict[str, Any]]:
     return out
 
 
-def traffic_routing(traffic: Traffic, k8s: KubernetesDeploy, mirrors: bool) -> dict[str, Any]:
+def traffic_routing(traffic: TrafficSpec, k8s: KubernetesDeploy, mirrors: bool) -> dict[str, Any]:
     """The Rollout's `trafficRouting` for the declared router: the team's objects named,
     never created (docs/ARCHITECTURE.md, "Kubernetes")."""
     if traffic.istio is not None:
@@ -112,7 +112,7 @@ def traffic_routing(traffic: Traffic, k8s: KubernetesDeploy, mirrors: bool) -> d
             found["managedRoutes"] = [{"name": MIRROR_ROUTE}]
         return found
     gateway = traffic.gateway_api
-    assert gateway is not None  # Traffic names exactly one router
+    assert gateway is not None  # TrafficSpec names exactly one router
     return {
         "plugins": {
             GATEWAY_PLUGIN: {
