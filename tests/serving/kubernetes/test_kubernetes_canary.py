@@ -236,3 +236,20 @@ def test_a_bad_traffic_block_is_one_line(tmp_path: Path, traffic: str, expected:
     assert proc.returncode == 2, proc.stderr
     [line] = proc.stderr.splitlines()
     assert line.startswith(f"releasectl: {MANIFEST}: ") and expected in line, line
+
+
+def test_client_key_is_refused_on_kubernetes(tmp_path: Path) -> None:
+    """Argo's weighted routes split per request: a sticky client key cannot be honoured."""
+    repo = new_repo(tmp_path)
+    canary_iris(repo, traffic=ISTIO, mirror=False)
+    text = (repo.path / MANIFEST).read_text()
+    repo.write(
+        MANIFEST,
+        text.replace("    kind: canary\n", "    kind: canary\n    client_key: X-Client-Id\n"),
+    )
+    repo.commit("iris: a client key")
+    _refused(
+        repo,
+        "deploy.strategy.client_key is not possible on kubernetes: Argo Rollouts' weighted "
+        "routes split per request, not per client; remove it",
+    )
