@@ -18,6 +18,11 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from releasectl.analysis.engine import Reading, Window
+from releasectl.analysis.promql import query_range
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.render.mesh import Mesh, mesh_queries
+
 # (namespace, model, version) -> (requests per second, share answered 5xx, share slow)
 DESTINATIONS: dict[tuple[str, str, str], tuple[float, float, float]] = {
     ("models", "iris", "1.0.0"): (20.0, 0.0, 0.0),  # healthy
@@ -109,14 +114,12 @@ class MeshSource:
     through Prometheus, as its Prometheus source reads the bento's: a baseline first,
     then each window's values and requests."""
 
-    def __init__(self, url: str, spec: Any, mesh: Any, version: str) -> None:
+    def __init__(self, url: str, spec: AnalysisSpec, mesh: Mesh, version: str) -> None:
         self.url, self.spec, self.mesh, self.version = url, spec, mesh, version
         self._started = False
 
-    def read(self, window: Any = None) -> Any:
-        from releasectl.analysis.engine import Reading
-        from releasectl.analysis.promql import query_range
-        from releasectl.render.mesh import mesh_queries
+    def read(self, window: Window | None = None) -> Reading:
+        # Imported here: run as a script, this file's folder is the path, not the repository.
         from testing.prometheus import prometheus_values
 
         if not self._started:
