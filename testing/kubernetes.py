@@ -134,3 +134,38 @@ def validate_argo(objects: list[dict[str, Any]]) -> list[list[str]]:
     )
     assert proc.returncode == 0, proc.stderr
     return [result["errors"] for result in json.loads(proc.stdout)]
+
+
+ISTIO = "{istio: {virtual_service: iris, routes: [primary]}}"
+GATEWAY_API = "{gateway_api: {http_route: iris-route, namespace: gateways}}"
+CANARY_STEPS = """\
+  strategy:
+    kind: canary
+    mirror_routes: [/predict, /classify]
+    steps:
+      - {mirror: 50, for: 30s}
+      - {mirror: 100, for: 1m}
+      - {weight: 10, for: 30s}
+      - {weight: 50, for: 1m30s}
+"""
+
+
+def canary_iris(
+    repo: Repo, *, traffic: str | None, mirror: bool = True, smoke: bool = False
+) -> None:
+    """kubernetes_iris with deploy.strategy.kind canary (CANARY_STEPS; without `mirror`,
+    its weight steps only) and deploy.kubernetes.traffic `traffic` (ISTIO, GATEWAY_API,
+    or None for no router), committed."""
+    kubernetes_iris(repo, smoke=smoke)
+    steps = CANARY_STEPS
+    if not mirror:
+        steps = "".join(
+            line for line in CANARY_STEPS.splitlines(keepends=True) if "mirror" not in line
+        )
+    text = (repo.path / MANIFEST).read_text().replace("  kubernetes:\n", steps + "  kubernetes:\n")
+    if traffic is not None:
+        text = text.replace(
+            "    namespace: models\n", f"    namespace: models\n    traffic: {traffic}\n"
+        )
+    repo.write(MANIFEST, text)
+    repo.commit("iris: canary")

@@ -45,7 +45,11 @@ function close(schema) {
       out[key] = key === "enum" || key === "required" ? value : close(value);
     }
   }
-  if (out.properties && out.additionalProperties === undefined &&
+  // An object whose `properties` the package left empty is a map the CRD keeps open
+  // (x-kubernetes-preserve-unknown-fields, which the packages drop): the Rollout's
+  // trafficRouting.plugins, keyed by plugin name. Closing it would refuse every plugin.
+  if (out.properties && Object.keys(out.properties).length > 0 &&
+      out.additionalProperties === undefined &&
       !out["x-kubernetes-preserve-unknown-fields"]) {
     out.additionalProperties = false;
   }

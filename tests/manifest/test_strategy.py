@@ -1,7 +1,8 @@
 """`deploy.strategy` and `analysis.compare`: the schema, each rule's one line, the
 old `deploy.kubernetes.strategy` refused with its migration, steps that must fit
-in the bake, and a canary that no target serves yet refused where it would
-deploy (docs/ARCHITECTURE.md, "Deployment strategies")."""
+in the bake, a canary the local target does not serve yet refused where it would
+deploy, and a kubernetes canary without a traffic router refused
+(docs/ARCHITECTURE.md, "Deployment strategies", "Kubernetes")."""
 
 from __future__ import annotations
 
@@ -430,7 +431,11 @@ def test_deploy_refuses_a_canary_until_a_target_serves_it(registry: Repo) -> Non
     assert registry.snapshot() == snapshot and registry.git("tag", "-l") == tags
 
 
-def test_the_kubernetes_render_and_deploy_refuse_a_canary(registry: Repo) -> None:
+def test_the_kubernetes_render_and_deploy_refuse_a_canary_without_a_router(
+    registry: Repo,
+) -> None:
+    """Without deploy.kubernetes.traffic Argo would split by replica count: refused
+    (exit 2) before anything is written (docs/ARCHITECTURE.md, "Kubernetes")."""
     kubernetes_iris(registry)
     text = (registry.path / MANIFEST).read_text()
     canary = "  strategy:\n    kind: canary\n    steps:\n      - {weight: 10, for: 30s}\n"
@@ -438,8 +443,9 @@ def test_the_kubernetes_render_and_deploy_refuse_a_canary(registry: Repo) -> Non
     registry.commit("iris: canary")
     snapshot = registry.snapshot()
     line = (
-        "releasectl: iris: deploy.strategy.kind canary is not supported yet by the kubernetes "
-        "target; use bluegreen or deployment"
+        f"releasectl: {MANIFEST}: deploy.strategy.kind canary on kubernetes needs "
+        "deploy.kubernetes.traffic (istio or gateway_api): without a router Argo Rollouts "
+        "splits by replica count and the candidate would be judged by its own pods' figures"
     )
     for command in (["render", "iris"], ["release", "iris", "1.0.0"], ["deploy", "iris"]):
         proc = registry.cli(*command)

@@ -7,7 +7,16 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from releasectl.manifest.strategy import StrategySpec
 
 # A registry host (with a dot or a port, or localhost) is optional; then path
 # components as the OCI distribution spec allows them. No tag, no digest.
@@ -40,6 +49,58 @@ class Resources(_Strict):
     limits: Amounts | None = None
 
 
+# An object's name in the cluster: a DNS subdomain (RFC 1123), as Kubernetes checks it.
+DNS_NAME = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+Name = Annotated[str, StringConstraints(strict=True, max_length=253, pattern=DNS_NAME)]
+# A VirtualService's HTTP route name: Istio allows any string; Argo matches it exactly.
+RouteName = Annotated[str, StringConstraints(strict=True, pattern=r"^[A-Za-z0-9._-]{1,253}$")]
+
+
+class IstioDestinationRule(_Strict):
+    """Subset-level splitting: Argo sets the two subsets' pod-template-hash selectors."""
+
+    name: Name
+    canary_subset: RouteName = "canary"
+    stable_subset: RouteName = "stable"
+
+
+class IstioTraffic(_Strict):
+    """Istio: the team's VirtualService (and DestinationRule), which Argo edits in place
+    (docs/ARCHITECTURE.md, "Kubernetes")."""
+
+    virtual_service: Name = Field(description="The VirtualService Argo sets the weights in")
+    routes: list[RouteName] | None = Field(
+        default=None,
+        description="Its HTTP route names to split (required by Argo when it has several)",
+    )
+    destination_rule: IstioDestinationRule | None = Field(
+        default=None,
+        description="Split by DestinationRule subsets instead of by the canary/stable Services",
+    )
+
+
+class GatewayApiTraffic(_Strict):
+    """The Gateway API plugin (`argoproj-labs/gatewayAPI`): the team's HTTPRoute."""
+
+    http_route: Name = Field(description="The HTTPRoute whose backend weights Argo sets")
+    namespace: Annotated[str, StringConstraints(strict=True, pattern=DNS_LABEL)] | None = Field(
+        default=None, description="The HTTPRoute's namespace (default: the model's)"
+    )
+
+
+class TrafficSpec(_Strict):
+    """`deploy.kubernetes.traffic`: the router that splits a canary's traffic. Exactly one."""
+
+    istio: IstioTraffic | None = None
+    gateway_api: GatewayApiTraffic | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> TrafficSpec:
+        if (self.istio is None) == (self.gateway_api is None):
+            raise ValueError("traffic names exactly one router: istio or gateway_api")
+        return self
+
+
 class KubernetesDeploy(_Strict):
     """Where and how a kubernetes-target model runs; rendered into Git by
     `releasectl render` and by every release commit."""
@@ -66,6 +127,11 @@ class KubernetesDeploy(_Strict):
         default=None,
         description="The image the release's image is built FROM, in a registry the "
         "builders can reach (a tag or a digest)",
+    )
+    traffic: TrafficSpec | None = Field(
+        default=None,
+        description="The traffic router a canary's weights and mirror are set in "
+        "(istio or gateway_api); required by deploy.strategy.kind canary",
     )
 
     @field_validator("image")
@@ -120,3 +186,31 @@ def split_pinned(image: str) -> tuple[str, str]:
     match = PINNED_IMAGE_RE.fullmatch(image)
     assert match is not None, image  # the manifest's validation made sure
     return match["repository"], match["digest"]
+
+
+def check_traffic(k8s: KubernetesDeploy, strategy: StrategySpec) -> None:
+    """The rules between `deploy.kubernetes.traffic` and `deploy.strategy`; ValueError,
+    as a validator raises (docs/ARCHITECTURE.md, "Kubernetes")."""
+    if strategy.kind != "canary":
+        if k8s.traffic is not None:
+            raise ValueError(
+                f"deploy.kubernetes.traffic is only for deploy.strategy.kind canary "
+                f"(kind is {strategy.kind}): remove it"
+            )
+        return
+    if k8s.traffic is None:
+        raise ValueError(
+            "deploy.strategy.kind canary on kubernetes needs deploy.kubernetes.traffic "
+            "(istio or gateway_api): without a router Argo Rollouts splits by replica count "
+            "and the candidate would be judged by its own pods' figures"
+        )
+    if k8s.traffic.gateway_api is not None and strategy.mirrors:
+        raise ValueError(
+            "a mirror step needs traffic.istio: the Gateway API plugin does not implement "
+            "setMirrorRoute; use istio or weight steps only"
+        )
+    if strategy.client_key is not None:
+        raise ValueError(
+            "deploy.strategy.client_key is not possible on kubernetes: Argo Rollouts' "
+            "weighted routes split per request, not per client; remove it"
+        )

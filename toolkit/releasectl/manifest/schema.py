@@ -27,7 +27,12 @@ from pydantic import (
 from releasectl.errors import BadInput
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import Duration
-from releasectl.manifest.kubernetes import KubernetesDeploy, PinnedImage, split_pinned
+from releasectl.manifest.kubernetes import (
+    KubernetesDeploy,
+    PinnedImage,
+    check_traffic,
+    split_pinned,
+)
 from releasectl.manifest.strategy import StrategySpec, check_strategy, moved
 from releasectl.names import DIGEST_PATTERN, MODEL_RE, SHA256_HEX_PATTERN, ModelVersion
 from releasectl.yamldoc import MAX_BYTES as MAX_BYTES
@@ -185,6 +190,8 @@ class Manifest(Strict):
     @model_validator(mode="after")
     def _strategy_fits(self) -> Manifest:
         check_strategy(self.deploy.strategy, self.deploy.target, self.analysis)
+        if self.deploy.kubernetes is not None:
+            check_traffic(self.deploy.kubernetes, self.deploy.strategy)
         return self
 
     @model_validator(mode="after")

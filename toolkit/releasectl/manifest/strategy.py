@@ -216,10 +216,11 @@ def moved(document: Any, source: str) -> str | None:
 
 
 def not_yet(model: str, strategy: StrategySpec, target: str) -> None:
-    """Until the local canary endpoint and the Rollout canary exist, a canary is
-    refused where it would deploy, never served as blue-green."""
-    if strategy.kind == "canary":
-        other = "bluegreen" if target == "local" else "bluegreen or deployment"
+    """Until the local canary endpoint exists, a canary is refused where it would
+    deploy, never served as blue-green. The kubernetes target renders an Argo
+    Rollout canary (docs/ARCHITECTURE.md, "Kubernetes")."""
+    if strategy.kind == "canary" and target != "kubernetes":
+        other = "bluegreen"
         raise BadInput(
             f"{model}: deploy.strategy.kind canary is not supported yet by the {target} "
             f"target; use {other}"

@@ -22,6 +22,7 @@ from releasectl.analysis.promql import build_queries, query_range, samples_query
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
 from releasectl.manifest.durations import format_duration
 from releasectl.names import ModelVersion
+from releasectl.render.mesh import Mesh, mesh_queries
 
 API_VERSION = "argoproj.io/v1alpha1"
 # The label Prometheus's Kubernetes service discovery relabels from the pod label
@@ -35,11 +36,17 @@ DEFAULT_PROMETHEUS = "http://prometheus.monitoring.svc:9090"
 
 
 def analysis_template(
-    spec: AnalysisSpec, model: str, *, name: str, address: str | None = None
+    spec: AnalysisSpec,
+    model: str,
+    *,
+    name: str,
+    address: str | None = None,
+    mesh: Mesh | None = None,
 ) -> dict[str, Any]:
     """The AnalysisTemplate object (argument `version`). `address` is Prometheus as
     the cluster reaches it (a setting); without it, the analysis' prometheus source's
-    URL, else DEFAULT_PROMETHEUS."""
+    URL, else DEFAULT_PROMETHEUS. With `mesh`, error rate and latency read the mesh's
+    request metrics (`releasectl.render.mesh`)."""
     prometheus = address or _source_url(spec) or DEFAULT_PROMETHEUS
     measurements = measurement_count(spec)
     limits = {
@@ -51,7 +58,7 @@ def analysis_template(
         "consecutiveErrorLimit": spec.consecutive_error_limit,
     }
     interval = format_duration(spec.interval)
-    templated = _templated(spec, model)
+    templated = _templated(spec, model, mesh)
     metrics = []
     for check in checks_for(spec):
         metrics.append(
@@ -81,12 +88,15 @@ def analysis_template(
     }
 
 
-def queries(spec: AnalysisSpec, model: str, version: str) -> dict[str, str]:
+def queries(
+    spec: AnalysisSpec, model: str, version: str, mesh: Mesh | None = None
+) -> dict[str, str]:
     """Each metric's PromQL as an AnalysisRun for `version` runs it: the template's
     query with `{{args.version}}` replaced, as Argo does, by the text of the argument."""
     ModelVersion.parse(version)  # a SemVer string needs no escaping inside a PromQL string
     return {
-        name: query.replace(VERSION_ARG, version) for name, query in _templated(spec, model).items()
+        name: query.replace(VERSION_ARG, version)
+        for name, query in _templated(spec, model, mesh).items()
     }
 
 
@@ -99,13 +109,15 @@ def _source_url(spec: AnalysisSpec) -> str | None:
     return spec.source.url if isinstance(spec.source, PrometheusSourceSpec) else None
 
 
-def _templated(spec: AnalysisSpec, model: str) -> dict[str, str]:
+def _templated(spec: AnalysisSpec, model: str, mesh: Mesh | None = None) -> dict[str, str]:
     """The source's queries with the version left as the template argument. Per-request
     metrics give no result while their range holds fewer than `min_requests` API
     requests: too little traffic is inconclusive, never judged."""
     scope = Scope(VERSION_ARG, None, VERSION_LABEL, model)
     window = query_range(spec)
     built = build_queries(spec, scope, window)
+    if mesh is not None:
+        built.update(mesh_queries(spec, mesh, VERSION_ARG, window))
     enough = f"({built['requests']} >= {max(1, spec.min_requests)})"
 
     def evidence(check: MetricCheck) -> str:

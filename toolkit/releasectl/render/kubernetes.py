@@ -18,9 +18,10 @@ from typing import Any
 from releasectl.errors import BadInput
 from releasectl.manifest.kubernetes import KubernetesDeploy, split_pinned
 from releasectl.manifest.schema import Manifest
-from releasectl.manifest.strategy import not_yet
 from releasectl.names import manifest_path
 from releasectl.render.analysis_template import analysis_template
+from releasectl.render.canary import canary_service, canary_strategy, mesh_of
+from releasectl.render.mesh import SELF_REPORTED, self_reported
 from releasectl.render.smoke import smoke_template, template_name
 
 KUSTOMIZATION = "kustomization.yaml"
@@ -107,7 +108,7 @@ def preview_service(model: str) -> str:
     return f"{model}-preview"
 
 
-def _rollout(manifest: Manifest, serial: int) -> dict[str, Any]:
+def _blue_green(manifest: Manifest) -> dict[str, Any]:
     model = manifest.model
     traffic = {
         "templates": [{"templateName": model}],
@@ -126,6 +127,12 @@ def _rollout(manifest: Manifest, serial: int) -> dict[str, Any]:
     }
     if manifest.analysis.smoke:
         blue_green["prePromotionAnalysis"] = {"templates": [{"templateName": template_name(model)}]}
+    return {"blueGreen": blue_green}
+
+
+def _rollout(manifest: Manifest, serial: int) -> dict[str, Any]:
+    model = manifest.model
+    canary = manifest.deploy.strategy.kind == "canary"
     return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Rollout",
@@ -138,7 +145,7 @@ def _rollout(manifest: Manifest, serial: int) -> dict[str, Any]:
             "rollbackWindow": {"revisions": REVISION_HISTORY},
             "selector": {"matchLabels": {NAME_LABEL: model}},
             "template": _pod_template(manifest, serial),
-            "strategy": {"blueGreen": blue_green},
+            "strategy": canary_strategy(manifest) if canary else _blue_green(manifest),
         },
     }
 
@@ -174,15 +181,22 @@ def objects(manifest: Manifest, serial: int) -> dict[str, dict[str, Any]]:
     """File name -> the object it holds (kustomization.yaml included)."""
     k8s = _k8s(manifest)
     strategy = manifest.deploy.strategy
-    not_yet(manifest.model, strategy, "kubernetes")
     repository, digest = _pinned_image(manifest)
     model = manifest.model
     found: dict[str, dict[str, Any]] = {"service.yaml": _service(manifest, model)}
-    if strategy.kind == "bluegreen":
-        found["service-preview.yaml"] = _service(manifest, preview_service(model))
+    if strategy.kind in ("bluegreen", "canary"):
+        if strategy.kind == "canary":
+            found["service-canary.yaml"] = _service(manifest, canary_service(model))
+        else:
+            found["service-preview.yaml"] = _service(manifest, preview_service(model))
         found["rollout.yaml"] = _rollout(manifest, serial)
-        template = analysis_template(manifest.analysis, model, name=model)
+        mesh = mesh_of(manifest)
+        template = analysis_template(manifest.analysis, model, name=model, mesh=mesh)
         template["metadata"] = {**template.get("metadata", {}), **_metadata(manifest, model)}
+        own = self_reported(manifest.analysis, mesh)
+        if strategy.kind == "canary" and own:
+            # The pods' own figures, named (docs/ARCHITECTURE.md, "Kubernetes").
+            template["metadata"]["annotations"] = {SELF_REPORTED: ",".join(own)}
         found["analysis-template.yaml"] = template
         smoke = smoke_template(
             manifest.analysis,
@@ -190,6 +204,7 @@ def objects(manifest: Manifest, serial: int) -> dict[str, dict[str, Any]]:
             namespace=k8s.namespace,
             port=SERVICE_PORT,
             labels=_metadata(manifest, model)["labels"],
+            service=canary_service(model) if strategy.kind == "canary" else None,
         )
         if smoke is not None:
             found["smoke-template.yaml"] = smoke

@@ -24,9 +24,12 @@ def template_name(model: str) -> str:
     return f"{model}-smoke"
 
 
-def preview_url(model: str, namespace: str, port: int, path: str) -> str:
-    """The preview Service as a pod of the Rollouts controller reaches it."""
-    return f"http://{model}-preview.{namespace}.svc:{port}{path}"
+def preview_url(
+    model: str, namespace: str, port: int, path: str, service: str | None = None
+) -> str:
+    """The preview Service (a canary's: `service`) as a pod of the Rollouts controller
+    reaches it."""
+    return f"http://{service or model + '-preview'}.{namespace}.svc:{port}{path}"
 
 
 def json_path(field: str) -> str:
@@ -73,14 +76,21 @@ def smoke_metric(spec: AnalysisSpec, smoke: SmokeSpec, index: int, url: str) -> 
 
 
 def smoke_template(
-    spec: AnalysisSpec, model: str, *, namespace: str, port: int, labels: dict[str, str]
+    spec: AnalysisSpec,
+    model: str,
+    *,
+    namespace: str,
+    port: int,
+    labels: dict[str, str],
+    service: str | None = None,
 ) -> dict[str, Any] | None:
-    """The AnalysisTemplate of the smoke requests; None when the model declares none
-    (the Rollout then has no pre-promotion analysis)."""
+    """The AnalysisTemplate of the smoke requests, sent to the preview Service (or
+    `service`); None when the model declares none (the Rollout then has no
+    pre-promotion analysis)."""
     if not spec.smoke:
         return None
     metrics = [
-        smoke_metric(spec, smoke, i, preview_url(model, namespace, port, smoke.path))
+        smoke_metric(spec, smoke, i, preview_url(model, namespace, port, smoke.path, service))
         for i, smoke in enumerate(spec.smoke)
     ]
     return {

@@ -1,0 +1,126 @@
+"""Agreement on the mesh's figures: a canary routed by Istio is judged on Istio's
+request metrics for the destination version (render/mesh.py), and the rendered
+AnalysisTemplate and `watch`'s engine reach the same verdict on them.
+
+A mesh-style exposition (testing/mesh.py: `istio_requests_total` and
+`istio_request_duration_milliseconds_bucket` as the destination proxies report
+them) serves a healthy iris 1.0.0, a failing iris 2.0.0 (20% 503s, 30% slow), and
+failing strangers at the healthy version (another model, another namespace) that
+scoping must leave out; a real Prometheus scrapes it every second. For error rate and
+a latency quantile, the template's metric runs as the Argo Rollouts controller runs
+it (testing/argo.py) and the engine (`run_analysis`) reads the same rendered queries;
+a version nobody serves is inconclusive on both sides (docs/ARCHITECTURE.md,
+"Kubernetes")."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+
+from releasectl.analysis.engine import Judgement, run_analysis
+from releasectl.loopback import free_port
+from releasectl.manifest.analysis import AnalysisSpec
+from releasectl.manifest.durations import parse_duration
+from releasectl.render.analysis_template import analysis_template, queries
+from releasectl.render.mesh import Mesh
+from testing.argo import run_metric
+from testing.mesh import MeshSource, mesh_exposition
+from testing.prometheus import prometheus_scraping, prometheus_values
+
+pytestmark = pytest.mark.slow
+
+HEALTHY, FAILING, ABSENT = "1.0.0", "2.0.0", "9.9.9"
+MESH = Mesh("iris", "models")
+METRICS: dict[str, dict[str, Any]] = {
+    "error_rate": {"error_rate": {"max": 0.05}},
+    "latency_ms.p95": {"error_rate": None, "latency_ms": {"p95": 200}},
+}
+EXPECTED = {HEALTHY: "Successful", FAILING: "Failed", ABSENT: "Inconclusive"}
+WATCH_AS_ARGO = {
+    Judgement.PASSED: "Successful",
+    Judgement.FAILED: "Failed",
+    Judgement.INCONCLUSIVE: "Inconclusive",
+}
+
+
+def analysis(prometheus: str, metric: str) -> AnalysisSpec:
+    # Three measurements two seconds apart over four one-second scrapes: a failure
+    # still needs two failed measurements (failure_limit 1).
+    return AnalysisSpec.model_validate(
+        {
+            "interval": "2s",
+            "bake": "6s",
+            "min_requests": 5,
+            "failure_limit": 1,
+            "inconclusive_limit": 2,
+            "consecutive_error_limit": 2,
+            "source": {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"},
+            "metrics": METRICS[metric],
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping the mesh exposition every second; ready when both
+    served versions have a full range of samples."""
+    with mesh_exposition(free_port()) as proxy:
+        ready = [
+            f'sum(rate(istio_requests_total{{destination_canonical_revision="{v}"}}[4s]))'
+            for v in (HEALTHY, FAILING)
+        ]
+        # The target's own labels are not the ones the mesh queries select on.
+        with prometheus_scraping(
+            tmp_path_factory.mktemp("prometheus"),
+            free_port(),
+            {"proxy": proxy},
+            ready,
+            model="istio-proxy",
+            scrape_interval="1s",
+        ) as url:
+            yield url
+
+
+def _watch(url: str, metric: str, version: str) -> tuple[str, str]:
+    spec = analysis(url, metric)
+    verdict = run_analysis(spec, MeshSource(url, spec, MESH, version), version)
+    return WATCH_AS_ARGO[verdict.outcome], verdict.message
+
+
+def _argo(url: str, metric: str, version: str) -> tuple[str, list[str]]:
+    spec = analysis(url, metric)
+    [template_metric] = analysis_template(spec, "iris", name="iris", mesh=MESH)["spec"]["metrics"]
+    promql = queries(spec, "iris", version, MESH)[metric]
+    assert "istio_" in promql and "bentoml" not in promql
+    phase, phases = run_metric(
+        template_metric, lambda: prometheus_values(url, promql), seconds=parse_duration
+    )
+    return ("Failed" if phase == "Error" else phase), phases
+
+
+@pytest.fixture(scope="module")
+def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
+    cases = [(metric, version) for metric in METRICS for version in EXPECTED]
+    with ThreadPoolExecutor(max_workers=2 * len(cases)) as pool:
+        watched = {case: pool.submit(_watch, prometheus, *case) for case in cases}
+        argo = {case: pool.submit(_argo, prometheus, *case) for case in cases}
+        return {
+            case: {"watch": watched[case].result(), "argo": argo[case].result()} for case in cases
+        }
+
+
+@pytest.mark.parametrize("version", list(EXPECTED))
+@pytest.mark.parametrize("metric", list(METRICS))
+def test_the_mesh_queries_and_the_engine_agree(
+    verdicts: dict[tuple[str, str], dict[str, Any]], metric: str, version: str
+) -> None:
+    (watch_phase, message), (argo_phase, phases) = (
+        verdicts[metric, version]["watch"],
+        verdicts[metric, version]["argo"],
+    )
+    detail = f"watch: {message}; argo measurements: {phases}"
+    assert watch_phase == argo_phase, detail
+    assert argo_phase == EXPECTED[version], detail
