@@ -246,8 +246,8 @@ def mirror_cost(
     counts = {}
     for name in ("plain", "mirror"):
         procs[name].send_signal(signal.SIGTERM)
-        out, _ = procs[name].communicate(timeout=60)
-        counts[name] = json.loads(out.strip().splitlines()[-1])
+        said, _ = procs[name].communicate(timeout=60)
+        counts[name] = json.loads(said.strip().splitlines()[-1])
     stop(procs["candidate"])
     out: dict[str, Any] = {"sleep_s": sleep, "rate": rate, "connections": conns, "runs": runs}
     for mode, by in runs.items():

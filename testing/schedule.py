@@ -14,6 +14,8 @@ from __future__ import annotations
 import pytest
 
 SECONDS = {
+    "tests/serving/kubernetes/test_k8s_mesh_agreement.py": 20,  # new: measured alone
+    "tests/serving/kubernetes/test_kubernetes_canary.py": 15,  # new: measured alone
     "tests/pipeline/test_watch.py": 285,
     "tests/serving/test_deploy.py": 115,
     "tests/pipeline/test_workflow_runs.py": 110,

@@ -33,19 +33,17 @@ from testing.kubernetes import (
 from testing.repos import Repo, new_repo
 
 ARGO = {"Rollout", "AnalysisTemplate"}
-CASES = {
-    "istio": {"traffic": ISTIO, "mirror": True, "smoke": True},
-    "gateway_api": {"traffic": GATEWAY_API, "mirror": False, "smoke": False},
-}
+# case -> (traffic, with a mirror step, with smoke requests)
+CASES = {"istio": (ISTIO, True, True), "gateway_api": (GATEWAY_API, False, False)}
 
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     """case -> file name -> object, rendered by `releasectl render`; "root" the repository."""
     found: dict[str, dict[str, Any]] = {}
-    for case, options in CASES.items():
+    for case, (traffic, mirror, smoke) in CASES.items():
         repo = new_repo(tmp_path_factory.mktemp(case))
-        canary_iris(repo, **options)
+        canary_iris(repo, traffic=traffic, mirror=mirror, smoke=smoke)
         repo.ok("render", "iris")
         found[case] = {**documents(repo.path / FOLDER), "root": repo.path}
     return found
@@ -67,7 +65,7 @@ def test_the_canary_render_validates_strictly(rendered: dict[str, Any], case: st
     assert sorted(o["kind"] for o in builtins) == ["Namespace", "Service", "Service"]
     for obj in builtins:
         assert validate_builtin(obj) is None, obj["kind"]
-    smoke = CASES[case]["smoke"]
+    _, _, smoke = CASES[case]
     assert sorted(o["kind"] for o in argo) == ["AnalysisTemplate"] * (2 if smoke else 1) + [
         "Rollout"
     ]
@@ -86,8 +84,8 @@ def test_a_misspelled_canary_field_fails_the_closed_schema(rendered: dict[str, A
 
 def test_the_steps_come_out_in_order_with_the_router(rendered: dict[str, Any]) -> None:
     canary = rendered["istio"]["rollout.yaml"]["spec"]["strategy"]["canary"]
-    mirror = {"name": "releasectl-mirror", "match": [{"path": {"exact": "/predict"}}]}
-    mirror["match"].append({"path": {"exact": "/classify"}})
+    routes = [{"path": {"exact": "/predict"}}, {"path": {"exact": "/classify"}}]
+    mirror = {"name": "releasectl-mirror", "match": routes}
     assert canary["steps"] == [
         # Smoke requests against one canary pod, before any user request reaches it.
         {"setCanaryScale": {"replicas": 1}},
