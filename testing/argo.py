@@ -294,3 +294,30 @@ def run_web_metric(metric: dict[str, Any], base_url: str) -> tuple[str, list[str
         decided = metric_phase({"inconclusiveLimit": 0, **metric}, phases)
         if decided is not None:
             return decided, phases
+
+
+Case = tuple[str, str]  # (metric, version)
+Judge = Callable[[str, str, str], tuple[str, Any]]  # (prometheus, metric, version) -> phase, why
+
+
+def judged_both_ways(
+    prometheus: str, cases: list[Case], watch: Judge, argo: Judge
+) -> dict[Case, dict[str, Any]]:
+    """watch's engine and this stand-in for Argo, on every case, all at once (both only
+    read the Prometheus): case -> {"watch": (phase, message), "argo": (phase, phases)}."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=2 * len(cases)) as pool:
+        watched = {case: pool.submit(watch, prometheus, *case) for case in cases}
+        argoed = {case: pool.submit(argo, prometheus, *case) for case in cases}
+        return {
+            case: {"watch": watched[case].result(), "argo": argoed[case].result()} for case in cases
+        }
+
+
+def assert_both_judge(verdicts: dict[Case, dict[str, Any]], case: Case, expected: str) -> None:
+    """Both judges gave the same phase for `case`, and it is `expected`."""
+    (watch_phase, message), (argo_phase, phases) = verdicts[case]["watch"], verdicts[case]["argo"]
+    detail = f"watch: {message}; argo measurements: {phases}"
+    assert watch_phase == argo_phase, detail
+    assert argo_phase == expected, detail

@@ -28,7 +28,6 @@ The same served bentos answer the smoke requests of the pre-promotion analysis."
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from typing import Any
 
@@ -47,7 +46,7 @@ from releasectl.render.analysis_template import (
     queries,
 )
 from releasectl.render.smoke import smoke_template
-from testing.argo import run_metric, run_web_metric
+from testing.argo import assert_both_judge, judged_both_ways, run_metric, run_web_metric
 from testing.bentos import build_iris, copy_iris_sources, serving
 from testing.prometheus import prometheus_scraping, prometheus_values
 from testing.traffic import Load
@@ -177,12 +176,7 @@ def _argo(url: str, metric: str, version: str) -> tuple[str, list[str]]:
 def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
     """Both judges for every metric and version, all at once (they only read)."""
     cases = [(metric, version) for metric in METRICS for version in EXPECTED]
-    with ThreadPoolExecutor(max_workers=2 * len(cases)) as pool:
-        watched = {case: pool.submit(_watch, prometheus, *case) for case in cases}
-        argo = {case: pool.submit(_argo, prometheus, *case) for case in cases}
-        return {
-            case: {"watch": watched[case].result(), "argo": argo[case].result()} for case in cases
-        }
+    return judged_both_ways(prometheus, cases, _watch, _argo)
 
 
 @pytest.mark.parametrize("version", list(EXPECTED))
@@ -190,13 +184,7 @@ def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
 def test_the_template_and_watch_agree(
     verdicts: dict[tuple[str, str], dict[str, Any]], metric: str, version: str
 ) -> None:
-    (watch_phase, message), (argo_phase, phases) = (
-        verdicts[metric, version]["watch"],
-        verdicts[metric, version]["argo"],
-    )
-    detail = f"watch: {message}; argo measurements: {phases}"
-    assert watch_phase == argo_phase, detail
-    assert argo_phase == EXPECTED[version], detail
+    assert_both_judge(verdicts, (metric, version), EXPECTED[version])
 
 
 def test_the_ranges_span_four_scrapes_and_the_product_s_queries_have_data(prometheus: str) -> None:

@@ -15,7 +15,6 @@ a version nobody serves is inconclusive on both sides (docs/ARCHITECTURE.md,
 from __future__ import annotations
 
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -26,7 +25,7 @@ from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import parse_duration
 from releasectl.render.analysis_template import analysis_template, queries
 from releasectl.render.mesh import Mesh
-from testing.argo import run_metric
+from testing.argo import assert_both_judge, judged_both_ways, run_metric
 from testing.mesh import MeshSource, mesh_exposition
 from testing.prometheus import prometheus_scraping, prometheus_values
 
@@ -104,12 +103,7 @@ def _argo(url: str, metric: str, version: str) -> tuple[str, list[str]]:
 @pytest.fixture(scope="module")
 def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
     cases = [(metric, version) for metric in METRICS for version in EXPECTED]
-    with ThreadPoolExecutor(max_workers=2 * len(cases)) as pool:
-        watched = {case: pool.submit(_watch, prometheus, *case) for case in cases}
-        argo = {case: pool.submit(_argo, prometheus, *case) for case in cases}
-        return {
-            case: {"watch": watched[case].result(), "argo": argo[case].result()} for case in cases
-        }
+    return judged_both_ways(prometheus, cases, _watch, _argo)
 
 
 @pytest.mark.parametrize("version", list(EXPECTED))
@@ -117,10 +111,4 @@ def verdicts(prometheus: str) -> dict[tuple[str, str], dict[str, Any]]:
 def test_the_mesh_queries_and_the_engine_agree(
     verdicts: dict[tuple[str, str], dict[str, Any]], metric: str, version: str
 ) -> None:
-    (watch_phase, message), (argo_phase, phases) = (
-        verdicts[metric, version]["watch"],
-        verdicts[metric, version]["argo"],
-    )
-    detail = f"watch: {message}; argo measurements: {phases}"
-    assert watch_phase == argo_phase, detail
-    assert argo_phase == EXPECTED[version], detail
+    assert_both_judge(verdicts, (metric, version), EXPECTED[version])
