@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -20,6 +19,7 @@ from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.serving.local.meter import Meter
 from releasectl.serving.local.proxy import Backend, Proxy, Upstream, unanswered
+from testing.asgi import asgi_request
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 
@@ -55,24 +55,7 @@ async def call(
     proxy: Proxy, method: str = "POST", body: bytes = b"{}", path: str = "/predict"
 ) -> int:
     """One request through the proxy's ASGI app; the status the caller got."""
-    scope = {
-        "type": "http",
-        "method": method,
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"content-length", str(len(body)).encode())],
-    }
-    sent: list[MutableMapping[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await proxy(scope, receive, send)
+    sent = await asgi_request(proxy, method, path, body)
     return int(sent[0]["status"])
 
 

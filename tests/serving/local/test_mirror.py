@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -23,6 +23,7 @@ from releasectl.analysis.compare import (
 from releasectl.analysis.endpoint import LIVE, MIRROR
 from releasectl.serving.local.meter import Meter, Pairs
 from releasectl.serving.local.proxy import Backend, Mirror, Proxy, Served, Upstream, listen
+from testing.asgi import asgi_request
 
 LABELS = ("setosa", "versicolor", "virginica")
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
@@ -73,24 +74,7 @@ async def call(
 ) -> tuple[int, dict[str, Any]]:
     """One user request through the proxy's ASGI app: the status and JSON the user got."""
     body = json.dumps({"n": n}).encode()
-    scope = {
-        "type": "http",
-        "method": "POST",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(b"content-length", str(len(body)).encode())],
-    }
-    sent: list[MutableMapping[str, Any]] = []
-    messages = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
-
-    async def send(message: MutableMapping[str, Any]) -> None:
-        sent.append(message)
-
-    await proxy(scope, receive, send)
+    sent = await asgi_request(proxy, "POST", path, body)
     if chunks is not None:
         chunks.extend(m.get("body", b"") for m in sent[1:])
     answer = b"".join(m.get("body", b"") for m in sent[1:])
