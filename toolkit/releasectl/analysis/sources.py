@@ -141,13 +141,7 @@ class ScrapeSource:
         return Snapshot(counted.requests, counted.buckets, own.gauges)
 
     def _fetch(self, url: str) -> str:
-        try:
-            response = self._client.get(url)
-        except httpx.HTTPError as error:
-            raise MetricsError(f"cannot scrape {url}: {first_line(error)}") from error
-        if response.status_code != 200:
-            raise MetricsError(f"cannot scrape {url}: HTTP {response.status_code}")
-        return response.text
+        return _get(self._client, url)
 
     def close(self) -> None:
         self._client.close()
@@ -207,6 +201,7 @@ class CompareSource:
 
 
 def _get(client: httpx.Client, url: str) -> str:
+    """One scrape of `url`: its text, or MetricsError naming it."""
     try:
         response = client.get(url)
     except httpx.HTTPError as error:

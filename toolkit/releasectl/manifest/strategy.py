@@ -220,8 +220,7 @@ def not_yet(model: str, strategy: StrategySpec, target: str) -> None:
     deploy, never served as blue-green. The kubernetes target renders an Argo
     Rollout canary (docs/ARCHITECTURE.md, "Kubernetes")."""
     if strategy.kind == "canary" and target != "kubernetes":
-        other = "bluegreen"
         raise BadInput(
             f"{model}: deploy.strategy.kind canary is not supported yet by the {target} "
-            f"target; use {other}"
+            "target; use bluegreen"
         )

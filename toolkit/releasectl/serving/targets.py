@@ -286,11 +286,9 @@ class Kubernetes:
         ready_timeout: float = 120.0,
         progress: Progress | None = None,
     ) -> DeployResult:
-        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         raise self._not_here()
 
     def preview(self, git: g.Git, state: DeployState, trust: TrustRoot) -> DeployPreview:
-        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         raise self._not_here()
 
     def live(self, git: g.Git, model: str, version: str | None, *, start: bool = True) -> Live:
