@@ -14,10 +14,10 @@ No imports, no I/O: the agent imports this module and must stay small.
   reset) or `timeout`. Errors of the version are `5xx` and every unanswered outcome.
 - `releasectl_endpoint_request_duration_seconds{model, version, role}`: a histogram
   of the same requests, answered or not, from the forward to the end of the answer.
-- `role`: the part the version played for the request. Today only `live` (the slot
-  that answers every user request). Traffic steps add `stable` and `candidate` (both
-  answer users, by weight) and `mirror` (a copy; the user never sees its answer). A
-  version is judged on all its roles; a role selects per-role figures.
+- `role`: the part the version played for the request: `live` (the slot that answers
+  every user request), during a canary's steps `stable` and `candidate` (both answer
+  users, by weight), and `mirror` (a copy; the user never sees its answer). A version
+  is judged on all its roles; a role selects per-role figures.
 
 Mirroring (docs/ARCHITECTURE.md, "Mirroring") adds, per candidate (model, version):
 
@@ -42,9 +42,9 @@ DURATION = "releasectl_endpoint_request_duration_seconds"
 LABELS = ("model", "version", "role")
 
 LIVE = "live"
-ROLES = (LIVE,)  # `stable`, `candidate` and `mirror` come with traffic steps
-
+STABLE, CANDIDATE = "stable", "candidate"  # a canary's two sides of a weighted split
 MIRROR = "mirror"  # a copy of a user's request; no user sees its answer
+ROLES = (LIVE, STABLE, CANDIDATE, MIRROR)
 MIRROR_PAIRS = "releasectl_endpoint_mirror_pairs"  # a counter: `_total` on the wire
 MIRROR_DROPPED = "releasectl_endpoint_mirror_dropped"  # a counter: `_total` on the wire
 MIRROR_LATENCY = "releasectl_endpoint_mirror_latency_seconds"  # a summary: `_sum`, `_count`

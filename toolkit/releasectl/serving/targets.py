@@ -55,6 +55,7 @@ from releasectl.view import trust_root
 
 if TYPE_CHECKING:
     from releasectl.serving.local import DeployResult, LocalTarget
+    from releasectl.serving.local.models import TrafficAction, TrafficInfo
 
 
 @dataclass(frozen=True)
@@ -66,6 +67,21 @@ class Live:
     version: str
     manifest: mf.Manifest
     port: int | None = None  # the live server's own port, where there is one
+
+
+class Stepper(Protocol):
+    """A running canary's traffic on a target, as `watch`, `promote` and `abort` drive it
+    (docs/ARCHITECTURE.md, "Deployment strategies"). Every call asks the target (the local
+    agent), which holds the steps in its persistent state; none waits on anything else."""
+
+    def current(self) -> TrafficInfo | None:
+        """The canary now; None when the model has none (blue-green, or another version)."""
+        ...
+
+    def change(self, action: TrafficAction, from_step: int | None = None) -> TrafficInfo:
+        """`advance` (from `from_step`, refused unless it is the current step), `promote`
+        (100% now) or `abort` (weight 0 and no mirror, now)."""
+        ...
 
 
 class Target(Protocol):
@@ -110,6 +126,17 @@ class Target(Protocol):
 
     def renders(self) -> str | None:
         """The folder of the state this target is synced from, None for none."""
+        ...
+
+    def stepper(self, live: Live) -> Stepper | None:
+        """The canary of the live version, driven from here; None when this target
+        runs its steps itself (an Argo Rollout) or the live version has none."""
+        ...
+
+    def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
+        """The command that promotes or aborts a canary this target runs itself
+        (`kubectl argo rollouts ...`), for the operator to run; None when `stepper`
+        drives it from here."""
         ...
 
 
@@ -255,6 +282,12 @@ class Local:
     def renders(self) -> str | None:
         return None
 
+    def stepper(self, live: Live) -> Stepper | None:
+        raise NotImplementedError("agent23: the local canary's stepper")
+
+    def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
+        return None
+
 
 class Kubernetes:
     """A cluster Argo CD syncs from the branch: nothing is applied from here, the
@@ -336,6 +369,12 @@ class Kubernetes:
 
     def renders(self) -> str | None:
         return folder_of(self.manifest)
+
+    def stepper(self, live: Live) -> Stepper | None:
+        return None  # Argo Rollouts runs the steps in the cluster
+
+    def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
+        raise NotImplementedError("kube23: kubectl argo rollouts promote|abort")
 
 
 KINDS: dict[str, type[Local] | type[Kubernetes]] = {"local": Local, "kubernetes": Kubernetes}

@@ -15,6 +15,77 @@ from releasectl.serving.release_ref import CarriesRelease, ReleaseRef
 
 Health = Literal["ready", "unready", "down", "none"]
 SwitchKind = Literal["cold", "warm", "none"]
+StepKind = Literal["mirror", "weight"]
+# stepping: a step of the plan runs; full: the candidate answers every request (the plan
+# ran out, or was promoted), the stable version kept warm as a blue-green standby is;
+# aborted: the candidate answers nothing (weight 0, no mirror) until the revert lands.
+TrafficState = Literal["stepping", "full", "aborted"]
+TrafficAction = Literal["advance", "promote", "abort"]
+
+
+class PlannedStep(BaseModel):
+    """One step of a canary, as the manifest's `deploy.strategy.steps` wrote it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: StepKind
+    percent: int = Field(ge=1, le=100)
+    seconds: float = Field(gt=0)
+
+
+class TrafficPlan(BaseModel):
+    """How a canary deploy shares live traffic (docs/ARCHITECTURE.md, "Deployment
+    strategies"): the steps in order, then 100%. Made by the local target from the
+    verified manifest's `deploy.strategy` (kind canary) and `analysis.compare`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: list[PlannedStep] = Field(min_length=1)
+    mirror_routes: list[str] = Field(default_factory=list)
+    client_key: str | None = None  # an HTTP header: the same value, the same side
+    compare_field: str | None = None  # the answers' JSON field compared during mirroring
+
+
+class TrafficRequest(BaseModel):
+    """A change of a running canary's traffic, asked of the agent. `version` is the
+    candidate the caller means (refused when another is the candidate); `advance`
+    moves from step `from_step` to the next (refused unless `from_step` is the current
+    step: two watchers never advance twice), the step after the last being 100%;
+    `promote` goes to 100% at once; `abort` sets the candidate's weight to 0 and stops
+    mirroring, at once."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(pattern=MODEL_PATTERN)
+    version: str
+    action: TrafficAction
+    from_step: int | None = Field(default=None, ge=0)
+
+
+class RoleFigures(BaseModel):
+    """What the endpoint counted for one version in one role since it took that role."""
+
+    version: str
+    role: str  # stable | candidate | mirror | live
+    requests: int
+    errors: int
+    mean_ms: float | None
+
+
+class TrafficInfo(BaseModel):
+    """A canary's traffic now: which step, the weights, and per-role figures."""
+
+    model: str
+    stable: str  # the stable version (the warm standby slot while the steps run)
+    candidate: str  # the version being rolled out (the live slot)
+    steps: list[PlannedStep]
+    step: int  # the current step's index; len(steps) once the candidate takes 100%
+    state: TrafficState
+    candidate_weight: int  # % of live requests the candidate answers
+    mirror: int  # % of live requests on the mirror routes copied to the candidate
+    since: datetime  # when the current step (or state) began
+    promoted: bool = False  # reached 100% by `promote`, not by the steps
+    roles: list[RoleFigures] = Field(default_factory=list)
 
 
 class DeployRequest(CarriesRelease):
@@ -31,6 +102,9 @@ class DeployRequest(CarriesRelease):
     # The interpreter of the bento's own environment (envs.py); `LocalTarget.deploy`
     # fills it in, and the agent serves nothing without it.
     python: Path | None = None
+    # A canary: start its first step beside the live version. None: blue-green (and
+    # always for a verified revert or a switch back: a way back never steps).
+    traffic: TrafficPlan | None = None
 
 
 class SlotInfo(CarriesRelease):
@@ -76,6 +150,7 @@ class DeployResult(CarriesRelease):
     previous_version: str | None
     standby_until: datetime | None
     seconds: float
+    traffic: TrafficInfo | None = None  # a canary deploy: its first step
 
 
 class ModelStatus(BaseModel):
@@ -88,3 +163,4 @@ class ModelStatus(BaseModel):
     deploying: SlotInfo | None
     last_deploy: DeployOutcome | None
     message: str | None
+    traffic: TrafficInfo | None = None  # a canary in progress (or at 100%, stable warm)
