@@ -19,6 +19,9 @@ if TYPE_CHECKING:
         DeployResult,
         ModelStatus,
         SlotInfo,
+        TrafficInfo,
+        TrafficPlan,
+        TrafficRequest,
     )
 
 _HOMES = {
@@ -28,6 +31,9 @@ _HOMES = {
     "DeployResult": "releasectl.serving.local.models",
     "ModelStatus": "releasectl.serving.local.models",
     "SlotInfo": "releasectl.serving.local.models",
+    "TrafficInfo": "releasectl.serving.local.models",
+    "TrafficPlan": "releasectl.serving.local.models",
+    "TrafficRequest": "releasectl.serving.local.models",
 }
 
 __all__ = [
@@ -37,6 +43,9 @@ __all__ = [
     "LocalTarget",
     "ModelStatus",
     "SlotInfo",
+    "TrafficInfo",
+    "TrafficPlan",
+    "TrafficRequest",
 ]
 
 

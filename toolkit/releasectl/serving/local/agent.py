@@ -33,7 +33,7 @@ from starlette.routing import Route
 
 from releasectl.errors import BadInput, ReleasectlError
 from releasectl.serving.local import procs
-from releasectl.serving.local.models import DeployRequest
+from releasectl.serving.local.models import DeployRequest, TrafficRequest
 from releasectl.serving.local.proxy import Served, listen
 from releasectl.serving.local.state import (
     AgentInfo,
@@ -65,6 +65,7 @@ class Agent:
             Route("/v1/ping", self.ping, methods=["GET"]),
             Route("/v1/deploy", self.deploy, methods=["POST"]),
             Route("/v1/status", self.status, methods=["GET"]),
+            Route("/v1/traffic", self.traffic, methods=["POST"]),
             Route("/v1/stop", self.stop, methods=["POST"]),
             Route("/metrics", self.metrics, methods=["GET"]),
         ]
@@ -99,6 +100,17 @@ class Agent:
             raise BadInput(f"bad deploy request: {exc}") from None
         result = await self.supervisor.deploy(req)
         return Response(result.model_dump_json(), media_type="application/json")
+
+    async def traffic(self, request: Request) -> Response:
+        """A canary's `advance`, `promote` or `abort` (docs/ARCHITECTURE.md,
+        "Deployment strategies")."""
+        self._check(request)
+        try:
+            req = TrafficRequest.model_validate_json(await request.body())
+        except ValidationError as exc:
+            raise BadInput(f"bad traffic request: {exc}") from None
+        info = await self.supervisor.traffic(req)
+        return Response(info.model_dump_json(), media_type="application/json")
 
     async def status(self, request: Request) -> Response:
         self._check(request)

@@ -21,7 +21,13 @@ from releasectl import config, loopback
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.progress import Progress, step
 from releasectl.serving.local import envs, procs
-from releasectl.serving.local.models import DeployRequest, DeployResult, ModelStatus
+from releasectl.serving.local.models import (
+    DeployRequest,
+    DeployResult,
+    ModelStatus,
+    TrafficInfo,
+    TrafficRequest,
+)
 from releasectl.serving.local.state import (
     AgentInfo,
     Paths,
@@ -73,6 +79,20 @@ class LocalTarget:
                 during="deploy",
             )
         return DeployResult.model_validate(body)
+
+    def traffic(self, request: TrafficRequest) -> TrafficInfo:
+        """Advance, promote or abort the model's canary (the agent started if need be);
+        its traffic once changed (docs/ARCHITECTURE.md, "Deployment strategies")."""
+        agent = self._ensure_agent()
+        body = self._call(
+            agent,
+            "POST",
+            "/v1/traffic",
+            content=request.model_dump_json(),
+            timeout=60,
+            during="traffic",
+        )
+        return TrafficInfo.model_validate(body)
 
     def status(self, model: str | None = None, *, start: bool = True) -> list[ModelStatus]:
         """What the target serves. With `start=False` (read commands, dry runs) an
@@ -305,6 +325,7 @@ def _recorded(state: TargetState, model: str | None) -> list[ModelStatus]:
             deploying=ms.pending.info() if ms.pending else None,
             last_deploy=ms.last_deploy,
             message=ms.message,
+            traffic=ms.traffic_info(),  # no figures: the agent counts them
         )
         for name, ms in ((n, state.models[n]) for n in names)
     ]

@@ -21,18 +21,24 @@ candidate version: the user's request goes to the target exactly as without it, 
 once that exchange is over is a copy put on the mirror's bounded queue (dropped and counted
 when full), from which a fixed number of tasks send copies to the candidate
 (docs/ARCHITECTURE.md, "Mirroring").
+
+An optional split (`proxy.split`, `traffic.WeightedSplit`) sends a share of the requests
+to a canary's candidate instead of the target (the stable version) (docs/ARCHITECTURE.md,
+"Deployment strategies").
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import random
 import socket
+import sys
 from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import uvicorn
@@ -48,6 +54,9 @@ from releasectl.analysis.endpoint import (
     status_class,
 )
 from releasectl.serving.local.meter import Counts, Pairs
+
+if TYPE_CHECKING:
+    from releasectl.serving.local.traffic import WeightedSplit
 
 HOP_BY_HOP = frozenset(
     {
@@ -151,11 +160,19 @@ class Copy:
     parts: list[bytes] = field(default_factory=list)
 
 
+def check_routes(routes: Iterable[str]) -> None:
+    """ValueError naming a route that cannot be mirrored."""
+    for route in routes:
+        if route in NEVER_MIRRORED or not route.startswith("/") or not is_api_endpoint(route):
+            raise ValueError(f"{route!r} cannot be mirrored: name an API route like /predict")
+
+
 class Mirror:
-    """Copies of the requests on `routes`, sent to `backend` (the candidate, its tally in
-    role `mirror`) by `concurrency` tasks from a queue of `queue_size`; each copy times out
-    after `timeout` seconds. With `compare_field`, the answers are compared in `pairs`
-    (docs/ARCHITECTURE.md, "Mirroring")."""
+    """Copies of `percent`% of the requests on `routes`, sent to `backend` (the candidate,
+    its tally in role `mirror`) by `concurrency` tasks from a queue of `queue_size`; each
+    copy times out after `timeout` seconds. With `compare_field`, the answers are compared
+    in `pairs` (docs/ARCHITECTURE.md, "Mirroring"). A copy that fails in an unforeseen
+    way is counted in `failed` and said on the agent's log."""
 
     def __init__(
         self,
@@ -168,11 +185,13 @@ class Mirror:
         concurrency: int = 4,
         compare_field: str | None = None,
         timeout: float = 10.0,
+        percent: int = 100,
     ) -> None:
         self.routes = frozenset(routes)
-        for route in self.routes:
-            if route in NEVER_MIRRORED or not route.startswith("/") or not is_api_endpoint(route):
-                raise ValueError(f"{route!r} cannot be mirrored: name an API route like /predict")
+        check_routes(self.routes)
+        if not 1 <= percent <= 100:
+            raise ValueError(f"a mirror copies 1 to 100% of requests, not {percent}")
+        self.percent, self.failed = percent, 0
         if queue_size < 1 or concurrency < 1 or timeout <= 0:
             raise ValueError("a mirror needs a queue, at least one task and a timeout")
         self.backend, self.pairs, self.client = backend, pairs, client
@@ -201,9 +220,17 @@ class Mirror:
         while True:
             copy = await self.queue.get()
             # A copy must never end the task that sends them.
-            with contextlib.suppress(Exception):
+            try:
                 await self._send(copy)
+            except Exception as exc:
+                self.failed += 1
+                print(f"mirror to {self.backend.url}: a copy failed: {exc!r}", file=sys.stderr)
             self.queue.task_done()
+
+    def wants(self, path: str) -> bool:
+        """Whether this request is copied: on a route, and within the percent."""
+        chance = self.percent >= 100 or random.random() * 100 < self.percent
+        return path in self.routes and chance
 
     async def _send(self, copy: Copy) -> None:
         url = URL(self.backend.url + copy.target, encoded=True)
@@ -238,22 +265,25 @@ class Proxy:
     def __init__(self, client: Upstream) -> None:
         self.client = client
         self.target: Backend | None = None
+        self.split: WeightedSplit | None = None
         self.mirror: Mirror | None = None
         self.inflight: Counter[str] = Counter()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return
-        target = self.target
+        target, split = self.target, self.split
         if target is None:
             await _plain(send, 503, b"no live version\n")
             return
+        if split is not None and split.takes(scope["headers"]):
+            target = split.candidate
         self.inflight[target.url] += 1
         # A call to the model's API, not a probe of its server: counted.
         tally = target.tally if is_api_endpoint(scope["path"]) else None
         mirror = self.mirror
         copy = None
-        if mirror is not None and scope["path"] in mirror.routes:
+        if mirror is not None and mirror.wants(scope["path"]):
             copy = Copy(scope["method"], "", [], keep=mirror.field is not None)
         try:
             await self._forward(target.url, tally, scope, receive, send, copy)

@@ -18,7 +18,14 @@ from pydantic import BaseModel, Field
 
 from releasectl import loopback
 from releasectl.files import write_atomic
-from releasectl.serving.local.models import DeployOutcome, SlotInfo
+from releasectl.serving.local.models import (
+    DeployOutcome,
+    RoleFigures,
+    SlotInfo,
+    TrafficInfo,
+    TrafficPlan,
+    TrafficState,
+)
 from releasectl.serving.release_ref import CarriesRelease, ReleaseRef
 
 _MARKERS = re.compile(r"^\s*[\^~]+\s*$")
@@ -69,6 +76,39 @@ class HighWater(BaseModel):
     at: datetime
 
 
+class TrafficRecord(BaseModel):
+    """A canary's traffic, persisted so that a restarted agent serves the same step
+    (docs/ARCHITECTURE.md, "Deployment strategies"). While it steps (or is aborted) the
+    model's `live` slot is the candidate and its `standby` the stable version, kept
+    without expiry; at `full` the standby gets the deploy's standby window."""
+
+    plan: TrafficPlan
+    stable: str  # the stable version (named even once its standby has expired at full)
+    step: int = 0
+    state: TrafficState = "stepping"
+    since: datetime
+    promoted: bool = False
+    standby_seconds: float = 0.0
+
+    @property
+    def weight(self) -> int:
+        """% of live requests the candidate answers."""
+        if self.state == "full":
+            return 100
+        if self.state == "aborted":
+            return 0
+        step = self.plan.steps[self.step]
+        return step.percent if step.kind == "weight" else 0
+
+    @property
+    def mirror(self) -> int:
+        """% of the requests on the mirror routes copied to the candidate."""
+        if self.state != "stepping":
+            return 0
+        step = self.plan.steps[self.step]
+        return step.percent if step.kind == "mirror" else 0
+
+
 class ModelState(BaseModel):
     model: str
     port: int
@@ -80,6 +120,26 @@ class ModelState(BaseModel):
     pending: Slot | None = None
     last_deploy: DeployOutcome | None = None
     message: str | None = None
+    traffic: TrafficRecord | None = None  # a canary: live is the candidate, standby stable
+
+    def traffic_info(self, roles: list[RoleFigures] | None = None) -> TrafficInfo | None:
+        """The canary as `status` shows it; `roles`: what the endpoint counted."""
+        t = self.traffic
+        if t is None or self.live is None:
+            return None
+        return TrafficInfo(
+            model=self.model,
+            stable=t.stable,
+            candidate=self.live.version,
+            steps=t.plan.steps,
+            step=len(t.plan.steps) if t.state == "full" else t.step,
+            state=t.state,
+            candidate_weight=t.weight,
+            mirror=t.mirror,
+            since=t.since,
+            promoted=t.promoted,
+            roles=roles or [],
+        )
 
     def slots(self) -> list[Slot]:
         return [s for s in (self.live, self.standby, self.pending) if s is not None]

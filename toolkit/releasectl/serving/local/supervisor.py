@@ -22,7 +22,7 @@ import psutil
 from releasectl import loopback
 from releasectl.analysis.endpoint import LIVE
 from releasectl.errors import BadInput, OperationFailed
-from releasectl.serving.local import procs
+from releasectl.serving.local import procs, traffic
 from releasectl.serving.local.meter import Meter
 from releasectl.serving.local.models import (
     DeployOutcome,
@@ -30,6 +30,8 @@ from releasectl.serving.local.models import (
     DeployResult,
     Health,
     ModelStatus,
+    TrafficInfo,
+    TrafficRequest,
 )
 from releasectl.serving.local.proxy import Backend, Endpoint, upstream_client
 from releasectl.serving.local.state import (
@@ -95,8 +97,9 @@ class Supervisor:
         for ms in self.state.models.values():
             if ms.live is not None:
                 try:
-                    ep = await self.endpoint(ms.model, ms.port)
-                    ep.proxy.target = self.backend(ms.live)
+                    # A canary's step and weights as they were (docs/ARCHITECTURE.md,
+                    # "Deployment strategies").
+                    self._apply(ms, await self.endpoint(ms.model, ms.port))
                 except OperationFailed as exc:
                     ms.message = exc.message
         self.save()
@@ -111,7 +114,7 @@ class Supervisor:
                 async with self.lock(ms.model):
                     slots = ms.slots()
                     stopped += [s.pid for s in slots if s.pid is not None]
-                    ms.live = ms.standby = ms.pending = None
+                    ms.live = ms.standby = ms.pending = ms.traffic = None
                     ms.standby_until = None
                     ms.message = f"stopped with the agent at {now().isoformat()}"
                     self.save()
@@ -129,6 +132,14 @@ class Supervisor:
     def backend(self, slot: Slot) -> Backend:
         """Where the endpoint sends a live slot's requests, and where it counts them."""
         return Backend(slot_url(slot), self.meter.tally(slot.model, slot.version, LIVE))
+
+    def _apply(self, ms: ModelState, ep: Endpoint) -> None:
+        """Point the endpoint at what the state says (saved before: docs/ARCHITECTURE.md,
+        "Deployment strategies"): the live slot, or a canary's sides."""
+        live = self.backend(ms.live) if ms.live is not None else None
+        unused = traffic.apply(ep.proxy, ms, self.meter, live)
+        if unused is not None:
+            self._later(unused.aclose())
 
     def lock(self, model: str) -> asyncio.Lock:
         return self.locks.setdefault(model, asyncio.Lock())
@@ -149,13 +160,19 @@ class Supervisor:
                     f"interrupted: the agent stopped while {p.version} was starting",
                 )
                 ms.pending = None
-            if ms.live is not None and not await self._adoptable(ms.live):
+            live_ok = ms.live is not None and await self._adoptable(ms.live)
+            standby_ok = (
+                ms.standby is not None
+                and (ms.standby_until is None or ms.standby_until > now())
+                and await self._adoptable(ms.standby)
+            )
+            if ms.traffic is not None:
+                traffic.reconcile(ms, live_ok, standby_ok)
+                continue
+            if ms.live is not None and not live_ok:
                 ms.message = f"live {ms.live.version} (slot {ms.live.id}) was not running"
                 ms.live = None
-            if ms.standby is not None and (
-                (ms.standby_until is not None and ms.standby_until <= now())
-                or not await self._adoptable(ms.standby)
-            ):
+            if not standby_ok:
                 ms.standby = ms.standby_until = None
         self.save()
         await asyncio.to_thread(self._kill_unreferenced)
@@ -193,6 +210,7 @@ class Supervisor:
         if current is not None:
             # The model moves to another port: carry the target over, close the old address.
             new.proxy.target = current.proxy.target
+            new.proxy.split, new.proxy.mirror = current.proxy.split, current.proxy.mirror
             self._later(current.served.close())
         self.endpoints[model] = new
         return new
@@ -205,6 +223,8 @@ class Supervisor:
         if req.python is None or not req.python.is_file():
             # Never releasectl's own interpreter: the bento's environment serves it.
             raise BadInput(f"no environment for {req.model} {req.version}: python={req.python}")
+        if req.traffic is not None:
+            traffic.check(req.model, req.traffic)
         async with self.lock(req.model):
             started = time.monotonic()
             ms = self.state.models.get(req.model)
@@ -219,10 +239,15 @@ class Supervisor:
                 assert ms.live is not None
                 ms.live.release = req.release  # the same content, maybe a newer state
                 ms.raise_high_water(ms.live)
-                ep.proxy.target = self.backend(ms.live)
+                self._apply(ms, ep)  # a canary's traffic as it is
                 self._outcome(ms, req, True, f"{req.version} was already live")
                 self.save()
                 return self._result(ms, req, "none", previous, started)
+
+            stable = traffic.stable_of(ms)
+            if req.traffic and not same_release(stable, req) and await self._ready(stable):
+                assert stable is not None
+                return await self._canary(ms, ep, req, stable, started)
 
             if same_release(ms.standby, req) and await self._ready(ms.standby):
                 assert ms.standby is not None
@@ -233,32 +258,75 @@ class Supervisor:
                 self.save()
                 return self._result(ms, req, "warm", previous, started)
 
-            for attempt in range(1, START_ATTEMPTS + 1):
-                slot = await self._start_slot(ms, req)
-                child = self.children.get(slot.id)
-                failure = await self._wait_ready(slot, child, req.ready_timeout)
-                if failure is None:
-                    break
-                log = self.paths.slot_dir(req.model, slot.id) / "server.log"
-                # It never served a request: nothing to drain, no grace to wait out.
-                await asyncio.to_thread(self._stop_now, [slot], FAILED_GRACE)
-                ms.pending = None
-                tail = log_tail(log)
-                cause = last_error(tail)
-                if attempt < START_ATTEMPTS and _lost_a_port(tail):
-                    continue  # a port it was given was taken before it bound it: new ports
-                message = f"{req.model} {req.version} did not become ready: {failure}"
-                message += f" ({cause})" if cause else ""
-                self._outcome(ms, req, False, message)
-                self.save()
-                raise OperationFailed(
-                    f"{message}; {previous or 'nothing'} stays live\n"
-                    f"--- last lines of {log} ---\n{tail}"
-                )
+            slot = await self._start_ready(ms, req, previous)
             self._switch(ms, ep, slot, req.standby_seconds)
             self._outcome(ms, req, True, f"{req.version} is live")
             self.save()
             return self._result(ms, req, "cold", previous, started)
+
+    async def _canary(
+        self, ms: ModelState, ep: Endpoint, req: DeployRequest, stable: Slot, started: float
+    ) -> DeployResult:
+        """Start a canary's candidate beside `stable` (docs/ARCHITECTURE.md, "Deployment
+        strategies"): warm when the standby holds it, else a new server; once ready, one
+        state write makes it live at step 0 with stable its standby, then the proxy."""
+        previous, warm = stable.version, ms.standby
+        if warm is stable or not same_release(warm, req) or not await self._ready(warm):
+            warm = None
+        slot = warm or await self._start_ready(ms, req, previous)
+        slot.release = req.release
+        retire = traffic.begin(ms, slot, stable, req)
+        self.save()
+        self.meter.forget(ms.model, slot.version)
+        self._apply(ms, ep)
+        for old in retire:
+            self._later(self._retire(ms.model, old))
+        what = f"{req.version} is the canary beside stable {stable.version}"
+        self._outcome(ms, req, True, what)
+        self.save()
+        return self._result(ms, req, "warm" if warm else "cold", previous, started)
+
+    async def _start_ready(self, ms: ModelState, req: DeployRequest, previous: str | None) -> Slot:
+        """A new server of the release, ready; or OperationFailed, what serves left alone."""
+        for attempt in range(1, START_ATTEMPTS + 1):
+            slot = await self._start_slot(ms, req)
+            failure = await self._wait_ready(slot, self.children.get(slot.id), req.ready_timeout)
+            if failure is None:
+                return slot
+            log = self.paths.slot_dir(req.model, slot.id) / "server.log"
+            # It never served a request: nothing to drain, no grace to wait out.
+            await asyncio.to_thread(self._stop_now, [slot], FAILED_GRACE)
+            ms.pending = None
+            tail = log_tail(log)
+            cause = last_error(tail)
+            if attempt < START_ATTEMPTS and _lost_a_port(tail):
+                continue  # a port it was given was taken before it bound it: new ports
+            message = f"{req.model} {req.version} did not become ready: {failure}"
+            message += f" ({cause})" if cause else ""
+            self._outcome(ms, req, False, message)
+            self.save()
+            raise OperationFailed(
+                f"{message}; {previous or 'nothing'} stays live\n"
+                f"--- last lines of {log} ---\n{tail}"
+            )
+        raise AssertionError("unreachable")
+
+    async def traffic(self, req: TrafficRequest) -> TrafficInfo:
+        """`advance`, `promote` or `abort` a canary: the state saved first, then the
+        endpoint changed (docs/ARCHITECTURE.md, "Deployment strategies")."""
+        async with self.lock(req.model):
+            ms = self.state.models.get(req.model)
+            retire = traffic.change(ms, req)
+            assert ms is not None  # change() refused a model never deployed
+            self.save()
+            ep = self.endpoints.get(ms.model)
+            if ep is not None:
+                self._apply(ms, ep)
+            for slot in retire:
+                self._later(self._retire(ms.model, slot))
+            info = traffic.figures(self.meter, ms)
+            assert info is not None
+            return info
 
     async def _start_slot(self, ms: ModelState, req: DeployRequest) -> Slot:
         slot = Slot(
@@ -323,6 +391,10 @@ class Supervisor:
 
     def _switch(self, ms: ModelState, ep: Endpoint, new: Slot, standby_seconds: float) -> None:
         old_live, old_standby = ms.live, ms.standby
+        if ms.traffic is not None:
+            # A switch ends a canary: stable is what may stay warm, the candidate never
+            # does (docs/ARCHITECTURE.md, "Deployment strategies").
+            old_live, old_standby, ms.traffic = ms.standby, ms.live, None
         new.since = now()
         ms.live, ms.pending, ms.standby, ms.standby_until = new, None, None, None
         ms.raise_high_water(new)
@@ -339,7 +411,7 @@ class Supervisor:
         # A version going live counts from zero, as a new server's own counters do: a
         # warm standby's earlier live period is not this one (a `fresh` watch reads it).
         self.meter.forget(ms.model, new.version)
-        ep.proxy.target = self.backend(new)
+        self._apply(ms, ep)
         for slot in retire:
             self._later(self._retire(ms.model, slot))
 
@@ -412,6 +484,7 @@ class Supervisor:
             previous_version=previous,
             standby_until=ms.standby_until,
             seconds=round(time.monotonic() - t0, 3),
+            traffic=traffic.figures(self.meter, ms),
         )
 
     # -- status ------------------------------------------------------------------------------
@@ -434,6 +507,7 @@ class Supervisor:
                     deploying=ms.pending.info() if ms.pending else None,
                     last_deploy=ms.last_deploy,
                     message=ms.message,
+                    traffic=traffic.figures(self.meter, ms),
                 )
             )
         return out
