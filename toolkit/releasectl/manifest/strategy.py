@@ -5,8 +5,7 @@ Target-neutral: blue-green (the default), canary steps (mirror, then
 weights) and a plain Deployment (kubernetes only). The rules that need the
 rest of the manifest (a kind per target, steps that fit in the bake,
 `analysis.compare` that needs a mirror step) are `check_strategy`; `moved`
-refuses the old `deploy.kubernetes.strategy`, and `not_yet` a canary where
-no target serves one yet.
+refuses the old `deploy.kubernetes.strategy`.
 """
 
 from __future__ import annotations
@@ -213,14 +212,3 @@ def moved(document: Any, source: str) -> str | None:
     else:
         instead = f"write deploy.strategy.kind: one of {', '.join(KINDS)}"
     raise BadInput(f"{source}: deploy.kubernetes.strategy moved: {instead}")
-
-
-def not_yet(model: str, strategy: StrategySpec, target: str) -> None:
-    """Until the local canary endpoint exists, a canary is refused where it would
-    deploy, never served as blue-green. The kubernetes target renders an Argo
-    Rollout canary (docs/ARCHITECTURE.md, "Kubernetes")."""
-    if strategy.kind == "canary" and target != "kubernetes":
-        raise BadInput(
-            f"{model}: deploy.strategy.kind canary is not supported yet by the {target} "
-            "target; use bluegreen"
-        )

@@ -20,7 +20,6 @@ from releasectl import view
 from releasectl.bundles.build import build_sources, explain_mismatch, recorded_files, store_for
 from releasectl.errors import BadInput, OperationFailed, Refused, ReleasectlError
 from releasectl.manifest import schema as mf
-from releasectl.manifest.strategy import not_yet
 from releasectl.names import REGISTRY_DIR, manifest_path, parse_version
 from releasectl.registry.builds import stranded
 from releasectl.registry.history import history_of
@@ -354,8 +353,6 @@ def _check_model(git: g.Git, report: Report, model: str, *, build: bool) -> None
         document = mf.parse_document(text, path)
         manifest = mf.validate(document, path, model=model)
         mf.refuse_old_spelling(manifest)  # a pull request writes the current form
-        # Refused before the merge, not by the deploy job after it.
-        not_yet(model, manifest.deploy.strategy, manifest.deploy.target)
     except ReleasectlError as exc:
         report.add(model, "manifest", False, exc.message, BadInput)
         return

@@ -324,6 +324,7 @@ class DeployPreview:
     switch: str  # "none": already live; "warm": the standby takes over; "cold": a new server
     bundle: str  # where the bundle would come from
     agent_running: bool
+    canary: str | None = None  # the steps a canary would start, beside the live version
 
     def to_json(self) -> dict[str, object]:
         return {**dataclasses.asdict(self), "dry_run": True}

@@ -28,7 +28,7 @@ from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
-from releasectl.manifest.strategy import not_yet
+from releasectl.manifest.durations import format_duration
 from releasectl.names import manifest_path
 from releasectl.progress import Progress
 from releasectl.registry.history import current
@@ -55,7 +55,7 @@ from releasectl.view import trust_root
 
 if TYPE_CHECKING:
     from releasectl.serving.local import DeployResult, LocalTarget
-    from releasectl.serving.local.models import TrafficAction, TrafficInfo
+    from releasectl.serving.local.models import TrafficAction, TrafficInfo, TrafficPlan
 
 
 @dataclass(frozen=True)
@@ -168,7 +168,6 @@ class Local:
     ) -> DeployResult:
         from releasectl.serving.local import DeployRequest
 
-        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         release = check_trust(git, trust, state)
         agent = self._agent()
         with model_lock(state.model, state):
@@ -181,6 +180,7 @@ class Local:
                 port=state.manifest.deploy.port,
                 standby_seconds=state.manifest.deploy.standby,
                 ready_timeout=ready_timeout,
+                traffic=traffic_plan(state),
             )
             result = agent.deploy(request, progress)
         if result.switch != "none":
@@ -192,7 +192,6 @@ class Local:
         return result
 
     def preview(self, git: g.Git, state: DeployState, trust: TrustRoot) -> DeployPreview:
-        not_yet(state.model, state.manifest.deploy.strategy, self.kind)
         release = check_trust(git, trust, state)
         agent = self._agent()
         running = agent.running()
@@ -205,6 +204,9 @@ class Local:
             switch = "none"
         elif standby is not None and (standby.version, standby.digest) == wanted:
             switch = "warm"
+        # A canary starts beside a live version of another release; the first deploy
+        # (nothing live) and a verified revert go live at once.
+        plan = traffic_plan(state) if live is not None and switch != "none" else None
         if warm(state, deployed):
             source = "a warm server (checked when it was deployed)"
         else:
@@ -227,6 +229,7 @@ class Local:
             switch=switch,
             bundle=source,
             agent_running=running,
+            canary=_steps(plan) if plan is not None else None,
         )
 
     def live(self, git: g.Git, model: str, version: str | None, *, start: bool = True) -> Live:
@@ -283,7 +286,9 @@ class Local:
         return None
 
     def stepper(self, live: Live) -> Stepper | None:
-        raise NotImplementedError("agent23: the local canary's stepper")
+        from releasectl.serving.local.client import AgentStepper
+
+        return AgentStepper(self._agent(), live.model, live.version)
 
     def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
         return None
@@ -448,6 +453,31 @@ def preview(
     trust = trust or trust_root(git)
     state = state or resolve(git, model, version, trust=trust)
     return of(state.manifest, asked).preview(git, state, trust)
+
+
+def traffic_plan(state: DeployState) -> TrafficPlan | None:
+    """The canary a deploy of `state` starts, from its verified manifest's
+    `deploy.strategy`; None for blue-green and for a verified revert, which never steps
+    (docs/ARCHITECTURE.md, "Deployment strategies")."""
+    from releasectl.serving.local import TrafficPlan
+    from releasectl.serving.local.models import PlannedStep
+
+    strategy = state.manifest.deploy.strategy
+    if strategy.kind != "canary" or state.fast_track or not strategy.steps:
+        return None
+    compare = state.manifest.analysis.compare
+    return TrafficPlan(
+        steps=[PlannedStep(kind=s.kind, percent=s.percent, seconds=s.for_) for s in strategy.steps],
+        mirror_routes=strategy.mirror_routes or [],
+        client_key=strategy.client_key,
+        compare_field=compare.field if compare is not None else None,
+    )
+
+
+def _steps(plan: TrafficPlan) -> str:
+    """`mirror 100% 30s, weight 10% 30s, then 100%`."""
+    steps = [f"{s.kind} {s.percent}% {format_duration(s.seconds)}" for s in plan.steps]
+    return ", ".join(steps) + ", then 100%"
 
 
 def _on_branch(git: g.Git, commit: str) -> bool:

@@ -25,6 +25,7 @@ from releasectl.serving.local.models import (
     DeployRequest,
     DeployResult,
     ModelStatus,
+    TrafficAction,
     TrafficInfo,
     TrafficRequest,
 )
@@ -335,3 +336,24 @@ def _reap() -> None:
     for proc in list(_spawned):
         if proc.poll() is not None:
             _spawned.remove(proc)
+
+
+class AgentStepper:
+    """The `Stepper` of a canary the local agent runs for `model`'s candidate `version`
+    (docs/ARCHITECTURE.md, "Deployment strategies"): every call is one call to the agent."""
+
+    def __init__(self, target: LocalTarget, model: str, version: str) -> None:
+        self.target, self.model, self.version = target, model, version
+
+    def current(self) -> TrafficInfo | None:
+        """The canary now, with the endpoint's figures; None when `version` is not the
+        candidate of one."""
+        found = self.target.status(self.model)
+        traffic = found[0].traffic if found else None
+        return traffic if traffic is not None and traffic.candidate == self.version else None
+
+    def change(self, action: TrafficAction, from_step: int | None = None) -> TrafficInfo:
+        request = TrafficRequest(
+            model=self.model, version=self.version, action=action, from_step=from_step
+        )
+        return self.target.traffic(request)
