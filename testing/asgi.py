@@ -10,16 +10,19 @@ Message = MutableMapping[str, Any]
 App = Callable[[dict[str, Any], Any, Any], Awaitable[None]]
 
 
-async def asgi_request(app: App, method: str, path: str, body: bytes) -> list[Message]:
-    """`method path` with `body` (sent in one message, then a disconnect) through `app`;
-    the response messages: the start (its status) then the body parts."""
+async def asgi_request(
+    app: App, method: str, path: str, body: bytes, headers: dict[str, str] | None = None
+) -> list[Message]:
+    """`method path` with `body` (sent in one message, then a disconnect) and `headers`
+    through `app`; the response messages: the start (its status) then the body parts."""
     scope = {
         "type": "http",
         "method": method,
         "path": path,
         "raw_path": path.encode(),
         "query_string": b"",
-        "headers": [(b"content-length", str(len(body)).encode())],
+        "headers": [(b"content-length", str(len(body)).encode())]
+        + [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()],
     }
     sent: list[Message] = []
     messages = [{"type": "http.request", "body": body, "more_body": False}]
