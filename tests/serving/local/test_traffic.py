@@ -1,6 +1,7 @@
-"""A canary's state in the agent, without processes (docs/ARCHITECTURE.md, "Deployment
-strategies"): the plan a deploy sends, what `advance`/`promote`/`abort` change, and what
-an agent restarted after a crash makes of a canary whose stable or candidate is gone."""
+"""A canary's state in the agent, without processes
+(docs/ARCHITECTURE.md, "Deployment strategies"): the plan a deploy sends, what
+`advance`/`promote`/`abort` change, and what an agent restarted after a crash makes
+of a canary whose stable or candidate is gone."""
 
 from __future__ import annotations
 

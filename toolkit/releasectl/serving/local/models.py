@@ -34,9 +34,9 @@ class PlannedStep(BaseModel):
 
 
 class TrafficPlan(BaseModel):
-    """How a canary deploy shares live traffic (docs/ARCHITECTURE.md, "Deployment
-    strategies"): the steps in order, then 100%. Made by the local target from the
-    verified manifest's `deploy.strategy` (kind canary) and `analysis.compare`."""
+    """How a canary deploy shares live traffic: the steps in order, then 100%. Made by
+    the local target from the verified manifest's `deploy.strategy` (kind canary) and
+    `analysis.compare` (docs/ARCHITECTURE.md, "Deployment strategies")."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -150,7 +150,8 @@ class DeployResult(CarriesRelease):
     previous_version: str | None
     standby_until: datetime | None
     seconds: float
-    traffic: TrafficInfo | None = None  # a canary deploy: its first step
+    # A canary deploy: its first step (left out otherwise: blue-green's JSON as it was).
+    traffic: TrafficInfo | None = Field(default=None, exclude_if=lambda v: v is None)
 
 
 class ModelStatus(BaseModel):

@@ -38,7 +38,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import aiohttp
 import uvicorn
@@ -54,9 +54,6 @@ from releasectl.analysis.endpoint import (
     status_class,
 )
 from releasectl.serving.local.meter import Counts, Pairs
-
-if TYPE_CHECKING:
-    from releasectl.serving.local.traffic import WeightedSplit
 
 HOP_BY_HOP = frozenset(
     {
@@ -261,11 +258,19 @@ class Mirror:
             self.pairs.pair(self.field, copy.answer, answer, copy.seconds, seconds)
 
 
+class Split(Protocol):
+    """A canary's weighted split (`traffic.WeightedSplit`): whether `candidate` takes a request."""
+
+    candidate: Backend
+
+    def takes(self, headers: Iterable[tuple[bytes, bytes]]) -> bool: ...
+
+
 class Proxy:
     def __init__(self, client: Upstream) -> None:
         self.client = client
         self.target: Backend | None = None
-        self.split: WeightedSplit | None = None
+        self.split: Split | None = None
         self.mirror: Mirror | None = None
         self.inflight: Counter[str] = Counter()
 

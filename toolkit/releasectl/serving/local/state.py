@@ -120,7 +120,8 @@ class ModelState(BaseModel):
     pending: Slot | None = None
     last_deploy: DeployOutcome | None = None
     message: str | None = None
-    traffic: TrafficRecord | None = None  # a canary: live is the candidate, standby stable
+    # A canary: live is the candidate, standby stable (left out otherwise).
+    traffic: TrafficRecord | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def traffic_info(self, roles: list[RoleFigures] | None = None) -> TrafficInfo | None:
         """The canary as `status` shows it; `roles`: what the endpoint counted."""

@@ -267,9 +267,9 @@ class Supervisor:
     async def _canary(
         self, ms: ModelState, ep: Endpoint, req: DeployRequest, stable: Slot, started: float
     ) -> DeployResult:
-        """Start a canary's candidate beside `stable` (docs/ARCHITECTURE.md, "Deployment
-        strategies"): warm when the standby holds it, else a new server; once ready, one
-        state write makes it live at step 0 with stable its standby, then the proxy."""
+        """Start a canary's candidate beside `stable`: warm when the standby holds it, else
+        a new server; once ready, one state write makes it live at step 0 with stable its
+        standby, then the proxy (docs/ARCHITECTURE.md, "Deployment strategies")."""
         previous, warm = stable.version, ms.standby
         if warm is stable or not same_release(warm, req) or not await self._ready(warm):
             warm = None
