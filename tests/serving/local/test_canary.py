@@ -18,7 +18,7 @@ import psutil
 import pytest
 
 from releasectl.analysis.endpoint import CANDIDATE, MIRROR, STABLE
-from releasectl.errors import Refused
+from releasectl.errors import OperationFailed, Refused
 from releasectl.loopback import free_port
 from releasectl.serving.local import DeployRequest, LocalTarget, TrafficPlan, TrafficRequest
 from releasectl.serving.local.models import ModelStatus, TrafficInfo
@@ -71,6 +71,7 @@ def deploy_request(bentos: dict[str, Path], version: str, port: int, **kw: objec
 def canary(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Canary]:
     built = tmp_path_factory.mktemp("bentoml-build-canary")
     bentos = {v: build_bento(built, "echo", v) for v in ("1.0.0", "2.0.0")}
+    bentos["3.0.0"] = build_bento(built, "broken", "3.0.0")  # never becomes ready
     home = tmp_path_factory.mktemp("canary") / "rc"
     target, port = LocalTarget(home), free_port()
     try:
@@ -211,3 +212,12 @@ def test_a_recovery_deploy_of_stable_is_a_warm_switch_that_ends_the_canary(
     candidate_pid = before.live.pid
     assert candidate_pid is not None
     wait_until(lambda: not psutil.pid_exists(candidate_pid), 60, "the candidate stopped")
+
+
+def test_a_candidate_that_never_starts_leaves_stable_serving_alone(canary: Canary) -> None:
+    with pytest.raises(OperationFailed, match=r"1\.0\.0 stays live"):
+        canary.target.deploy(deploy_request(canary.bentos, "3.0.0", canary.port, traffic=PLAN))
+    found = status(canary)
+    assert found.live is not None and found.live.version == "1.0.0"
+    assert (found.traffic, found.deploying) == (None, None)
+    assert set(answers(canary.url, 20)) == {"1.0.0"}
