@@ -215,9 +215,11 @@ def test_a_recovery_deploy_of_stable_is_a_warm_switch_that_ends_the_canary(
 
 
 def test_a_candidate_that_never_starts_leaves_stable_serving_alone(canary: Canary) -> None:
+    before = status(canary)
     with pytest.raises(OperationFailed, match=r"1\.0\.0 stays live"):
         canary.target.deploy(deploy_request(canary.bentos, "3.0.0", canary.port, traffic=PLAN))
     found = status(canary)
-    assert found.live is not None and found.live.version == "1.0.0"
-    assert (found.traffic, found.deploying) == (None, None)
+    assert (found.live, found.standby, found.deploying) == (before.live, before.standby, None)
+    steps = [(s.traffic.state, s.traffic.step) if s.traffic else None for s in (before, found)]
+    assert steps[0] == steps[1]
     assert set(answers(canary.url, 20)) == {"1.0.0"}
