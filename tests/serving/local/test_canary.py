@@ -20,8 +20,8 @@ import pytest
 from releasectl.analysis.endpoint import CANDIDATE, MIRROR, STABLE
 from releasectl.errors import OperationFailed, Refused
 from releasectl.loopback import free_port
-from releasectl.serving.local import DeployRequest, LocalTarget, TrafficPlan, TrafficRequest
-from releasectl.serving.local.models import ModelStatus, TrafficInfo
+from releasectl.serving.local import DeployRequest, LocalTarget
+from releasectl.serving.local.models import ModelStatus, TrafficInfo, TrafficPlan, TrafficRequest
 from releasectl.serving.local.state import Paths, load_state
 from testing.bentos import build_bento
 from testing.processes import kill_all, processes_under, wait_until
