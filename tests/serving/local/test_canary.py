@@ -21,6 +21,7 @@ from releasectl.analysis.endpoint import CANDIDATE, MIRROR, STABLE
 from releasectl.errors import OperationFailed, Refused
 from releasectl.loopback import free_port
 from releasectl.serving.local import DeployRequest, LocalTarget
+from releasectl.serving.local.client import AgentStepper
 from releasectl.serving.local.models import ModelStatus, TrafficInfo, TrafficPlan, TrafficRequest
 from releasectl.serving.local.state import Paths, load_state
 from testing.bentos import build_bento
@@ -189,7 +190,12 @@ def test_promote_gives_the_candidate_everything_stable_kept_warm(canary: Canary)
 
 
 def test_abort_sends_the_very_next_requests_to_stable(canary: Canary) -> None:
-    info = change(canary, "abort")
+    # As watch drives it: through the target's Stepper, which knows only its candidate.
+    assert AgentStepper(canary.target, "echo", "1.0.0").current() is None
+    stepper = AgentStepper(canary.target, "echo", "2.0.0")
+    now = stepper.current()
+    assert now is not None and now.state == "full"
+    info = stepper.change("abort")
     assert (info.state, info.candidate_weight, info.mirror) == ("aborted", 0, 0)
     assert set(answers(canary.url, 40)) == {"1.0.0"}
     assert status(canary).standby_until is None  # stable kept while the revert comes
