@@ -60,7 +60,7 @@ class WatchOutcome(BaseModel):
         """One line for `status`, logs and the failing exit."""
         how = {"warm": "the warm standby", "cold": "a cold start"}.get(self.recovered or "", "")
         took = f" in {self.recovery_seconds:.1f} s" if self.recovery_seconds is not None else ""
-        failed = "was aborted" if self.aborted_by else "failed analysis"
+        failed = "stopped by releasectl abort" if self.aborted_by else "failed analysis"
         text = {
             "passed": f"{self.version} passed: marked stable",
             "failed-recovered": f"{self.version} {failed}: {self.message}; "
