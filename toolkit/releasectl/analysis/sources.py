@@ -241,7 +241,7 @@ class PrometheusSource:
         self._namespace = namespace
         self._checks = checks_for(spec)
         self._measured = measured
-        self._self_reported = self_reported
+        self.self_reported = self_reported
         self.queries = self._built(query_range(spec))
         headers, verify = _auth(spec.source)
         self._client = httpx.Client(
@@ -293,7 +293,7 @@ class PrometheusSource:
             requests=requests,
             errors=errors,
             samples=samples,
-            self_reported=self._self_reported,
+            self_reported=self.self_reported,
         )
 
     def _samples(self, errors: dict[str, str]) -> dict[str, float]:
