@@ -1,5 +1,5 @@
-"""promote, abort: a running canary driven by hand (docs/ARCHITECTURE.md, "The
-command line"); the library is `releasectl.pipeline.traffic`.
+"""promote, abort: a running canary driven by hand; the library is
+`releasectl.pipeline.traffic` (docs/ARCHITECTURE.md, "The command line").
 """
 
 from __future__ import annotations
