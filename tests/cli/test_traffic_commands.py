@@ -160,10 +160,12 @@ def test_kubernetes_prints_the_rollouts_command_and_changes_nothing(registry: Re
     assert registry.ok("promote", "iris").splitlines() == [
         "kubectl argo rollouts promote iris -n models --full"
     ]
-    doc = json.loads(registry.ok("abort", "iris", "--json", "--push"))
+    doc = json.loads(registry.ok("abort", "iris", "--json", "--push", "--reason", "it's bad"))
     assert doc["command"] == ["kubectl", "argo", "rollouts", "abort", "iris", "-n", "models"]
     assert doc["command_line"] == shlex.join(doc["command"]) and doc["target"] == "kubernetes"
-    assert any("releasectl revert iris --push" in note for note in doc["notes"])
+    assert any(
+        "`releasectl revert iris --push --reason 'it'\"'\"'s bad'`" in note for note in doc["notes"]
+    ), doc["notes"]
     assert registry.snapshot() == before
 
 
@@ -187,3 +189,44 @@ def test_status_lines_show_the_step_weights_and_roles_escaped() -> None:
     assert "step 1/3: mirror 100%" in mirror and "mirror 100%" in mirror
     full = info.model_copy(update={"state": "full", "promoted": True, "candidate_weight": 100})
     assert "full (promoted)" in traffic_lines(full)[0]
+
+
+@IN_PROCESS
+def test_status_shows_a_canary_and_its_promote(
+    monkeypatch: pytest.MonkeyPatch, registry: Repo
+) -> None:
+    """`status` over what the agent reports (a canned report: the agent's canary is the
+    stand-in's here) and the promote record kept beside the outcome."""
+    from releasectl.serving import status
+    from releasectl.serving.local.models import ModelStatus
+
+    info = canary("iris", "1.0.0", "2.0.0", step=1)
+    report = status.StatusReport(
+        True,
+        [
+            status.ModelReport(
+                ModelStatus(
+                    model="iris",
+                    endpoint="http://127.0.0.1:3000",
+                    health="ready",
+                    live=None,
+                    standby=None,
+                    standby_until=None,
+                    deploying=None,
+                    last_deploy=None,
+                    message=None,
+                    traffic=info,
+                ),
+                None,
+                None,
+                outcomes.Promoted(model="iris", version="2.0.0", by="a\x1b]0;x@y", from_step=1),
+            )
+        ],
+    )
+    monkeypatch.setattr(status, "status", lambda model=None: report)
+    text = registry.ok("status", "iris")
+    assert "canary   step 2/3: weight 10%" in text and "/ stable 1.0.0 90%" in text
+    assert "promoted 2.0.0 to 100% by a\\x1b]0;x@y" in text and "\x1b" not in text
+    doc = json.loads(registry.ok("status", "iris", "--json"))[0]
+    assert doc["traffic"]["candidate_weight"] == 10 and doc["traffic"]["roles"][1]["errors"] == 2
+    assert doc["promoted"]["from_step"] == 1
