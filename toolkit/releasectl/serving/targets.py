@@ -349,15 +349,11 @@ class Kubernetes:
         spec: AnalysisSpec = live.manifest.analysis
         source = spec.source
         assert isinstance(source, PrometheusSourceSpec)  # refused by live() otherwise
-        if live.manifest.deploy.strategy.kind != "canary":
-            return PrometheusSource(
-                source.url, spec, live.version, version_label=VERSION_LABEL, model=live.model
-            )
         # A canary is judged on the numbers its Rollout's analysis reads: with Istio,
         # error rate and latency from the mesh's request metrics for the destination
         # version, measured outside the pod; the rest is the pods' own, self-reported
         # (docs/ARCHITECTURE.md, "The canary").
-        mesh = mesh_of(live.manifest)
+        canary, mesh = live.manifest.deploy.strategy.kind == "canary", mesh_of(live.manifest)
         return PrometheusSource(
             source.url,
             spec,
@@ -365,7 +361,7 @@ class Kubernetes:
             version_label=VERSION_LABEL,
             model=live.model,
             measured=(lambda s: mesh_queries(spec, mesh, live.version, s)) if mesh else None,
-            self_reported=frozenset(self_reported(spec, mesh)),
+            self_reported=frozenset(self_reported(spec, mesh) if canary else ()),
         )
 
     def plan_recovery(self, git: g.Git, model: str, version: str) -> rec.Recovery | None:
@@ -392,8 +388,7 @@ class Kubernetes:
 
     def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
         """`kubectl argo rollouts promote --full|abort` on the Rollout the render names
-        (the model, in its namespace): Argo Rollouts runs the steps, so the operator
-        runs this; nothing here changes the cluster (docs/ARCHITECTURE.md, "The canary")."""
+        (the model, in its namespace), for the operator (docs/ARCHITECTURE.md, "The canary")."""
         manifest = self.manifest
         k8s = manifest.deploy.kubernetes
         kind = manifest.deploy.strategy.kind
