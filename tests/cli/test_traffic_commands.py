@@ -128,10 +128,10 @@ def test_dry_runs_say_what_would_happen_and_change_nothing(
     doc = json.loads(iris.ok("abort", "iris", "--dry-run", "--push", "--json"))
     assert doc["dry_run"] and doc["before"]["candidate_weight"] == 10
     first, revert = doc["would"][0], doc["would"][-1]
-    assert "2.0.0's weight to 0" in first and "step 2/3 (weight 10%)" in first
+    assert "2.0.0's weight to 0" in first and "(now at step 2/3: weight 10%)" in first
     assert revert.startswith("revert iris 2.0.0 -> 1.0.0") and "and push it" in revert
     text = iris.ok("promote", "iris", "--dry-run")
-    assert text.startswith("would 2.0.0 answers every request now")
+    assert text.startswith("would make 2.0.0 answer every request now")
     assert stepper.calls == [] and iris.snapshot() == before
     assert outcomes.load("iris") is None and outcomes.load_promoted("iris") is None
 

@@ -131,11 +131,11 @@ def promote(
         return found
     if dry_run:
         found.would = [
-            f"{info.candidate} answers every request now ({_step(info)} until now); "
-            f"{info.stable} stays warm as the standby",
-            "the rest of the bake runs at 100% under the watcher, which marks it stable "
-            "or reverts it",
-            "nothing is written to git",
+            f"make {info.candidate} answer every request now (at {_step(info)}); "
+            f"keep {info.stable} warm as the standby",
+            "leave the rest of the bake, at 100%, to the watcher: it marks the candidate "
+            "stable or reverts it",
+            "write nothing to git",
         ]
         return found
     found.after = stepper.change("promote")
@@ -256,11 +256,11 @@ def _canary(git: g.Git, model: str, target: targets.Target) -> tuple[Stepper, Tr
 
 
 def _step(info: TrafficInfo) -> str:
-    """Where a canary is, in words: `step 2/3 (weight 10%)`, `mirror 100%`, ..."""
+    """Where a canary is, in words: `step 2/3: weight 10%`, `full, promoted`, ..."""
     if info.state != "stepping":
-        return info.state + (" (promoted)" if info.promoted else "")
+        return info.state + (", promoted" if info.promoted else "")
     step = info.steps[info.step]
-    return f"step {info.step + 1}/{len(info.steps)} ({step.kind} {step.percent}%)"
+    return f"step {info.step + 1}/{len(info.steps)}: {step.kind} {step.percent}%"
 
 
 def _abort_plan(
@@ -278,8 +278,8 @@ def _abort_plan(
     from releasectl.registry.revert import plan as plan_revert
 
     would = [
-        f"set {info.candidate}'s weight to 0 and stop mirroring at once ({_step(info)} "
-        f"now): {info.stable} answers every request"
+        f"set {info.candidate}'s weight to 0 and stop mirroring at once (now at "
+        f"{_step(info)}): {info.stable} answers every request"
     ]
     running = watcher.detached(model)
     if running is not None and running.get("alive"):
