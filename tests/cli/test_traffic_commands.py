@@ -50,7 +50,14 @@ def _inject(monkeypatch: pytest.MonkeyPatch, target: targets.Target) -> None:
     monkeypatch.setattr(targets, "declared", lambda git, model: target)
 
 
-def test_abort_stops_the_candidate_before_any_git_write_then_reverts(iris: Repo) -> None:
+def test_abort_stops_the_candidate_before_any_git_write_then_reverts(
+    iris: Repo, tmp_path: Path
+) -> None:
+    told = tmp_path / "told.json"
+    config = iris.path / ".releasectl/config.yaml"
+    text = config.read_text() if config.exists() else ""
+    iris.write(".releasectl/config.yaml", text + f"notify:\n  command: [sh, -c, 'cat > {told}']\n")
+    iris.commit("notify the on-call")
     before = iris.head()
     stepper = _stepper(iris)
     done = traffic.abort(open_repo(iris.path), "iris", target=CanaryLocal(stepper))
@@ -69,6 +76,10 @@ def test_abort_stops_the_candidate_before_any_git_write_then_reverts(iris: Repo)
         "2.0.0 stopped by releasectl abort: aborted by operator@example.test; reverted to 1.0.0"
     )
     assert json.loads(iris.ok("verify", "iris", "--json"))["ok"]
+    # The hook hears of it as of a failed verdict, with who aborted it.
+    assert [d.ok for d in kept.notified] == [True]
+    heard = json.loads(told.read_text())
+    assert heard["outcome"] == "failed-recovered" and heard["aborted_by"] == iris.email
 
 
 def test_abort_that_cannot_switch_back_still_stops_the_candidate(iris: Repo) -> None:
