@@ -165,9 +165,10 @@ def abort(
     command = target.rollouts_command(model, "abort")
     if command is not None:
         found = _printed(model, "abort", target.kind, command, dry_run)
-        then = ["releasectl", "revert", model, "--push"]
-        then += ["--reason", check_reason(reason)] if reason is not None else []
-        found.notes.append(f"then record it: `{shlex.join(then)}` (Argo CD syncs the revert)")
+        why = f" --reason {shlex.quote(check_reason(reason))}" if reason is not None else ""
+        found.notes.append(
+            f"then record it: `releasectl revert {model} --push{why}` (Argo CD syncs the revert)"
+        )
         return found
     who = g.config_get(git, "user.email") or "unknown"
     reason = check_reason(reason if reason is not None else f"aborted by {who}")
