@@ -1,12 +1,12 @@
 """A mesh-style exposition for the Kubernetes canary's analysis tests: Istio's
 standard request metrics, as a sidecar reporting for each destination pod would
 expose them, for a few destinations (model, version, namespace) at fixed rates,
-served on 127.0.0.1 by a small process of its own (stopped by PID); and a metric
-source that hands the rendered mesh queries' answers to `watch`'s engine.
+served on 127.0.0.1 by a small process of its own (stopped by PID).
 
 Run as a script: `python mesh.py PORT`. The counters grow with wall time from the
 process' start, so every scrape sees them rise at the rates below, the way a
-proxy's counters rise under steady load."""
+proxy's counters rise under steady load. `watch` reads it through the kubernetes
+target's own Prometheus source (`Kubernetes.metric_source`)."""
 
 from __future__ import annotations
 
@@ -17,11 +17,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
-
-from releasectl.analysis.engine import Reading, Window
-from releasectl.analysis.promql import query_range
-from releasectl.manifest.analysis import AnalysisSpec
-from releasectl.render.mesh import Mesh, mesh_queries
 
 # (namespace, model, version) -> (requests per second, share answered 5xx, share slow)
 DESTINATIONS: dict[tuple[str, str, str], tuple[float, float, float]] = {
@@ -107,36 +102,6 @@ def mesh_exposition(port: int) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-
-
-class MeshSource:
-    """`watch`'s engine reading the rendered mesh queries (`releasectl.render.mesh`)
-    through Prometheus, as its Prometheus source reads the bento's: a baseline first,
-    then each window's values and requests."""
-
-    def __init__(self, url: str, spec: AnalysisSpec, mesh: Mesh, version: str) -> None:
-        self.url, self.spec, self.mesh, self.version = url, spec, mesh, version
-        self._started = False
-
-    def read(self, window: Window | None = None) -> Reading:
-        # Imported here: run as a script, this file's folder is the path, not the repository.
-        from testing.prometheus import prometheus_values
-
-        if not self._started:
-            self._started = True
-            return Reading(baseline=True)
-        span = query_range(self.spec, window.intervals if window is not None else 1)
-        values: dict[str, float] = {}
-        requests: float | None = None
-        for name, promql in mesh_queries(self.spec, self.mesh, self.version, span).items():
-            found = prometheus_values(self.url, promql)
-            if not found:
-                continue
-            if name == "requests":
-                requests = found[0]
-            else:
-                values[name] = found[0]
-        return Reading(values=values, requests=requests)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -8,9 +8,10 @@ them) serves a healthy iris 1.0.0, a failing iris 2.0.0 (20% 503s, 30% slow), an
 failing strangers at the healthy version (another model, another namespace) that
 scoping must leave out; a real Prometheus scrapes it every second. For error rate and
 a latency quantile, the template's metric runs as the Argo Rollouts controller runs
-it (testing/argo.py) and the engine (`run_analysis`) reads the same rendered queries;
-a version nobody serves is inconclusive on both sides (docs/ARCHITECTURE.md,
-"Kubernetes")."""
+it (testing/argo.py) and `watch`'s engine (`run_analysis`) reads the same numbers
+through the source the kubernetes target gives a canary routed by Istio
+(`Kubernetes.metric_source`); a version nobody serves is inconclusive on both sides
+(docs/ARCHITECTURE.md, "Kubernetes", "The canary")."""
 
 from __future__ import annotations
 
@@ -20,13 +21,17 @@ from typing import Any
 import pytest
 
 from releasectl.analysis.engine import Judgement, run_analysis
+from releasectl.analysis.sources import PrometheusSource
 from releasectl.loopback import free_port
 from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.manifest.durations import parse_duration
+from releasectl.manifest.schema import Manifest
 from releasectl.render.analysis_template import analysis_template, queries
-from releasectl.render.mesh import Mesh
+from releasectl.render.mesh import MEASURED, Mesh
+from releasectl.serving.targets import Kubernetes, Live
 from testing.argo import assert_both_judge, judged_both_ways, run_metric
-from testing.mesh import MeshSource, mesh_exposition
+from testing.kubernetes import REPOSITORY, image
+from testing.mesh import mesh_exposition
 from testing.prometheus import prometheus_scraping, prometheus_values
 
 pytestmark = pytest.mark.slow
@@ -45,21 +50,46 @@ WATCH_AS_ARGO = {
 }
 
 
-def analysis(prometheus: str, metric: str) -> AnalysisSpec:
+def _analysis(prometheus: str, metric: str) -> dict[str, Any]:
     # Three measurements two seconds apart over four one-second scrapes: a failure
     # still needs two failed measurements (failure_limit 1).
-    return AnalysisSpec.model_validate(
+    return {
+        "interval": "2s",
+        "bake": "6s",
+        "min_requests": 5,
+        "failure_limit": 1,
+        "inconclusive_limit": 2,
+        "consecutive_error_limit": 2,
+        "source": {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"},
+        "metrics": METRICS[metric],
+    }
+
+
+def analysis(prometheus: str, metric: str) -> AnalysisSpec:
+    return AnalysisSpec.model_validate(_analysis(prometheus, metric))
+
+
+def canary(prometheus: str, metric: str, version: str, router: dict[str, Any]) -> Live:
+    """iris `version` as a kubernetes canary behind `router`, judged as `watch` judges it."""
+    manifest = Manifest.model_validate(
         {
-            "interval": "2s",
-            "bake": "6s",
-            "min_requests": 5,
-            "failure_limit": 1,
-            "inconclusive_limit": 2,
-            "consecutive_error_limit": 2,
-            "source": {"kind": "prometheus", "url": prometheus, "scrape_interval": "1s"},
-            "metrics": METRICS[metric],
+            "apiVersion": "releasectl/v1",
+            "model": "iris",
+            "version": version,
+            "serial": 1,
+            "bundle": {"bento": "iris", "image": image(1)},
+            "analysis": _analysis(prometheus, metric),
+            "deploy": {
+                "target": "kubernetes",
+                "strategy": {"kind": "canary", "steps": [{"weight": 10, "for": "1s"}]},
+                "kubernetes": {"image": REPOSITORY, "namespace": "models", "traffic": router},
+            },
         }
     )
+    return Live("iris", version, manifest)
+
+
+ISTIO = {"istio": {"virtual_service": "iris"}}
 
 
 @pytest.fixture(scope="module")
@@ -84,8 +114,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def _watch(url: str, metric: str, version: str) -> tuple[str, str]:
-    spec = analysis(url, metric)
-    verdict = run_analysis(spec, MeshSource(url, spec, MESH, version), version)
+    live = canary(url, metric, version, ISTIO)
+    with Kubernetes(live.manifest).metric_source(live) as source:
+        verdict = run_analysis(live.manifest.analysis, source, version)
     return WATCH_AS_ARGO[verdict.outcome], verdict.message
 
 
@@ -112,3 +143,23 @@ def test_the_mesh_queries_and_the_engine_agree(
     verdicts: dict[tuple[str, str], dict[str, Any]], metric: str, version: str
 ) -> None:
     assert_both_judge(verdicts, (metric, version), EXPECTED[version])
+
+
+def test_watch_reads_the_rollouts_queries_and_marks_the_pods_own_figures() -> None:
+    """The canary's source asks Prometheus the rendered AnalysisTemplate's queries for
+    the mesh's metrics; behind the Gateway API (no standard request metrics) it keeps
+    the pods' own figures, marked self-reported, as the render marks them."""
+    url = "http://127.0.0.1:9"  # never asked: only the queries are compared
+    for metric in METRICS:
+        live = canary(url, metric, FAILING, ISTIO)
+        with Kubernetes(live.manifest).metric_source(live) as source:
+            assert isinstance(source, PrometheusSource)
+            rendered = queries(live.manifest.analysis, "iris", FAILING, MESH)
+            # The template's query is the source's, with its min_requests guard around it.
+            assert all(source.queries[k] in rendered[k] for k in rendered), rendered
+            assert set(rendered) <= MEASURED and not source.self_reported
+        gateway = canary(url, metric, FAILING, {"gateway_api": {"http_route": "iris"}})
+        with Kubernetes(gateway.manifest).metric_source(gateway) as source:
+            assert isinstance(source, PrometheusSource)
+            assert "istio_" not in " ".join(source.queries.values())
+            assert source.self_reported == {c for c in source.queries if c != "requests"}

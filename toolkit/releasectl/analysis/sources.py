@@ -215,7 +215,10 @@ class PrometheusSource:
     """Asks a Prometheus server for each metric over `query_range` (max of `window`, four
     scrape intervals and the interval), widened by the earlier intervals of the analysis'
     open window: a window of k intervals is read over `range + (k - 1) * interval`.
-    Custom queries are the user's: as written."""
+    Custom queries are the user's: as written. `measured`, given a range in seconds,
+    returns queries measured outside the version's process (a mesh's request metrics,
+    `releasectl.render.mesh`) that replace the built ones of the same names;
+    `self_reported` names the checks read from the version's own counters."""
 
     def __init__(
         self,
@@ -229,13 +232,17 @@ class PrometheusSource:
         transport: httpx.BaseTransport | None = None,
         version_label: str = "service_version",
         model: str | None = None,
+        measured: Callable[[float], dict[str, str]] | None = None,
+        self_reported: frozenset[str] = frozenset(),
     ) -> None:
         self.url = url.rstrip("/") + "/api/v1/query"
         self._spec = spec
         self._scope = Scope(version, service_name, version_label, model)
         self._namespace = namespace
         self._checks = checks_for(spec)
-        self.queries = build_queries(spec, self._scope, query_range(spec), namespace)
+        self._measured = measured
+        self.self_reported = self_reported
+        self.queries = self._built(query_range(spec))
         headers, verify = _auth(spec.source)
         self._client = httpx.Client(
             timeout=timeout, transport=transport, trust_env=False, headers=headers, verify=verify
@@ -246,8 +253,13 @@ class PrometheusSource:
         """The queries for `window` (None or one interval: `self.queries`)."""
         if window is None or window.intervals <= 1:
             return self.queries
-        seconds = query_range(self._spec, window.intervals)
-        return build_queries(self._spec, self._scope, seconds, self._namespace)
+        return self._built(query_range(self._spec, window.intervals))
+
+    def _built(self, seconds: float) -> dict[str, str]:
+        queries = build_queries(self._spec, self._scope, seconds, self._namespace)
+        if self._measured is not None:
+            queries.update(self._measured(seconds))
+        return queries
 
     def read(self, window: Window | None = None) -> Reading:
         if not self._started:
@@ -276,7 +288,13 @@ class PrometheusSource:
                 if check.per_request:
                     errors.setdefault(check.name, errors["requests"])
         samples = self._samples(errors)
-        return Reading(values=values, requests=requests, errors=errors, samples=samples)
+        return Reading(
+            values=values,
+            requests=requests,
+            errors=errors,
+            samples=samples,
+            self_reported=self.self_reported,
+        )
 
     def _samples(self, errors: dict[str, str]) -> dict[str, float]:
         """Each sampled gauge's counter total for this version; a counter that cannot

@@ -27,6 +27,7 @@ from releasectl.cli import (
     serving,
     setup,
     store,
+    traffic,
     trust,
     watching,
 )
@@ -95,7 +96,7 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 # Unnamed: their commands join the root's (`releasectl list`, not `releasectl reading list`).
-for _group in (setup, releasing, reading, serving, watching, pipeline, kubernetes):
+for _group in (setup, releasing, reading, serving, watching, traffic, pipeline, kubernetes):
     app.add_typer(_group.app)
 # The groups of subcommands after the commands, as `--help` lists them.
 app.add_typer(serving.agent, name="agent")

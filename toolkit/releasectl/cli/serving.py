@@ -26,7 +26,7 @@ from releasectl.cli.output import (
 if TYPE_CHECKING:
     from releasectl.pipeline.deploying import DeployPlan
     from releasectl.serving.local import DeployResult
-    from releasectl.serving.local.models import DeployOutcome
+    from releasectl.serving.local.models import DeployOutcome, TrafficInfo
 
 app = typer.Typer()
 
@@ -212,6 +212,13 @@ def status(
         if s.standby:
             until = s.standby_until.isoformat(timespec="seconds") if s.standby_until else "-"
             say(f"  standby  {s.standby.version} warm until {until}")
+        if s.traffic is not None:
+            for line in traffic_lines(s.traffic):
+                say(line)
+        if m.promoted is not None:
+            p = m.promoted
+            at = p.at.isoformat(timespec="seconds")
+            say(f"  promoted {shown(p.version)} to 100% by {shown(p.by)} ({at})")
         if s.last_deploy:
             say(last_deploy_line(s.last_deploy))
         if m.watcher is not None:
@@ -344,3 +351,27 @@ def _watcher_line(w: dict[str, Any]) -> str:
     if w["exit_code"] is not None:
         return f"{w['version']} watcher exited with code {w['exit_code']} ({where})"
     return f"{w['version']} watcher DIED without a word (killed?) ({where})"
+
+
+def traffic_lines(t: TrafficInfo) -> list[str]:
+    """status's lines on a canary: the step, the weights, then per version and role
+    what the endpoint counted (docs/ARCHITECTURE.md, "Deployment strategies")."""
+    if t.state == "stepping" and t.step < len(t.steps):
+        step = t.steps[t.step]
+        where = f"step {t.step + 1}/{len(t.steps)}: {step.kind} {step.percent}%"
+    else:
+        where = t.state + (" (promoted)" if t.promoted and t.state == "full" else "")
+    since = t.since.isoformat(timespec="seconds")
+    weights = (
+        f"candidate {shown(t.candidate)} {t.candidate_weight}% / "
+        f"stable {shown(t.stable)} {100 - t.candidate_weight}%"
+        + (f", mirror {t.mirror}%" if t.mirror else "")
+    )
+    lines = [f"  canary   {where} since {since}: {weights}"]
+    for r in t.roles:
+        mean = f"{r.mean_ms:.1f} ms" if r.mean_ms is not None else "-"
+        lines.append(
+            f"    {shown(r.version):<12} {shown(r.role):<9} {r.requests:>7} requests "
+            f"{r.errors:>5} errors  mean {mean}"
+        )
+    return lines

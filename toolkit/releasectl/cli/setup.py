@@ -183,6 +183,15 @@ def new(
             "template, its name renamed to MODEL.",
         ),
     ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            "--strategy",
+            metavar="bluegreen|canary",
+            help="The template's deploy.strategy (default: bluegreen). canary: a mirror "
+            "step, then weight steps, that `watch` drives.",
+        ),
+    ] = None,
     dry_run: DryRunOption = False,
     json: JsonOption = False,
 ) -> None:
@@ -195,7 +204,13 @@ def new(
     git = repo(ctx)
     require_registry(git)
     made = new_model(
-        git.cwd, model, port=port, source=source, cwd=shared(ctx).repo, dry_run=dry_run
+        git.cwd,
+        model,
+        port=port,
+        source=source,
+        cwd=shared(ctx).repo,
+        dry_run=dry_run,
+        strategy=strategy,
     )
     plan = made.plan
     if made.dry_run:

@@ -39,6 +39,31 @@ def require_registry(git: g.Git) -> None:
 # installed where `new` runs: the environment that trains and serves it here.
 TEMPLATE_PACKAGES = ("bentoml", "scikit-learn", "numpy", "joblib", "pydantic", "pyyaml")
 FIRST_PORT = 3000
+STRATEGIES = ("bluegreen", "canary")
+# `new --strategy canary` (docs/ARCHITECTURE.md, "Deployment strategies"): a mirror
+# step, then weight steps, within a bake they fit in; the answers' `label` compared.
+CANARY_BAKE = "2m"
+CANARY_COMPARE = """\
+  # Candidate vs stable on the same mirrored requests: the share of answers whose
+  # label differs, and the candidate's latency over the stable one's.
+  compare:
+    field: label
+    max_disagreement: 0.1
+    max_latency_ratio: 2.0
+"""
+CANARY_STRATEGY = """\
+  # A canary: the steps run under `watch` (deploy --watch, or the unattended
+  # watcher), each advancing only when its measurements pass; then 100% for the
+  # rest of the bake. `releasectl promote` skips to 100%, `releasectl abort` goes back.
+  strategy:
+    kind: canary
+    mirror_routes: [/predict]     # copies of live requests; users get the stable answer
+    client_key: X-Client-Id       # the same value stays on one side of a split
+    steps:
+      - {mirror: 100, for: 30s}
+      - {weight: 10, for: 30s}
+      - {weight: 50, for: 30s}
+"""
 TEMPLATE_SUFFIX = ".tmpl"
 SKIPPED = frozenset({"__pycache__", ".git", ".pytest_cache", ".mypy_cache", ".ruff_cache"})
 
@@ -68,17 +93,28 @@ def plan_new(
     port: int | None = None,
     source: str | None = None,
     cwd: Path | None = None,
+    strategy: str | None = None,
 ) -> NewModel:
-    """`model-releases/MODEL/` from the template, or a copy of `source` (a model
-    of this registry, else a model folder relative to `cwd`) renamed for MODEL.
-    Refuses a bad name, an existing folder and a source that is not a model
-    folder (all exit 2)."""
+    """`model-releases/MODEL/` from the template (`strategy`: its deploy.strategy,
+    bluegreen by default), or a copy of `source` (a model of this registry, else a
+    model folder relative to `cwd`) renamed for MODEL. Refuses a bad name, an
+    existing folder and a source that is not a model folder (all exit 2)."""
     model = ModelName.parse(model)
+    if strategy is not None and strategy not in STRATEGIES:
+        raise BadInput(
+            f"--strategy {strategy}: not a strategy new scaffolds",
+            f"use one of: {', '.join(STRATEGIES)}",
+        )
+    if strategy is not None and source is not None:
+        raise BadInput(
+            "--strategy is for the template: --from copies the source's deploy.strategy",
+            "drop one of them, and edit deploy.strategy in the copy",
+        )
     if (root / model_dir(model)).exists():
         raise BadInput(f"{model_dir(model)} already exists", "pick another name")
     port = _port(root) if port is None else port
     if source is None:
-        files, missing = _template(model, port)
+        files, missing = _template(model, port, strategy == "canary")
         mf.load(files[MANIFEST].decode(), MANIFEST, model=model)  # e.g. a port out of range
         return NewModel(model, port, files, unpinned=missing)
     return _from_folder(root, model, port, _source_folder(root, source, cwd or root))
@@ -107,8 +143,11 @@ def _pins(packages: tuple[str, ...]) -> tuple[str, tuple[str, ...]]:
     return "\n".join(lines), tuple(missing)
 
 
-def _template(model: str, port: int) -> tuple[dict[str, bytes], tuple[str, ...]]:
-    """The template's files filled in for MODEL, and the packages left unpinned."""
+def _template(
+    model: str, port: int, canary: bool = False
+) -> tuple[dict[str, bytes], tuple[str, ...]]:
+    """The template's files filled in for MODEL (blue-green, or with `canary` its
+    canary form), and the packages left unpinned."""
     names = Spellings(model)
     packages, missing = _pins(TEMPLATE_PACKAGES)
     values = {
@@ -118,6 +157,9 @@ def _template(model: str, port: int) -> tuple[dict[str, bytes], tuple[str, ...]]
         "{{metric}}": names.metric,
         "{{port}}": str(port),
         "{{packages}}": packages,
+        "{{bake}}": CANARY_BAKE if canary else "1m",
+        "{{compare}}": CANARY_COMPARE if canary else "",
+        "{{strategy}}": CANARY_STRATEGY if canary else "",
     }
     files = {}
     for item in (resources.files("releasectl") / "templates" / "model").iterdir():
@@ -272,9 +314,10 @@ def new_model(
     source: str | None = None,
     cwd: Path | None = None,
     dry_run: bool = False,
+    strategy: str | None = None,
 ) -> NewModelOutcome:
     """Plan the model's folder and, unless `dry_run`, write it."""
-    plan = plan_new(root, model, port=port, source=source, cwd=cwd)
+    plan = plan_new(root, model, port=port, source=source, cwd=cwd, strategy=strategy)
     if dry_run:
         return NewModelOutcome(plan, [], dry_run=True)
     written = write_new(root, plan)

@@ -53,16 +53,19 @@ class WatchOutcome(BaseModel):
     note: str | None = None
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     notified: list[Delivery] = Field(default_factory=list)
+    # Who stopped it with `releasectl abort` (a failed canary by hand, not by a verdict).
+    aborted_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def line(self) -> str:
         """One line for `status`, logs and the failing exit."""
         how = {"warm": "the warm standby", "cold": "a cold start"}.get(self.recovered or "", "")
         took = f" in {self.recovery_seconds:.1f} s" if self.recovery_seconds is not None else ""
+        failed = "stopped by releasectl abort" if self.aborted_by else "failed analysis"
         text = {
             "passed": f"{self.version} passed: marked stable",
-            "failed-recovered": f"{self.version} failed analysis: {self.message}; "
+            "failed-recovered": f"{self.version} {failed}: {self.message}; "
             f"reverted to {self.serving}" + (f" ({how}{took})" if how else ""),
-            "failed-unrecovered": f"{self.version} failed analysis: {self.message}; "
+            "failed-unrecovered": f"{self.version} {failed}: {self.message}; "
             "it was NOT rolled back",
             "needs-human": f"{self.version} needs a human: {self.message}; nothing changed",
             "crashed": f"the watcher of {self.version} crashed: {self.message}",
@@ -99,6 +102,35 @@ def load(model: str) -> WatchOutcome | None:
 def clear(model: str) -> None:
     """A new state was deployed: the last watcher's outcome is history."""
     _path(model).unlink(missing_ok=True)
+    _promoted_path(model).unlink(missing_ok=True)
+
+
+class Promoted(BaseModel):
+    """`releasectl promote`: a canary's candidate took 100% before its steps ran out.
+    Kept beside the outcome, which the watcher writes whole when it concludes."""
+
+    model: str
+    version: str
+    by: str
+    from_step: int  # the step it was at; the steps' count is 100%
+    at: datetime = Field(default_factory=lambda: datetime.now(UTC))
+
+
+def _promoted_path(model: str) -> Path:
+    return home() / "watch" / f"{model}.promoted.json"
+
+
+def save_promoted(promoted: Promoted) -> None:
+    path = _promoted_path(promoted.model)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, promoted.model_dump_json(indent=2))
+
+
+def load_promoted(model: str) -> Promoted | None:
+    try:
+        return Promoted.model_validate_json(_promoted_path(model).read_text())
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def exit_path(model: str) -> Path:

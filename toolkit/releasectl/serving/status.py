@@ -25,12 +25,14 @@ class ModelReport:
     status: ModelStatus
     watcher: dict[str, Any] | None  # `serving.watcher.detached`
     outcome: outcomes.WatchOutcome | None
+    promoted: outcomes.Promoted | None = None  # `releasectl promote` of its canary
 
     def to_json(self) -> dict[str, Any]:
         return {
             **self.status.model_dump(mode="json"),
             "watcher": self.watcher,
             "watch_outcome": self.outcome.model_dump(mode="json") if self.outcome else None,
+            "promoted": self.promoted.model_dump(mode="json") if self.promoted else None,
         }
 
 
@@ -52,7 +54,9 @@ def status(model: str | None = None) -> StatusReport:
     target = LocalTarget(home())
     running = target.running()
     models = [
-        ModelReport(s, watcher.detached(s.model), outcomes.load(s.model))
+        ModelReport(
+            s, watcher.detached(s.model), outcomes.load(s.model), outcomes.load_promoted(s.model)
+        )
         for s in target.status(model, start=False)
     ]
     return StatusReport(running, models)

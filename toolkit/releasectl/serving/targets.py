@@ -34,7 +34,9 @@ from releasectl.progress import Progress
 from releasectl.registry.history import current
 from releasectl.registry.revert import RevertResult
 from releasectl.render.analysis_template import VERSION_LABEL
+from releasectl.render.canary import mesh_of
 from releasectl.render.kubernetes import folder_of
+from releasectl.render.mesh import mesh_queries, self_reported
 from releasectl.serving import outcomes
 from releasectl.serving import recovery as rec
 from releasectl.serving.deploy import (
@@ -352,8 +354,19 @@ class Kubernetes:
         spec: AnalysisSpec = live.manifest.analysis
         source = spec.source
         assert isinstance(source, PrometheusSourceSpec)  # refused by live() otherwise
+        # A canary is judged on the numbers its Rollout's analysis reads: with Istio,
+        # error rate and latency from the mesh's request metrics for the destination
+        # version, measured outside the pod; the rest is the pods' own, self-reported
+        # (docs/ARCHITECTURE.md, "The canary").
+        canary, mesh = live.manifest.deploy.strategy.kind == "canary", mesh_of(live.manifest)
         return PrometheusSource(
-            source.url, spec, live.version, version_label=VERSION_LABEL, model=live.model
+            source.url,
+            spec,
+            live.version,
+            version_label=VERSION_LABEL,
+            model=live.model,
+            measured=(lambda s: mesh_queries(spec, mesh, live.version, s)) if mesh else None,
+            self_reported=frozenset(self_reported(spec, mesh) if canary else ()),
         )
 
     def plan_recovery(self, git: g.Git, model: str, version: str) -> rec.Recovery | None:
@@ -379,7 +392,22 @@ class Kubernetes:
         return None  # Argo Rollouts runs the steps in the cluster
 
     def rollouts_command(self, model: str, action: TrafficAction) -> list[str] | None:
-        raise NotImplementedError("kube23: kubectl argo rollouts promote|abort")
+        """`kubectl argo rollouts promote --full|abort` on the Rollout the render names
+        (the model, in its namespace), for the operator (docs/ARCHITECTURE.md, "The canary")."""
+        manifest = self.manifest
+        k8s = manifest.deploy.kubernetes
+        kind = manifest.deploy.strategy.kind
+        if action == "advance":
+            raise BadInput(f"{model}: the Rollout advances its own steps in the cluster")
+        if k8s is None or kind not in ("canary", "bluegreen"):
+            raise BadInput(
+                f"{model} deploys to kubernetes as a plain Deployment (deploy.strategy.kind "
+                f"{kind}): there is no Rollout to {action}",
+                f"go back with `releasectl revert {model} --push`; Argo CD syncs it",
+            )
+        argv = ["kubectl", "argo", "rollouts", action, manifest.model, "-n", k8s.namespace]
+        # promote: to 100% now, skipping the remaining steps, as the local promote does.
+        return [*argv, "--full"] if action == "promote" else argv
 
 
 KINDS: dict[str, type[Local] | type[Kubernetes]] = {"local": Local, "kubernetes": Kubernetes}
