@@ -106,7 +106,8 @@ def _watch(*, ctx: typer.Context, how: _WatchRun, json: bool) -> None:
                 "inconclusive": "??  ",
                 "pending": "..  ",
             }
-            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {shown(m.message)}")
+            step = f"[{_step(m)}] " if m.step is not None else ""
+            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {step}{shown(m.message)}")
 
     git = repo(ctx)
     if how.dry_run:
@@ -115,6 +116,19 @@ def _watch(*, ctx: typer.Context, how: _WatchRun, json: bool) -> None:
         _judge(git, how.model, how.version, json, show)
     else:
         _act(git, how.model, how.version, how.push, json, show, how.record_timeout)
+
+
+def _step(m: Measurement) -> str:
+    """`mirror 10%`, `weight 50%`, `100%`: the canary step a measurement ran in."""
+    step = m.step
+    assert step is not None
+    return (
+        f"{step.kind} {step.percent}%"
+        if step.kind in ("mirror", "weight")
+        else "100%"
+        if step.kind == "full"
+        else step.kind
+    )
 
 
 def _act(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from releasectl.analysis.steps import StepTag
 from releasectl.config import home
 from releasectl.files import write_atomic
 
@@ -53,6 +54,10 @@ class WatchOutcome(BaseModel):
     note: str | None = None
     at: datetime = Field(default_factory=lambda: datetime.now(UTC))
     notified: list[Delivery] = Field(default_factory=list)
+    # A canary the watch stepped (docs/ARCHITECTURE.md, "Steps and the bake"): the steps
+    # it saw, in order, and whether someone promoted it to 100%. Absent without steps.
+    steps: list[StepTag] | None = Field(default=None, exclude_if=lambda v: v is None)
+    promoted: bool | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def line(self) -> str:
         """One line for `status`, logs and the failing exit."""
