@@ -27,9 +27,10 @@ Limits are checked after every interval, failures first, so with `failure_limit:
 a bad version fails at the second conclusive measurement.
 
 With a canary's steps (a `Stepping` hook), the steps decide when the bake is over
-and when a step advances (`releasectl.analysis.steps`; docs/ARCHITECTURE.md, "Steps and
-the bake"); the `compare` checks are measured only while a mirror step runs, and the
-window stays open until every active per-request check holds `min_requests`.
+and when a step advances (`releasectl.analysis.steps`;
+docs/ARCHITECTURE.md, "Steps and the bake"); the `compare` checks are measured only
+while a mirror step runs, and the window stays open until every active per-request
+check holds `min_requests`.
 
 This module never prints and never does I/O itself: metric sources (see
 `releasectl.analysis.sources`) read the numbers; time comes from injectable `clock`/`sleep`.

@@ -49,7 +49,7 @@ class Step:
 
 
 @dataclass(frozen=True)
-class Traffic:
+class StepState:
     """A canary's traffic as the target said it: the steps, the current one's index
     (`len(steps)` at full), the state (stepping | full | aborted) and when it began."""
 
@@ -90,29 +90,29 @@ class Stepping(Protocol):
     not be read (the engine keeps what it knew and tries again next interval). An
     advance another party made first is no error: the hook returns the traffic now."""
 
-    first: Traffic
+    first: StepState
 
-    def current(self) -> Traffic | None: ...
+    def current(self) -> StepState | None: ...
 
-    def advance(self, from_step: int) -> Traffic | None: ...
+    def advance(self, from_step: int) -> StepState | None: ...
 
 
 class StepLogic:
     """Which step the watch is in, since when, and what its measurements showed."""
 
-    def __init__(self, bake: float, traffic: Traffic, now: float, wall: datetime) -> None:
+    def __init__(self, bake: float, traffic: StepState, now: float, wall: datetime) -> None:
         self.remaining = max(bake - traffic.steps_seconds, 0.0)
         self.seen: list[StepTag] = []
         self._enter(traffic, now, wall, credit=True)
 
-    def _enter(self, traffic: Traffic, now: float, wall: datetime, *, credit: bool) -> None:
+    def _enter(self, traffic: StepState, now: float, wall: datetime, *, credit: bool) -> None:
         self.traffic = traffic
         self.began = now - (self._spent(traffic, wall) if credit else 0.0)
         self._succeeded: set[str] = set()
         self._conclusive: dict[str, bool] = {}  # metric -> its latest conclusive succeeded
         self.seen.append(traffic.tag)
 
-    def _length(self, traffic: Traffic) -> float:
+    def _length(self, traffic: StepState) -> float:
         """How long the watch stays in this state: a step's duration, the bake's
         remainder at full, for ever aborted."""
         step = traffic.running
@@ -120,11 +120,11 @@ class StepLogic:
             return step.seconds
         return self.remaining if traffic.state == FULL else math.inf
 
-    def _spent(self, traffic: Traffic, wall: datetime) -> float:
+    def _spent(self, traffic: StepState, wall: datetime) -> float:
         spent = (wall - traffic.since).total_seconds()
         return min(max(spent, 0.0), self._length(traffic))
 
-    def see(self, traffic: Traffic | None, now: float, wall: datetime, *, ours: bool) -> bool:
+    def see(self, traffic: StepState | None, now: float, wall: datetime, *, ours: bool) -> bool:
         """Take the traffic read now; True when it is another step or state (`ours`:
         the watch's own advance made it, so the step began now)."""
         if traffic is None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from releasectl.analysis.steps import ABORTED, FULL, Step, StepTag, Traffic
+from releasectl.analysis.steps import ABORTED, FULL, Step, StepState, StepTag
 from releasectl.errors import Refused, ReleasectlError
 from releasectl.serving.local.models import TrafficInfo
 from releasectl.serving.targets import Stepper
@@ -20,9 +20,9 @@ from releasectl.serving.targets import Stepper
 Say = Callable[[str], None]
 
 
-def traffic_of(info: TrafficInfo) -> Traffic:
+def traffic_of(info: TrafficInfo) -> StepState:
     steps = tuple(Step(s.kind, s.percent, s.seconds) for s in info.steps)
-    return Traffic(steps, info.step, info.state, info.since, info.promoted)
+    return StepState(steps, info.step, info.state, info.since, info.promoted)
 
 
 def where(tag: StepTag) -> str:
@@ -46,14 +46,14 @@ class Driven:
         self.abort_error: str | None = None
         say(f"{info.candidate} is at {where(self.first.tag)}; {info.stable} is the stable version")
 
-    def current(self) -> Traffic | None:
+    def current(self) -> StepState | None:
         try:
             return self._took(self._stepper.current())
         except ReleasectlError as exc:
             self._say(f"cannot read the canary's step: {exc.line()}")
             return None
 
-    def advance(self, from_step: int) -> Traffic | None:
+    def advance(self, from_step: int) -> StepState | None:
         try:
             return self._took(self._stepper.change("advance", from_step=from_step))
         except Refused:
@@ -72,7 +72,7 @@ class Driven:
             self.abort_error = f"aborting the canary failed: {text or exc}"
             self._say(self.abort_error)
 
-    def _took(self, info: TrafficInfo | None) -> Traffic | None:
+    def _took(self, info: TrafficInfo | None) -> StepState | None:
         if info is None:
             return None
         traffic = traffic_of(info)
