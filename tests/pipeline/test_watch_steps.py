@@ -22,6 +22,7 @@ from releasectl.analysis.engine import Reading, Window
 from releasectl.manifest import schema as mf
 from releasectl.pipeline import watch as w
 from releasectl.serving import outcomes, targets
+from testing.cli import run_here
 from testing.hostile import World, build_world, copy_world
 from testing.steppers import RecordingStepper
 
@@ -172,3 +173,24 @@ def test_blue_green_asks_no_stepper_and_records_no_steps(
     assert target.journal == []  # the stepper was never asked
     saved = json.loads(outcomes._path("iris").read_text())
     assert "steps" not in saved and "promoted" not in saved
+
+
+def test_watch_json_prints_each_step_as_an_event_line_and_each_measurement_with_its_step(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live = targets.Live("iris", "1.1.0", manifest(world, CANARY))
+    stepper = RecordingStepper(PLAN, lambda: datetime.now(UTC))
+    target = CanaryTarget(live, stepper, Scripted(HEALTHY))
+    monkeypatch.setattr(targets, "declared", lambda git, model: target)
+    done = run_here(["watch", "iris", "--json"], world.operator.path)
+    assert done.returncode == 0, done.stderr
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    steps = [line["step"] for line in lines if "event" in line and "step" in line]
+    assert [(s["index"], s["kind"], s["percent"]) for s in steps] == [
+        (0, "mirror", 10),
+        (1, "weight", 50),
+        (2, "full", 100),
+    ]
+    measured = [line for line in lines if "metric" in line]
+    assert measured[0]["step"] == {"index": 0, "count": 2, "kind": "mirror", "percent": 10}
+    assert lines[-1]["outcome"]["steps"][-1]["kind"] == "full"

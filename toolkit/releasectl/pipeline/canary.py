@@ -18,6 +18,7 @@ from releasectl.serving.local.models import TrafficInfo
 from releasectl.serving.targets import Stepper
 
 Say = Callable[[str], None]
+OnStep = Callable[[StepTag, str], None]  # a step the watch saw, and its line
 
 
 def traffic_of(info: TrafficInfo) -> StepState:
@@ -38,13 +39,19 @@ class Driven:
     """The engine's `Stepping` hook (`releasectl.analysis.steps`) over `stepper`,
     starting from `info`, the canary as the watch found it."""
 
-    def __init__(self, stepper: Stepper, info: TrafficInfo, say: Say) -> None:
+    def __init__(
+        self, stepper: Stepper, info: TrafficInfo, say: Say, on_step: OnStep | None = None
+    ) -> None:
         self._stepper, self._say = stepper, say
+        self._tell: OnStep = on_step or (lambda _tag, text: say(text))
         self.first = traffic_of(info)
         self.steps: list[StepTag] = [self.first.tag]  # every step the watch saw, in order
         self.promoted = info.promoted
         self.abort_error: str | None = None
-        say(f"{info.candidate} is at {where(self.first.tag)}; {info.stable} is the stable version")
+        self._tell(
+            self.first.tag,
+            f"{info.candidate} is at {where(self.first.tag)}; {info.stable} is the stable version",
+        )
 
     def current(self) -> StepState | None:
         try:
@@ -80,5 +87,5 @@ class Driven:
         if traffic.tag != self.steps[-1]:
             self.steps.append(traffic.tag)
             how = " (promoted)" if info.promoted and traffic.state == FULL else ""
-            self._say(f"{info.candidate} is at {where(traffic.tag)}{how}")
+            self._tell(traffic.tag, f"{info.candidate} is at {where(traffic.tag)}{how}")
         return traffic

@@ -41,7 +41,7 @@ from releasectl.errors import (
     for_code,
 )
 from releasectl.names import MAX_REASON, check_model
-from releasectl.pipeline.canary import Driven
+from releasectl.pipeline.canary import Driven, OnStep
 from releasectl.registry.landing import Landed
 from releasectl.registry.marking import mark_stable
 from releasectl.registry.revert import RevertResult, revert
@@ -135,12 +135,14 @@ def watch(
     on_measurement: Callable[[Measurement], None] | None = None,
     on_event: Say | None = None,
     record_timeout: float = RECORD_TIMEOUT_S,
+    on_step: OnStep | None = None,
 ) -> Watched:
+    """`on_step`: each step of a canary the watch saw (else said through `on_event`)."""
     say: Say = on_event or (lambda _text: None)
     hook = _before_bake(git, model, act)
     target = targets.declared(git, model)
     live = target.live(git, model, version)
-    canary = _canary(target, live, say)
+    canary = _canary(target, live, say, on_step)
     # The way back is prepared while the bake runs (verifying the stable release
     # and fetching its bundle takes seconds): the first measurement waits on
     # nothing, and the switch on a failed verdict waits on nothing either.
@@ -177,7 +179,9 @@ def watch(
         )
 
 
-def _canary(target: targets.Target, live: targets.Live, say: Say) -> Driven | None:
+def _canary(
+    target: targets.Target, live: targets.Live, say: Say, on_step: OnStep | None
+) -> Driven | None:
     """The canary of the live version when the target steps it from here
     (docs/ARCHITECTURE.md, "Steps and the bake"); None for blue-green, a verified
     revert's deploy, or a target that runs its steps itself."""
@@ -185,7 +189,9 @@ def _canary(target: targets.Target, live: targets.Live, say: Say) -> Driven | No
         return None
     stepper = target.stepper(live)
     info = stepper.current() if stepper is not None else None
-    return Driven(stepper, info, say) if stepper is not None and info is not None else None
+    if stepper is None or info is None:
+        return None
+    return Driven(stepper, info, say, on_step)
 
 
 @contextlib.contextmanager
