@@ -54,10 +54,11 @@ class Driven:
         )
 
     def current(self) -> StepState | None:
+        # Like a metric source's, no failure here ends the watch without a verdict.
         try:
             return self._took(self._stepper.current())
-        except ReleasectlError as exc:
-            self._say(f"cannot read the canary's step: {exc.line()}")
+        except Exception as exc:
+            self._say(f"cannot read the canary's step: {_text(exc)}")
             return None
 
     def advance(self, from_step: int) -> StepState | None:
@@ -65,8 +66,8 @@ class Driven:
             return self._took(self._stepper.change("advance", from_step=from_step))
         except Refused:
             return self.current()  # another watcher (or a promote) moved it first
-        except ReleasectlError as exc:
-            self._say(f"cannot advance the canary from step {from_step + 1}: {exc.line()}")
+        except Exception as exc:
+            self._say(f"cannot advance the canary from step {from_step + 1}: {_text(exc)}")
             return None
 
     def abort(self) -> None:
@@ -75,8 +76,7 @@ class Driven:
         try:
             self._took(self._stepper.change("abort"))
         except Exception as exc:  # whatever it was, the switch back must still run
-            text = exc.line() if isinstance(exc, ReleasectlError) else f"{type(exc).__name__}"
-            self.abort_error = f"aborting the canary failed: {text or exc}"
+            self.abort_error = f"aborting the canary failed: {_text(exc)}"
             self._say(self.abort_error)
 
     def _took(self, info: TrafficInfo | None) -> StepState | None:
@@ -89,3 +89,9 @@ class Driven:
             how = " (promoted)" if info.promoted and traffic.state == FULL else ""
             self._tell(traffic.tag, f"{info.candidate} is at {where(traffic.tag)}{how}")
         return traffic
+
+
+def _text(exc: Exception) -> str:
+    if isinstance(exc, ReleasectlError):
+        return exc.line()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
