@@ -32,6 +32,7 @@ class RecordingStepper:
         others: dict[int, str] | None = None,
         journal: list[str] | None = None,
         abort_fails: bool = False,
+        unanswered: frozenset[int] = frozenset(),
     ) -> None:
         self.steps = [PlannedStep(kind=k, percent=p, seconds=s) for k, p, s in plan]  # type: ignore[arg-type]
         self.wall = wall
@@ -44,6 +45,7 @@ class RecordingStepper:
         self.asked: list[tuple[datetime, str]] = []  # each call, with the wall time it came at
         self.calls = 0
         self.abort_fails = abort_fails
+        self.unanswered = unanswered  # the calls (numbered from 1) the agent does not answer
 
     # --- the Stepper protocol -------------------------------------------------
 
@@ -99,6 +101,8 @@ class RecordingStepper:
             self.journal.append(f"elsewhere: {other}")
         self.journal.append(what)
         self.asked.append((self.wall(), what))
+        if self.calls in self.unanswered:
+            raise OperationFailed("cannot reach the agent: connection refused")
 
 
 class FakeTime:

@@ -195,6 +195,15 @@ def test_a_stale_advance_is_read_again_not_an_error() -> None:
     assert not any("cannot" in line for line in run.said)
 
 
+def test_a_step_that_cannot_be_read_or_advanced_is_said_and_the_watch_goes_on() -> None:
+    # call 3: the read at 10 s; call 4: the advance at 20 s, which did not reach the agent
+    run = Run(spec(), unanswered=frozenset({3, 4}))
+    assert any("cannot read the canary's step: cannot reach the agent" in s for s in run.said)
+    assert any("cannot advance the canary from step 1" in s for s in run.said)
+    assert run.at("advance") == [20.0, 30.0, 50.0]  # tried again an interval later
+    assert run.verdict.outcome is Judgement.PASSED
+
+
 def test_a_watch_started_mid_step_counts_the_time_spent_but_never_skips_it() -> None:
     run = Run(spec(), since=EPOCH - timedelta(seconds=15))
     assert run.at("advance") == [10.0, 30.0]  # 15 s spent before: 10 s more were enough
