@@ -81,6 +81,14 @@ def run(
     return _in_process(args, where, full_env)
 
 
+def run_here(args: Sequence[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`releasectl *args` in this process even when a word of it would make it a
+    process (`watch`): for a test whose target is a test double, which starts nothing
+    that outlives the run."""
+    _count("in-process")
+    return _in_process([str(a) for a in args], cwd, dict(os.environ))
+
+
 def watch(cwd: Path, model: str, *args: str) -> tuple[int, list[dict[str, Any]], str]:
     """`releasectl watch MODEL --json *args` in `cwd`, as a process of its own (a
     watch switches the target's servers back, whose locks hold its PID), given

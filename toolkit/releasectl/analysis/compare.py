@@ -25,7 +25,8 @@ from typing import NamedTuple
 from prometheus_client.parser import text_string_to_metric_families
 
 from releasectl.analysis import endpoint
-from releasectl.analysis.engine import Measurement, MetricCheck, MetricsError, Reading, measure
+from releasectl.analysis.measuring import Measurement, MetricCheck, MetricsError, Reading, measure
+from releasectl.manifest.analysis import CompareSpec
 
 DISAGREEMENT = "compare.disagreement"
 LATENCY_RATIO = "compare.latency_ratio"
@@ -44,6 +45,16 @@ def compare_checks(settings: CompareSettings) -> list[MetricCheck]:
     return [
         MetricCheck(DISAGREEMENT, None, settings.max_disagreement, per_request=True),
         MetricCheck(LATENCY_RATIO, None, settings.max_latency_ratio, per_request=True),
+    ]
+
+
+def checks_of(spec: CompareSpec | None) -> list[MetricCheck]:
+    """The manifest's `analysis.compare` checks: each limit it sets, none without it."""
+    if spec is None:
+        return []
+    limits = ((DISAGREEMENT, spec.max_disagreement), (LATENCY_RATIO, spec.max_latency_ratio))
+    return [
+        MetricCheck(name, None, top, per_request=True) for name, top in limits if top is not None
     ]
 
 
@@ -100,7 +111,7 @@ def pairs_increase(before: PairTotals, after: PairTotals) -> PairTotals:
 
 
 def compare_reading(increase: PairTotals) -> Reading:
-    """The window's values; its `requests` are its pairs."""
+    """The window's values; its `requests` are its pairs, and so are both checks'."""
     pairs = increase.pairs
     values = {
         DISAGREEMENT: increase.different / pairs if pairs else math.nan,
@@ -110,7 +121,7 @@ def compare_reading(increase: PairTotals) -> Reading:
             else math.nan
         ),
     }
-    return Reading(values=values, requests=pairs)
+    return Reading(values=values, requests=pairs, requests_of=dict.fromkeys(values, pairs))
 
 
 def measure_compare(

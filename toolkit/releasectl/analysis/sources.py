@@ -8,7 +8,9 @@ Three sources implement `releasectl.analysis.engine.MetricSource`:
   from the endpoint's own counts (the local agent's `/metrics`) and custom metrics from
   the server's, which are self-reported; without, everything from a BentoML server's
   own `/metrics`, all of it self-reported
-  (docs/ARCHITECTURE.md, "Measured by the endpoint");
+  (docs/ARCHITECTURE.md, "Measured by the endpoint"); with `analysis.compare`, the
+  mirror's pairs of the version too, out of the same scrape of the agent (the
+  `compare` checks, counted on the window's pairs: `Reading.requests_of`);
 - `CompareSource` scrapes the agent's `/metrics` for the mirror's pairs of a candidate
   (`releasectl.analysis.compare`; docs/ARCHITECTURE.md, "Mirroring");
 - `PrometheusSource` asks a Prometheus server's `/api/v1/query` with PromQL built from
@@ -103,13 +105,20 @@ class ScrapeSource:
         self._previous: Snapshot | None = None
         self._agent: bytes | None = None  # the agent's host and port at the last scrape
         self._window: tuple[int, Increase] | None = None  # the open window: start, increase
+        # The mirror's pairs (analysis.compare), read from the same scrape of the agent:
+        # the totals now and at the previous scrape, and the open window's increase.
+        self._compare = endpoint is not None and spec.compare is not None
+        self._pairs = PairTotals()
+        self._pairs_before: PairTotals | None = None
+        self._pairs_window: tuple[int, PairTotals] | None = None
 
     def read(self, window: Window | None = None) -> Reading:
         """The values of `window` (None: of the interval since the last scrape alone)."""
         current = self._snapshot()
         previous, self._previous = self._previous, current
+        pairs, self._pairs_before = self._pairs_before, self._pairs
         if previous is None and self._fresh:
-            previous = Snapshot({}, {}, {})
+            previous, pairs = Snapshot({}, {}, {}), PairTotals()
         if previous is None:
             return Reading(baseline=True, samples=sample_totals(current, self._customs))
         # A failed scrape changes nothing here: the next diff covers its interval too.
@@ -119,7 +128,19 @@ class ScrapeSource:
         self._window = (window.start, increase) if window is not None else None
         found = window_values(increase, current, self._checks, self._customs)
         samples = sample_totals(current, self._customs)
-        return replace(found, samples=samples, self_reported=self._self_reported)
+        found = replace(found, samples=samples, self_reported=self._self_reported)
+        return self._compared(found, pairs or PairTotals(), window) if self._compare else found
+
+    def _compared(self, found: Reading, before: PairTotals, window: Window | None) -> Reading:
+        """`found` with the compare values of the window, counted on its pairs."""
+        increase = pairs_increase(before, self._pairs)
+        opened = self._pairs_window
+        if window is not None and opened is not None and opened[0] == window.start:
+            increase = opened[1] + increase
+        self._pairs_window = (window.start, increase) if window is not None else None
+        pairs = compare_reading(increase)
+        values = {**found.values, **pairs.values}
+        return replace(found, values=values, requests_of={**found.requests_of, **pairs.requests_of})
 
     def _snapshot(self) -> Snapshot:
         """The counters now: the endpoint's requests, when it measures, with the server's
@@ -132,9 +153,12 @@ class ScrapeSource:
         agent = httpx.URL(url).netloc
         if agent != self._agent and self._previous is not None:
             # Another agent answers (a restart moves its port): its counts began at zero.
-            self._previous = Snapshot({}, {}, {})
+            self._previous, self._pairs_before = Snapshot({}, {}, {}), PairTotals()
         self._agent = agent
-        counted = parse_endpoint(self._fetch(url), at.model, self._scope.version, at.roles)
+        text = self._fetch(url)
+        counted = parse_endpoint(text, at.model, self._scope.version, at.roles)
+        if self._compare:
+            self._pairs = parse_pairs(text, at.model, self._scope.version)
         if not self._gauges:
             return counted
         own = parse_exposition(self._fetch(self.url), self._scope, gauges=self._gauges)

@@ -28,6 +28,7 @@ from releasectl.errors import BadInput
 
 if TYPE_CHECKING:
     from releasectl.analysis.engine import Measurement
+    from releasectl.analysis.steps import StepTag
     from releasectl.git import Git
 
 app = typer.Typer()
@@ -106,15 +107,37 @@ def _watch(*, ctx: typer.Context, how: _WatchRun, json: bool) -> None:
                 "inconclusive": "??  ",
                 "pending": "..  ",
             }
-            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {shown(m.message)}")
+            step = f"[{_step(m)}] " if m.step is not None else ""
+            say(f"[{m.elapsed_s:6.1f}s] {mark.get(m.status, 'ERR ')} {step}{shown(m.message)}")
+
+    def step(tag: StepTag, text: str) -> None:
+        """A canary's step, seen by the watch: one event line (docs/ARCHITECTURE.md,
+        "Steps and the bake")."""
+        if json:
+            emit_line({"event": text, "step": tag.model_dump(mode="json")})
+        else:
+            warn(text)
 
     git = repo(ctx)
     if how.dry_run:
         _dry_watch(git, how.model, how.version, how.push, not how.judge_only, json)
     elif how.judge_only:
-        _judge(git, how.model, how.version, json, show)
+        _judge(git, how.model, how.version, json, show, step)
     else:
-        _act(git, how.model, how.version, how.push, json, show, how.record_timeout)
+        _act(git, how.model, how.version, how.push, json, show, how.record_timeout, step)
+
+
+def _step(m: Measurement) -> str:
+    """`mirror 10%`, `weight 50%`, `100%`: the canary step a measurement ran in."""
+    step = m.step
+    assert step is not None
+    return (
+        f"{step.kind} {step.percent}%"
+        if step.kind in ("mirror", "weight")
+        else "100%"
+        if step.kind == "full"
+        else step.kind
+    )
 
 
 def _act(
@@ -125,6 +148,7 @@ def _act(
     json: bool,
     show: Callable[[Measurement], None],
     record_timeout: float,
+    step: Callable[[StepTag, str], None],
 ) -> None:
     from releasectl.pipeline.watch import watch
 
@@ -142,6 +166,7 @@ def _act(
         on_measurement=show,
         on_event=event,
         record_timeout=record_timeout,
+        on_step=step,
     )
     problem = result.problem()
     if problem is not None:
@@ -177,7 +202,12 @@ def _dry_watch(
 
 
 def _judge(
-    git: Git, model: str, version: str | None, json: bool, show: Callable[[Measurement], None]
+    git: Git,
+    model: str,
+    version: str | None,
+    json: bool,
+    show: Callable[[Measurement], None],
+    step: Callable[[StepTag, str], None],
 ) -> None:
     """`watch --judge-only`: the verdict, reported and nothing else. In GitHub
     Actions the step outputs carry it to a job that runs no model code, which
@@ -187,7 +217,7 @@ def _judge(
     from releasectl.pipeline import ci
     from releasectl.pipeline.watch import watch
 
-    result = watch(git, model, version=version, act=False, on_measurement=show)
+    result = watch(git, model, version=version, act=False, on_measurement=show, on_step=step)
     verdict = result.verdict
     ci.set_output("verdict", verdict.outcome.value)
     ci.set_output("version", result.version)

@@ -41,6 +41,7 @@ from releasectl.errors import (
     for_code,
 )
 from releasectl.names import MAX_REASON, check_model
+from releasectl.pipeline.canary import Driven, OnStep
 from releasectl.registry.landing import Landed
 from releasectl.registry.marking import mark_stable
 from releasectl.registry.revert import RevertResult, revert
@@ -134,11 +135,14 @@ def watch(
     on_measurement: Callable[[Measurement], None] | None = None,
     on_event: Say | None = None,
     record_timeout: float = RECORD_TIMEOUT_S,
+    on_step: OnStep | None = None,
 ) -> Watched:
+    """`on_step`: each step of a canary the watch saw (else said through `on_event`)."""
     say: Say = on_event or (lambda _text: None)
     hook = _before_bake(git, model, act)
     target = targets.declared(git, model)
     live = target.live(git, model, version)
+    canary = _canary(target, live, say, on_step)
     # The way back is prepared while the bake runs (verifying the stable release
     # and fetching its bundle takes seconds): the first measurement waits on
     # nothing, and the switch on a failed verdict waits on nothing either.
@@ -149,14 +153,45 @@ def watch(
     with _crash_concluded(act, hook, model, live.version):
         with target.metric_source(live) as source:
             verdict = run_analysis(
-                live.manifest.analysis, source, live.version, on_measurement=on_measurement
+                live.manifest.analysis,
+                source,
+                live.version,
+                on_measurement=on_measurement,
+                steps=canary,
             )
         if planned is None:
             return Watched(model, live.version, verdict, "judged", None, live.version)
+        if canary is not None and verdict.outcome is Judgement.FAILED:
+            canary.abort()  # the candidate answers nothing, before anything else acts
         recovery = planned.result()
         return _act(
-            git, target, model, live.version, verdict, recovery, hook, push, record_timeout, say
+            git,
+            target,
+            model,
+            live.version,
+            verdict,
+            recovery,
+            hook,
+            push,
+            record_timeout,
+            say,
+            canary,
         )
+
+
+def _canary(
+    target: targets.Target, live: targets.Live, say: Say, on_step: OnStep | None
+) -> Driven | None:
+    """The canary of the live version when the target steps it from here
+    (docs/ARCHITECTURE.md, "Steps and the bake"); None for blue-green, a verified
+    revert's deploy, or a target that runs its steps itself."""
+    if live.manifest.deploy.strategy.kind != "canary":
+        return None
+    stepper = target.stepper(live)
+    info = stepper.current() if stepper is not None else None
+    if stepper is None or info is None:
+        return None
+    return Driven(stepper, info, say, on_step)
 
 
 @contextlib.contextmanager
@@ -207,10 +242,13 @@ def _act(
     push: bool,
     record_timeout: float,
     say: Say,
+    canary: Driven | None = None,
 ) -> Watched:
-    outcome, settled = _unless_failed(git, model, version, verdict, hook, push)
+    outcome, settled = _unless_failed(git, model, version, verdict, hook, push, canary)
     if settled is not None:
         return settled
+    if canary is not None and canary.abort_error is not None:
+        outcome.message += f"; {canary.abort_error}"
 
     # Recovery first: the stable release serves before any git write.
     outcome.record = "pending"
@@ -255,6 +293,7 @@ def _unless_failed(
     verdict: AnalysisVerdict,
     hook: notify.NotifySpec | None,
     push: bool,
+    canary: Driven | None = None,
 ) -> tuple[outcomes.WatchOutcome, Watched | None]:
     """The outcome of a verdict, and what was done about it unless it failed: a pass
     is marked stable, an inconclusive verdict changes nothing."""
@@ -268,6 +307,8 @@ def _unless_failed(
     outcome = outcomes.WatchOutcome(
         model=model, version=version, kind=kind, message=verdict.message, serving=version
     )
+    if canary is not None:
+        outcome.steps, outcome.promoted = canary.steps, canary.promoted
     if kind == "passed":
         try:
             _recorded(outcome, mark_stable(git, model, version, push=push, leave_local=push)[1])

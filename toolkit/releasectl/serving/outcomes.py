@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from releasectl.analysis.steps import StepTag
 from releasectl.config import home
 from releasectl.files import write_atomic
 
@@ -55,6 +56,10 @@ class WatchOutcome(BaseModel):
     notified: list[Delivery] = Field(default_factory=list)
     # Who stopped it with `releasectl abort` (a failed canary by hand, not by a verdict).
     aborted_by: str | None = Field(default=None, exclude_if=lambda v: v is None)
+    # A canary the watch stepped (docs/ARCHITECTURE.md, "Steps and the bake"): the steps
+    # it saw, in order, and whether someone promoted it to 100%. Absent without steps.
+    steps: list[StepTag] | None = Field(default=None, exclude_if=lambda v: v is None)
+    promoted: bool | None = Field(default=None, exclude_if=lambda v: v is None)
 
     def line(self) -> str:
         """One line for `status`, logs and the failing exit."""
