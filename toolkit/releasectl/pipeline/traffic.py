@@ -20,7 +20,6 @@ command for the operator to run, and nothing is changed from here
 from __future__ import annotations
 
 import shlex
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,14 +30,11 @@ from releasectl.pipeline.watch import (
     RECORD_TIMEOUT_S,
     Say,
     _before_bake,
-    _conclude,
-    _record_revert,
-    _recorded,
+    recover_and_record,
 )
 from releasectl.registry.history import current
 from releasectl.registry.revert import RevertResult
 from releasectl.serving import outcomes, targets, watcher
-from releasectl.serving import recovery as rec
 
 if TYPE_CHECKING:
     from releasectl.serving.local.models import TrafficInfo
@@ -195,41 +191,14 @@ def abort(
         record="pending",
     )
     recovery = target.plan_recovery(git, model, info.candidate)
-    _switch_back(outcome, recovery, say)
-    outcomes.save(outcome)  # what was done so far survives a kill from here on
-
-    if recovery is None or recovery.stable is not None:
-        found.revert, error = _record_revert(git, model, reason, push, record_timeout, say)
-        landed = found.revert.landed if found.revert else None
-        if error is not None:
-            outcome.record, outcome.record_error = "failed", error
-        else:
-            _recorded(outcome, landed)
-            outcome.revert_commit = landed.commit if landed else None
-        target.follow_revert(git, found.revert, outcome)
-    else:
-        outcome.record = "none"
-    _conclude(hook, outcome)
+    found.revert = recover_and_record(
+        git, target, outcome, recovery, hook, reason, push, record_timeout, say
+    )
+    if outcome.kind != "failed-recovered" and recovery is not None:
+        outcome.message += "; the candidate answers no request (weight 0)"
+        outcomes.save(outcome)
     found.outcome = outcome
     return found
-
-
-def _switch_back(outcome: outcomes.WatchOutcome, recovery: rec.Recovery | None, say: Say) -> None:
-    """The stable release serves again, as after a failed verdict (pipeline/watch.py)."""
-    started = time.monotonic()
-    if recovery is None:
-        return
-    weight0 = "; the candidate answers no request (weight 0)"
-    if recovery.problem is not None:
-        outcome.message += f"; {recovery.problem}{weight0}"
-        return
-    say(f"switching back to {recovery.stable}")
-    try:
-        outcome.recovered = rec.switch_back(recovery)
-        outcome.kind, outcome.serving = "failed-recovered", recovery.stable
-        outcome.recovery_seconds = round(time.monotonic() - started, 3)
-    except ReleasectlError as exc:
-        outcome.message += f"; switching back to {recovery.stable} failed: {exc.line()}{weight0}"
 
 
 def _canary(git: g.Git, model: str, target: targets.Target) -> tuple[Stepper, TrafficInfo]:

@@ -250,29 +250,47 @@ def _act(
     if canary is not None and canary.abort_error is not None:
         outcome.message += f"; {canary.abort_error}"
 
-    # Recovery first: the stable release serves before any git write.
-    outcome.record = "pending"
-    started = time.monotonic()
     if recovery is None:
         say(f"{version} failed: reverting; the cluster follows the revert once it is pushed")
-    elif recovery.problem is None:
-        say(f"{version} failed: switching back to {recovery.stable}")
+    reverted = recover_and_record(
+        git, target, outcome, recovery, hook, revert_reason(verdict), push, record_timeout, say
+    )
+    return Watched(model, version, verdict, "reverted", reverted, outcome.serving, outcome)
+
+
+def recover_and_record(
+    git: g.Git,
+    target: targets.Target,
+    outcome: outcomes.WatchOutcome,
+    recovery: rec.Recovery | None,
+    hook: notify.NotifySpec | None,
+    reason: str,
+    push: bool,
+    record_timeout: float,
+    say: Say,
+) -> RevertResult | None:
+    """The way back of a failed version, for a failed verdict and `abort` alike:
+    recovery first (the stable release serves before any git write), record second
+    (the signed revert and rejected tag, pushed when asked, a refused push retried),
+    then the outcome kept and the hook told (docs/ARCHITECTURE.md, "Unattended rollback")."""
+    model = outcome.model
+    outcome.record = "pending"
+    started = time.monotonic()
+    if recovery is not None and recovery.problem is None:
+        say(f"{outcome.version} failed: switching back to {recovery.stable}")
         try:
             outcome.recovered = rec.switch_back(recovery)
             outcome.kind, outcome.serving = "failed-recovered", recovery.stable
             outcome.recovery_seconds = round(time.monotonic() - started, 3)
         except ReleasectlError as exc:
             outcome.message += f"; switching back to {recovery.stable} failed: {exc.line()}"
-    else:
+    elif recovery is not None:
         outcome.message += f"; {recovery.problem}"
     outcomes.save(outcome)  # what was done so far survives a kill from here on
 
-    # Record second: the signed revert and rejected tag, pushed when there is a remote.
     reverted: RevertResult | None = None
     if recovery is None or recovery.stable is not None:
-        reverted, error = _record_revert(
-            git, model, revert_reason(verdict), push, record_timeout, say
-        )
+        reverted, error = _record_revert(git, model, reason, push, record_timeout, say)
         landed = reverted.landed if reverted else None
         if error is not None:
             outcome.record, outcome.record_error = "failed", error
@@ -283,7 +301,7 @@ def _act(
     else:
         outcome.record = "none"
     _conclude(hook, outcome)
-    return Watched(model, version, verdict, "reverted", reverted, outcome.serving, outcome)
+    return reverted
 
 
 def _unless_failed(
