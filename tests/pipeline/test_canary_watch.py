@@ -78,6 +78,8 @@ def test_wrong_answers_fail_on_disagreement_in_the_mirror_step_and_no_user_sees_
     world.canary("2.0.0", "degrade: 0.3\n", steps, "30s")
     status = world.status()
     assert status["traffic"]["state"] == "stepping" and status["traffic"]["mirror"] == 100
+    planned = json.loads(world.repo.ok("watch", "iris", "--dry-run", "--json"))
+    assert "mirror 100% for 20s, weight 10% for 2s" in planned["steps"], planned
     with Load(world.url) as load:
         code, lines, err = watch(world.repo.path, "iris")
         load.wait_for(10)

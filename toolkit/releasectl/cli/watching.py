@@ -193,6 +193,8 @@ def _dry_watch(
     if json:
         emit_line(p.to_json())
         return
+    if p.steps is not None:
+        say(f"would {p.steps}")
     say(f"would watch {model} {p.version} for {format_duration(p.bake_s)}, then if it")
     say(f"  passes: {p.on_pass}")
     say(f"  fails: {p.on_fail}")

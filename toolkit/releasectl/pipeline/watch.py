@@ -398,9 +398,29 @@ class WatchPlan:
     on_pass: str
     on_fail: str
     on_inconclusive: str
+    steps: str | None = None  # a canary's: what the watch does with them
 
     def to_json(self) -> dict[str, Any]:
         return {**self.__dict__, "dry_run": True}
+
+
+def _steps_plan(target: targets.Target, model: str, manifest: Any) -> str | None:
+    """What `watch` does with a canary's steps, from the manifest it is judged by."""
+    strategy = manifest.deploy.strategy
+    if strategy.kind != "canary":
+        return None
+    if target.rollouts_command(model, "promote") is not None:
+        return "Argo Rollouts runs the steps in the cluster; watch judges the version"
+    from releasectl.manifest.durations import format_duration
+
+    said = ", ".join(
+        f"{s.kind} {s.percent}% for {format_duration(s.seconds)}" for s in strategy.steps or []
+    )
+    return (
+        f"advance the running canary's steps ({said}) as each one's measurements pass, "
+        "then 100% for the rest of the bake; on a failed verdict the candidate's weight "
+        "goes to 0 before anything else"
+    )
 
 
 def plan_watch(
@@ -426,6 +446,7 @@ def plan_watch(
     watched, manifest, running = live.version, live.manifest, target.running()
     bake = format_duration(manifest.analysis.bake)
     inconclusive = "nothing changes; exit 4: a human decides"
+    steps = _steps_plan(target, model, manifest)
     if not act:
         return WatchPlan(
             model,
@@ -435,6 +456,7 @@ def plan_watch(
             f"report passed after the {bake} bake (judged only: not marked stable)",
             "report failed (judged only: not reverted); exit 4",
             inconclusive,
+            steps,
         )
     where = " and push it" if push else ""
     base = head(git)
@@ -461,5 +483,5 @@ def plan_watch(
     except ReleasectlError as exc:
         on_fail = f"try to revert {model}, which would fail: {exc.message}; exit 4"
     return WatchPlan(
-        model, watched, manifest.analysis.bake, running, on_pass, on_fail, inconclusive
+        model, watched, manifest.analysis.bake, running, on_pass, on_fail, inconclusive, steps
     )
