@@ -7,15 +7,15 @@ Real git and signing keys, real `bentoml serve`, the real agent."""
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from releasectl.loopback import free_port
 from testing.bentos import FAST_ANALYSIS, iris_registry, set_faults
-from testing.cli import watch
+from testing.cli import RELEASECTL, watch
 from testing.processes import state_home
 from testing.repos import Repo
 from testing.traffic import Load
@@ -119,16 +119,42 @@ def test_a_healthy_canary_steps_to_full_and_is_marked_stable(world: World) -> No
     assert world.repo.git("tag", "--list", "stable/iris/v3.0.0") == "stable/iris/v3.0.0"
 
 
-def test_abort_sends_users_back_to_stable_and_reverts(world: World, tmp_path: Path) -> None:
-    """`releasectl abort` in the middle of a weight step: the candidate answers nothing
-    from that moment, then the signed revert and `rejected/` mark land."""
+def test_abort_sends_users_back_to_stable_and_reverts_and_a_running_watch_stands_down(
+    world: World,
+) -> None:
+    """`releasectl abort` in the middle of a weight step while an operator's `watch`
+    runs: the candidate answers nothing from that moment, the signed revert and
+    `rejected/` mark land, and the watch ends with nothing more to judge, leaving the
+    abort's outcome as it is (no second revert, no verdict written over it)."""
     steps = [{"mirror": 100, "for": "2s"}, {"weight": 50, "for": "5m"}]
+    stable = world.status()["live"]["version"]  # 3.0.0 after the test above, else 1.0.0
     world.canary("4.0.0", None, steps, "6m")
-    world.repo.ok("abort", "iris", "--reason", "drill")
-    status = world.status()
-    assert status["live"]["version"] == "3.0.0" and status["traffic"] is None
     with Load(world.url) as load:
+        watching = subprocess.Popen(
+            [RELEASECTL, "watch", "iris", "--json"],
+            cwd=world.repo.path,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert watching.stdout is not None
+            started = json.loads(watching.stdout.readline())  # the step it found
+            assert started["step"]["kind"] == "mirror", started
+            world.repo.ok("abort", "iris", "--reason", "drill")
+            out, err = watching.communicate(timeout=120)
+        finally:
+            if watching.poll() is None:
+                watching.kill()
+                watching.wait()
+        after = load.mark()
         load.wait_for(20)
-    assert load.failures() == [] and set(load.versions()) == {"3.0.0"}
+    assert watching.returncode == 4, err
+    last = json.loads(out.splitlines()[-1])
+    assert last["verdict"]["cause"] == "canary_ended" and last["action"] == "none", last
+    status = world.status()
+    assert status["live"]["version"] == stable and status["traffic"] is None
+    assert status["watch_outcome"]["aborted_by"] and "drill" in status["watch_outcome"]["message"]
+    assert load.failures() == [] and set(load.versions(after)) == {stable}
     assert world.repo.git("tag", "--list", "rejected/iris/v4.0.0") == "rejected/iris/v4.0.0"
     assert "drill" in world.repo.git("log", "-1", "--format=%B")

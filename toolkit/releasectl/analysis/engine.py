@@ -104,6 +104,7 @@ class Cause(StrEnum):
     ERROR_LIMIT = "consecutive_error_limit"
     INCONCLUSIVE_LIMIT = "inconclusive_limit"
     NO_SUCCESS = "no_successful_measurement"
+    CANARY_ENDED = "canary_ended"  # aborted or replaced outside this watch
 
 
 class Tally(BaseModel):
@@ -285,6 +286,16 @@ def run_analysis(
             and _step(logic, steps, active, now, clock, wall)
         ):
             opened = tick + 1  # a new step: its measurements cover its own traffic
+        if steps is not None and steps.ended is not None:
+            # Someone else ended the canary (`abort`, a switch back): nothing left to judge.
+            message = f"nothing more to judge: {steps.ended}"
+            return _verdict(
+                version,
+                (Judgement.INCONCLUSIVE, Cause.CANARY_ENDED, message, None),
+                tallies,
+                tick,
+                clock() - start,
+            )
         tick += 1
         wait = start + tick * spec.interval - clock()
         if wait > 0:

@@ -88,9 +88,12 @@ class Stepping(Protocol):
     """The engine's hook to a running canary. `first` is the traffic the watch found;
     `current()` and `advance(from_step)` return the traffic now, or None when it could
     not be read (the engine keeps what it knew and tries again next interval). An
-    advance another party made first is no error: the hook returns the traffic now."""
+    advance another party made first is no error: the hook returns the traffic now.
+    `ended` says why the canary ended outside the watch (aborted by hand, replaced by a
+    switch), None while it runs: the engine then stops with nothing more to judge."""
 
     first: StepState
+    ended: str | None
 
     def current(self) -> StepState | None: ...
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from releasectl.analysis.steps import ABORTED, FULL, Step, StepState, StepTag
-from releasectl.errors import Refused, ReleasectlError
+from releasectl.errors import BadInput, Refused, ReleasectlError
 from releasectl.serving.local.models import TrafficInfo
 from releasectl.serving.targets import Stepper
 
@@ -48,6 +48,11 @@ class Driven:
         self.steps: list[StepTag] = [self.first.tag]  # every step the watch saw, in order
         self.promoted = info.promoted
         self.abort_error: str | None = None
+        self.ended: str | None = None  # the canary ended outside this watch: why
+        self._aborting = False
+        self._candidate = info.candidate
+        if info.state == ABORTED:
+            self.ended = f"the canary of {info.candidate} was aborted (`releasectl abort`)"
         self._tell(
             self.first.tag,
             f"{info.candidate} is at {where(self.first.tag)}; {info.stable} is the stable version",
@@ -56,16 +61,21 @@ class Driven:
     def current(self) -> StepState | None:
         # Like a metric source's, no failure here ends the watch without a verdict.
         try:
-            return self._took(self._stepper.current())
+            info = self._stepper.current()
         except Exception as exc:
             self._say(f"cannot read the canary's step: {_text(exc)}")
             return None
+        if info is None and not self._aborting:
+            # Read, and gone: a switch (a revert's deploy, another release) replaced it.
+            self.ended = f"the canary of {self._candidate} no longer runs (switched or replaced)"
+        return self._took(info)
 
     def advance(self, from_step: int) -> StepState | None:
         try:
             return self._took(self._stepper.change("advance", from_step=from_step))
-        except Refused:
-            return self.current()  # another watcher (or a promote) moved it first
+        except (Refused, BadInput):
+            # Another watcher (or a promote) moved it first, or it ended: read it again.
+            return self.current()
         except Exception as exc:
             self._say(f"cannot advance the canary from step {from_step + 1}: {_text(exc)}")
             return None
@@ -73,6 +83,7 @@ class Driven:
     def abort(self) -> None:
         """Weight 0 and no mirror, at once (before any other act on a failed verdict).
         A failure is kept in `abort_error` for the outcome: the recovery runs anyway."""
+        self._aborting = True
         try:
             self._took(self._stepper.change("abort"))
         except Exception as exc:  # whatever it was, the switch back must still run
@@ -84,6 +95,8 @@ class Driven:
             return None
         traffic = traffic_of(info)
         self.promoted = self.promoted or info.promoted
+        if traffic.state == ABORTED and not self._aborting:
+            self.ended = f"the canary of {info.candidate} was aborted (`releasectl abort`)"
         if traffic.tag != self.steps[-1]:
             self.steps.append(traffic.tag)
             how = " (promoted)" if info.promoted and traffic.state == FULL else ""

@@ -30,7 +30,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from releasectl import git as g
-from releasectl.analysis.engine import AnalysisVerdict, Judgement, Measurement, run_analysis
+from releasectl.analysis.engine import (
+    AnalysisVerdict,
+    Cause,
+    Judgement,
+    Measurement,
+    run_analysis,
+)
 from releasectl.errors import (
     ANALYSIS_FAILED,
     FAILED,
@@ -161,6 +167,9 @@ def watch(
             )
         if planned is None:
             return Watched(model, live.version, verdict, "judged", None, live.version)
+        if verdict.cause is Cause.CANARY_ENDED or _aborted(model, live.version):
+            # Whoever ended it acted and keeps its outcome; this watch writes nothing.
+            return Watched(model, live.version, verdict, "none", None, None)
         if canary is not None and verdict.outcome is Judgement.FAILED:
             canary.abort()  # the candidate answers nothing, before anything else acts
         recovery = planned.result()
@@ -177,6 +186,13 @@ def watch(
             say,
             canary,
         )
+
+
+def _aborted(model: str, version: str) -> bool:
+    """`releasectl abort` ended this version while the watch ran (a race it may not
+    have seen as a step): its outcome stands."""
+    saved = outcomes.load(model)
+    return saved is not None and saved.version == version and saved.aborted_by is not None
 
 
 def _canary(
