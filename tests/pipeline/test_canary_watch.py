@@ -11,6 +11,7 @@ import subprocess
 from collections.abc import Iterator
 from typing import Any
 
+import psutil
 import pytest
 
 from releasectl.loopback import free_port
@@ -32,9 +33,15 @@ class World:
         self.url = f"http://127.0.0.1:{port}"
 
     def canary(
-        self, version: str, faults: str | None, steps: list[dict[str, Any]], bake: str
-    ) -> None:
-        """Release `version` with these faults as a canary of these steps, and deploy it."""
+        self,
+        version: str,
+        faults: str | None,
+        steps: list[dict[str, Any]],
+        bake: str,
+        *deploy: str,
+    ) -> dict[str, Any]:
+        """Release `version` with these faults as a canary of these steps, and deploy it
+        (`deploy`: its options, `--no-watch` by default); what `deploy --json` said."""
         from releasectl.manifest.edits import edit
 
         set_faults(self.repo, faults, f"iris: faults for {version}")
@@ -45,7 +52,9 @@ class World:
         path.write_text(edit(path.read_text(), "release.yaml", changes))
         self.repo.commit(f"iris: {version} as a canary")
         self.repo.ok("release", "iris", version)
-        self.repo.ok("deploy", "iris", "--no-watch")
+        said = self.repo.ok("deploy", "iris", *(deploy or ("--no-watch",)), "--json")
+        found: dict[str, Any] = json.loads(said)
+        return found
 
     def status(self) -> dict[str, Any]:
         found: dict[str, Any] = json.loads(self.repo.ok("status", "iris", "--json"))[0]
@@ -158,3 +167,29 @@ def test_abort_sends_users_back_to_stable_and_reverts_and_a_running_watch_stands
     assert load.failures() == [] and set(load.versions(after)) == {stable}
     assert world.repo.git("tag", "--list", "rejected/iris/v4.0.0") == "rejected/iris/v4.0.0"
     assert "drill" in world.repo.git("log", "-1", "--format=%B")
+
+
+def test_an_unattended_watcher_drives_the_canary_and_rolls_it_back_in_the_mirror_step(
+    world: World,
+) -> None:
+    """`deploy --watch` with nobody at the terminal: the detached watcher drives the
+    steps like an attended watch, fails a candidate erring on half its requests in
+    the mirror step, sets its weight to 0 and reverts; no user saw an error."""
+    steps = [{"mirror": 100, "for": "20s"}, {"weight": 10, "for": "2s"}]
+    stable = world.status()["live"]["version"]
+    with Load(world.url) as load:
+        deployed = world.canary("5.0.0", "error_ratio: 0.5\n", steps, "30s", "--watch")
+        pid = deployed["watcher"]["pid"]
+        try:
+            psutil.Process(pid).wait(timeout=120)
+        finally:
+            if psutil.pid_exists(pid):
+                psutil.Process(pid).kill()
+        load.wait_for(10)
+    status = world.status()
+    outcome = status["watch_outcome"]
+    assert outcome["outcome"] == "failed-recovered" and outcome["serving"] == stable, outcome
+    assert outcome["steps"][0]["kind"] == "mirror" and "error_rate" in outcome["message"], outcome
+    assert status["live"]["version"] == stable and status["traffic"] is None
+    assert load.failures() == [] and set(load.versions()) == {stable}
+    assert world.repo.git("tag", "--list", "rejected/iris/v5.0.0") == "rejected/iris/v5.0.0"
