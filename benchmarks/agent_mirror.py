@@ -22,6 +22,7 @@ import sys
 from typing import Any
 
 import httpx
+import psutil
 from prometheus_client.parser import text_string_to_metric_families
 from servinglib import World, finish_loadgen, loadgen, median, read_trace
 
@@ -70,8 +71,38 @@ def agent_counts(w: World) -> dict[str, float]:
     return {"mirrored": mirrored, "dropped": dropped}
 
 
-def phase(w: World, name: str, args: Any) -> dict[str, list[dict[str, Any]]]:
-    runs: dict[str, list[dict[str, Any]]] = {mode: [] for mode in MODES}
+def cpu_seconds(w: World) -> dict[str, dict[int, float]]:
+    """CPU seconds (user + system) so far of the agent and of every bentoml process under this
+    RELEASECTL_HOME (their workers included), by PID: where a phase's CPU went."""
+    from testing.processes import bentoml_processes
+
+    found: dict[str, dict[int, float]] = {"agent": {}, "bentoml": {}}
+    procs = {"agent": [psutil.Process(w.agent_pid())], "bentoml": bentoml_processes(w.home)}
+    for kind, roots in procs.items():
+        for root in roots:
+            try:
+                for p in [root, *root.children(recursive=True)]:
+                    t = p.cpu_times()
+                    found[kind][p.pid] = t.user + t.system
+            except psutil.Error:
+                continue
+    return found
+
+
+def cpu_per_request(
+    start: dict[str, dict[int, float]], end: dict[str, dict[int, float]], requests: int
+) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for kind, by in end.items():
+        spent = sum(s - start[kind].get(pid, 0.0) for pid, s in by.items())
+        out[f"{kind}_cpu_s"] = round(spent, 2)
+        out[f"{kind}_us_per_request"] = round(1e6 * spent / max(1, requests), 1)
+    return out
+
+
+def phase(w: World, name: str, args: Any) -> dict[str, Any]:
+    runs: dict[str, Any] = {mode: [] for mode in MODES}
+    start = cpu_seconds(w)
     for i in range(args.rounds):
         # Turn about within the phase, as mirror_cost does.
         for mode in MODES[:: 1 if i % 2 == 0 else -1]:
@@ -90,13 +121,15 @@ def phase(w: World, name: str, args: Any) -> dict[str, list[dict[str, Any]]]:
                 versions[row[3]] = versions.get(row[3], 0) + 1
             summary["versions"] = versions
             runs[mode].append(summary)
+    requests = sum(r["requests"] for mode in MODES for r in runs[mode])
+    runs["cpu"] = cpu_per_request(start, cpu_seconds(w), requests)
     return runs
 
 
 def agent_mirror_cost(w: World, args: Any) -> dict[str, Any]:
     """A1 plain, B with a real mirror step to a `args.mirror_sleep` s candidate, A2 plain after
     `releasectl abort`; the endpoint is the agent's (`w.url`) throughout."""
-    runs: dict[str, dict[str, list[dict[str, Any]]]] = {}
+    runs: dict[str, dict[str, Any]] = {}
     print("  agent mirror cost: A1 plain ...", file=sys.stderr)
     runs["plain_before"] = phase(w, "plain_before", args)
 
@@ -128,7 +161,7 @@ def agent_mirror_cost(w: World, args: Any) -> dict[str, Any]:
 
 
 def summarise(
-    runs: dict[str, dict[str, list[dict[str, Any]]]],
+    runs: dict[str, dict[str, Any]],
     args: Any,
     before: dict[str, float],
     after: dict[str, float],
@@ -144,13 +177,15 @@ def summarise(
         "traffic_during_mirror": traffic,
     }
     for name, by in runs.items():
-        for mode, rs in by.items():
+        out[f"{name}_cpu"] = by["cpu"]
+        for mode in MODES:
+            rs = by[mode]
             for key in ("p50_ms", "p95_ms", "throughput"):
                 out[f"{mode}_{name}_{key}"] = round(median([r[key] for r in rs]), 3)
             out[f"{mode}_{name}_errors"] = sum(r["errors"] for r in rs)
         versions: dict[str, int] = {}
-        for rs in by.values():
-            for r in rs:
+        for mode in MODES:
+            for r in by[mode]:
                 for v, n in r["versions"].items():
                     versions[v] = versions.get(v, 0) + n
         out[f"{name}_versions"] = versions
@@ -199,6 +234,16 @@ def agent_mirror_rows(m: dict[str, Any]) -> list[tuple[str, str, str, bool | Non
         (
             "  copies sent to the candidate / dropped (queue full), agent /metrics during B",
             f"{m['copies_mirrored']} / {m['copies_dropped']}",
+            "",
+            None,
+        ),
+        (
+            "  CPU per user request, agent / all bentoml processes: A1 → B → A2",
+            " → ".join(
+                f"{m[p + '_cpu']['agent_us_per_request']:.0f} / "
+                f"{m[p + '_cpu']['bentoml_us_per_request']:.0f} µs"
+                for p in PHASES
+            ),
             "",
             None,
         ),
