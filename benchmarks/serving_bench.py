@@ -12,9 +12,13 @@ target is a ratio or a difference against a baseline measured in the same run:
 3. the agent's memory (RSS and USS of the agent process; bento servers are other processes);
 4. mirroring's cost: the endpoint in a process of its own (benchmarks/mirror_endpoint.py) with
    and without a mirror to a candidate that sleeps 2 s per request, alternating, --rounds each:
-   p50 at a fixed rate and closed-loop throughput with the mirror against without it.
+   p50 at a fixed rate and closed-loop throughput with the mirror against without it;
+5. the same on the real agent's endpoint (benchmarks/agent_mirror.py): A-B-A in one run, plain,
+   then a real canary mirror step to a 2.0.0 that sleeps 2 s per request, then plain again
+   after `releasectl abort`.
 
-    python benchmarks/serving_bench.py [--runs 5] [--rounds 3] [--seconds 5] [--mirror-only]
+    python benchmarks/serving_bench.py [--runs 5] [--rounds 3] [--seconds 5]
+                                       [--mirror-only | --agent-mirror-only]
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from typing import Any
 
 import httpx
 import psutil
+from agent_mirror import agent_mirror_cost, agent_mirror_rows
 from servinglib import (
     World,
     finish,
@@ -288,8 +293,15 @@ def main() -> int:
     parser.add_argument(
         "--mirror-only", action="store_true", help="only the mirror scenario (no rollbacks)"
     )
+    parser.add_argument(
+        "--agent-mirror-only",
+        action="store_true",
+        help="only the real agent's mirror step, A-B-A (no rollbacks)",
+    )
     parser.add_argument("--mirror-sleep", type=float, default=2.0, help="the candidate's delay")
     args = parser.parse_args()
+    if args.mirror_only and args.agent_mirror_only:
+        parser.error("--mirror-only and --agent-mirror-only: choose one")
     doc: dict[str, Any] = {"benchmark": "serving", "machine": machine(), "args": vars(args)}
     started = time.monotonic()
     with world("serving", keep=args.keep) as w:
@@ -299,20 +311,29 @@ def main() -> int:
         w.repo.ok("deploy", "iris", "--no-watch")
         # A few thousand requests first: both sides warm (bentoml's first calls are slower).
         finish_loadgen(loadgen(w, w.url, connections=8, duration=3))
-        print("  mirror cost ...", file=sys.stderr)
-        doc["mirror"] = mirror_cost(
-            w, args.rounds, args.seconds, args.rate, args.connections, args.mirror_sleep
-        )
+        if not args.agent_mirror_only:
+            print("  mirror cost ...", file=sys.stderr)
+            doc["mirror"] = mirror_cost(
+                w, args.rounds, args.seconds, args.rate, args.connections, args.mirror_sleep
+            )
         if not args.mirror_only:
+            # Releases 2.0.0 as the mirrored candidate and aborts it: 1.0.0 alone after.
+            doc["agent_mirror"] = agent_mirror_cost(w, args)
+        if not (args.mirror_only or args.agent_mirror_only):
             print("  endpoint cost ...", file=sys.stderr)
             cost = proxy_cost(w, args.rounds, args.seconds, args.rate, args.connections)
             memory = agent_memory(w)
             print("  rollbacks ...", file=sys.stderr)
-            back, _ = rollback(w, args.runs, 2)
+            back, _ = rollback(w, args.runs, 3)
             memory_after = agent_memory(w)
             doc.update(proxy=cost, rollback=back, agent_memory=[memory, memory_after])
-    # The mirror scenario alone keeps the full run's results file as it is.
-    return finish("serving_mirror" if args.mirror_only else "serving", doc, started, report)
+    # A mirror scenario alone keeps the full run's results file as it is.
+    name = "serving"
+    if args.mirror_only:
+        name = "serving_mirror"
+    elif args.agent_mirror_only:
+        name = "serving_agent_mirror"
+    return finish(name, doc, started, report)
 
 
 def mirror_rows(m: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
@@ -350,10 +371,16 @@ def mirror_rows(m: dict[str, Any]) -> list[tuple[str, str, str, bool | None]]:
 
 def report(doc: dict[str, Any]) -> str:
     if "proxy" not in doc:
-        rows = mirror_rows(doc["mirror"])
+        rows = mirror_rows(doc["mirror"]) if "mirror" in doc else []
+        rows += agent_mirror_rows(doc["agent_mirror"]) if "agent_mirror" in doc else []
         passed = sum(1 for r in rows if r[3] is True)
         total = sum(1 for r in rows if r[3] is not None)
-        return f"## Serving (mirror only)\n\n{table(rows)}\n\n{passed}/{total} targets met."
+        which = "mirror only" if "mirror" in doc else "agent mirror step only"
+        return (
+            f"## Serving ({which})\n\n{table(rows)}\n\n{passed}/{total} targets met. "
+            f"Load average {doc['machine']['loadavg_at_start']} at start, "
+            f"{doc['loadavg_at_end']} at end ({doc['machine']['cpus']} CPUs)."
+        )
     p, b = doc["proxy"], doc["rollback"]
     mem = max(m["rss_mib"] for m in doc["agent_memory"])
     uss = max(m["uss_mib"] for m in doc["agent_memory"])
@@ -419,6 +446,7 @@ def report(doc: dict[str, Any]) -> str:
         ),
         ("agent memory (max RSS / USS)", f"{mem:.1f} / {uss:.1f} MiB", "≤ 80 MiB", mem <= 80),
         *mirror_rows(doc["mirror"]),
+        *(agent_mirror_rows(doc["agent_mirror"]) if "agent_mirror" in doc else []),
     ]
     passed = sum(1 for r in rows if r[3] is True)
     total = sum(1 for r in rows if r[3] is not None)
