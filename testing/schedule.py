@@ -17,7 +17,7 @@ SECONDS = {
     "tests/serving/kubernetes/test_k8s_mesh_agreement.py": 20,  # new: measured alone
     "tests/serving/kubernetes/test_kubernetes_canary.py": 15,  # new: measured alone
     "tests/pipeline/test_watch.py": 285,
-    "tests/pipeline/test_canary_watch.py": 60,  # new: measured alone (46 s)
+    "tests/pipeline/test_canary_watch.py": 90,  # new: measured alone (75 s)
     "tests/serving/local/test_canary.py": 35,  # new: measured alone (27 s)
     "tests/serving/test_deploy.py": 115,
     "tests/pipeline/test_workflow_runs.py": 110,
