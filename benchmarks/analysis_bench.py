@@ -37,16 +37,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
 from servinglib import (
-    RELEASECTL_BIN,
     World,
     finish,
     finish_loadgen,
@@ -55,6 +52,7 @@ from servinglib import (
     median,
     read_trace,
     table,
+    watch_lines,
     world,
 )
 
@@ -79,32 +77,6 @@ def analysis(interval: float) -> dict[str, Any]:
     }
 
 
-def watch_lines(w: World) -> tuple[int, list[tuple[float, dict[str, Any]]], str, float]:
-    """Runs `releasectl watch iris --json`; every stdout line with its arrival time."""
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    t0 = time.monotonic()
-    proc = w.spawn(
-        [RELEASECTL_BIN, "watch", "iris", "--json"],
-        cwd=w.repo.path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[tuple[float, dict[str, Any]]] = []
-    err: list[str] = []
-    stdout, stderr = proc.stdout, proc.stderr
-    assert stdout is not None and stderr is not None
-    reader = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
-    reader.start()
-    for line in stdout:
-        if line.strip():
-            lines.append((time.monotonic(), json.loads(line)))
-    code = proc.wait(timeout=300)
-    reader.join(timeout=10)
-    return code, lines, "".join(err), t0
-
-
 def trial(w: World, interval: float, version: str, rate: float, faults: str) -> dict[str, Any]:
     from testing.bentos import set_analysis, set_faults
 
@@ -116,7 +88,7 @@ def trial(w: World, interval: float, version: str, rate: float, faults: str) -> 
     time.sleep(2.0)  # steady load on 1.0.0 first
     t_deploy = time.monotonic()
     w.repo.ok("deploy", "iris", "--no-watch")
-    code, lines, err, t_watch = watch_lines(w)
+    code, lines, err, t_watch = watch_lines(w, "iris")
     time.sleep(2.0)  # steady load on 1.0.0 again
     summary = finish_loadgen(load, interrupt=True)
     verdict = lines[-1][1]["verdict"] if lines and "verdict" in lines[-1][1] else None

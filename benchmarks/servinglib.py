@@ -15,6 +15,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -223,3 +224,30 @@ def wait_until(check: Any, timeout: float, what: str, poll: float = 0.1) -> None
         if time.monotonic() > end:
             raise RuntimeError(f"timed out after {timeout:g} s waiting for {what}")
         time.sleep(poll)
+
+
+def watch_lines(w: World, model: str) -> tuple[int, list[tuple[float, dict[str, Any]]], str, float]:
+    """`releasectl watch MODEL --json` in the registry: its exit, every stdout line with its
+    arrival time, its stderr, and when it started."""
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    t0 = time.monotonic()
+    proc = w.spawn(
+        [RELEASECTL_BIN, "watch", model, "--json"],
+        cwd=w.repo.path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    lines: list[tuple[float, dict[str, Any]]] = []
+    err: list[str] = []
+    stdout, stderr = proc.stdout, proc.stderr
+    assert stdout is not None and stderr is not None
+    reader = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
+    reader.start()
+    for line in stdout:
+        if line.strip():
+            lines.append((time.monotonic(), json.loads(line)))
+    code = proc.wait(timeout=300)
+    reader.join(timeout=10)
+    return code, lines, "".join(err), t0

@@ -29,15 +29,11 @@ noisy: the ratio is taken over the sums of --trials (3 by default).
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
 import sys
-import threading
 import time
 from typing import Any
 
 from servinglib import (
-    RELEASECTL_BIN,
     World,
     finish,
     finish_loadgen,
@@ -45,6 +41,7 @@ from servinglib import (
     machine,
     read_trace,
     table,
+    watch_lines,
     world,
 )
 
@@ -80,29 +77,6 @@ def analysis(interval: float) -> dict[str, Any]:
     }
 
 
-def watch(w: World) -> tuple[int, list[tuple[float, dict[str, Any]]], str]:
-    """`releasectl watch iris --json`: its exit, every stdout line with its arrival time."""
-    proc = w.spawn(
-        [RELEASECTL_BIN, "watch", "iris", "--json"],
-        cwd=w.repo.path,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    lines: list[tuple[float, dict[str, Any]]] = []
-    err: list[str] = []
-    stdout, stderr = proc.stdout, proc.stderr
-    assert stdout is not None and stderr is not None
-    reader = threading.Thread(target=lambda: err.append(stderr.read()), daemon=True)
-    reader.start()
-    for line in stdout:
-        if line.strip():
-            lines.append((time.monotonic(), json.loads(line)))
-    code = proc.wait(timeout=300)
-    reader.join(timeout=10)
-    return code, lines, "".join(err)
-
-
 def trial(
     w: World, name: str, strategy: dict[str, Any], version: str, args: argparse.Namespace
 ) -> dict[str, Any]:
@@ -116,7 +90,7 @@ def trial(
     time.sleep(2.0)  # steady load on 1.0.0 first
     t_deploy = time.monotonic()
     w.repo.ok("deploy", "iris", "--no-watch")
-    code, lines, err = watch(w)
+    code, lines, err, _ = watch_lines(w, "iris")
     t_verdict = time.monotonic()
     # Keep the load on until the strategy has had its share of user requests since the deploy
     # (the trace is written when the load generator stops: counted, and reported, after).

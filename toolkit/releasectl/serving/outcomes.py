@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -87,21 +87,31 @@ class WatchOutcome(BaseModel):
         return text + record + (f" ({self.note})" if self.note else "")
 
 
+_R = TypeVar("_R", bound=BaseModel)
+
+
 def _path(model: str) -> Path:
     return home() / "watch" / f"{model}.outcome.json"
 
 
-def save(outcome: WatchOutcome) -> None:
-    path = _path(outcome.model)
+def _write(path: Path, record: BaseModel) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, outcome.model_dump_json(indent=2))
+    write_atomic(path, record.model_dump_json(indent=2))
+
+
+def _read(path: Path, kind: type[_R]) -> _R | None:
+    try:
+        return kind.model_validate_json(path.read_text())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def save(outcome: WatchOutcome) -> None:
+    _write(_path(outcome.model), outcome)
 
 
 def load(model: str) -> WatchOutcome | None:
-    try:
-        return WatchOutcome.model_validate_json(_path(model).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return _read(_path(model), WatchOutcome)
 
 
 def clear(model: str) -> None:
@@ -126,16 +136,11 @@ def _promoted_path(model: str) -> Path:
 
 
 def save_promoted(promoted: Promoted) -> None:
-    path = _promoted_path(promoted.model)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(path, promoted.model_dump_json(indent=2))
+    _write(_promoted_path(promoted.model), promoted)
 
 
 def load_promoted(model: str) -> Promoted | None:
-    try:
-        return Promoted.model_validate_json(_promoted_path(model).read_text())
-    except (FileNotFoundError, ValueError):
-        return None
+    return _read(_promoted_path(model), Promoted)
 
 
 def exit_path(model: str) -> Path:
