@@ -1,6 +1,7 @@
 """The compare measurements (docs/ARCHITECTURE.md, "Mirroring"): the mirror's pairs as the
-agent counts them (`Meter`), served as the agent serves its `/metrics` on 127.0.0.1, scraped
-by `CompareSource` and judged by the engine's rules."""
+agent counts them (`Meter`), served as the agent serves its `/metrics` on 127.0.0.1, read by
+the local target's scrape source from the same scrape as the endpoint's counts, and judged
+by the engine's rules."""
 
 from __future__ import annotations
 
@@ -10,12 +11,21 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from releasectl.analysis.compare import CompareSettings, measure_compare
-from releasectl.analysis.engine import Measurement, Window
-from releasectl.analysis.sources import CompareSource, EndpointMetrics
+from releasectl.analysis.compare import checks_of
+from releasectl.analysis.engine import Measurement, Window, measure
+from releasectl.analysis.sources import EndpointMetrics, ScrapeSource
+from releasectl.manifest.analysis import AnalysisSpec
 from releasectl.serving.local.meter import Meter
 
-SETTINGS = CompareSettings("label", max_disagreement=0.1, max_latency_ratio=2.0)
+SPEC = AnalysisSpec.model_validate(
+    {
+        "interval": "1s",
+        "bake": "1m",
+        "min_requests": 10,
+        "metrics": {"error_rate": {"max": 0.05}},
+        "compare": {"field": "label", "max_disagreement": 0.1, "max_latency_ratio": 2.0},
+    }
+)
 STABLE = b'{"id": "1", "label": "setosa", "version": "1.0.0"}'
 SAME = b'{"id": "2", "label": "setosa", "version": "2.0.0"}'
 OTHER = b'{"id": "3", "label": "virginica", "version": "2.0.0"}'
@@ -55,11 +65,16 @@ def traffic(meter: Meter, same: int, different: int, ratio: float = 1.0) -> None
     meter.mirror_pairs("iris", "1.5.0").pair("label", STABLE, OTHER, 1, 9)  # another version
 
 
+def source_of(url: str) -> ScrapeSource:
+    """The local target's scrape source of 2.0.0, reading the agent at `url`."""
+    return ScrapeSource(url, SPEC, "2.0.0", endpoint=EndpointMetrics(lambda: url, "iris"))
+
+
 def judged(
-    source: CompareSource, window: Window, *, bake_over: bool = False
+    source: ScrapeSource, window: Window, *, bake_over: bool = False
 ) -> dict[str, Measurement]:
-    found = measure_compare(
-        SETTINGS,
+    found = measure(
+        checks_of(SPEC.compare),
         source.read(window),
         version="2.0.0",
         min_requests=10,
@@ -74,7 +89,7 @@ def judged(
 def test_the_compare_measurements_pass_fail_and_wait_for_pairs(agent: tuple[Meter, str]) -> None:
     meter, url = agent
     traffic(meter, same=50, different=50, ratio=9)  # before the baseline: not counted
-    with CompareSource(EndpointMetrics(lambda: url, "iris"), "2.0.0") as source:
+    with source_of(url) as source:
         assert source.read(Window(0, 1)).baseline
         traffic(meter, same=19, different=1, ratio=1.5)
         ok = judged(source, Window(1, 1))
@@ -105,7 +120,7 @@ def test_the_compare_measurements_pass_fail_and_wait_for_pairs(agent: tuple[Mete
 def test_a_restarted_agent_counts_from_zero(agent: tuple[Meter, str]) -> None:
     meter, url = agent
     traffic(meter, same=30, different=0)
-    with CompareSource(EndpointMetrics(lambda: url, "iris"), "2.0.0") as source:
+    with source_of(url) as source:
         source.read(Window(0, 1))
         meter.forget("iris", "2.0.0")  # as a new agent: every count from zero
         traffic(meter, same=8, different=4)

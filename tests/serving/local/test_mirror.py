@@ -13,14 +13,15 @@ from typing import Any
 import pytest
 
 from releasectl.analysis.compare import (
-    CompareSettings,
     PairTotals,
+    checks_of,
     compare_reading,
-    measure_compare,
     pairs_increase,
     parse_pairs,
 )
 from releasectl.analysis.endpoint import LIVE, MIRROR
+from releasectl.analysis.engine import measure
+from releasectl.manifest.analysis import CompareSpec
 from releasectl.serving.local.meter import Meter, Pairs
 from releasectl.serving.local.proxy import Backend, Mirror, Proxy, Served, Upstream, listen
 from testing.asgi import asgi_request
@@ -240,9 +241,9 @@ def test_a_different_label_disagrees_and_different_ids_and_versions_do_not() -> 
         after = parse_pairs(meter.exposition().decode(), "iris", "2.0.0")
         increase = pairs_increase(baseline, after)
         assert (increase.same, increase.different) == (14, 6)
-        settings = CompareSettings("label", max_disagreement=0.1, max_latency_ratio=100.0)
-        found = measure_compare(
-            settings, compare_reading(increase), version="2.0.0", min_requests=10,
+        spec = CompareSpec(field="label", max_disagreement=0.1, max_latency_ratio=100.0)
+        found = measure(
+            checks_of(spec), compare_reading(increase), version="2.0.0", min_requests=10,
             interval=1, elapsed_s=2.0,
         )  # fmt: skip
         by = {m.metric: m for m in found}

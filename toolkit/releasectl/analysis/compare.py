@@ -12,40 +12,23 @@ window, the increases of those counters give
 Both are per-request measurements whose requests are the window's pairs: judged by the
 engine's rules (`releasectl.analysis.engine.measure`), so a window with no pair is
 inconclusive, one with fewer pairs than `min_requests` is pending while it stays open and
-inconclusive when the bake ends on it. No I/O: `releasectl.analysis.sources.CompareSource`
-scrapes.
+inconclusive when the bake ends on it. No I/O: the local target's scrape source
+(`releasectl.analysis.sources.ScrapeSource`) reads the pairs from the agent's `/metrics`.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from typing import NamedTuple
 
 from prometheus_client.parser import text_string_to_metric_families
 
 from releasectl.analysis import endpoint
-from releasectl.analysis.measuring import Measurement, MetricCheck, MetricsError, Reading, measure
+from releasectl.analysis.measuring import MetricCheck, MetricsError, Reading
 from releasectl.manifest.analysis import CompareSpec
 
 DISAGREEMENT = "compare.disagreement"
 LATENCY_RATIO = "compare.latency_ratio"
-
-
-@dataclass(frozen=True)
-class CompareSettings:
-    """What is compared and the limits (the manifest's `analysis.compare`)."""
-
-    field: str
-    max_disagreement: float
-    max_latency_ratio: float
-
-
-def compare_checks(settings: CompareSettings) -> list[MetricCheck]:
-    return [
-        MetricCheck(DISAGREEMENT, None, settings.max_disagreement, per_request=True),
-        MetricCheck(LATENCY_RATIO, None, settings.max_latency_ratio, per_request=True),
-    ]
 
 
 def checks_of(spec: CompareSpec | None) -> list[MetricCheck]:
@@ -122,27 +105,3 @@ def compare_reading(increase: PairTotals) -> Reading:
         ),
     }
     return Reading(values=values, requests=pairs, requests_of=dict.fromkeys(values, pairs))
-
-
-def measure_compare(
-    settings: CompareSettings,
-    reading: Reading | Exception,
-    *,
-    version: str,
-    min_requests: int,
-    interval: int,
-    elapsed_s: float,
-    window: int = 1,
-    bake_over: bool = False,
-) -> list[Measurement]:
-    """The compare measurements of one window, like the engine's others."""
-    return measure(
-        compare_checks(settings),
-        reading,
-        version=version,
-        min_requests=min_requests,
-        interval=interval,
-        elapsed_s=elapsed_s,
-        window=window,
-        bake_over=bake_over,
-    )

@@ -11,8 +11,6 @@ Three sources implement `releasectl.analysis.engine.MetricSource`:
   (docs/ARCHITECTURE.md, "Measured by the endpoint"); with `analysis.compare`, the
   mirror's pairs of the version too, out of the same scrape of the agent (the
   `compare` checks, counted on the window's pairs: `Reading.requests_of`);
-- `CompareSource` scrapes the agent's `/metrics` for the mirror's pairs of a candidate
-  (`releasectl.analysis.compare`; docs/ARCHITECTURE.md, "Mirroring");
 - `PrometheusSource` asks a Prometheus server's `/api/v1/query` with PromQL built from
   the spec (`releasectl.analysis.promql`).
 
@@ -171,53 +169,6 @@ class ScrapeSource:
         self._client.close()
 
     def __enter__(self) -> ScrapeSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class CompareSource:
-    """The mirror's pairs of a candidate, as `ScrapeSource` reads the endpoint's counts:
-    the first scrape is the baseline (`fresh`: zero), each later one yields the window's
-    compare values (the pairs' increase since the previous scrape, added to the window's
-    earlier ones while it stays open); an agent at another address counts from zero."""
-
-    def __init__(
-        self,
-        endpoint: EndpointMetrics,
-        version: str,
-        *,
-        timeout: float = 5.0,
-        transport: httpx.BaseTransport | None = None,
-        fresh: bool = False,
-    ) -> None:
-        self._endpoint, self._version = endpoint, version
-        self._client = httpx.Client(timeout=timeout, transport=transport, trust_env=False)
-        self._previous: PairTotals | None = PairTotals() if fresh else None
-        self._agent: bytes | None = None
-        self._window: tuple[int, PairTotals] | None = None
-
-    def read(self, window: Window | None = None) -> Reading:
-        url = self._endpoint.url()
-        agent = httpx.URL(url).netloc
-        if agent != self._agent and self._previous is not None and self._agent is not None:
-            self._previous = PairTotals()  # a restarted agent's counts began at zero
-        self._agent = agent
-        current = parse_pairs(_get(self._client, url), self._endpoint.model, self._version)
-        previous, self._previous = self._previous, current
-        if previous is None:
-            return Reading(baseline=True)
-        increase = pairs_increase(previous, current)
-        if window is not None and self._window is not None and self._window[0] == window.start:
-            increase = self._window[1] + increase
-        self._window = (window.start, increase) if window is not None else None
-        return compare_reading(increase)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def __enter__(self) -> CompareSource:
         return self
 
     def __exit__(self, *exc: object) -> None:
