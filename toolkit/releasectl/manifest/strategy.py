@@ -11,7 +11,8 @@ refuses the old `deploy.kubernetes.strategy`.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal, get_args
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, Strict, field_validator, model_validator
 
@@ -162,6 +163,21 @@ class StrategySpec(_Strict):
     def seconds(self) -> float:
         """The steps' durations, summed (0 without steps)."""
         return sum(s.for_ for s in self.steps or [])
+
+
+class _Step(Protocol):
+    @property
+    def kind(self) -> str: ...
+    @property
+    def percent(self) -> int: ...
+    @property
+    def seconds(self) -> float: ...
+
+
+def steps_text(steps: Iterable[_Step]) -> str:
+    """`mirror 100% for 30s, weight 10% for 30s`: a canary's steps in one line, the
+    manifest's (`StrategyStep`) or the agent's (`PlannedStep`) alike."""
+    return ", ".join(f"{s.kind} {s.percent}% for {format_duration(s.seconds)}" for s in steps)
 
 
 def check_strategy(strategy: StrategySpec, target: str, analysis: AnalysisSpec) -> None:

@@ -427,13 +427,11 @@ def _steps_plan(target: targets.Target, model: str, manifest: Any) -> str | None
         return None
     if target.rollouts_command(model, "promote") is not None:
         return "Argo Rollouts runs the steps in the cluster; watch judges the version"
-    from releasectl.manifest.durations import format_duration
+    from releasectl.manifest.strategy import steps_text
 
-    said = ", ".join(
-        f"{s.kind} {s.percent}% for {format_duration(s.seconds)}" for s in strategy.steps or []
-    )
     return (
-        f"advance the running canary's steps ({said}) as each one's measurements pass, "
+        f"advance the running canary's steps ({steps_text(strategy.steps or [])}) as each "
+        "one's measurements pass, "
         "then 100% for the rest of the bake; on a failed verdict the candidate's weight "
         "goes to 0 before anything else"
     )

@@ -28,7 +28,7 @@ from releasectl.config import home
 from releasectl.errors import BadInput, OperationFailed, ReleasectlError
 from releasectl.manifest import schema as mf
 from releasectl.manifest.analysis import AnalysisSpec, PrometheusSourceSpec
-from releasectl.manifest.durations import format_duration
+from releasectl.manifest.strategy import steps_text
 from releasectl.names import manifest_path
 from releasectl.progress import Progress
 from releasectl.registry.history import current
@@ -503,9 +503,8 @@ def traffic_plan(state: DeployState) -> TrafficPlan | None:
 
 
 def _steps(plan: TrafficPlan) -> str:
-    """`mirror 100% 30s, weight 10% 30s, then 100%`."""
-    steps = [f"{s.kind} {s.percent}% {format_duration(s.seconds)}" for s in plan.steps]
-    return ", ".join(steps) + ", then 100%"
+    """`mirror 100% for 30s, weight 10% for 30s, then 100%`."""
+    return steps_text(plan.steps) + ", then 100%"
 
 
 def _on_branch(git: g.Git, commit: str) -> bool:
