@@ -18,6 +18,8 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from testing.processes import stop
+
 # (namespace, model, version) -> (requests per second, share answered 5xx, share slow)
 DESTINATIONS: dict[tuple[str, str, str], tuple[float, float, float]] = {
     ("models", "iris", "1.0.0"): (20.0, 0.0, 0.0),  # healthy
@@ -96,12 +98,7 @@ def mesh_exposition(port: int) -> Iterator[str]:
                 time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -33,6 +34,16 @@ def kill_all(procs: list[psutil.Process]) -> None:
         with contextlib.suppress(psutil.NoSuchProcess):
             proc.kill()
     psutil.wait_procs(procs, timeout=10)
+
+
+def stop(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
+    """Stop a child this test started, by its PID: SIGTERM, then SIGKILL after `grace`."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def wait_until(check: Callable[[], bool], timeout: float, what: str) -> None:

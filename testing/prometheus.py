@@ -16,6 +16,7 @@ import httpx
 
 from releasectl.analysis.promql import MODEL_LABEL
 from releasectl.render.analysis_template import VERSION_LABEL
+from testing.processes import stop
 
 DATA_DEADLINE_S = 90.0
 
@@ -77,12 +78,7 @@ def prometheus_scraping(
         _wait_for(url, list(ready_when), proc, log_path)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _wait_for(url: str, queries: list[str], proc: subprocess.Popen[bytes], log: Path) -> None:

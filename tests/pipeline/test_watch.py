@@ -21,7 +21,7 @@ from releasectl.manifest.analysis import AnalysisSpec
 from testing.bentos import FAST_ANALYSIS as FAST
 from testing.bentos import iris_registry, set_analysis, set_faults
 from testing.cli import watch
-from testing.processes import state_home
+from testing.processes import state_home, stop
 from testing.repos import Repo, git
 from testing.traffic import Load
 
@@ -231,12 +231,7 @@ def prometheus(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             time.sleep(0.1)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def _via(prometheus: str, metrics: dict[str, Any] | None = None) -> dict[str, Any]:
