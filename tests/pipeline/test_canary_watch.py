@@ -31,6 +31,7 @@ class World:
     def __init__(self, repo: Repo, port: int) -> None:
         self.repo, self.port = repo, port
         self.url = f"http://127.0.0.1:{port}"
+        self.planned: dict[str, Any] = {}  # `deploy --dry-run --json` of the last canary
 
     def canary(
         self,
@@ -52,6 +53,7 @@ class World:
         path.write_text(edit(path.read_text(), "release.yaml", changes))
         self.repo.commit(f"iris: {version} as a canary")
         self.repo.ok("release", "iris", version)
+        self.planned = json.loads(self.repo.ok("deploy", "iris", "--dry-run", "--json"))
         said = self.repo.ok("deploy", "iris", *(deploy or ("--no-watch",)), "--json")
         found: dict[str, Any] = json.loads(said)
         return found
@@ -87,6 +89,7 @@ def test_wrong_answers_fail_on_disagreement_in_the_mirror_step_and_no_user_sees_
     world.canary("2.0.0", "degrade: 0.3\n", steps, "30s")
     status = world.status()
     assert status["traffic"]["state"] == "stepping" and status["traffic"]["mirror"] == 100
+    assert world.planned["canary"] == "mirror 100% for 20s, weight 10% for 2s, then 100%"
     planned = json.loads(world.repo.ok("watch", "iris", "--dry-run", "--json"))
     assert "mirror 100% for 20s, weight 10% for 2s" in planned["steps"], planned
     with Load(world.url) as load:
@@ -193,3 +196,20 @@ def test_an_unattended_watcher_drives_the_canary_and_rolls_it_back_in_the_mirror
     assert status["live"]["version"] == stable and status["traffic"] is None
     assert load.failures() == [] and set(load.versions()) == {stable}
     assert world.repo.git("tag", "--list", "rejected/iris/v5.0.0") == "rejected/iris/v5.0.0"
+
+
+def test_promote_gives_the_candidate_everything_and_the_watch_records_it(world: World) -> None:
+    """`releasectl promote` on the real agent: the candidate answers every request at
+    once; the watch then judges the rest of the bake at 100%, marks it stable and
+    records the promote in its outcome."""
+    world.canary("6.0.0", None, [{"mirror": 100, "for": "30s"}], "36s")
+    promoted = json.loads(world.repo.ok("promote", "iris", "--json"))
+    assert promoted["after"]["state"] == "full" and promoted["after"]["promoted"], promoted
+    assert world.status()["traffic"]["candidate_weight"] == 100
+    with Load(world.url) as load:
+        code, lines, err = watch(world.repo.path, "iris")
+        load.wait_for(10)
+    assert code == 0, err
+    assert lines[-1]["action"] == "marked-stable" and lines[-1]["outcome"]["promoted"], lines[-1]
+    assert load.failures() == [] and set(load.versions()) == {"6.0.0"}
+    assert world.status()["promoted"]["version"] == "6.0.0"
