@@ -18,8 +18,6 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from testing.processes import stop
-
 # (namespace, model, version) -> (requests per second, share answered 5xx, share slow)
 DESTINATIONS: dict[tuple[str, str, str], tuple[float, float, float]] = {
     ("models", "iris", "1.0.0"): (20.0, 0.0, 0.0),  # healthy
@@ -82,6 +80,8 @@ def exposition(elapsed: float) -> str:
 def mesh_exposition(port: int) -> Iterator[str]:
     """This module served on 127.0.0.1:`port` by its own process; yields its base URL
     once it answers, and stops it (by PID) on exit."""
+    from testing.processes import stop  # here: this file also runs as a script
+
     proc = subprocess.Popen([sys.executable, __file__, str(port)])
     url = f"http://127.0.0.1:{port}"
     try:
